@@ -1,0 +1,83 @@
+"""The connector contract: an inbound part yields messages, an outbound part sends them.
+
+A connector's inbound source hands out `Delivery` items; the runner puts each on Kafka
+and only after Kafka has acknowledged it calls `commit(delivery.cursor)`, so a restart
+neither loses nor repeats a message.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from schemas.deadletter import DeadLetter
+from schemas.inbound import InboundMessage
+from schemas.outbound import DeliveryReceipt, OutboundMessage
+
+__all__ = ["ConnectorSpec", "Delivery", "Inbound", "Outbound"]
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One item from a source: a message or a dead letter, and the cursor it advances to."""
+
+    item: InboundMessage | DeadLetter
+    cursor: Any
+
+
+class Inbound(ABC, Generic[C]):
+    """A source of customer messages. The constructor does no I/O; `start()` connects."""
+
+    def __init__(self, settings: C) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect and check the other side, raising AuthError or ConfigError early."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Disconnect; safe to call twice."""
+
+    @abstractmethod
+    def messages(self) -> AsyncIterator[Delivery]:
+        """Yield deliveries in order, resuming after the last committed cursor."""
+
+    @abstractmethod
+    async def commit(self, cursor: Any) -> None:
+        """Record that everything up to `cursor` is safely in Kafka."""
+
+
+class Outbound(ABC, Generic[C]):
+    """A sender of messages to customers or agents. `start()` makes its client once."""
+
+    def __init__(self, settings: C) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Create the client and check the credentials."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Close the client; safe to call twice."""
+
+    @abstractmethod
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        """Send one message and say what became of it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorSpec:
+    """What a connector package exports: its name, settings type, and its two halves."""
+
+    name: str
+    settings: type | None
+    inbound: type[Inbound[Any]] | None
+    outbound: type[Outbound[Any]] | None
+    # pure parser of the channel's native form (bytes) into a message, for `explain`
+    parse: Callable[[bytes], InboundMessage] | None = None

@@ -1,0 +1,73 @@
+"""The one settings object: read from the environment (prefix `SB_`) once, passed down."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.errors import ConfigError
+from schemas.topics import TopicSpec
+
+__all__ = ["Settings", "load"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob Switchboard has; secrets are `SecretStr` and print as `**********`."""
+
+    model_config = SettingsConfigDict(env_prefix="SB_", frozen=True, extra="ignore")
+
+    # where the project keeps its local state: stack data, logs, PID files
+    state_dir: Path = ROOT / ".local"
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_partitions: int = Field(default=4, ge=1)
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+
+    # consumer group of the stream processors; workers sharing it share the work
+    app_id: str = "switchboard"
+    # prepended to every topic name: lets tests and tenants share one cluster
+    topic_prefix: str = ""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=18080, ge=0, le=65535)
+    # largest request body the HTTP API accepts, in bytes
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    api_tokens: tuple[SecretStr, ...] = ()
+
+    # how long an event id stays claimed: re-reads inside it are duplicates
+    dedupe_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # a stream batch: at most this many events, waiting at most this long
+    batch_size: int = Field(default=500, ge=1)
+    batch_within_seconds: float = Field(default=0.005, gt=0)
+
+    policy_file: Path | None = None
+    log_level: str = "INFO"
+    log_json: bool | None = None
+
+    @cached_property
+    def redis_dsn(self) -> str:
+        """The Redis URL in clear, for the client only."""
+        return self.redis_url.get_secret_value()
+
+    def topic(self, spec: TopicSpec) -> str:
+        """The Kafka name of a topic in this deployment."""
+        return spec.named(self.topic_prefix)
+
+
+def load(**overrides: object) -> Settings:
+    """Build settings from the environment, failing with a ConfigError that names the key."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = "SB_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise ConfigError(first["msg"], where=f"environment {key}") from e

@@ -1,0 +1,79 @@
+"""InboundMessage: every channel's message in one normalised shape (topic `sb.inbound.v1`)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import msgspec
+
+from schemas.identity import Identity
+
+__all__ = [
+    "ApiExtras",
+    "Attachment",
+    "EmailExtras",
+    "Extras",
+    "InboundMessage",
+    "event_id_for",
+]
+
+
+def event_id_for(channel: str, native_id: str) -> str:
+    """Derive the event id from the channel's own id, so a re-read yields the same id."""
+    digest = hashlib.blake2b(f"{channel}\x00{native_id}".encode(), digest_size=16).hexdigest()
+    return f"ev_{digest}"
+
+
+class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+    """Metadata of one attachment; the bytes stay where the raw message lives."""
+
+    name: str | None
+    content_type: str
+    size: int
+    content_id: str | None = None
+
+
+class ApiExtras(msgspec.Struct, frozen=True, kw_only=True, tag="api"):
+    """What the built-in API channel carries beside the text."""
+
+    metadata: dict[str, str] = {}
+
+
+class EmailExtras(msgspec.Struct, frozen=True, kw_only=True, tag="email"):
+    """Mail headers that threading and replies need."""
+
+    message_id: str
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    reply_to: str | None = None
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    account: str = ""
+    auto_submitted: str | None = None
+    list_id: str | None = None
+
+
+Extras = ApiExtras | EmailExtras
+
+
+class InboundMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """One customer message from any channel, normalised.
+
+    Topic `sb.inbound.v1`, keyed by `thread_key` (the channel's own conversation key),
+    because the customer is not yet known.
+    """
+
+    event_id: str
+    channel: str
+    native_id: str
+    thread_key: str
+    sender: Identity
+    received_at: datetime
+    text: str
+    subject: str | None = None
+    raw_ref: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    # markers such as "auto_reply", "mailing_list": they change handling, not routing
+    tags: tuple[str, ...] = ()
+    extras: Extras | None = None

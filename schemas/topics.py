@@ -1,0 +1,40 @@
+"""Every topic: its name, version, event type and key rule, side by side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.deadletter import DeadLetter
+from schemas.inbound import InboundMessage
+from schemas.outbound import DeliveryReceipt, OutboundMessage
+from schemas.routed import RoutedConversation
+
+__all__ = ["ALL", "DEADLETTER", "DELIVERY", "INBOUND", "OUTBOUND", "ROUTED", "TopicSpec"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic's base name and version, the event it carries and what its key is."""
+
+    base: str
+    version: int
+    model: type
+    key: str
+
+    @property
+    def name(self) -> str:
+        """The topic name as it appears in Kafka, without a deployment prefix."""
+        return f"sb.{self.base}.v{self.version}"
+
+    def named(self, prefix: str = "") -> str:
+        """The topic name under a deployment prefix (tests use one per run)."""
+        return f"{prefix}{self.name}"
+
+
+INBOUND = TopicSpec("inbound", 1, InboundMessage, "thread_key: the channel's conversation key")
+ROUTED = TopicSpec("routed", 1, RoutedConversation, "customer_id")
+OUTBOUND = TopicSpec("outbound", 1, OutboundMessage, "conversation_id")
+DELIVERY = TopicSpec("delivery", 1, DeliveryReceipt, "conversation_id")
+DEADLETTER = TopicSpec("deadletter", 1, DeadLetter, "stage")
+
+ALL: tuple[TopicSpec, ...] = (INBOUND, ROUTED, OUTBOUND, DELIVERY, DEADLETTER)
