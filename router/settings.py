@@ -30,7 +30,11 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_partitions: int = Field(default=4, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+    # the local stack's Dovecot (deploy/local): IMAP for the mailbox, LMTP to deliver into it
+    imap_port: int = Field(default=10143, ge=1, le=65535)
+    lmtp_port: int = Field(default=10024, ge=1, le=65535)
 
     # consumer group of the stream processors; workers sharing it share the work
     app_id: str = "switchboard"

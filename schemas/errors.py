@@ -1,11 +1,11 @@
 """The one error tree every package raises from; `retriable` is data, not a list of types.
 
-    SwitchboardError
-    ├── PermanentError   the input is bad: dead-letter it and move on
-    │   └── ParseError   a payload could not be turned into an event
-    ├── TransientError   the other side is slow or away: back off and retry
-    ├── AuthError        credentials refused: stop that connector and alert
-    └── ConfigError      settings or policy are wrong: fail at start, naming where
+SwitchboardError
+├── PermanentError   the input is bad: dead-letter it and move on
+│   └── ParseError   a payload could not be turned into an event
+├── TransientError   the other side is slow or away: back off and retry
+├── AuthError        credentials refused: stop that connector and alert
+└── ConfigError      settings or policy are wrong: fail at start, naming where
 """
 
 from __future__ import annotations

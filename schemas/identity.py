@@ -37,8 +37,9 @@ def parse_sender(raw: str) -> Identity:
         # X handles are case-insensitive; the lower-case form is the identity
         return Identity(kind="x", value=value.lower())
     if _EMAIL.match(value):
-        local, _, domain = value.rpartition("@")
-        return Identity(kind="email", value=f"{local}@{domain.lower()}")
+        # mailbox names are case-sensitive on paper, never in practice: one customer
+        # writing as Ada@ and ada@ is one identity
+        return Identity(kind="email", value=value.lower())
     raise ParseError(
         f"sender {value[:80]!r} is not an email address, E.164 phone number or @handle"
     )

@@ -1,0 +1,55 @@
+# Switchboard: `make run` and `make test` set up everything they need on a fresh
+# Debian machine (Java, Maven, Redis, Dovecot, the virtualenv, Kafka's jars).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export SB_API_TOKENS ?= ["demo-token"]
+
+.PHONY: setup run stop test lint typecheck unit integration bench schemas clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+	bash deploy/local/install.sh
+
+run: setup
+	$(BIN)/switchboard stack up --with-imap
+	@echo
+	@echo "Switchboard is starting on http://127.0.0.1:18080 (Ctrl-C stops the router; 'make stop' the stack)."
+	@echo "Send it a message:"
+	@echo "  curl -s -H 'Authorization: Bearer demo-token' -H 'Content-Type: application/json' \\"
+	@echo "       -d '{\"sender\":\"ada@example.com\",\"text\":\"My order never arrived\"}' \\"
+	@echo "       http://127.0.0.1:18080/v1/messages"
+	@echo "See it routed:  $(BIN)/switchboard tail routed --from-beginning"
+	@echo
+	$(BIN)/switchboard run
+
+stop:
+	-@pkill -f "$(CURDIR)/$(BIN)/switchboard (run|worker)" || true
+	@if [ -x $(BIN)/switchboard ]; then $(BIN)/switchboard stack down; fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+schemas: $(STAMP)
+	$(BIN)/switchboard export-schemas
+
+test: setup lint typecheck
+	$(BIN)/switchboard stack up --with-imap
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/switchboard stack up
+	$(BIN)/python -m bench.pipeline
+
+clean: stop
+	rm -rf $(VENV) .local

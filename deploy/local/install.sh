@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs what the local stack (router/stack.py) runs on a Debian 12 machine:
+# Java + Maven for Kafka, Redis, Dovecot IMAP/LMTP, and the Kafka broker jars.
+# Idempotent: a second run changes nothing and touches no network.
+# State goes to $SB_STATE_DIR, default <repo>/.local (git-ignored).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+state=${SB_STATE_DIR:-$repo/.local}
+pom=$here/pom.xml
+packages=(openjdk-17-jre-headless maven redis-server dovecot-imapd dovecot-lmtpd)
+cleanup=()
+trap 'rm -rf "${cleanup[@]}"' EXIT
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
+}
+
+missing=()
+for pkg in "${packages[@]}"; do
+    installed "$pkg" || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+    if ((EUID != 0)); then
+        echo "install.sh: missing ${missing[*]}; run this script as root" >&2
+        exit 1
+    fi
+    # The stack runs its own Redis and Dovecot on its own ports: keep the
+    # packages' system services from starting now (policy-rc.d is Debian's hook).
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        cleanup+=("$policy")
+    fi
+    echo "install.sh: installing ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The jars depend on the whole pom (Kafka version and logging binding), so the
+# marker records both; any change to the pom fetches them again.
+kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom")
+want="kafka=$kafka_version pom=$(sha256sum "$pom" | cut -d' ' -f1)"
+libs=$state/kafka/libs
+marker=$libs/.installed
+
+if [[ -f $marker && $(<"$marker") == "$want" ]]; then
+    echo "install.sh: Kafka $kafka_version jars present in $libs"
+    exit 0
+fi
+
+echo "install.sh: fetching Kafka $kafka_version jars into $libs"
+mkdir -p "$state/kafka"
+tmp=$(mktemp -d "$state/kafka/libs.XXXXXX")
+cleanup+=("$tmp")
+mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp"
+if ! compgen -G "$tmp/kafka_2.13-$kafka_version.jar" >/dev/null; then
+    echo "install.sh: maven gave no kafka_2.13-$kafka_version.jar in $tmp" >&2
+    exit 1
+fi
+echo "$want" >"$tmp/.installed"
+chmod 755 "$tmp"
+# Swap in the complete set only, so a failed fetch never leaves half a classpath.
+rm -rf "$libs"
+mv "$tmp" "$libs"
+echo "install.sh: $(find "$libs" -name '*.jar' | wc -l) jars in $libs"

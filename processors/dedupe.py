@@ -1,0 +1,63 @@
+"""Dedupe: each event id is claimed once in Redis; a later copy is dropped and counted.
+
+A claim records which Kafka record (topic/partition/offset) made it. When a worker dies
+after claiming but before its offsets were committed, the same record comes back: its
+claim is its own, so it is processed again rather than lost. Any other record with the
+same event id is a true duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from redis.asyncio import Redis
+
+__all__ = ["Claim", "ClaimStore", "Verdict", "decide"]
+
+
+class Verdict(Enum):
+    """What to do with one message after its claim."""
+
+    NEW = "new"
+    REPLAY = "replay"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An event id and the record that claims it."""
+
+    event_id: str
+    owner: str
+
+
+def decide(claim: Claim, previous: bytes | None) -> tuple[Verdict, str]:
+    """Judge one claim from what Redis held before it, with the reason."""
+    if previous is None:
+        return Verdict.NEW, f"event {claim.event_id} first seen at {claim.owner}"
+    holder = previous.decode()
+    if holder == claim.owner:
+        return Verdict.REPLAY, f"event {claim.event_id} re-read at {claim.owner} after a restart"
+    return Verdict.DUPLICATE, f"event {claim.event_id} already claimed by {holder}"
+
+
+class ClaimStore:
+    """Claims event ids in Redis, one pipeline round trip per batch."""
+
+    def __init__(self, redis: Redis, *, namespace: str, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._prefix = f"{namespace}:claim:"
+        self._ttl = ttl_seconds
+
+    async def claim(self, claims: Sequence[Claim]) -> list[bytes | None]:
+        """Claim every id in one round trip; returns what each key held before."""
+        if not claims:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for c in claims:
+            # NX+GET (Redis 7): claim if free, and tell us who held it otherwise
+            pipe.set(self._prefix + c.event_id, c.owner, nx=True, get=True, ex=self._ttl)
+        results: list[bytes | None] = await pipe.execute()
+        return results

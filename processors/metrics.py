@@ -1,0 +1,40 @@
+"""Prometheus metrics every stage reports, labelled by stage and channel."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "BATCH_SIZE",
+    "CONSUMER_LAG",
+    "DEADLETTERED",
+    "DEDUPLICATED",
+    "MESSAGES_IN",
+    "MESSAGES_OUT",
+    "REDIS_ROUNDTRIPS",
+    "STAGE_LATENCY",
+]
+
+MESSAGES_IN = Counter("sb_messages_in_total", "Messages a stage took in", ["stage", "channel"])
+MESSAGES_OUT = Counter("sb_messages_out_total", "Messages a stage passed on", ["stage", "channel"])
+DEDUPLICATED = Counter(
+    "sb_messages_deduplicated_total", "Repeats dropped by dedupe", ["stage", "channel"]
+)
+DEADLETTERED = Counter(
+    "sb_messages_deadlettered_total", "Messages set aside to the dead-letter topic",
+    ["stage", "channel"],
+)
+STAGE_LATENCY = Histogram(
+    "sb_stage_latency_seconds",
+    "Time from a message's receipt to the end of a stage",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+BATCH_SIZE = Histogram(
+    "sb_batch_size", "Events per stream batch", ["stage"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+REDIS_ROUNDTRIPS = Counter("sb_redis_roundtrips_total", "Redis round trips", ["stage"])
+CONSUMER_LAG = Gauge(
+    "sb_consumer_lag", "Records between the committed offset and the end", ["topic", "partition"]
+)

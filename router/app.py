@@ -1,0 +1,113 @@
+"""The Faust app: topics and the thin agents that feed stream batches to the stages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from redis.asyncio import Redis
+
+from processors.dedupe import ClaimStore
+from processors.intake import Intake, Record
+from processors.metrics import CONSUMER_LAG
+from processors.route import DefaultPolicy
+from router.settings import Settings
+from schemas.topics import INBOUND
+
+__all__ = ["Pipeline", "build"]
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """The Faust app with its agents, and the Redis client they share."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis: Redis = Redis.from_url(settings.redis_dsn, socket_timeout=10)
+        self.app = faust.App(
+            settings.app_id,
+            broker=f"kafka://{settings.kafka_bootstrap}",
+            broker_credentials=_credentials(settings),
+            store="memory://",
+            web_enabled=False,
+            autodiscover=False,
+            key_serializer="raw",
+            value_serializer="raw",
+            topic_partitions=settings.kafka_partitions,
+            topic_allow_declare=True,  # for Faust's own leader topic; ours exist already
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            broker_commit_every=settings.batch_size,
+            broker_commit_interval=1.0,
+            stream_buffer_maxsize=max(4096, settings.batch_size * 4),
+        )
+        self.intake = Intake(
+            ClaimStore(self.redis, namespace=f"{settings.topic_prefix}sb",
+                       ttl_seconds=settings.dedupe_ttl_seconds),
+            DefaultPolicy(),
+        )
+        self._register()
+
+    def _register(self) -> None:
+        settings = self.settings
+        app = self.app
+        inbound = app.topic(settings.topic(INBOUND), key_type=bytes, value_type=bytes)
+
+        @app.agent(inbound, name="intake")
+        async def intake(stream: Any) -> None:
+            async for events in stream.take_events(
+                settings.batch_size, within=settings.batch_within_seconds
+            ):
+                await self._run_batch(events)
+
+        app.timer(interval=5.0)(self._report_lag)
+
+    async def _run_batch(self, events: list[Any]) -> None:
+        records = [
+            Record(e.message.topic, e.message.partition, e.message.offset, e.message.value)
+            for e in events
+        ]
+        outputs = await self.intake.process(records)
+        producer = self.app.producer
+        pending = [
+            await producer.send(self.settings.topic(o.topic), o.key, o.value, None, None, None)
+            for o in outputs
+        ]
+        # the batch's offsets are acked when this returns: Kafka must hold the outputs first
+        await asyncio.gather(*pending)
+
+    async def _report_lag(self) -> None:
+        consumer = self.app.consumer
+        assigned = consumer.assignment()
+        if not assigned:
+            return
+        highwaters = await consumer.highwaters(*assigned)
+        for tp, end in highwaters.items():
+            committed = consumer._committed_offset.get(tp)
+            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - (committed or 0)))
+
+    def assigned(self) -> bool:
+        """True once this worker holds at least one partition."""
+        try:
+            return bool(self.app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - no consumer yet means not assigned
+            return False
+
+
+def _credentials(settings: Settings) -> Any:
+    if not settings.kafka_sasl_mechanism:
+        return None
+    password = settings.kafka_sasl_password
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=password.get_secret_value() if password else None,
+        mechanism=settings.kafka_sasl_mechanism,
+    )
+
+
+def build(settings: Settings) -> Pipeline:
+    """Build the pipeline for these settings; nothing connects until the worker starts."""
+    return Pipeline(settings)

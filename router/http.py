@@ -1,0 +1,142 @@
+"""The router's HTTP server: message intake, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+from connectors.api.errors import ApiInputError
+from connectors.api.parse import parse as parse_api
+from processors.metrics import MESSAGES_IN
+from router.settings import Settings
+from schemas.codec import encode
+from schemas.errors import TransientError
+from schemas.inbound import InboundMessage
+from schemas.topics import INBOUND
+
+__all__ = ["Check", "Publisher", "build_app", "serve"]
+
+log = logging.getLogger(__name__)
+Publisher = Callable[[str, bytes, bytes], Awaitable[None]]
+Check = Callable[[], Awaitable[tuple[bool, str]]]
+
+REJECTED = Counter("sb_api_rejected_total", "Requests the HTTP API refused", ["code"])
+
+
+def _error(status: int, code: str, message: str, **more: Any) -> web.Response:
+    REJECTED.labels(code).inc()
+    body = {"error": {"code": code, "message": message, **more}}
+    return web.json_response(body, status=status)
+
+
+class TokenCheck:
+    """Bearer tokens, kept only as SHA-256 digests and compared in constant time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._digests = [_digest(t.get_secret_value()) for t in settings.api_tokens]
+
+    def allows(self, request: web.Request) -> bool:
+        """True when the request carries one of the configured tokens."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        digest = _digest(token.strip())
+        return any(hmac.compare_digest(digest, d) for d in self._digests)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class Handlers:
+    """The request handlers, bound to a publisher and the readiness checks."""
+
+    def __init__(self, settings: Settings, publish: Publisher, checks: dict[str, Check]) -> None:
+        self._settings = settings
+        self._publish = publish
+        self._checks = checks
+        self._tokens = TokenCheck(settings)
+        self._inbound = settings.topic(INBOUND)
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        """Accept one customer message from the API channel and put it on Kafka."""
+        if not self._tokens.allows(request):
+            return _error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            limit = self._settings.max_body_bytes
+            return _error(413, "too_large", f"body is larger than {limit} bytes", limit=limit)
+        try:
+            message = parse_api(raw)
+        except ApiInputError as e:
+            status = 400 if e.code == "bad_json" else 422
+            return _error(status, e.code, e.reason, field=e.field)
+        try:
+            await self._publish(self._inbound, message.thread_key.encode(), encode(message))
+        except TransientError as e:
+            log.warning("publish failed", extra={"event_id": message.event_id, "reason": e.reason})
+            return web.json_response(
+                {"error": {"code": "unavailable", "message": "could not hand the message to Kafka; retry"}},
+                status=503, headers={"Retry-After": "1"})
+        MESSAGES_IN.labels("api", "api").inc()
+        log.info("accepted", extra={"event_id": message.event_id, "channel": "api"})
+        return web.json_response(_accepted(message), status=202)
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        """The process is up and serving."""
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        """Every dependency answers: 200 when all do, 503 naming those that don't."""
+        results = {}
+        for name, check in self._checks.items():
+            try:
+                ok, detail = await check()
+            except Exception as e:  # noqa: BLE001 - a failing check is the answer, not a crash
+                ok, detail = False, repr(e)
+            results[name] = {"ok": ok, "detail": detail}
+        ready = all(r["ok"] for r in results.values())
+        return web.json_response({"ready": ready, "checks": results}, status=200 if ready else 503)
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        """Prometheus exposition of every metric in this process."""
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _accepted(message: InboundMessage) -> dict[str, Any]:
+    return {"event_id": message.event_id, "channel": message.channel,
+            "thread_key": message.thread_key,
+            "sender": msgspec.to_builtins(message.sender)}
+
+
+def build_app(settings: Settings, publish: Publisher | None,
+              checks: dict[str, Check]) -> web.Application:
+    """The aiohttp application; without a publisher it serves only health and metrics."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    handlers = Handlers(settings, publish or _no_publisher, checks)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/metrics", handlers.metrics)
+    if publish is not None:
+        app.router.add_post("/v1/messages", handlers.post_message)
+    return app
+
+
+async def _no_publisher(topic: str, key: bytes, value: bytes) -> None:
+    raise TransientError("this process takes no messages")
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Start serving `app` on host:port and return the runner that stops it."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return runner

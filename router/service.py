@@ -1,0 +1,103 @@
+"""Process composition: the stream worker, the HTTP server, or both, in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.config
+from typing import Any
+
+import faust
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from mode import Service
+
+from router.app import Pipeline
+from router.http import Check, build_app, serve
+from router.kafka import ensure_topics, new_producer
+from router.logs import logging_config
+from router.settings import Settings
+from schemas.errors import TransientError
+from schemas.topics import INBOUND
+
+__all__ = ["HttpService", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+class HttpService(Service):
+    """Serves the HTTP API beside the stream worker; owns the intake producer."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline, *, accept_messages: bool,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.pipeline = pipeline
+        self.accept_messages = accept_messages
+        self.producer: AIOKafkaProducer | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def on_start(self) -> None:
+        """Start the producer, then listen."""
+        # aiokafka binds to the running loop, so the producer is made here, not in __init__
+        self.producer = new_producer(self.settings)
+        await self.producer.start()
+        checks: dict[str, Check] = {
+            "kafka": self._kafka_ready,
+            "redis": self._redis_ready,
+            "workers": self._workers_ready,
+        }
+        app = build_app(self.settings, self._publish if self.accept_messages else None, checks)
+        self._runner = await serve(app, self.settings.http_host, self.settings.http_port)
+        log.info("http listening", extra={
+            "address": f"http://{self.settings.http_host}:{self.settings.http_port}"})
+
+    async def on_stop(self) -> None:
+        """Stop listening first so no request is accepted without a producer behind it."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def _publish(self, topic: str, key: bytes, value: bytes) -> None:
+        if self.producer is None:
+            raise TransientError("the producer is not started")
+        try:
+            await asyncio.wait_for(self.producer.send_and_wait(topic, value, key=key), 10)
+        except (KafkaError, TimeoutError) as e:
+            raise TransientError(f"Kafka did not take the message: {e!r}") from e
+
+    async def _kafka_ready(self) -> tuple[bool, str]:
+        topic = self.settings.topic(INBOUND)
+        if self.producer is None:
+            return False, "producer not started"
+        partitions = await asyncio.wait_for(self.producer.partitions_for(topic), 2)
+        return bool(partitions), f"{topic}: {len(partitions or ())} partitions"
+
+    async def _redis_ready(self) -> tuple[bool, str]:
+        pong = await asyncio.wait_for(self.pipeline.redis.ping(), 2)
+        return bool(pong), "PONG" if pong else "no answer"
+
+    async def _workers_ready(self) -> tuple[bool, str]:
+        assigned = self.pipeline.assigned()
+        return assigned, "partitions assigned" if assigned else "waiting for partitions"
+
+
+def run_worker(settings: Settings, *, accept_messages: bool) -> None:
+    """Run the stream processors and the HTTP server until a signal stops them."""
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_json))
+    # topics are created up front with our partitioning, never by a first produce
+    asyncio.run(ensure_topics(settings))
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    pipeline = Pipeline(settings)
+    http = HttpService(settings, pipeline, accept_messages=accept_messages)
+    worker = faust.Worker(
+        pipeline.app,
+        http,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level, settings.log_json),
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    worker.execute_from_commandline()
