@@ -42,6 +42,8 @@ class Pipeline:
             producer_acks=-1,
             broker_commit_every=settings.batch_size,
             broker_commit_interval=1.0,
+            broker_session_timeout=settings.kafka_session_timeout_seconds,
+            broker_heartbeat_interval=settings.kafka_session_timeout_seconds / 4,
             stream_buffer_maxsize=max(4096, settings.batch_size * 4),
         )
         self.intake = Intake(
@@ -86,7 +88,8 @@ class Pipeline:
             return
         highwaters = await consumer.highwaters(*assigned)
         for tp, end in highwaters.items():
-            committed = consumer._committed_offset.get(tp)
+            # Faust keeps committed offsets in a private map, with no public view of it
+            committed = getattr(consumer, "_committed_offset", {}).get(tp)
             CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - (committed or 0)))
 
     def assigned(self) -> bool:

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     kafka_partitions: int = Field(default=4, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    # how soon a dead worker's partitions move to a live one
+    kafka_session_timeout_seconds: float = Field(default=10.0, ge=6.0)
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
     # the local stack's Dovecot (deploy/local): IMAP for the mailbox, LMTP to deliver into it
     imap_port: int = Field(default=10143, ge=1, le=65535)

@@ -41,8 +41,9 @@ class ApiExtras(msgspec.Struct, frozen=True, kw_only=True, tag="api"):
 
 
 class EmailExtras(msgspec.Struct, frozen=True, kw_only=True, tag="email"):
-    """Mail headers that threading and replies need."""
+    """Mail headers that threading, replies and bounce handling need."""
 
+    # message ids are kept without angle brackets
     message_id: str
     in_reply_to: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
@@ -52,6 +53,15 @@ class EmailExtras(msgspec.Struct, frozen=True, kw_only=True, tag="email"):
     account: str = ""
     auto_submitted: str | None = None
     list_id: str | None = None
+    # tag of our plus-addressed reply address (support+<token>@...) or a [ref:<token>]
+    reply_token: str | None = None
+    # set only on mail tagged "bounce": the returned message's id(s), the recipients it
+    # failed for, and the DSN action ("failed", "delayed"), status ("5.1.1") and diagnostic
+    bounce_message_ids: tuple[str, ...] = ()
+    bounce_recipients: tuple[str, ...] = ()
+    bounce_action: str | None = None
+    bounce_status: str | None = None
+    bounce_reason: str | None = None
 
 
 Extras = ApiExtras | EmailExtras

@@ -1,0 +1,244 @@
+"""Benchmark: the raw aiokafka pipe vs the Switchboard pipeline, in one run.
+
+For each pipe, on fresh topics of the same partitioning and with the same messages:
+throughput (a burst of N messages, first publish → last output) and latency
+(publish → output, p50/p99, at a fixed offered rate). Prints both and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench.workload import Workload
+from router.settings import Settings, load
+from schemas.topics import INBOUND, ROUTED
+
+__all__ = ["Result", "main"]
+
+
+class _Stamp(msgspec.Struct):
+    received_at: datetime
+
+
+class _Raw(msgspec.Struct):
+    """An inbound message as the raw pipe copies it: only the stamp is read."""
+
+    received_at: datetime
+
+
+class _Routed(msgspec.Struct):
+    message: _Stamp
+
+
+_raw_stamp = msgspec.json.Decoder(_Raw)
+_routed_stamp = msgspec.json.Decoder(_Routed)
+
+
+def _stamp_raw(value: bytes) -> float:
+    return _raw_stamp.decode(value).received_at.timestamp()
+
+
+def _stamp_routed(value: bytes) -> float:
+    return _routed_stamp.decode(value).message.received_at.timestamp()
+
+
+@dataclass
+class Result:
+    """What one pipe reached."""
+
+    pipe: str
+    messages: int
+    seconds: float
+    per_second: float
+    rate: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class Collector:
+    """Reads a pipe's output topic and records each message's publish→output latency."""
+
+    def __init__(self, settings: Settings, topic: str, stamp: Callable[[bytes], float]) -> None:
+        self.latencies: list[float] = []
+        self.last_at = 0.0
+        self._topic = topic
+        self._stamp = stamp
+        self._settings = settings
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe and begin reading in the background."""
+        self._consumer = AIOKafkaConsumer(
+            self._topic, bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=f"bench-collect-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
+            enable_auto_commit=False)
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=50, max_records=2000)
+            now = time.time()
+            for records in batches.values():
+                for r in records:
+                    if r.value is not None:
+                        self.latencies.append(now - self._stamp(r.value))
+            if batches:
+                self.last_at = now
+
+    async def wait_for(self, count: int, timeout: float) -> bool:
+        """Wait until `count` outputs were seen, or the deadline passed."""
+        deadline = time.monotonic() + timeout
+        while len(self.latencies) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return len(self.latencies) >= count
+
+    async def stop(self) -> None:
+        """Stop reading."""
+        if self._task:
+            self._task.cancel()
+        await self._consumer.stop()
+
+
+async def _publish(producer: AIOKafkaProducer, topic: str, work: Workload, n: int,
+                   rate: int | None) -> float:
+    """Publish n messages, as fast as possible or at `rate`/s; returns the start time."""
+    started = time.time()
+    pending = []
+    for i in range(n):
+        if rate is not None:
+            due = started + i / rate
+            delay = due - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        key, value = work.next()
+        pending.append(await producer.send(topic, value, key=key))
+        if len(pending) >= 2000:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+    return started
+
+
+async def _measure(name: str, settings: Settings, source: str, sink: str,
+                   stamp: Callable[[bytes], float], args: argparse.Namespace) -> Result:
+    work = Workload(uuid.uuid4().hex[:8])
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    collector = Collector(settings, sink, stamp)
+    await collector.start()
+    try:
+        # warm up: the pipe has its partitions and its clients are connected
+        await _publish(producer, source, work, 200, None)
+        if not await collector.wait_for(200, 90):
+            raise SystemExit(f"{name}: warm-up messages never came out")
+        # latency at a fixed offered rate
+        base = len(collector.latencies)
+        await _publish(producer, source, work, args.rate * args.seconds, args.rate)
+        if not await collector.wait_for(base + args.rate * args.seconds, 60):
+            raise SystemExit(f"{name}: lost messages in the latency phase")
+        latencies = collector.latencies[base:]
+        # throughput: a burst as fast as we can publish, until the last one is out
+        base = len(collector.latencies)
+        started = await _publish(producer, source, work, args.messages, None)
+        if not await collector.wait_for(base + args.messages, 300):
+            raise SystemExit(f"{name}: lost messages in the throughput phase")
+        seconds = collector.last_at - started
+        return Result(name, args.messages, round(seconds, 3), round(args.messages / seconds),
+                      args.rate, round(_percentile(latencies, 0.5) * 1000, 1),
+                      round(_percentile(latencies, 0.99) * 1000, 1),
+                      round(max(latencies) * 1000, 1))
+    finally:
+        await collector.stop()
+        await producer.stop()
+
+
+async def _create_topics(settings: Settings, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, settings.kafka_partitions, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+@contextmanager
+def _process(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def run(args: argparse.Namespace) -> list[Result]:
+    """Measure both pipes in one run and return their results."""
+    run_id = uuid.uuid4().hex[:8]
+    settings = load()
+    results = []
+    raw_in, raw_out = f"bench-{run_id}-raw-in", f"bench-{run_id}-raw-out"
+    await _create_topics(settings, [raw_in, raw_out])
+    env = dict(os.environ)
+    with _process([sys.executable, "-m", "bench.rawpipe", "--bootstrap", settings.kafka_bootstrap,
+                   "--source", raw_in, "--sink", raw_out, "--group", f"bench-{run_id}-raw"], env):
+        results.append(await _measure("raw aiokafka pipe", settings, raw_in, raw_out, _stamp_raw,
+                                      args))
+    prefix = f"bench-{run_id}-"
+    env |= {"SB_TOPIC_PREFIX": prefix, "SB_APP_ID": f"bench-{run_id}", "SB_HTTP_PORT": "0",
+            "SB_LOG_LEVEL": "WARNING"}
+    sb = Settings(topic_prefix=prefix)
+    with _process([sys.executable, "-m", "router.cli", "worker"], env):
+        results.append(await _measure("switchboard pipeline", settings, sb.topic(INBOUND),
+                                      sb.topic(ROUTED), _stamp_routed, args))
+    return results
+
+
+def _report(results: list[Result]) -> None:
+    raw, sb = results
+    print(f"{'pipe':<22}{'msgs':>8}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  (@ rate/s)")
+    for r in results:
+        print(f"{r.pipe:<22}{r.messages:>8}{r.per_second:>10}{r.p50_ms:>9}{r.p99_ms:>9}"
+              f"{r.max_ms:>9}  (@ {r.rate})")
+    print(f"throughput ratio switchboard/raw: {sb.per_second / raw.per_second:.2f}")
+    print(f"p99 latency ratio switchboard/raw: {sb.p99_ms / raw.p99_ms:.2f}")
+    print(json.dumps({"results": [asdict(r) for r in results],
+                      "throughput_ratio": round(sb.per_second / raw.per_second, 3)}))
+
+
+def main() -> None:
+    """Command-line entry: `python -m bench.pipeline`."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=20_000, help="burst size for throughput")
+    parser.add_argument("--rate", type=int, default=1_000, help="offered rate for latency, msg/s")
+    parser.add_argument("--seconds", type=int, default=5, help="length of the latency phase")
+    _report(asyncio.run(run(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()

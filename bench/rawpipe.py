@@ -1,0 +1,56 @@
+"""The limit of this stack: an aiokafka consume→produce pipe that does no processing.
+
+Same delivery guarantee as the pipeline: each batch's outputs are acknowledged by Kafka
+before the batch's offsets are committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+__all__ = ["pipe"]
+
+
+async def pipe(bootstrap: str, source: str, sink: str, group: str, stop: asyncio.Event) -> None:
+    """Copy every record from `source` to `sink` until `stop` is set."""
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    await consumer.start()
+    await producer.start()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=5, max_records=500)
+            if not batches:
+                continue
+            pending = []
+            offsets: dict[TopicPartition, int] = {}
+            for tp, records in batches.items():
+                for r in records:
+                    pending.append(await producer.send(sink, r.value, key=r.key))
+                offsets[tp] = records[-1].offset + 1
+            await asyncio.gather(*pending)
+            await consumer.commit(offsets)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _main(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await pipe(args.bootstrap, args.source, args.sink, args.group, stop)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ("bootstrap", "source", "sink", "group"):
+        parser.add_argument(f"--{name}", required=True)
+    asyncio.run(_main(parser.parse_args()))

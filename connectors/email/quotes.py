@@ -1,0 +1,200 @@
+"""Keep only the new text of a reply: drop quoted history, quote headers and signatures.
+
+Works line by line, top to bottom, in one pass. Lines starting with ">" are history.
+A quote header ("On <date>, <someone> wrote:", localised, possibly wrapped over up to
+three lines) is dropped together with the quoted block that follows it; when no quoted
+block follows, the original was pasted unquoted below it, so everything from the header
+on is history. Outlook's separators and "From:/Sent:" header blocks, the "-- "
+signature delimiter and mailing-list footers also end the new text. Finally a
+"Sent from my iPhone" line or a "-Name" sign-off at the very end is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["visible_text"]
+
+# at most this many physical lines make up one wrapped quote header
+_HEADER_LINES = 3
+_HEADER_MAX_CHARS = 400
+# how far below a "From:" line the rest of an Outlook header block may sit
+_BLOCK_REACH = 6
+
+# the verb that ends a quote header, right before the colon, in common client languages
+_INTRO_END = re.compile(
+    r"(?:\b(?:wrote|writes|a\s+écrit|escribió|escreveu|ha\s+scritto|scrisse|"
+    r"napisał\(a\)|napisała|napisał|kirjoitti|írta|написал\(а\)|написала|написал)\s*:"  # noqa: RUF001
+    # German, Dutch and Scandinavian put the sender between the verb and the colon
+    r"|\b(?:schrieb|schreef|skrev)\b[^:\n]{0,200}:)\s*$",
+    re.IGNORECASE,
+)
+# how a dated header starts: "On", "Le", "Am", "El", "Il giorno", "Op", "Em", "Den", ...
+_INTRO_START = re.compile(r"^\s*(?:On|Le|Am|El|Il|Op|Em|Den|På|W dniu|Dne)\s")
+_ORIGINAL_MARKER = re.compile(
+    r"^\s*-{3,}\s*(?:original message|ursprüngliche nachricht|message d'origine|"
+    r"mensaje original|messaggio originale|oorspronkelijk bericht|mensagem original|"
+    r"originalmeddelande|oprindelig meddelelse|opprinnelig melding)\s*-{3,}\s*$",
+    re.IGNORECASE,
+)
+_FORWARD_MARKER = re.compile(
+    r"^\s*(?:-{3,}\s*(?:forwarded message|weitergeleitete nachricht|message transféré|"
+    r"mensaje reenviado|messaggio inoltrato|doorgestuurd bericht|mensagem encaminhada)"
+    r"\s*-{3,}|begin forwarded message:)\s*$",
+    re.IGNORECASE,
+)
+_FROM_FIELD = re.compile(
+    r"^[\s*]*(?:from|von|de|van|da|från|fra|od|lähettäjä)\s*:", re.IGNORECASE
+)
+_SENT_FIELD = re.compile(
+    r"^[\s*]*(?:sent|date|gesendet|datum|envoyé|enviado|enviada|inviato|data|verzonden|"
+    r"skickat|sendt|wysłano|lähetetty)\s*:",
+    re.IGNORECASE,
+)
+_TO_FIELD = re.compile(
+    r"^[\s*]*(?:to|cc|subject|an|betreff|à|a|objet|para|asunto|assunto|oggetto|aan|"
+    r"onderwerp|till|ämne|til|emne|do|temat|aihe)\s*:",
+    re.IGNORECASE,
+)
+# Outlook's plain-text conversion sometimes puts the whole header block on one line
+_INLINE_BLOCK = re.compile(r"^[\s*]*From:.{1,300}?\bSent:", re.IGNORECASE)
+_FOOTER_RULE = re.compile(r"^\s*_{5,}\s*$")
+_SEPARATOR = re.compile(r"^\s*[-_=*~#]{3,}\s*$")
+_MOBILE_SIGNATURE = re.compile(
+    r"^\s*(?:sent from my \S+(?: \S+){0,3}"
+    r"|sent (?:from|with) (?:mail|outlook|yahoo mail|aol mail|gmail|proton ?mail|bluemail|"
+    r"spark|samsung mobile)(?: (?:for|on) \S+(?: \S+)?)?"
+    r"|get outlook for \S+"
+    r"|envoyé de mon \S+(?: \S+){0,2}|von meinem \S+(?: \S+){0,2} gesendet"
+    r"|enviado desde mi \S+(?: \S+){0,2}|enviado do meu \S+(?: \S+){0,2}"
+    r"|inviato da(?: il mio)? \S+(?: \S+){0,2}|verzonden (?:vanaf|met) mijn \S+(?: \S+){0,2}"
+    r"|skickat från min \S+(?: \S+){0,2})\s*[.!]?\s*$",
+    re.IGNORECASE,
+)
+# a bare "-Name" sign-off: a dash glued to one to three capitalised words
+_SIGN_OFF = re.compile(r"^\s*-{1,2}[A-Z][\w.'-]*(?: [A-Z][\w.'-]*){0,2}\s*$")
+
+
+def visible_text(text: str, *, forwarded: bool = False) -> str:
+    """Return the new text of a message body, without quoted history or signatures.
+
+    `forwarded` (the subject says "Fwd:") keeps everything below the forwarder's note,
+    because there the history is the content the customer wants us to read.
+    """
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    kept = _new_lines(lines, forwarded=forwarded)
+    _drop_trailing_sign_offs(kept)
+    return "\n".join(_squeeze_blanks(kept))
+
+
+def _new_lines(lines: list[str], *, forwarded: bool) -> list[str]:
+    """Walk the lines once, keeping what the author wrote now."""
+    kept: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if _is_quoted(line):
+            i += 1
+            continue
+        if not forwarded and _ends_new_text(lines, i):
+            break
+        span = _intro_span(lines, i)
+        if span:
+            after = _next_non_blank(lines, i + span)
+            if after < len(lines) and _is_quoted(lines[after]):
+                i = after  # the header introduces a quoted block: drop both, read on
+                continue
+            if not forwarded and _is_dated_intro(lines, i, span):
+                break  # the original follows unquoted
+        kept.append(line)
+        i += 1
+    return kept
+
+
+def _is_quoted(line: str) -> bool:
+    return line.lstrip().startswith(">")
+
+
+def _ends_new_text(lines: list[str], i: int) -> bool:
+    """Tell whether line `i` is a signature delimiter, list footer or Outlook separator."""
+    line = lines[i]
+    if line.strip() == "--" or _FOOTER_RULE.match(line) or _ORIGINAL_MARKER.match(line):
+        return True
+    if ":" not in line:
+        return False
+    if _INLINE_BLOCK.match(line):
+        return True
+    return _is_header_block(lines, i) and not _is_forward(lines, i)
+
+
+def _is_header_block(lines: list[str], i: int) -> bool:
+    """A "From:" line followed closely by "Sent:"/"Date:" and "To:"/"Subject:" lines."""
+    if not _FROM_FIELD.match(lines[i]):
+        return False
+    below = lines[i + 1 : i + 1 + _BLOCK_REACH]
+    return any(_SENT_FIELD.match(line) for line in below[:4]) and any(
+        _TO_FIELD.match(line) for line in below
+    )
+
+
+def _is_forward(lines: list[str], i: int) -> bool:
+    """Forwarded mail is the customer's content, not history: keep it visible."""
+    above = [line for line in lines[max(0, i - 3) : i] if line.strip()]
+    return bool(above) and bool(_FORWARD_MARKER.match(above[-1]))
+
+
+def _intro_span(lines: list[str], i: int) -> int:
+    """How many lines from `i` form a quote header ("... wrote:"), 0 when none do."""
+    window = lines[i : i + _HEADER_LINES]
+    if not window[0].strip() or not any(line.endswith(":") for line in window):
+        return 0
+    joined = ""
+    for count, line in enumerate(window, start=1):
+        if not line.strip() or _is_quoted(line):
+            return 0
+        joined = f"{joined} {line.strip()}" if joined else line.strip()
+        if len(joined) > _HEADER_MAX_CHARS:
+            return 0
+        # a wrapped header must start like one, or any sentence ending "wrote:" would do
+        if count > 1 and not _INTRO_START.match(joined):
+            return 0
+        if line.endswith(":") and _INTRO_END.search(joined):
+            return count
+    return 0
+
+
+def _is_dated_intro(lines: list[str], i: int, span: int) -> bool:
+    """An "On <date> ... wrote:" header, strict enough to cut unquoted text after it."""
+    joined = " ".join(line.strip() for line in lines[i : i + span])
+    return bool(_INTRO_START.match(joined)) and any(ch.isdigit() for ch in joined)
+
+
+def _next_non_blank(lines: list[str], i: int) -> int:
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    return i
+
+
+def _drop_trailing_sign_offs(kept: list[str]) -> None:
+    """Drop a final mobile signature, "-Name" sign-off or separator rule, in place."""
+    while True:
+        while kept and not kept[-1].strip():
+            kept.pop()
+        if not kept:
+            return
+        last = kept[-1]
+        sign_off = _SIGN_OFF.match(last) and (len(kept) == 1 or not kept[-2].strip())
+        if not (_MOBILE_SIGNATURE.match(last) or _SEPARATOR.match(last) or sign_off):
+            return
+        kept.pop()
+
+
+def _squeeze_blanks(lines: list[str]) -> list[str]:
+    """Collapse runs of blank lines into one and trim blank lines at both ends."""
+    out: list[str] = []
+    for line in lines:
+        if line.strip() or (out and out[-1]):
+            out.append(line if line.strip() else "")
+    while out and not out[-1]:
+        out.pop()
+    return out

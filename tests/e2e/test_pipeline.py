@@ -1,0 +1,92 @@
+"""The first pipeline end to end, with real Kafka, Redis and `switchboard` processes."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from bench.workload import Workload
+from router.settings import Settings
+from schemas import DeadLetter, InboundMessage, RoutedConversation, decode
+from schemas.topics import DEADLETTER, INBOUND, ROUTED
+from tests.kafka_tools import publish, read_all, wait_committed
+from tests.processes import Switchboard
+
+pytestmark = pytest.mark.e2e
+Launch = Callable[..., Switchboard]
+
+
+def messages(n: int) -> list[tuple[bytes, bytes]]:
+    work = Workload("e2e")
+    return [work.next() for _ in range(n)]
+
+
+async def routed_ids(settings: Settings) -> Counter[str]:
+    records = await read_all(settings, settings.topic(ROUTED))
+    return Counter(decode(r.value, RoutedConversation).event_id for r in records)
+
+
+async def test_unique_messages_are_routed_once_repeats_dropped_malformed_dead_lettered(
+    deployment: Settings, launch: Launch
+) -> None:
+    unique = messages(60)
+    repeats = unique[:15] + unique[40:45]
+    malformed = (b"k", b'{"event_id": "ev_x", "channel": 42')
+    launch("worker")
+    await publish(deployment, deployment.topic(INBOUND), [*unique[:30], malformed, *repeats,
+                                                          *unique[30:]])
+    await wait_committed(deployment, deployment.app_id, deployment.topic(INBOUND))
+
+    routed = await routed_ids(deployment)
+    expected = {decode(v, InboundMessage).event_id for _, v in unique}
+    assert set(routed) == expected
+    assert max(routed.values()) == 1, "a message was routed twice"
+    letters = [decode(r.value, DeadLetter) for r in
+               await read_all(deployment, deployment.topic(DEADLETTER))]
+    assert len(letters) == 1
+    assert letters[0].original == malformed[1]
+    assert "not a valid InboundMessage" in letters[0].reason
+    assert letters[0].source_topic == deployment.topic(INBOUND)
+
+
+async def test_routed_conversation_carries_decision_reasons(
+    deployment: Settings, launch: Launch
+) -> None:
+    launch("worker")
+    await publish(deployment, deployment.topic(INBOUND), messages(1))
+    await wait_committed(deployment, deployment.app_id, deployment.topic(INBOUND))
+    [record] = await read_all(deployment, deployment.topic(ROUTED))
+    routed = decode(record.value, RoutedConversation)
+    assert [d.stage for d in routed.decisions] == ["dedupe", "identify", "route"]
+    assert any("queue=default" in r for r in routed.reasons)
+    assert record.key == routed.customer_id.encode()
+    assert routed.first_response_due is not None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["graceful", "killed"])
+async def test_worker_stopped_mid_stream_loses_nothing(
+    deployment: Settings, launch: Launch, sig: signal.Signals
+) -> None:
+    batch = messages(5000)
+    expected = {decode(v, InboundMessage).event_id for _, v in batch}
+    # small batches keep the first worker busy long enough to be stopped part-way
+    first = launch("worker", SB_BATCH_SIZE="5")
+    await publish(deployment, deployment.topic(INBOUND), batch)
+    deadline = time.monotonic() + 60
+    while len(routed := await routed_ids(deployment)) < 200:
+        assert first.proc is not None and first.proc.poll() is None, first.tail_log()
+        assert time.monotonic() < deadline, "the first worker routed nothing"
+    first.stop(sig)
+    assert len(routed) < len(expected), "the worker finished before it could be stopped"
+    launch("worker")
+    await wait_committed(deployment, deployment.app_id, deployment.topic(INBOUND))
+
+    routed = await routed_ids(deployment)
+    assert set(routed) == expected, f"{len(expected - set(routed))} messages lost"
+    if sig is signal.SIGTERM:
+        # a graceful stop commits what it routed: nothing is routed twice
+        assert max(routed.values()) == 1

@@ -1,0 +1,91 @@
+"""Runs real `switchboard` processes for tests and waits on them by condition, never by sleep."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Switchboard:
+    """One `switchboard run|worker` process with its own settings and log file."""
+
+    def __init__(self, command: str, env: dict[str, str], log_dir: Path) -> None:
+        self.command = command
+        self.port = free_port()
+        self.env = {**os.environ, **env, "SB_HTTP_PORT": str(self.port), "SB_LOG_JSON": "true"}
+        self.log_path = log_dir / f"{command}-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> Switchboard:
+        """Start the process and wait until /readyz says ready."""
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "router.cli", self.command],
+                                     env=self.env, cwd=ROOT, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, f"{self.command} exited: {self.tail_log()}"
+            status, _ = self.get("/readyz")
+            if status == 200:
+                return self
+            assert time.monotonic() < deadline, f"{self.command} never ready: {self.tail_log()}"
+            time.sleep(0.1)
+
+    def get(self, path: str) -> tuple[int, Any]:
+        """GET a path; (0, None) when nothing answers yet."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as r:
+                body = r.read()
+                return r.status, json.loads(body) if path != "/metrics" else body.decode()
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+        except OSError:
+            return 0, None
+
+    def post(self, path: str, body: bytes, token: str | None = "test-token",
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """POST raw bytes; returns status and decoded JSON body."""
+        request = urllib.request.Request(self.url + path, data=body, method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  **(headers or {})})
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60) -> int:
+        """Signal the process and wait for it to exit; returns its exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def tail_log(self, lines: int = 30) -> str:
+        """The last lines of the process's log, for failure messages."""
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
