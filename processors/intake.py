@@ -134,6 +134,7 @@ class Intake:
         passed: Counter[str] = Counter()
         dropped: Counter[str] = Counter()
         now = time.time()
+        debug = log.isEnabledFor(logging.DEBUG)  # once per batch: the check is not free
         for (_, message), claim, before in zip(decoded, claims, previous, strict=True):
             seen[message.channel] += 1
             verdict, reason = dedupe.decide(claim, before)
@@ -145,9 +146,10 @@ class Intake:
             outputs.append(Output(ROUTED, conversation.customer_id.encode(), encode(conversation)))
             passed[message.channel] += 1
             STAGE_LATENCY.labels(STAGE).observe(max(0.0, now - message.received_at.timestamp()))
-            log.debug("routed", extra={"event_id": message.event_id,
-                                       "conversation_id": conversation.conversation_id,
-                                       "queue": conversation.queue})
+            if debug:
+                log.debug("routed", extra={"event_id": message.event_id,
+                                           "conversation_id": conversation.conversation_id,
+                                           "queue": conversation.queue})
         for channel, n in seen.items():
             MESSAGES_IN.labels(STAGE, channel).inc(n)
         for channel, n in passed.items():

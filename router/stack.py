@@ -408,14 +408,18 @@ def _imap_argv(state: Path, ports: tuple[int, int], users: Sequence[MailUser]) -
     mail = home / "mail"
     for folder in (home / "run", home / "lib", mail):
         folder.mkdir(parents=True, exist_ok=True)
-    # Dovecot refuses mail access as root: as root the mailboxes belong to `nobody` and
-    # Dovecot's own users run the rest; as anyone else, everything runs as that user.
     me = pwd.getpwuid(os.geteuid())
-    owner = pwd.getpwnam("nobody") if me.pw_uid == 0 else me
-    internal, login = ("dovecot", "dovenull") if me.pw_uid == 0 else (me.pw_name, me.pw_name)
-    group = "dovecot" if me.pw_uid == 0 else grp.getgrgid(me.pw_gid).gr_name
     if me.pw_uid == 0:
+        # Dovecot never gives root mail access: the mailboxes belong to `nobody`, and
+        # Dovecot's own system users run its internal and (chrooted) login processes
+        owner = pwd.getpwnam("nobody")
         os.chown(mail, owner.pw_uid, owner.pw_gid)
+        accounts = {"internal_user": "dovecot", "internal_group": "dovecot",
+                    "login_user": "dovenull", "login_chroot": "login", "anvil_chroot": "empty"}
+    else:  # rootless: everything runs as the caller, and only root may chroot
+        owner = me
+        accounts = {"internal_user": me.pw_name, "internal_group": grp.getgrgid(me.pw_gid).gr_name,
+                    "login_user": me.pw_name, "login_chroot": "", "anvil_chroot": ""}
     users_file = home / "users"
     lines = []
     for user in users:
@@ -426,9 +430,6 @@ def _imap_argv(state: Path, ports: tuple[int, int], users: Sequence[MailUser]) -
     users_file.write_text("".join(lines))
     users_file.chmod(0o644)  # Dovecot's auth process reads it as its internal user
     conf = _render("dovecot.conf.in", home / "dovecot.conf", instance="switchboard",
-                   base_dir=home / "run", lib_dir=home / "lib", host="127.0.0.1",
-                   internal_user=internal, internal_group=group, login_user=login,
-                   login_chroot="login" if me.pw_uid == 0 else "",
-                   anvil_chroot="empty" if me.pw_uid == 0 else "", mail_dir=mail,
-                   users_file=users_file, imap_port=ports[0], lmtp_port=ports[1])
+                   base_dir=home / "run", lib_dir=home / "lib", host="127.0.0.1", mail_dir=mail,
+                   users_file=users_file, imap_port=ports[0], lmtp_port=ports[1], **accounts)
     return [_which("dovecot"), "-F", "-c", str(conf)]

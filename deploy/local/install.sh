@@ -56,8 +56,9 @@ echo "install.sh: fetching Kafka $kafka_version jars into $libs"
 mkdir -p "$state/kafka"
 tmp=$(mktemp -d "$state/kafka/libs.XXXXXX")
 cleanup+=("$tmp")
+# Debian's Maven 3.8 prints stray colour resets even in batch mode; errors still show
 mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp"
+    -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1 | sed 's/\x1b\[[0-9;]*m//g'
 if ! compgen -G "$tmp/kafka_2.13-$kafka_version.jar" >/dev/null; then
     echo "install.sh: maven gave no kafka_2.13-$kafka_version.jar in $tmp" >&2
     exit 1
