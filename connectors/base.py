@@ -10,13 +10,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from schemas.deadletter import DeadLetter
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt, OutboundMessage
 
-__all__ = ["ConnectorSpec", "Delivery", "Inbound", "Outbound"]
+__all__ = ["ConnectorSpec", "CursorStore", "Delivery", "Inbound", "Outbound"]
 
 C = TypeVar("C")
 
@@ -29,11 +29,22 @@ class Delivery:
     cursor: Any
 
 
+class CursorStore(Protocol):
+    """Where a source keeps its checkpoints (Redis in production); values are strings."""
+
+    async def load(self, key: str) -> str | None:
+        """The saved value of `key`, or None."""
+
+    async def save(self, key: str, value: str) -> None:
+        """Save `value` under `key`, durably."""
+
+
 class Inbound(ABC, Generic[C]):
     """A source of customer messages. The constructor does no I/O; `start()` connects."""
 
-    def __init__(self, settings: C) -> None:
+    def __init__(self, settings: C, cursors: CursorStore) -> None:
         self.settings = settings
+        self.cursors = cursors
 
     @abstractmethod
     async def start(self) -> None:
