@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from connectors import api
 from connectors.base import ConnectorSpec
+from schemas.errors import ConfigError
 
 __all__ = ["CONNECTORS", "get"]
 
@@ -13,8 +14,9 @@ CONNECTORS: dict[str, ConnectorSpec] = {
 
 
 def get(name: str) -> ConnectorSpec:
-    """The connector called `name`, or KeyError listing the known ones."""
+    """The connector called `name`, or a ConfigError listing the known ones."""
     try:
         return CONNECTORS[name]
     except KeyError:
-        raise KeyError(f"unknown channel {name!r}; known: {', '.join(sorted(CONNECTORS))}") from None
+        known = ", ".join(sorted(CONNECTORS))
+        raise ConfigError(f"unknown channel {name!r}; known: {known}") from None

@@ -58,8 +58,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from connectors.registry import get
     from router.explain import explain_paths, render
 
+    get(args.channel)  # an unknown channel fails before any input is read
     results = explain_paths(args.channel, args.files, sys.stdin.buffer.read)
     if len(args.files) == 1:
         result = next(results)

@@ -26,6 +26,7 @@ __all__ = ["Check", "Publisher", "build_app", "serve"]
 log = logging.getLogger(__name__)
 Publisher = Callable[[str, bytes, bytes], Awaitable[None]]
 Check = Callable[[], Awaitable[tuple[bool, str]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REJECTED = Counter("sb_api_rejected_total", "Requests the HTTP API refused", ["code"])
 
@@ -117,10 +118,22 @@ def _accepted(message: InboundMessage) -> dict[str, Any]:
             "sender": msgspec.to_builtins(message.sender)}
 
 
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer aiohttp's own errors (404, 405, ...) in the same JSON shape as ours."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = e.reason.lower().replace(" ", "_")
+        return _error(e.status, code, f"{request.method} {request.path}: {e.reason}")
+
+
 def build_app(settings: Settings, publish: Publisher | None,
               checks: dict[str, Check]) -> web.Application:
     """The aiohttp application; without a publisher it serves only health and metrics."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
     handlers = Handlers(settings, publish or _no_publisher, checks)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from pydantic import SecretStr
+
+from router.logs import JsonFormatter
+from router.settings import Settings, load
+from schemas import ConfigError
+from schemas.topics import ROUTED
+
+
+def test_secrets_are_masked_in_every_printout() -> None:
+    settings = Settings(redis_url=SecretStr("redis://:hunter2@h:1/0"), api_tokens=(SecretStr("t0k"),))
+    for text in (repr(settings), str(settings), settings.model_dump_json()):
+        assert "hunter2" not in text and "t0k" not in text
+    assert settings.redis_dsn == "redis://:hunter2@h:1/0"
+
+
+def test_invalid_environment_fails_naming_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SB_BATCH_SIZE", "0")
+    with pytest.raises(ConfigError, match="SB_BATCH_SIZE"):
+        load()
+
+
+def test_topic_prefix_applies_to_every_topic() -> None:
+    assert Settings(topic_prefix="t1-").topic(ROUTED) == "t1-sb.routed.v1"
+
+
+def test_json_logs_carry_context_fields() -> None:
+    record = logging.LogRecord("router", logging.INFO, __file__, 1, "routed %s", ("x",), None)
+    record.event_id = "ev_1"
+    record.conversation_id = "con_1"
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["msg"] == "routed x" and doc["level"] == "info"
+    assert (doc["event_id"], doc["conversation_id"]) == ("ev_1", "con_1")
