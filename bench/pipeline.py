@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -86,6 +87,7 @@ class Collector:
         self._stamp = stamp
         self._settings = settings
         self._task: asyncio.Task[None] | None = None
+        self._grew = asyncio.Event()
 
     async def start(self) -> None:
         """Subscribe and begin reading in the background."""
@@ -106,13 +108,19 @@ class Collector:
                         self.latencies.append(now - self._stamp(r.value))
             if batches:
                 self.last_at = now
+                self._grew.set()
 
     async def wait_for(self, count: int, timeout: float) -> bool:
         """Wait until `count` outputs were seen, or the deadline passed."""
         deadline = time.monotonic() + timeout
-        while len(self.latencies) < count and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        return len(self.latencies) >= count
+        while len(self.latencies) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._grew.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._grew.wait(), left)
+        return True
 
     async def stop(self) -> None:
         """Stop reading."""
@@ -141,7 +149,7 @@ async def _publish(producer: AIOKafkaProducer, topic: str, work: Workload, n: in
     return started
 
 
-async def _measure(name: str, settings: Settings, source: str, sink: str,
+async def _measure(name: str, settings: Settings, *, source: str, sink: str,
                    stamp: Callable[[bytes], float], args: argparse.Namespace) -> Result:
     work = Workload(uuid.uuid4().hex[:8])
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
@@ -206,15 +214,15 @@ async def run(args: argparse.Namespace) -> list[Result]:
     env = dict(os.environ)
     with _process([sys.executable, "-m", "bench.rawpipe", "--bootstrap", settings.kafka_bootstrap,
                    "--source", raw_in, "--sink", raw_out, "--group", f"bench-{run_id}-raw"], env):
-        results.append(await _measure("raw aiokafka pipe", settings, raw_in, raw_out, _stamp_raw,
-                                      args))
+        results.append(await _measure("raw aiokafka pipe", settings, source=raw_in, sink=raw_out,
+                                      stamp=_stamp_raw, args=args))
     prefix = f"bench-{run_id}-"
     env |= {"SB_TOPIC_PREFIX": prefix, "SB_APP_ID": f"bench-{run_id}", "SB_HTTP_PORT": "0",
             "SB_LOG_LEVEL": "WARNING"}
     sb = Settings(topic_prefix=prefix)
     with _process([sys.executable, "-m", "router.cli", "worker"], env):
-        results.append(await _measure("switchboard pipeline", settings, sb.topic(INBOUND),
-                                      sb.topic(ROUTED), _stamp_routed, args))
+        results.append(await _measure("switchboard pipeline", settings, source=sb.topic(INBOUND),
+                                      sink=sb.topic(ROUTED), stamp=_stamp_routed, args=args))
     return results
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-
-from redis.asyncio import Redis
+from typing import Any
 
 __all__ = ["Claim", "ClaimStore", "Verdict", "decide"]
 
@@ -44,20 +43,14 @@ def decide(claim: Claim, previous: bytes | None) -> tuple[Verdict, str]:
 
 
 class ClaimStore:
-    """Claims event ids in Redis, one pipeline round trip per batch."""
+    """Claims event ids in Redis; the caller runs the pipeline, once per batch."""
 
-    def __init__(self, redis: Redis, *, namespace: str, ttl_seconds: int) -> None:
-        self._redis = redis
+    def __init__(self, *, namespace: str, ttl_seconds: int) -> None:
         self._prefix = f"{namespace}:claim:"
         self._ttl = ttl_seconds
 
-    async def claim(self, claims: Sequence[Claim]) -> list[bytes | None]:
-        """Claim every id in one round trip; returns what each key held before."""
-        if not claims:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
+    def queue(self, pipe: Any, claims: Sequence[Claim]) -> None:
+        """Add the claims to a pipeline; its answers are what each key held before."""
         for c in claims:
             # NX+GET (Redis 7): claim if free, and tell us who held it otherwise
             pipe.set(self._prefix + c.event_id, c.owner, nx=True, get=True, ex=self._ttl)
-        results: list[bytes | None] = await pipe.execute()
-        return results

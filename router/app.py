@@ -9,6 +9,7 @@ from typing import Any
 import faust
 from redis.asyncio import Redis
 
+from processors.conversations import ConversationStore
 from processors.dedupe import ClaimStore
 from processors.intake import Intake, Record
 from processors.metrics import CONSUMER_LAG
@@ -46,9 +47,12 @@ class Pipeline:
             broker_heartbeat_interval=settings.kafka_session_timeout_seconds / 4,
             stream_buffer_maxsize=max(4096, settings.batch_size * 4),
         )
+        namespace = f"{settings.topic_prefix}sb"
         self.intake = Intake(
-            ClaimStore(self.redis, namespace=f"{settings.topic_prefix}sb",
-                       ttl_seconds=settings.dedupe_ttl_seconds),
+            self.redis,
+            ClaimStore(namespace=namespace, ttl_seconds=settings.dedupe_ttl_seconds),
+            ConversationStore(namespace, settings.conversation_ttl_seconds),
+            settings.thread_rules,
             DefaultPolicy(),
         )
         self._register()

@@ -62,7 +62,7 @@ def _explain(args: argparse.Namespace) -> int:
     from router.explain import explain_paths, render
 
     get(args.channel)  # an unknown channel fails before any input is read
-    results = explain_paths(args.channel, args.files, sys.stdin.buffer.read)
+    results = explain_paths(args.channel, args.files, sys.stdin.buffer.read, load().thread_rules)
     if len(args.files) == 1:
         result = next(results)
         if "error" in result:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processors.thread import ThreadRules
 from schemas.errors import ConfigError
 from schemas.topics import TopicSpec
 
@@ -55,6 +57,15 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=500, ge=1)
     batch_within_seconds: float = Field(default=0.005, gt=0)
 
+    # signs the reply tokens in our outgoing mail; the same on every worker, kept secret
+    reply_token_key: SecretStr = SecretStr("switchboard-development-key")
+    # a message joins the customer's open conversation when it was active this recently
+    thread_join_window_seconds: int = Field(default=8 * 3600, ge=0)
+    # ... or has the same subject and was active this recently
+    thread_subject_window_seconds: int = Field(default=7 * 86400, ge=0)
+    # how long conversation state is remembered after its last activity
+    conversation_ttl_seconds: int = Field(default=90 * 86400, ge=3600)
+
     policy_file: Path | None = None
     log_level: str = "INFO"
     log_json: bool | None = None
@@ -63,6 +74,15 @@ class Settings(BaseSettings):
     def redis_dsn(self) -> str:
         """The Redis URL in clear, for the client only."""
         return self.redis_url.get_secret_value()
+
+    @cached_property
+    def thread_rules(self) -> ThreadRules:
+        """The threading rules these settings describe."""
+        return ThreadRules(
+            token_key=self.reply_token_key.get_secret_value().encode(),
+            join_window=timedelta(seconds=self.thread_join_window_seconds),
+            subject_window=timedelta(seconds=self.thread_subject_window_seconds),
+        )
 
     def topic(self, spec: TopicSpec) -> str:
         """The Kafka name of a topic in this deployment."""

@@ -61,7 +61,7 @@ async def test_routed_conversation_carries_decision_reasons(
     await wait_committed(deployment, deployment.app_id, deployment.topic(INBOUND))
     [record] = await read_all(deployment, deployment.topic(ROUTED))
     routed = decode(record.value, RoutedConversation)
-    assert [d.stage for d in routed.decisions] == ["dedupe", "identify", "route"]
+    assert [d.stage for d in routed.decisions] == ["dedupe", "identify", "thread", "route"]
     assert any("queue=default" in r for r in routed.reasons)
     assert record.key == routed.customer_id.encode()
     assert routed.first_response_due is not None

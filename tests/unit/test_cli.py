@@ -20,7 +20,7 @@ def test_explain_prints_message_and_decisions(tmp_path: Path, capsys: pytest.Cap
     out = json.loads(capsys.readouterr().out)
     assert out["message"]["sender"] == {"kind": "email", "value": "ada@example.com"}
     stages = [d["stage"] for d in out["decision"]["decisions"]]
-    assert stages == ["dedupe", "identify", "route"]
+    assert stages == ["dedupe", "identify", "thread", "route"]
     assert out["decision"]["queue"] == "default"
 
 

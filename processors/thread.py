@@ -1,0 +1,137 @@
+"""Thread: which conversation a message belongs to, with the evidence for it.
+
+Signals, strongest first:
+1. a signed reply token of ours in In-Reply-To / References (our Message-IDs carry one);
+2. a token in our plus-addressed Reply-To or a `[ref:…]` line the customer kept;
+3. the channel's own thread (an email thread root, an API thread id) already known;
+4. the same customer with an open conversation active inside the join window, on any
+   channel — subjects differ more often than not for the same case, so this beats them;
+5. the same normalised subject as the customer's open conversation, inside a longer
+   window — the weakest hint.
+Otherwise a new conversation starts. Tokens are verified, so a forged one is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import msgspec
+
+from schemas.inbound import EmailExtras, InboundMessage
+from schemas.routed import Decision
+from schemas.tokens import find_tokens, verify_token
+
+__all__ = [
+    "OpenConversation",
+    "ThreadContext",
+    "ThreadDecision",
+    "ThreadRules",
+    "decide",
+    "new_conversation_id",
+    "normalise_subject",
+]
+
+_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|fw|fwd|wg|tr)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+
+
+class OpenConversation(msgspec.Struct, frozen=True):
+    """The customer's latest conversation, as kept in Redis."""
+
+    conversation_id: str
+    last_at: datetime
+    subject: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRules:
+    """How eagerly messages join an existing conversation."""
+
+    token_key: bytes
+    join_window: timedelta = timedelta(hours=8)
+    subject_window: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadContext:
+    """What Redis knows that bears on one message; None where it knows nothing."""
+
+    known_thread: str | None = None
+    open: OpenConversation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadDecision:
+    """The conversation a message belongs to, and why."""
+
+    conversation_id: str
+    joined: bool
+    decision: Decision
+
+
+def normalise_subject(subject: str | None) -> str:
+    """The subject without reply/forward prefixes, spacing and case."""
+    if not subject:
+        return ""
+    return " ".join(_PREFIX.sub("", subject).split()).casefold()
+
+
+def new_conversation_id(message: InboundMessage) -> str:
+    """A new conversation's id, from the event id so a replay picks the same one."""
+    return "con_" + hashlib.blake2b(message.event_id.encode(), digest_size=10).hexdigest()
+
+
+def _token_signal(message: InboundMessage, key: bytes) -> tuple[str, str] | None:
+    extras = message.extras
+    if not isinstance(extras, EmailExtras):
+        return None
+    for header, ids in (("In-Reply-To", extras.in_reply_to), ("References", extras.references)):
+        for message_id in ids:
+            for token in find_tokens(message_id):
+                if conversation := verify_token(token, key):
+                    return conversation, f"{header} matches our reply <{message_id}>"
+    if extras.reply_token and (conversation := verify_token(extras.reply_token, key)):
+        return conversation, "the customer wrote to our reply address token"
+    return None
+
+
+def _joined(conversation_id: str, outcome: str, reason: str) -> ThreadDecision:
+    return ThreadDecision(conversation_id, True, Decision(
+        stage="thread", outcome=outcome, reasons=(f"joined conversation {conversation_id}: {reason}",)))
+
+
+def decide(message: InboundMessage, ctx: ThreadContext, rules: ThreadRules) -> ThreadDecision:
+    """Choose the conversation for one message from the strongest signal present."""
+    if found := _token_signal(message, rules.token_key):
+        return _joined(found[0], "token", found[1])
+    if ctx.known_thread:
+        return _joined(ctx.known_thread, "channel_thread",
+                       f"{message.channel} thread {message.thread_key!r} is already this conversation")
+    open_ = ctx.open
+    if open_ is not None:
+        idle = message.received_at - open_.last_at
+        if idle <= rules.join_window:
+            return _joined(open_.conversation_id, "same_customer",
+                           f"same customer wrote {_age(idle)} after its last message "
+                           f"(join window {_age(rules.join_window)})")
+        subject = normalise_subject(message.subject)
+        if subject and subject == open_.subject and idle <= rules.subject_window:
+            return _joined(open_.conversation_id, "subject",
+                           f"same subject {subject!r} within {_age(rules.subject_window)}")
+    conversation_id = new_conversation_id(message)
+    why = "no token, known thread or recent conversation of this customer"
+    if open_ is not None:
+        why = f"the customer's last conversation {open_.conversation_id} was idle {_age(idle)}"
+    return ThreadDecision(conversation_id, False, Decision(
+        stage="thread", outcome="new", reasons=(f"new conversation {conversation_id}: {why}",)))
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(max(delta.total_seconds(), 0))
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d"
