@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -11,21 +12,23 @@ from redis.asyncio import Redis
 
 from processors.conversations import ConversationStore
 from processors.dedupe import ClaimStore
-from processors.intake import Intake, Record
+from processors.intake import Intake, Output, Record
 from processors.metrics import CONSUMER_LAG
 from processors.route import DefaultPolicy
+from processors.send import SendFn, SendStage
 from router.settings import Settings
-from schemas.topics import INBOUND
+from schemas.topics import INBOUND, OUTBOUND, TopicSpec
 
 __all__ = ["Pipeline", "build"]
 
 log = logging.getLogger(__name__)
+Process = Callable[[Sequence[Record]], Awaitable[list[Output]]]
 
 
 class Pipeline:
     """The Faust app with its agents, and the Redis client they share."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, senders: Mapping[str, SendFn] | None = None) -> None:
         self.settings = settings
         self.redis: Redis = Redis.from_url(settings.redis_dsn, socket_timeout=10)
         self.app = faust.App(
@@ -55,28 +58,31 @@ class Pipeline:
             settings.thread_rules,
             DefaultPolicy(),
         )
-        self._register()
+        self.send = SendStage(self.redis, senders or {}, namespace=namespace,
+                              ttl_seconds=settings.dedupe_ttl_seconds)
+        self._agent("intake", INBOUND, self.intake.process)
+        self._agent("send", OUTBOUND, self.send.process)
+        self.app.timer(interval=5.0)(self._report_lag)
 
-    def _register(self) -> None:
+    def _agent(self, name: str, spec: TopicSpec, process: Process) -> None:
+        """A thin agent: take a batch, let the stage process it, produce what it returns."""
         settings = self.settings
-        app = self.app
-        inbound = app.topic(settings.topic(INBOUND), key_type=bytes, value_type=bytes)
+        topic = self.app.topic(settings.topic(spec), key_type=bytes, value_type=bytes)
 
-        @app.agent(inbound, name="intake")
-        async def intake(stream: Any) -> None:
+        async def agent(stream: Any) -> None:
             async for events in stream.take_events(
                 settings.batch_size, within=settings.batch_within_seconds
             ):
-                await self._run_batch(events)
+                await self._run_batch(events, process)
 
-        app.timer(interval=5.0)(self._report_lag)
+        self.app.agent(topic, name=name)(agent)
 
-    async def _run_batch(self, events: list[Any]) -> None:
+    async def _run_batch(self, events: list[Any], process: Process) -> None:
         records = [
             Record(e.message.topic, e.message.partition, e.message.offset, e.message.value)
             for e in events
         ]
-        outputs = await self.intake.process(records)
+        outputs = await process(records)
         producer = self.app.producer
         pending = [
             await producer.send(self.settings.topic(o.topic), o.key, o.value, None, None, None)
@@ -115,6 +121,6 @@ def _credentials(settings: Settings) -> Any:
     )
 
 
-def build(settings: Settings) -> Pipeline:
+def build(settings: Settings, senders: Mapping[str, SendFn] | None = None) -> Pipeline:
     """Build the pipeline for these settings; nothing connects until the worker starts."""
-    return Pipeline(settings)
+    return Pipeline(settings, senders)

@@ -1,0 +1,27 @@
+"""Source checkpoints in Redis, behind the connectors' CursorStore contract."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+__all__ = ["RedisCursorStore"]
+
+
+class RedisCursorStore:
+    """Keeps each cursor under `<namespace>:cursor:<key>`; Redis persists it (AOF)."""
+
+    def __init__(self, redis: Redis, namespace: str, timeout: float = 10.0) -> None:
+        self._redis = redis
+        self._prefix = f"{namespace}:cursor:"
+        self._timeout = timeout
+
+    async def load(self, key: str) -> str | None:
+        """The saved cursor, or None for a source never read."""
+        value = await asyncio.wait_for(self._redis.get(self._prefix + key), self._timeout)
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def save(self, key: str, value: str) -> None:
+        """Save a cursor; called only once Kafka has everything before it."""
+        await asyncio.wait_for(self._redis.set(self._prefix + key, value), self._timeout)

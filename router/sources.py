@@ -1,0 +1,94 @@
+"""Runs a connector's inbound source: every delivery onto Kafka, then its cursor committed.
+
+Sends are pipelined (the next mail is read while Kafka acknowledges the last) but cursors
+are committed strictly in order, each only after Kafka acknowledged its event, so a stop
+at any moment neither loses nor repeats a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from mode import Service
+from prometheus_client import Counter, Gauge
+
+from connectors.base import Delivery, Inbound
+from router.settings import Settings
+from schemas.codec import encode
+from schemas.deadletter import DeadLetter
+from schemas.errors import AuthError, ConfigError
+from schemas.topics import DEADLETTER, INBOUND
+
+__all__ = ["SourceRunner"]
+
+log = logging.getLogger(__name__)
+RECEIVED = Counter("sb_source_messages_total", "Deliveries a source handed to Kafka",
+                   ["connector", "kind"])
+UP = Gauge("sb_source_up", "1 while a connector's inbound source runs", ["connector"])
+_IN_FLIGHT = 512
+
+
+class SourceRunner(Service):
+    """Pumps one inbound source into Kafka for as long as the process runs."""
+
+    def __init__(self, name: str, source: Inbound[Any], settings: Settings,
+                 producer: AIOKafkaProducer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.source = source
+        self.settings = settings
+        self.producer = producer
+        self._acks: asyncio.Queue[tuple[asyncio.Future[Any], Any] | None] = asyncio.Queue(_IN_FLIGHT)
+
+    async def on_start(self) -> None:
+        """Connect the source; auth or config failures stop this connector, not the process."""
+        try:
+            await self.source.start()
+        except (AuthError, ConfigError) as e:
+            UP.labels(self.name).set(0)
+            log.error("source refused to start", extra={"connector": self.name, "reason": e.reason})
+            return
+        UP.labels(self.name).set(1)
+        self.add_future(self._pump())
+        self.add_future(self._commit_in_order())
+
+    async def on_stop(self) -> None:
+        """Disconnect the source."""
+        UP.labels(self.name).set(0)
+        await self.source.stop()
+
+    async def _pump(self) -> None:
+        async for delivery in self.source.messages():
+            future = await self._send(delivery)
+            await self._acks.put((future, delivery.cursor))
+        await self._acks.put(None)
+
+    async def _send(self, delivery: Delivery) -> asyncio.Future[Any]:
+        item = delivery.item
+        if isinstance(item, DeadLetter):
+            topic, key, kind = DEADLETTER, item.stage.encode(), "deadletter"
+        else:
+            topic, key, kind = INBOUND, item.thread_key.encode(), "message"
+        RECEIVED.labels(self.name, kind).inc()
+        delay = 0.1
+        while True:  # Kafka away is no reason to drop a customer's message: wait for it
+            try:
+                future: asyncio.Future[Any] = await self.producer.send(
+                    self.settings.topic(topic), encode(item), key=key)
+                return future
+            except KafkaError as e:
+                log.warning("kafka send failed; retrying", extra={"connector": self.name,
+                                                                  "error": repr(e)})
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 10.0)
+
+    async def _commit_in_order(self) -> None:
+        while (entry := await self._acks.get()) is not None:
+            future, cursor = entry
+            await future  # raises if Kafka refused it: the cursor must not move then
+            await self.source.commit(cursor)
