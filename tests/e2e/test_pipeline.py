@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections import Counter
@@ -11,7 +12,8 @@ import pytest
 
 from bench.workload import Workload
 from router.settings import Settings
-from schemas import DeadLetter, InboundMessage, RoutedConversation, decode
+from connectors.api.parse import parse as parse_api
+from schemas import DeadLetter, InboundMessage, RoutedConversation, decode, encode
 from schemas.topics import DEADLETTER, INBOUND, ROUTED
 from tests.kafka_tools import publish, read_all, wait_committed
 from tests.processes import Switchboard
@@ -90,3 +92,33 @@ async def test_worker_stopped_mid_stream_loses_nothing(
     if sig is signal.SIGTERM:
         # a graceful stop commits what it routed: nothing is routed twice
         assert max(routed.values()) == 1
+
+
+def api_message(sender: str, text: str, **fields: str) -> tuple[bytes, bytes]:
+    message = parse_api(json.dumps({"sender": sender, "text": text, **fields}).encode())
+    return message.thread_key.encode(), encode(message)
+
+
+async def test_messages_thread_into_conversations_across_batches(
+    deployment: Settings, launch: Launch
+) -> None:
+    launch("worker")
+    topic = deployment.topic(INBOUND)
+    await publish(deployment, topic, [api_message("ada@example.com", "my parcel is late",
+                                                  thread_id="order-1")])
+    await wait_committed(deployment, deployment.app_id, topic)
+    await publish(deployment, topic, [
+        # the same customer again, minutes later, in other words: the same case
+        api_message("ada@example.com", "any news?"),
+        api_message("bob@example.com", "my parcel is late", thread_id="order-2"),
+    ])
+    await wait_committed(deployment, deployment.app_id, topic)
+    routed = [decode(r.value, RoutedConversation) for r in
+              await read_all(deployment, deployment.topic(ROUTED))]
+    by_text = {r.message.text: r for r in routed if r.message.sender.value == "ada@example.com"}
+    ada_first, ada_again = by_text["my parcel is late"], by_text["any news?"]
+    bob = next(r for r in routed if r.message.sender.value == "bob@example.com")
+    assert ada_again.conversation_id == ada_first.conversation_id
+    thread_decision = next(d for d in ada_again.decisions if d.stage == "thread")
+    assert thread_decision.outcome == "same_customer"
+    assert bob.conversation_id != ada_first.conversation_id
