@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from bench.workload import Workload
-from router.settings import Settings
 from connectors.api.parse import parse as parse_api
+from router.settings import Settings
 from schemas import DeadLetter, InboundMessage, RoutedConversation, decode, encode
 from schemas.topics import DEADLETTER, INBOUND, ROUTED
 from tests.kafka_tools import publish, read_all, wait_committed

@@ -87,5 +87,6 @@ async def test_unknown_channel_and_bad_record_are_visible(redis: Redis) -> None:
     outs = await stage.process([record(reply("rep_d", channel="fax"), 1), record(b"{oops", 2)])
     by_topic = {o.topic: o for o in outs}
     receipt = decode(by_topic[DELIVERY].value, DeliveryReceipt)
-    assert receipt.status == "failed" and "no sender is configured for channel 'fax'" in (receipt.reason or "")
+    assert receipt.status == "failed"
+    assert "no sender is configured for channel 'fax'" in (receipt.reason or "")
     assert DEADLETTER in by_topic
