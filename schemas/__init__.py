@@ -12,26 +12,33 @@ from schemas.errors import (
     SwitchboardError,
     TransientError,
 )
+from schemas.identified import CustomerProfile, IdentifiedMessage, IdentityLink
 from schemas.identity import Identity, parse_sender
 from schemas.inbound import ApiExtras, Attachment, EmailExtras, InboundMessage, event_id_for
 from schemas.outbound import DeliveryReceipt, OutboundMessage
-from schemas.routed import Decision, RoutedConversation
+from schemas.routed import Decision, HistoryEntry, RoutedConversation
+from schemas.sla import SlaEvent
 
 __all__ = [
     "ApiExtras",
     "Attachment",
     "AuthError",
     "ConfigError",
+    "CustomerProfile",
     "DeadLetter",
     "Decision",
     "DeliveryReceipt",
     "EmailExtras",
+    "HistoryEntry",
+    "IdentifiedMessage",
     "Identity",
+    "IdentityLink",
     "InboundMessage",
     "OutboundMessage",
     "ParseError",
     "PermanentError",
     "RoutedConversation",
+    "SlaEvent",
     "SwitchboardError",
     "TransientError",
     "decode",

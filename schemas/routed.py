@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 import msgspec
 
+from schemas.identity import Identity
 from schemas.inbound import InboundMessage
 
-__all__ = ["Decision", "RoutedConversation"]
+__all__ = ["Decision", "HistoryEntry", "RoutedConversation"]
+
+
+class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of a customer's history, across every channel."""
+
+    at: datetime
+    channel: str
+    conversation_id: str
+    direction: Literal["in", "out", "note", "event"]
+    summary: str
+    queue: str | None = None
+    agent: str | None = None
+    outcome: str | None = None
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,6 +51,14 @@ class RoutedConversation(msgspec.Struct, frozen=True, kw_only=True):
     routed_at: datetime
     message: InboundMessage
     decisions: tuple[Decision, ...]
+    # what the agent needs so the customer never repeats themself
+    sentiment: float | None = None
+    agent: str | None = None
+    next_response_due: datetime | None = None
+    customer_name: str | None = None
+    identities: tuple[Identity, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+    transfers: int = 0
 
     @property
     def reasons(self) -> tuple[str, ...]:

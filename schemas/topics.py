@@ -5,11 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.deadletter import DeadLetter
+from schemas.identified import IdentifiedMessage, IdentityLink
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt, OutboundMessage
 from schemas.routed import RoutedConversation
+from schemas.sla import SlaEvent
 
-__all__ = ["ALL", "DEADLETTER", "DELIVERY", "INBOUND", "OUTBOUND", "ROUTED", "TopicSpec"]
+__all__ = [
+    "ALL", "DEADLETTER", "DELIVERY", "IDENTIFIED", "IDENTITY", "INBOUND", "OUTBOUND", "ROUTED", "SLA",
+    "TopicSpec",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +37,14 @@ class TopicSpec:
 
 
 INBOUND = TopicSpec("inbound", 1, InboundMessage, "thread_key: the channel's conversation key")
+IDENTIFIED = TopicSpec("identified", 1, IdentifiedMessage, "customer_id")
+IDENTITY = TopicSpec("identity", 1, IdentityLink, "customer_id")
 ROUTED = TopicSpec("routed", 1, RoutedConversation, "customer_id")
+SLA = TopicSpec("sla", 1, SlaEvent, "customer_id")
 OUTBOUND = TopicSpec("outbound", 1, OutboundMessage, "conversation_id")
 DELIVERY = TopicSpec("delivery", 1, DeliveryReceipt, "conversation_id")
 DEADLETTER = TopicSpec("deadletter", 1, DeadLetter, "stage")
 
-ALL: tuple[TopicSpec, ...] = (INBOUND, ROUTED, OUTBOUND, DELIVERY, DEADLETTER)
+ALL: tuple[TopicSpec, ...] = (
+    INBOUND, IDENTIFIED, IDENTITY, ROUTED, SLA, OUTBOUND, DELIVERY, DEADLETTER,
+)
