@@ -28,9 +28,10 @@ Process = Callable[[Sequence[Record]], Awaitable[list[Output]]]
 class Pipeline:
     """The Faust app with its agents, and the Redis client they share."""
 
-    def __init__(self, settings: Settings, senders: Mapping[str, SendFn] | None = None) -> None:
+    def __init__(self, settings: Settings, redis: Redis,
+                 senders: Mapping[str, SendFn] | None = None) -> None:
         self.settings = settings
-        self.redis: Redis = Redis.from_url(settings.redis_dsn, socket_timeout=10)
+        self.redis = redis
         self.app = faust.App(
             settings.app_id,
             broker=f"kafka://{settings.kafka_bootstrap}",
@@ -123,4 +124,4 @@ def _credentials(settings: Settings) -> Any:
 
 def build(settings: Settings, senders: Mapping[str, SendFn] | None = None) -> Pipeline:
     """Build the pipeline for these settings; nothing connects until the worker starts."""
-    return Pipeline(settings, senders)
+    return Pipeline(settings, Redis.from_url(settings.redis_dsn, socket_timeout=10), senders)

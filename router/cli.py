@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="all in one: HTTP API + stream processors")
+    run = sub.add_parser("run", help="the edge: HTTP API, channel sources, and stream processors")
     run.add_argument("--http-port", type=int, help="listen here instead of SB_HTTP_PORT")
     worker = sub.add_parser("worker", help="stream processors only (health and metrics on HTTP)")
     worker.add_argument("--http-port", type=int, help="health/metrics port (0: any free port)")
@@ -122,7 +122,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("run", "worker"):
         from router.service import run_worker
 
-        run_worker(settings, accept_messages=args.command == "run")
+        run_worker(settings, edge=args.command == "run")
         return 0
     if args.command == "stack":
         return _stack(settings, args)

@@ -12,16 +12,20 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from mode import Service
+from redis.asyncio import Redis
 
 from router.app import Pipeline
+from router.channels import Channels, configured
+from router.cursors import RedisCursorStore
 from router.http import Check, build_app, serve
 from router.kafka import ensure_topics, new_producer
 from router.logs import logging_config
 from router.settings import Settings
+from router.sources import SourceRunner
 from schemas.errors import TransientError
 from schemas.topics import INBOUND
 
-__all__ = ["HttpService", "run_worker"]
+__all__ = ["HttpService", "SenderService", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +88,46 @@ class HttpService(Service):
         return assigned, "partitions assigned" if assigned else "waiting for partitions"
 
 
-def run_worker(settings: Settings, *, accept_messages: bool) -> None:
-    """Run the stream processors and the HTTP server until a signal stops them."""
+class SenderService(Service):
+    """Starts every channel's sender before the stream runs, stops them after."""
+
+    def __init__(self, channels: Channels, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.channels = channels
+
+    async def on_start(self) -> None:
+        """Connect every sender."""
+        for sender in self.channels.senders.values():
+            await sender.start()
+
+    async def on_stop(self) -> None:
+        """Disconnect every sender."""
+        for sender in self.channels.senders.values():
+            await sender.stop()
+
+
+def run_worker(settings: Settings, *, edge: bool) -> None:
+    """Run the stream processors and the HTTP server until a signal stops them.
+
+    The edge process (`switchboard run`) also takes messages over HTTP and runs the
+    channels' inbound sources; run exactly one per mailbox/account. Workers only process.
+    """
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_json))
     # topics are created up front with our partitioning, never by a first produce
     asyncio.run(ensure_topics(settings))
     asyncio.set_event_loop(asyncio.new_event_loop())
-    pipeline = Pipeline(settings)
-    http = HttpService(settings, pipeline, accept_messages=accept_messages)
+    redis: Redis = Redis.from_url(settings.redis_dsn, socket_timeout=10)
+    channels = configured(settings, RedisCursorStore(redis, f"{settings.topic_prefix}sb"))
+    pipeline = Pipeline(settings, redis, channels.send_functions())
+    services: list[Service] = [
+        HttpService(settings, pipeline, accept_messages=edge),
+        SenderService(channels),
+    ]
+    if edge:
+        services += [SourceRunner(name, source, settings) for name, source in channels.sources.items()]
     worker = faust.Worker(
         pipeline.app,
-        http,
+        *services,
         loglevel=settings.log_level,
         logging_config=logging_config(settings.log_level, settings.log_json),
         quiet=True,

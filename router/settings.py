@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.email.settings import EmailSettings
 from processors.thread import ThreadRules
 from schemas.errors import ConfigError
 from schemas.topics import TopicSpec
@@ -21,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Every knob Switchboard has; secrets are `SecretStr` and print as `**********`."""
 
-    model_config = SettingsConfigDict(env_prefix="SB_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SB_", env_nested_delimiter="__", frozen=True,
+                                      extra="ignore")
 
     # where the project keeps its local state: stack data, logs, PID files
     state_dir: Path = ROOT / ".local"
@@ -66,6 +69,9 @@ class Settings(BaseSettings):
     # how long conversation state is remembered after its last activity
     conversation_ttl_seconds: int = Field(default=90 * 86400, ge=3600)
 
+    # channels: a section present means the channel runs (JSON in SB_EMAIL, or SB_EMAIL__…)
+    email: EmailSettings | None = None
+
     policy_file: Path | None = None
     log_level: str = "INFO"
     log_json: bool | None = None
@@ -83,6 +89,13 @@ class Settings(BaseSettings):
             join_window=timedelta(seconds=self.thread_join_window_seconds),
             subject_window=timedelta(seconds=self.thread_subject_window_seconds),
         )
+
+    def channel_settings(self, name: str) -> Any:
+        """A channel's settings section, with the shared reply-token key filled in."""
+        section = getattr(self, name, None)
+        if isinstance(section, BaseModel) and "token_key" in type(section).model_fields:
+            return section.model_copy(update={"token_key": self.reply_token_key})
+        return section
 
     def topic(self, spec: TopicSpec) -> str:
         """The Kafka name of a topic in this deployment."""

@@ -18,6 +18,7 @@ from mode import Service
 from prometheus_client import Counter, Gauge
 
 from connectors.base import Delivery, Inbound
+from router.kafka import new_producer
 from router.settings import Settings
 from schemas.codec import encode
 from schemas.deadletter import DeadLetter
@@ -36,17 +37,18 @@ _IN_FLIGHT = 512
 class SourceRunner(Service):
     """Pumps one inbound source into Kafka for as long as the process runs."""
 
-    def __init__(self, name: str, source: Inbound[Any], settings: Settings,
-                 producer: AIOKafkaProducer, **kwargs: Any) -> None:
+    def __init__(self, name: str, source: Inbound[Any], settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.name = name
         self.source = source
         self.settings = settings
-        self.producer = producer
+        self._producer: AIOKafkaProducer | None = None
         self._acks: asyncio.Queue[tuple[asyncio.Future[Any], Any] | None] = asyncio.Queue(_IN_FLIGHT)
 
     async def on_start(self) -> None:
         """Connect the source; auth or config failures stop this connector, not the process."""
+        self._producer = new_producer(self.settings)
+        await self._producer.start()
         try:
             await self.source.start()
         except (AuthError, ConfigError) as e:
@@ -61,6 +63,8 @@ class SourceRunner(Service):
         """Disconnect the source."""
         UP.labels(self.name).set(0)
         await self.source.stop()
+        if self._producer is not None:
+            await self._producer.stop()
 
     async def _pump(self) -> None:
         async for delivery in self.source.messages():
@@ -69,6 +73,7 @@ class SourceRunner(Service):
         await self._acks.put(None)
 
     async def _send(self, delivery: Delivery) -> asyncio.Future[Any]:
+        assert self._producer is not None, "on_start made it"
         item = delivery.item
         if isinstance(item, DeadLetter):
             topic, key, kind = DEADLETTER, item.stage.encode(), "deadletter"
@@ -78,7 +83,7 @@ class SourceRunner(Service):
         delay = 0.1
         while True:  # Kafka away is no reason to drop a customer's message: wait for it
             try:
-                future: asyncio.Future[Any] = await self.producer.send(
+                future: asyncio.Future[Any] = await self._producer.send(
                     self.settings.topic(topic), encode(item), key=key)
                 return future
             except KafkaError as e:
