@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors import api
+from connectors import api, email
 from connectors.base import ConnectorSpec
 from schemas.errors import ConfigError
 
@@ -10,6 +10,7 @@ __all__ = ["CONNECTORS", "get"]
 
 CONNECTORS: dict[str, ConnectorSpec] = {
     api.SPEC.name: api.SPEC,
+    email.SPEC.name: email.SPEC,
 }
 
 
