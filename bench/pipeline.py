@@ -29,7 +29,7 @@ from bench.workload import Workload
 from router.settings import Settings, load
 from schemas.topics import INBOUND, ROUTED
 
-__all__ = ["Result", "main"]
+__all__ = ["Collector", "Result", "main", "percentile", "process"]
 
 
 class _Stamp(msgspec.Struct):
@@ -72,7 +72,8 @@ class Result:
     max_ms: float
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile of `values` (nearest rank)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
@@ -174,8 +175,8 @@ async def _measure(name: str, settings: Settings, *, source: str, sink: str,
             raise SystemExit(f"{name}: lost messages in the throughput phase")
         seconds = collector.last_at - started
         return Result(name, args.messages, round(seconds, 3), round(args.messages / seconds),
-                      args.rate, round(_percentile(latencies, 0.5) * 1000, 1),
-                      round(_percentile(latencies, 0.99) * 1000, 1),
+                      args.rate, round(percentile(latencies, 0.5) * 1000, 1),
+                      round(percentile(latencies, 0.99) * 1000, 1),
                       round(max(latencies) * 1000, 1))
     finally:
         await collector.stop()
@@ -192,7 +193,8 @@ async def _create_topics(settings: Settings, names: list[str]) -> None:
 
 
 @contextmanager
-def _process(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def process(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a process for the length of a `with` block, then stop it."""
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield proc
@@ -212,7 +214,7 @@ async def run(args: argparse.Namespace) -> list[Result]:
     raw_in, raw_out = f"bench-{run_id}-raw-in", f"bench-{run_id}-raw-out"
     await _create_topics(settings, [raw_in, raw_out])
     env = dict(os.environ)
-    with _process([sys.executable, "-m", "bench.rawpipe", "--bootstrap", settings.kafka_bootstrap,
+    with process([sys.executable, "-m", "bench.rawpipe", "--bootstrap", settings.kafka_bootstrap,
                    "--source", raw_in, "--sink", raw_out, "--group", f"bench-{run_id}-raw"], env):
         results.append(await _measure("raw aiokafka pipe", settings, source=raw_in, sink=raw_out,
                                       stamp=_stamp_raw, args=args))
@@ -220,7 +222,7 @@ async def run(args: argparse.Namespace) -> list[Result]:
     env |= {"SB_TOPIC_PREFIX": prefix, "SB_APP_ID": f"bench-{run_id}", "SB_HTTP_PORT": "0",
             "SB_LOG_LEVEL": "WARNING"}
     sb = Settings(topic_prefix=prefix)
-    with _process([sys.executable, "-m", "router.cli", "worker"], env):
+    with process([sys.executable, "-m", "router.cli", "worker"], env):
         results.append(await _measure("switchboard pipeline", settings, source=sb.topic(INBOUND),
                                       sink=sb.topic(ROUTED), stamp=_stamp_routed, args=args))
     return results

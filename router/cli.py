@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("export-schemas", help="write JSON Schema of every topic to schemas/json/")
 
+    policy = sub.add_parser("policy", help="work with a routing policy file")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    check = policy_sub.add_parser("check", help="validate a policy file and summarise it")
+    check.add_argument("file", help="policy YAML, e.g. deploy/policy.example.yaml")
+
     explain = sub.add_parser(
         "explain", help="show the normalised message and decisions; no Kafka or Redis",
         description="Reads messages in a channel's native form and prints what Switchboard "
@@ -111,6 +116,12 @@ def _stack(settings: Settings, args: argparse.Namespace) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "explain":
         return _explain(args)
+    if args.command == "policy":
+        from processors.policy import check
+
+        for line in check(args.file):
+            print(line)
+        return 0
     if args.command == "export-schemas":
         from schemas.export import write
 
