@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from datetime import datetime
 
 import msgspec
@@ -192,10 +193,16 @@ async def _create_topics(settings: Settings, names: list[str]) -> None:
         await admin.close()
 
 
+LOGS = Path(__file__).resolve().parent.parent / ".local" / "bench"
+
+
 @contextmanager
 def process(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a process for the length of a `with` block, then stop it."""
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """Run a process for the length of a `with` block, logging to .local/bench/, then stop it."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / f"{env.get('SB_TOPIC_PREFIX', 'raw')}{uuid.uuid4().hex[:4]}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=out)
     try:
         yield proc
     finally:
@@ -204,6 +211,8 @@ def process(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[b
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if proc.returncode not in (0, -15):
+            print(f"{argv[-1]} exited {proc.returncode}; its log: {log}", file=sys.stderr)
 
 
 async def run(args: argparse.Namespace) -> list[Result]:

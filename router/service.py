@@ -22,7 +22,7 @@ from router.kafka import ensure_topics, new_producer
 from router.logs import logging_config
 from router.settings import Settings
 from router.sources import SourceRunner
-from schemas.errors import TransientError
+from schemas.errors import AuthError, ConfigError, TransientError
 from schemas.topics import INBOUND
 
 __all__ = ["HttpService", "SenderService", "run_worker"]
@@ -54,8 +54,8 @@ class HttpService(Service):
         }
         app = build_app(self.settings, self._publish if self.accept_messages else None, checks)
         self._runner = await serve(app, self.settings.http_host, self.settings.http_port)
-        log.info("http listening", extra={
-            "address": f"http://{self.settings.http_host}:{self.settings.http_port}"})
+        log.info("http listening", extra={"address": ", ".join(
+            f"http://{host}:{port}" for host, port in self._runner.addresses)})
 
     async def on_stop(self) -> None:
         """Stop listening first so no request is accepted without a producer behind it."""
@@ -96,9 +96,13 @@ class SenderService(Service):
         self.channels = channels
 
     async def on_start(self) -> None:
-        """Connect every sender."""
-        for sender in self.channels.senders.values():
-            await sender.start()
+        """Connect every sender; one that cannot start is reported, and its sends fail visibly."""
+        for name, sender in self.channels.senders.items():
+            try:
+                await sender.start()
+            except (ConfigError, AuthError) as e:
+                log.error("sender refused to start; its messages will fail with the reason",
+                          extra={"connector": name, "reason": e.reason})
 
     async def on_stop(self) -> None:
         """Disconnect every sender."""
