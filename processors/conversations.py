@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from processors.bulk import queue_set_many
 from processors.thread import OpenConversation, ThreadContext
 from schemas.inbound import InboundMessage
 
@@ -43,16 +44,18 @@ class ConversationStore:
         return f"{self._ns}:open:{customer_id}"
 
     def queue_reads(self, pipe: Any, items: Sequence[tuple[InboundMessage, str]]) -> None:
-        """Add the reads for (message, customer id) pairs to a pipeline."""
+        """Add the reads for (message, customer id) pairs to a pipeline, as one MGET."""
+        keys = []
         for message, customer_id in items:
-            pipe.get(self._thread_key(message.channel, message.thread_key))
-            pipe.get(self._open_key(customer_id))
+            keys.append(self._thread_key(message.channel, message.thread_key))
+            keys.append(self._open_key(customer_id))
+        pipe.mget(keys)
 
-    def contexts(self, results: Sequence[Any]) -> list[ThreadContext]:
-        """Turn the pipeline's answers to `queue_reads` back into contexts, in order."""
+    def contexts(self, answer: Sequence[Any]) -> list[ThreadContext]:
+        """Turn the MGET's answer to `queue_reads` back into contexts, in order."""
         out = []
-        for i in range(0, len(results), READS_PER_MESSAGE):
-            thread, open_ = results[i], results[i + 1]
+        for i in range(0, len(answer), READS_PER_MESSAGE):
+            thread, open_ = answer[i], answer[i + 1]
             out.append(ThreadContext(
                 known_thread=thread.decode() if thread else None,
                 open=_open_decoder.decode(open_) if open_ else None,
@@ -60,7 +63,9 @@ class ConversationStore:
         return out
 
     def queue_writes(self, pipe: Any, updates: Sequence[Update]) -> None:
-        """Add one batch's updates to a pipeline; the last update of a key wins."""
+        """Add one batch's updates to a pipeline as one command; the last update of a key wins."""
+        pairs: dict[str, str | bytes] = {}
         for u in updates:
-            pipe.set(self._thread_key(u.channel, u.thread_key), u.open.conversation_id, ex=self._ttl)
-            pipe.set(self._open_key(u.customer_id), _encoder.encode(u.open), ex=self._ttl)
+            pairs[self._thread_key(u.channel, u.thread_key)] = u.open.conversation_id
+            pairs[self._open_key(u.customer_id)] = _encoder.encode(u.open)
+        queue_set_many(pipe, list(pairs.items()), self._ttl)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from processors.bulk import queue_claim_many
+
 __all__ = ["Claim", "ClaimStore", "Verdict", "decide"]
 
 
@@ -50,7 +52,9 @@ class ClaimStore:
         self._ttl = ttl_seconds
 
     def queue(self, pipe: Any, claims: Sequence[Claim]) -> None:
-        """Add the claims to a pipeline; its answers are what each key held before."""
-        for c in claims:
-            # NX+GET (Redis 7): claim if free, and tell us who held it otherwise
-            pipe.set(self._prefix + c.event_id, c.owner, nx=True, get=True, ex=self._ttl)
+        """Add the batch's claims to a pipeline as one command.
+
+        Its answer lists, per claim, what the key held before (None: the claim is ours).
+        """
+        queue_claim_many(pipe, [self._prefix + c.event_id for c in claims],
+                         [c.owner for c in claims], self._ttl)

@@ -18,6 +18,7 @@ from enum import Enum
 
 from redis.asyncio import Redis
 
+from processors.bulk import queue_claim_many, queue_set_many
 from processors.intake import Output, Record, dead_letter
 from processors.metrics import DEADLETTERED, MESSAGES_IN, MESSAGES_OUT, REDIS_ROUNDTRIPS
 from schemas.codec import decoder, encode
@@ -85,12 +86,13 @@ class SendStage:
             return outputs
         claimed = await self._claim(decoded)
         receipts = await asyncio.gather(*(self._one(c) for c in claimed))
-        pipe = self._redis.pipeline(transaction=False)
-        for c, receipt in zip(claimed, receipts, strict=True):
-            if receipt is not None and c.verdict is Verdict.SEND:
-                pipe.set(self._prefix + c.message.reply_id, f"{receipt.status}:{receipt.reason or ''}",
-                         ex=self._ttl)
-        await pipe.execute()
+        final = [(self._prefix + c.message.reply_id, f"{receipt.status}:{receipt.reason or ''}")
+                 for c, receipt in zip(claimed, receipts, strict=True)
+                 if receipt is not None and c.verdict is Verdict.SEND]
+        if final:
+            pipe = self._redis.pipeline(transaction=False)
+            queue_set_many(pipe, final, self._ttl)
+            await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc(2)
         for receipt in receipts:
             if receipt is not None:
@@ -99,10 +101,9 @@ class SendStage:
 
     async def _claim(self, decoded: Sequence[tuple[Record, OutboundMessage]]) -> list[_Claimed]:
         pipe = self._redis.pipeline(transaction=False)
-        for record, message in decoded:
-            owner = f"sending:{record.topic}/{record.partition}/{record.offset}"
-            pipe.set(self._prefix + message.reply_id, owner, nx=True, get=True, ex=self._ttl)
-        previous = await pipe.execute()
+        queue_claim_many(pipe, [self._prefix + m.reply_id for _, m in decoded],
+                         [f"sending:{r.topic}/{r.partition}/{r.offset}" for r, _ in decoded], self._ttl)
+        [previous] = await pipe.execute()
         claimed, seen = [], set()
         for (record, message), before in zip(decoded, previous, strict=True):
             if message.reply_id in seen:  # the claim above is this batch's own

@@ -1,0 +1,57 @@
+"""Whole-batch Redis commands: one command per batch instead of one per message.
+
+The client, not Redis, is the cost of a pipeline of hundreds of small commands (each is
+packed, and each reply read under its own timeout), so a batch's claims are one Lua call
+and its reads one MGET. Keys of one call need one Redis node (no Cluster slot spread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["CLAIM_MANY", "SET_MANY", "queue_claim_many", "queue_set_many"]
+
+# SET key value NX [EX ttl] for every key; returns what each key held before (nil = claimed)
+CLAIM_MANY = """
+local ttl = tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local previous = redis.call('GET', key)
+  if previous then
+    out[i] = previous
+  else
+    if ttl > 0 then
+      redis.call('SET', key, ARGV[i + 1], 'EX', ttl)
+    else
+      redis.call('SET', key, ARGV[i + 1])
+    end
+    out[i] = false
+  end
+end
+return out
+"""
+
+# SET key value [EX ttl] for every key
+SET_MANY = """
+local ttl = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  if ttl > 0 then
+    redis.call('SET', key, ARGV[i + 1], 'EX', ttl)
+  else
+    redis.call('SET', key, ARGV[i + 1])
+  end
+end
+return #KEYS
+"""
+
+
+def queue_claim_many(pipe: Any, keys: Sequence[str], values: Sequence[str | bytes],
+                     ttl_seconds: int = 0) -> None:
+    """Queue one claim of many keys; its answer lists each key's previous value or None."""
+    pipe.eval(CLAIM_MANY, len(keys), *keys, ttl_seconds, *values)
+
+
+def queue_set_many(pipe: Any, pairs: Sequence[tuple[str, str | bytes]], ttl_seconds: int = 0) -> None:
+    """Queue one write of many keys."""
+    pipe.eval(SET_MANY, len(pairs), *(k for k, _ in pairs), ttl_seconds, *(v for _, v in pairs))
