@@ -1,8 +1,8 @@
 """Directory: who a customer is to us — tier and name — in Redis, and a CSV import for it.
 
 Key `<ns>:profile:<customer id>`: a hash of `tier`, `name`, `updated_at`, `updated_by`.
-Reading profiles is queued onto the caller's pipeline, two commands per customer (the
-profile and the identity set), so a stream batch still makes one round trip.
+Reading the profiles of a batch (tier, name and identity set) is one command queued on
+the caller's pipeline.
 
 The CSV has a header line naming its columns, in any order: `identity` (an email
 address, an E.164 phone number, an @handle or `chat:<session>`) and at least one of
@@ -32,7 +32,15 @@ __all__ = ["Directory", "DirectoryRow", "ImportCounts", "parse_directory_csv"]
 
 COLUMNS = ("identity", "tier", "name")
 MAX_NAME_CHARS = 200
-READS_PER_CUSTOMER = 2
+# KEYS: profile, identities, for every customer
+_READ_PROFILES = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  out[i] = redis.call('HMGET', KEYS[i], 'tier', 'name')
+  out[i + 1] = redis.call('SMEMBERS', KEYS[i + 1])
+end
+return out
+"""
 Fields = dict[EncodableT, EncodableT]
 
 
@@ -136,16 +144,15 @@ class Directory:
         self._chunk = chunk
 
     def queue_read_profiles(self, pipe: Any, customer_ids: Sequence[str]) -> None:
-        """Read each customer's tier, name and identities: two commands per customer."""
-        for customer_id in customer_ids:
-            pipe.hmget(self._ids.profile_key(customer_id), "tier", "name")
-            pipe.smembers(self._ids.identities_key(customer_id))
+        """Read each customer's tier, name and identities: one command for the batch."""
+        keys = [k for c in customer_ids for k in (self._ids.profile_key(c), self._ids.identities_key(c))]
+        pipe.eval(_READ_PROFILES, len(keys), *keys)
 
-    def parse_profiles(self, customer_ids: Sequence[str], answers: Sequence[Any]) -> list[CustomerProfile]:
+    def parse_profiles(self, customer_ids: Sequence[str], answer: Sequence[Any]) -> list[CustomerProfile]:
         """The profiles `queue_read_profiles` asked for, in order."""
         out = []
         for i, customer_id in enumerate(customer_ids):
-            (tier, name), members = answers[2 * i], answers[2 * i + 1]
+            (tier, name), members = answer[2 * i], answer[2 * i + 1]
             out.append(CustomerProfile(
                 customer_id=customer_id, tier=_text(tier), name=_text(name),
                 identities=tuple(identity_of(m) for m in sorted(m.decode() for m in members))))
@@ -183,15 +190,16 @@ class Directory:
                             actor: str) -> tuple[int, int, int]:
         now = datetime.now(UTC)
         pipe = redis.pipeline(transaction=False)
-        for row in rows:
-            binding = Binding(customer_id=customer_id_for(row.identity), since=now, how="import", actor=actor)
-            self._ids.queue_create(pipe, row.identity, binding)
-        lookups = self._ids.parse_lookup(await pipe.execute())
+        self._ids.queue_bind_new(pipe, [
+            (row.identity, Binding(customer_id=customer_id_for(row.identity), since=now, how="import",
+                                   actor=actor)) for row in rows])
+        [answer] = await pipe.execute()
+        lookups = self._ids.parse_lookup(answer)
         pipe = redis.pipeline(transaction=False)
+        self._ids.queue_register(pipe, [(row.identity, customer_id_for(row.identity))
+                                        for row, found in zip(rows, lookups, strict=True) if found is None])
         for row, found in zip(rows, lookups, strict=True):
             customer_id = found.customer_id if found else customer_id_for(row.identity)
-            if found is None:
-                self._ids.queue_register(pipe, [(row.identity, customer_id)])
             fields: Fields = {k: v for k, v in (("tier", row.tier), ("name", row.name)) if v}
             if fields:
                 pipe.hset(self._ids.profile_key(customer_id), mapping=_stamped(fields, actor, now))

@@ -2,8 +2,8 @@
 
 Keys, under a namespace `<ns>`:
 - `<ns>:history:<customer id>`  sorted set of `Line` JSON scored by the entry's time, capped
-  to the newest `cap` (ZADD + ZREMRANGEBYRANK); a replayed batch re-adds the same member,
-  so history is not doubled by at-least-once delivery;
+  to the newest `cap`; a replayed batch re-adds the same member, so at-least-once delivery
+  does not double history;
 - `<ns>:recent:<customer id>`   hash conversation id → `ConversationSummary` JSON.
 
 Every line and summary remembers the identity it concerns (`email:ada@example.com`), or
@@ -11,7 +11,8 @@ none for the customer as a whole (a note, a transfer). That is how history follo
 link: when an identity moves to another customer its lines and conversations move with
 it, inside the same Lua script as the link (`identify.IdentityStore.link`), and an unlink
 moves them back to the identity's own customer. Nothing has to remember a merge, and the
-hot path reads one sorted set per customer. The alternative — a customer's history as its
+hot path reads one sorted set per customer. Reads and writes of a whole batch are each one
+Lua call (keys of one call need one Redis node). The alternative — a customer's history as its
 own list plus those of customers merged into it — costs the hot path a second round trip
 (find the merged customers, then read them) and cannot part one identity from a customer
 again. Lines without an identity stay where they were written; lines that fell off the
@@ -21,6 +22,7 @@ cap are gone on both sides.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,9 +33,11 @@ from schemas.routed import HistoryEntry
 
 __all__ = [
     "CLOSED",
+    "Append",
     "ConversationSummary",
     "HistoryStore",
     "Line",
+    "RecentWrite",
     "open_conversation",
     "recent_contacts",
     "stale",
@@ -105,14 +109,68 @@ def stale(summaries: Sequence[ConversationSummary], keep: int) -> list[str]:
     return [s.conversation_id for s in ordered[keep:]]
 
 
+@dataclass(frozen=True, slots=True)
+class Append:
+    """New entries for one customer, about one of its identities or the customer as a whole."""
+
+    customer_id: str
+    entries: Sequence[HistoryEntry]
+    identity: Identity | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecentWrite:
+    """Conversation summaries to upsert for one customer, and conversation ids to forget."""
+
+    customer_id: str
+    summaries: Sequence[ConversationSummary] = ()
+    drop: Sequence[str] = ()
+
+
+# One call per batch, not one command per customer: the client's cost of packing and
+# reading hundreds of small commands is what a batch would otherwise pay for.
+# ARGV: the command and its arguments after the key, e.g. ZRANGE 0 49 REV
+_READ_EACH = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call(ARGV[1], key, unpack(ARGV, 2)) end
+return out
+"""
+# ARGV: cap, ttl (0: none), then per key: n, n (score, member) pairs
+_APPEND_EACH = """
+local cap, ttl, at = tonumber(ARGV[1]), tonumber(ARGV[2]), 3
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  for j = 1, n do redis.call('ZADD', key, ARGV[at + 2 * j - 1], ARGV[at + 2 * j]) end
+  at = at + 2 * n + 1
+  redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1)
+  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+end
+return #KEYS
+"""
+# ARGV: ttl (0: none), then per key: n, n (field, value) pairs, m, m fields to delete
+_WRITE_RECENT_EACH = """
+local ttl, at = tonumber(ARGV[1]), 2
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  for j = 1, n do redis.call('HSET', key, ARGV[at + 2 * j - 1], ARGV[at + 2 * j]) end
+  at = at + 2 * n + 1
+  local m = tonumber(ARGV[at])
+  for j = 1, m do redis.call('HDEL', key, ARGV[at + j]) end
+  at = at + m + 1
+  if ttl > 0 and n > 0 then redis.call('EXPIRE', key, ttl) end
+end
+return #KEYS
+"""
+
+
 class HistoryStore:
-    """Queues history and recent-conversation commands; the caller owns and runs the pipeline."""
+    """Queues history and recent-conversation commands, one per batch; the caller runs the pipeline."""
 
     def __init__(self, namespace: str, *, cap: int = 50, ttl_seconds: int | None = None) -> None:
         self._history = f"{namespace}:history:"
         self._recent = f"{namespace}:recent:"
         self.cap = cap
-        self._ttl = ttl_seconds
+        self._ttl = ttl_seconds or 0
 
     def history_key(self, customer_id: str) -> str:
         """The sorted set of one customer's lines."""
@@ -122,47 +180,50 @@ class HistoryStore:
         """The hash of one customer's recent conversations."""
         return self._recent + customer_id
 
-    def queue_append(self, pipe: Any, customer_id: str, entries: Sequence[HistoryEntry],
-                     identity: Identity | None = None) -> None:
-        """Add entries about one identity, or about the customer as a whole."""
-        if not entries:
+    def queue_append(self, pipe: Any, appends: Sequence[Append]) -> None:
+        """Add a batch's entries: at most one command, none when there is nothing to add."""
+        appends = [a for a in appends if a.entries]
+        if not appends:
             return
-        who = str(identity) if identity else None
-        key = self.history_key(customer_id)
-        pipe.zadd(key, {_encoder.encode(Line(who, e)): e.at.timestamp() for e in entries})
-        pipe.zremrangebyrank(key, 0, -self.cap - 1)
-        if self._ttl:
-            pipe.expire(key, self._ttl)
+        args: list[Any] = [self.cap, self._ttl]
+        for a in appends:
+            who = str(a.identity) if a.identity else None
+            args.append(len(a.entries))
+            for e in a.entries:
+                args += (e.at.timestamp(), _encoder.encode(Line(who, e)))
+        pipe.eval(_APPEND_EACH, len(appends), *(self.history_key(a.customer_id) for a in appends), *args)
 
     def queue_read(self, pipe: Any, customer_ids: Sequence[str], limit: int) -> None:
-        """Read each customer's latest `limit` lines: one command per customer."""
-        for customer_id in customer_ids:
-            pipe.zrange(self.history_key(customer_id), 0, limit - 1, desc=True)
+        """Read each customer's latest `limit` lines: one command for the batch."""
+        keys = [self.history_key(c) for c in customer_ids]
+        pipe.eval(_READ_EACH, len(keys), *keys, "ZRANGE", 0, limit - 1, "REV")
 
-    def parse_read(self, answers: Sequence[Any]) -> list[tuple[HistoryEntry, ...]]:
+    def parse_read(self, answer: Sequence[Any]) -> list[tuple[HistoryEntry, ...]]:
         """The entries, newest first, for each customer of `queue_read`, in order."""
-        return [tuple(line.entry for line in _decode_lines(raw)) for raw in answers]
+        return [tuple(line.entry for line in _decode_lines(raw)) for raw in answer]
 
-    def parse_lines(self, answer: Sequence[bytes]) -> list[Line]:
-        """One customer's lines as `queue_read` answered them, with their identities."""
-        return _decode_lines(answer)
+    def parse_lines(self, answer: Sequence[Any]) -> list[list[Line]]:
+        """Each customer's lines as `queue_read` answered, with the identity of each."""
+        return [_decode_lines(raw) for raw in answer]
 
     def queue_read_recent(self, pipe: Any, customer_ids: Sequence[str]) -> None:
-        """Read each customer's recent conversations: one command per customer."""
-        for customer_id in customer_ids:
-            pipe.hvals(self.recent_key(customer_id))
+        """Read each customer's recent conversations: one command for the batch."""
+        keys = [self.recent_key(c) for c in customer_ids]
+        pipe.eval(_READ_EACH, len(keys), *keys, "HVALS")
 
-    def parse_recent(self, answers: Sequence[Any]) -> list[list[ConversationSummary]]:
+    def parse_recent(self, answer: Sequence[Any]) -> list[list[ConversationSummary]]:
         """Each customer's recent conversations, most recently active first."""
-        return [_decode_summaries(raw) for raw in answers]
+        return [_decode_summaries(raw) for raw in answer]
 
-    def queue_write_recent(self, pipe: Any, customer_id: str,
-                           summaries: Sequence[ConversationSummary], drop: Sequence[str] = ()) -> None:
-        """Upsert conversation summaries and forget `drop` (see `stale`)."""
-        key = self.recent_key(customer_id)
-        if summaries:
-            pipe.hset(key, mapping={s.conversation_id: _encoder.encode(s) for s in summaries})
-        if drop:
-            pipe.hdel(key, *drop)
-        if summaries and self._ttl:
-            pipe.expire(key, self._ttl)
+    def queue_write_recent(self, pipe: Any, writes: Sequence[RecentWrite]) -> None:
+        """Upsert summaries and forget `drop` (see `stale`): at most one command for the batch."""
+        writes = [w for w in writes if w.summaries or w.drop]
+        if not writes:
+            return
+        args: list[Any] = [self._ttl]
+        for w in writes:
+            args.append(len(w.summaries))
+            for summary in w.summaries:
+                args += (summary.conversation_id, _encoder.encode(summary))
+            args += (len(w.drop), *w.drop)
+        pipe.eval(_WRITE_RECENT_EACH, len(writes), *(self.recent_key(w.customer_id) for w in writes), *args)

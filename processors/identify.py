@@ -4,8 +4,9 @@ Keys, under a namespace `<ns>`:
 - `<ns>:identity:<kind>:<value>`   the identity's `Binding` (JSON): customer, since, how;
 - `<ns>:identities:<customer id>`  set of the customer's identities (`kind:value`).
 
-The hot path is one command per message: `SET <identity> <binding> NX GET` creates the
-binding on first sight and returns the one already there otherwise. A new customer's id
+The hot path is one command per batch: a `SET <identity> <binding> NX GET` per message,
+run as one Lua call, creates the binding on first sight and returns the one already there
+otherwise. A new customer's id
 is `customer_id_for(identity)` and the binding written for a message is the same on every
 attempt, so a replay after a crash lands on the same customer and is still recognised as
 the first sight, by its event id. The identity joins its customer's set in the batch's
@@ -35,6 +36,7 @@ from typing import Any, Literal
 import msgspec
 from redis.asyncio import Redis
 
+from processors.bulk import queue_claim_many
 from processors.history import HistoryStore
 from schemas.errors import ParseError, PermanentError, TransientError
 from schemas.identified import IdentityLink
@@ -45,6 +47,7 @@ from schemas.routed import Decision
 __all__ = [
     "KNOWN",
     "LINKED",
+    "MAX_EVIDENCE_CHARS",
     "NEW",
     "Binding",
     "IdentityStore",
@@ -108,6 +111,11 @@ class Binding(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 Lookup = Binding | None
+# SADD KEYS[i] ARGV[i] for every key
+_ADD_EACH = """
+for i, key in ipairs(KEYS) do redis.call('SADD', key, ARGV[i]) end
+return #KEYS
+"""
 # Moves one identity to another customer, atomically, if its binding is still the one the
 # caller read (else "changed": read again). History lines are `[identity, entry]` members
 # scored by time; conversation summaries are JSON with an "identity" field.
@@ -231,22 +239,24 @@ class IdentityStore:
         return self._profile + customer_id
 
     def queue_lookup(self, pipe: Any, sightings: Sequence[Sighting]) -> None:
-        """Find or create each sighting's customer: one `SET NX GET` per message."""
-        for s in sightings:
-            pipe.set(self._identity + str(s.identity), _encoder.encode(s.first_binding()), nx=True, get=True)
+        """Find or create every sighting's customer: one command for the batch."""
+        self.queue_bind_new(pipe, [(s.identity, s.first_binding()) for s in sightings])
 
-    def queue_create(self, pipe: Any, identity: Identity, binding: Binding) -> None:
-        """Bind an identity unless it is bound; the answer is what it held before."""
-        pipe.set(self._identity + str(identity), _encoder.encode(binding), nx=True, get=True)
+    def queue_bind_new(self, pipe: Any, pairs: Sequence[tuple[Identity, Binding]]) -> None:
+        """Bind each identity unless it is bound, in one command; it answers what each held."""
+        # SET NX GET for every key, in one Lua call (processors.bulk): no TTL, bindings stay
+        queue_claim_many(pipe, [self._identity + str(i) for i, _ in pairs],
+                         [_encoder.encode(b) for _, b in pairs])
 
-    def parse_lookup(self, answers: Sequence[Any]) -> list[Lookup]:
+    def parse_lookup(self, answer: Sequence[Any]) -> list[Lookup]:
         """What each identity's key held before `queue_lookup`: None on first sight."""
-        return [None if raw is None else _binding.decode(raw) for raw in answers]
+        return [None if raw is None else _binding.decode(raw) for raw in answer]
 
     def queue_register(self, pipe: Any, pairs: Sequence[tuple[Identity, str]]) -> None:
-        """Add newly seen (identity, customer id) pairs to their customers' sets."""
-        for identity, customer_id in pairs:
-            pipe.sadd(self._identities + customer_id, str(identity))
+        """Add newly seen (identity, customer id) pairs to their customers' sets: at most one command."""
+        if pairs:
+            pipe.eval(_ADD_EACH, len(pairs), *(self._identities + c for _, c in pairs),
+                      *(str(i) for i, _ in pairs))
 
     async def identities(self, redis: Redis, customer_id: str) -> tuple[Identity, ...]:
         """The identities bound to a customer now; a set member moved away is left out."""
