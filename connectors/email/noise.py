@@ -166,7 +166,8 @@ def _is_dsn(part: Message) -> bool:
 
 
 def _only_success(msg: Message) -> bool:
-    blocks = [fields for part in _report_parts(msg) if _is_dsn(part) for fields in _dsn_blocks(part)]
+    parts = [part for part in _report_parts(msg) if _is_dsn(part)]
+    blocks = [fields for part in parts for fields in _dsn_blocks(part)]
     actions = [recipient[1] for recipient in _recipients(blocks)]
     return bool(actions) and all(action in _SUCCESS_ACTIONS for action in actions)
 

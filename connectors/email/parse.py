@@ -24,12 +24,11 @@ from email.message import Message
 from email.parser import BytesParser
 from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
-from html.parser import HTMLParser
 
 import msgspec
 
 from connectors.email import noise
-from connectors.email.quotes import visible_text
+from connectors.email.quotes import html_to_text, unflow, visible_text
 from schemas.errors import ParseError
 from schemas.identity import Identity, parse_sender
 from schemas.inbound import Attachment, EmailExtras, InboundMessage, event_id_for
@@ -39,7 +38,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_PARTS",
     "decode_bytes",
-    "html_to_text",
+    "decode_words",
     "message_ids",
     "parse_email",
 ]
@@ -48,7 +47,7 @@ DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 MAX_DEPTH = 20
 MAX_PARTS = 500
 # bodies beyond this are cut before conversion and quote stripping (the raw stays whole)
-MAX_BODY_CHARS = 1_000_000
+MAX_BODY_CHARS = 500_000
 MAX_TEXT_CHARS = 100_000
 # keep the thread root and the most recent ancestors of very long References chains
 MAX_REFERENCES = 50
@@ -57,6 +56,10 @@ MAX_REFERENCES = 50
 _STRUCTURE_HEADERS = frozenset(
     {"content-type", "content-disposition", "content-transfer-encoding"}
 )
+# the stdlib's parameter splitting is quadratic; no real structure header comes near this
+_STRUCTURE_MAX_CHARS = 4096
+# the strict address parser is superlinear; no real From header comes near this
+_FROM_MAX_CHARS = 1000
 
 
 class _MailPolicy(EmailPolicy):
@@ -65,13 +68,14 @@ class _MailPolicy(EmailPolicy):
     The default policy re-parses Content-Type into a header object on every
     get_content_type() call (a dozen per part, ~150 us each); Message's parameter API
     (get_param, get_filename with RFC 2231, get_content_charset) reads strings just as
-    well, so this makes parsing several times faster with the same results.
+    well, so this makes parsing several times faster. (RFC 2047 words that Outlook puts
+    in file names are decoded by `decode_words`.)
     """
 
     def header_fetch_parse(self, name: str, value: str) -> str:
         """Return structure headers unfolded as str, everything else as policy.default does."""
         if name.lower() in _STRUCTURE_HEADERS and isinstance(value, str):
-            return "".join(value.splitlines())
+            return "".join(value.splitlines())[:_STRUCTURE_MAX_CHARS]
         return super().header_fetch_parse(name, value)  # type: ignore[no-any-return]
 
 
@@ -146,6 +150,8 @@ def _refuse_mime_bomb(data: bytes) -> None:
     lines times depth; counting delimiter lines here is one C-speed regex scan.
     """
     boundaries = {quoted or bare for quoted, bare in _BOUNDARY.findall(data)}
+    if not boundaries:
+        return
     if len(boundaries) <= MAX_DEPTH and data.count(b"\n--") <= MAX_PARTS:
         return  # too few boundaries to nest deeply, too few delimiter lines for many parts
     if len(boundaries) > MAX_PARTS:
@@ -236,7 +242,9 @@ def _extras(
     to = _addresses(headers, "to")
     cc = _addresses(headers, "cc")
     reply_to = _addresses(headers, "reply-to")
-    envelope = tuple(_bare(v) for n in ("delivered-to", "x-original-to") for v in headers.get(n, ()))
+    envelope = tuple(
+        _bare(v) for name in ("delivered-to", "x-original-to") for v in headers.get(name, ())
+    )
     # without our own address a customer's Cc'd plus-address could pass for a token
     ours = to + cc + envelope if account else to + envelope
     return EmailExtras(
@@ -331,6 +339,8 @@ def _sender(headers: dict[str, list[str]]) -> Identity:
     plain = _PLAIN_FROM.match(value)
     if plain:  # the common shape, 10x cheaper than the full RFC 5322 parser
         return parse_sender(_bare(plain.group(1) or plain.group(2)))
+    if len(value) > _FROM_MAX_CHARS:
+        raise ParseError(f"From header is {len(value)} characters long")
     try:
         found = _parse_addresses("from", value)
     except _BAD_HEADER as e:
@@ -371,7 +381,7 @@ def _subject(headers: dict[str, list[str]]) -> str | None:
     value = _first(headers, "subject")
     if value is None:
         return None
-    text = _CONTROL.sub(" ", decode_words(value)).strip()
+    text = " ".join(_CONTROL.sub(" ", decode_words(value)).split())
     return text or None
 
 
@@ -529,26 +539,39 @@ def _body_text(part: Message) -> str:
     if part.get_content_subtype() == "html":
         text = html_to_text(text)
     elif str(part.get_param("format", "")).lower() == "flowed":
-        text = _unflow(text, delsp=str(part.get_param("delsp", "")).lower() == "yes")
+        text = unflow(text, delsp=str(part.get_param("delsp", "")).lower() == "yes")
     return _INVISIBLE.sub("", text.replace("\x00", ""))
 
 
 def decode_bytes(data: bytes, declared: str | None) -> str:
-    """Decode text: declared charset, then UTF-8, then cp1252, then latin-1 (never fails)."""
+    """Decode text: declared charset, UTF-8, mostly-UTF-8, cp1252, latin-1 (never fails)."""
     if declared and not data.isascii() and _is_single_byte(declared):
         # UTF-8 labelled as latin-1/ascii is the commonest mislabel; valid UTF-8 wins
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
             pass
-    for charset in (declared, "utf-8", "cp1252"):
+    for charset in (declared, "utf-8"):
         if not charset:
             continue
         try:
             return data.decode(charset)
         except (LookupError, ValueError):  # unknown or mislabelled charset: try the next
             continue
-    return data.decode("latin-1")
+    text = data.decode("utf-8", errors="replace")
+    if _mostly_utf8(text):
+        return text  # UTF-8 with a few broken bytes: keep the rest readable
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _mostly_utf8(text: str) -> bool:
+    """More well-formed non-ASCII characters than U+FFFD replacements."""
+    bad = text.count("\ufffd")
+    non_ascii = len(text) - len(text.encode("ascii", errors="ignore"))
+    return non_ascii - bad > bad
 
 
 def _is_single_byte(charset: str) -> bool:
@@ -556,112 +579,6 @@ def _is_single_byte(charset: str) -> bool:
         return codecs.lookup(charset).name in _SINGLE_BYTE
     except LookupError:
         return False
-
-
-def _unflow(text: str, *, delsp: bool) -> str:
-    """Join RFC 3676 format=flowed soft line breaks (unquoted lines only)."""
-    out: list[str] = []
-    pending = ""
-    for physical in text.split("\n"):
-        line = physical[1:] if physical.startswith(" ") else physical  # space-stuffing
-        if line.endswith(" ") and line.rstrip() != "--" and not line.startswith(">"):
-            pending += line[:-1] if delsp else line
-            continue
-        out.append(pending + line)
-        pending = ""
-    if pending:
-        out.append(pending)
-    return "\n".join(out)
-
-
-_BLOCK_TAGS = frozenset(
-    {
-        "address", "article", "aside", "center", "dd", "div", "dl", "dt", "fieldset",
-        "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
-        "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody",
-        "tfoot", "thead", "tr", "ul",
-    }
-)
-_PARAGRAPH_TAGS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol"})
-_SKIP_TAGS = frozenset({"script", "style", "title", "template"})
-_SPACES = re.compile(r"\s+")
-
-
-class _HtmlText(HTMLParser):
-    """Readable text from HTML: block elements end lines, blockquotes become "> " quotes."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.lines: list[str] = []
-        self._line: list[str] = []
-        self._skip = 0
-        self._quote = 0
-        self._pre = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP_TAGS:
-            self._skip += 1
-        elif tag == "br":
-            self._end_line(keep_empty=True)
-        elif tag == "blockquote":
-            self._end_line()
-            self._quote += 1
-        elif tag in _BLOCK_TAGS:
-            self._end_line()
-            if tag == "pre":
-                self._pre += 1
-            if tag == "li":
-                self._line.append("- ")
-        elif tag in ("td", "th"):
-            self._line.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP_TAGS:
-            self._skip = max(0, self._skip - 1)
-        elif tag == "blockquote":
-            self._end_line()
-            self._quote = max(0, self._quote - 1)
-        elif tag in _BLOCK_TAGS:
-            self._end_line()
-            if tag == "pre":
-                self._pre = max(0, self._pre - 1)
-            if tag in _PARAGRAPH_TAGS:
-                self.lines.append("")
-
-    def handle_data(self, data: str) -> None:
-        if self._skip:
-            return
-        if not self._pre:
-            self._line.append(_SPACES.sub(" ", data))
-            return
-        first, *rest = data.split("\n")
-        self._line.append(first)
-        for segment in rest:
-            self._end_line(keep_empty=True)
-            self._line.append(segment)
-
-    def _end_line(self, *, keep_empty: bool = False) -> None:
-        text = "".join(self._line)
-        self._line = []
-        text = text.rstrip() if self._pre else _SPACES.sub(" ", text).strip()
-        if text or keep_empty:
-            self.lines.append("> " * self._quote + text)
-
-    def text(self) -> str:
-        """The text collected so far, flushing the open line."""
-        self._end_line()
-        return "\n".join(self.lines)
-
-
-def html_to_text(html: str) -> str:
-    """Convert an HTML body to readable plain text with the stdlib HTML parser."""
-    parser = _HtmlText()
-    try:
-        parser.feed(html)
-        parser.close()
-    except AssertionError:  # html.parser asserts on bogus marked sections; keep what we have
-        pass
-    return parser.text()
 
 
 # ---- attachments ------------------------------------------------------------------------
@@ -690,7 +607,7 @@ def _is_file(part: Message) -> bool:
     """Attachments, named parts and non-text parts; unnamed inline text is body."""
     if part.get_content_maintype() != "text":
         return True
-    return part.get_content_disposition() == "attachment" or part.get_filename() is not None
+    return part.get_content_disposition() == "attachment" or _filename(part) is not None
 
 
 def _filename(part: Message) -> str | None:

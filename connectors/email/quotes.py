@@ -1,6 +1,9 @@
-"""Keep only the new text of a reply: drop quoted history, quote headers and signatures.
+"""Body text as a person reads it, and only the new part of a reply.
 
-Works line by line, top to bottom, in one pass. Lines starting with ">" are history.
+`html_to_text` and `unflow` turn HTML and format=flowed bodies into plain lines (HTML
+blockquotes become "> " quotes); `visible_text` then keeps what the author wrote now.
+
+`visible_text` works line by line, top to bottom, in one pass. Lines starting with ">" are history.
 A quote header ("On <date>, <someone> wrote:", localised, possibly wrapped over up to
 three lines) is dropped together with the quoted block that follows it; when no quoted
 block follows, the original was pasted unquoted below it, so everything from the header
@@ -12,8 +15,9 @@ signature delimiter and mailing-list footers also end the new text. Finally a
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 
-__all__ = ["visible_text"]
+__all__ = ["html_to_text", "unflow", "visible_text"]
 
 # at most this many physical lines make up one wrapped quote header
 _HEADER_LINES = 3
@@ -24,7 +28,8 @@ _BLOCK_REACH = 6
 # the verb that ends a quote header, right before the colon, in common client languages
 _INTRO_END = re.compile(
     r"(?:\b(?:wrote|writes|a\s+écrit|escribió|escreveu|ha\s+scritto|scrisse|"
-    r"napisał\(a\)|napisała|napisał|kirjoitti|írta|написал\(а\)|написала|написал)\s*:"  # noqa: RUF001
+    r"napisał\(a\)|napisała|napisał|kirjoitti|írta|"
+    r"написал\(а\)|написала|написал)\s*:"  # noqa: RUF001
     # German, Dutch and Scandinavian put the sender between the verb and the colon
     r"|\b(?:schrieb|schreef|skrev)\b[^:\n]{0,200}:)\s*$",
     re.IGNORECASE,
@@ -112,7 +117,7 @@ def _new_lines(lines: list[str], *, forwarded: bool) -> list[str]:
 
 
 def _is_quoted(line: str) -> bool:
-    return line.lstrip().startswith(">")
+    return line.startswith(">")
 
 
 def _ends_new_text(lines: list[str], i: int) -> bool:
@@ -198,3 +203,127 @@ def _squeeze_blanks(lines: list[str]) -> list[str]:
     while out and not out[-1]:
         out.pop()
     return out
+
+
+# ---- HTML and format=flowed to plain lines -----------------------------------------
+
+
+def unflow(text: str, *, delsp: bool) -> str:
+    """Join RFC 3676 format=flowed soft line breaks (unquoted lines only)."""
+    out: list[str] = []
+    pending = ""
+    for physical in text.split("\n"):
+        # undo space-stuffing, except where it keeps a ">" from reading as a quote
+        stuffed = physical.startswith(" ") and not physical.startswith(" >")
+        line = physical[1:] if stuffed else physical
+        if line.endswith(" ") and line.rstrip() != "--" and not line.startswith(">"):
+            pending += line[:-1] if delsp else line
+            continue
+        out.append(pending + line)
+        pending = ""
+    if pending:
+        out.append(pending)
+    return "\n".join(out)
+
+
+_BLOCK_TAGS = frozenset(
+    {
+        "address", "article", "aside", "center", "dd", "div", "dl", "dt", "fieldset",
+        "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
+        "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody",
+        "tfoot", "thead", "tr", "ul",
+    }
+)
+_PARAGRAPH_TAGS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol"})
+_SKIP_TAGS = frozenset({"script", "style", "title", "template"})
+_SPACES = re.compile(r"\s+")
+_MAX_QUOTE_PREFIX = 8
+_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
+_UNCLOSED_LT = re.compile(r"<(?=[^<>]*(?:<|\Z))")
+
+
+def _defuse(html: str) -> str:
+    """Drop comments and escape every "<" not closed before the next one.
+
+    html.parser rescans to the end of the input for each unclosed "<", which makes
+    hostile HTML quadratic; after this pass every tag it sees is closed.
+    """
+    return _UNCLOSED_LT.sub("&lt;", _HTML_COMMENT.sub("", html))
+
+
+class _HtmlText(HTMLParser):
+    """Readable text from HTML: block elements end lines, blockquotes become "> " quotes."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self._line: list[str] = []
+        self._skip = 0
+        self._quote = 0
+        self._pre = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip += 1
+        elif tag == "br":
+            self._end_line(keep_empty=True)
+        elif tag == "blockquote":
+            self._end_line()
+            self._quote += 1
+        elif tag in _BLOCK_TAGS:
+            self._end_line()
+            if tag == "pre":
+                self._pre += 1
+            if tag == "li":
+                self._line.append("- ")
+        elif tag in ("td", "th"):
+            self._line.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip = max(0, self._skip - 1)
+        elif tag == "blockquote":
+            self._end_line()
+            self._quote = max(0, self._quote - 1)
+        elif tag in _BLOCK_TAGS:
+            self._end_line()
+            if tag == "pre":
+                self._pre = max(0, self._pre - 1)
+            if tag in _PARAGRAPH_TAGS:
+                self.lines.append("")
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            return
+        if not self._pre:
+            self._line.append(_SPACES.sub(" ", data))
+            return
+        first, *rest = data.split("\n")
+        self._line.append(first)
+        for segment in rest:
+            self._end_line(keep_empty=True)
+            self._line.append(segment)
+
+    def _end_line(self, *, keep_empty: bool = False) -> None:
+        text = "".join(self._line)
+        self._line = []
+        text = text.rstrip() if self._pre else _SPACES.sub(" ", text).strip()
+        if text or keep_empty:
+            # quote depth only needs to be seen, not counted: cap the prefix a bomb could grow
+            self.lines.append("> " * min(self._quote, _MAX_QUOTE_PREFIX) + text)
+
+    def text(self) -> str:
+        """The text collected so far, flushing the open line."""
+        self._end_line()
+        return "\n".join(self.lines)
+
+
+def html_to_text(html: str) -> str:
+    """Convert an HTML body to readable plain text with the stdlib HTML parser."""
+    parser = _HtmlText()
+    try:
+        parser.feed(_defuse(html))
+        parser.close()
+    except AssertionError:  # html.parser asserts on bogus marked sections; keep what we have
+        pass
+    return parser.text()

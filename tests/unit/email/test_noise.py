@@ -14,7 +14,9 @@ def _message(headers: str, body: str = "Hello.\n") -> Message:
     return message_from_string(f"From: a@example.com\n{headers}\n{body}", policy=policy.default)
 
 
-def _tags(headers: str, *, sender: str = "a@example.com", subject: str | None = None) -> tuple[str, ...]:
+def _tags(
+    headers: str, *, sender: str = "a@example.com", subject: str | None = None
+) -> tuple[str, ...]:
     msg = _message(headers)
     by_name: dict[str, list[str]] = {}
     for name, value in msg.raw_items():

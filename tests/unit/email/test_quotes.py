@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.email.quotes import visible_text
+from connectors.email.quotes import html_to_text, unflow, visible_text
 
 REPLY_BODIES = Path(__file__).parents[4] / "shared" / "fixtures" / "email" / "reply-bodies"
 
@@ -219,6 +219,48 @@ def test_visible_text(text: str, expected: str) -> None:
 
 
 def test_forwarded_subject_keeps_outlook_blocks() -> None:
-    text = "FYI\n\nFrom: Billing <b@acme.test>\nSent: Monday\nTo: me\nSubject: Invoice\n\nAmount: 12\n"
+    text = (
+        "FYI\n\nFrom: Billing <b@acme.test>\nSent: Monday\nTo: me\nSubject: Invoice\n\n"
+        "Amount: 12\n"
+    )
     assert visible_text(text) == "FYI"
     assert visible_text(text, forwarded=True).endswith("Amount: 12")
+
+
+HTML = [
+    pytest.param("<p>a</p><p>b</p>", "a\n\nb", id="paragraphs"),
+    pytest.param("a<br>b<br/>c", "a\nb\nc", id="line-breaks"),
+    pytest.param("<div>a</div><div>b</div>", "a\nb", id="divs"),
+    pytest.param("<style>x{}</style><script>y()</script>z", "z", id="drop-script-style"),
+    pytest.param("&lt;tag&gt; &amp; &eacute; &#8364; &nbsp;x", "<tag> & é € x", id="entities"),
+    pytest.param("<ul><li>one</li><li>two</li></ul>", "- one\n- two", id="list"),
+    pytest.param("<blockquote>old<br>older</blockquote>new", "> old\n> older\nnew", id="quote"),
+    pytest.param("<pre>  a\n    b</pre>", "  a\n    b", id="pre"),
+    pytest.param("a   \n  b", "a b", id="whitespace"),
+    pytest.param("<![if !supportLists]>x<![endif]>", "x", id="outlook-conditional"),
+    pytest.param("a<![bogus[ y]> z", "a", id="bogus-marked-section-keeps-what-came-before"),
+    pytest.param("x <![bogus[ y", "x <![bogus[ y", id="unclosed-lt-is-text"),
+    pytest.param("<a " * 1000 + "end", "<a " * 1000 + "end", id="unclosed-tags-are-text"),
+    pytest.param("a<!-- <b>hidden</b> -->b<!-- unclosed", "ab", id="comments"),
+    pytest.param("<p>unclosed <b>tags", "unclosed tags", id="unclosed"),
+]
+
+
+@pytest.mark.parametrize(("html", "text"), HTML)
+def test_html_to_text(html: str, text: str) -> None:
+    assert html_to_text(html).strip("\n") == text
+
+
+FLOWED = [
+    pytest.param("one \ntwo\n", False, "one two\n", id="soft-break"),
+    pytest.param("one \ntwo\n", True, "onetwo\n", id="delsp"),
+    pytest.param("hard\nbreak\n", False, "hard\nbreak\n", id="hard-break"),
+    pytest.param("--\nsig \nname\n", False, "--\nsig name\n", id="sig-delimiter-stays"),
+    pytest.param(" From here\n >not quote\n", False, "From here\n >not quote\n", id="stuffing"),
+    pytest.param("> a \n> b\n", False, "> a \n> b\n", id="quoted-lines-kept-apart"),
+]
+
+
+@pytest.mark.parametrize(("text", "delsp", "expected"), FLOWED)
+def test_unflow(text: str, delsp: bool, expected: str) -> None:
+    assert unflow(text, delsp=delsp) == expected

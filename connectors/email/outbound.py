@@ -1,0 +1,246 @@
+"""SMTP out: one reply per send over a reused connection, bounded retries, a receipt always.
+
+4xx answers and network errors before the message data was sent are retried with
+exponential backoff and full jitter; 5xx fails at once with the server's words. A
+connection lost while the data was in flight may have delivered it, so that send is
+`uncertain`, not retried: a second copy to a customer is worse than a flagged receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import aiosmtplib
+from prometheus_client import Counter
+
+from connectors.base import Outbound
+from connectors.email.errors import SmtpRejected, SmtpTransient
+from connectors.email.inbound import ImapSession, backoff_delay
+from connectors.email.mime import BuiltReply, build_reply
+from connectors.email.settings import EmailSettings, SmtpSettings
+from schemas.errors import AuthError, ConfigError, PermanentError, SwitchboardError
+from schemas.outbound import DeliveryReceipt, DeliveryStatus, OutboundMessage
+
+__all__ = ["EmailOutbound"]
+
+log = logging.getLogger(__name__)
+
+SENT = Counter("sb_email_replies_total", "Replies by final status", ["status"])
+ATTEMPTS = Counter("sb_email_smtp_attempts_total", "SMTP transactions tried", ["outcome"])
+
+_NETWORK = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPTimeoutError, OSError, TimeoutError)
+
+
+class _InFlight(SwitchboardError):
+    """The connection died while the message data was on its way."""
+
+
+class _Stale(SmtpTransient):
+    """The connection was gone before the first command of a transaction."""
+
+
+class EmailOutbound(Outbound[EmailSettings]):
+    """Sends replies through the configured SMTP server and optionally files them in Sent."""
+
+    def __init__(self, settings: EmailSettings) -> None:
+        super().__init__(settings)
+        self._smtp: aiosmtplib.SMTP | None = None
+        self._lock = asyncio.Lock()
+        self._archive: ImapSession | None = None
+        self._archive_ready = False
+        self._archive_refused = False
+
+    @property
+    def _config(self) -> SmtpSettings:
+        if self.settings.smtp is None:
+            raise ConfigError("no SMTP server configured", where="email.smtp")
+        return self.settings.smtp
+
+    async def start(self) -> None:
+        """Connect and log in once, so bad credentials show at start."""
+        async with self._lock:
+            await self._connection()
+
+    async def stop(self) -> None:
+        """Say QUIT and close both connections; safe to call twice."""
+        async with self._lock:
+            await self._drop()
+        archive, self._archive = self._archive, None
+        if archive is not None:
+            await archive.close()
+
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        """Send one reply; the receipt says sent, failed (with the reason) or uncertain."""
+        smtp = self._config
+        try:
+            built = build_reply(message, smtp, self.settings.token_key.get_secret_value().encode(),
+                                now=datetime.now(UTC))
+        except PermanentError as e:
+            return self._receipt(message, "failed", e.reason)
+        status, reason = await self._deliver(built)
+        if status == "sent" and self.settings.sent_account() is not None:
+            await self._file_in_sent(built)
+        log.info("email: reply %s", status, extra={"reply_id": message.reply_id,
+                 "conversation_id": message.conversation_id, "reason": reason})
+        return self._receipt(message, status, reason, built.message_id if status != "failed" else None)
+
+    def _receipt(self, message: OutboundMessage, status: DeliveryStatus, reason: str | None,
+                 provider_id: str | None = None) -> DeliveryReceipt:
+        SENT.labels(status).inc()
+        return DeliveryReceipt(reply_id=message.reply_id, conversation_id=message.conversation_id,
+                               channel="email", status=status, at=datetime.now(UTC),
+                               reason=reason, provider_id=provider_id)
+
+    async def _deliver(self, built: BuiltReply) -> tuple[DeliveryStatus, str | None]:
+        """Try up to max_attempts times; the outcome and, unless sent, why."""
+        smtp = self._config
+        last = ""
+        for attempt in range(1, smtp.max_attempts + 1):
+            try:
+                async with self._lock:
+                    await self._transaction(built)
+            except SmtpRejected as e:
+                ATTEMPTS.labels("rejected").inc()
+                return "failed", e.reason
+            except _InFlight as e:
+                ATTEMPTS.labels("uncertain").inc()
+                return "uncertain", e.reason
+            except SmtpTransient as e:
+                ATTEMPTS.labels("transient").inc()
+                last = e.reason
+                if attempt < smtp.max_attempts:
+                    delay = backoff_delay(attempt, smtp.backoff_base_seconds, smtp.backoff_max_seconds)
+                    log.warning("email: send attempt %d failed (%s); retrying in %.2fs",
+                                attempt, e.reason, delay, extra={"message_id": built.message_id})
+                    await asyncio.sleep(delay)
+            else:
+                ATTEMPTS.labels("sent").inc()
+                return "sent", None
+        return "failed", f"gave up after {smtp.max_attempts} attempts; last: {last}"
+
+    async def _transaction(self, built: BuiltReply) -> None:
+        """MAIL, RCPT, DATA on the shared connection; a stale reused one is renewed once."""
+        reused = self._smtp is not None and self._smtp.is_connected
+        client = await self._connection()
+        try:
+            await self._envelope(client, built)
+        except _Stale:
+            if not reused:
+                raise
+            # servers drop idle connections: that costs a reconnect, not an attempt
+            client = await self._connection()
+            await self._envelope(client, built)
+        await self._data(client, built)
+
+    async def _envelope(self, client: aiosmtplib.SMTP, built: BuiltReply) -> None:
+        try:
+            await client.mail(built.sender)
+        except aiosmtplib.SMTPResponseException as e:
+            await self._reset(client)
+            raise _classified(e, "MAIL FROM") from e
+        except _NETWORK as e:
+            await self._drop()
+            raise _Stale(f"MAIL FROM: {e!r}") from e
+        await self._recipient(client, built)
+
+    async def _recipient(self, client: aiosmtplib.SMTP, built: BuiltReply) -> None:
+        try:
+            await client.rcpt(built.recipient)
+        except aiosmtplib.SMTPResponseException as e:
+            await self._reset(client)
+            raise _classified(e, "RCPT TO") from e
+        except _NETWORK as e:
+            await self._drop()
+            raise SmtpTransient(f"RCPT TO: {e!r}") from e
+        except ValueError as e:  # an address aiosmtplib will not put on the wire
+            await self._reset(client)
+            raise SmtpRejected(f"recipient {built.recipient!r}: {e}", 501) from e
+
+    async def _data(self, client: aiosmtplib.SMTP, built: BuiltReply) -> None:
+        try:
+            await client.data(built.data)
+        except aiosmtplib.SMTPResponseException as e:
+            await self._reset(client)
+            raise _classified(e, "DATA") from e
+        except _NETWORK as e:
+            await self._drop()
+            raise _InFlight(f"connection lost during DATA, the server may have the message: {e!r}") from e
+
+    async def _reset(self, client: aiosmtplib.SMTP) -> None:
+        """Clear a failed envelope so the connection can carry the next one."""
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, *_NETWORK):
+            await self._drop()
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        """The shared connection, (re)connected and logged in as needed."""
+        if self._smtp is not None and self._smtp.is_connected:
+            return self._smtp
+        smtp = self._config
+        password = smtp.password.get_secret_value() if smtp.password else None
+        client = aiosmtplib.SMTP(
+            hostname=smtp.host, port=smtp.port, timeout=smtp.timeout,
+            use_tls=smtp.tls == "implicit", start_tls=smtp.tls == "starttls",
+            username=smtp.username, password=password, local_hostname=smtp.message_id_domain)
+        where = f"SMTP {smtp.host}:{smtp.port}"
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPAuthenticationError as e:
+            raise AuthError(f"{where}: login as {smtp.username!r} refused: {e.code} {e.message}") from e
+        except aiosmtplib.SMTPResponseException as e:
+            raise _classified(e, f"{where}: connect") from e
+        except (aiosmtplib.SMTPException, *_NETWORK) as e:
+            raise SmtpTransient(f"{where}: connect: {e!r}") from e
+        self._smtp = client
+        return client
+
+    async def _drop(self) -> None:
+        client, self._smtp = self._smtp, None
+        if client is None:
+            return
+        if client.is_connected:
+            try:
+                await client.quit(timeout=min(self._config.timeout, 5.0))
+            except (aiosmtplib.SMTPException, *_NETWORK):
+                client.close()
+
+    async def _file_in_sent(self, built: BuiltReply) -> None:
+        """Append the sent bytes to the Sent folder; failing that is logged, never fatal."""
+        account = self.settings.sent_account()
+        smtp = self._config
+        if account is None or self._archive_refused:
+            return
+        try:
+            if self._archive is None:
+                session = ImapSession(account)
+                self._archive = session
+                await session.open()
+                self._archive_ready = await session.exists(smtp.sent_folder)
+            if not self._archive_ready:
+                await self._archive.create(smtp.sent_folder)
+                self._archive_ready = True
+            await self._archive.append(built.data, smtp.sent_folder, flags="(\\Seen)")
+        except SwitchboardError as e:
+            if isinstance(e, AuthError):
+                # a refused login will not heal by itself: stop trying and say so loudly
+                self._archive_refused = True
+                log.error("ALERT email: replies are no longer filed in %s: %s", smtp.sent_folder,
+                          e.reason, extra={"account": account.name, "alert": True})
+            else:
+                log.warning("email: could not file reply in %s: %s", smtp.sent_folder, e.reason,
+                            extra={"message_id": built.message_id, "account": account.name})
+            archive, self._archive = self._archive, None
+            if archive is not None:
+                await archive.close()
+
+
+def _classified(e: aiosmtplib.SMTPResponseException, step: str) -> SwitchboardError:
+    """4xx is worth another try, anything else the server said is final."""
+    reason = f"{step}: {e.code} {e.message}"
+    if 400 <= e.code < 500:
+        return SmtpTransient(reason, e.code)
+    return SmtpRejected(reason, e.code)
