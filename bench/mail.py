@@ -142,17 +142,21 @@ async def backlog(settings: Settings, box: BenchMailbox, count: int) -> tuple[fl
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    """Both measurements, in one run."""
+    """Both measurements, in one run; each is printed as soon as it is known."""
     settings = load()
     box = BenchMailbox(settings.imap_port, USER, PASSWORD)
     try:
         modes = await latency_modes(settings, box, args)
+        print(f"{'mode':<12}{'mails':>7}{'p50 s':>8}{'p95 s':>8}{'max s':>8}", flush=True)
+        for m in modes:
+            print(f"{m.mode:<12}{m.mails:>7}{m.p50_s:>8}{m.p95_s:>8}{m.max_s:>8}", flush=True)
         seconds, routed = await backlog(settings, box, args.backlog)
+        print(f"backlog: {routed} of {args.backlog} mails routed in {seconds:.2f} s "
+              f"({routed / seconds:.0f} mails/s) after one IMAP MOVE", flush=True)
     finally:
         box.close()
     return {"modes": [asdict(m) for m in modes], "backlog": {
-        "mails": args.backlog, "routed": routed, "seconds": round(seconds, 2),
-        "per_second": round(routed / seconds) if seconds else None}}
+        "mails": args.backlog, "routed": routed, "seconds": round(seconds, 2)}}
 
 
 def main() -> None:
@@ -162,14 +166,7 @@ def main() -> None:
     parser.add_argument("--mails", type=int, default=20, help="mails filed for latency")
     parser.add_argument("--spread", type=float, default=150, help="seconds to file them over")
     parser.add_argument("--backlog", type=int, default=1000, help="mails in the dropped backlog")
-    result = asyncio.run(run(parser.parse_args()))
-    print(f"{'mode':<12}{'mails':>7}{'p50 s':>8}{'p95 s':>8}{'max s':>8}")
-    for m in result["modes"]:  # type: ignore[attr-defined]
-        print(f"{m['mode']:<12}{m['mails']:>7}{m['p50_s']:>8}{m['p95_s']:>8}{m['max_s']:>8}")
-    b = result["backlog"]
-    print(f"backlog: {b['routed']} of {b['mails']} mails routed in {b['seconds']} s "  # type: ignore[index]
-          f"({b['per_second']} mails/s) after one IMAP MOVE")  # type: ignore[index]
-    print(json.dumps(result))
+    print(json.dumps(asyncio.run(run(parser.parse_args()))))
 
 
 if __name__ == "__main__":

@@ -44,8 +44,11 @@ class BenchMailbox:
     def move_all(self, source: str, target: str) -> None:
         """Move every mail of `source` into `target` in one command: a backlog drops at once."""
         self._conn.select(f'"{source}"')
-        typ, data = self._conn.uid("MOVE", "1:*", f'"{target}"')
-        assert typ == "OK", data
+        try:
+            typ, data = self._conn.uid("MOVE", "1:*", f'"{target}"')
+            assert typ == "OK", data
+        finally:
+            self._conn.close()  # unselect, so the folder can be deleted under us
 
     def close(self) -> None:
         """Log out."""
