@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["CLAIM_MANY", "SET_MANY", "queue_claim_many", "queue_set_many"]
+__all__ = [
+    "CLAIM_MANY", "READ_EACH", "SET_MANY", "queue_claim_many", "queue_read_each", "queue_set_many",
+]
 
 # SET key value NX [EX ttl] for every key; returns what each key held before (nil = claimed)
 CLAIM_MANY = """
@@ -55,3 +57,15 @@ def queue_claim_many(pipe: Any, keys: Sequence[str], values: Sequence[str | byte
 def queue_set_many(pipe: Any, pairs: Sequence[tuple[str, str | bytes]], ttl_seconds: int = 0) -> None:
     """Queue one write of many keys."""
     pipe.eval(SET_MANY, len(pairs), *(k for k, _ in pairs), ttl_seconds, *(v for _, v in pairs))
+
+# one read command applied to every key: ARGV = the command and its extra arguments
+READ_EACH = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call(ARGV[1], key, unpack(ARGV, 2)) end
+return out
+"""
+
+
+def queue_read_each(pipe: Any, keys: Sequence[str], *command: str | int) -> None:
+    """Queue one command that runs `command` on every key; its answer is a list, in order."""
+    pipe.eval(READ_EACH, len(keys), *keys, *command)

@@ -1,6 +1,6 @@
-"""Conversation state in Redis: channel threads and each customer's latest conversation.
+"""Which conversation each channel thread is (an email thread root, an API thread id).
 
-Reads join the batch's claim round trip; writes are one pipeline per batch.
+Reads are one MGET per batch and writes one command per batch.
 """
 
 from __future__ import annotations
@@ -8,64 +8,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-
 from processors.bulk import queue_set_many
-from processors.thread import OpenConversation, ThreadContext
-from schemas.inbound import InboundMessage
 
-__all__ = ["ConversationStore", "Update"]
-
-_open_decoder = msgspec.json.Decoder(OpenConversation)
-_encoder = msgspec.json.Encoder()
-READS_PER_MESSAGE = 2
-
-
-class Update(msgspec.Struct, frozen=True):
-    """What one routed message changes: its thread's conversation, the customer's latest."""
-
-    channel: str
-    thread_key: str
-    customer_id: str
-    open: OpenConversation
+__all__ = ["ConversationStore"]
 
 
 class ConversationStore:
-    """Keys `<ns>:thread:<channel>:<thread key>` and `<ns>:open:<customer id>`."""
+    """Keys `<ns>:thread:<channel>:<thread key>` → conversation id."""
 
     def __init__(self, namespace: str, ttl_seconds: int) -> None:
         self._ns = namespace
         self._ttl = ttl_seconds
 
-    def _thread_key(self, channel: str, thread_key: str) -> str:
+    def thread_key(self, channel: str, thread_key: str) -> str:
+        """The key of a channel thread's conversation."""
         return f"{self._ns}:thread:{channel}:{thread_key}"
 
-    def _open_key(self, customer_id: str) -> str:
-        return f"{self._ns}:open:{customer_id}"
+    def queue_read_threads(self, pipe: Any, threads: Sequence[tuple[str, str]]) -> None:
+        """Add the reads of (channel, thread key) pairs to a pipeline, as one MGET."""
+        pipe.mget([self.thread_key(c, t) for c, t in threads] or ["-"])
 
-    def queue_reads(self, pipe: Any, items: Sequence[tuple[InboundMessage, str]]) -> None:
-        """Add the reads for (message, customer id) pairs to a pipeline, as one MGET."""
-        keys = []
-        for message, customer_id in items:
-            keys.append(self._thread_key(message.channel, message.thread_key))
-            keys.append(self._open_key(customer_id))
-        pipe.mget(keys)
+    def parse_threads(self, answer: Sequence[Any]) -> list[str | None]:
+        """The conversation of each thread `queue_read_threads` asked for, or None."""
+        return [v.decode() if v else None for v in answer]
 
-    def contexts(self, answer: Sequence[Any]) -> list[ThreadContext]:
-        """Turn the MGET's answer to `queue_reads` back into contexts, in order."""
-        out = []
-        for i in range(0, len(answer), READS_PER_MESSAGE):
-            thread, open_ = answer[i], answer[i + 1]
-            out.append(ThreadContext(
-                known_thread=thread.decode() if thread else None,
-                open=_open_decoder.decode(open_) if open_ else None,
-            ))
-        return out
-
-    def queue_writes(self, pipe: Any, updates: Sequence[Update]) -> None:
-        """Add one batch's updates to a pipeline as one command; the last update of a key wins."""
-        pairs: dict[str, str | bytes] = {}
-        for u in updates:
-            pairs[self._thread_key(u.channel, u.thread_key)] = u.open.conversation_id
-            pairs[self._open_key(u.customer_id)] = _encoder.encode(u.open)
-        queue_set_many(pipe, list(pairs.items()), self._ttl)
+    def queue_write_threads(self, pipe: Any, pairs: Sequence[tuple[str, str]]) -> None:
+        """Add (thread key, conversation) writes to a pipeline as one command."""
+        if pairs:
+            queue_set_many(pipe, pairs, self._ttl)

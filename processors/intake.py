@@ -1,25 +1,23 @@
-"""Intake: the first pipeline stage, one stream batch at a time.
+"""Intake: the first stage, one stream batch at a time.
 
-decode → dedupe + thread context (one Redis round trip per batch) → identify → thread →
-route, producing RoutedConversations; bounces become failed DeliveryReceipts; whatever
-cannot be decoded becomes a DeadLetter. Thread state is written back in a second round
-trip, so each of the two stateful stages makes exactly one per batch.
+decode → dedupe + identify (one Redis round trip for the batch) → IdentifiedMessage on
+`sb.identified.v1`, keyed by customer; a bounce becomes a failed DeliveryReceipt; an
+identity the customer states in a private message is linked (an IdentityLink event);
+whatever cannot be decoded becomes a DeadLetter.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-from processors import dedupe, identify, route, thread
+from processors import dedupe, evidence, identify
 from processors.bounce import receipt_for_bounce
-from processors.conversations import ConversationStore, Update
 from processors.metrics import (
     BATCH_SIZE,
     DEADLETTERED,
@@ -32,11 +30,12 @@ from processors.metrics import (
 from schemas.codec import decoder, encode
 from schemas.deadletter import DeadLetter
 from schemas.errors import ParseError
+from schemas.identified import IdentifiedMessage
 from schemas.inbound import InboundMessage
-from schemas.routed import Decision, RoutedConversation
-from schemas.topics import DEADLETTER, DELIVERY, ROUTED, TopicSpec
+from schemas.routed import Decision
+from schemas.topics import DEADLETTER, DELIVERY, IDENTIFIED, IDENTITY, TopicSpec
 
-__all__ = ["STAGE", "Intake", "Output", "Record", "routed_conversation"]
+__all__ = ["STAGE", "Intake", "Output", "Record", "dead_letter", "identified_message"]
 
 STAGE = "intake"
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ _latency = STAGE_LATENCY.labels(STAGE)  # labels() costs a lock and a lookup: on
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One Kafka record as the stage sees it."""
+    """One Kafka record as a stage sees it."""
 
     topic: str
     partition: int
@@ -63,59 +62,23 @@ class Output:
     value: bytes
 
 
-def dead_letter(record: Record, reason: str, channel: str | None = None) -> Output:
+def dead_letter(record: Record, reason: str, channel: str | None = None, stage: str = STAGE) -> Output:
     """A dead letter keeping the record's original bytes and where they came from."""
     letter = DeadLetter(
-        stage=STAGE, reason=reason, original=record.value or b"", at=datetime.now(UTC),
+        stage=stage, reason=reason, original=record.value or b"", at=datetime.now(UTC),
         channel=channel, source_topic=record.topic, source_partition=record.partition,
         source_offset=record.offset,
     )
-    return Output(DEADLETTER, STAGE.encode(), encode(letter))
+    return Output(DEADLETTER, stage.encode(), encode(letter))
 
 
-def routed_conversation(message: InboundMessage, customer_id: str, threaded: thread.ThreadDecision,
-                        policy: route.DefaultPolicy, dedupe_reason: str) -> RoutedConversation:
-    """Route one message whose customer and conversation are known: the pure core."""
-    routed = route.decide(message, policy)
-    return RoutedConversation(
-        event_id=message.event_id,
-        conversation_id=threaded.conversation_id,
-        customer_id=customer_id,
-        queue=routed.queue,
-        priority=routed.priority,
-        tier=routed.tier,
-        urgency=routed.urgency,
-        first_response_due=routed.first_response_due,
-        routed_at=datetime.now(UTC),
-        message=message,
-        decisions=(
-            Decision(stage="dedupe", outcome="new", reasons=(dedupe_reason,)),
-            Decision(stage="identify", outcome=customer_id, reasons=(
-                f"customer {customer_id} from sender {message.sender.kind} identity",)),
-            threaded.decision,
-            routed.decision,
-        ),
-    )
-
-
-@dataclass(slots=True)
-class _Item:
-    """One decoded message and what the batch's Redis round trip told about it."""
-
-    record: Record
-    message: InboundMessage
-    claim: dedupe.Claim
-    customer: str
-    previous: bytes | None = None
-    context: thread.ThreadContext = field(default_factory=thread.ThreadContext)
-
-
-def _opened(message: InboundMessage, ctx: thread.ThreadContext,
-            threaded: thread.ThreadDecision) -> thread.OpenConversation:
-    # a reply without a subject of its own keeps the conversation's subject
-    kept = ctx.open.subject if ctx.open and threaded.joined else ""
-    subject = thread.normalise_subject(message.subject) or kept
-    return thread.OpenConversation(threaded.conversation_id, message.received_at, subject)
+def identified_message(message: InboundMessage, customer_id: str, dedupe_reason: str,
+                       identified: Decision) -> IdentifiedMessage:
+    """The message with its customer and the first two stages' reasons: the pure core."""
+    return IdentifiedMessage(
+        event_id=message.event_id, customer_id=customer_id, message=message,
+        identified_at=datetime.now(UTC),
+        decisions=(Decision(stage="dedupe", outcome="new", reasons=(dedupe_reason,)), identified))
 
 
 class _Tally:
@@ -138,13 +101,13 @@ class _Tally:
 class Intake:
     """Runs the intake stage over a batch; the Faust agent only moves bytes."""
 
-    def __init__(self, redis: Redis, claims: dedupe.ClaimStore, conversations: ConversationStore,
-                 rules: thread.ThreadRules, policy: route.DefaultPolicy) -> None:
+    def __init__(self, redis: Redis, claims: dedupe.ClaimStore, identities: identify.IdentityStore,
+                 token_key: bytes, our_domains: Sequence[str] = ()) -> None:
         self._redis = redis
         self._claims = claims
-        self._conversations = conversations
-        self._rules = rules
-        self._policy = policy
+        self._identities = identities
+        self._token_key = token_key
+        self._our_domains = tuple(our_domains)
 
     def _decode(self, records: Sequence[Record], outputs: list[Output]
                 ) -> list[tuple[Record, InboundMessage]]:
@@ -164,69 +127,66 @@ class Intake:
         return decoded
 
     async def process(self, records: Sequence[Record]) -> list[Output]:
-        """Turn one batch of inbound records into routed conversations and dead letters."""
+        """Turn one batch of inbound records into identified messages, receipts and dead letters."""
         BATCH_SIZE.labels(STAGE).observe(len(records))
         outputs: list[Output] = []
         decoded = self._decode(records, outputs)
         if not decoded:
             return outputs
-        items = [_Item(r, m, dedupe.Claim(m.event_id, f"{r.topic}/{r.partition}/{r.offset}"),
-                       identify.customer_id_for(m.sender)) for r, m in decoded]
+        claims = [dedupe.Claim(m.event_id, f"{r.topic}/{r.partition}/{r.offset}") for r, m in decoded]
+        sightings = [identify.Sighting.of(m) for _, m in decoded]
         pipe = self._redis.pipeline(transaction=False)
-        self._claims.queue(pipe, [i.claim for i in items])
-        self._conversations.queue_reads(pipe, [(i.message, i.customer) for i in items])
-        claimed, read = await pipe.execute()
+        self._claims.queue(pipe, claims)
+        self._identities.queue_lookup(pipe, sightings)
+        claimed, looked_up = await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
-        contexts = self._conversations.contexts(read)
-        for item, previous, ctx in zip(items, claimed, contexts, strict=True):
-            item.previous, item.context = previous, ctx
-        updates = self._route(items, outputs)
-        if updates:
-            pipe = self._redis.pipeline(transaction=False)
-            self._conversations.queue_writes(pipe, updates)
-            await pipe.execute()
-            REDIS_ROUNDTRIPS.labels("thread").inc()
-        return outputs
-
-    def _route(self, items: Sequence[_Item], outputs: list[Output]) -> list[Update]:
+        lookups = self._identities.parse_lookup(looked_up)
         tally = _Tally()
-        updates: list[Update] = []
-        # decisions earlier in this batch are newer than what Redis said before it
-        latest: dict[str, thread.OpenConversation] = {}
-        threads: dict[tuple[str, str], str] = {}
-        now = time.time()
-        debug = log.isEnabledFor(logging.DEBUG)  # once per batch: the check is not free
-        for item in items:
-            message = item.message
+        new: list[tuple[InboundMessage, str]] = []
+        passed: list[tuple[InboundMessage, str]] = []
+        for (record, message), claim, previous, sighting, lookup in zip(
+                decoded, claims, claimed, sightings, lookups, strict=True):
             tally.seen[message.channel] += 1
-            verdict, reason = dedupe.decide(item.claim, item.previous)
+            verdict, reason = dedupe.decide(claim, previous)
             if verdict is dedupe.Verdict.DUPLICATE:
                 tally.dropped[message.channel] += 1
                 log.info("duplicate dropped", extra={"event_id": message.event_id, "reason": reason})
                 continue
             if "bounce" in message.tags:
-                outputs.append(self._bounce(item.record, message))
+                outputs.append(self._bounce(record, message))
                 continue
-            thread_id = (message.channel, message.thread_key)
-            ctx = thread.ThreadContext(known_thread=threads.get(thread_id, item.context.known_thread),
-                                       open=latest.get(item.customer, item.context.open))
-            threaded = thread.decide(message, ctx, self._rules)
-            conversation = routed_conversation(message, item.customer, threaded, self._policy, reason)
-            outputs.append(Output(ROUTED, item.customer.encode(), encode(conversation)))
-            latest[item.customer] = opened = _opened(message, ctx, threaded)
-            threads[thread_id] = threaded.conversation_id
-            updates.append(Update(message.channel, message.thread_key, item.customer, opened))
+            customer, decision = identify.decide(sighting, lookup)
+            if decision.outcome == identify.NEW:
+                new.append((message, customer))
+            passed.append((message, customer))
+            outputs.append(Output(IDENTIFIED, customer.encode(), encode(
+                identified_message(message, customer, reason, decision))))
             tally.passed[message.channel] += 1
-            _latency.observe(max(0.0, now - message.received_at.timestamp()))
-            if debug:
-                log.debug("routed", extra={"event_id": message.event_id,
-                                           "conversation_id": conversation.conversation_id,
-                                           "queue": conversation.queue})
         tally.report()
-        return updates
+        await self._after(new, passed, outputs)
+        return outputs
+
+    async def _after(self, new: Sequence[tuple[InboundMessage, str]],
+                     passed: Sequence[tuple[InboundMessage, str]], outputs: list[Output]) -> None:
+        """Register first sightings (one round trip), and link identities customers stated."""
+        if new:
+            pipe = self._redis.pipeline(transaction=False)
+            self._identities.queue_register(pipe, [(m.sender, c) for m, c in new])
+            await pipe.execute()
+            REDIS_ROUNDTRIPS.labels("identify").inc()
+        for message, customer in passed:
+            # evidence is rare and only in private messages: its few round trips are fine
+            for candidate in evidence.find(message, our_domains=self._our_domains):
+                link = await self._identities.link_stated(
+                    self._redis, candidate.identity, customer, via=message.sender,
+                    evidence=candidate.quote, event_id=message.event_id, at=message.received_at)
+                if link is not None:
+                    outputs.append(Output(IDENTITY, link.customer_id.encode(), encode(link)))
+                    log.info("identity linked", extra={"event_id": message.event_id,
+                                                       "customer_id": link.customer_id})
 
     def _bounce(self, record: Record, message: InboundMessage) -> Output:
-        receipt = receipt_for_bounce(message, self._rules.token_key)
+        receipt = receipt_for_bounce(message, self._token_key)
         if receipt is None:
             DEADLETTERED.labels(STAGE, message.channel).inc()
             return dead_letter(record, "bounce for a message we did not send", message.channel)

@@ -1,57 +1,105 @@
-"""Route: place a message in a queue with a priority, a due time and the reasons.
+"""Route: every decision the brain makes about one identified message, composed, pure.
 
-Until a policy file exists every message goes to one default queue; the shape of the
-decision (queue, priority, tier, urgency, due, reasons) is the one later policies fill.
+thread (our tokens, a known channel thread) → tier (directory) → classify (sentiment,
+urgency rules) → queue (policy match, overflow, fallback) → sticky (continue, transfer,
+escalate) → priority and due time (business hours) → acknowledgement. Each step adds
+its reasons. Everything it needs is in `Facts`, read from Redis once per batch; nothing
+here does I/O, so `explain` and `whatif` run exactly this.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from schemas.inbound import InboundMessage
-from schemas.routed import Decision
+from processors import acknowledge, classify, priority, sticky, thread
+from processors.history import ConversationSummary
+from processors.policy_model import Policy, choose_queue
+from schemas.identified import CustomerProfile, IdentifiedMessage
+from schemas.routed import Decision, HistoryEntry, RoutedConversation
 
-__all__ = ["DefaultPolicy", "RouteDecision", "decide"]
-
-
-@dataclass(frozen=True, slots=True)
-class DefaultPolicy:
-    """The placeholder policy: one queue, one tier, one first-response target."""
-
-    queue: str = "default"
-    tier: str = "standard"
-    urgency: str = "normal"
-    priority: int = 3
-    first_response: timedelta = timedelta(hours=24)
+__all__ = ["Facts", "Outcome", "decide"]
 
 
 @dataclass(frozen=True, slots=True)
-class RouteDecision:
-    """Where a message goes and why."""
+class Facts:
+    """What Redis knew about a message's customer and thread when its batch was read."""
 
-    queue: str
-    priority: int
-    tier: str
-    urgency: str
-    first_response_due: datetime
-    decision: Decision
+    profile: CustomerProfile
+    history: tuple[HistoryEntry, ...] = ()
+    recent: Sequence[ConversationSummary] = ()
+    known_thread: str | None = None
+    backlog: Mapping[str, int] = field(default_factory=dict)
 
 
-def decide(message: InboundMessage, policy: DefaultPolicy) -> RouteDecision:
-    """Route one message under `policy`, returning the reasons with the outcome."""
-    due = message.received_at + policy.first_response
-    reasons = (
-        f"tier={policy.tier}: no customer directory yet, default tier",
-        f"urgency={policy.urgency}: no urgency rules yet",
-        f"queue={policy.queue}: default policy routes every channel here",
-        f"first response due {due.isoformat()} ({policy.first_response} after receipt)",
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The routed conversation, and the acknowledgement to send (if any), with reasons."""
+
+    routed: RoutedConversation
+    ack: acknowledge.Ack | None
+    new_conversation: bool
+
+
+def _records(recent: Sequence[ConversationSummary]) -> list[sticky.ConversationRecord]:
+    return [sticky.ConversationRecord(s.conversation_id, s.queue, s.agent, s.status, s.last_at,
+                                      s.transfers) for s in recent]
+
+
+def _contacts(history: Sequence[HistoryEntry], policy: Policy, at: datetime) -> list[datetime]:
+    since = at - policy.contact_window
+    return [e.at for e in history if e.direction == "in" and since <= e.at < at]
+
+
+def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
+           rules: thread.ThreadRules, now: datetime) -> Outcome:
+    """Route one identified message; the reasons of every step travel with the result."""
+    message = identified.message
+    threaded = thread.decide(message, thread.ThreadContext(known_thread=facts.known_thread), rules)
+    tier, tier_reasons = priority.tier_for(facts.profile.tier, policy)
+    if facts.profile.tier in policy.tiers:
+        tier_reasons = (f"tier={tier.name}: from the customer directory",)
+    judged = classify.classify(message.text, message.channel, tier.name,
+                               _contacts(facts.history, policy, message.received_at), policy,
+                               at=message.received_at, tags=message.tags)
+    fresh = choose_queue(policy, channel=message.channel, tier=tier.name, urgency=judged.urgency,
+                         text=message.text, backlog=facts.backlog)
+    stuck = sticky.decide(received_at=message.received_at,
+                          thread_conversation=threaded.conversation_id if threaded.joined else None,
+                          conversations=_records(facts.recent), fresh=fresh, policy=policy)
+    if threaded.joined and stuck.conversation_id is None:
+        # a token or known thread proves the conversation even when its summary has expired
+        stuck = sticky.StickyDecision(
+            "continue", threaded.conversation_id, fresh.queue, None, 0, None,
+            (f"conversation {threaded.conversation_id} is proven by its thread but not among recent "
+             "ones: queue chosen afresh", *fresh.reasons))
+    conversation_id = stuck.conversation_id or thread.new_conversation_id(message)
+    rank = priority.priority(tier.name, judged.urgency, policy)
+    due = priority.first_response_due(message.received_at, tier.name, judged.urgency, stuck.queue,
+                                      policy)
+    acked = acknowledge.acknowledgement(
+        channel=message.channel, tags=message.tags, name=facts.profile.name,
+        reference=conversation_id, tier=tier.name, queue=stuck.queue,
+        backlog=facts.backlog.get(stuck.queue, 0), handling_time=None, due=due.at, policy=policy,
+        now=now, continuing=stuck.outcome != "new")
+    decisions = (
+        *identified.decisions,
+        threaded.decision if threaded.joined else Decision(
+            stage="thread", outcome="none", reasons=("no token of ours and no known channel thread",)),
+        Decision(stage="enrich", outcome=tier.name, reasons=(
+            *tier_reasons, f"history: {len(facts.history)} earlier lines, "
+            f"{len(facts.recent)} recent conversations")),
+        Decision(stage="classify", outcome=judged.urgency, reasons=judged.reasons),
+        Decision(stage="route", outcome=stuck.queue,
+                 reasons=(*stuck.reasons, *rank.reasons, *due.reasons)),
+        Decision(stage="acknowledge", outcome="send" if acked.ack else "skip", reasons=acked.reasons),
     )
-    return RouteDecision(
-        queue=policy.queue,
-        priority=policy.priority,
-        tier=policy.tier,
-        urgency=policy.urgency,
-        first_response_due=due,
-        decision=Decision(stage="route", outcome=policy.queue, reasons=reasons),
-    )
+    routed = RoutedConversation(
+        event_id=identified.event_id, conversation_id=conversation_id,
+        customer_id=identified.customer_id, queue=stuck.queue, priority=rank.number, tier=tier.name,
+        urgency=judged.urgency, first_response_due=due.at, routed_at=now, message=message,
+        decisions=decisions, sentiment=round(judged.sentiment, 4), agent=stuck.agent,
+        customer_name=facts.profile.name, identities=facts.profile.identities,
+        history=facts.history, transfers=stuck.transfers)
+    return Outcome(routed, acked.ack, stuck.outcome == "new")

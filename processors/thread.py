@@ -3,12 +3,11 @@
 Signals, strongest first:
 1. a signed reply token of ours in In-Reply-To / References (our Message-IDs carry one);
 2. a token in our plus-addressed Reply-To or a `[ref:…]` line the customer kept;
-3. the channel's own thread (an email thread root, an API thread id) already known;
-4. the same customer with an open conversation active inside the join window, on any
-   channel — subjects differ more often than not for the same case, so this beats them;
-5. the same normalised subject as the customer's open conversation, inside a longer
-   window — the weakest hint.
-Otherwise a new conversation starts. Tokens are verified, so a forged one is ignored.
+3. the channel's own thread (an email thread root, an API thread id) already known.
+Tokens are verified, so a forged one is ignored. When none holds, `processors.sticky`
+decides whether the customer is continuing a recent conversation on any channel — by
+time and queue, not by subject: subjects differ more often than not for the same case,
+and match for different ones.
 """
 
 from __future__ import annotations
@@ -16,16 +15,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-import msgspec
 
 from schemas.inbound import EmailExtras, InboundMessage
 from schemas.routed import Decision
 from schemas.tokens import find_tokens, verify_token
 
 __all__ = [
-    "OpenConversation",
     "ThreadContext",
     "ThreadDecision",
     "ThreadRules",
@@ -37,21 +32,11 @@ __all__ = [
 _PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|fw|fwd|wg|tr)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
-class OpenConversation(msgspec.Struct, frozen=True):
-    """The customer's latest conversation, as kept in Redis."""
-
-    conversation_id: str
-    last_at: datetime
-    subject: str = ""
-
-
 @dataclass(frozen=True, slots=True)
 class ThreadRules:
-    """How eagerly messages join an existing conversation."""
+    """What threading needs: the key our reply tokens are signed with."""
 
     token_key: bytes
-    join_window: timedelta = timedelta(hours=8)
-    subject_window: timedelta = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +44,6 @@ class ThreadContext:
     """What Redis knows that bears on one message; None where it knows nothing."""
 
     known_thread: str | None = None
-    open: OpenConversation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,29 +93,7 @@ def decide(message: InboundMessage, ctx: ThreadContext, rules: ThreadRules) -> T
     if ctx.known_thread:
         return _joined(ctx.known_thread, "channel_thread",
                        f"{message.channel} thread {message.thread_key!r} is already this conversation")
-    open_ = ctx.open
-    if open_ is not None:
-        idle = message.received_at - open_.last_at
-        if idle <= rules.join_window:
-            return _joined(open_.conversation_id, "same_customer",
-                           f"same customer wrote {_age(idle)} after its last message "
-                           f"(join window {_age(rules.join_window)})")
-        subject = normalise_subject(message.subject)
-        if subject and subject == open_.subject and idle <= rules.subject_window:
-            return _joined(open_.conversation_id, "subject",
-                           f"same subject {subject!r} within {_age(rules.subject_window)}")
     conversation_id = new_conversation_id(message)
-    why = "no token, known thread or recent conversation of this customer"
-    if open_ is not None:
-        why = f"the customer's last conversation {open_.conversation_id} was idle {_age(idle)}"
     return ThreadDecision(conversation_id, False, Decision(
-        stage="thread", outcome="new", reasons=(f"new conversation {conversation_id}: {why}",)))
-
-
-def _age(delta: timedelta) -> str:
-    seconds = int(max(delta.total_seconds(), 0))
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    return f"{seconds // 86400}d"
+        stage="thread", outcome="new", reasons=(
+            f"new conversation {conversation_id}: no token of ours and no known channel thread",)))

@@ -5,19 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from redis.asyncio import Redis
 
+from processors.brain import Brain, Stores
+from processors.clocks import ClockStore
 from processors.conversations import ConversationStore
 from processors.dedupe import ClaimStore
+from processors.directory import Directory
+from processors.history import HistoryStore
+from processors.identify import IdentityStore
 from processors.intake import Intake, Output, Record
 from processors.metrics import CONSUMER_LAG
-from processors.route import DefaultPolicy
+from processors.policy_model import Policy
 from processors.send import SendFn, SendStage
+from processors.watch import SlaWatch
+from router.policy_watch import PolicyHolder
 from router.settings import Settings
-from schemas.topics import INBOUND, OUTBOUND, TopicSpec
+from schemas.topics import IDENTIFIED, INBOUND, OUTBOUND, TopicSpec
 
 __all__ = ["Pipeline", "build"]
 
@@ -28,10 +36,11 @@ Process = Callable[[Sequence[Record]], Awaitable[list[Output]]]
 class Pipeline:
     """The Faust app with its agents, and the Redis client they share."""
 
-    def __init__(self, settings: Settings, redis: Redis,
-                 senders: Mapping[str, SendFn] | None = None) -> None:
+    def __init__(self, settings: Settings, redis: Redis, senders: Mapping[str, SendFn],
+                 policy: PolicyHolder) -> None:
         self.settings = settings
         self.redis = redis
+        self.policy = policy
         self.app = faust.App(
             settings.app_id,
             broker=f"kafka://{settings.kafka_bootstrap}",
@@ -51,19 +60,36 @@ class Pipeline:
             broker_heartbeat_interval=settings.kafka_session_timeout_seconds / 4,
             stream_buffer_maxsize=max(4096, settings.batch_size * 4),
         )
-        namespace = f"{settings.topic_prefix}sb"
-        self.intake = Intake(
-            self.redis,
-            ClaimStore(namespace=namespace, ttl_seconds=settings.dedupe_ttl_seconds),
-            ConversationStore(namespace, settings.conversation_ttl_seconds),
-            settings.thread_rules,
-            DefaultPolicy(),
-        )
-        self.send = SendStage(self.redis, senders or {}, namespace=namespace,
-                              ttl_seconds=settings.dedupe_ttl_seconds)
+        ns = f"{settings.topic_prefix}sb"
+        history = HistoryStore(ns, cap=settings.history_cap)
+        identities = IdentityStore(ns, history)
+        clocks = ClockStore(ns)
+        self.intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=settings.dedupe_ttl_seconds),
+                             identities, settings.thread_rules.token_key, settings.our_domains)
+        self.brain = Brain(redis, Stores(
+            claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=settings.dedupe_ttl_seconds),
+            threads=ConversationStore(ns, settings.conversation_ttl_seconds), history=history,
+            directory=Directory(identities), clocks=clocks, backlog_key=f"{ns}:backlog",
+            history_limit=settings.history_attached), self.current_policy, settings.thread_rules)
+        self.send = SendStage(redis, senders, namespace=ns, ttl_seconds=settings.dedupe_ttl_seconds)
+        self.watch = SlaWatch(redis, clocks, self.current_policy)
         self._agent("intake", INBOUND, self.intake.process)
+        self._agent("brain", IDENTIFIED, self.brain.process)
         self._agent("send", OUTBOUND, self.send.process)
         self.app.timer(interval=5.0)(self._report_lag)
+        self.app.timer(interval=2.0)(self._reload_policy)
+        # one worker watches the clocks, so each SLA event fires once
+        self.app.timer(interval=settings.sla_tick_seconds, on_leader=True)(self._watch_sla)
+
+    def current_policy(self) -> Policy:
+        """The policy in force right now."""
+        return self.policy.current
+
+    async def _reload_policy(self) -> None:
+        self.policy.reload_if_changed()
+
+    async def _watch_sla(self) -> None:
+        await self._produce(await self.watch.tick(datetime.now(UTC)))
 
     def _agent(self, name: str, spec: TopicSpec, process: Process) -> None:
         """A thin agent: take a batch, let the stage process it, produce what it returns."""
@@ -83,7 +109,9 @@ class Pipeline:
             Record(e.message.topic, e.message.partition, e.message.offset, e.message.value)
             for e in events
         ]
-        outputs = await process(records)
+        await self._produce(await process(records))
+
+    async def _produce(self, outputs: Sequence[Output]) -> None:
         producer = self.app.producer
         pending = [
             await producer.send(self.settings.topic(o.topic), o.key, o.value, None, None, None)
@@ -124,4 +152,5 @@ def _credentials(settings: Settings) -> Any:
 
 def build(settings: Settings, senders: Mapping[str, SendFn] | None = None) -> Pipeline:
     """Build the pipeline for these settings; nothing connects until the worker starts."""
-    return Pipeline(settings, Redis.from_url(settings.redis_dsn, socket_timeout=10), senders)
+    return Pipeline(settings, Redis.from_url(settings.redis_dsn, socket_timeout=10), senders or {},
+                    PolicyHolder(settings.policy_path))

@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         "one JSON line per file, {\"file\", \"error\"} for refused ones, exit 0.")
     explain.add_argument("--channel", required=True, help="channel name, e.g. api or email")
     explain.add_argument("files", nargs="+", metavar="FILE", help="input file; - for stdin")
+    explain.add_argument("--policy", help="policy file (default: SB_POLICY_FILE or the example)")
 
     publish = sub.add_parser("publish", help="put a test message on sb.inbound.v1")
     publish.add_argument("file", nargs="?", help="API-channel JSON body; - for stdin")
@@ -64,10 +65,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _explain(args: argparse.Namespace) -> int:
     from connectors.registry import get
+    from processors.policy import load_policy
     from router.explain import explain_paths, render
 
     get(args.channel)  # an unknown channel fails before any input is read
-    results = explain_paths(args.channel, args.files, sys.stdin.buffer.read, load().thread_rules)
+    settings = load()
+    policy = load_policy(args.policy or settings.policy_path)
+    results = explain_paths(args.channel, args.files, sys.stdin.buffer.read, settings.thread_rules,
+                            policy)
     if len(args.files) == 1:
         result = next(results)
         if "error" in result:
@@ -113,21 +118,23 @@ def _stack(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if args.action != "status" or all(s.running for s in needed) else 3
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "explain":
-        return _explain(args)
-    if args.command == "policy":
-        from processors.policy import check
+def _policy(args: argparse.Namespace) -> int:
+    from processors.policy import check
 
-        for line in check(args.file):
-            print(line)
-        return 0
-    if args.command == "export-schemas":
-        from schemas.export import write
+    for line in check(args.file):
+        print(line)
+    return 0
 
-        for path in write():
-            print(path)
-        return 0
+
+def _export_schemas(args: argparse.Namespace) -> int:
+    from schemas.export import write
+
+    for path in write():
+        print(path)
+    return 0
+
+
+def _with_settings(args: argparse.Namespace) -> int:
     overrides = {"http_port": args.http_port} if getattr(args, "http_port", None) is not None else {}
     settings = load(**overrides)
     if args.command in ("run", "worker"):
@@ -139,13 +146,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _stack(settings, args)
     if args.command == "publish":
         return _publish(settings, args)
-    if args.command == "tail":
-        from router.tail import run
+    from router.tail import run
 
-        run(settings, args.topic, from_beginning=args.from_beginning, count=args.count,
-            timeout=args.timeout)
-        return 0
-    raise AssertionError(args.command)
+    run(settings, args.topic, from_beginning=args.from_beginning, count=args.count,
+        timeout=args.timeout)
+    return 0
+
+
+_OFFLINE = {"explain": _explain, "policy": _policy, "export-schemas": _export_schemas}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    return _OFFLINE.get(args.command, _with_settings)(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

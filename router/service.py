@@ -20,6 +20,7 @@ from router.cursors import RedisCursorStore
 from router.http import Check, build_app, serve
 from router.kafka import ensure_topics, new_producer
 from router.logs import logging_config
+from router.policy_watch import PolicyHolder
 from router.settings import Settings
 from router.sources import SourceRunner
 from schemas.errors import AuthError, ConfigError, TransientError
@@ -122,7 +123,7 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
     redis: Redis = Redis.from_url(settings.redis_dsn, socket_timeout=10)
     channels = configured(settings, RedisCursorStore(redis, f"{settings.topic_prefix}sb"))
-    pipeline = Pipeline(settings, redis, channels.send_functions())
+    pipeline = Pipeline(settings, redis, channels.send_functions(), PolicyHolder(settings.policy_path))
     services: list[Service] = [
         HttpService(settings, pipeline, accept_messages=edge),
         SenderService(channels),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ class Settings(BaseSettings):
     """Every knob Switchboard has; secrets are `SecretStr` and print as `**********`."""
 
     model_config = SettingsConfigDict(env_prefix="SB_", env_nested_delimiter="__", frozen=True,
-                                      extra="ignore")
+                                      extra="ignore", hide_input_in_errors=True)
 
     # where the project keeps its local state: stack data, logs, PID files
     state_dir: Path = ROOT / ".local"
@@ -62,17 +61,21 @@ class Settings(BaseSettings):
 
     # signs the reply tokens in our outgoing mail; the same on every worker, kept secret
     reply_token_key: SecretStr = SecretStr("switchboard-development-key")
-    # a message joins the customer's open conversation when it was active this recently
-    thread_join_window_seconds: int = Field(default=8 * 3600, ge=0)
-    # ... or has the same subject and was active this recently
-    thread_subject_window_seconds: int = Field(default=7 * 86400, ge=0)
     # how long conversation state is remembered after its last activity
     conversation_ttl_seconds: int = Field(default=90 * 86400, ge=3600)
 
     # channels: a section present means the channel runs (JSON in SB_EMAIL, or SB_EMAIL__…)
     email: EmailSettings | None = None
 
+    # the routing policy; reloaded when it changes (a bad edit is refused, the old one stays)
     policy_file: Path | None = None
+    # history lines kept per customer, and how many travel with each routed conversation
+    history_cap: int = Field(default=50, ge=1)
+    history_attached: int = Field(default=10, ge=0)
+    # how often the leader looks for SLA clocks that fell due
+    sla_tick_seconds: float = Field(default=1.0, gt=0)
+    # our own mail domains: an address there is never a customer's stated identity
+    our_domains: tuple[str, ...] = ()
     log_level: str = "INFO"
     log_json: bool | None = None
 
@@ -84,11 +87,12 @@ class Settings(BaseSettings):
     @cached_property
     def thread_rules(self) -> ThreadRules:
         """The threading rules these settings describe."""
-        return ThreadRules(
-            token_key=self.reply_token_key.get_secret_value().encode(),
-            join_window=timedelta(seconds=self.thread_join_window_seconds),
-            subject_window=timedelta(seconds=self.thread_subject_window_seconds),
-        )
+        return ThreadRules(token_key=self.reply_token_key.get_secret_value().encode())
+
+    @property
+    def policy_path(self) -> Path:
+        """The policy file in force: SB_POLICY_FILE, else the documented example."""
+        return self.policy_file or ROOT / "deploy" / "policy.example.yaml"
 
     def channel_settings(self, name: str) -> Any:
         """A channel's settings section, with the shared reply-token key filled in."""

@@ -87,3 +87,11 @@ async def wait_committed(settings: Settings, group: str, topic: str, timeout: fl
 def unique_prefix() -> str:
     """A topic prefix no other test uses."""
     return f"t{uuid.uuid4().hex[:10]}-"
+
+
+async def wait_drained(settings: Settings, timeout: float = 90) -> None:
+    """Wait until the deployment's workers have committed every stage's input to its end."""
+    from schemas.topics import IDENTIFIED, INBOUND, OUTBOUND
+
+    for spec in (INBOUND, IDENTIFIED, OUTBOUND):
+        await wait_committed(settings, settings.app_id, settings.topic(spec), timeout)

@@ -15,7 +15,6 @@ import logging
 import random
 import re
 import socket
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from prometheus_client import Counter, Histogram
 from connectors.base import CursorStore, Delivery, Inbound
 from connectors.email.errors import ImapError
 from connectors.email.parse import parse_email
-from connectors.email.settings import EmailSettings, ImapAccount
+from connectors.email.settings import EmailSettings, ImapAccount, tls_context
 from schemas.deadletter import DeadLetter
 from schemas.errors import AuthError, ConfigError, ParseError, TransientError
 
@@ -152,7 +151,9 @@ class ImapSession:
                 pending.close()
             raise ImapError(f"{self._where()}: connection lost before {what}")
         try:
-            return await asyncio.wait_for(pending, seconds or self.account.timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel (gh-86296)
+            async with asyncio.timeout(seconds or self.account.timeout):
+                return await pending
         except _NETWORK as e:
             raise ImapError(f"{self._where()}: {what} failed: {e!r}"[:400]) from e
 
@@ -168,7 +169,7 @@ class ImapSession:
     async def open(self) -> None:
         """Connect, upgrade to TLS as configured and log in; AuthError when refused."""
         account = self.account
-        context = ssl.create_default_context() if account.tls == "implicit" else None
+        context = tls_context(account.tls_ca_file) if account.tls == "implicit" else None
         self._client = _Client(host=account.host, port=account.port, timeout=account.timeout,
                                ssl_context=context)
         await self._guard("connect", self._client.wait_hello_from_server())
@@ -197,7 +198,8 @@ class ImapSession:
         await self._ok("STARTTLS", protocol.execute(command))
         loop = asyncio.get_running_loop()
         protocol.transport = await self._guard("TLS handshake", loop.start_tls(
-            protocol.transport, protocol, ssl.create_default_context(), server_hostname=self.account.host))
+            protocol.transport, protocol, tls_context(self.account.tls_ca_file),
+            server_hostname=self.account.host))
         await self._guard("CAPABILITY", protocol.capability())
 
     async def select(self, mailbox: str) -> int:
@@ -275,9 +277,11 @@ class ImapSession:
         try:
             await self._until_news(queue, seconds)
         finally:
-            self._idling = False
-            if client.has_pending_idle() and not client.protocol.lost:
+            # DONE exactly once (close() may have said it): a second one is a bad command
+            # whose untagged BAD derails the library
+            if self._idling and client.has_pending_idle() and not client.protocol.lost:
                 client.idle_done()
+            self._idling = False
         await self._guard("IDLE DONE", idle)
         if client.protocol.lost:
             raise ImapError(f"{self._where()}: connection lost while idling")
@@ -287,7 +291,8 @@ class ImapSession:
         deadline = loop.time() + seconds
         while (left := deadline - loop.time()) > 0:
             try:
-                lines = await asyncio.wait_for(queue.get(), left)
+                async with asyncio.timeout(left):
+                    lines = await queue.get()
             except TimeoutError:
                 return
             if lines is aioimaplib.STOP_WAIT_SERVER_PUSH:
@@ -311,12 +316,15 @@ class ImapSession:
         client, self._client = self._client, None
         if client is None:
             return
+        client._client_task.cancel()  # still connecting when open() timed out
         protocol = client.protocol
         with contextlib.suppress(*_NETWORK):
             if not protocol.lost and protocol.transport is not None:
-                if client.has_pending_idle():
+                if self._idling:  # closed while idling: wait_for_mail has not said DONE
+                    self._idling = False
                     client.idle_done()
-                await asyncio.wait_for(client.logout(), min(self.account.timeout, 2.0))
+                async with asyncio.timeout(min(self.account.timeout, 2.0)):
+                    await client.logout()
         if protocol.transport is not None:
             protocol.transport.close()
 
@@ -473,7 +481,8 @@ class _Reader:
             else:
                 self.state = "polling"
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.account.poll_seconds)
+                    async with asyncio.timeout(self.account.poll_seconds):
+                        await self._wake.wait()
                 self._wake.clear()
 
     async def _resume(self, validity: int) -> None:
@@ -488,7 +497,8 @@ class _Reader:
     async def _load_saved(self, validity: int) -> int:
         key = cursor_key(self.account)
         try:
-            saved = await asyncio.wait_for(self.cursors.load(key), self.account.timeout)
+            async with asyncio.timeout(self.account.timeout):
+                saved = await self.cursors.load(key)
         except (TimeoutError, OSError) as e:
             raise TransientError(f"cursor store: loading {key} failed: {e!r}") from e
         if saved is None:
@@ -659,10 +669,7 @@ class EmailInbound(Inbound[EmailSettings]):
     async def stop(self) -> None:
         """Stop every reader and close its connection; safe to call twice."""
         self._stopped = True
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(list(self._tasks.values()))
         self._tasks.clear()
         for reader in self._readers.values():
             await reader.drop_session()
@@ -715,9 +722,20 @@ class EmailInbound(Inbound[EmailSettings]):
         if reader is not None and reader.behind(cursor):
             return
         timeout = reader.account.timeout if reader else 30.0
-        await asyncio.wait_for(self.cursors.save(cursor.key, cursor.value), timeout)
+        async with asyncio.timeout(timeout):
+            await self.cursors.save(cursor.key, cursor.value)
         if reader is not None:
             reader.committed_to(cursor)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel tasks and wait for them, cancelling again if one swallowed the first."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _open(account: ImapAccount) -> ImapSession:

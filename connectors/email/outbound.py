@@ -19,7 +19,7 @@ from connectors.base import Outbound
 from connectors.email.errors import SmtpRejected, SmtpTransient
 from connectors.email.inbound import ImapSession, backoff_delay
 from connectors.email.mime import BuiltReply, build_reply
-from connectors.email.settings import EmailSettings, SmtpSettings
+from connectors.email.settings import EmailSettings, SmtpSettings, tls_context
 from schemas.errors import AuthError, ConfigError, PermanentError, SwitchboardError
 from schemas.outbound import DeliveryReceipt, DeliveryStatus, OutboundMessage
 
@@ -52,6 +52,7 @@ class EmailOutbound(Outbound[EmailSettings]):
         self._archive: ImapSession | None = None
         self._archive_ready = False
         self._archive_refused = False
+        self._archive_lock = asyncio.Lock()
 
     @property
     def _config(self) -> SmtpSettings:
@@ -68,9 +69,10 @@ class EmailOutbound(Outbound[EmailSettings]):
         """Say QUIT and close both connections; safe to call twice."""
         async with self._lock:
             await self._drop()
-        archive, self._archive = self._archive, None
-        if archive is not None:
-            await archive.close()
+        async with self._archive_lock:
+            archive, self._archive = self._archive, None
+            if archive is not None:
+                await archive.close()
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
         """Send one reply; the receipt says sent, failed (with the reason) or uncertain."""
@@ -82,7 +84,8 @@ class EmailOutbound(Outbound[EmailSettings]):
             return self._receipt(message, "failed", e.reason)
         status, reason = await self._deliver(built)
         if status == "sent" and self.settings.sent_account() is not None:
-            await self._file_in_sent(built)
+            async with self._archive_lock:
+                await self._file_in_sent(built)
         log.info("email: reply %s", status, extra={"reply_id": message.reply_id,
                  "conversation_id": message.conversation_id, "reason": reason})
         return self._receipt(message, status, reason, built.message_id if status != "failed" else None)
@@ -185,6 +188,7 @@ class EmailOutbound(Outbound[EmailSettings]):
         client = aiosmtplib.SMTP(
             hostname=smtp.host, port=smtp.port, timeout=smtp.timeout,
             use_tls=smtp.tls == "implicit", start_tls=smtp.tls == "starttls",
+            tls_context=tls_context(smtp.tls_ca_file) if smtp.tls != "none" else None,
             username=smtp.username, password=password, local_hostname=smtp.message_id_domain)
         where = f"SMTP {smtp.host}:{smtp.port}"
         try:

@@ -7,11 +7,21 @@ token key are `SecretStr`, so every repr, log line and diagnostic shows `*******
 from __future__ import annotations
 
 import re
+import ssl
+from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
-__all__ = ["EmailSettings", "ImapAccount", "SmtpSettings", "TlsMode"]
+__all__ = ["EmailSettings", "ImapAccount", "SmtpSettings", "TlsMode", "tls_context"]
 
 TlsMode = Literal["none", "starttls", "implicit"]
 
@@ -19,6 +29,11 @@ TlsMode = Literal["none", "starttls", "implicit"]
 _MAILBOX = re.compile(r'^[ !#-\[\]-~]{1,200}$')
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ADDRESS = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+$")
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """A verifying client TLS context, trusting `ca_file` instead of the system CAs if given."""
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
 
 class _Frozen(BaseModel):
@@ -48,6 +63,8 @@ class ImapAccount(_Frozen):
     max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     # applies to every network await: connect, each command, each read of a fetch
     timeout: float = Field(default=30.0, gt=0)
+    # PEM bundle of the CAs to trust instead of the system's (a private CA)
+    tls_ca_file: FilePath | None = None
 
     @field_validator("name")
     @classmethod
@@ -84,6 +101,7 @@ class SmtpSettings(_Frozen):
     # right-hand side of our Message-IDs: `<sb.TOKEN.NONCE@message_id_domain>`
     message_id_domain: str
     timeout: float = Field(default=30.0, gt=0)
+    tls_ca_file: FilePath | None = None
     max_attempts: int = Field(default=5, ge=1, le=50)
     backoff_base_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)

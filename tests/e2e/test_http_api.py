@@ -9,8 +9,8 @@ import pytest
 
 from router.settings import Settings
 from schemas import RoutedConversation, decode
-from schemas.topics import INBOUND, ROUTED
-from tests.kafka_tools import read_all, wait_committed
+from schemas.topics import ROUTED
+from tests.kafka_tools import read_all, wait_drained
 from tests.processes import Switchboard
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +25,7 @@ async def test_posted_message_comes_out_routed(deployment: Settings, launch: Lau
     sb = launch("run")
     status, accepted = sb.post("/v1/messages", body(subject="Order 1234", message_id="m-1"))
     assert status == 202, accepted
-    await wait_committed(deployment, deployment.app_id, deployment.topic(INBOUND))
+    await wait_drained(deployment)
     [record] = await read_all(deployment, deployment.topic(ROUTED))
     routed = decode(record.value, RoutedConversation)
     assert routed.event_id == accepted["event_id"]
@@ -53,7 +53,7 @@ async def test_bad_input_gets_a_clear_4xx_and_the_line_keeps_flowing(
     # after all of that, the server is alive and a good message still flows
     status, accepted = sb.post("/v1/messages", body(message_id="after-bad-input"))
     assert status == 202
-    await wait_committed(deployment, deployment.app_id, deployment.topic(INBOUND))
+    await wait_drained(deployment)
     routed = [decode(r.value, RoutedConversation).event_id
               for r in await read_all(deployment, deployment.topic(ROUTED))]
     assert routed == [accepted["event_id"]]

@@ -15,7 +15,7 @@ from connectors.api.parse import parse as parse_api
 from router.settings import Settings
 from schemas import DeadLetter, InboundMessage, RoutedConversation, decode, encode
 from schemas.topics import DEADLETTER, INBOUND, ROUTED
-from tests.kafka_tools import publish, read_all, wait_committed
+from tests.kafka_tools import publish, read_all, wait_drained
 from tests.processes import Switchboard
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ async def test_unique_messages_are_routed_once_repeats_dropped_malformed_dead_le
     launch("worker")
     await publish(deployment, deployment.topic(INBOUND), [*unique[:30], malformed, *repeats,
                                                           *unique[30:]])
-    await wait_committed(deployment, deployment.app_id, deployment.topic(INBOUND))
+    await wait_drained(deployment)
 
     routed = await routed_ids(deployment)
     expected = {decode(v, InboundMessage).event_id for _, v in unique}
@@ -60,11 +60,13 @@ async def test_routed_conversation_carries_decision_reasons(
 ) -> None:
     launch("worker")
     await publish(deployment, deployment.topic(INBOUND), messages(1))
-    await wait_committed(deployment, deployment.app_id, deployment.topic(INBOUND))
+    await wait_drained(deployment)
     [record] = await read_all(deployment, deployment.topic(ROUTED))
     routed = decode(record.value, RoutedConversation)
-    assert [d.stage for d in routed.decisions] == ["dedupe", "identify", "thread", "route"]
-    assert any("queue=default" in r for r in routed.reasons)
+    assert [d.stage for d in routed.decisions] == [
+        "dedupe", "identify", "thread", "enrich", "classify", "route", "acknowledge"]
+    assert routed.queue == "general"
+    assert any("queue=general" in r for r in routed.reasons)
     assert record.key == routed.customer_id.encode()
     assert routed.first_response_due is not None
 
@@ -85,7 +87,7 @@ async def test_worker_stopped_mid_stream_loses_nothing(
     first.stop(sig)
     assert len(routed) < len(expected), "the worker finished before it could be stopped"
     launch("worker")
-    await wait_committed(deployment, deployment.app_id, deployment.topic(INBOUND))
+    await wait_drained(deployment)
 
     routed = await routed_ids(deployment)
     assert set(routed) == expected, f"{len(expected - set(routed))} messages lost"
@@ -106,19 +108,20 @@ async def test_messages_thread_into_conversations_across_batches(
     topic = deployment.topic(INBOUND)
     await publish(deployment, topic, [api_message("ada@example.com", "my parcel is late",
                                                   thread_id="order-1")])
-    await wait_committed(deployment, deployment.app_id, topic)
+    await wait_drained(deployment)
     await publish(deployment, topic, [
         # the same customer again, minutes later, in other words: the same case
         api_message("ada@example.com", "any news?"),
         api_message("bob@example.com", "my parcel is late", thread_id="order-2"),
     ])
-    await wait_committed(deployment, deployment.app_id, topic)
+    await wait_drained(deployment)
     routed = [decode(r.value, RoutedConversation) for r in
               await read_all(deployment, deployment.topic(ROUTED))]
     by_text = {r.message.text: r for r in routed if r.message.sender.value == "ada@example.com"}
     ada_first, ada_again = by_text["my parcel is late"], by_text["any news?"]
     bob = next(r for r in routed if r.message.sender.value == "bob@example.com")
     assert ada_again.conversation_id == ada_first.conversation_id
-    thread_decision = next(d for d in ada_again.decisions if d.stage == "thread")
-    assert thread_decision.outcome == "same_customer"
+    route = next(d for d in ada_again.decisions if d.stage == "route")
+    assert any(ada_first.conversation_id in r for r in route.reasons), route.reasons
+    assert ada_again.history and ada_again.history[0].summary == "my parcel is late"
     assert bob.conversation_id != ada_first.conversation_id

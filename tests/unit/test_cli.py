@@ -20,8 +20,24 @@ def test_explain_prints_message_and_decisions(tmp_path: Path, capsys: pytest.Cap
     out = json.loads(capsys.readouterr().out)
     assert out["message"]["sender"] == {"kind": "email", "value": "ada@example.com"}
     stages = [d["stage"] for d in out["decision"]["decisions"]]
-    assert stages == ["dedupe", "identify", "thread", "route"]
-    assert out["decision"]["queue"] == "default"
+    assert stages == ["dedupe", "identify", "thread", "enrich", "classify", "route", "acknowledge"]
+    assert out["decision"]["queue"] == "general"
+    assert out["decision"]["tier"] == "standard"
+    assert "acknowledgement" not in out  # the API channel has nothing to push one to
+    ack = next(d for d in out["decision"]["decisions"] if d["stage"] == "acknowledge")
+    assert ack["outcome"] == "skip"
+
+
+def test_explain_shows_urgency_rules_and_queue_choice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = b'{"sender": "ada@example.com", "text": "Your service is down, total outage, this is awful!"}'
+    assert main(["explain", "--channel", "api", write(tmp_path, "m.json", body)]) == 0
+    decision = json.loads(capsys.readouterr().out)["decision"]
+    classify = next(d for d in decision["decisions"] if d["stage"] == "classify")
+    assert decision["urgency"] == classify["outcome"] != "normal"
+    assert any("outage" in r for r in classify["reasons"])
+    assert decision["sentiment"] < 0
 
 
 def test_explain_refuses_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

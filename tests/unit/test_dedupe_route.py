@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from processors import dedupe, route
+from processors import dedupe
 from processors.identify import customer_id_for
 from schemas import Identity, InboundMessage
 
@@ -30,14 +30,6 @@ def message(sender: str = "ada@example.com", thread: str = "t1", channel: str = 
         sender=Identity(kind="email", value=sender),
         received_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC), text="help",
     )
-
-
-def test_default_route_gives_queue_due_time_and_reasons() -> None:
-    d = route.decide(message(), route.DefaultPolicy(first_response=timedelta(hours=2)))
-    assert d.queue == "default"
-    assert d.first_response_due == datetime(2026, 3, 1, 14, 0, tzinfo=UTC)
-    assert d.decision.stage == "route"
-    assert any("queue=default" in r for r in d.decision.reasons)
 
 
 def test_customer_ids_are_stable_per_identity() -> None:

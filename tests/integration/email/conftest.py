@@ -13,11 +13,14 @@ import imaplib
 import re
 import smtplib
 import socket
+import ssl
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -335,3 +338,89 @@ def deliver_lmtp(port: int, raw: bytes, recipient: str = USER) -> None:
     with smtplib.LMTP("127.0.0.1", port, timeout=30) as lmtp:
         refused = lmtp.sendmail("sender@example.org", [recipient], raw)
         assert not refused, refused
+
+
+# ---- TLS --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A self-signed certificate for 127.0.0.1: its PEM (also the CA to trust) and key."""
+
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    where = tmp_path_factory.mktemp("tls")
+    made = Certificate(where / "cert.pem", where / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(made.key), "-out", str(made.cert)],
+        check=True, capture_output=True, timeout=60)
+    return made
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+async def tls_front(certificate: Certificate, imap_port: int) -> AsyncIterator[int]:
+    """A TLS-terminating front for Dovecot (it serves plain text here): IMAPS on a free port."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", imap_port)
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer),
+                             return_exceptions=True)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=certificate.server_context())
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+
+
+@pytest.fixture
+async def starttls_front(certificate: Certificate, imap_port: int) -> AsyncIterator[int]:
+    """A front for Dovecot that offers STARTTLS: it adds the capability, answers the command,
+    upgrades its client side, then pipes; everything else is Dovecot's own answer."""
+    async def relay(line: bytes, tag: bytes, writer: asyncio.StreamWriter,
+                    up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> None:
+        up_writer.write(line)
+        await up_writer.drain()
+        while answer := await up_reader.readline():
+            if answer.startswith(b"* CAPABILITY "):
+                answer = answer.rstrip(b"\r\n") + b" STARTTLS\r\n"
+            writer.write(answer)
+            if answer.startswith(tag + b" "):
+                break
+        await writer.drain()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", imap_port)
+        writer.write(await up_reader.readline())  # the greeting
+        while line := await reader.readline():
+            tag, _, command = line.strip().partition(b" ")
+            if command.upper() != b"STARTTLS":
+                await relay(line, tag, writer, up_reader, up_writer)
+                continue
+            writer.write(tag + b" OK Begin TLS negotiation now\r\n")
+            await writer.drain()
+            await writer.start_tls(certificate.server_context())
+            break
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer),
+                             return_exceptions=True)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()

@@ -21,6 +21,7 @@ from schemas.inbound import EmailExtras, InboundMessage
 from tests.integration.email.conftest import (
     PASSWORD,
     USER,
+    Certificate,
     Collector,
     Mailbox,
     MemoryCursors,
@@ -304,5 +305,42 @@ async def test_missing_mailbox_is_a_config_error(account: Account) -> None:
 async def test_unreachable_server_is_transient_at_start(account: Account) -> None:
     source = source_for(account("INBOX", port=free_port(), timeout=2.0))
     with pytest.raises(ImapError, match="connect"):
+        await source.start()
+    await source.stop()
+
+
+async def test_implicit_tls_with_a_private_ca(
+        folder: Mailbox, account: Account, inbounds: Start, collectors: Collect,
+        tls_front: int, certificate: Certificate) -> None:
+    acc = account(folder.name, tls="implicit", port=tls_front, tls_ca_file=certificate.cert)
+    source = await inbounds(acc, cursors=MemoryCursors())
+    got = collectors(source)
+    await eventually(lambda: source.states()[acc.name] == "idle", what="reader idling")
+    await folder.append(make_mail("over TLS"))
+    await got.wait_for(1)
+    assert subjects(got.got) == ["over TLS"]
+
+
+async def test_an_untrusted_certificate_is_refused(account: Account, tls_front: int) -> None:
+    source = source_for(account("INBOX", tls="implicit", port=tls_front))
+    with pytest.raises(ImapError, match="CERTIFICATE_VERIFY_FAILED"):
+        await source.start()
+    await source.stop()
+
+
+async def test_starttls_upgrades_before_login(
+        folder: Mailbox, account: Account, inbounds: Start, collectors: Collect,
+        starttls_front: int, certificate: Certificate) -> None:
+    acc = account(folder.name, tls="starttls", port=starttls_front, tls_ca_file=certificate.cert)
+    source = await inbounds(acc, cursors=MemoryCursors())
+    got = collectors(source)
+    await folder.append(make_mail("after STARTTLS"))
+    await got.wait_for(1)
+    assert subjects(got.got) == ["after STARTTLS"]
+
+
+async def test_starttls_missing_is_a_config_error(account: Account) -> None:
+    source = source_for(account("INBOX", tls="starttls"))  # the plain Dovecot offers none
+    with pytest.raises(ConfigError, match="STARTTLS"):
         await source.start()
     await source.stop()

@@ -22,6 +22,7 @@ from schemas.outbound import OutboundKind, OutboundMessage
 from schemas.tokens import make_token, verify_token
 from tests.integration.email.conftest import (
     TOKEN_KEY,
+    Certificate,
     Mailbox,
     Recorder,
     SmtpServer,
@@ -246,3 +247,32 @@ async def test_a_failing_sent_copy_does_not_fail_the_send(
     caplog.clear()
     assert (await sender.send(reply())).status == "sent"
     assert not caplog.records
+
+
+async def test_starttls_and_login_with_a_private_ca(
+        smtp_servers: StartServer, outbounds: Callable[..., Awaitable[EmailOutbound]],
+        certificate: Certificate) -> None:
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        good = (data.login, data.password) == (b"bot", b"right-secret")
+        return AuthResult(success=good)
+
+    handler = Recorder()
+    server = await smtp_servers(handler, tls_context=certificate.server_context(),
+                                require_starttls=True, authenticator=authenticator)
+    sender = await outbounds(smtp_settings(
+        server.port, tls="starttls", tls_ca_file=certificate.cert, username="bot",
+        password=SecretStr("right-secret")))
+    assert (await sender.send(reply())).status == "sent"
+    assert len(handler.envelopes) == 1
+
+
+async def test_implicit_tls(
+        smtp_servers: StartServer, outbounds: Callable[..., Awaitable[EmailOutbound]],
+        certificate: Certificate) -> None:
+    handler = Recorder()
+    server = await smtp_servers(handler, ssl_context=certificate.server_context())
+    sender = await outbounds(smtp_settings(server.port, tls="implicit", tls_ca_file=certificate.cert))
+    assert (await sender.send(reply())).status == "sent"
+    assert len(handler.envelopes) == 1

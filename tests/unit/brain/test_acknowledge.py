@@ -93,7 +93,6 @@ def test_closed_team_says_when_it_opens() -> None:
     ("email", "enterprise", "email/enterprise/open", "Hi Ada, your request con_1 is with our enterprise"),
     ("email", "standard", "email/default/open", "Hi Ada, thanks for writing."),
     ("x", "premium", "x/default/open", "Thanks Ada, we're on it"),
-    ("api", "premium", "api/default/open", "Thanks Ada, we have your request con_1"),
 ])
 def test_template_by_channel_then_tier(channel: str, tier: str, template: str, starts: str) -> None:
     decision = ack(channel=channel, tier=tier)
