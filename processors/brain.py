@@ -134,6 +134,21 @@ class Brain:
         MESSAGES_IN.labels(STAGE, "all").inc(len(messages))
         return outputs
 
+    async def confirm(self, records: Sequence[Record]) -> None:
+        """Mark the batch done once Kafka acknowledged its outputs (see processors.dedupe)."""
+        claims = []
+        for record in records:
+            try:
+                event_id = _decode(record.value or b"").event_id
+            except Exception:  # noqa: BLE001 - it was dead-lettered; nothing to confirm
+                continue
+            claims.append(Claim(event_id, f"{record.topic}/{record.partition}/{record.offset}"))
+        if claims:
+            pipe = self._redis.pipeline(transaction=False)
+            self._stores.claims.queue_done(pipe, claims)
+            await pipe.execute()
+            REDIS_ROUNDTRIPS.labels(STAGE).inc()
+
     def _decode(self, records: Sequence[Record], outputs: list[Output]
                 ) -> list[tuple[Record, IdentifiedMessage]]:
         found = []

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from processors.bulk import queue_claim_many
+from processors.bulk import queue_claim_many, queue_set_many
 
 __all__ = ["Claim", "ClaimStore", "Verdict", "decide"]
 
@@ -39,9 +39,14 @@ def decide(claim: Claim, previous: bytes | None) -> tuple[Verdict, str]:
     if previous is None:
         return Verdict.NEW, f"event {claim.event_id} first seen at {claim.owner}"
     holder = previous.decode()
+    if holder == DONE + claim.owner:
+        return Verdict.DUPLICATE, f"event {claim.event_id} already done by {claim.owner} before a restart"
     if holder == claim.owner:
         return Verdict.REPLAY, f"event {claim.event_id} re-read at {claim.owner} after a restart"
     return Verdict.DUPLICATE, f"event {claim.event_id} already claimed by {holder}"
+
+
+DONE = "done:"
 
 
 class ClaimStore:
@@ -58,3 +63,7 @@ class ClaimStore:
         """
         queue_claim_many(pipe, [self._prefix + c.event_id for c in claims],
                          [c.owner for c in claims], self._ttl)
+
+    def queue_done(self, pipe: Any, claims: Sequence[Claim]) -> None:
+        """Mark claims done once Kafka holds their outputs: a replay of them is then a duplicate."""
+        queue_set_many(pipe, [(self._prefix + c.event_id, DONE + c.owner) for c in claims], self._ttl)

@@ -31,6 +31,7 @@ __all__ = ["Pipeline", "build"]
 
 log = logging.getLogger(__name__)
 Process = Callable[[Sequence[Record]], Awaitable[list[Output]]]
+Confirm = Callable[[Sequence[Record]], Awaitable[None]]
 
 
 class Pipeline:
@@ -74,7 +75,7 @@ class Pipeline:
         self.send = SendStage(redis, senders, namespace=ns, ttl_seconds=settings.dedupe_ttl_seconds)
         self.watch = SlaWatch(redis, clocks, self.current_policy)
         self._agent("intake", INBOUND, self.intake.process)
-        self._agent("brain", IDENTIFIED, self.brain.process)
+        self._agent("brain", IDENTIFIED, self.brain.process, self.brain.confirm)
         self._agent("send", OUTBOUND, self.send.process)
         self.app.timer(interval=5.0)(self._report_lag)
         self.app.timer(interval=2.0)(self._reload_policy)
@@ -91,7 +92,8 @@ class Pipeline:
     async def _watch_sla(self) -> None:
         await self._produce(await self.watch.tick(datetime.now(UTC)))
 
-    def _agent(self, name: str, spec: TopicSpec, process: Process) -> None:
+    def _agent(self, name: str, spec: TopicSpec, process: Process, confirm: Confirm | None = None
+               ) -> None:
         """A thin agent: take a batch, let the stage process it, produce what it returns."""
         settings = self.settings
         topic = self.app.topic(settings.topic(spec), key_type=bytes, value_type=bytes)
@@ -100,16 +102,19 @@ class Pipeline:
             async for events in stream.take_events(
                 settings.batch_size, within=settings.batch_within_seconds
             ):
-                await self._run_batch(events, process)
+                await self._run_batch(events, process, confirm)
 
         self.app.agent(topic, name=name)(agent)
 
-    async def _run_batch(self, events: list[Any], process: Process) -> None:
+    async def _run_batch(self, events: list[Any], process: Process, confirm: Confirm | None) -> None:
         records = [
             Record(e.message.topic, e.message.partition, e.message.offset, e.message.value)
             for e in events
         ]
         await self._produce(await process(records))
+        if confirm is not None:
+            # shielded: a stop signal must not cut between "Kafka has it" and "done"
+            await asyncio.shield(confirm(records))
 
     async def _produce(self, outputs: Sequence[Output]) -> None:
         producer = self.app.producer
