@@ -34,7 +34,7 @@ from processors.metrics import (
     STAGE_LATENCY,
 )
 from processors.policy_model import Policy
-from processors.thread import ThreadRules
+from processors.thread import ThreadRules, normalise_subject
 from schemas.codec import decoder, encode
 from schemas.identified import CustomerProfile, IdentifiedMessage
 from schemas.inbound import EmailExtras, InboundMessage
@@ -229,10 +229,14 @@ class Brain:
                              summary=message.text[:SUMMARY_CHARS], queue=routed.queue, agent=routed.agent)
         customer.history.insert(0, entry)
         customer.appends.append((message, entry))
+        before = customer.recent.get(conversation)
+        # a reply without a subject of its own keeps the conversation's
+        subject = normalise_subject(message.subject) or (before.subject if before else "")
         customer.recent[conversation] = ConversationSummary(
             conversation_id=conversation, queue=routed.queue, status="open",
             last_at=message.received_at, agent=routed.agent, transfers=routed.transfers,
-            identity=str(message.sender))
+            identity=str(message.sender),
+            subject=subject)
         existing = customer.clocks.get(conversation)
         clock = existing.clock if existing else sla.SlaClock(
             tier=routed.tier, urgency=routed.urgency, queue=routed.queue)

@@ -67,6 +67,8 @@ class ConversationSummary(msgspec.Struct, frozen=True, kw_only=True):
     transfers: int = 0
     # the identity that wrote in it; identify's link script moves the summary with it
     identity: str | None = None
+    # normalised subject (processors.thread.normalise_subject): the weakest threading hint
+    subject: str = ""
 
 
 _encoder = msgspec.json.Encoder()

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from processors import acknowledge, classify, priority, sticky, thread
 from processors.history import ConversationSummary
 from processors.policy_model import Policy, choose_queue
 from schemas.identified import CustomerProfile, IdentifiedMessage
+from schemas.inbound import InboundMessage
 from schemas.routed import Decision, HistoryEntry, RoutedConversation
 
 __all__ = ["Facts", "Outcome", "decide"]
@@ -52,6 +53,25 @@ def _contacts(history: Sequence[HistoryEntry], policy: Policy, at: datetime) -> 
     return [e.at for e in history if e.direction == "in" and since <= e.at < at]
 
 
+SUBJECT_WINDOW = timedelta(days=7)
+
+
+def _same_subject(message: InboundMessage, recent: Sequence[ConversationSummary],
+                  new: sticky.StickyDecision, policy: Policy) -> sticky.StickyDecision | None:
+    """The weakest hint: a live conversation of the customer's with the same subject."""
+    subject = thread.normalise_subject(message.subject)
+    if not subject:
+        return None
+    for s in recent:
+        if (s.subject == subject and s.status != "closed"
+                and message.received_at - s.last_at <= SUBJECT_WINDOW and s.queue in policy.queues):
+            return sticky.StickyDecision(
+                "continue", s.conversation_id, s.queue, s.agent, s.transfers, None,
+                (*new.reasons, f"joined conversation {s.conversation_id}: same subject {subject!r} "
+                 f"within {SUBJECT_WINDOW.days} days (the weakest hint)"))
+    return None
+
+
 def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
            rules: thread.ThreadRules, now: datetime) -> Outcome:
     """Route one identified message; the reasons of every step travel with the result."""
@@ -74,6 +94,8 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
             "continue", threaded.conversation_id, fresh.queue, None, 0, None,
             (f"conversation {threaded.conversation_id} is proven by its thread but not among recent "
              "ones: queue chosen afresh", *fresh.reasons))
+    if stuck.outcome == "new" and not fresh.keyword:
+        stuck = _same_subject(message, facts.recent, stuck, policy) or stuck
     conversation_id = stuck.conversation_id or thread.new_conversation_id(message)
     rank = priority.priority(tier.name, judged.urgency, policy)
     due = priority.first_response_due(message.received_at, tier.name, judged.urgency, stuck.queue,

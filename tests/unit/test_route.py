@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from processors import route
@@ -93,3 +94,14 @@ def test_machines_are_never_acknowledged(policy: Policy, tag: str) -> None:
     assert out.ack is None
     ack = next(d for d in out.routed.decisions if d.stage == "acknowledge")
     assert ack.outcome == "skip"
+
+
+def test_the_same_subject_days_later_is_the_weakest_hint(policy: Policy) -> None:
+    earlier = ConversationSummary(conversation_id="con_subject0000000000000", queue="general",
+                                  status="open", last_at=NOW - timedelta(days=3), subject="order 7")
+    m = msgspec.structs.replace(msg(channel="email", event="ev_3"), subject="Re: RE: Order 7")
+    out = decide(m, policy, recent=(earlier,))
+    assert out.routed.conversation_id == "con_subject0000000000000"
+    assert any("same subject 'order 7'" in r for r in out.routed.reasons)
+    other = msgspec.structs.replace(m, subject="Something new")
+    assert decide(other, policy, recent=(earlier,)).new_conversation
