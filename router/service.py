@@ -17,14 +17,17 @@ from redis.asyncio import Redis
 from router.app import Pipeline
 from router.channels import Channels, configured
 from router.cursors import RedisCursorStore
-from router.http import Check, build_app, serve
+from router.customers import add_routes
+from router.http import Check, TokenCheck, build_app, serve
 from router.kafka import ensure_topics, new_producer
 from router.logs import logging_config
 from router.policy_watch import PolicyHolder
 from router.settings import Settings
 from router.sources import SourceRunner
+from schemas.codec import encode
 from schemas.errors import AuthError, ConfigError, TransientError
-from schemas.topics import INBOUND
+from schemas.identified import IdentityLink
+from schemas.topics import IDENTITY, INBOUND
 
 __all__ = ["HttpService", "SenderService", "run_worker"]
 
@@ -54,6 +57,10 @@ class HttpService(Service):
             "workers": self._workers_ready,
         }
         app = build_app(self.settings, self._publish if self.accept_messages else None, checks)
+        if self.accept_messages:
+            add_routes(app, lambda: self.pipeline.redis, self._publish_link,
+                       self.pipeline.current_policy().tiers, TokenCheck(self.settings).allows,
+                       namespace=f"{self.settings.topic_prefix}sb", history_cap=self.settings.history_cap)
         self._runner = await serve(app, self.settings.http_host, self.settings.http_port)
         log.info("http listening", extra={"address": ", ".join(
             f"http://{host}:{port}" for host, port in self._runner.addresses)})
@@ -72,6 +79,10 @@ class HttpService(Service):
             await asyncio.wait_for(self.producer.send_and_wait(topic, value, key=key), 10)
         except (KafkaError, TimeoutError) as e:
             raise TransientError(f"Kafka did not take the message: {e!r}") from e
+
+    async def _publish_link(self, link: IdentityLink) -> None:
+        topic = self.settings.topic(IDENTITY)
+        await self._publish(topic, link.customer_id.encode(), encode(link))
 
     async def _kafka_ready(self) -> tuple[bool, str]:
         topic = self.settings.topic(INBOUND)

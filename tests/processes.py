@@ -54,8 +54,10 @@ class Switchboard:
 
     def get(self, path: str) -> tuple[int, Any]:
         """GET a path; (0, None) when nothing answers yet."""
+        request = urllib.request.Request(self.url + path,
+                                         headers={"Authorization": "Bearer test-token"})
         try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as r:
+            with urllib.request.urlopen(request, timeout=5) as r:
                 body = r.read()
                 return r.status, json.loads(body) if path != "/metrics" else body.decode()
         except urllib.error.HTTPError as e:
@@ -64,9 +66,9 @@ class Switchboard:
             return 0, None
 
     def post(self, path: str, body: bytes, token: str | None = "test-token",
-             headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        """POST raw bytes; returns status and decoded JSON body."""
-        request = urllib.request.Request(self.url + path, data=body, method="POST",
+             headers: dict[str, str] | None = None, method: str = "POST") -> tuple[int, Any]:
+        """POST (or `method`) raw bytes; returns status and decoded JSON body."""
+        request = urllib.request.Request(self.url + path, data=body, method=method,
                                          headers={"Content-Type": "application/json",
                                                   **(headers or {})})
         if token:

@@ -78,3 +78,25 @@ async def test_a_worker_serves_no_message_intake(launch: Launch) -> None:
     status, answer = worker.post("/v1/messages", body())
     assert status == 404
     assert answer["error"]["code"] == "not_found"
+
+
+async def test_a_tier_set_over_the_api_routes_the_next_message_ahead(
+    deployment: Settings, launch: Launch
+) -> None:
+    sb = launch("run")
+    assert sb.post("/v1/messages", body(message_id="t-1"))[0] == 202
+    await wait_drained(deployment)
+    [first] = [decode(r.value, RoutedConversation) for r in
+               await read_all(deployment, deployment.topic(ROUTED))]
+    assert first.tier == "standard"
+    status, answer = sb.post(f"/v1/customers/{first.customer_id}/tier",
+                             json.dumps({"tier": "premium"}).encode(), method="PUT")
+    assert status == 200, answer
+    assert sb.post("/v1/messages", body(message_id="t-2", text="still waiting"))[0] == 202
+    await wait_drained(deployment)
+    routed = [decode(r.value, RoutedConversation) for r in
+              await read_all(deployment, deployment.topic(ROUTED))]
+    second = next(r for r in routed if r.message.native_id == "t-2")
+    assert second.tier == "premium" and second.priority < first.priority
+    status, customer = sb.get(f"/v1/customers/{first.customer_id}")
+    assert status == 200 and customer["tier"] == "premium"
