@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from processors.bulk import queue_read_each
 from schemas.identity import Identity
 from schemas.routed import HistoryEntry
 
@@ -132,11 +133,6 @@ class RecentWrite:
 # One call per batch, not one command per customer: the client's cost of packing and
 # reading hundreds of small commands is what a batch would otherwise pay for.
 # ARGV: the command and its arguments after the key, e.g. ZRANGE 0 49 REV
-_READ_EACH = """
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call(ARGV[1], key, unpack(ARGV, 2)) end
-return out
-"""
 # ARGV: cap, ttl (0: none), then per key: n, n (score, member) pairs
 _APPEND_EACH = """
 local cap, ttl, at = tonumber(ARGV[1]), tonumber(ARGV[2]), 3
@@ -197,8 +193,7 @@ class HistoryStore:
 
     def queue_read(self, pipe: Any, customer_ids: Sequence[str], limit: int) -> None:
         """Read each customer's latest `limit` lines: one command for the batch."""
-        keys = [self.history_key(c) for c in customer_ids]
-        pipe.eval(_READ_EACH, len(keys), *keys, "ZRANGE", 0, limit - 1, "REV")
+        queue_read_each(pipe, [self.history_key(c) for c in customer_ids], "ZRANGE", 0, limit - 1, "REV")
 
     def parse_read(self, answer: Sequence[Any]) -> list[tuple[HistoryEntry, ...]]:
         """The entries, newest first, for each customer of `queue_read`, in order."""
@@ -210,8 +205,7 @@ class HistoryStore:
 
     def queue_read_recent(self, pipe: Any, customer_ids: Sequence[str]) -> None:
         """Read each customer's recent conversations: one command for the batch."""
-        keys = [self.recent_key(c) for c in customer_ids]
-        pipe.eval(_READ_EACH, len(keys), *keys, "HVALS")
+        queue_read_each(pipe, [self.recent_key(c) for c in customer_ids], "HVALS")
 
     def parse_recent(self, answer: Sequence[Any]) -> list[list[ConversationSummary]]:
         """Each customer's recent conversations, most recently active first."""
