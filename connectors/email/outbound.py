@@ -17,7 +17,7 @@ from prometheus_client import Counter
 
 from connectors.base import Outbound
 from connectors.email.errors import SmtpRejected, SmtpTransient
-from connectors.email.inbound import ImapSession, backoff_delay
+from connectors.email.imap import ImapSession, backoff_delay
 from connectors.email.mime import BuiltReply, build_reply
 from connectors.email.settings import EmailSettings, SmtpSettings, tls_context
 from schemas.errors import AuthError, ConfigError, PermanentError, SwitchboardError

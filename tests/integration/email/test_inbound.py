@@ -13,7 +13,8 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from connectors.email.errors import ImapError
-from connectors.email.inbound import DEADLETTER_BYTES, EmailCursor, EmailInbound, cursor_key
+from connectors.email.imap import DEADLETTER_BYTES
+from connectors.email.inbound import EmailCursor, EmailInbound, cursor_key
 from connectors.email.settings import EmailSettings, ImapAccount
 from schemas.deadletter import DeadLetter
 from schemas.errors import AuthError, ConfigError
