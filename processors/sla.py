@@ -203,8 +203,15 @@ def due_events(clock: SlaClock, now: datetime, policy: Policy) -> list[SlaEvent]
 
 def next_due(clock: SlaClock, policy: Policy) -> datetime | None:
     """When the clock next has something due, for the watcher's timer; None when idle."""
-    schedule = _schedule(clock, policy)
-    return schedule[0].at if schedule else None
+    # on the hot path (every routed message): the earliest unfired threshold only, no reasons
+    if clock.target is None or clock.running_since is None or clock.disabled:
+        return None
+    pending = [elapsed for name, _, elapsed, _ in _thresholds(clock, policy)
+               if f"{clock.target}:{name}" not in clock.fired]
+    if not pending:
+        return None
+    left = max(min(pending) - clock.used, timedelta(0))
+    return add_business_time(clock.running_since, left, _calendar(clock, policy))
 
 
 def mark_fired(clock: SlaClock, events: list[SlaEvent]) -> SlaClock:
