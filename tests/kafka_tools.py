@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from router.settings import Settings
+from tests.waiting import POLL_SECONDS
 
 
 async def publish(settings: Settings, topic: str, items: Sequence[tuple[bytes, bytes]]) -> None:
@@ -78,7 +79,7 @@ async def wait_committed(settings: Settings, group: str, topic: str, timeout: fl
             if all(v <= 0 for v in behind.values()):
                 return
             assert time.monotonic() < deadline, f"group {group} still behind on {topic}: {behind}"
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(POLL_SECONDS)
     finally:
         await consumer.stop()
         await admin.close()

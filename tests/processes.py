@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.waiting import POLL_SECONDS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,7 +52,7 @@ class Switchboard:
             if status == 200:
                 return self
             assert time.monotonic() < deadline, f"{self.command} never ready: {self.tail_log()}"
-            time.sleep(0.1)
+            time.sleep(POLL_SECONDS)
 
     def get(self, path: str) -> tuple[int, Any]:
         """GET a path; (0, None) when nothing answers yet."""

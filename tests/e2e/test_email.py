@@ -22,6 +22,7 @@ from schemas.topics import DELIVERY, INBOUND, OUTBOUND, ROUTED
 from tests.integration.email.conftest import PASSWORD, USER, Mailbox, make_mail
 from tests.kafka_tools import publish, read_all, wait_drained
 from tests.processes import Switchboard, free_port
+from tests.waiting import POLL_SECONDS
 
 pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
@@ -78,14 +79,14 @@ async def routed(settings: Settings, count: int, timeout: float = 60) -> list[Ro
         if len(found) >= count:
             return found
         assert time.monotonic() < deadline, f"{len(found)} of {count} routed"
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(POLL_SECONDS)
 
 
 async def until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(POLL_SECONDS)
 
 
 async def test_mail_in_reply_out_in_thread_and_the_answer_joins(

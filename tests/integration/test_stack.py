@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from router import stack as local_stack
 from router.settings import Settings, load
 from schemas.errors import ConfigError, TransientError
+from tests.waiting import POLL_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,7 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"still not true after {timeout}s"
-        time.sleep(0.05)
+        time.sleep(POLL_SECONDS)
 
 
 def by_name(statuses: list[local_stack.ServiceStatus]) -> dict[str, local_stack.ServiceStatus]:

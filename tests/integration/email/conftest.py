@@ -31,6 +31,7 @@ from connectors.base import Delivery
 from connectors.email.inbound import EmailInbound
 from connectors.email.settings import EmailSettings, ImapAccount, SmtpSettings
 from router.settings import Settings
+from tests.waiting import POLL_SECONDS
 
 USER, PASSWORD = "support@example.com", "support-secret"
 TOKEN_KEY = "test-token-key"
@@ -42,7 +43,7 @@ async def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"still not true after {timeout}s: {what}"
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(POLL_SECONDS)
 
 
 async def eventually_true(check: Callable[[], Awaitable[bool]], timeout: float = 20.0,
@@ -51,7 +52,7 @@ async def eventually_true(check: Callable[[], Awaitable[bool]], timeout: float =
     deadline = time.monotonic() + timeout
     while not await check():
         assert time.monotonic() < deadline, f"still not true after {timeout}s: {what}"
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(POLL_SECONDS)
 
 
 def make_mail(subject: str, *, sender: str = "ada@example.org", body: str = "Hello.",
