@@ -37,17 +37,11 @@ class _Stamp(msgspec.Struct):
     received_at: datetime
 
 
-class _Raw(msgspec.Struct):
-    """An inbound message as the raw pipe copies it: only the stamp is read."""
-
-    received_at: datetime
-
-
 class _Routed(msgspec.Struct):
     message: _Stamp
 
 
-_raw_stamp = msgspec.json.Decoder(_Raw)
+_raw_stamp = msgspec.json.Decoder(_Stamp)  # the raw pipe copies inbound messages as they are
 _routed_stamp = msgspec.json.Decoder(_Routed)
 
 

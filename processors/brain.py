@@ -25,14 +25,7 @@ from processors.dedupe import decide as decide_claim
 from processors.directory import Directory
 from processors.history import Append, ConversationSummary, HistoryStore, RecentWrite, stale
 from processors.intake import Output, Record, dead_letter
-from processors.metrics import (
-    DEADLETTERED,
-    DEDUPLICATED,
-    MESSAGES_IN,
-    MESSAGES_OUT,
-    REDIS_ROUNDTRIPS,
-    STAGE_LATENCY,
-)
+from processors.metrics import DEADLETTERED, REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
 from processors.policy_model import Policy
 from processors.thread import ThreadRules, normalise_subject
 from schemas.codec import decoder, encode
@@ -117,6 +110,8 @@ class Brain:
         self._stores = stores
         self._policy = policy
         self._rules = rules
+        # the fresh claims of batches processed but not yet confirmed, by record owner
+        self._unconfirmed: dict[str, Claim] = {}
 
     async def process(self, records: Sequence[Record]) -> list[Output]:
         """Route a batch; returns routed conversations and acknowledgements to send."""
@@ -124,25 +119,22 @@ class Brain:
         decoded = self._decode(records, outputs)
         if not decoded:
             return outputs
-        messages, customers, threads, backlog = await self._read(decoded)
-        if not messages:
-            return outputs
+        tally = Tally(STAGE)
+        messages, customers, threads, backlog = await self._read(decoded, tally)
         batch = _Batch(threads, backlog, self._policy(), datetime.now(UTC))
+        debug = log.isEnabledFor(logging.DEBUG)  # once per batch: the check is not free
         for identified in messages:
-            outputs += self._one(identified, customers[identified.customer_id], batch)
-        await self._write(customers, batch)
-        MESSAGES_IN.labels(STAGE, "all").inc(len(messages))
+            outputs += self._one(identified, customers[identified.customer_id], batch, debug)
+            tally.passed[identified.message.channel] += 1
+        if messages:
+            await self._write(customers, batch)
+        tally.report()
         return outputs
 
     async def confirm(self, records: Sequence[Record]) -> None:
         """Mark the batch done once Kafka acknowledged its outputs (see processors.dedupe)."""
-        claims = []
-        for record in records:
-            try:
-                event_id = _decode(record.value or b"").event_id
-            except Exception:  # noqa: BLE001 - it was dead-lettered; nothing to confirm
-                continue
-            claims.append(Claim(event_id, f"{record.topic}/{record.partition}/{record.offset}"))
+        # only the claims this batch made or replayed: a duplicate's claim belongs to another record
+        claims = [c for r in records if (c := self._unconfirmed.pop(r.owner, None)) is not None]
         if claims:
             pipe = self._redis.pipeline(transaction=False)
             self._stores.claims.queue_done(pipe, claims)
@@ -160,11 +152,11 @@ class Brain:
                 DEADLETTERED.labels(STAGE, "unknown").inc()
         return found
 
-    async def _read(self, decoded: Sequence[tuple[Record, IdentifiedMessage]]) -> tuple[
+    async def _read(self, decoded: Sequence[tuple[Record, IdentifiedMessage]], tally: Tally) -> tuple[
             list[IdentifiedMessage], dict[str, _Customer], dict[tuple[str, str], str], dict[str, int]]:
         s = self._stores
         # a replayed intake batch re-emits messages: the claim keeps each routed once
-        claims = [Claim(m.event_id, f"{r.topic}/{r.partition}/{r.offset}") for r, m in decoded]
+        claims = [Claim(m.event_id, r.owner) for r, m in decoded]
         messages = [m for _, m in decoded]
         ids = list(dict.fromkeys(m.customer_id for m in messages))
         thread_ids = list(dict.fromkeys((m.message.channel, m.message.thread_key) for m in messages))
@@ -187,15 +179,19 @@ class Brain:
         threads = {t: c for t, c in zip(thread_ids, s.threads.parse_threads(known), strict=True) if c}
         fresh = []
         for claim, before, message in zip(claims, claimed, messages, strict=True):
+            channel = message.message.channel
+            tally.seen[channel] += 1
             verdict, reason = decide_claim(claim, before)
             if verdict is Verdict.DUPLICATE:
-                DEDUPLICATED.labels(STAGE, message.message.channel).inc()
+                tally.dropped[channel] += 1
                 log.info("duplicate dropped", extra={"event_id": message.event_id, "reason": reason})
             else:
                 fresh.append(message)
+                self._unconfirmed[claim.owner] = claim
         return fresh, customers, threads, {k.decode(): int(v) for k, v in backlog.items()}
 
-    def _one(self, identified: IdentifiedMessage, customer: _Customer, batch: _Batch) -> list[Output]:
+    def _one(self, identified: IdentifiedMessage, customer: _Customer, batch: _Batch,
+             debug: bool) -> list[Output]:
         message = identified.message
         thread = (message.channel, message.thread_key)
         facts = route.Facts(
@@ -215,10 +211,10 @@ class Brain:
         if outcome.ack is not None:
             ack = acknowledgement_message(routed, outcome.ack.text)
             outputs.append(Output(OUTBOUND, conversation.encode(), encode(ack)))
-        MESSAGES_OUT.labels(STAGE, message.channel).inc()
         _latency.observe(max(0.0, batch.now.timestamp() - message.received_at.timestamp()))
-        log.debug("routed", extra={"event_id": routed.event_id, "conversation_id": conversation,
-                                   "queue": routed.queue, "priority": routed.priority})
+        if debug:
+            log.debug("routed", extra={"event_id": routed.event_id, "conversation_id": conversation,
+                                       "queue": routed.queue, "priority": routed.priority})
         return outputs
 
     def _remember(self, customer: _Customer, routed: RoutedConversation, policy: Policy) -> None:

@@ -26,7 +26,7 @@ class ConversationStore:
 
     def queue_read_threads(self, pipe: Any, threads: Sequence[tuple[str, str]]) -> None:
         """Add the reads of (channel, thread key) pairs to a pipeline, as one MGET."""
-        pipe.mget([self.thread_key(c, t) for c, t in threads] or ["-"])
+        pipe.mget([self.thread_key(c, t) for c, t in threads])
 
     def parse_threads(self, answer: Sequence[Any]) -> list[str | None]:
         """The conversation of each thread `queue_read_threads` asked for, or None."""

@@ -9,7 +9,6 @@ whatever cannot be decoded becomes a DeadLetter.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,15 +17,7 @@ from redis.asyncio import Redis
 
 from processors import dedupe, evidence, identify
 from processors.bounce import receipt_for_bounce
-from processors.metrics import (
-    BATCH_SIZE,
-    DEADLETTERED,
-    DEDUPLICATED,
-    MESSAGES_IN,
-    MESSAGES_OUT,
-    REDIS_ROUNDTRIPS,
-    STAGE_LATENCY,
-)
+from processors.metrics import BATCH_SIZE, DEADLETTERED, REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
 from schemas.codec import decoder, encode
 from schemas.deadletter import DeadLetter
 from schemas.errors import ParseError
@@ -51,6 +42,11 @@ class Record:
     partition: int
     offset: int
     value: bytes | None
+
+    @property
+    def owner(self) -> str:
+        """Where the record sits, `topic/partition/offset`: what a claim names as its owner."""
+        return f"{self.topic}/{self.partition}/{self.offset}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,23 +75,6 @@ def identified_message(message: InboundMessage, customer_id: str, dedupe_reason:
         event_id=message.event_id, customer_id=customer_id, message=message,
         identified_at=datetime.now(UTC),
         decisions=(Decision(stage="dedupe", outcome="new", reasons=(dedupe_reason,)), identified))
-
-
-class _Tally:
-    """Per-channel counts of one batch, reported to Prometheus once."""
-
-    def __init__(self) -> None:
-        self.seen: Counter[str] = Counter()
-        self.passed: Counter[str] = Counter()
-        self.dropped: Counter[str] = Counter()
-
-    def report(self) -> None:
-        for channel, n in self.seen.items():
-            MESSAGES_IN.labels(STAGE, channel).inc(n)
-        for channel, n in self.passed.items():
-            MESSAGES_OUT.labels(STAGE, channel).inc(n)
-        for channel, n in self.dropped.items():
-            DEDUPLICATED.labels(STAGE, channel).inc(n)
 
 
 class Intake:
@@ -133,7 +112,7 @@ class Intake:
         decoded = self._decode(records, outputs)
         if not decoded:
             return outputs
-        claims = [dedupe.Claim(m.event_id, f"{r.topic}/{r.partition}/{r.offset}") for r, m in decoded]
+        claims = [dedupe.Claim(m.event_id, r.owner) for r, m in decoded]
         sightings = [identify.Sighting.of(m) for _, m in decoded]
         pipe = self._redis.pipeline(transaction=False)
         self._claims.queue(pipe, claims)
@@ -141,7 +120,7 @@ class Intake:
         claimed, looked_up = await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
         lookups = self._identities.parse_lookup(looked_up)
-        tally = _Tally()
+        tally = Tally(STAGE)
         new: list[tuple[InboundMessage, str]] = []
         passed: list[tuple[InboundMessage, str]] = []
         for (record, message), claim, previous, sighting, lookup in zip(

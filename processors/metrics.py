@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tallies
+
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
@@ -13,6 +15,7 @@ __all__ = [
     "MESSAGES_OUT",
     "REDIS_ROUNDTRIPS",
     "STAGE_LATENCY",
+    "Tally",
 ]
 
 MESSAGES_IN = Counter("sb_messages_in_total", "Messages a stage took in", ["stage", "channel"])
@@ -38,3 +41,20 @@ REDIS_ROUNDTRIPS = Counter("sb_redis_roundtrips_total", "Redis round trips", ["s
 CONSUMER_LAG = Gauge(
     "sb_consumer_lag", "Records between the committed offset and the end", ["topic", "partition"]
 )
+
+
+class Tally:
+    """One batch's per-channel counts of a stage, reported to Prometheus once per batch."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.seen: Tallies[str] = Tallies()
+        self.passed: Tallies[str] = Tallies()
+        self.dropped: Tallies[str] = Tallies()
+
+    def report(self) -> None:
+        """Add the batch's counts to the stage's counters."""
+        for counter, counts in ((MESSAGES_IN, self.seen), (MESSAGES_OUT, self.passed),
+                                (DEDUPLICATED, self.dropped)):
+            for channel, n in counts.items():
+                counter.labels(self.stage, channel).inc(n)

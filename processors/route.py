@@ -78,8 +78,8 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
     message = identified.message
     threaded = thread.decide(message, thread.ThreadContext(known_thread=facts.known_thread), rules)
     tier, tier_reasons = priority.tier_for(facts.profile.tier, policy)
-    if facts.profile.tier in policy.tiers:
-        tier_reasons = (f"tier={tier.name}: from the customer directory",)
+    # tier_for explains only a fallback; a tier it found came from the directory
+    tier_reasons = tier_reasons or (f"tier={tier.name}: from the customer directory",)
     judged = classify.classify(message.text, message.channel, tier.name,
                                _contacts(facts.history, policy, message.received_at), policy,
                                at=message.received_at, tags=message.tags)

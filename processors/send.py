@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from processors.bulk import queue_claim_many, queue_set_many
 from processors.intake import Output, Record, dead_letter
-from processors.metrics import DEADLETTERED, MESSAGES_IN, MESSAGES_OUT, REDIS_ROUNDTRIPS
+from processors.metrics import DEADLETTERED, REDIS_ROUNDTRIPS, Tally
 from schemas.codec import decoder, encode
 from schemas.errors import SwitchboardError
 from schemas.outbound import DeliveryReceipt, OutboundMessage
@@ -86,6 +86,12 @@ class SendStage:
             return outputs
         claimed = await self._claim(decoded)
         receipts = await asyncio.gather(*(self._one(c) for c in claimed))
+        tally = Tally(STAGE)
+        for c in claimed:
+            tally.seen[c.message.channel] += 1
+            counts = tally.dropped if c.verdict is Verdict.DUPLICATE else tally.passed
+            counts[c.message.channel] += 1
+        tally.report()
         final = [(self._prefix + c.message.reply_id, f"{receipt.status}:{receipt.reason or ''}")
                  for c, receipt in zip(claimed, receipts, strict=True)
                  if receipt is not None and c.verdict is Verdict.SEND]
@@ -93,7 +99,7 @@ class SendStage:
             pipe = self._redis.pipeline(transaction=False)
             queue_set_many(pipe, final, self._ttl)
             await pipe.execute()
-        REDIS_ROUNDTRIPS.labels(STAGE).inc(2)
+            REDIS_ROUNDTRIPS.labels(STAGE).inc()
         for receipt in receipts:
             if receipt is not None:
                 outputs.append(Output(DELIVERY, receipt.conversation_id.encode(), encode(receipt)))
@@ -102,8 +108,9 @@ class SendStage:
     async def _claim(self, decoded: Sequence[tuple[Record, OutboundMessage]]) -> list[_Claimed]:
         pipe = self._redis.pipeline(transaction=False)
         queue_claim_many(pipe, [self._prefix + m.reply_id for _, m in decoded],
-                         [f"sending:{r.topic}/{r.partition}/{r.offset}" for r, _ in decoded], self._ttl)
+                         [f"sending:{r.owner}" for r, _ in decoded], self._ttl)
         [previous] = await pipe.execute()
+        REDIS_ROUNDTRIPS.labels(STAGE).inc()
         claimed, seen = [], set()
         for (record, message), before in zip(decoded, previous, strict=True):
             if message.reply_id in seen:  # the claim above is this batch's own
@@ -115,7 +122,6 @@ class SendStage:
 
     async def _one(self, claimed: _Claimed) -> DeliveryReceipt | None:
         message = claimed.message
-        MESSAGES_IN.labels(STAGE, message.channel).inc()
         context = {"reply_id": message.reply_id, "conversation_id": message.conversation_id,
                    "channel": message.channel}
         if claimed.verdict is Verdict.DUPLICATE:
@@ -132,7 +138,6 @@ class SendStage:
                 receipt = await sender(message)
             except SwitchboardError as e:
                 receipt = _receipt(message, "failed", e.reason)
-        MESSAGES_OUT.labels(STAGE, message.channel).inc()
         log.info("reply " + receipt.status, extra={**context, "reason": receipt.reason})
         return receipt
 

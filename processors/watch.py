@@ -36,10 +36,10 @@ _KINDS: dict[str, SlaKind] = {"warn": "warn", "breach": "breach", "status_update
                               "escalate_step": "escalate"}
 
 
-def _event_id(entry: SlaEntry, key: str) -> str:
+def _event_id(entry: SlaEntry, key: str, prefix: str = "sla_") -> str:
     # from the conversation and the clock's own key for the point, so a re-fire is the same event
     raw = f"{entry.conversation_id}\x00{key}".encode()
-    return "sla_" + hashlib.blake2b(raw, digest_size=10).hexdigest()
+    return prefix + hashlib.blake2b(raw, digest_size=10).hexdigest()
 
 
 def _status_update(entry: SlaEntry, due: datetime, policy: Policy, now: datetime
@@ -51,7 +51,7 @@ def _status_update(entry: SlaEntry, due: datetime, policy: Policy, now: datetime
     if decided.ack is None:
         return None
     return OutboundMessage(
-        reply_id=_event_id(entry, f"status-update@{due.isoformat()}").replace("sla_", "upd_"),
+        reply_id=_event_id(entry, f"status-update@{due.isoformat()}", "upd_"),
         conversation_id=entry.conversation_id, channel=entry.channel, recipient=entry.recipient,
         kind="status_update", text=decided.ack.text, created_at=now, subject=entry.subject,
         author="switchboard", in_reply_to=entry.in_reply_to)

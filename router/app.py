@@ -27,7 +27,7 @@ from router.policy_watch import PolicyHolder
 from router.settings import Settings
 from schemas.topics import IDENTIFIED, INBOUND, OUTBOUND, TopicSpec
 
-__all__ = ["Pipeline", "build"]
+__all__ = ["Pipeline"]
 
 log = logging.getLogger(__name__)
 Process = Callable[[Sequence[Record]], Awaitable[list[Output]]]
@@ -153,9 +153,3 @@ def _credentials(settings: Settings) -> Any:
         password=password.get_secret_value() if password else None,
         mechanism=settings.kafka_sasl_mechanism,
     )
-
-
-def build(settings: Settings, senders: Mapping[str, SendFn] | None = None) -> Pipeline:
-    """Build the pipeline for these settings; nothing connects until the worker starts."""
-    return Pipeline(settings, Redis.from_url(settings.redis_dsn, socket_timeout=10), senders or {},
-                    PolicyHolder(settings.policy_path))
