@@ -24,11 +24,11 @@ from processors.dedupe import Claim, ClaimStore, Verdict
 from processors.dedupe import decide as decide_claim
 from processors.directory import Directory
 from processors.history import Append, ConversationSummary, HistoryStore, RecentWrite, stale
-from processors.intake import Output, Record, dead_letter
-from processors.metrics import DEADLETTERED, REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
+from processors.intake import Output, Record, decode_records
+from processors.metrics import REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
 from processors.policy_model import Policy
 from processors.thread import ThreadRules, normalise_subject
-from schemas.codec import decoder, encode
+from schemas.codec import encode
 from schemas.identified import CustomerProfile, IdentifiedMessage
 from schemas.inbound import EmailExtras, InboundMessage
 from schemas.outbound import OutboundMessage
@@ -39,7 +39,6 @@ __all__ = ["STAGE", "Brain", "Stores", "acknowledgement_message"]
 
 STAGE = "brain"
 log = logging.getLogger(__name__)
-_decode = decoder(IdentifiedMessage).decode
 _latency = STAGE_LATENCY.labels(STAGE)
 SUMMARY_CHARS = 280
 KEEP_RECENT = 20
@@ -116,7 +115,7 @@ class Brain:
     async def process(self, records: Sequence[Record]) -> list[Output]:
         """Route a batch; returns routed conversations and acknowledgements to send."""
         outputs: list[Output] = []
-        decoded = self._decode(records, outputs)
+        decoded = decode_records(records, IdentifiedMessage, STAGE, outputs)
         if not decoded:
             return outputs
         tally = Tally(STAGE)
@@ -140,17 +139,6 @@ class Brain:
             self._stores.claims.queue_done(pipe, claims)
             await pipe.execute()
             REDIS_ROUNDTRIPS.labels(STAGE).inc()
-
-    def _decode(self, records: Sequence[Record], outputs: list[Output]
-                ) -> list[tuple[Record, IdentifiedMessage]]:
-        found = []
-        for record in records:
-            try:
-                found.append((record, _decode(record.value or b"")))
-            except Exception as e:  # noqa: BLE001 - an undecodable record is dead-lettered
-                outputs.append(dead_letter(record, f"not a valid IdentifiedMessage: {e}"))
-                DEADLETTERED.labels(STAGE, "unknown").inc()
-        return found
 
     async def _read(self, decoded: Sequence[tuple[Record, IdentifiedMessage]], tally: Tally) -> tuple[
             list[IdentifiedMessage], dict[str, _Customer], dict[tuple[str, str], str], dict[str, int]]:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from redis.asyncio import Redis
 
@@ -26,11 +27,11 @@ from schemas.inbound import InboundMessage
 from schemas.routed import Decision
 from schemas.topics import DEADLETTER, DELIVERY, IDENTIFIED, IDENTITY, TopicSpec
 
-__all__ = ["STAGE", "Intake", "Output", "Record", "dead_letter", "identified_message"]
+__all__ = ["STAGE", "Intake", "Output", "Record", "dead_letter", "decode_records", "identified_message"]
 
 STAGE = "intake"
 log = logging.getLogger(__name__)
-_decode = decoder(InboundMessage).decode
+T = TypeVar("T")
 _latency = STAGE_LATENCY.labels(STAGE)  # labels() costs a lock and a lookup: once, not per message
 
 
@@ -68,6 +69,25 @@ def dead_letter(record: Record, reason: str, channel: str | None = None, stage: 
     return Output(DEADLETTER, stage.encode(), encode(letter))
 
 
+def decode_records(records: Sequence[Record], model: type[T], stage: str,
+                   outputs: list[Output]) -> list[tuple[Record, T]]:
+    """Decode a batch; a record that is not a valid `model` goes to the dead letters, the rest flow."""
+    decode = decoder(model).decode
+    decoded = []
+    for record in records:
+        try:
+            if record.value is None:
+                raise ParseError("record has no value")
+            decoded.append((record, decode(record.value)))
+        except Exception as e:  # noqa: BLE001 - any decode failure is this record's fault
+            reason = e.reason if isinstance(e, ParseError) else f"not a valid {model.__name__}: {e}"
+            outputs.append(dead_letter(record, reason, stage=stage))
+            DEADLETTERED.labels(stage, "unknown").inc()
+            log.warning("dead-lettered record", extra={
+                "stage": stage, "source": record.owner, "reason": reason})
+    return decoded
+
+
 def identified_message(message: InboundMessage, customer_id: str, dedupe_reason: str,
                        identified: Decision) -> IdentifiedMessage:
     """The message with its customer and the first two stages' reasons: the pure core."""
@@ -88,28 +108,11 @@ class Intake:
         self._token_key = token_key
         self._our_domains = tuple(our_domains)
 
-    def _decode(self, records: Sequence[Record], outputs: list[Output]
-                ) -> list[tuple[Record, InboundMessage]]:
-        decoded = []
-        for record in records:
-            try:
-                if record.value is None:
-                    raise ParseError("record has no value")
-                decoded.append((record, _decode(record.value)))
-            except Exception as e:  # noqa: BLE001 - any decode failure is this record's fault
-                reason = e.reason if isinstance(e, ParseError) else f"not a valid InboundMessage: {e}"
-                outputs.append(dead_letter(record, reason))
-                DEADLETTERED.labels(STAGE, "unknown").inc()
-                log.warning("dead-lettered record", extra={
-                    "topic": record.topic, "partition": record.partition,
-                    "offset": record.offset, "reason": reason})
-        return decoded
-
     async def process(self, records: Sequence[Record]) -> list[Output]:
         """Turn one batch of inbound records into identified messages, receipts and dead letters."""
         BATCH_SIZE.labels(STAGE).observe(len(records))
         outputs: list[Output] = []
-        decoded = self._decode(records, outputs)
+        decoded = decode_records(records, InboundMessage, STAGE, outputs)
         if not decoded:
             return outputs
         claims = [dedupe.Claim(m.event_id, r.owner) for r, m in decoded]

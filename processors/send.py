@@ -19,9 +19,9 @@ from enum import Enum
 from redis.asyncio import Redis
 
 from processors.bulk import queue_claim_many, queue_set_many
-from processors.intake import Output, Record, dead_letter
-from processors.metrics import DEADLETTERED, REDIS_ROUNDTRIPS, Tally
-from schemas.codec import decoder, encode
+from processors.intake import Output, Record, decode_records
+from processors.metrics import REDIS_ROUNDTRIPS, Tally
+from schemas.codec import encode
 from schemas.errors import SwitchboardError
 from schemas.outbound import DeliveryReceipt, OutboundMessage
 from schemas.topics import DELIVERY
@@ -31,7 +31,6 @@ __all__ = ["SendFn", "SendStage", "Verdict", "decide"]
 STAGE = "send"
 log = logging.getLogger(__name__)
 SendFn = Callable[[OutboundMessage], Awaitable[DeliveryReceipt]]
-_decode = decoder(OutboundMessage).decode
 
 
 class Verdict(Enum):
@@ -75,13 +74,7 @@ class SendStage:
     async def process(self, records: Sequence[Record]) -> list[Output]:
         """Send what is ours to send in this batch; returns receipts and dead letters."""
         outputs: list[Output] = []
-        decoded: list[tuple[Record, OutboundMessage]] = []
-        for record in records:
-            try:
-                decoded.append((record, _decode(record.value or b"")))
-            except Exception as e:  # noqa: BLE001 - an undecodable record is dead-lettered
-                outputs.append(dead_letter(record, f"not a valid OutboundMessage: {e}"))
-                DEADLETTERED.labels(STAGE, "unknown").inc()
+        decoded = decode_records(records, OutboundMessage, STAGE, outputs)
         if not decoded:
             return outputs
         claimed = await self._claim(decoded)

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from processors.intake import Record
 from processors.send import SendStage, Verdict, decide
 from router.settings import Settings
-from schemas import DeliveryReceipt, Identity, OutboundMessage, decode, encode
+from schemas import DeadLetter, DeliveryReceipt, Identity, OutboundMessage, decode, encode
 from schemas.topics import DEADLETTER, DELIVERY
 
 pytestmark = pytest.mark.integration
@@ -90,3 +90,4 @@ async def test_unknown_channel_and_bad_record_are_visible(redis: Redis) -> None:
     assert receipt.status == "failed"
     assert "no sender is configured for channel 'fax'" in (receipt.reason or "")
     assert DEADLETTER in by_topic
+    assert decode(by_topic[DEADLETTER].value, DeadLetter).stage == "send"
