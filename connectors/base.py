@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from schemas.conversation import ConversationCard
 from schemas.deadletter import DeadLetter
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt, OutboundMessage
+from schemas.routed import RoutedConversation
 
-__all__ = ["ConnectorSpec", "CursorStore", "Delivery", "Inbound", "Outbound"]
+__all__ = ["AgentTool", "ConnectorSpec", "CursorStore", "Delivery", "Handoff", "Inbound", "Outbound"]
 
 C = TypeVar("C")
 
@@ -92,3 +94,49 @@ class ConnectorSpec:
     outbound: type[Outbound[Any]] | None
     # pure parser of the channel's native form (bytes) into a message, for `explain`
     parse: Callable[[bytes], InboundMessage] | None = None
+
+
+class AgentTool(ABC, Generic[C]):
+    """An agents' tool (webhook, Slack, team mailbox) that routed conversations reach.
+
+    `deliver` hands over one routed message, or a notice about the conversation (a send
+    receipt, an SLA event), and returns the tool's thread reference for the conversation
+    (a Slack thread ts; "" where the tool has none), so follow-ups land in the same place.
+    It raises TransientError when a retry may succeed and PermanentError when it cannot.
+    """
+
+    def __init__(self, settings: C) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Create the client once."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Close the client; safe to call twice."""
+
+    @abstractmethod
+    async def deliver(self, handoff: Handoff) -> str:
+        """Deliver one item; returns the thread reference to use next time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """One item for an agents' tool: what happened, the conversation's card, the body.
+
+    `event` is "conversation.routed" (a routed message: `routed` is set),
+    "reply.receipt" (a send outcome: `receipt` is set) or "conversation.event" (a
+    lifecycle or SLA notice: `text` says it). `delivery_id` is stable across retries and
+    restarts, for the receiver's own dedup. `thread` is the reference `deliver` returned
+    for this conversation before ("" the first time).
+    """
+
+    delivery_id: str
+    destination: str
+    event: str
+    card: ConversationCard
+    thread: str = ""
+    routed: RoutedConversation | None = None
+    receipt: DeliveryReceipt | None = None
+    text: str | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
@@ -17,8 +17,12 @@ from processors.calendar import ALWAYS_OPEN, Calendar
 __all__ = [
     "Acknowledge",
     "Action",
+    "Destination",
     "EscalationStep",
+    "FollowUp",
+    "GuardRule",
     "Keywords",
+    "Lifecycle",
     "Overflow",
     "Policy",
     "Queue",
@@ -223,6 +227,57 @@ class Acknowledge:
 
 
 @dataclass(frozen=True, slots=True)
+class Destination:
+    """An agents' tool a queue delivers to: its kind, where it is, and what backs it up.
+
+    `kind` is "webhook" (`url`, HMAC key from the environment variable `secret_env`),
+    "slack" (`channel`) or "mailbox" (`address`). `fallback` names the destination that
+    takes over while this one is down; `deadline` bounds the retries of one delivery.
+    """
+
+    name: str
+    kind: Literal["webhook", "slack", "mailbox"]
+    url: str | None = None
+    secret_env: str | None = None
+    channel: str | None = None
+    address: str | None = None
+    fallback: str | None = None
+    deadline: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class GuardRule:
+    """A reply-guard rule: phrases that must not reach a customer, and warn or hold."""
+
+    name: str
+    phrases: Keywords
+    action: Literal["warn", "hold"]
+    # why it matters, told to the agent with the flag
+    reason: str
+    # only while the customer's problem is not solved yet (e.g. upselling)
+    unresolved_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """After resolve: wait `delay`, then ask the customer whether it is really solved."""
+
+    delay: timedelta
+    templates: Mapping[str, Mapping[str, str]]  # channel → tier (or "default") → text
+
+
+@dataclass(frozen=True, slots=True)
+class Lifecycle:
+    """How a resolved conversation closes, and the follow-up that precedes it."""
+
+    # a resolved conversation closes after this long without a customer message
+    close_after: timedelta = timedelta(hours=72)
+    follow_up: FollowUp | None = None
+    # words in the customer's answer to the follow-up that confirm it is solved
+    confirm: Keywords | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Everything the routing brain decides by, loaded from one file."""
 
@@ -237,6 +292,9 @@ class Policy:
     sla: Sla
     sticky_window: timedelta
     acknowledge: Acknowledge
+    destinations: Mapping[str, Destination] = field(default_factory=dict)
+    guard: tuple[GuardRule, ...] = ()
+    lifecycle: Lifecycle = Lifecycle()
 
     def tier(self, name: str | None) -> Tier:
         """The named tier, or the default tier for an unknown or missing name."""

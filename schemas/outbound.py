@@ -9,7 +9,7 @@ import msgspec
 
 from schemas.identity import Identity
 
-__all__ = ["DeliveryReceipt", "DeliveryStatus", "OutboundKind", "OutboundMessage"]
+__all__ = ["DeliveryReceipt", "DeliveryStatus", "GuardFlag", "OutboundKind", "OutboundMessage"]
 
 OutboundKind = Literal["agent_reply", "acknowledgement", "status_update", "follow_up"]
 DeliveryStatus = Literal["sent", "failed", "uncertain", "held"]
@@ -35,6 +35,19 @@ class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     html: str | None = None
+    # who the conversation belongs to and where it is worked, so receipts and lifecycle
+    # events find their way back (None for messages made before these existed)
+    customer_id: str | None = None
+    queue: str | None = None
+
+
+class GuardFlag(msgspec.Struct, frozen=True, kw_only=True):
+    """A reply-guard rule that matched an agent's reply: which rule, its action, the words."""
+
+    rule: str
+    action: Literal["warn", "hold"]
+    matched: tuple[str, ...]
+    reason: str
 
 
 class DeliveryReceipt(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,3 +60,7 @@ class DeliveryReceipt(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
     reason: str | None = None
     provider_id: str | None = None
+    kind: OutboundKind | None = None
+    customer_id: str | None = None
+    # reply-guard flags: on "sent" they are warnings, on "held" the reasons it was not sent
+    flags: tuple[GuardFlag, ...] = ()

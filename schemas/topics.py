@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.conversation import ConversationEvent
 from schemas.deadletter import DeadLetter
+from schemas.handoff import HandoffReceipt
 from schemas.identified import IdentifiedMessage, IdentityLink
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt, OutboundMessage
@@ -12,8 +14,8 @@ from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent
 
 __all__ = [
-    "ALL", "DEADLETTER", "DELIVERY", "IDENTIFIED", "IDENTITY", "INBOUND", "OUTBOUND", "ROUTED", "SLA",
-    "TopicSpec",
+    "ALL", "CONVERSATION", "DEADLETTER", "DELIVERY", "HANDOFF", "IDENTIFIED", "IDENTITY", "INBOUND",
+    "OUTBOUND", "ROUTED", "SLA", "TopicSpec",
 ]
 
 
@@ -43,8 +45,10 @@ ROUTED = TopicSpec("routed", 1, RoutedConversation, "customer_id")
 SLA = TopicSpec("sla", 1, SlaEvent, "customer_id")
 OUTBOUND = TopicSpec("outbound", 1, OutboundMessage, "conversation_id")
 DELIVERY = TopicSpec("delivery", 1, DeliveryReceipt, "conversation_id")
+CONVERSATION = TopicSpec("conversation", 1, ConversationEvent, "customer_id")
+HANDOFF = TopicSpec("handoff", 1, HandoffReceipt, "conversation_id")
 DEADLETTER = TopicSpec("deadletter", 1, DeadLetter, "stage")
 
 ALL: tuple[TopicSpec, ...] = (
-    INBOUND, IDENTIFIED, IDENTITY, ROUTED, SLA, OUTBOUND, DELIVERY, DEADLETTER,
+    INBOUND, IDENTIFIED, IDENTITY, ROUTED, SLA, CONVERSATION, OUTBOUND, DELIVERY, HANDOFF, DEADLETTER,
 )
