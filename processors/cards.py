@@ -6,6 +6,10 @@ stages never overwrite each other's work without a lock:
 - `status`      open / waiting_on_customer / resolved / closed, written by the brain;
 - `dest:<name>` the thread reference an agents' tool gave the conversation (a Slack ts).
 A read merges the three. Reads and writes of a batch are one command each.
+
+The way back from a tool's thread to its conversation is a plain key,
+`<ns>:tool-thread:<destination>:<thread reference>` → conversation id, written by the
+dispatch stage beside `dest:<name>` (a Slack reply names only its channel and thread ts).
 """
 
 from __future__ import annotations
@@ -47,12 +51,22 @@ class CardStore:
     """Keys `<ns>:card:<conversation id>` (hash), kept `ttl_seconds` after the last write."""
 
     def __init__(self, namespace: str, ttl_seconds: int) -> None:
+        self._namespace = namespace
         self._prefix = f"{namespace}:card:"
         self._ttl = ttl_seconds
 
     def key(self, conversation_id: str) -> str:
         """The hash of one conversation's card."""
         return self._prefix + conversation_id
+
+    def tool_thread_key(self, destination: str, reference: str) -> str:
+        """The key holding which conversation a tool's thread belongs to."""
+        return f"{self._namespace}:tool-thread:{destination}:{reference}"
+
+    async def conversation_of(self, redis: Redis, destination: str, reference: str) -> str | None:
+        """The conversation a tool's thread belongs to, or None."""
+        value = await redis.get(self.tool_thread_key(destination, reference))
+        return value.decode() if value else None
 
     def queue_read(self, pipe: Any, conversation_ids: Sequence[str]) -> None:
         """Queue the read of every card: one command for the batch."""
