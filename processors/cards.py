@@ -66,7 +66,7 @@ class CardStore:
     async def conversation_of(self, redis: Redis, destination: str, reference: str) -> str | None:
         """The conversation a tool's thread belongs to, or None."""
         value = await redis.get(self.tool_thread_key(destination, reference))
-        return value.decode() if value else None
+        return value.decode() if isinstance(value, bytes) else value
 
     def queue_read(self, pipe: Any, conversation_ids: Sequence[str]) -> None:
         """Queue the read of every card: one command for the batch."""
