@@ -2,8 +2,9 @@
 
 decode → dedupe + identify (one Redis round trip for the batch) → IdentifiedMessage on
 `sb.identified.v1`, keyed by customer; a bounce becomes a failed DeliveryReceipt; an
-identity the customer states in a private message is linked (an IdentityLink event);
-whatever cannot be decoded becomes a DeadLetter.
+identity the customer states in a private message is linked (an IdentityLink event); an
+agent's answer from a team mailbox becomes their reply on `sb.outbound.v1`; whatever
+cannot be decoded becomes a DeadLetter.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import TypeVar
 from redis.asyncio import Redis
 
 from processors import dedupe, evidence, identify
+from processors.agent_mail import answered_conversation, reply_from_mail
 from processors.bounce import receipt_for_bounce
+from processors.cards import CardStore
 from processors.metrics import BATCH_SIZE, DEADLETTERED, REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
 from schemas.codec import decoder, encode
 from schemas.deadletter import DeadLetter
@@ -25,7 +28,7 @@ from schemas.errors import ParseError
 from schemas.identified import IdentifiedMessage
 from schemas.inbound import InboundMessage
 from schemas.routed import Decision
-from schemas.topics import DEADLETTER, DELIVERY, IDENTIFIED, IDENTITY, TopicSpec
+from schemas.topics import DEADLETTER, DELIVERY, IDENTIFIED, IDENTITY, OUTBOUND, TopicSpec
 
 __all__ = ["STAGE", "Intake", "Output", "Record", "dead_letter", "decode_records", "identified_message"]
 
@@ -101,8 +104,10 @@ class Intake:
     """Runs the intake stage over a batch; the Faust agent only moves bytes."""
 
     def __init__(self, redis: Redis, claims: dedupe.ClaimStore, identities: identify.IdentityStore,
-                 token_key: bytes, our_domains: Sequence[str] = ()) -> None:
+                 token_key: bytes, our_domains: Sequence[str] = (),
+                 *, cards: CardStore | None = None) -> None:
         self._redis = redis
+        self._cards = cards
         self._claims = claims
         self._identities = identities
         self._token_key = token_key
@@ -126,6 +131,7 @@ class Intake:
         tally = Tally(STAGE)
         new: list[tuple[InboundMessage, str]] = []
         passed: list[tuple[InboundMessage, str]] = []
+        answers: list[tuple[Record, InboundMessage, str]] = []
         for (record, message), claim, previous, sighting, lookup in zip(
                 decoded, claims, claimed, sightings, lookups, strict=True):
             tally.seen[message.channel] += 1
@@ -137,6 +143,10 @@ class Intake:
             if "bounce" in message.tags:
                 outputs.append(self._bounce(record, message))
                 continue
+            answered = answered_conversation(message, self._token_key, self._our_domains)
+            if answered is not None and self._cards is not None:
+                answers.append((record, message, answered))
+                continue
             customer, decision = identify.decide(sighting, lookup)
             if decision.outcome == identify.NEW:
                 new.append((message, customer))
@@ -146,7 +156,28 @@ class Intake:
             tally.passed[message.channel] += 1
         tally.report()
         await self._after(new, passed, outputs)
+        await self._agent_answers(answers, outputs)
         return outputs
+
+    async def _agent_answers(self, answers: Sequence[tuple[Record, InboundMessage, str]],
+                             outputs: list[Output]) -> None:
+        """Agents' answers from team mailboxes become replies (their cards: one round trip)."""
+        if not answers or self._cards is None:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        self._cards.queue_read(pipe, [conversation for _, _, conversation in answers])
+        [raw] = await pipe.execute()
+        REDIS_ROUNDTRIPS.labels(STAGE).inc()
+        for (record, message, conversation), card in zip(answers, self._cards.parse_read(raw),
+                                                          strict=True):
+            if card is None:
+                outputs.append(dead_letter(record, f"agent's answer to unknown conversation {conversation}",
+                                           message.channel))
+                continue
+            reply = reply_from_mail(message, card)
+            log.info("agent answered by mail", extra={"event_id": message.event_id,
+                                                      "conversation_id": conversation})
+            outputs.append(Output(OUTBOUND, conversation.encode(), encode(reply)))
 
     async def _after(self, new: Sequence[tuple[InboundMessage, str]],
                      passed: Sequence[tuple[InboundMessage, str]], outputs: list[Output]) -> None:

@@ -26,6 +26,7 @@ from schemas.tokens import make_token
 
 __all__ = [
     "AUTOMATIC_KINDS",
+    "MAIL_POLICY",
     "MAX_REFERENCES",
     "BuiltReply",
     "build_reply",
@@ -68,7 +69,7 @@ class _ReplyPolicy(EmailPolicy):
 
 
 # 7-bit on the wire: no server needs 8BITMIME to take our mail
-_POLICY = _ReplyPolicy(linesep="\r\n", cte_type="7bit")
+MAIL_POLICY = _ReplyPolicy(linesep="\r\n", cte_type="7bit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +146,7 @@ def build_reply(message: OutboundMessage, smtp: SmtpSettings, key: bytes, *,
         raise PermanentError(f"recipient {message.recipient} is not an email address")
     token = make_token(message.conversation_id, key)
     own_id = message_id_for(message.conversation_id, message.reply_id, key, smtp.message_id_domain)
-    mail = EmailMessage(policy=_POLICY)
+    mail = EmailMessage(policy=MAIL_POLICY)
     try:
         mail["From"] = Address(display_name=smtp.from_name, addr_spec=smtp.from_address)
         mail["To"] = Address(addr_spec=message.recipient.value)
@@ -166,7 +167,7 @@ def build_reply(message: OutboundMessage, smtp: SmtpSettings, key: bytes, *,
         mail["Auto-Submitted"] = "auto-replied"
         mail["X-Auto-Response-Suppress"] = "All"
     mail.set_content(_text_body(message.text, token), subtype="plain", charset="utf-8")
-    html_part = EmailMessage(policy=_POLICY)
+    html_part = EmailMessage(policy=MAIL_POLICY)
     html_part.set_content(_html_body(message, token), subtype="html", charset="utf-8")
     del html_part["MIME-Version"]  # set_content adds one; it belongs on the whole mail only
     mail.make_alternative()
