@@ -1,31 +1,29 @@
 """Load and validate the policy file; every error names FILE:LINE and the dotted key.
 
-The YAML is composed into nodes (not constructed into dicts) so each value keeps its
-line. Everything is checked at load: unknown keys, types, durations, timezones and
-every reference between sections, so a running router never meets a broken policy.
+Values are read through `policy_yaml.Node`, which keeps each one's line; the agents'
+side (destinations, reply guard, lifecycle) is parsed in `policy_agents`. Everything is
+checked at load: unknown keys, types, durations, timezones and every reference between
+sections, so a running router never meets a broken policy.
 """
 
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from types import MappingProxyType
-from typing import Literal, NoReturn, TypeVar, cast, get_args
+from typing import Literal, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
+from processors import policy_agents
 from processors.calendar import ALWAYS_OPEN, Calendar, parse_hours
 from processors.policy_model import (
     ALWAYS_SKIPPED,
     Acknowledge,
     Action,
     EscalationStep,
-    Keywords,
+    Lifecycle,
     Overflow,
     Policy,
     Queue,
@@ -37,101 +35,15 @@ from processors.policy_model import (
     Urgency,
     UrgencyRule,
     format_duration,
-    keywords,
     parse_duration,
 )
+from processors.policy_yaml import Node, frozen, root
 from schemas.errors import ConfigError
 
 __all__ = ["check", "load_policy", "parse_policy"]
 
-T = TypeVar("T")
 PLACEHOLDERS = frozenset({"name", "expected", "reference", "opens"})
 _STEP_AT = re.compile(r"^(warn|breach)(?:\s*\+\s*(\S+))?$")
-
-
-@dataclass(frozen=True, slots=True)
-class _At:
-    """A YAML node with its dotted key and line, so any value can fail with its place."""
-
-    node: yaml.Node
-    path: str
-    source: str
-    line: int
-
-    def fail(self, reason: str) -> NoReturn:
-        """Raise the ConfigError for this place."""
-        raise ConfigError(reason, f"{self.source}:{self.line} {self.path}".rstrip())
-
-    def _child(self, name: str, node: yaml.Node, line: int) -> _At:
-        return _At(node, f"{self.path}.{name}" if self.path else name, self.source, line)
-
-    def entries(self) -> list[tuple[str, _At]]:
-        """The (name, value) pairs of a mapping, in file order."""
-        if not isinstance(self.node, yaml.MappingNode):
-            self.fail("must be a mapping")
-        pairs: dict[str, _At] = {}
-        for key, value in self.node.value:
-            at = self._child(str(key.value), value, key.start_mark.line + 1)
-            if not isinstance(key, yaml.ScalarNode) or not key.value:
-                at.fail("keys must be names")
-            if key.value in pairs:
-                at.fail(f"duplicate key {key.value!r}")
-            pairs[key.value] = at
-        return list(pairs.items())
-
-    def fields(self, required: Collection[str] = (), optional: Collection[str] = ()) -> dict[str, _At]:
-        """A mapping with a fixed set of keys: unknown keys and missing ones are errors."""
-        found = dict(self.entries())
-        for name, at in found.items():
-            if name not in required and name not in optional:
-                known = ", ".join([*required, *optional])
-                at.fail(f"unknown key {name!r}; expected one of: {known}")
-        for name in required:
-            if name not in found:
-                self.fail(f"missing key {name!r}")
-        return found
-
-    def items(self) -> list[_At]:
-        """The elements of a sequence."""
-        if not isinstance(self.node, yaml.SequenceNode):
-            self.fail("must be a list")
-        return [_At(n, f"{self.path}[{i}]", self.source, n.start_mark.line + 1)
-                for i, n in enumerate(self.node.value)]
-
-    def text(self) -> str:
-        """A scalar read as text (an unquoted `no` is the word, not a boolean)."""
-        if not isinstance(self.node, yaml.ScalarNode) or self.node.tag.endswith(":null"):
-            self.fail("must be text")
-        return str(self.node.value)
-
-    def strings(self) -> frozenset[str]:
-        """A list of texts."""
-        return frozenset(item.text() for item in self.items())
-
-    def value(self, kind: type[T], described: str) -> T:
-        """A scalar of one YAML type (int, float, bool, date)."""
-        if isinstance(self.node, yaml.ScalarNode):
-            # a fresh constructor: a shared one would keep every node of every reload
-            result = yaml.constructor.SafeConstructor().construct_object(self.node)
-            if kind is float and type(result) is int:
-                result = float(result)
-            if type(result) is kind:
-                return result
-        self.fail(f"must be {described}")
-
-    def duration(self) -> timedelta:
-        """A duration like 2h or 30m."""
-        try:
-            return parse_duration(self.text())
-        except ValueError as e:
-            self.fail(str(e))
-
-    def ref(self, known: Collection[str], kind: str) -> str:
-        """A name that must exist in another section."""
-        name = self.text()
-        if name not in known:
-            self.fail(f"unknown {kind} {name!r}; known: {', '.join(sorted(known)) or 'none'}")
-        return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,17 +56,19 @@ class _Names:
     chains: frozenset[str]
     levels: tuple[str, ...]
     channels: frozenset[str] | None
+    # None without a `destinations:` section: queues then name destinations freely
+    destinations: frozenset[str] | None
 
-    def channel(self, at: _At) -> str:
+    def channel(self, at: Node) -> str:
         """A channel name, checked when the caller said which channels exist."""
         return at.text() if self.channels is None else at.ref(self.channels, "channel")
 
+    def destination(self, at: Node) -> str:
+        """A queue's destination, checked when the file defines its destinations."""
+        return at.text() if self.destinations is None else at.ref(self.destinations, "destination")
 
-def _frozen(pairs: Mapping[str, T]) -> Mapping[str, T]:
-    return MappingProxyType(dict(pairs))
 
-
-def _names(top: dict[str, _At], channels: Collection[str] | None) -> _Names:
+def _names(top: dict[str, Node], channels: Collection[str] | None) -> _Names:
     def keys(section: str) -> frozenset[str]:
         return frozenset(n for n, _ in top[section].entries()) if section in top else frozenset()
 
@@ -166,15 +80,16 @@ def _names(top: dict[str, _At], channels: Collection[str] | None) -> _Names:
     if ALWAYS_OPEN.name in calendars:
         top["calendars"].fail(f"{ALWAYS_OPEN.name!r} is built in and cannot be redefined")
     return _Names(keys("tiers"), keys("queues"), calendars | {ALWAYS_OPEN.name},
-                  keys("escalations"), levels, frozenset(channels) if channels is not None else None)
+                  keys("escalations"), levels, frozenset(channels) if channels is not None else None,
+                  keys("destinations") if "destinations" in top else None)
 
 
-def _targets(at: _At, names: _Names) -> dict[str, timedelta]:
+def _targets(at: Node, names: _Names) -> dict[str, timedelta]:
     found = at.fields(required=names.levels)
     return {level: found[level].duration() for level in names.levels}
 
 
-def _tiers(at: _At, names: _Names) -> dict[str, Tier]:
+def _tiers(at: Node, names: _Names) -> dict[str, Tier]:
     tiers: dict[str, Tier] = {}
     ranks: set[int] = set()
     for name, spec in at.entries():
@@ -184,14 +99,14 @@ def _tiers(at: _At, names: _Names) -> dict[str, Tier]:
             f["rank"].fail(f"rank {rank} is used by another tier; ranks order tiers")
         ranks.add(rank)
         calendar = f["calendar"].ref(names.calendars, "calendar") if "calendar" in f else None
-        tiers[name] = Tier(name, rank, _frozen(_targets(f["first_response"], names)),
-                           _frozen(_targets(f["next_response"], names)), calendar)
+        tiers[name] = Tier(name, rank, frozen(_targets(f["first_response"], names)),
+                           frozen(_targets(f["next_response"], names)), calendar)
     if not tiers:
         at.fail("must define at least one tier")
     return tiers
 
 
-def _rule(at: _At, names: _Names) -> UrgencyRule:
+def _rule(at: Node, names: _Names) -> UrgencyRule:
     f = at.fields(("name",), ("raise_to", "raise_by", "keywords", "sentiment_at_most",
                               "repeated_contacts", "channels", "tags", "tiers"))
     if ("raise_to" in f) == ("raise_by" in f):
@@ -209,7 +124,7 @@ def _rule(at: _At, names: _Names) -> UrgencyRule:
         name=f["name"].text(),
         raise_to=f["raise_to"].ref(names.levels, "urgency level") if "raise_to" in f else None,
         raise_by=raise_by,
-        keywords=_keywords(f["keywords"]) if "keywords" in f else None,
+        keywords=f["keywords"].keywords() if "keywords" in f else None,
         sentiment_at_most=threshold,
         repeated_contacts=_repeated(f["repeated_contacts"]) if "repeated_contacts" in f else None,
         channels=frozenset(names.channel(i) for i in f["channels"].items()) if "channels" in f
@@ -220,14 +135,7 @@ def _rule(at: _At, names: _Names) -> UrgencyRule:
     )
 
 
-def _keywords(at: _At) -> Keywords:
-    try:
-        return keywords([item.text() for item in at.items()])
-    except (ValueError, re.error) as e:
-        at.fail(str(e))
-
-
-def _repeated(at: _At) -> RepeatedContacts:
+def _repeated(at: Node) -> RepeatedContacts:
     f = at.fields(("count", "within"))
     count = f["count"].value(int, "a whole number")
     if count < 2:
@@ -235,7 +143,7 @@ def _repeated(at: _At) -> RepeatedContacts:
     return RepeatedContacts(count, f["within"].duration())
 
 
-def _urgency(at: _At, names: _Names) -> Urgency:
+def _urgency(at: Node, names: _Names) -> Urgency:
     f = at.fields(("levels",), ("default", "rules"))
     default = f["default"].ref(names.levels, "urgency level") if "default" in f else names.levels[0]
     rules: list[UrgencyRule] = []
@@ -247,7 +155,7 @@ def _urgency(at: _At, names: _Names) -> Urgency:
     return Urgency(names.levels, default, tuple(rules))
 
 
-def _match(at: _At, names: _Names) -> QueueMatch:
+def _match(at: Node, names: _Names) -> QueueMatch:
     f = at.fields((), ("channels", "tiers", "languages", "keywords", "min_urgency"))
     return QueueMatch(
         channels=frozenset(names.channel(i) for i in f["channels"].items()) if "channels" in f
@@ -255,19 +163,19 @@ def _match(at: _At, names: _Names) -> QueueMatch:
         tiers=frozenset(i.ref(names.tiers, "tier") for i in f["tiers"].items()) if "tiers" in f
         else frozenset(),
         languages=f["languages"].strings() if "languages" in f else frozenset(),
-        keywords=_keywords(f["keywords"]) if "keywords" in f else None,
+        keywords=f["keywords"].keywords() if "keywords" in f else None,
         min_urgency=f["min_urgency"].ref(names.levels, "urgency level") if "min_urgency" in f else None,
     )
 
 
-def _other_queue(at: _At, name: str, names: _Names) -> str:
+def _other_queue(at: Node, name: str, names: _Names) -> str:
     other = at.ref(names.queues, "queue")
     if other == name:
         at.fail(f"queue {name!r} cannot be its own {at.path.rsplit('.', 1)[-1]}")
     return other
 
 
-def _overflow(at: _At, name: str, names: _Names) -> Overflow:
+def _overflow(at: Node, name: str, names: _Names) -> Overflow:
     f = at.fields(("above", "to"))
     above = f["above"].value(int, "a whole number")
     if above < 0:
@@ -275,10 +183,10 @@ def _overflow(at: _At, name: str, names: _Names) -> Overflow:
     return Overflow(above, _other_queue(f["to"], name, names))
 
 
-def _queue(name: str, at: _At, names: _Names) -> Queue:
+def _queue(name: str, at: Node, names: _Names) -> Queue:
     f = at.fields(("destinations",), ("match", "calendar", "fallback", "escalation", "sticky",
                                       "max_transfers", "overflow"))
-    destinations = tuple(item.text() for item in f["destinations"].items())
+    destinations = tuple(names.destination(item) for item in f["destinations"].items())
     if not destinations:
         f["destinations"].fail("must name at least one destination")
     max_transfers = f["max_transfers"].value(int, "a whole number") if "max_transfers" in f else 3
@@ -297,7 +205,7 @@ def _queue(name: str, at: _At, names: _Names) -> Queue:
     )
 
 
-def _calendar(name: str, at: _At) -> Calendar:
+def _calendar(name: str, at: Node) -> Calendar:
     f = at.fields(("timezone", "hours"), ("holidays",))
     try:
         zone = ZoneInfo(f["timezone"].text())
@@ -311,14 +219,14 @@ def _calendar(name: str, at: _At) -> Calendar:
     return Calendar(name, zone, hours, holidays)
 
 
-def _date(at: _At) -> date:
+def _date(at: Node) -> date:
     try:
         return date.fromisoformat(at.text())
     except ValueError:
         at.fail("must be a date like 2026-12-25")
 
 
-def _step(at: _At, names: _Names) -> EscalationStep:
+def _step(at: Node, names: _Names) -> EscalationStep:
     f = at.fields(("at", "action"), ("target",))
     label = f["at"].text()
     match = _STEP_AT.match(label.strip())
@@ -338,21 +246,21 @@ def _step(at: _At, names: _Names) -> EscalationStep:
     return EscalationStep(when, offset, cast(Action, action), target, label)
 
 
-def _chain(at: _At, names: _Names) -> tuple[EscalationStep, ...]:
+def _chain(at: Node, names: _Names) -> tuple[EscalationStep, ...]:
     steps = tuple(_step(item, names) for item in at.items())
     if not steps:
         at.fail("must have at least one step")
     return steps
 
 
-def _share(at: _At) -> float:
+def _share(at: Node) -> float:
     share = at.value(float, "a number")
     if not 0.0 < share < 1.0:
         at.fail("must be a share of the target between 0 and 1, like 0.75")
     return share
 
 
-def _sla(at: _At) -> Sla:
+def _sla(at: Node) -> Sla:
     f = at.fields((), ("warn_at", "status_update_at", "pause_when_waiting_on_customer"))
     default = Sla()
     return Sla(
@@ -364,40 +272,22 @@ def _sla(at: _At) -> Sla:
     )
 
 
-def _template_text(at: _At) -> str:
-    text = at.text()
-    try:
-        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(text)
-                  if name is not None]
-    except ValueError as e:
-        at.fail(f"broken placeholder: {e}")
-    for name, spec, conv in fields:
-        if name not in PLACEHOLDERS or spec or conv:
-            at.fail(f"unknown placeholder {{{name}}}; use {', '.join(sorted(PLACEHOLDERS))}")
-    return text
+def _template(at: Node) -> Template:
+    f = at.fields(("open", "closed"))
+    return Template(f["open"].template(PLACEHOLDERS), f["closed"].template(PLACEHOLDERS))
 
 
-def _templates(at: _At, names: _Names) -> dict[str, Mapping[str, Template]]:
-    channels: dict[str, Mapping[str, Template]] = {}
-    for channel, by_tier in at.entries():
-        if names.channels is not None and channel not in names.channels:
-            by_tier.fail(f"unknown channel {channel!r}; known: {', '.join(sorted(names.channels))}")
-        tiers: dict[str, Template] = {}
-        for tier, spec in by_tier.entries():
-            if tier != "default" and tier not in names.tiers:
-                spec.fail(f"unknown tier {tier!r}; use a tier name or default")
-            f = spec.fields(("open", "closed"))
-            tiers[tier] = Template(_template_text(f["open"]), _template_text(f["closed"]))
-        channels[channel] = _frozen(tiers)
-    return channels
+def _templates(at: Node, names: _Names) -> dict[str, Mapping[str, Template]]:
+    return {channel: frozen({tier: _template(spec) for tier, spec in by_tier})
+            for channel, by_tier in at.by_channel_and_tier(names.channels, names.tiers).items()}
 
 
-def _acknowledge(at: _At, names: _Names) -> Acknowledge:
+def _acknowledge(at: Node, names: _Names) -> Acknowledge:
     f = at.fields((), ("templates", "status_update", "skip_tags", "time_format", "unknown_name"))
-    default = Acknowledge(templates=_frozen({}), status_updates=_frozen({}))
+    default = Acknowledge(templates=frozen({}), status_updates=frozen({}))
     return Acknowledge(
-        templates=_frozen(_templates(f["templates"], names) if "templates" in f else {}),
-        status_updates=_frozen(_templates(f["status_update"], names) if "status_update" in f else {}),
+        templates=frozen(_templates(f["templates"], names) if "templates" in f else {}),
+        status_updates=frozen(_templates(f["status_update"], names) if "status_update" in f else {}),
         skip_tags=ALWAYS_SKIPPED | (f["skip_tags"].strings() if "skip_tags" in f else frozenset()),
         time_format=f["time_format"].text() if "time_format" in f else default.time_format,
         unknown_name=f["unknown_name"].text() if "unknown_name" in f else default.unknown_name,
@@ -405,21 +295,11 @@ def _acknowledge(at: _At, names: _Names) -> Acknowledge:
 
 
 _TOP_REQUIRED = ("tiers", "default_tier", "urgency", "queues", "default_queue")
-_TOP_OPTIONAL = ("calendars", "escalations", "sla", "sticky", "acknowledge")
+_TOP_OPTIONAL = ("calendars", "escalations", "sla", "sticky", "acknowledge", "destinations",
+                 "guard", "lifecycle")
 
 
-def _root(text: str, source: str) -> _At:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else 1
-        raise ConfigError(f"not valid YAML: {e.problem}", f"{source}:{line}") from e
-    if node is None:
-        raise ConfigError("the policy file is empty", f"{source}:1")
-    return _At(node, "", source, node.start_mark.line + 1)
-
-
-def _sticky_window(at: _At) -> timedelta:
+def _sticky_window(at: Node) -> timedelta:
     f = at.fields((), ("window",))
     return f["window"].duration() if "window" in f else timedelta(hours=2)
 
@@ -427,26 +307,31 @@ def _sticky_window(at: _At) -> timedelta:
 def parse_policy(text: str, source_name: str, *, channels: Collection[str] | None = None) -> Policy:
     """Parse and validate policy YAML; `source_name` is what errors call the file."""
     # channels: the registered channel names; given, a misspelt channel is an error too
-    top = _root(text, source_name).fields(_TOP_REQUIRED, _TOP_OPTIONAL)
+    top = root(text, source_name).fields(_TOP_REQUIRED, _TOP_OPTIONAL)
     names = _names(top, channels)
     calendars = {n: _calendar(n, at) for n, at in top["calendars"].entries()} if "calendars" in top else {}
     chains = {n: _chain(at, names) for n, at in top["escalations"].entries()} if "escalations" in top else {}
+    destinations = policy_agents.destinations(top["destinations"]) if "destinations" in top else {}
     queues = {n: _queue(n, at, names) for n, at in top["queues"].entries()}
     if not queues:
         top["queues"].fail("must define at least one queue")
     return Policy(
         source=source_name,
         default_tier=top["default_tier"].ref(names.tiers, "tier"),
-        tiers=_frozen(_tiers(top["tiers"], names)),
+        tiers=frozen(_tiers(top["tiers"], names)),
         urgency=_urgency(top["urgency"], names),
-        calendars=_frozen({**calendars, ALWAYS_OPEN.name: ALWAYS_OPEN}),
-        queues=_frozen(queues),
+        calendars=frozen({**calendars, ALWAYS_OPEN.name: ALWAYS_OPEN}),
+        queues=frozen(queues),
         default_queue=top["default_queue"].ref(names.queues, "queue"),
-        escalations=_frozen(chains),
+        escalations=frozen(chains),
         sla=_sla(top["sla"]) if "sla" in top else Sla(),
         sticky_window=_sticky_window(top["sticky"]) if "sticky" in top else timedelta(hours=2),
         acknowledge=_acknowledge(top["acknowledge"], names) if "acknowledge" in top
-        else Acknowledge(templates=_frozen({}), status_updates=_frozen({})),
+        else Acknowledge(templates=frozen({}), status_updates=frozen({})),
+        destinations=frozen(destinations),
+        guard=policy_agents.guard(top["guard"]) if "guard" in top else (),
+        lifecycle=policy_agents.lifecycle(top["lifecycle"], tiers=names.tiers, channels=names.channels)
+        if "lifecycle" in top else Lifecycle(),
     )
 
 
@@ -478,4 +363,5 @@ def check(path: str | Path, *, channels: Collection[str] | None = None) -> list[
         f"sla: warn at {policy.sla.warn_at:.0%}, status update at {policy.sla.status_update_at:.0%}; "
         f"sticky window {format_duration(policy.sticky_window)}",
         "acknowledgements for channels: " + (", ".join(policy.acknowledge.templates) or "none"),
+        *policy_agents.describe(policy),
     ]

@@ -84,6 +84,21 @@ class Keywords:
             start = at + 1
         return None
 
+    def find_all(self, text: str) -> tuple[str, ...]:
+        """Every distinct keyword found in `text`, case-folded, in order of appearance."""
+        folded = text.casefold()
+        found: dict[str, None] = {}
+        start = 0
+        while (match := self.pattern.search(folded, start)) is not None:
+            at = match.start()
+            before = folded[at - 1] if at else " "
+            if before.isalnum() or before == "_":
+                start = at + 1  # inside a word: a later word start may still match
+                continue
+            found.setdefault(" ".join(match.group(0).split()))
+            start = match.end()
+        return tuple(found)
+
 
 def keywords(words: Sequence[str]) -> Keywords:
     """Compile keywords once into one alternation, longest first so phrases win."""

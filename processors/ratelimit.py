@@ -37,8 +37,11 @@ class Bucket:
     async def acquire(self) -> None:
         """Wait for a token; the lock keeps the order of arrival."""
         async with self._lock:
-            while (delay := self.wait_for_one()) > 0:
+            delay = self.wait_for_one()
+            while delay > 0:
+                # the bucket refills with time, not with an event: sleeping is the wait
                 await asyncio.sleep(delay)
+                delay = self.wait_for_one()
 
 
 class RateLimits:

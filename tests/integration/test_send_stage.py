@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from processors.cards import CardStore, card_fields, status_fields
 from processors.intake import Record
+from processors.policy import load_policy
+from processors.policy_model import GuardRule, Policy, keywords
 from processors.send import SendStage, Verdict, decide
 from router.settings import Settings
 from schemas import DeadLetter, DeliveryReceipt, Identity, OutboundMessage, decode, encode
-from schemas.topics import DEADLETTER, DELIVERY
+from schemas.conversation import ConversationCard, ConversationEvent
+from schemas.topics import CONVERSATION, DEADLETTER, DELIVERY
 
 pytestmark = pytest.mark.integration
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "policy.example.yaml"
 
 
 def test_claim_verdicts() -> None:
@@ -91,3 +100,101 @@ async def test_unknown_channel_and_bad_record_are_visible(redis: Redis) -> None:
     assert "no sender is configured for channel 'fax'" in (receipt.reason or "")
     assert DEADLETTER in by_topic
     assert decode(by_topic[DEADLETTER].value, DeadLetter).stage == "send"
+
+
+# --- the reply guard and the lifecycle event -------------------------------------------
+
+GUARD = [
+    GuardRule(name="policy-quoting", phrases=keywords(["company policy"]), action="warn",
+              reason="explain the reason, not the rule"),
+    GuardRule(name="telling-feelings", phrases=keywords(["calm down"]), action="hold",
+              reason="never tell a customer how to feel"),
+    GuardRule(name="upsell-before-fix", phrases=keywords(["upgrade to premium"]), action="hold",
+              reason="solve the problem first", unresolved_only=True),
+]
+
+
+def guarded_policy() -> Policy:
+    return dataclasses.replace(load_policy(EXAMPLE), guard=tuple(GUARD))
+
+
+def agent_reply(reply_id: str, text: str, conversation: str = "con_1") -> OutboundMessage:
+    return OutboundMessage(reply_id=reply_id, conversation_id=conversation, channel="email",
+                           recipient=Identity(kind="email", value="ada@example.com"),
+                           kind="agent_reply", text=text, created_at=datetime.now(UTC),
+                           customer_id="cus_ada", queue="billing", author="ana")
+
+
+async def with_card(redis: Redis, ns: str, conversation: str, status: str) -> CardStore:
+    cards = CardStore(ns, 600)
+    now = datetime.now(UTC)
+    card = ConversationCard(conversation_id=conversation, customer_id="cus_ada", channel="email",
+                            recipient=Identity(kind="email", value="ada@example.com"), queue="billing",
+                            tier="standard", urgency="normal", priority=1, status="open",
+                            opened_at=now, updated_at=now)
+    pipe = redis.pipeline(transaction=False)
+    cards.queue_write(pipe, {conversation: {**card_fields(card), **status_fields(status)}})  # type: ignore[arg-type]
+    await pipe.execute()
+    return cards
+
+
+async def test_guard_holds_or_warns_and_only_a_sent_reply_is_an_answer(redis: Redis) -> None:
+    channel = Channel()
+    ns = f"t{uuid.uuid4().hex}"
+    stage = SendStage(redis, {"email": channel.send}, namespace=ns, ttl_seconds=600,
+                      policy=guarded_policy, cards=await with_card(redis, ns, "con_1", "open"))
+    outs = await stage.process([
+        record(agent_reply("rep_hold", "Please calm down, we are on it."), 1),
+        record(agent_reply("rep_warn", "Company Policy says refunds take 5 days."), 2),
+        record(agent_reply("rep_sell", "Upgrade to premium and this goes away."), 3),
+        record(agent_reply("rep_ok", "Your refund left today."), 4),
+    ])
+    receipts = {r.reply_id: r for r in
+                (decode(o.value, DeliveryReceipt) for o in outs if o.topic == DELIVERY)}
+    assert channel.sent == ["rep_warn", "rep_ok"]
+    held = receipts["rep_hold"]
+    assert held.status == "held" and "telling-feelings" in (held.reason or "")
+    assert [(f.rule, f.action, f.matched) for f in held.flags] == [
+        ("telling-feelings", "hold", ("calm down",))]
+    assert receipts["rep_sell"].status == "held"
+    warned = receipts["rep_warn"]
+    assert warned.status == "sent" and [f.rule for f in warned.flags] == ["policy-quoting"]
+    assert receipts["rep_ok"].flags == ()
+    events = [decode(o.value, ConversationEvent) for o in outs if o.topic == CONVERSATION]
+    # held replies reached nobody, so they must not stop the customer's clock
+    assert sorted(e.reply_id or "" for e in events) == ["rep_ok", "rep_warn"]
+    assert {(e.kind, e.customer_id, e.source) for e in events} == {("agent_reply", "cus_ada", "send")}
+    # a held reply is final: the same record again is a duplicate, not a second verdict
+    assert await stage.process([record(agent_reply("rep_hold", "Please calm down."), 1)]) == []
+
+
+async def test_upsell_is_allowed_once_the_problem_is_solved(redis: Redis) -> None:
+    channel = Channel()
+    ns = f"t{uuid.uuid4().hex}"
+    stage = SendStage(redis, {"email": channel.send}, namespace=ns, ttl_seconds=600,
+                      policy=guarded_policy, cards=await with_card(redis, ns, "con_2", "resolved"))
+    await stage.process([record(agent_reply("rep_up", "Glad it works! Upgrade to premium for 24/7.",
+                                            "con_2"), 1)])
+    assert channel.sent == ["rep_up"]
+
+
+async def test_acknowledgements_are_not_guarded_nor_answers(redis: Redis) -> None:
+    channel = Channel()
+    stage = SendStage(redis, {"email": channel.send}, namespace=f"t{uuid.uuid4().hex}", ttl_seconds=600,
+                      policy=guarded_policy)
+    ack = msgspec.structs.replace(agent_reply("rep_ack", "Calm down, we have your message."),
+                                  kind="acknowledgement")
+    outs = await stage.process([record(ack, 1)])
+    assert channel.sent == ["rep_ack"]
+    assert [o.topic for o in outs] == [DELIVERY]
+
+
+async def test_per_channel_rate_limit_spaces_sends(redis: Redis) -> None:
+    channel = Channel()
+    stage = SendStage(redis, {"email": channel.send}, namespace=f"t{uuid.uuid4().hex}", ttl_seconds=600,
+                      rates={"email": 20.0})
+    started = time.monotonic()
+    await stage.process([record(reply(f"rep_r{i}"), i) for i in range(30)])
+    # a burst of 20 goes at once, the other 10 at 20/s
+    assert len(channel.sent) == 30
+    assert time.monotonic() - started >= 0.45

@@ -293,3 +293,238 @@ def test_a_queue_without_match_is_never_matched_and_empty_match_takes_all() -> N
     policy = parse_policy(MINIMAL.replace("match: {channels: [email]}", "match: {}"), "p.yaml")
     choice = choose_queue(policy, channel="phone", tier="standard", urgency="normal", text="")
     assert choice.reasons[0] == "queue=general: matches every message"
+
+
+# --- the agents' sections: destinations, reply guard, lifecycle ----------------------------
+
+AGENTS = MINIMAL + """\
+destinations:
+  helpdesk:
+    kind: webhook
+    url: https://helpdesk.example.com/hook
+    secret_env: HELPDESK_SECRET
+    fallback: team-mail
+  team-mail:
+    kind: mailbox
+    address: team@example.com
+  team-slack:
+    kind: slack
+    channel: C0TEAM
+    deadline: 10s
+guard:
+  - name: blame
+    phrases: ["your fault", "not our fault"]
+    action: warn
+    reason: "Own the problem."
+  - name: upsell
+    phrases: ["upgrade your plan"]
+    action: hold
+    reason: "Fix it first."
+    unresolved_only: true
+lifecycle:
+  close_after: 48h
+  follow_up:
+    delay: 24h
+    templates:
+      email:
+        default: "Hi {name}, is {reference} solved?"
+  confirm: [yes, solved]
+"""
+
+
+def broken_agents(old: str, new: str, **kwargs: object) -> ConfigError:
+    """Parse the agents' policy with one edit and return the error it must raise."""
+    assert old in AGENTS, old
+    with pytest.raises(ConfigError) as caught:
+        parse_policy(AGENTS.replace(old, new, 1), "p.yaml", **kwargs)  # type: ignore[arg-type]
+    return caught.value
+
+
+def test_example_policy_declares_its_destinations() -> None:
+    policy = load_policy(EXAMPLE)
+    assert set(policy.destinations) == {"helpdesk-webhook", "slack-support", "slack-social",
+                                        "billing-mailbox", "support-mailbox", "pager-webhook"}
+    hook = policy.destinations["helpdesk-webhook"]
+    assert (hook.kind, hook.url, hook.secret_env, hook.fallback, hook.deadline) == (
+        "webhook", "http://127.0.0.1:18090/switchboard", "SB_WEBHOOK_SECRET", "support-mailbox",
+        timedelta(seconds=30))
+    assert policy.destinations["slack-social"].channel == "C0SOCIAL"
+    assert policy.destinations["billing-mailbox"].address == "billing@support.example.com"
+    used = {d for q in policy.queues.values() for d in q.destinations}
+    assert used <= set(policy.destinations)
+
+
+def test_example_policy_has_a_reply_guard_and_a_lifecycle() -> None:
+    policy = load_policy(EXAMPLE)
+    assert [(r.name, r.action, r.unresolved_only) for r in policy.guard] == [
+        ("policy-quoting", "warn", False), ("blame", "warn", False),
+        ("telling-feelings", "hold", False), ("upsell-before-fix", "hold", True)]
+    assert all(r.reason for r in policy.guard)
+    life = policy.lifecycle
+    assert life.close_after == timedelta(hours=72)
+    assert life.follow_up is not None and life.follow_up.delay == timedelta(hours=24)
+    assert {c: set(t) for c, t in life.follow_up.templates.items()} == {
+        "email": {"default", "enterprise"}, "x": {"default"}}
+    assert life.confirm is not None and life.confirm.find("Thanks, it works now!") == "thanks"
+
+
+def test_check_summarises_the_agents_sections() -> None:
+    lines = check(EXAMPLE)
+    assert any(ln.startswith("destinations: helpdesk-webhook (webhook, fallback support-mailbox)")
+               for ln in lines)
+    guard_line = next(ln for ln in lines if ln.startswith("reply guard"))
+    assert "upsell-before-fix (hold, unresolved only)" in guard_line
+    assert any(ln.startswith("lifecycle: close after 72h; follow-up after 24h on email, x") for ln in lines)
+
+
+def test_agents_sections_parse_into_the_model() -> None:
+    policy = parse_policy(AGENTS, "p.yaml")
+    slack = policy.destinations["team-slack"]
+    assert (slack.kind, slack.channel, slack.deadline, slack.url) == (
+        "slack", "C0TEAM", timedelta(seconds=10), None)
+    assert policy.destinations["helpdesk"].fallback == "team-mail"
+    blame, upsell = policy.guard
+    assert blame.phrases.words == ("your fault", "not our fault") and not blame.unresolved_only
+    assert upsell.unresolved_only and upsell.reason == "Fix it first."
+    assert policy.lifecycle.close_after == timedelta(hours=48)
+    assert policy.lifecycle.follow_up is not None
+    assert policy.lifecycle.follow_up.templates["email"]["default"] == "Hi {name}, is {reference} solved?"
+    # an unquoted yes is the word, not a boolean
+    assert policy.lifecycle.confirm is not None and policy.lifecycle.confirm.words == ("yes", "solved")
+    with pytest.raises(TypeError):
+        policy.destinations["other"] = slack  # type: ignore[index]
+
+
+def test_without_a_destinations_section_queue_destinations_are_free_form() -> None:
+    policy = parse_policy(MINIMAL, "p.yaml")
+    assert policy.queues["general"].destinations == ("helpdesk",)
+    assert dict(policy.destinations) == {} and policy.guard == ()
+    assert policy.lifecycle.close_after == timedelta(hours=72) and policy.lifecycle.follow_up is None
+
+
+AGENT_EDITS = [
+    ("queue names an undefined destination", "destinations: [helpdesk]", "destinations: [helpdesk, pager]",
+     "p.yaml:22 queues.general.destinations[1]", "unknown destination 'pager'"),
+    ("unknown destination key", "    channel: C0TEAM\n", "    channel: C0TEAM\n    token: xoxb\n",
+     "p.yaml:50 destinations.team-slack.token", "unknown key 'token'"),
+    ("a key of another kind", "    channel: C0TEAM\n", "    channel: C0TEAM\n    url: https://a.example.com\n",
+     "p.yaml:50 destinations.team-slack.url", "unknown key 'url'; expected one of: kind, channel"),
+    ("kind is required", "    kind: slack\n", "", "p.yaml:47 destinations.team-slack", "missing key 'kind'"),
+    ("unknown kind", "kind: slack", "kind: teams",
+     "p.yaml:48 destinations.team-slack.kind", "unknown destination kind 'teams'"),
+    ("webhook needs a url", "    url: https://helpdesk.example.com/hook\n", "",
+     "p.yaml:39 destinations.helpdesk", "missing key 'url'"),
+    ("url scheme", "https://helpdesk.example.com/hook", "ftp://helpdesk.example.com/hook",
+     "p.yaml:41 destinations.helpdesk.url", "must be an http or https URL"),
+    ("url without host", "https://helpdesk.example.com/hook", "https:///hook",
+     "p.yaml:41 destinations.helpdesk.url", "must be an http or https URL"),
+    ("slack needs a channel", "    channel: C0TEAM\n", "",
+     "p.yaml:47 destinations.team-slack", "missing key 'channel'"),
+    ("slack channel with spaces", "channel: C0TEAM", "channel: support team",
+     "p.yaml:49 destinations.team-slack.channel", "Slack channel id"),
+    ("mailbox address", "address: team@example.com", "address: team-at-example",
+     "p.yaml:46 destinations.team-mail.address", "must be an email address"),
+    ("unknown fallback", "fallback: team-mail", "fallback: pager",
+     "p.yaml:43 destinations.helpdesk.fallback", "unknown destination 'pager'"),
+    ("own fallback", "fallback: team-mail", "fallback: helpdesk",
+     "p.yaml:43 destinations.helpdesk.fallback", "cannot be its own fallback"),
+    ("two-step circle", "    address: team@example.com\n",
+     "    address: team@example.com\n    fallback: helpdesk\n",
+     "p.yaml:43 destinations.helpdesk.fallback", "circle: helpdesk → team-mail → helpdesk"),
+    ("deadline duration", "deadline: 10s", "deadline: 10",
+     "p.yaml:50 destinations.team-slack.deadline", "must be a duration"),
+    ("guard rule unknown key", "    action: warn\n", "    action: warn\n    severity: 3\n",
+     "p.yaml:55 guard[0].severity", "unknown key 'severity'"),
+    ("guard action", "action: hold", "action: block", "p.yaml:58 guard[1].action", "unknown action 'block'"),
+    ("guard reason required", '    reason: "Fix it first."\n', "",
+     "p.yaml:56 guard[1]", "missing key 'reason'"),
+    ("guard reason not blank", 'reason: "Fix it first."', 'reason: "  "',
+     "p.yaml:59 guard[1].reason", "must tell the agent why"),
+    ("guard phrases not empty", 'phrases: ["upgrade your plan"]', "phrases: []",
+     "p.yaml:57 guard[1].phrases", "at least one non-empty keyword"),
+    ("guard unique names", "  - name: upsell\n", "  - name: blame\n",
+     "p.yaml:56 guard[1].name", "rule name 'blame' is used twice"),
+    ("unresolved_only is a flag", "unresolved_only: true", "unresolved_only: sometimes",
+     "p.yaml:60 guard[1].unresolved_only", "must be true or false"),
+    ("lifecycle unknown key", "  close_after: 48h\n", "  close_after: 48h\n  reopen: true\n",
+     "p.yaml:63 lifecycle.reopen", "unknown key 'reopen'"),
+    ("close_after in days", "close_after: 48h", "close_after: 3d",
+     "p.yaml:62 lifecycle.close_after", "must be a duration"),
+    ("follow-up before closing", "delay: 24h", "delay: 48h",
+     "p.yaml:64 lifecycle.follow_up.delay", "must be shorter than close_after (48h)"),
+    ("follow-up needs a delay", "    delay: 24h\n", "",
+     "p.yaml:63 lifecycle.follow_up", "missing key 'delay'"),
+    ("follow-up tier", "        default: \"Hi {name}", "        gold: \"Hi {name}",
+     "p.yaml:67 lifecycle.follow_up.templates.email.gold", "unknown tier 'gold'"),
+    ("follow-up placeholder", "is {reference} solved", "is {reference} solved by {expected}",
+     "p.yaml:67 lifecycle.follow_up.templates.email.default",
+     "unknown placeholder {expected}; use name, reference"),
+    ("follow-up broken brace", "is {reference} solved", "is {reference solved",
+     "p.yaml:67 lifecycle.follow_up.templates.email.default", "broken placeholder"),
+    ("follow-up templates not empty",
+     '    templates:\n      email:\n        default: "Hi {name}, is {reference} solved?"\n',
+     "    templates: {}\n", "p.yaml:65 lifecycle.follow_up.templates", "at least one channel"),
+    ("confirm words not empty", "confirm: [yes, solved]", "confirm: []",
+     "p.yaml:68 lifecycle.confirm", "at least one non-empty keyword"),
+]
+
+
+@pytest.mark.parametrize(("case", "old", "new", "where", "reason"), AGENT_EDITS,
+                         ids=[e[0] for e in AGENT_EDITS])
+def test_agents_validation(case: str, old: str, new: str, where: str, reason: str) -> None:
+    error = broken_agents(old, new)
+    assert error.where == where
+    assert reason in str(error)
+
+
+@pytest.mark.parametrize(("section", "where", "reason"), [
+    ("destinations: [helpdesk]", "p.yaml:38 destinations", "must be a mapping"),
+    ("destinations: {helpdesk: webhook}", "p.yaml:38 destinations.helpdesk", "must be a mapping"),
+    ("guard: {blame: warn}", "p.yaml:38 guard", "must be a list"),
+    ("lifecycle: 72h", "p.yaml:38 lifecycle", "must be a mapping"),
+])
+def test_agents_sections_have_their_shape(section: str, where: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason) as caught:
+        parse_policy(MINIMAL + section + "\n", "p.yaml")
+    assert caught.value.where == where
+
+
+@pytest.mark.parametrize(("old", "new", "where"), [
+    ("https://helpdesk.example.com/hook", "https://bot:s3cret-9f8e@helpdesk.example.com/hook",
+     "p.yaml:41 destinations.helpdesk.url"),
+    ("secret_env: HELPDESK_SECRET", "secret_env: s3cret-9f8e", "p.yaml:42 destinations.helpdesk.secret_env"),
+])
+def test_a_secret_in_the_policy_is_refused_without_printing_it(old: str, new: str, where: str) -> None:
+    error = broken_agents(old, new)
+    assert error.where == where
+    assert "environment variable" in str(error)
+    assert "s3cret" not in str(error)
+
+
+def test_follow_up_channels_are_checked_when_the_registry_is_given() -> None:
+    text = AGENTS.replace("      email:\n        default: \"Hi", "      mail:\n        default: \"Hi", 1)
+    assert parse_policy(text, "p.yaml").lifecycle.follow_up is not None
+    error = broken_agents("      email:\n        default: \"Hi", "      mail:\n        default: \"Hi",
+                          channels={"email", "x"})
+    assert error.where == "p.yaml:66 lifecycle.follow_up.templates.mail"
+    assert "unknown channel 'mail'" in str(error)
+
+
+AGENT_FIXTURES = [
+    ("unknown_destination", 22, "queues.general.destinations[1]", "unknown destination 'slack-support'"),
+    ("destination_fallback_cycle", 46, "destinations.team-mail.fallback",
+     "circle: team-mail → team-slack → team-mail"),
+    ("guard_duplicate_rule", 43, "guard[1].name", "rule name 'blame' is used twice"),
+    ("follow_up_bad_placeholder", 43, "lifecycle.follow_up.templates.email.default",
+     "unknown placeholder {expected}"),
+]
+
+
+@pytest.mark.parametrize(("name", "line", "key", "reason"), AGENT_FIXTURES,
+                         ids=[f[0] for f in AGENT_FIXTURES])
+def test_broken_agents_fixture_names_file_line_and_key(name: str, line: int, key: str, reason: str) -> None:
+    path = FIXTURES / f"{name}.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+    assert caught.value.where == f"{path}:{line} {key}"
+    assert reason in str(caught.value)
