@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 
+from router.integrations import SCOPES
 from router.settings import Settings, load
 from schemas.errors import SwitchboardError
 
@@ -33,7 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("--with-imap", action="store_true", help="also start Dovecot IMAP")
 
-    sub.add_parser("export-schemas", help="write JSON Schema of every topic to schemas/json/")
+    sub.add_parser("export-schemas",
+                   help="write JSON Schema of every topic to schemas/json/ and docs/openapi.json")
+
+    token = sub.add_parser("token", help="integration tokens for the HTTP API")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    new = token_sub.add_parser("new", help="print a new token once, and its SB_INTEGRATIONS entry")
+    new.add_argument("name", help="the integration's name, e.g. helpdesk")
+    new.add_argument("--scope", action="append", required=True, choices=SCOPES, dest="scopes",
+                     help="a scope it may use; repeat for more")
 
     policy = sub.add_parser("policy", help="work with a routing policy file")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
@@ -54,6 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--sender", help="email address, +E.164 phone number or @handle")
     publish.add_argument("--text", help="message text")
     publish.add_argument("--subject")
+
+    whatif = sub.add_parser(
+        "whatif", help="replay recorded inbound messages under a new policy; no side effects",
+        description="Judges the inbound messages recorded since a time under the policy in force "
+        "(SB_POLICY_FILE) and under a new one, and compares queues, priorities and first-response "
+        "times. Produces nothing, writes nothing, commits nothing; each message is judged as if new.")
+    whatif.add_argument("--policy", required=True, metavar="NEW.yaml", help="the policy to compare")
+    whatif.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
+    whatif.add_argument("--limit", type=int, help="at most this many records")
+    whatif.add_argument("--json", action="store_true", help="one JSON document instead of tables")
 
     tail = sub.add_parser("tail", help="print a topic's events as JSON lines")
     tail.add_argument("topic", help="routed, inbound, deadletter, outbound, delivery")
@@ -100,6 +119,23 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _whatif(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from processors.policy import load_policy
+    from router.whatif import as_json, parse_since, render, whatif
+
+    since = parse_since(args.since)
+    if args.limit is not None and args.limit < 1:
+        raise SwitchboardError("--limit must be at least 1")
+    # both policies are checked before Kafka is asked anything: a bad file fails at once
+    new = load_policy(args.policy)
+    old = load_policy(settings.policy_path)
+    report = asyncio.run(whatif(settings, old, new, since, args.limit))
+    print(json.dumps(as_json(report), indent=2) if args.json else render(report))
+    return 0
+
+
 def _stack(settings: Settings, args: argparse.Namespace) -> int:
     from router import stack
 
@@ -127,10 +163,28 @@ def _policy(args: argparse.Namespace) -> int:
 
 
 def _export_schemas(args: argparse.Namespace) -> int:
+    from router.openapi import write as write_openapi
     from schemas.export import write
 
-    for path in write():
+    for path in [*write(), write_openapi()]:
         print(path)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from router.integrations import new_entry, new_token
+
+    token = new_token()
+    try:
+        entry = new_entry(args.name, args.scopes, token)
+    except ValidationError as e:
+        raise SwitchboardError(f"bad integration: {e.errors()[0]['msg']}") from e
+    print(token)
+    print(entry)
+    print("the token is shown only this once; add the JSON line to the SB_INTEGRATIONS list",
+          file=sys.stderr)
     return 0
 
 
@@ -146,6 +200,8 @@ def _with_settings(args: argparse.Namespace) -> int:
         return _stack(settings, args)
     if args.command == "publish":
         return _publish(settings, args)
+    if args.command == "whatif":
+        return _whatif(settings, args)
     from router.tail import run
 
     run(settings, args.topic, from_beginning=args.from_beginning, count=args.count,
@@ -153,7 +209,7 @@ def _with_settings(args: argparse.Namespace) -> int:
     return 0
 
 
-_OFFLINE = {"explain": _explain, "policy": _policy, "export-schemas": _export_schemas}
+_OFFLINE = {"explain": _explain, "policy": _policy, "export-schemas": _export_schemas, "token": _token}
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """The customers API: profile, identities and history; links, tiers and the CSV import.
 
-Mounted by router.http behind its bearer tokens (`require_token` is asked first):
+Mounted beside router.http; `require_token` names the caller first, whose scope is checked
+(`customers:read` for GET, `customers:write` for the rest):
     GET    /v1/customers/{id}                        profile, identities, conversations, history
     POST   /v1/customers/{id}/identities             {"identity", "evidence", "actor"} → 201 link
     DELETE /v1/customers/{id}/identities/{identity}  ?actor=&evidence= (or that JSON) → 200 unlink
@@ -26,6 +27,7 @@ from redis.exceptions import RedisError
 from processors.directory import Directory, parse_directory_csv
 from processors.history import HistoryStore
 from processors.identify import MAX_EVIDENCE_CHARS, IdentityStore, LinkRefused, parse_identity
+from router.integrations import Caller, Scope, forbidden
 from schemas.errors import ConfigError, ParseError, TransientError
 from schemas.identified import IdentityLink
 from schemas.identity import Identity
@@ -34,7 +36,8 @@ __all__ = ["CustomerApi", "add_routes"]
 
 RedisGetter = Callable[[], Redis]
 PublishLink = Callable[[IdentityLink], Awaitable[None]]
-RequireToken = Callable[[web.Request], bool]
+# who is asking: an integration (its scopes are checked per route), or a plain yes/no
+RequireToken = Callable[[web.Request], Caller | bool | None]
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 _CUSTOMER_ID = re.compile(r"^cus_[A-Za-z0-9_-]{1,64}$")
@@ -122,11 +125,16 @@ class CustomerApi:
         self._directory = Directory(self._ids, timeout=timeout * 3)
         self._timeout = timeout
 
-    def guarded(self, handler: Handler) -> Handler:
-        """Ask for the token first; turn refusals and an unreachable Redis into JSON errors."""
+    def guarded(self, handler: Handler, scope: Scope) -> Handler:
+        """Ask for the token and its `scope` first; refusals and an unreachable Redis become JSON errors."""
         async def guarded(request: web.Request) -> web.Response:
-            if not self._allowed(request):
+            caller = self._allowed(request)
+            if not caller:
                 return _error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+            if isinstance(caller, Caller) and not caller.may(scope):
+                denied = forbidden(caller, scope)
+                return web.json_response({"error": {"code": denied.code, "message": denied.message,
+                                                    "field": None, "scope": scope}}, status=403)
             try:
                 return await handler(request)
             except Refused as e:
@@ -233,9 +241,10 @@ def add_routes(app: web.Application, redis_getter: RedisGetter, publish_link: Pu
     """Mount the customers API on an application and return it."""
     api = CustomerApi(redis_getter, publish_link, valid_tiers, require_token,
                       namespace=namespace, history_cap=history_cap)
-    app.router.add_post("/v1/customers/import", api.guarded(api.post_import))
-    app.router.add_get("/v1/customers/{id}", api.guarded(api.get_customer))
-    app.router.add_post("/v1/customers/{id}/identities", api.guarded(api.post_identity))
-    app.router.add_delete("/v1/customers/{id}/identities/{identity}", api.guarded(api.delete_identity))
-    app.router.add_put("/v1/customers/{id}/tier", api.guarded(api.put_tier))
+    write: Scope = "customers:write"
+    app.router.add_post("/v1/customers/import", api.guarded(api.post_import, write))
+    app.router.add_get("/v1/customers/{id}", api.guarded(api.get_customer, "customers:read"))
+    app.router.add_post("/v1/customers/{id}/identities", api.guarded(api.post_identity, write))
+    app.router.add_delete("/v1/customers/{id}/identities/{identity}", api.guarded(api.delete_identity, write))
+    app.router.add_put("/v1/customers/{id}/tier", api.guarded(api.put_tier, write))
     return api

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,13 +13,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from connectors.api.errors import ApiInputError
 from connectors.api.parse import parse as parse_api
 from processors.metrics import MESSAGES_IN
+from router.integrations import Denied, Integrations
 from router.settings import Settings
 from schemas.codec import encode
 from schemas.errors import TransientError
 from schemas.inbound import InboundMessage
 from schemas.topics import INBOUND
 
-__all__ = ["Check", "Publisher", "build_app", "serve"]
+__all__ = ["REJECTED", "Check", "Publisher", "build_app", "serve"]
 
 log = logging.getLogger(__name__)
 Publisher = Callable[[str, bytes, bytes], Awaitable[None]]
@@ -37,25 +36,6 @@ def _error(status: int, code: str, message: str, **more: Any) -> web.Response:
     return web.json_response(body, status=status)
 
 
-class TokenCheck:
-    """Bearer tokens, kept only as SHA-256 digests and compared in constant time."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._digests = [_digest(t.get_secret_value()) for t in settings.api_tokens]
-
-    def allows(self, request: web.Request) -> bool:
-        """True when the request carries one of the configured tokens."""
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return False
-        digest = _digest(token.strip())
-        return any(hmac.compare_digest(digest, d) for d in self._digests)
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
-
-
 class Handlers:
     """The request handlers, bound to a publisher and the readiness checks."""
 
@@ -63,13 +43,15 @@ class Handlers:
         self._settings = settings
         self._publish = publish
         self._checks = checks
-        self._tokens = TokenCheck(settings)
+        self._tokens = Integrations.from_settings(settings)
         self._inbound = settings.topic(INBOUND)
 
     async def post_message(self, request: web.Request) -> web.Response:
         """Accept one customer message from the API channel and put it on Kafka."""
-        if not self._tokens.allows(request):
-            return _error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+        try:
+            caller = self._tokens.authorize(request.headers, "messages:write")
+        except Denied as e:
+            return _error(e.status, e.code, e.message, **({"scope": e.scope} if e.scope else {}))
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -88,7 +70,8 @@ class Handlers:
                 {"error": {"code": "unavailable", "message": "could not hand the message to Kafka; retry"}},
                 status=503, headers={"Retry-After": "1"})
         MESSAGES_IN.labels("api", "api").inc()
-        log.info("accepted", extra={"event_id": message.event_id, "channel": "api"})
+        log.info("accepted", extra={"event_id": message.event_id, "channel": "api",
+                                    "integration": caller.name})
         return web.json_response(_accepted(message), status=202)
 
     async def healthz(self, _: web.Request) -> web.Response:

@@ -14,11 +14,13 @@ from aiokafka.errors import KafkaError
 from mode import Service
 from redis.asyncio import Redis
 
+from router import conversations_api, openapi
 from router.app import Pipeline
 from router.channels import Channels, configured
 from router.cursors import RedisCursorStore
 from router.customers import add_routes
-from router.http import Check, TokenCheck, build_app, serve
+from router.http import Check, build_app, serve
+from router.integrations import Integrations
 from router.kafka import ensure_topics, new_producer
 from router.logs import logging_config
 from router.policy_watch import PolicyHolder
@@ -58,9 +60,13 @@ class HttpService(Service):
         }
         app = build_app(self.settings, self._publish if self.accept_messages else None, checks)
         if self.accept_messages:
+            access = Integrations.from_settings(self.settings)
             add_routes(app, lambda: self.pipeline.redis, self._publish_link,
-                       self.pipeline.current_policy().tiers, TokenCheck(self.settings).allows,
+                       self.pipeline.current_policy().tiers, access.caller_of,
                        namespace=f"{self.settings.topic_prefix}sb", history_cap=self.settings.history_cap)
+            conversations_api.add_routes(app, self.settings, lambda: self.pipeline.redis, self._publish,
+                                         access)
+            openapi.add_route(app)
         self._runner = await serve(app, self.settings.http_host, self.settings.http_port)
         log.info("http listening", extra={"address": ", ".join(
             f"http://{host}:{port}" for host, port in self._runner.addresses)})
@@ -149,4 +155,7 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
         quiet=True,
         redirect_stdouts=False,
     )
+    # Faust's terminal spinner would set the root logger to DEBUG at WARNING and above:
+    # every debug call would then build a record only to drop it
+    worker.spinner = None
     worker.execute_from_commandline()

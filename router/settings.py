@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.email.settings import EmailSettings
 from processors.thread import ThreadRules
+from router.integrations import IntegrationList
 from schemas.errors import ConfigError
 from schemas.topics import TopicSpec
 
@@ -52,6 +53,8 @@ class Settings(BaseSettings):
     # largest request body the HTTP API accepts, in bytes
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     api_tokens: tuple[SecretStr, ...] = ()
+    # integrations: name, SHA-256 of the token, scopes (JSON list; `switchboard token new`)
+    integrations: IntegrationList = ()
 
     # how long an event id stays claimed: re-reads inside it are duplicates
     dedupe_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
