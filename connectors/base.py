@@ -12,11 +12,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from schemas.conversation import ConversationCard
 from schemas.deadletter import DeadLetter
+from schemas.handoff import Handoff
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt, OutboundMessage
-from schemas.routed import RoutedConversation
 
 __all__ = ["AgentTool", "ConnectorSpec", "CursorStore", "Delivery", "Handoff", "Inbound", "Outbound"]
 
@@ -119,24 +118,3 @@ class AgentTool(ABC, Generic[C]):
     @abstractmethod
     async def deliver(self, handoff: Handoff) -> str:
         """Deliver one item; returns the thread reference to use next time."""
-
-
-@dataclass(frozen=True, slots=True)
-class Handoff:
-    """One item for an agents' tool: what happened, the conversation's card, the body.
-
-    `event` is "conversation.routed" (a routed message: `routed` is set),
-    "reply.receipt" (a send outcome: `receipt` is set) or "conversation.event" (a
-    lifecycle or SLA notice: `text` says it). `delivery_id` is stable across retries and
-    restarts, for the receiver's own dedup. `thread` is the reference `deliver` returned
-    for this conversation before ("" the first time).
-    """
-
-    delivery_id: str
-    destination: str
-    event: str
-    card: ConversationCard
-    thread: str = ""
-    routed: RoutedConversation | None = None
-    receipt: DeliveryReceipt | None = None
-    text: str | None = None

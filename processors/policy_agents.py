@@ -22,8 +22,10 @@ __all__ = ["FOLLOW_UP_PLACEHOLDERS", "describe", "destinations", "guard", "lifec
 FOLLOW_UP_PLACEHOLDERS = frozenset({"name", "reference"})
 Kind = Literal["webhook", "slack", "mailbox"]
 # besides kind, fallback and deadline: what each kind needs, and what it may have
-_NEEDS: Mapping[str, tuple[str, ...]] = {"webhook": ("url",), "slack": ("channel",), "mailbox": ("address",)}
-_MAY: Mapping[str, tuple[str, ...]] = {"webhook": ("secret_env",), "slack": (), "mailbox": ()}
+# every webhook is signed: a receiver must be able to tell our deliveries from forgeries
+_NEEDS: Mapping[str, tuple[str, ...]] = {
+    "webhook": ("url", "secret_env"), "slack": ("channel",), "mailbox": ("address",)}
+_MAY: Mapping[str, tuple[str, ...]] = {"webhook": (), "slack": (), "mailbox": ()}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 

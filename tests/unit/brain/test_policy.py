@@ -512,7 +512,7 @@ def test_follow_up_channels_are_checked_when_the_registry_is_given() -> None:
 
 AGENT_FIXTURES = [
     ("unknown_destination", 22, "queues.general.destinations[1]", "unknown destination 'slack-support'"),
-    ("destination_fallback_cycle", 46, "destinations.team-mail.fallback",
+    ("destination_fallback_cycle", 47, "destinations.team-mail.fallback",
      "circle: team-mail → team-slack → team-mail"),
     ("guard_duplicate_rule", 43, "guard[1].name", "rule name 'blame' is used twice"),
     ("follow_up_bad_placeholder", 43, "lifecycle.follow_up.templates.email.default",
