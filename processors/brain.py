@@ -1,47 +1,54 @@
 """Brain: thread, enrich, classify, route, start the SLA clock and acknowledge, per batch.
 
-Reads everything the batch's customers need in one round trip (thread keys, history,
-recent conversations, profiles, clocks, queue backlogs), decides each message with the
-pure `route.decide` in order — later messages of the batch see earlier ones' effects —
-and writes every change back in a second round trip.
+The one writer of a customer's state. Its batches mix customer messages
+(`sb.identified.v1`) and their conversations' lifecycle events (`sb.conversation.v1`:
+replies sent, notes, waiting, resolved, closed, follow-ups, transfers), both keyed by
+customer. It reads everything the batch's customers need in one round trip (thread keys,
+history, recent conversations, profiles, clocks, queue backlogs), applies messages (the
+pure `route.decide`) and events (the pure `lifecycle.apply`) in batch order — later ones
+see earlier ones' effects — and writes every change back in a second round trip:
+history, summaries, clocks, card statuses and the lifecycle plans.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-from processors import route, sla
-from processors.clocks import ClockStore, SlaEntry, Write
+from processors import route
+from processors.cards import CardStore, status_fields
+from processors.casefile import CaseFile
+from processors.clocks import ClockStore, Write
 from processors.conversations import ConversationStore
 from processors.dedupe import Claim, ClaimStore, Verdict
 from processors.dedupe import decide as decide_claim
 from processors.directory import Directory
-from processors.history import Append, ConversationSummary, HistoryStore, RecentWrite, stale
+from processors.history import Append, HistoryStore, RecentWrite
 from processors.intake import Output, Record, decode_records
+from processors.lifecycle_watch import LifecycleSchedule, Planned
 from processors.metrics import REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
 from processors.policy_model import Policy
-from processors.thread import ThreadRules, normalise_subject
+from processors.thread import ThreadRules
 from schemas.codec import encode
-from schemas.identified import CustomerProfile, IdentifiedMessage
-from schemas.inbound import EmailExtras, InboundMessage
+from schemas.conversation import ConversationEvent
+from schemas.identified import IdentifiedMessage
+from schemas.inbound import EmailExtras
 from schemas.outbound import OutboundMessage
-from schemas.routed import HistoryEntry, RoutedConversation
-from schemas.topics import OUTBOUND, ROUTED
+from schemas.routed import RoutedConversation
+from schemas.topics import CONVERSATION, OUTBOUND, ROUTED
 
 __all__ = ["STAGE", "Brain", "Stores", "acknowledgement_message"]
 
 STAGE = "brain"
 log = logging.getLogger(__name__)
 _latency = STAGE_LATENCY.labels(STAGE)
-SUMMARY_CHARS = 280
-KEEP_RECENT = 20
+Item = IdentifiedMessage | ConversationEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,8 @@ class Stores:
     history: HistoryStore
     directory: Directory
     clocks: ClockStore
+    cards: CardStore
+    schedule: LifecycleSchedule
     backlog_key: str
     history_limit: int = 10
 
@@ -67,18 +76,6 @@ class _Batch:
     now: datetime
     opened: Counter[str] = field(default_factory=Counter)
     thread_writes: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Customer:
-    """One customer's state for the batch, updated as its messages are decided."""
-
-    profile: CustomerProfile
-    history: list[HistoryEntry]
-    recent: dict[str, ConversationSummary]
-    clocks: dict[str, SlaEntry]
-    appends: list[tuple[InboundMessage, HistoryEntry]] = field(default_factory=list)
-    touched: set[str] = field(default_factory=set)
 
 
 def reply_id_for(kind: str, event_id: str) -> str:
@@ -101,7 +98,7 @@ def acknowledgement_message(routed: RoutedConversation, text: str, kind: str = "
 
 
 class Brain:
-    """Runs the brain over a batch of identified messages."""
+    """Runs the brain over a batch of identified messages and lifecycle events."""
 
     def __init__(self, redis: Redis, stores: Stores, policy: Callable[[], Policy],
                  rules: ThreadRules) -> None:
@@ -113,19 +110,23 @@ class Brain:
         self._unconfirmed: dict[str, Claim] = {}
 
     async def process(self, records: Sequence[Record]) -> list[Output]:
-        """Route a batch; returns routed conversations and acknowledgements to send."""
+        """Route messages and apply events; returns routed conversations and acknowledgements."""
         outputs: list[Output] = []
-        decoded = decode_records(records, IdentifiedMessage, STAGE, outputs)
+        decoded = _decode(records, outputs)
         if not decoded:
             return outputs
         tally = Tally(STAGE)
-        messages, customers, threads, backlog = await self._read(decoded, tally)
+        items, customers, threads, backlog = await self._read(decoded, tally)
         batch = _Batch(threads, backlog, self._policy(), datetime.now(UTC))
         debug = log.isEnabledFor(logging.DEBUG)  # once per batch: the check is not free
-        for identified in messages:
-            outputs += self._one(identified, customers[identified.customer_id], batch, debug)
-            tally.passed[identified.message.channel] += 1
-        if messages:
+        for item in items:
+            customer = customers[item.customer_id]
+            if isinstance(item, ConversationEvent):
+                self._event(item, customer, batch.policy)
+            else:
+                outputs += self._one(item, customer, batch, debug)
+            tally.passed[_channel(item)] += 1
+        if items:
             await self._write(customers, batch)
         tally.report()
         return outputs
@@ -140,14 +141,15 @@ class Brain:
             await pipe.execute()
             REDIS_ROUNDTRIPS.labels(STAGE).inc()
 
-    async def _read(self, decoded: Sequence[tuple[Record, IdentifiedMessage]], tally: Tally) -> tuple[
-            list[IdentifiedMessage], dict[str, _Customer], dict[tuple[str, str], str], dict[str, int]]:
+    async def _read(self, decoded: Sequence[tuple[Record, Item]], tally: Tally) -> tuple[
+            list[Item], dict[str, CaseFile], dict[tuple[str, str], str], dict[str, int]]:
         s = self._stores
-        # a replayed intake batch re-emits messages: the claim keeps each routed once
+        # a replayed batch re-emits messages and events: the claim keeps each applied once
         claims = [Claim(m.event_id, r.owner) for r, m in decoded]
-        messages = [m for _, m in decoded]
-        ids = list(dict.fromkeys(m.customer_id for m in messages))
-        thread_ids = list(dict.fromkeys((m.message.channel, m.message.thread_key) for m in messages))
+        items = [m for _, m in decoded]
+        ids = list(dict.fromkeys(m.customer_id for m in items))
+        thread_ids = list(dict.fromkeys((m.message.channel, m.message.thread_key) for m in items
+                                        if isinstance(m, IdentifiedMessage)))
         pipe = self._redis.pipeline(transaction=False)
         s.claims.queue(pipe, claims)
         s.threads.queue_read_threads(pipe, thread_ids)
@@ -159,26 +161,26 @@ class Brain:
         claimed, known, history, recent, profiles, clocks, backlog = await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
         customers = {
-            cid: _Customer(profile, list(lines), {r.conversation_id: r for r in summaries}, entries)
+            cid: CaseFile(cid, profile, list(lines), {r.conversation_id: r for r in summaries}, entries)
             for cid, profile, lines, summaries, entries in zip(
                 ids, s.directory.parse_profiles(ids, profiles), s.history.parse_read(history),
                 s.history.parse_recent(recent), s.clocks.parse_read(clocks), strict=True)
         }
         threads = {t: c for t, c in zip(thread_ids, s.threads.parse_threads(known), strict=True) if c}
         fresh = []
-        for claim, before, message in zip(claims, claimed, messages, strict=True):
-            channel = message.message.channel
+        for claim, before, item in zip(claims, claimed, items, strict=True):
+            channel = _channel(item)
             tally.seen[channel] += 1
             verdict, reason = decide_claim(claim, before)
             if verdict is Verdict.DUPLICATE:
                 tally.dropped[channel] += 1
-                log.info("duplicate dropped", extra={"event_id": message.event_id, "reason": reason})
+                log.info("duplicate dropped", extra={"event_id": item.event_id, "reason": reason})
             else:
-                fresh.append(message)
+                fresh.append(item)
                 self._unconfirmed[claim.owner] = claim
         return fresh, customers, threads, {k.decode(): int(v) for k, v in backlog.items()}
 
-    def _one(self, identified: IdentifiedMessage, customer: _Customer, batch: _Batch,
+    def _one(self, identified: IdentifiedMessage, customer: CaseFile, batch: _Batch,
              debug: bool) -> list[Output]:
         message = identified.message
         thread = (message.channel, message.thread_key)
@@ -194,7 +196,7 @@ class Brain:
         if outcome.new_conversation:
             batch.opened[routed.queue] += 1
             batch.backlog[routed.queue] = batch.backlog.get(routed.queue, 0) + 1
-        self._remember(customer, routed, batch.policy)
+        customer.remember(outcome, batch.policy)
         outputs = [Output(ROUTED, routed.customer_id.encode(), encode(routed))]
         if outcome.ack is not None:
             ack = acknowledgement_message(routed, outcome.ack.text)
@@ -205,54 +207,54 @@ class Brain:
                                        "queue": routed.queue, "priority": routed.priority})
         return outputs
 
-    def _remember(self, customer: _Customer, routed: RoutedConversation, policy: Policy) -> None:
-        message = routed.message
-        conversation = routed.conversation_id
-        entry = HistoryEntry(at=message.received_at, channel=message.channel,
-                             conversation_id=conversation, direction="in",
-                             summary=message.text[:SUMMARY_CHARS], queue=routed.queue, agent=routed.agent)
-        customer.history.insert(0, entry)
-        customer.appends.append((message, entry))
-        before = customer.recent.get(conversation)
-        # a reply without a subject of its own keeps the conversation's
-        subject = normalise_subject(message.subject) or (before.subject if before else "")
-        customer.recent[conversation] = ConversationSummary(
-            conversation_id=conversation, queue=routed.queue, status="open",
-            last_at=message.received_at, agent=routed.agent, transfers=routed.transfers,
-            identity=str(message.sender),
-            subject=subject)
-        existing = customer.clocks.get(conversation)
-        clock = existing.clock if existing else sla.SlaClock(
-            tier=routed.tier, urgency=routed.urgency, queue=routed.queue)
-        clock, _ = sla.apply(clock, sla.ClockEvent("customer_message", message.received_at), policy)
-        extras = message.extras
-        customer.clocks[conversation] = SlaEntry(
-            conversation_id=conversation, customer_id=routed.customer_id, channel=message.channel,
-            recipient=message.sender, clock=clock, name=routed.customer_name,
-            subject=message.subject,
-            in_reply_to=extras.message_id if isinstance(extras, EmailExtras) else message.native_id)
-        customer.touched.add(conversation)
+    def _event(self, event: ConversationEvent, customer: CaseFile, policy: Policy) -> None:
+        context = {"event_id": event.event_id, "conversation_id": event.conversation_id,
+                   "kind": event.kind}
+        change = customer.apply(event, policy)
+        if change is None:
+            log.warning("lifecycle event for an unknown conversation", extra=context)
+        else:
+            log.info("lifecycle " + event.kind, extra={**context, "reason": change.reason})
 
-    async def _write(self, customers: dict[str, _Customer], batch: _Batch) -> None:
+    async def _write(self, customers: dict[str, CaseFile], batch: _Batch) -> None:
         s = self._stores
         appends: list[Append] = []
         recent: list[RecentWrite] = []
         clocks: list[Write] = []
-        for cid, c in customers.items():
-            by_identity: dict[str, list[HistoryEntry]] = defaultdict(list)
-            senders = {str(m.sender): m.sender for m, _ in c.appends}
-            for m, entry in c.appends:
-                by_identity[str(m.sender)].append(entry)
-            appends += [Append(cid, entries, senders[i]) for i, entries in by_identity.items()]
-            touched = [c.recent[t] for t in c.touched]
-            recent.append(RecentWrite(cid, touched, stale(list(c.recent.values()), KEEP_RECENT)))
-            clocks += [Write(c.clocks[t], sla.next_due(c.clocks[t].clock, batch.policy)) for t in c.touched]
+        statuses: dict[str, dict[str, str | bytes]] = {}
+        plans: list[Planned] = []
+        for c in customers.values():
+            w = c.writes(batch.policy)
+            appends += w.appends
+            recent.append(w.recent)
+            clocks += w.clocks
+            statuses |= {cid: status_fields(status) for cid, status in w.statuses.items()}
+            plans += w.plans
         pipe = self._redis.pipeline(transaction=False)
         s.threads.queue_write_threads(pipe, list(batch.thread_writes.items()))
         s.history.queue_append(pipe, appends)
+        # summaries before plans: a watch reading in between sees the new status, not a stale plan
         s.history.queue_write_recent(pipe, recent)
         s.clocks.queue_write(pipe, clocks)
+        s.cards.queue_write(pipe, statuses)
+        s.schedule.queue_write(pipe, plans)
         for queue, n in batch.opened.items():
             pipe.hincrby(s.backlog_key, queue, n)
         await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
+
+
+def _channel(item: Item) -> str:
+    """The label a batch's counts use: the message's channel, or "lifecycle" for an event."""
+    return "lifecycle" if isinstance(item, ConversationEvent) else item.message.channel
+
+
+def _decode(records: Sequence[Record], outputs: list[Output]) -> list[tuple[Record, Item]]:
+    """Messages and lifecycle events decoded by their topic, in the batch's order."""
+    events = [r for r in records if r.topic.endswith(CONVERSATION.name)]
+    messages = [r for r in records if not r.topic.endswith(CONVERSATION.name)]
+    decoded: list[tuple[Record, Item]] = [
+        *decode_records(messages, IdentifiedMessage, STAGE, outputs),
+        *decode_records(events, ConversationEvent, STAGE, outputs)]
+    order = {r.owner: i for i, r in enumerate(records)}
+    return sorted(decoded, key=lambda d: order[d[0].owner])

@@ -70,6 +70,10 @@ class ConversationSummary(msgspec.Struct, frozen=True, kw_only=True):
     identity: str | None = None
     # normalised subject (processors.thread.normalise_subject): the weakest threading hint
     subject: str = ""
+    # when it was last resolved: follow-up and close ids derive from it, so replays match
+    resolved_at: datetime | None = None
+    # when the follow-up went out, until the customer answers it (processors.lifecycle)
+    follow_up_at: datetime | None = None
 
 
 _encoder = msgspec.json.Encoder()

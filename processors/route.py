@@ -2,18 +2,19 @@
 
 thread (our tokens, a known channel thread) → tier (directory) → classify (sentiment,
 urgency rules) → queue (policy match, overflow, fallback) → sticky (continue, transfer,
-escalate) → priority and due time (business hours) → acknowledgement. Each step adds
-its reasons. Everything it needs is in `Facts`, read from Redis once per batch; nothing
-here does I/O, so `explain` and `whatif` run exactly this.
+escalate) → lifecycle (resumed, reopened, a follow-up answered) → priority and due time
+(business hours) → acknowledgement. Each step adds its reasons. Everything it needs is
+in `Facts`, read from Redis once per batch; nothing here does I/O, so `explain` and
+`whatif` run exactly this.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from processors import acknowledge, classify, priority, sticky, thread
+from processors import acknowledge, classify, lifecycle, priority, sticky, thread
 from processors.history import ConversationSummary
 from processors.policy_model import Policy, choose_queue
 from schemas.identified import CustomerProfile, IdentifiedMessage
@@ -41,6 +42,9 @@ class Outcome:
     routed: RoutedConversation
     ack: acknowledge.Ack | None
     new_conversation: bool
+    # what the message does to the conversation's life, and the move between queues if any
+    answer: lifecycle.Answer
+    transfer: lifecycle.Transfer | None = None
 
 
 def _records(recent: Sequence[ConversationSummary]) -> list[sticky.ConversationRecord]:
@@ -72,6 +76,24 @@ def _same_subject(message: InboundMessage, recent: Sequence[ConversationSummary]
     return None
 
 
+def _closed_thread(stuck: sticky.StickyDecision, thread_conversation: str,
+                   recent: Sequence[ConversationSummary]) -> sticky.StickyDecision | None:
+    """A reply in a closed conversation's thread starts a new one (or joins a live one)."""
+    if not any(s.conversation_id == thread_conversation and s.status == "closed" for s in recent):
+        return None
+    return replace(stuck, reasons=(f"conversation {thread_conversation} of this thread is closed: "
+                                   "it is not continued", *stuck.reasons))
+
+
+def _transfer(stuck: sticky.StickyDecision, before: ConversationSummary | None,
+              policy: Policy) -> lifecycle.Transfer | None:
+    if before is None or stuck.outcome not in ("transfer", "escalate"):
+        return None
+    queue = policy.queues.get(before.queue)
+    return lifecycle.Transfer(before.queue, stuck.queue, stuck.transfers,
+                              queue.max_transfers if queue else None, stuck.outcome == "escalate")
+
+
 def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
            rules: thread.ThreadRules, now: datetime) -> Outcome:
     """Route one identified message; the reasons of every step travel with the result."""
@@ -88,7 +110,10 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
     stuck = sticky.decide(received_at=message.received_at,
                           thread_conversation=threaded.conversation_id if threaded.joined else None,
                           conversations=_records(facts.recent), fresh=fresh, policy=policy)
-    if threaded.joined and stuck.conversation_id is None:
+    closed = _closed_thread(stuck, threaded.conversation_id, facts.recent) if threaded.joined else None
+    if closed is not None:
+        stuck = closed
+    elif threaded.joined and stuck.conversation_id is None:
         # a token or known thread proves the conversation even when its summary has expired
         stuck = sticky.StickyDecision(
             "continue", threaded.conversation_id, fresh.queue, None, 0, None,
@@ -97,6 +122,10 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
     if stuck.outcome == "new" and not fresh.keyword:
         stuck = _same_subject(message, facts.recent, stuck, policy) or stuck
     conversation_id = stuck.conversation_id or thread.new_conversation_id(message)
+    before = None if stuck.outcome == "new" else next(
+        (s for s in facts.recent if s.conversation_id == conversation_id), None)
+    answer = lifecycle.on_message(before, message.text, queue=stuck.queue, agent=stuck.agent,
+                                  policy=policy)
     rank = priority.priority(tier.name, judged.urgency, policy)
     due = priority.first_response_due(message.received_at, tier.name, judged.urgency, stuck.queue,
                                       policy)
@@ -115,6 +144,7 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
         Decision(stage="classify", outcome=judged.urgency, reasons=judged.reasons),
         Decision(stage="route", outcome=stuck.queue,
                  reasons=(*stuck.reasons, *rank.reasons, *due.reasons)),
+        *((answer.decision,) if answer.decision else ()),
         Decision(stage="acknowledge", outcome="send" if acked.ack else "skip", reasons=acked.reasons),
     )
     routed = RoutedConversation(
@@ -124,4 +154,5 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
         decisions=decisions, sentiment=round(judged.sentiment, 4), agent=stuck.agent,
         customer_name=facts.profile.name, identities=facts.profile.identities,
         history=facts.history, transfers=stuck.transfers)
-    return Outcome(routed, acked.ack, stuck.outcome == "new")
+    return Outcome(routed, acked.ack, stuck.outcome == "new", answer,
+                   _transfer(stuck, before, policy))

@@ -2,9 +2,9 @@
 
 The same complaint sent by email and then on X ten minutes later is one case: any
 channel continues the customer's most recent open conversation within the policy's
-window, and a reply in the conversation's own thread continues it at any age. Only
-transfers between queues are counted; past a queue's `max_transfers` the case is
-escalated instead of being passed on once more.
+window (a resolved one until it closes), and a reply in the conversation's own thread
+continues it at any age. Only transfers between queues are counted; past a queue's
+`max_transfers` the case is escalated instead of being passed on once more.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ Outcome = Literal["new", "continue", "transfer", "escalate"]
 class ConversationRecord:
     """What routing needs to know of one of the customer's open or recent conversations."""
 
-    # status: "closed" is never continued, "resolved" is reopened within the window, any
-    # other ("open", "waiting_on_customer", ...) is live
+    # status: "closed" is never continued, "resolved" is reopened until the policy's
+    # lifecycle closes it (`close_after`), any other ("open", "waiting_on_customer") is live
 
     conversation_id: str
     queue: str
@@ -69,14 +69,21 @@ def _candidate(
     for record in live:
         if record.conversation_id == thread:
             return record, f"continues {record.conversation_id}: a reply in its own thread"
-    recent = [c for c in live if at - c.last_activity <= policy.sticky_window]
+    recent = [c for c in live if at - c.last_activity <= _window(c, policy)]
     if not recent:
         return None, (f"new conversation: no open conversation of this customer within "
                       f"{format_duration(policy.sticky_window)}")
     record = max(recent, key=lambda c: c.last_activity)
     via = f" on {record.channel}" if record.channel else ""
     return record, (f"continues {record.conversation_id}: same customer{via} "
-                    f"{_age(record, at)}, within {format_duration(policy.sticky_window)}")
+                    f"{_age(record, at)}, within {format_duration(_window(record, policy))}")
+
+
+def _window(record: ConversationRecord, policy: Policy) -> timedelta:
+    # a resolved conversation is not over until it closes: the customer's next message reopens it
+    if record.status == "resolved":
+        return max(policy.sticky_window, policy.lifecycle.close_after)
+    return policy.sticky_window
 
 
 def _escalate(record: ConversationRecord, queue: Queue, transfers: int, policy: Policy) -> StickyDecision:

@@ -12,6 +12,7 @@ import faust
 from redis.asyncio import Redis
 
 from processors.brain import Brain, Stores
+from processors.cards import CardStore
 from processors.clocks import ClockStore
 from processors.conversations import ConversationStore
 from processors.dedupe import ClaimStore
@@ -19,13 +20,14 @@ from processors.directory import Directory
 from processors.history import HistoryStore
 from processors.identify import IdentityStore
 from processors.intake import Intake, Output, Record
+from processors.lifecycle_watch import LifecycleSchedule, LifecycleWatch
 from processors.metrics import CONSUMER_LAG
 from processors.policy_model import Policy
 from processors.send import SendFn, SendStage
 from processors.watch import SlaWatch
 from router.policy_watch import PolicyHolder
 from router.settings import Settings
-from schemas.topics import IDENTIFIED, INBOUND, OUTBOUND, TopicSpec
+from schemas.topics import CONVERSATION, IDENTIFIED, INBOUND, OUTBOUND, TopicSpec
 
 __all__ = ["Pipeline"]
 
@@ -65,22 +67,28 @@ class Pipeline:
         history = HistoryStore(ns, cap=settings.history_cap)
         identities = IdentityStore(ns, history)
         clocks = ClockStore(ns)
+        schedule = LifecycleSchedule(ns)
         self.intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=settings.dedupe_ttl_seconds),
                              identities, settings.thread_rules.token_key, settings.our_domains)
         self.brain = Brain(redis, Stores(
             claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=settings.dedupe_ttl_seconds),
             threads=ConversationStore(ns, settings.conversation_ttl_seconds), history=history,
-            directory=Directory(identities), clocks=clocks, backlog_key=f"{ns}:backlog",
+            directory=Directory(identities), clocks=clocks,
+            cards=CardStore(ns, settings.conversation_ttl_seconds), schedule=schedule,
+            backlog_key=f"{ns}:backlog",
             history_limit=settings.history_attached), self.current_policy, settings.thread_rules)
         self.send = SendStage(redis, senders, namespace=ns, ttl_seconds=settings.dedupe_ttl_seconds)
         self.watch = SlaWatch(redis, clocks, self.current_policy)
+        self.lifecycle = LifecycleWatch(redis, schedule, history, clocks, self.current_policy)
         self._agent("intake", INBOUND, self.intake.process)
-        self._agent("brain", IDENTIFIED, self.brain.process, self.brain.confirm)
+        # one writer per customer: messages and their conversations' events, co-partitioned
+        self._agent("brain", IDENTIFIED, self.brain.process, self.brain.confirm, also=(CONVERSATION,))
         self._agent("send", OUTBOUND, self.send.process)
         self.app.timer(interval=5.0)(self._report_lag)
         self.app.timer(interval=2.0)(self._reload_policy)
         # one worker watches the clocks, so each SLA event fires once
         self.app.timer(interval=settings.sla_tick_seconds, on_leader=True)(self._watch_sla)
+        self.app.timer(interval=settings.sla_tick_seconds, on_leader=True)(self._watch_lifecycle)
 
     def current_policy(self) -> Policy:
         """The policy in force right now."""
@@ -92,11 +100,16 @@ class Pipeline:
     async def _watch_sla(self) -> None:
         await self._produce(await self.watch.tick(datetime.now(UTC)))
 
-    def _agent(self, name: str, spec: TopicSpec, process: Process, confirm: Confirm | None = None
-               ) -> None:
-        """A thin agent: take a batch, let the stage process it, produce what it returns."""
+    async def _watch_lifecycle(self) -> None:
+        # produces before it settles what it took: a tick that dies is fired again, not lost
+        await self.lifecycle.tick(datetime.now(UTC), self._produce)
+
+    def _agent(self, name: str, spec: TopicSpec, process: Process, confirm: Confirm | None = None,
+               *, also: tuple[TopicSpec, ...] = ()) -> None:
+        """A thin agent: take a batch (of `spec` and `also`), let the stage process it, produce."""
         settings = self.settings
-        topic = self.app.topic(settings.topic(spec), key_type=bytes, value_type=bytes)
+        topic = self.app.topic(settings.topic(spec), *(settings.topic(s) for s in also),
+                               key_type=bytes, value_type=bytes)
 
         async def agent(stream: Any) -> None:
             async for events in stream.take_events(

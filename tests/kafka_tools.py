@@ -15,12 +15,14 @@ from router.settings import Settings
 from tests.waiting import POLL_SECONDS
 
 
-async def publish(settings: Settings, topic: str, items: Sequence[tuple[bytes, bytes]]) -> None:
-    """Publish (key, value) pairs and wait until Kafka has every one."""
+async def publish(settings: Settings, topic: str, items: Sequence[tuple[bytes, bytes]],
+                  timestamp_ms: int | None = None) -> None:
+    """Publish (key, value) pairs and wait until Kafka has every one; `timestamp_ms` backdates them."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
-        pending = [await producer.send(topic, value, key=key) for key, value in items]
+        pending = [await producer.send(topic, value, key=key, timestamp_ms=timestamp_ms)
+                   for key, value in items]
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
