@@ -34,6 +34,7 @@ from processors.intake import Output, Record, decode_records
 from processors.lifecycle_watch import LifecycleSchedule, Planned
 from processors.metrics import REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
 from processors.policy_model import Policy
+from processors.sla import SlaClock
 from processors.thread import ThreadRules
 from schemas.codec import encode
 from schemas.conversation import ConversationEvent
@@ -122,7 +123,7 @@ class Brain:
         for item in items:
             customer = customers[item.customer_id]
             if isinstance(item, ConversationEvent):
-                self._event(item, customer, batch.policy)
+                self._event(item, customer, batch)
             else:
                 outputs += self._one(item, customer, batch, debug)
             tally.passed[_channel(item)] += 1
@@ -207,14 +208,20 @@ class Brain:
                                        "queue": routed.queue, "priority": routed.priority})
         return outputs
 
-    def _event(self, event: ConversationEvent, customer: CaseFile, policy: Policy) -> None:
+    def _event(self, event: ConversationEvent, customer: CaseFile, batch: _Batch) -> None:
         context = {"event_id": event.event_id, "conversation_id": event.conversation_id,
                    "kind": event.kind}
-        change = customer.apply(event, policy)
+        before = customer.clocks.get(event.conversation_id)
+        change = customer.apply(event, batch.policy)
         if change is None:
             log.warning("lifecycle event for an unknown conversation", extra=context)
-        else:
-            log.info("lifecycle " + event.kind, extra={**context, "reason": change.reason})
+            return
+        log.info("lifecycle " + event.kind, extra={**context, "reason": change.reason})
+        if before is not None and _waiting(before.clock) and not _waiting(change.entry.clock):
+            # answered or resolved: no longer in the queue's backlog of first responses owed
+            queue = change.summary.queue
+            batch.opened[queue] -= 1
+            batch.backlog[queue] = max(0, batch.backlog.get(queue, 0) - 1)
 
     async def _write(self, customers: dict[str, CaseFile], batch: _Batch) -> None:
         s = self._stores
@@ -239,9 +246,15 @@ class Brain:
         s.cards.queue_write(pipe, statuses)
         s.schedule.queue_write(pipe, plans)
         for queue, n in batch.opened.items():
-            pipe.hincrby(s.backlog_key, queue, n)
+            if n:
+                pipe.hincrby(s.backlog_key, queue, n)
         await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
+
+
+def _waiting(clock: SlaClock) -> bool:
+    """Still owed its first response: what a queue's backlog counts."""
+    return not (clock.replied or clock.resolved)
 
 
 def _channel(item: Item) -> str:

@@ -17,6 +17,7 @@ from processors.clocks import ClockStore
 from processors.conversations import ConversationStore
 from processors.dedupe import ClaimStore
 from processors.directory import Directory
+from processors.dispatch import DispatchStage
 from processors.history import HistoryStore
 from processors.identify import IdentityStore
 from processors.intake import Intake, Output, Record
@@ -24,10 +25,11 @@ from processors.lifecycle_watch import LifecycleSchedule, LifecycleWatch
 from processors.metrics import CONSUMER_LAG
 from processors.policy_model import Policy
 from processors.send import SendFn, SendStage
+from processors.tools import AgentTool
 from processors.watch import SlaWatch
 from router.policy_watch import PolicyHolder
 from router.settings import Settings
-from schemas.topics import CONVERSATION, IDENTIFIED, INBOUND, OUTBOUND, TopicSpec
+from schemas.topics import CONVERSATION, DELIVERY, IDENTIFIED, INBOUND, OUTBOUND, ROUTED, SLA, TopicSpec
 
 __all__ = ["Pipeline"]
 
@@ -40,7 +42,7 @@ class Pipeline:
     """The Faust app with its agents, and the Redis client they share."""
 
     def __init__(self, settings: Settings, redis: Redis, senders: Mapping[str, SendFn],
-                 policy: PolicyHolder) -> None:
+                 policy: PolicyHolder, tools: Callable[[], Mapping[str, AgentTool]]) -> None:
         self.settings = settings
         self.redis = redis
         self.policy = policy
@@ -68,22 +70,30 @@ class Pipeline:
         identities = IdentityStore(ns, history)
         clocks = ClockStore(ns)
         schedule = LifecycleSchedule(ns)
+        cards = CardStore(ns, settings.conversation_ttl_seconds)
         self.intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=settings.dedupe_ttl_seconds),
-                             identities, settings.thread_rules.token_key, settings.our_domains)
+                             identities, settings.thread_rules.token_key, settings.our_domains,
+                             cards=cards)
         self.brain = Brain(redis, Stores(
             claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=settings.dedupe_ttl_seconds),
             threads=ConversationStore(ns, settings.conversation_ttl_seconds), history=history,
             directory=Directory(identities), clocks=clocks,
-            cards=CardStore(ns, settings.conversation_ttl_seconds), schedule=schedule,
+            cards=cards, schedule=schedule,
             backlog_key=f"{ns}:backlog",
             history_limit=settings.history_attached), self.current_policy, settings.thread_rules)
-        self.send = SendStage(redis, senders, namespace=ns, ttl_seconds=settings.dedupe_ttl_seconds)
+        self.send = SendStage(redis, senders, namespace=ns, ttl_seconds=settings.dedupe_ttl_seconds,
+                              policy=self.current_policy, cards=cards, rates=settings.send_rates)
+        self.dispatch = DispatchStage(redis, tools, self.current_policy, namespace=ns,
+                                      ttl_seconds=settings.dedupe_ttl_seconds, cards=cards,
+                                      thread_ttl_seconds=settings.conversation_ttl_seconds)
         self.watch = SlaWatch(redis, clocks, self.current_policy)
         self.lifecycle = LifecycleWatch(redis, schedule, history, clocks, self.current_policy)
         self._agent("intake", INBOUND, self.intake.process)
         # one writer per customer: messages and their conversations' events, co-partitioned
         self._agent("brain", IDENTIFIED, self.brain.process, self.brain.confirm, also=(CONVERSATION,))
         self._agent("send", OUTBOUND, self.send.process)
+        # agents hear of new messages, of their replies' fate and of SLA warnings in one place
+        self._agent("dispatch", ROUTED, self.dispatch.process, also=(DELIVERY, SLA))
         self.app.timer(interval=5.0)(self._report_lag)
         self.app.timer(interval=2.0)(self._reload_policy)
         # one worker watches the clocks, so each SLA event fires once

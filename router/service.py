@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 from redis.asyncio import Redis
 
-from router import conversations_api, openapi
+from router import conversations_api, openapi, slack_events
 from router.app import Pipeline
 from router.channels import Channels, configured
 from router.cursors import RedisCursorStore
@@ -26,10 +26,11 @@ from router.logs import logging_config
 from router.policy_watch import PolicyHolder
 from router.settings import Settings
 from router.sources import SourceRunner
+from router.tools import ToolBox
 from schemas.codec import encode
 from schemas.errors import AuthError, ConfigError, TransientError
 from schemas.identified import IdentityLink
-from schemas.topics import IDENTITY, INBOUND
+from schemas.topics import IDENTITY, INBOUND, OUTBOUND
 
 __all__ = ["HttpService", "SenderService", "run_worker"]
 
@@ -67,6 +68,13 @@ class HttpService(Service):
             conversations_api.add_routes(app, self.settings, lambda: self.pipeline.redis, self._publish,
                                          access)
             openapi.add_route(app)
+            if self.settings.slack is not None:
+                slack_events.add_routes(
+                    app, self.settings.slack, redis_getter=lambda: self.pipeline.redis,
+                    namespace=f"{self.settings.topic_prefix}sb", publish=self._publish,
+                    outbound_topic=self.settings.topic(OUTBOUND),
+                    destination_for_channel=lambda channel: slack_events.destination_for(
+                        self.pipeline.current_policy().destinations.values(), channel))
         self._runner = await serve(app, self.settings.http_host, self.settings.http_port)
         log.info("http listening", extra={"address": ", ".join(
             f"http://{host}:{port}" for host, port in self._runner.addresses)})
@@ -140,10 +148,13 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
     redis: Redis = Redis.from_url(settings.redis_dsn, socket_timeout=10)
     channels = configured(settings, RedisCursorStore(redis, f"{settings.topic_prefix}sb"))
-    pipeline = Pipeline(settings, redis, channels.send_functions(), PolicyHolder(settings.policy_path))
+    policy = PolicyHolder(settings.policy_path)
+    tools = ToolBox(settings, policy)
+    pipeline = Pipeline(settings, redis, channels.send_functions(), policy, tools.current)
     services: list[Service] = [
         HttpService(settings, pipeline, accept_messages=edge),
         SenderService(channels),
+        tools,
     ]
     if edge:
         services += [SourceRunner(name, source, settings) for name, source in channels.sources.items()]

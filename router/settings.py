@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.email.settings import EmailSettings
+from connectors.slack.settings import SlackSettings
 from processors.thread import ThreadRules
 from router.integrations import IntegrationList
 from schemas.errors import ConfigError
@@ -69,12 +70,16 @@ class Settings(BaseSettings):
 
     # channels: a section present means the channel runs (JSON in SB_EMAIL, or SB_EMAIL__…)
     email: EmailSettings | None = None
+    # the Slack agents' tool: bot token and signing secret (SB_SLACK__BOT_TOKEN, ...)
+    slack: SlackSettings | None = None
 
     # the routing policy; reloaded when it changes (a bad edit is refused, the old one stays)
     policy_file: Path | None = None
     # history lines kept per customer, and how many travel with each routed conversation
     history_cap: int = Field(default=50, ge=1)
     history_attached: int = Field(default=10, ge=0)
+    # sends per second per customer channel (e.g. {"x": 5}); channels not named are not limited
+    send_rates: dict[str, float] = Field(default_factory=dict)
     # how often the leader looks for SLA clocks that fell due
     sla_tick_seconds: float = Field(default=1.0, gt=0)
     # our own mail domains: an address there is never a customer's stated identity

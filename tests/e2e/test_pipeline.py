@@ -47,8 +47,9 @@ async def test_unique_messages_are_routed_once_repeats_dropped_malformed_dead_le
     expected = {decode(v, InboundMessage).event_id for _, v in unique}
     assert set(routed) == expected
     assert max(routed.values()) == 1, "a message was routed twice"
-    letters = [decode(r.value, DeadLetter) for r in
-               await read_all(deployment, deployment.topic(DEADLETTER))]
+    # this deployment has no agents' tools, so dispatch sets routed messages aside too
+    letters = [letter for r in await read_all(deployment, deployment.topic(DEADLETTER))
+               if (letter := decode(r.value, DeadLetter)).stage == "intake"]
     assert len(letters) == 1
     assert letters[0].original == malformed[1]
     assert "not a valid InboundMessage" in letters[0].reason

@@ -365,7 +365,8 @@ def test_example_policy_has_a_reply_guard_and_a_lifecycle() -> None:
     assert life.follow_up is not None and life.follow_up.delay == timedelta(hours=24)
     assert {c: set(t) for c, t in life.follow_up.templates.items()} == {
         "email": {"default", "enterprise"}, "x": {"default"}}
-    assert life.confirm is not None and life.confirm.find("Thanks, it works now!") == "thanks"
+    assert life.confirm is not None and life.confirm.find("Yes, it works now!") == "yes"
+    assert life.confirm.find("Thanks, but it is still broken") is None
 
 
 def test_check_summarises_the_agents_sections() -> None:

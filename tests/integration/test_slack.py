@@ -1,0 +1,384 @@
+"""The Slack tool against a local Slack, and agents' thread replies through the real app to Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from connectors.base import Handoff
+from connectors.slack.errors import SlackRejected, SlackUnavailable
+from connectors.slack.settings import SlackSettings
+from connectors.slack.tool import SlackTool
+from processors.cards import CardStore, card_fields, status_fields, thread_fields
+from processors.replies import reply_id_for
+from router import slack_events
+from router.http import build_app
+from router.kafka import ensure_topics, new_producer
+from router.settings import Settings
+from schemas import Decision, Identity, InboundMessage, RoutedConversation, decode
+from schemas.conversation import ConversationCard, Status
+from schemas.errors import AuthError, PermanentError, TransientError
+from schemas.outbound import DeliveryReceipt, OutboundMessage
+from schemas.topics import OUTBOUND
+from tests.emulators import slack
+from tests.emulators.slack import SlackEmulator
+from tests.kafka_tools import read_all, unique_prefix
+from tests.processes import free_port
+from tests.waiting import POLL_SECONDS
+
+pytestmark = pytest.mark.integration
+
+SECRET = "slack-signing-secret-for-tests"
+SUPPORT, SOCIAL = "C0SUPPORT", "C0SOCIAL"
+DESTINATION = "slack-support"
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+ADA = Identity(kind="email", value="ada@example.com")
+
+
+def settings_for(emulator: SlackEmulator, token: str | None = None) -> SlackSettings:
+    return SlackSettings(bot_token=SecretStr(token or emulator.token), signing_secret=SecretStr(SECRET),
+                         base_url=emulator.base_url, timeout_seconds=5)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[SlackEmulator]:
+    running = await SlackEmulator(channels={SUPPORT: "support", SOCIAL: "social"}).start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def tool(emulator: SlackEmulator) -> AsyncIterator[SlackTool]:
+    started = SlackTool(settings_for(emulator), {DESTINATION: SUPPORT, "slack-gone": "C0ARCHIVED"})
+    await started.start()
+    yield started
+    await started.stop()
+
+
+def card(conversation_id: str, **changes: Any) -> ConversationCard:
+    fields: dict[str, Any] = {
+        "conversation_id": conversation_id, "customer_id": "cus_ada", "channel": "email", "recipient": ADA,
+        "queue": "billing", "tier": "premium", "urgency": "high", "priority": 2, "status": "open",
+        "opened_at": T0, "updated_at": T0, "subject": "Order 1234 never arrived",
+        "in_reply_to": "<m-2@example.com>", "references": ("<m-1@example.com>", "<m-2@example.com>"),
+        "customer_name": "Ada Lovelace",
+    }
+    return ConversationCard(**(fields | changes))
+
+
+def routed(conversation_id: str, text: str) -> RoutedConversation:
+    message = InboundMessage(event_id="ev_1", channel="email", native_id="m-2@example.com", thread_key="m-1",
+                             sender=ADA, received_at=T0, text=text, subject="Order 1234 never arrived")
+    return RoutedConversation(
+        event_id="ev_1", conversation_id=conversation_id, customer_id="cus_ada", queue="billing", priority=2,
+        tier="premium", urgency="high", first_response_due=T0 + timedelta(hours=1), routed_at=T0,
+        message=message, customer_name="Ada Lovelace",
+        decisions=(Decision(stage="classify", outcome="high",
+                            reasons=("urgency=high: keyword 'never arrived'",)),))
+
+
+def handoff(conversation_id: str, thread: str = "", destination: str = DESTINATION, **items: Any) -> Handoff:
+    if not items:
+        items = {"routed": routed(conversation_id, "Where is my parcel? <order 1234>")}
+    event = ("conversation.routed" if "routed" in items else
+             "reply.receipt" if "receipt" in items else "conversation.event")
+    return Handoff(delivery_id=f"dlv_{conversation_id}_{thread}", destination=destination, event=event,
+                   card=card(conversation_id), thread=thread, **items)
+
+
+# --- the tool ---------------------------------------------------------------------------
+
+async def test_a_conversation_opens_a_thread_and_everything_after_lands_in_it(
+        emulator: SlackEmulator, tool: SlackTool) -> None:
+    ts = await tool.deliver(handoff("con_thread"))
+    [first] = emulator.posts
+    assert (first.channel, first.ts, first.thread_ts) == (SUPPORT, ts, None)
+    assert [b["type"] for b in first.blocks] == ["header", "section", "section", "context"]
+    assert first.blocks[0]["text"]["text"] == "Ada Lovelace · premium · high urgency · P2"
+    assert "Where is my parcel? &lt;order 1234&gt;" in first.blocks[2]["text"]["text"]
+    assert first.text and first.text.startswith("Ada Lovelace (premium, high, P2) on email in billing")
+    assert (first.args["unfurl_links"], first.args["unfurl_media"]) == (False, False)
+
+    follow_up = handoff("con_thread", thread=ts, routed=routed("con_thread", "Any news?"))
+    receipt = handoff("con_thread", thread=ts, receipt=DeliveryReceipt(
+        reply_id="rep_1", conversation_id="con_thread", channel="email", status="sent", at=T0))
+    notice = handoff("con_thread", thread=ts, text="SLA warning: first response due in 10 minutes")
+    assert [await tool.deliver(h) for h in (follow_up, receipt, notice)] == [ts, ts, ts]
+    later = emulator.posts[1:]
+    assert [(p.channel, p.thread_ts) for p in later] == [(SUPPORT, ts)] * 3
+    assert "*Ada Lovelace wrote again*" in later[0].blocks[0]["text"]["text"]
+    assert later[1].blocks[0]["text"]["text"].startswith(":white_check_mark: Reply sent")
+    assert later[2].text == ":information_source: SLA warning: first response due in 10 minutes"
+    assert len({p.ts for p in emulator.posts}) == 4
+
+
+async def test_slack_failures_are_mapped_into_the_error_tree(emulator: SlackEmulator,
+                                                             tool: SlackTool) -> None:
+    emulator.rate_limit(retry_after=7)
+    with pytest.raises(SlackUnavailable) as limited:
+        await tool.deliver(handoff("con_errors"))
+    assert (limited.value.status, limited.value.retry_after, limited.value.retriable) == (429, 7.0, True)
+    emulator.fail(status=503)
+    with pytest.raises(SlackUnavailable) as down:
+        await tool.deliver(handoff("con_errors"))
+    assert down.value.status == 503 and "http_503" in down.value.reason
+    with pytest.raises(SlackRejected) as gone:
+        await tool.deliver(handoff("con_errors", destination="slack-gone"))
+    assert gone.value.error == "channel_not_found" and not gone.value.retriable
+    with pytest.raises(PermanentError, match="no Slack channel for destination 'nowhere'"):
+        await tool.deliver(handoff("con_errors", destination="nowhere"))
+    # after all that, Slack is fine again and the post goes through
+    assert await tool.deliver(handoff("con_errors"))
+    assert emulator.calls.count("chat.postMessage") == 4
+    emulator.token = "xoxb-rotated"  # the token was revoked while running
+    with pytest.raises(AuthError, match="invalid_auth"):
+        await tool.deliver(handoff("con_errors"))
+
+
+async def test_a_refused_token_is_an_auth_error_at_start(emulator: SlackEmulator) -> None:
+    refused = SlackTool(settings_for(emulator, token="xoxb-revoked"), {DESTINATION: SUPPORT})
+    with pytest.raises(AuthError, match="invalid_auth"):
+        await refused.start()
+    with pytest.raises(SlackUnavailable, match="not started"):
+        await refused.deliver(handoff("con_auth"))
+    await refused.stop()
+
+
+async def test_slack_away_is_transient(emulator: SlackEmulator) -> None:
+    away = SlackTool(SlackSettings(bot_token=SecretStr("x"), signing_secret=SecretStr("s"),
+                                   base_url=f"http://127.0.0.1:{free_port()}/api/", timeout_seconds=5),
+                     {DESTINATION: SUPPORT})
+    with pytest.raises(SlackUnavailable, match=r"auth\.test"):
+        await away.start()
+    started = SlackTool(settings_for(emulator), {DESTINATION: SUPPORT})
+    await started.start()
+    await emulator.stop()
+    try:
+        with pytest.raises(SlackUnavailable, match=r"chat\.postMessage"):
+            await started.deliver(handoff("con_away"))
+    finally:
+        await started.stop()
+        await started.stop()  # twice is fine
+
+
+async def test_a_channel_named_by_name_posts_and_warns_once(emulator: SlackEmulator,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    named = SlackTool(settings_for(emulator), {DESTINATION: "#support"})
+    await named.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="connectors.slack.tool"):
+            await named.deliver(handoff("con_named_1"))
+            await named.deliver(handoff("con_named_2"))
+    finally:
+        await named.stop()
+    assert [p.channel for p in emulator.posts] == [SUPPORT, SUPPORT]
+    warnings = [r for r in caplog.records if "names its channel" in r.getMessage()]
+    assert len(warnings) == 1 and getattr(warnings[0], "channel_id", None) == SUPPORT
+
+
+# --- agents' replies: Slack → the app → Kafka -------------------------------------------
+
+class Kafka:
+    """The app's publisher: a real producer, failures mapped the way HttpService maps them."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+
+    async def __call__(self, topic: str, key: bytes, value: bytes) -> None:
+        try:
+            await asyncio.wait_for(self.producer.send_and_wait(topic, value, key=key), 10)
+        except (KafkaError, TimeoutError) as e:
+            raise TransientError(f"Kafka did not take the message: {e!r}") from e
+
+
+@dataclass
+class Edge:
+    settings: Settings
+    redis: Redis
+    url: str
+    session: aiohttp.ClientSession
+
+    @property
+    def cards(self) -> CardStore:
+        return CardStore(f"{self.settings.topic_prefix}sb", 600)
+
+    async def send(self, payload: dict[str, Any], **options: Any) -> tuple[int, Any]:
+        return await slack.send_event(self.session, self.url, SECRET, payload, **options)
+
+    async def outbound(self) -> list[tuple[bytes, OutboundMessage]]:
+        records = await read_all(self.settings, self.settings.topic(OUTBOUND))
+        return [(r.key, decode(r.value, OutboundMessage)) for r in records]
+
+
+async def topic_known(settings: Settings, topic: str, timeout: float = 30) -> None:
+    """Wait until the brokers describe a topic ensure_topics just created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while any(d["error_code"] for d in await admin.describe_topics([topic])):
+            assert time.monotonic() < deadline, f"topic {topic} never appeared"
+            await asyncio.sleep(POLL_SECONDS)
+    finally:
+        await admin.close()
+
+
+def app_for(settings: Settings, redis_getter: Any, publish: Kafka) -> web.Application:
+    """The edge's application with the Slack route mounted as HttpService.on_start mounts it."""
+    app = build_app(settings, publish, {})
+    channels = {SUPPORT: DESTINATION, SOCIAL: "slack-social"}
+    slack_events.add_routes(app, settings_for_app(), redis_getter=redis_getter,
+                            namespace=f"{settings.topic_prefix}sb", publish=publish,
+                            outbound_topic=settings.topic(OUTBOUND), destination_for_channel=channels.get)
+    return app
+
+
+def settings_for_app() -> SlackSettings:
+    return SlackSettings(bot_token=SecretStr("xoxb-unused"), signing_secret=SecretStr(SECRET))
+
+
+@pytest.fixture
+async def edge(stack: Settings) -> AsyncIterator[Edge]:
+    prefix = unique_prefix()
+    settings = stack.model_copy(update={"topic_prefix": prefix, "app_id": f"{prefix}sb"})
+    await ensure_topics(settings)
+    await topic_known(settings, settings.topic(OUTBOUND))
+    redis = Redis.from_url(settings.redis_dsn)
+    producer = new_producer(settings)
+    await producer.start()
+    server = TestServer(app_for(settings, lambda: redis, Kafka(producer)))
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Edge(settings, redis, str(server.make_url(slack_events.PATH)), session)
+    finally:
+        await server.close()
+        await producer.stop()
+        await redis.aclose()
+
+
+async def put_card(edge: Edge, made: ConversationCard, thread: str, status: Status | None = None) -> None:
+    """What the dispatch stage leaves after posting the conversation's first message."""
+    cards = edge.cards
+    pipe = edge.redis.pipeline(transaction=False)
+    fields = card_fields(made) | thread_fields({DESTINATION: thread})
+    fields |= status_fields(status) if status else {}
+    cards.queue_write(pipe, {made.conversation_id: fields})
+    pipe.set(cards.tool_thread_key(DESTINATION, thread), made.conversation_id, ex=600)
+    await pipe.execute()
+
+
+async def test_a_thread_reply_becomes_the_customers_reply_on_kafka(
+        edge: Edge, emulator: SlackEmulator, tool: SlackTool) -> None:
+    thread = await tool.deliver(handoff("con_reply"))
+    await put_card(edge, card("con_reply"), thread)
+    reply = slack.thread_reply(SUPPORT, thread, "Fixed &amp; shipped: <https://track.example/1234|track it>",
+                               ts="1772366500.000900")
+    status, body = await edge.send(reply)
+    assert status == 200, body
+    expected_id = reply_id_for("slack", f"{SUPPORT}:1772366500.000900")
+    assert body == {"ok": True, "reply_id": expected_id, "conversation_id": "con_reply"}
+    [(key, sent)] = await edge.outbound()
+    assert key == b"con_reply"
+    assert (sent.reply_id, sent.kind, sent.channel, sent.recipient) == (
+        expected_id, "agent_reply", "email", ADA)
+    assert (sent.in_reply_to, sent.references) == (
+        "<m-2@example.com>", ("<m-1@example.com>", "<m-2@example.com>"))
+    assert (sent.author, sent.customer_id, sent.queue) == (slack.AGENT, "cus_ada", "billing")
+    assert sent.text == "Fixed & shipped: track it (https://track.example/1234)"
+    assert sent.subject == "Re: Order 1234 never arrived"
+
+
+async def test_slacks_retry_of_an_event_gives_the_same_reply_id(edge: Edge) -> None:
+    await put_card(edge, card("con_retry"), "1772366000.000100")
+    reply = slack.thread_reply(SUPPORT, "1772366000.000100", "On its way", ts="1772366600.000100")
+    first = await edge.send(reply)
+    again = await edge.send(reply, retry_num=1)
+    assert first[0] == again[0] == 200
+    assert first[1]["reply_id"] == again[1]["reply_id"]
+    # the same reply twice on the topic: the send stage claims its id, so it is sent once
+    assert [m.reply_id for _, m in await edge.outbound()] == [first[1]["reply_id"]] * 2
+
+
+async def test_a_bad_or_stale_signature_is_401_and_nothing_is_published(edge: Edge) -> None:
+    await put_card(edge, card("con_signed"), "1772366000.000200")
+    reply = slack.thread_reply(SUPPORT, "1772366000.000200", "On its way")
+    tampered = await edge.send(reply, tamper=True)
+    stale = await edge.send(reply, timestamp=int(time.time()) - 600)
+    assert tampered[0] == stale[0] == 401
+    assert tampered[1]["error"]["code"] == "bad_signature"
+    assert "does not match" in tampered[1]["error"]["message"]
+    assert "more than the 300s allowed" in stale[1]["error"]["message"]
+    async with edge.session.post(edge.url, data=b"{}", headers={"Content-Type": "application/json"}) as bare:
+        assert bare.status == 401
+    assert await edge.outbound() == []
+
+
+async def test_what_is_not_a_reply_is_answered_200_and_ignored(edge: Edge) -> None:
+    await put_card(edge, card("con_closed"), "1772366000.000300", status="closed")
+    cases = {
+        "not the thread of a conversation": slack.thread_reply(SUPPORT, "1772366000.999999", "hello?"),
+        "no Slack destination": slack.thread_reply("C0ELSEWHERE", "1772366000.000300", "hi"),
+        "a bot's message": slack.bot_message(SUPPORT, "Reply sent", thread_ts="1772366000.000300"),
+        "closed": slack.thread_reply(SUPPORT, "1772366000.000300", "one more thing"),
+        "outside any thread": slack.envelope(slack.message(SUPPORT, "lunch?")),
+    }
+    for reason, payload in cases.items():
+        status, body = await edge.send(payload)
+        assert status == 200 and reason in body["ignored"], (reason, body)
+    assert await edge.outbound() == []
+
+
+async def test_url_verification_echoes_the_challenge(edge: Edge) -> None:
+    status, body = await edge.send(slack.url_verification("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7"))
+    assert (status, body) == (200, {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7"})
+
+
+async def test_a_signed_body_that_is_not_an_event_is_400(edge: Edge) -> None:
+    body = b"{not json"
+    headers = slack.signed_headers(SECRET, body)
+    async with edge.session.post(edge.url, data=body, headers=headers) as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == "bad_event"
+
+
+async def test_redis_away_is_503_so_slack_retries(stack: Settings) -> None:
+    away = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+
+    async def never(topic: str, key: bytes, value: bytes) -> None:
+        raise AssertionError("nothing may be published without a card")
+
+    server = TestServer(_bare_app(stack, away, never))
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            status, body = await slack.send_event(
+                session, str(server.make_url(slack_events.PATH)), SECRET,
+                slack.thread_reply(SUPPORT, "1772366000.000400", "hi"))
+    finally:
+        await server.close()
+        await away.aclose()
+    assert status == 503 and body["error"]["code"] == "unavailable"
+
+
+def _bare_app(settings: Settings, redis: Redis, publish: Any) -> web.Application:
+    app = web.Application()
+    slack_events.add_routes(app, settings_for_app(), redis_getter=lambda: redis, namespace="unused",
+                            publish=publish, outbound_topic=settings.topic(OUTBOUND),
+                            destination_for_channel={SUPPORT: DESTINATION}.get)
+    return app
