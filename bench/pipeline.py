@@ -222,20 +222,25 @@ async def run(args: argparse.Namespace) -> list[Result]:
         results.append(await _measure("raw aiokafka pipe", settings, source=raw_in, sink=raw_out,
                                       stamp=_stamp_raw, args=args))
     prefix = f"bench-{run_id}-"
+    # the routing chain only: sending and dispatch to agents' tools come after routed and
+    # can run on workers of their own (SB_STAGES), so they are not what this measures
     env |= {"SB_TOPIC_PREFIX": prefix, "SB_APP_ID": f"bench-{run_id}", "SB_HTTP_PORT": "0",
-            "SB_LOG_LEVEL": "WARNING"}
+            "SB_LOG_LEVEL": "WARNING", "SB_STAGES": json.dumps(["intake", "brain"])}
     sb = Settings(topic_prefix=prefix)
-    with process([sys.executable, "-m", "router.cli", "worker"], env):
-        results.append(await _measure("switchboard pipeline", settings, source=sb.topic(INBOUND),
+    with contextlib.ExitStack() as workers:
+        for _ in range(args.workers):
+            workers.enter_context(process([sys.executable, "-m", "router.cli", "worker"], env))
+        name = "switchboard pipeline" + (f", {args.workers} workers" if args.workers > 1 else "")
+        results.append(await _measure(name, settings, source=sb.topic(INBOUND),
                                       sink=sb.topic(ROUTED), stamp=_stamp_routed, args=args))
     return results
 
 
 def _report(results: list[Result]) -> None:
     raw, sb = results
-    print(f"{'pipe':<22}{'msgs':>8}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  (@ rate/s)")
+    print(f"{'pipe':<26}{'msgs':>8}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  (@ rate/s)")
     for r in results:
-        print(f"{r.pipe:<22}{r.messages:>8}{r.per_second:>10}{r.p50_ms:>9}{r.p99_ms:>9}"
+        print(f"{r.pipe:<26}{r.messages:>8}{r.per_second:>10}{r.p50_ms:>9}{r.p99_ms:>9}"
               f"{r.max_ms:>9}  (@ {r.rate})")
     print(f"throughput ratio switchboard/raw: {sb.per_second / raw.per_second:.2f}")
     print(f"p99 latency ratio switchboard/raw: {sb.p99_ms / raw.p99_ms:.2f}")
@@ -250,6 +255,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000, help="burst size for throughput")
     parser.add_argument("--rate", type=int, default=1_000, help="offered rate for latency, msg/s")
     parser.add_argument("--seconds", type=int, default=5, help="length of the latency phase")
+    parser.add_argument("--workers", type=int, default=1, help="switchboard worker processes")
     _report(asyncio.run(run(parser.parse_args())))
 
 

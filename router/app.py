@@ -88,12 +88,17 @@ class Pipeline:
                                       thread_ttl_seconds=settings.conversation_ttl_seconds)
         self.watch = SlaWatch(redis, clocks, self.current_policy)
         self.lifecycle = LifecycleWatch(redis, schedule, history, clocks, self.current_policy)
-        self._agent("intake", INBOUND, self.intake.process)
-        # one writer per customer: messages and their conversations' events, co-partitioned
-        self._agent("brain", IDENTIFIED, self.brain.process, self.brain.confirm, also=(CONVERSATION,))
-        self._agent("send", OUTBOUND, self.send.process)
-        # agents hear of new messages, of their replies' fate and of SLA warnings in one place
-        self._agent("dispatch", ROUTED, self.dispatch.process, also=(DELIVERY, SLA))
+        stages = set(settings.stages)
+        if "intake" in stages:
+            self._agent("intake", INBOUND, self.intake.process)
+        if "brain" in stages:
+            # one writer per customer: messages and their conversations' events, co-partitioned
+            self._agent("brain", IDENTIFIED, self.brain.process, self.brain.confirm, also=(CONVERSATION,))
+        if "send" in stages:
+            self._agent("send", OUTBOUND, self.send.process)
+        if "dispatch" in stages:
+            # agents hear of new messages, of their replies' fate and of SLA warnings in one place
+            self._agent("dispatch", ROUTED, self.dispatch.process, also=(DELIVERY, SLA))
         self.app.timer(interval=5.0)(self._report_lag)
         self.app.timer(interval=2.0)(self._reload_policy)
         # one worker watches the clocks, so each SLA event fires once

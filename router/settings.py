@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # history lines kept per customer, and how many travel with each routed conversation
     history_cap: int = Field(default=50, ge=1)
     history_attached: int = Field(default=10, ge=0)
+    # the stream stages this worker runs; split them over workers to scale one on its own
+    # (e.g. SB_STAGES='["intake","brain"]' on some, '["send","dispatch"]' on others)
+    stages: tuple[Literal["intake", "brain", "send", "dispatch"], ...] = (
+        "intake", "brain", "send", "dispatch")
     # sends per second per customer channel (e.g. {"x": 5}); channels not named are not limited
     send_rates: dict[str, float] = Field(default_factory=dict)
     # how often the leader looks for SLA clocks that fell due
