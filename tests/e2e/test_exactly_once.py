@@ -1,0 +1,95 @@
+"""Exactly once to the customer: a worker killed between claim and send never sends twice.
+
+A real worker sends through a real SMTP server that holds the DATA answer; the worker is
+killed (SIGKILL) while the mail is in flight and a new one takes over the same records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from router.settings import Settings
+from schemas import DeliveryReceipt, Identity, OutboundMessage, decode, encode
+from schemas.topics import DELIVERY, OUTBOUND
+from tests.e2e.test_email import email_env, mailbox  # noqa: F401 - fixture
+from tests.integration.email.conftest import Mailbox
+from tests.kafka_tools import publish, read_all
+from tests.processes import Switchboard, free_port
+from tests.waiting import POLL_SECONDS
+
+pytestmark = pytest.mark.e2e
+Launch = Callable[..., Switchboard]
+HOLD_LIMIT_SECONDS = 60
+
+
+class HoldingInbox:
+    """An SMTP server that records each mail, then holds its answer until released."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        # set from the test's thread; the server's loop runs in a thread of its own
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(envelope.content)
+        await asyncio.to_thread(self.release.wait, HOLD_LIMIT_SECONDS)
+        return "250 OK"
+
+
+@pytest.fixture
+def holding_smtp() -> Iterator[tuple[HoldingInbox, int]]:
+    inbox, port = HoldingInbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    inbox.release.set()
+    controller.stop()
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(POLL_SECONDS)
+    return found
+
+
+async def test_killed_between_claim_and_result_is_uncertain_never_resent(
+        stack: Settings, deployment: Settings, launch: Launch,
+        mailbox: Mailbox, holding_smtp: tuple[HoldingInbox, int]) -> None:  # noqa: F811 - fixture
+    inbox, port = holding_smtp
+    env = {**email_env(stack, mailbox, port), "SB_STAGES": '["send"]'}
+    first = launch("worker", **env)
+    reply = OutboundMessage(
+        reply_id=f"rep_{uuid.uuid4().hex[:12]}", conversation_id="con_" + uuid.uuid4().hex[:20],
+        channel="email", recipient=Identity(kind="email", value="ada@example.org"),
+        kind="agent_reply", text="Your refund left today.", created_at=datetime.now(UTC),
+        subject="Refund", customer_id="cus_ada", author="maria")
+    await publish(deployment, deployment.topic(OUTBOUND), [(reply.conversation_id.encode(), encode(reply))])
+    await until(lambda: inbox.received, "the mail never reached the SMTP server")
+    first.stop(signal.SIGKILL)  # mid-DATA: the server has the mail, the worker never heard back
+    inbox.release.set()
+
+    launch("worker", **env)
+
+    async def receipts() -> list[DeliveryReceipt]:
+        return [decode(r.value, DeliveryReceipt) for r in
+                await read_all(deployment, deployment.topic(DELIVERY))]
+
+    deadline = time.monotonic() + 90
+    while not (found := await receipts()):
+        assert time.monotonic() < deadline, "the restarted worker reported nothing"
+        await asyncio.sleep(POLL_SECONDS)
+    assert [(r.reply_id, r.status) for r in found] == [(reply.reply_id, "uncertain")]
+    assert "not sent again" in (found[0].reason or "")
+    assert len(inbox.received) == 1, "the reply reached the customer twice"
