@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SB_API_TOKENS ?= ["demo-token"]
+export SB_WEBHOOK_SECRET ?= demo-webhook-secret
+export SB_PAGER_SECRET ?= demo-pager-secret
+# the agents' desk `make run` starts beside the router (switchboard desk)
+DESK_PID := .local/run/desk.pid
 
 .PHONY: setup run stop test lint typecheck unit integration bench schemas clean
 
@@ -27,11 +31,18 @@ run: setup
 	@echo "       -d '{\"sender\":\"ada@example.com\",\"text\":\"My order never arrived\"}' \\"
 	@echo "       http://127.0.0.1:18080/v1/messages"
 	@echo "See it routed:  $(BIN)/switchboard tail routed --from-beginning"
+	@echo "The agents' desk (switchboard desk, lines marked 'desk |') prints each delivery to the"
+	@echo "helpdesk webhook and pager, with curl lines to answer; it stops with the router."
 	@echo
-	$(BIN)/switchboard run
+	@mkdir -p $(dir $(DESK_PID))
+	$(BIN)/switchboard desk > >(sed -u 's/^/desk | /') 2>&1 & echo $$! > $(DESK_PID); \
+	  trap 'kill $$(cat $(DESK_PID)) 2>/dev/null; rm -f $(DESK_PID)' EXIT; \
+	  $(BIN)/switchboard run
 
 stop:
-	-@pkill -f "$(CURDIR)/$(BIN)/switchboard (run|worker)" || true
+	-@pkill -f "$(BIN)/switchboard (run|worker)" || true
+	-@if [ -f $(DESK_PID) ] && grep -qa 'switchboard.desk' /proc/$$(cat $(DESK_PID))/cmdline 2>/dev/null; \
+	  then kill $$(cat $(DESK_PID)); fi; rm -f $(DESK_PID)
 	@if [ -x $(BIN)/switchboard ]; then $(BIN)/switchboard stack down; fi
 
 lint: $(STAMP)

@@ -74,6 +74,16 @@ def _parser() -> argparse.ArgumentParser:
     whatif.add_argument("--limit", type=int, help="at most this many records")
     whatif.add_argument("--json", action="store_true", help="one JSON document instead of tables")
 
+    desk = sub.add_parser(
+        "desk", help="a local agents' desk: receive the router's webhooks and print them",
+        description="Listens where deploy/policy.example.yaml delivers (helpdesk-webhook; pager-webhook "
+        "when SB_PAGER_SECRET is set), checks each signature with SB_WEBHOOK_SECRET / SB_PAGER_SECRET "
+        "and prints every delivery with curl lines to answer it. For development and demos.")
+    desk.add_argument("--port", type=int, default=18090, help="helpdesk port (default 18090)")
+    desk.add_argument("--pager-port", type=int, default=18091, help="pager port (default 18091)")
+    desk.add_argument("--api-url", default="http://127.0.0.1:18080",
+                      help="the router's HTTP API, for the curl lines")
+
     tail = sub.add_parser("tail", help="print a topic's events as JSON lines")
     tail.add_argument("topic", help="routed, inbound, deadletter, outbound, delivery")
     tail.add_argument("--from-beginning", action="store_true")
@@ -171,6 +181,15 @@ def _export_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _desk(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from router.desk import DeskSettings, run
+
+    asyncio.run(run(DeskSettings(), port=args.port, pager_port=args.pager_port, api_url=args.api_url))
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -209,7 +228,8 @@ def _with_settings(args: argparse.Namespace) -> int:
     return 0
 
 
-_OFFLINE = {"explain": _explain, "policy": _policy, "export-schemas": _export_schemas, "token": _token}
+_OFFLINE = {"explain": _explain, "policy": _policy, "export-schemas": _export_schemas, "token": _token,
+            "desk": _desk}
 
 
 def _dispatch(args: argparse.Namespace) -> int:

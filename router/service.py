@@ -30,7 +30,7 @@ from router.tools import ToolBox
 from schemas.codec import encode
 from schemas.errors import AuthError, ConfigError, TransientError
 from schemas.identified import IdentityLink
-from schemas.topics import IDENTITY, INBOUND, OUTBOUND
+from schemas.topics import CONVERSATION, DELIVERY, IDENTITY, INBOUND, OUTBOUND
 
 __all__ = ["HttpService", "SenderService", "run_worker"]
 
@@ -73,6 +73,8 @@ class HttpService(Service):
                     app, self.settings.slack, redis_getter=lambda: self.pipeline.redis,
                     namespace=f"{self.settings.topic_prefix}sb", publish=self._publish,
                     outbound_topic=self.settings.topic(OUTBOUND),
+                    conversation_topic=self.settings.topic(CONVERSATION),
+                    delivery_topic=self.settings.topic(DELIVERY),
                     destination_for_channel=lambda channel: slack_events.destination_for(
                         self.pipeline.current_policy().destinations.values(), channel))
         self._runner = await serve(app, self.settings.http_host, self.settings.http_port)

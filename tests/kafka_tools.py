@@ -94,7 +94,23 @@ def unique_prefix() -> str:
 
 async def wait_drained(settings: Settings, timeout: float = 90) -> None:
     """Wait until the deployment's workers have committed every stage's input to its end."""
-    from schemas.topics import IDENTIFIED, INBOUND, OUTBOUND
+    from schemas.topics import CONVERSATION, IDENTIFIED, INBOUND, OUTBOUND
 
-    for spec in (INBOUND, IDENTIFIED, OUTBOUND):
+    for spec in (INBOUND, IDENTIFIED, CONVERSATION, OUTBOUND):
         await wait_committed(settings, settings.app_id, settings.topic(spec), timeout)
+
+
+async def rewind(settings: Settings, group: str, topic: str) -> None:
+    """Commit offset 0 on every partition of `topic` for `group`: a redelivery of all of it.
+
+    Only while no member of the group runs; the group's next worker re-reads everything.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
+        consumer.assign(tps)
+        await consumer.commit(dict.fromkeys(tps, 0))
+    finally:
+        await consumer.stop()

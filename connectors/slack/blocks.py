@@ -22,6 +22,7 @@ from schemas.routed import HistoryEntry, RoutedConversation
 __all__ = [
     "HISTORY_LINES",
     "MESSAGE_CHARS",
+    "THREAD_HINT",
     "SlackMessage",
     "escape",
     "fit",
@@ -43,6 +44,8 @@ MAX_FIELDS = 10
 MESSAGE_CHARS = 2800
 FALLBACK_CHARS = 300
 HISTORY_LINES = 5
+# the thread convention (connectors/slack/events.py), told where agents first see a conversation
+THREAD_HINT = "Reply in this thread to answer the customer; start with `note:` for an internal note"
 _ELLIPSIS = "…"
 _KINDS = {"agent_reply": "Reply", "acknowledgement": "Auto-acknowledgement",
           "status_update": "Status update", "follow_up": "Follow-up"}
@@ -96,7 +99,7 @@ def render(handoff: Handoff) -> SlackMessage:
 
 
 def routed_message(routed: RoutedConversation, card: ConversationCard) -> SlackMessage:
-    """A conversation's first post: who, how urgent, where, the words, history and why."""
+    """A conversation's first post: who, how urgent, where, the words, history, why, how to answer."""
     who = _who(routed)
     header = f"{who} · {routed.tier} · {routed.urgency} urgency · P{routed.priority}"
     blocks: list[Block] = [
@@ -110,6 +113,7 @@ def routed_message(routed: RoutedConversation, card: ConversationCard) -> SlackM
         blocks.append(_section(_history(routed.history)))
     if routed.reasons:
         blocks.append(_context(_reasons(routed.reasons)))
+    blocks.append(_context(THREAD_HINT))
     text = (f"{fit(who, 100)} ({fit(routed.tier, 40)}, {fit(routed.urgency, 40)}, P{routed.priority}) "
             f"on {fit(routed.message.channel, 40)} in {fit(routed.queue, 100)}: "
             f"{fit(routed.message.text, FALLBACK_CHARS)}")

@@ -9,6 +9,11 @@ What counts as an agent's reply: a plain `message` event from a person (no `bot_
 subtype but `thread_broadcast`) inside a thread (`thread_ts` set and not its own `ts`).
 Edits, deletions, bots (our own posts included), joins, top-level messages and every
 other event type are ignored with a reason.
+
+Agents also talk to each other in the thread: a message whose text starts with `note:`
+or `//` (any case, after trimming) is an internal note (`SlackNote`, its text without the
+prefix), which joins the conversation's history and never reaches the customer. Every
+other message in the thread is an answer to the customer.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from connectors.slack.errors import SignatureError
 from schemas.errors import ParseError
 
 __all__ = [
+    "NOTE_PREFIXES",
     "RETRY_NUM_HEADER",
     "RETRY_REASON_HEADER",
     "SIGNATURE_HEADER",
@@ -31,8 +37,10 @@ __all__ = [
     "TOLERANCE_SECONDS",
     "Ignored",
     "SlackEvent",
+    "SlackNote",
     "SlackReply",
     "UrlVerification",
+    "note_text",
     "parse",
     "plain_text",
     "signature",
@@ -45,6 +53,8 @@ RETRY_NUM_HEADER = "X-Slack-Retry-Num"
 RETRY_REASON_HEADER = "X-Slack-Retry-Reason"
 TOLERANCE_SECONDS = 300.0
 _REPLY_SUBTYPES = frozenset({None, "thread_broadcast"})
+# what marks a thread message as agents talking among themselves, not to the customer
+NOTE_PREFIXES = ("note:", "//")
 # <https://x|label>, <mailto:a@b|a@b>, <@U123>, <@U123|ana>, <#C123|general>, <!here>, ...
 _MARKUP = re.compile(r"<([^<>\n]*)>")
 
@@ -52,6 +62,18 @@ _MARKUP = re.compile(r"<([^<>\n]*)>")
 @dataclass(frozen=True, slots=True)
 class SlackReply:
     """A person's message in a thread: what an agent answered in a conversation's thread."""
+
+    channel: str
+    thread_ts: str
+    ts: str
+    user: str
+    text: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlackNote:
+    """A person's internal note in a thread (`note:` or `//`): for the history, not the customer."""
 
     channel: str
     thread_ts: str
@@ -76,7 +98,7 @@ class Ignored:
     event_id: str | None = None
 
 
-SlackEvent = SlackReply | UrlVerification | Ignored
+SlackEvent = SlackReply | SlackNote | UrlVerification | Ignored
 
 
 class _Envelope(msgspec.Struct):
@@ -155,9 +177,10 @@ def parse(body: bytes) -> SlackEvent:
     return _reply(message, event_id or "")
 
 
-def _reply(m: _Message, event_id: str) -> SlackReply | Ignored:
-    """The agent's reply a message is, or why it is none."""
+def _reply(m: _Message, event_id: str) -> SlackReply | SlackNote | Ignored:
+    """The agent's reply (or internal note) a message is, or why it is none."""
     user, thread_ts, text = m.user or "", m.thread_ts or "", plain_text(m.text or "")
+    note = note_text(text)
     why: str | None = None
     if m.bot_id is not None:
         why = "a bot's message (our own posts included)"
@@ -173,10 +196,24 @@ def _reply(m: _Message, event_id: str) -> SlackReply | Ignored:
         why = "a message without its channel or ts"
     elif not text:
         why = "a message without text (files are not carried to customers)"
+    elif note == "":
+        why = "an internal note without text"
     if why is not None:
         return Ignored(why, event_id or None)
+    if note is not None:
+        return SlackNote(channel=m.channel, thread_ts=thread_ts, ts=m.ts, user=user, text=note,
+                         event_id=event_id)
     return SlackReply(channel=m.channel, thread_ts=thread_ts, ts=m.ts, user=user,
                       text=text, event_id=event_id)
+
+
+def note_text(text: str) -> str | None:
+    """The words of an internal note without its prefix; None when `text` is not a note."""
+    trimmed = text.strip()
+    for prefix in NOTE_PREFIXES:
+        if trimmed[:len(prefix)].lower() == prefix:
+            return trimmed[len(prefix):].strip()
+    return None
 
 
 def plain_text(text: str) -> str:

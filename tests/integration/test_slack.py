@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,16 +27,20 @@ from connectors.slack.errors import SlackRejected, SlackUnavailable
 from connectors.slack.settings import SlackSettings
 from connectors.slack.tool import SlackTool
 from processors.cards import CardStore, card_fields, status_fields, thread_fields
+from processors.dispatch import DispatchStage
+from processors.intake import Record
+from processors.policy import load_policy
+from processors.policy_model import Destination, Queue
 from processors.replies import reply_id_for
 from router import slack_events
 from router.http import build_app
 from router.kafka import ensure_topics, new_producer
 from router.settings import Settings
-from schemas import Decision, Identity, InboundMessage, RoutedConversation, decode
-from schemas.conversation import ConversationCard, Status
+from schemas import Decision, Identity, InboundMessage, RoutedConversation, decode, encode
+from schemas.conversation import ConversationCard, ConversationEvent, Status
 from schemas.errors import AuthError, PermanentError, TransientError
 from schemas.outbound import DeliveryReceipt, OutboundMessage
-from schemas.topics import OUTBOUND
+from schemas.topics import CONVERSATION, DELIVERY, OUTBOUND, ROUTED
 from tests.emulators import slack
 from tests.emulators.slack import SlackEmulator
 from tests.kafka_tools import read_all, unique_prefix
@@ -48,6 +54,8 @@ SUPPORT, SOCIAL = "C0SUPPORT", "C0SOCIAL"
 DESTINATION = "slack-support"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ADA = Identity(kind="email", value="ada@example.com")
+MINIMAL = Path(__file__).resolve().parents[1] / "fixtures" / "policy" / "valid_minimal.yaml"
+CLOSED = "the conversation is closed; the customer did not get this reply — start a new conversation"
 
 
 def settings_for(emulator: SlackEmulator, token: str | None = None) -> SlackSettings:
@@ -108,7 +116,8 @@ async def test_a_conversation_opens_a_thread_and_everything_after_lands_in_it(
     ts = await tool.deliver(handoff("con_thread"))
     [first] = emulator.posts
     assert (first.channel, first.ts, first.thread_ts) == (SUPPORT, ts, None)
-    assert [b["type"] for b in first.blocks] == ["header", "section", "section", "context"]
+    assert [b["type"] for b in first.blocks] == ["header", "section", "section", "context", "context"]
+    assert "start with `note:` for an internal note" in first.blocks[-1]["elements"][0]["text"]
     assert first.blocks[0]["text"]["text"] == "Ada Lovelace · premium · high urgency · P2"
     assert "Where is my parcel? &lt;order 1234&gt;" in first.blocks[2]["text"]["text"]
     assert first.text and first.text.startswith("Ada Lovelace (premium, high, P2) on email in billing")
@@ -224,6 +233,14 @@ class Edge:
         records = await read_all(self.settings, self.settings.topic(OUTBOUND))
         return [(r.key, decode(r.value, OutboundMessage)) for r in records]
 
+    async def conversation_events(self) -> list[tuple[bytes, ConversationEvent]]:
+        records = await read_all(self.settings, self.settings.topic(CONVERSATION))
+        return [(r.key, decode(r.value, ConversationEvent)) for r in records]
+
+    async def receipts(self) -> list[tuple[bytes, DeliveryReceipt]]:
+        records = await read_all(self.settings, self.settings.topic(DELIVERY))
+        return [(r.key, decode(r.value, DeliveryReceipt)) for r in records]
+
 
 async def topic_known(settings: Settings, topic: str, timeout: float = 30) -> None:
     """Wait until the brokers describe a topic ensure_topics just created."""
@@ -244,7 +261,9 @@ def app_for(settings: Settings, redis_getter: Any, publish: Kafka) -> web.Applic
     channels = {SUPPORT: DESTINATION, SOCIAL: "slack-social"}
     slack_events.add_routes(app, settings_for_app(), redis_getter=redis_getter,
                             namespace=f"{settings.topic_prefix}sb", publish=publish,
-                            outbound_topic=settings.topic(OUTBOUND), destination_for_channel=channels.get)
+                            outbound_topic=settings.topic(OUTBOUND),
+                            conversation_topic=settings.topic(CONVERSATION),
+                            delivery_topic=settings.topic(DELIVERY), destination_for_channel=channels.get)
     return app
 
 
@@ -257,7 +276,8 @@ async def edge(stack: Settings) -> AsyncIterator[Edge]:
     prefix = unique_prefix()
     settings = stack.model_copy(update={"topic_prefix": prefix, "app_id": f"{prefix}sb"})
     await ensure_topics(settings)
-    await topic_known(settings, settings.topic(OUTBOUND))
+    for spec in (OUTBOUND, CONVERSATION, DELIVERY):
+        await topic_known(settings, settings.topic(spec))
     redis = Redis.from_url(settings.redis_dsn)
     producer = new_producer(settings)
     await producer.start()
@@ -330,17 +350,97 @@ async def test_a_bad_or_stale_signature_is_401_and_nothing_is_published(edge: Ed
 
 
 async def test_what_is_not_a_reply_is_answered_200_and_ignored(edge: Edge) -> None:
-    await put_card(edge, card("con_closed"), "1772366000.000300", status="closed")
+    await put_card(edge, card("con_ignored"), "1772366000.000300")
     cases = {
         "not the thread of a conversation": slack.thread_reply(SUPPORT, "1772366000.999999", "hello?"),
         "no Slack destination": slack.thread_reply("C0ELSEWHERE", "1772366000.000300", "hi"),
         "a bot's message": slack.bot_message(SUPPORT, "Reply sent", thread_ts="1772366000.000300"),
-        "closed": slack.thread_reply(SUPPORT, "1772366000.000300", "one more thing"),
         "outside any thread": slack.envelope(slack.message(SUPPORT, "lunch?")),
+        "an internal note without text": slack.thread_reply(SUPPORT, "1772366000.000300", "note:"),
     }
     for reason, payload in cases.items():
         status, body = await edge.send(payload)
         assert status == 200 and reason in body["ignored"], (reason, body)
+    assert await edge.outbound() == []
+    assert await edge.conversation_events() == []
+    assert await edge.receipts() == []
+
+
+async def test_a_note_in_the_thread_joins_the_history_and_never_reaches_the_customer(edge: Edge) -> None:
+    await put_card(edge, card("con_note"), "1772366000.000500")
+    note = slack.thread_reply(SUPPORT, "1772366000.000500", "Note: warehouse says Monday &amp; not before",
+                              ts="1772366700.000100")
+    first = await edge.send(note)
+    again = await edge.send(note, retry_num=1)  # Slack's retry: the same event id
+    slashes = await edge.send(slack.thread_reply(SUPPORT, "1772366000.000500", "// asked <@U0BOB|bob>",
+                                                 ts="1772366700.000200"))
+    assert first[0] == again[0] == slashes[0] == 200
+    assert first[1] == again[1] == {"ok": True, "note_id": first[1]["note_id"], "conversation_id": "con_note"}
+    events = await edge.conversation_events()
+    assert [key for key, _ in events] == [b"cus_ada"] * 3
+    [one, retried, other] = [e for _, e in events]
+    assert one == retried and one.event_id == first[1]["note_id"]
+    assert one.at == datetime(2026, 3, 1, 12, 5, 0, 100, tzinfo=UTC)  # when it was written: its ts
+    assert (one.kind, one.conversation_id, one.customer_id, one.author, one.source, one.queue) == (
+        "note", "con_note", "cus_ada", slack.AGENT, "slack", "billing")
+    assert one.text == "warehouse says Monday & not before"
+    assert (other.text, other.event_id) == ("asked @bob", slashes[1]["note_id"])
+    assert other.event_id != one.event_id
+    assert await edge.outbound() == []
+    assert await edge.receipts() == []
+
+
+async def test_a_note_on_a_closed_conversation_is_still_kept(edge: Edge) -> None:
+    await put_card(edge, card("con_note_closed"), "1772366000.000600", status="closed")
+    status, body = await edge.send(slack.thread_reply(SUPPORT, "1772366000.000600", "note: customer called"))
+    assert status == 200 and body["conversation_id"] == "con_note_closed" and "note_id" in body
+    [(_, event)] = await edge.conversation_events()
+    assert (event.kind, event.text) == ("note", "customer called")
+    assert await edge.receipts() == []
+
+
+async def test_a_reply_to_a_closed_conversation_comes_back_as_a_failed_receipt(edge: Edge) -> None:
+    await put_card(edge, card("con_closed"), "1772366000.000300", status="closed")
+    reply = slack.thread_reply(SUPPORT, "1772366000.000300", "one more thing", ts="1772366800.000100")
+    status, body = await edge.send(reply)
+    expected_id = reply_id_for("slack", f"{SUPPORT}:1772366800.000100")
+    assert (status, body) == (200, {"ok": True, "not_sent": CLOSED, "reply_id": expected_id,
+                                    "conversation_id": "con_closed"})
+    [(key, receipt)] = await edge.receipts()
+    assert key == b"con_closed"
+    assert (receipt.reply_id, receipt.conversation_id, receipt.channel, receipt.status, receipt.kind,
+            receipt.customer_id, receipt.reason) == (
+        expected_id, "con_closed", "email", "failed", "agent_reply", "cus_ada", CLOSED)
+    assert await edge.outbound() == []
+    assert await edge.conversation_events() == []
+
+
+async def test_the_agent_sees_in_the_thread_that_a_reply_to_a_closed_conversation_was_not_sent(
+        edge: Edge, emulator: SlackEmulator, tool: SlackTool) -> None:
+    # the dispatch stage opens the thread, the conversation closes, an agent answers anyway
+    namespace = f"{edge.settings.topic_prefix}sb"
+    queues = {"billing": Queue("billing", None, (DESTINATION,))}
+    destinations = {DESTINATION: Destination(DESTINATION, "slack", channel=SUPPORT)}
+    policy = dataclasses.replace(load_policy(MINIMAL), queues=queues, default_queue="billing",
+                                 destinations=destinations)
+    dispatch = DispatchStage(edge.redis, lambda: {DESTINATION: tool}, lambda: policy, namespace=namespace,
+                             ttl_seconds=600)
+    first = routed("con_loop", "Where is my parcel?")
+    await dispatch.process([Record(edge.settings.topic(ROUTED), 0, 0, encode(first))])
+    [opened] = emulator.posts
+    pipe = edge.redis.pipeline(transaction=False)
+    edge.cards.queue_write(pipe, {"con_loop": status_fields("closed")})
+    await pipe.execute()
+
+    status, body = await edge.send(slack.thread_reply(SUPPORT, opened.ts, "Sorry, one more thing"))
+    assert status == 200 and body["not_sent"] == CLOSED
+    [record] = await read_all(edge.settings, edge.settings.topic(DELIVERY))
+    await dispatch.process([Record(record.topic, record.partition, record.offset, record.value)])
+    [told] = emulator.posts[1:]
+    assert (told.channel, told.thread_ts) == (SUPPORT, opened.ts)
+    lead = told.blocks[0]["text"]["text"]
+    assert lead.startswith(":x: Reply *not sent*: the conversation is closed; the customer did not get")
+    assert body["reply_id"] in told.blocks[1]["elements"][0]["text"]
     assert await edge.outbound() == []
 
 

@@ -13,6 +13,7 @@ from pydantic import SecretStr, ValidationError
 from connectors.base import Handoff
 from connectors.slack.blocks import (
     MESSAGE_CHARS,
+    THREAD_HINT,
     SlackMessage,
     escape,
     fit,
@@ -124,7 +125,7 @@ def test_routed_conversation_blocks() -> None:
         for n in range(8, 0, -1)))))
     within_limits(message)
     kinds = [b["type"] for b in message.blocks]
-    assert kinds == ["header", "section", "section", "section", "context"]
+    assert kinds == ["header", "section", "section", "section", "context", "context"]
     header = message.blocks[0]["text"]
     assert header == {"type": "plain_text", "text": "Ada & Co · premium · high urgency · P2", "emoji": False}
     fields = [f["text"] for f in message.blocks[1]["fields"]]
@@ -141,6 +142,9 @@ def test_routed_conversation_blocks() -> None:
     why = message.blocks[4]["elements"][0]["text"]
     assert why == ("Why: urgency=high: keyword 'refund' · sentiment -0.71 &lt; -0.5 · "
                    "queue=billing: rule &lt;money&gt;")
+    hint = message.blocks[5]["elements"][0]["text"]
+    assert hint == THREAD_HINT
+    assert hint == "Reply in this thread to answer the customer; start with `note:` for an internal note"
     assert message.text.startswith(
         "Ada &amp; Co (premium, high, P2) on email in billing: My order &lt;1234&gt;")
 
@@ -172,7 +176,9 @@ def test_no_text_attachments_and_optional_facts() -> None:
         decisions=())))
     within_limits(message)
     assert message.blocks[0]["text"]["text"] == "ada@example.com · premium · high urgency · P2"
-    assert [b["type"] for b in message.blocks] == ["header", "section", "section"]
+    # no reasons: the hint is the only context
+    assert [b["type"] for b in message.blocks] == ["header", "section", "section", "context"]
+    assert message.blocks[3]["elements"][0]["text"] == THREAD_HINT
     fields = [f["text"] for f in message.blocks[1]["fields"]]
     assert {"*Agent*\nmaria", "*Transfers*\n2", "*First response due*\nnone"} <= set(fields)
     assert not any(f.startswith("*Sentiment*") for f in fields)
@@ -184,6 +190,7 @@ def test_a_follow_up_in_the_thread_is_compact() -> None:
     message = render(handoff(thread="1700000000.000100", routed=routed(inbound("Any news? <3"))))
     within_limits(message)
     assert [b["type"] for b in message.blocks] == ["section", "section", "context"]
+    assert THREAD_HINT not in texts(message)  # told once, on the thread's first post
     assert message.blocks[0]["text"]["text"].startswith("*Ada &amp; Co wrote again* · high urgency · P2")
     assert message.blocks[1]["text"]["text"] == "*Refund &lt;urgent&gt;*\nAny news? &lt;3"
     assert message.text == "Ada &amp; Co wrote again: Any news? &lt;3"

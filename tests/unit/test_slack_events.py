@@ -11,8 +11,10 @@ from connectors.slack.errors import SignatureError
 from connectors.slack.events import (
     Ignored,
     SlackEvent,
+    SlackNote,
     SlackReply,
     UrlVerification,
+    note_text,
     parse,
     plain_text,
     signature,
@@ -88,6 +90,37 @@ def test_a_reply_also_sent_to_the_channel_is_a_reply() -> None:
     assert isinstance(event, SlackReply) and event.text == "Your parcel left today."
 
 
+@pytest.mark.parametrize(("text", "note"), [
+    ("note: the warehouse says Monday", "the warehouse says Monday"),
+    ("NOTE:checked with billing", "checked with billing"),
+    ("  Note:   two spaces  ", "two spaces"),
+    ("// asked Bob to look", "asked Bob to look"),
+    ("//no space", "no space"),
+    ("note:", ""),
+    ("Your parcel left today.", None),
+    ("notes: not the prefix", None),
+    ("note - a dash is not the prefix", None),
+    ("a note: inside the text", None),
+    ("/ one slash", None),
+    ("https://track.example/1234", None),
+])
+def test_note_text(text: str, note: str | None) -> None:
+    assert note_text(text) == note
+
+
+def test_a_thread_message_starting_with_note_is_an_internal_note() -> None:
+    assert parse(body_of(reply_in_thread("Note: customer is <@U0BOB|bob>'s neighbour"))) == SlackNote(
+        channel=CHANNEL, thread_ts=THREAD, ts="1772366100.000200", user=slack.AGENT,
+        text="customer is @bob's neighbour", event_id="Ev0REPLY")
+    slashes = parse(body_of(reply_in_thread("  // refund approved &amp; booked")))
+    assert isinstance(slashes, SlackNote) and slashes.text == "refund approved & booked"
+
+
+def test_a_note_outside_a_thread_is_still_ignored() -> None:
+    event = parse(body_of(slack.envelope(slack.message(CHANNEL, "note: lunch?"))))
+    assert isinstance(event, Ignored) and "outside any thread" in event.reason
+
+
 def test_url_verification() -> None:
     assert parse(body_of(slack.url_verification("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"))) == (
         UrlVerification("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"))
@@ -118,6 +151,9 @@ def message_replied() -> dict[str, Any]:
      "first message"),
     ("no text", reply_in_thread(text="   "), "without text"),
     ("only a mention", reply_in_thread(text="<!subteam^S0TEAM>"), "without text"),
+    ("an empty note", reply_in_thread(text="note:  "), "an internal note without text"),
+    ("a note of only a mention", reply_in_thread(text="// <!subteam^S0TEAM>"), "note without text"),
+    ("a bot's note", slack.bot_message(CHANNEL, "note: ours", thread_ts=THREAD), "a bot's message"),
     ("a reaction", slack.envelope({"type": "reaction_added", "user": slack.AGENT, "reaction": "thumbsup",
                                    "item": {"type": "message", "channel": CHANNEL, "ts": THREAD},
                                    "event_ts": "1772366100.000400"}), "a reaction_added event"),
