@@ -17,7 +17,9 @@ from schemas.handoff import Handoff
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt, OutboundMessage
 
-__all__ = ["AgentTool", "ConnectorSpec", "CursorStore", "Delivery", "Handoff", "Inbound", "Outbound"]
+__all__ = [
+    "AgentTool", "Client", "ConnectorSpec", "CursorStore", "Delivery", "Handoff", "Inbound", "Outbound",
+]
 
 C = TypeVar("C")
 
@@ -64,8 +66,8 @@ class Inbound(ABC, Generic[C]):
         """Record that everything up to `cursor` is safely in Kafka."""
 
 
-class Outbound(ABC, Generic[C]):
-    """A sender of messages to customers or agents. `start()` makes its client once."""
+class Client(ABC, Generic[C]):
+    """An outside system we talk to: settings in, no I/O until `start()` makes the client once."""
 
     def __init__(self, settings: C) -> None:
         self.settings = settings
@@ -77,6 +79,10 @@ class Outbound(ABC, Generic[C]):
     @abstractmethod
     async def stop(self) -> None:
         """Close the client; safe to call twice."""
+
+
+class Outbound(Client[C]):
+    """A sender of messages to customers."""
 
     @abstractmethod
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
@@ -95,7 +101,7 @@ class ConnectorSpec:
     parse: Callable[[bytes], InboundMessage] | None = None
 
 
-class AgentTool(ABC, Generic[C]):
+class AgentTool(Client[C]):
     """An agents' tool (webhook, Slack, team mailbox) that routed conversations reach.
 
     `deliver` hands over one routed message, or a notice about the conversation (a send
@@ -103,17 +109,6 @@ class AgentTool(ABC, Generic[C]):
     (a Slack thread ts; "" where the tool has none), so follow-ups land in the same place.
     It raises TransientError when a retry may succeed and PermanentError when it cannot.
     """
-
-    def __init__(self, settings: C) -> None:
-        self.settings = settings
-
-    @abstractmethod
-    async def start(self) -> None:
-        """Create the client once."""
-
-    @abstractmethod
-    async def stop(self) -> None:
-        """Close the client; safe to call twice."""
 
     @abstractmethod
     async def deliver(self, handoff: Handoff) -> str:

@@ -72,15 +72,8 @@ class SlackReply:
 
 
 @dataclass(frozen=True, slots=True)
-class SlackNote:
+class SlackNote(SlackReply):
     """A person's internal note in a thread (`note:` or `//`): for the history, not the customer."""
-
-    channel: str
-    thread_ts: str
-    ts: str
-    user: str
-    text: str
-    event_id: str
 
 
 @dataclass(frozen=True, slots=True)

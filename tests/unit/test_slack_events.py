@@ -87,7 +87,7 @@ def test_a_thread_reply() -> None:
 
 def test_a_reply_also_sent_to_the_channel_is_a_reply() -> None:
     event = parse(body_of(reply_in_thread(subtype="thread_broadcast")))
-    assert isinstance(event, SlackReply) and event.text == "Your parcel left today."
+    assert type(event) is SlackReply and event.text == "Your parcel left today."
 
 
 @pytest.mark.parametrize(("text", "note"), [
