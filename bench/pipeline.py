@@ -1,8 +1,10 @@
-"""Benchmark: the raw aiokafka pipe vs the Switchboard pipeline, in one run.
+"""Benchmark: the raw aiokafka pipe, a Faust forwarder and the Switchboard pipeline, in one run.
 
 For each pipe, on fresh topics of the same partitioning and with the same messages:
 throughput (a burst of N messages, first publish → last output) and latency
-(publish → output, p50/p99, at a fixed offered rate). Prints both and their ratio.
+(publish → output, p50/p99, at a fixed offered rate). Prints all three and the ratios:
+raw is the limit of the stack, the forwarder what Faust alone costs, and the pipeline's
+routing chain is two Faust hops (inbound → identified → routed).
 """
 
 from __future__ import annotations
@@ -210,7 +212,7 @@ def process(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[b
 
 
 async def run(args: argparse.Namespace) -> list[Result]:
-    """Measure both pipes in one run and return their results."""
+    """Measure the three pipes in one run and return their results."""
     run_id = uuid.uuid4().hex[:8]
     settings = load()
     results = []
@@ -221,6 +223,13 @@ async def run(args: argparse.Namespace) -> list[Result]:
                    "--source", raw_in, "--sink", raw_out, "--group", f"bench-{run_id}-raw"], env):
         results.append(await _measure("raw aiokafka pipe", settings, source=raw_in, sink=raw_out,
                                       stamp=_stamp_raw, args=args))
+    faust_in, faust_out = f"bench-{run_id}-faust-in", f"bench-{run_id}-faust-out"
+    await _create_topics(settings, [faust_in, faust_out])
+    with process([sys.executable, "-m", "bench.faustpipe", "--bootstrap", settings.kafka_bootstrap,
+                  "--source", faust_in, "--sink", faust_out, "--group", f"bench-{run_id}-faust",
+                  "--partitions", str(settings.kafka_partitions)], env):
+        results.append(await _measure("faust forward (1 hop)", settings, source=faust_in,
+                                      sink=faust_out, stamp=_stamp_raw, args=args))
     prefix = f"bench-{run_id}-"
     # the routing chain only: sending and dispatch to agents' tools come after routed and
     # can run on workers of their own (SB_STAGES), so they are not what this measures
@@ -237,15 +246,20 @@ async def run(args: argparse.Namespace) -> list[Result]:
 
 
 def _report(results: list[Result]) -> None:
-    raw, sb = results
-    print(f"{'pipe':<26}{'msgs':>8}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  (@ rate/s)")
+    raw, forward, sb = results
+    width = max(len(r.pipe) for r in results) + 2
+    print(f"{'pipe':<{width}}{'msgs':>8}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  (@ rate/s)")
     for r in results:
-        print(f"{r.pipe:<26}{r.messages:>8}{r.per_second:>10}{r.p50_ms:>9}{r.p99_ms:>9}"
+        print(f"{r.pipe:<{width}}{r.messages:>8}{r.per_second:>10}{r.p50_ms:>9}{r.p99_ms:>9}"
               f"{r.max_ms:>9}  (@ {r.rate})")
     print(f"throughput ratio switchboard/raw: {sb.per_second / raw.per_second:.2f}")
+    # the chain is two Faust hops (inbound → identified → routed): its Faust-only ceiling
+    print(f"throughput ratio faust-forward/raw: {forward.per_second / raw.per_second:.2f}; "
+          f"switchboard / two-hop faust ceiling: {sb.per_second / (forward.per_second / 2):.2f}")
     print(f"p99 latency ratio switchboard/raw: {sb.p99_ms / raw.p99_ms:.2f}")
     print(json.dumps({"results": [asdict(r) for r in results],
-                      "throughput_ratio": round(sb.per_second / raw.per_second, 3)}))
+                      "throughput_ratio": round(sb.per_second / raw.per_second, 3),
+                      "faust_ratio": round(forward.per_second / raw.per_second, 3)}))
 
 
 def main() -> None:
