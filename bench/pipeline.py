@@ -180,6 +180,16 @@ async def _measure(name: str, settings: Settings, *, source: str, sink: str,
         await producer.stop()
 
 
+async def _delete_topics(settings: Settings, prefix: str) -> None:
+    """Leave the cluster as the run found it: a bench makes ~40 partitions a run."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([t for t in await admin.list_topics() if t.startswith(prefix)])
+    finally:
+        await admin.close()
+
+
 async def _create_topics(settings: Settings, names: list[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
@@ -212,9 +222,16 @@ def process(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[b
 
 
 async def run(args: argparse.Namespace) -> list[Result]:
-    """Measure the three pipes in one run and return their results."""
+    """Measure the three pipes in one run and return their results; their topics go after."""
     run_id = uuid.uuid4().hex[:8]
     settings = load()
+    try:
+        return await _measure_all(settings, run_id, args)
+    finally:
+        await _delete_topics(settings, f"bench-{run_id}-")
+
+
+async def _measure_all(settings: Settings, run_id: str, args: argparse.Namespace) -> list[Result]:
     results = []
     raw_in, raw_out = f"bench-{run_id}-raw-in", f"bench-{run_id}-raw-out"
     await _create_topics(settings, [raw_in, raw_out])

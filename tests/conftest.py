@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+import warnings
+from collections.abc import Iterator
+
 import pytest
 
 from router import stack as local_stack
 from router.settings import Settings, load
+from tests.kafka_tools import ISSUED, delete_topics
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +20,14 @@ def stack() -> Settings:
     settings = load()
     local_stack.up(settings, ("kafka", "redis", "imap"))
     return settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_topics() -> Iterator[None]:
+    """Delete the topics this session's deployments made, once every test is done."""
+    yield
+    if ISSUED:
+        try:
+            asyncio.run(delete_topics(load(), ISSUED))
+        except Exception as e:  # noqa: BLE001 - tidying up must not turn a result into an error
+            warnings.warn(f"test topics were left in Kafka: {e!r}", stacklevel=1)
