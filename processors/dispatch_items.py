@@ -46,6 +46,9 @@ class Item:
     routed: RoutedConversation | None = None
     receipt: DeliveryReceipt | None = None
     text: str | None = None
+    # an escalation step's action and target ("page", "support-on-call"): who else hears it
+    action: str | None = None
+    action_target: str | None = None
 
 
 def routed_item(record: Record, routed: RoutedConversation) -> Item:
@@ -63,7 +66,7 @@ def receipt_item(record: Record, receipt: DeliveryReceipt) -> Item:
 def sla_item(record: Record, event: SlaEvent) -> Item:
     """An SLA event, as a one-line notice."""
     return Item(record, f"sla:{event.event_id}", event.event_id, event.conversation_id, NOTICE,
-                text=sla_text(event))
+                text=sla_text(event), action=event.action, action_target=event.action_target)
 
 
 def delivery_id(source: str, destination: str) -> str:

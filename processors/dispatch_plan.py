@@ -26,6 +26,7 @@ __all__ = [
     "applied",
     "card_for",
     "delivery_verdict",
+    "escalation_destinations",
     "notice_destinations",
     "plan_batch",
     "recorded_destinations",
@@ -109,6 +110,24 @@ def notice_destinations(card: ConversationCard, current: Sequence[str],
         return kept, f"the conversation is at {', '.join(kept)}"
     names, why = _queue_destinations(card.queue, policy)
     return names, f"the conversation has no destination yet: {why}"
+
+
+def escalation_destinations(action: str | None, target: str | None,
+                            policy: Policy) -> tuple[tuple[str, ...], str]:
+    """Who an escalation step reaches besides the conversation's own tools.
+
+    A reassignment reaches the target queue's team, which now owns the conversation; a
+    page or notify reaches the destination of that name, when the policy defines one
+    (other targets are names the conversation's own tools understand).
+    """
+    if not action or not target:
+        return (), ""
+    if action == "reassign" and target in policy.queues:
+        names, why = _queue_destinations(target, policy)
+        return names, f"reassigned: {why}"
+    if target in policy.destinations:
+        return (target,), f"{action} {target}"
+    return (), ""
 
 
 def card_for(routed: RoutedConversation, previous: ConversationCard | None,
@@ -201,5 +220,8 @@ def plan_batch(items: Sequence[Item], previous: Sequence[bytes | None],
                 plans.append(Plan(item, card, (), why, new=True, skip=why))
                 continue
         chosen, why = notice_destinations(card, here, policy)
+        extra, also = escalation_destinations(item.action, item.action_target, policy)
+        if extra:
+            chosen, why = tuple(dict.fromkeys((*chosen, *extra))), f"{why}; {also}"
         plans.append(Plan(item, card, chosen, why, new=True))
     return plans

@@ -2,7 +2,8 @@
 
 Runs on one worker (the leader) on a timer: takes due clocks from Redis, lets the pure
 `sla.due_events` say what fired, publishes an `SlaEvent` for each (escalation steps
-carry the policy's action and target for the agents' tools), sends the customer a
+carry the policy's action and target for the agents' tools; a reassignment is also a
+`transferred` event, so the conversation really moves queue), sends the customer a
 truthful "we haven't forgotten you" update when one is due, and stores the clocks back.
 """
 
@@ -24,9 +25,10 @@ from processors.intake import Output
 from processors.metrics import REDIS_ROUNDTRIPS
 from processors.policy_model import Policy
 from schemas.codec import encode
+from schemas.conversation import ConversationEvent
 from schemas.outbound import OutboundMessage
 from schemas.sla import SlaEvent, SlaKind
-from schemas.topics import OUTBOUND, SLA
+from schemas.topics import CONVERSATION, OUTBOUND, SLA
 
 __all__ = ["SlaWatch", "fire"]
 
@@ -73,11 +75,23 @@ def fire(entry: SlaEntry, now: datetime, policy: Policy) -> tuple[Write, list[Ou
             reasons=e.reasons, action=step.action if step else None,
             action_target=step.target if step else None)
         outputs.append(Output(SLA, entry.customer_id.encode(), encode(event)))
+        if step is not None and step.action == "reassign" and step.target:
+            moved = _reassigned(entry, e.key, step.target, e.at, e.reasons)
+            outputs.append(Output(CONVERSATION, entry.customer_id.encode(), encode(moved)))
         if e.kind == "status_update" and (update := _status_update(entry, breach_at, policy, now)):
             outputs.append(Output(OUTBOUND, entry.conversation_id.encode(), encode(update)))
         log.info("sla " + kind, extra={"conversation_id": entry.conversation_id, "key": e.key})
     clock = sla.mark_fired(entry.clock, events)
     return Write(msgspec.structs.replace(entry, clock=clock), sla.next_due(clock, policy)), outputs
+
+
+def _reassigned(entry: SlaEntry, key: str, queue: str, at: datetime,
+                reasons: tuple[str, ...]) -> ConversationEvent:
+    """The escalation's move to another queue, as the brain applies any transfer."""
+    return ConversationEvent(
+        event_id=_event_id(entry, key, "esc_"), conversation_id=entry.conversation_id,
+        customer_id=entry.customer_id, kind="transferred", at=at, queue=queue, source="sla",
+        text="escalated: " + "; ".join(reasons) if reasons else "escalated")
 
 
 def _breach_at(clock: sla.SlaClock, policy: Policy) -> datetime | None:
