@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.mailbox import BenchMailbox, stamped_mail
 from bench.pipeline import Collector, percentile, process
+from bench.topics import delete_topics
 from router.settings import Settings, load
 from schemas.topics import ROUTED
 
@@ -75,18 +76,22 @@ async def _readers(settings: Settings, folder: str, modes: dict[str, dict[str, A
     """One `switchboard run` per mode on the same folder, each watched on its own topics."""
     run = uuid.uuid4().hex[:6]
     watches: dict[str, Collector] = {}
-    with contextlib.ExitStack() as procs:
-        try:
-            for i, (mode, account) in enumerate(modes.items()):
-                prefix = f"bench-{run}-{i}-"
-                procs.enter_context(process([sys.executable, "-m", "router.cli", "run"],
-                                            _env(settings, prefix, folder, **account)))
-                watches[mode] = _watch(settings, prefix)
-                await watches[mode].start()
-            yield watches
-        finally:
-            for watch in watches.values():
-                await watch.stop()
+    try:
+        with contextlib.ExitStack() as procs:
+            try:
+                for i, (mode, account) in enumerate(modes.items()):
+                    prefix = f"bench-{run}-{i}-"
+                    procs.enter_context(process([sys.executable, "-m", "router.cli", "run"],
+                                                _env(settings, prefix, folder, **account)))
+                    watches[mode] = _watch(settings, prefix)
+                    await watches[mode].start()
+                yield watches
+            finally:
+                for watch in watches.values():
+                    await watch.stop()
+    finally:
+        # after the routers stopped: a running one would declare its topics again
+        await delete_topics(settings, f"bench-{run}-")
 
 
 async def _warm_up(box: BenchMailbox, folder: str, watches: dict[str, Collector]) -> None:

@@ -28,6 +28,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.topics import delete_topics
 from bench.workload import Workload
 from router.settings import Settings, load
 from schemas.topics import INBOUND, ROUTED
@@ -180,16 +181,6 @@ async def _measure(name: str, settings: Settings, *, source: str, sink: str,
         await producer.stop()
 
 
-async def _delete_topics(settings: Settings, prefix: str) -> None:
-    """Leave the cluster as the run found it: a bench makes ~40 partitions a run."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([t for t in await admin.list_topics() if t.startswith(prefix)])
-    finally:
-        await admin.close()
-
-
 async def _create_topics(settings: Settings, names: list[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
@@ -228,7 +219,7 @@ async def run(args: argparse.Namespace) -> list[Result]:
     try:
         return await _measure_all(settings, run_id, args)
     finally:
-        await _delete_topics(settings, f"bench-{run_id}-")
+        await delete_topics(settings, f"bench-{run_id}-")
 
 
 async def _measure_all(settings: Settings, run_id: str, args: argparse.Namespace) -> list[Result]:
