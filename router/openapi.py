@@ -16,6 +16,8 @@ import msgspec
 from aiohttp import web
 
 from connectors.api.parse import ApiMessage
+from connectors.webhook.sign import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER
+from connectors.webhook.tool import WebhookBody
 from processors.directory import ImportCounts
 from processors.history import ConversationSummary
 from router.conversations_api import (
@@ -110,7 +112,7 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
 _STRUCTS: tuple[type, ...] = (
     Error, ApiMessage, MessageAccepted, CustomerView, LinkBody, IdentityLink, TierBody, TierSet,
     ImportCounts, ReplyBody, ReplyQueued, ResolveBody, NoteBody, EventQueued, ConversationView,
-    Health, Readiness,
+    Health, Readiness, WebhookBody,
 )
 # every error answer, by status: its name in components/responses and what it means
 _ERRORS = {
@@ -293,6 +295,7 @@ def document() -> dict[str, Any]:
                            "router. Errors are always `{\"error\": {\"code\", \"message\", ...}}`.",
         },
         "paths": {**_messages(), **_customers(), **_conversations(), **_operations()},
+        "webhooks": _webhooks(),
         "components": {
             "schemas": components,
             "responses": {name: _json(_ref(Error), meaning) for name, meaning in _ERRORS.values()},
@@ -303,6 +306,30 @@ def document() -> dict[str, Any]:
             }},
         },
     }
+
+
+def _webhooks() -> dict[str, Any]:
+    """What Switchboard POSTs to a webhook destination: the receiver's side of the contract."""
+    header = {"in": "header", "required": True, "schema": {"type": "string"}}
+    return {"delivery": {"post": {
+        "summary": "A routed conversation, a reply's receipt or a notice, for an agents' tool",
+        "description": (
+            "Sent to each webhook destination of the policy. Verify `X-Switchboard-Signature` "
+            "(`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.\" + body>` with the destination's "
+            "secret; refuse a `t` older than 5 minutes) before parsing, and dedupe on "
+            "`X-Switchboard-Delivery`: a delivery interrupted by a crash is sent again with the "
+            "same id. Answer 2xx to accept; 408, 429 and 5xx are retried with backoff until the "
+            "destination's deadline, then its fallback takes over; any other 4xx is final."),
+        "parameters": [
+            {**header, "name": SIGNATURE_HEADER, "description": "t=<unix seconds>,v1=<hex HMAC>"},
+            {**header, "name": DELIVERY_HEADER, "description": "stable across retries and restarts"},
+            {**header, "name": EVENT_HEADER, "description": "conversation.routed, reply.receipt or "
+                                                            "conversation.event"},
+        ],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(WebhookBody)}}},
+        "responses": {"2XX": {"description": "Taken; not sent again."},
+                      "default": {"description": "408, 429 and 5xx are retried; other answers are final."}},
+    }}}
 
 
 @cache
