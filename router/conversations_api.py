@@ -35,7 +35,7 @@ from processors.cards import CardStore
 from processors.history import ConversationSummary, HistoryStore
 from processors.replies import reply_id_for, reply_to
 from router.customers import Refused
-from router.http import REJECTED, Publisher
+from router.http import Publisher, error, unavailable
 from router.integrations import Caller, Denied, Integrations, Scope
 from router.settings import Settings
 from schemas.codec import encode
@@ -144,9 +144,7 @@ def event_id_for(cause: str, kind: str) -> str:
 
 
 def _error(status: int, code: str, message: str, field: str | None = None, **more: Any) -> web.Response:
-    REJECTED.labels(code).inc()
-    return web.json_response({"error": {"code": code, "message": message, "field": field, **more}},
-                             status=status)
+    return error(status, code, message, field=field, **more)
 
 
 def _json(struct: msgspec.Struct, status: int = 200) -> web.Response:
@@ -328,9 +326,7 @@ class ConversationApi:
 
 
 def _unavailable(message: str) -> web.Response:
-    REJECTED.labels("unavailable").inc()
-    return web.json_response({"error": {"code": "unavailable", "message": message, "field": None}},
-                             status=503, headers={"Retry-After": "1"})
+    return unavailable(message, field=None)
 
 
 def add_routes(app: web.Application, settings: Settings, redis_getter: RedisGetter, publish: Publisher,

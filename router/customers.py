@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from processors.directory import Directory, parse_directory_csv
 from processors.history import HistoryStore
 from processors.identify import MAX_EVIDENCE_CHARS, IdentityStore, LinkRefused, parse_identity
+from router.http import error
 from router.integrations import Caller, Scope, forbidden
 from schemas.errors import ConfigError, ParseError, TransientError
 from schemas.identified import IdentityLink
@@ -74,7 +75,7 @@ class Refused(Exception):
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, "field": field}}, status=status)
+    return error(status, code, message, field=field)
 
 
 def _customer_id(request: web.Request) -> str:

@@ -20,7 +20,7 @@ from schemas.errors import TransientError
 from schemas.inbound import InboundMessage
 from schemas.topics import INBOUND
 
-__all__ = ["REJECTED", "Check", "Publisher", "build_app", "serve"]
+__all__ = ["REJECTED", "Check", "Publisher", "build_app", "error", "serve", "unavailable"]
 
 log = logging.getLogger(__name__)
 Publisher = Callable[[str, bytes, bytes], Awaitable[None]]
@@ -30,10 +30,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REJECTED = Counter("sb_api_rejected_total", "Requests the HTTP API refused", ["code"])
 
 
-def _error(status: int, code: str, message: str, **more: Any) -> web.Response:
+def error(status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+          **more: Any) -> web.Response:
+    """The API's one error answer, `{"error": {"code", "message", ...}}`, counted by code."""
     REJECTED.labels(code).inc()
     body = {"error": {"code": code, "message": message, **more}}
-    return web.json_response(body, status=status)
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _scope_of(denied: Denied) -> dict[str, Any]:
+    """The missing scope, for a 403's body; nothing for a 401."""
+    return {"scope": denied.scope} if denied.scope else {}
+
+
+def unavailable(message: str, **more: Any) -> web.Response:
+    """503 with Retry-After: Kafka or Redis did not answer, the same request may be retried."""
+    return error(503, "unavailable", message, headers={"Retry-After": "1"}, **more)
 
 
 class Handlers:
@@ -51,24 +63,22 @@ class Handlers:
         try:
             caller = self._tokens.authorize(request.headers, "messages:write")
         except Denied as e:
-            return _error(e.status, e.code, e.message, **({"scope": e.scope} if e.scope else {}))
+            return error(e.status, e.code, e.message, **_scope_of(e))
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             limit = self._settings.max_body_bytes
-            return _error(413, "too_large", f"body is larger than {limit} bytes", limit=limit)
+            return error(413, "too_large", f"body is larger than {limit} bytes", limit=limit)
         try:
             message = parse_api(raw)
         except ApiInputError as e:
             status = 400 if e.code == "bad_json" else 422
-            return _error(status, e.code, e.reason, field=e.field)
+            return error(status, e.code, e.reason, field=e.field)
         try:
             await self._publish(self._inbound, message.thread_key.encode(), encode(message))
         except TransientError as e:
             log.warning("publish failed", extra={"event_id": message.event_id, "reason": e.reason})
-            return web.json_response(
-                {"error": {"code": "unavailable", "message": "could not hand the message to Kafka; retry"}},
-                status=503, headers={"Retry-After": "1"})
+            return unavailable("could not hand the message to Kafka; retry")
         MESSAGES_IN.labels("api", "api").inc()
         log.info("accepted", extra={"event_id": message.event_id, "channel": "api",
                                     "integration": caller.name})
@@ -110,7 +120,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if e.status < 400:
             raise
         code = e.reason.lower().replace(" ", "_")
-        return _error(e.status, code, f"{request.method} {request.path}: {e.reason}")
+        return error(e.status, code, f"{request.method} {request.path}: {e.reason}")
 
 
 def build_app(settings: Settings, publish: Publisher | None,

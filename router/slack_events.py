@@ -53,7 +53,7 @@ from processors.cards import CardStore
 from processors.policy_model import Destination
 from processors.replies import reply_id_for, reply_to
 from router.conversations_api import event_id_for
-from router.http import REJECTED, Publisher
+from router.http import Publisher, error, unavailable
 from schemas.codec import encode
 from schemas.conversation import ConversationCard, ConversationEvent
 from schemas.errors import ParseError, TransientError
@@ -207,15 +207,12 @@ def _ignored(reason: str, **where: Any) -> web.Response:
 
 def _error(status: int, code: str, message: str) -> web.Response:
     EVENTS.labels(code).inc()
-    REJECTED.labels(code).inc()
-    return web.json_response({"error": {"code": code, "message": message, "field": None}}, status=status)
+    return error(status, code, message, field=None)
 
 
 def _unavailable(message: str) -> web.Response:
     EVENTS.labels("unavailable").inc()
-    REJECTED.labels("unavailable").inc()
-    return web.json_response({"error": {"code": "unavailable", "message": message, "field": None}},
-                             status=503, headers={"Retry-After": "1"})
+    return unavailable(message, field=None)
 
 
 def add_routes(app: web.Application, settings: SlackSettings, *, redis_getter: Callable[[], Redis],
