@@ -17,32 +17,25 @@ import pytest
 from router.settings import Settings
 from tests.e2e.test_email import Inbox, email_env, mailbox, smtp  # noqa: F401 - fixtures
 from tests.integration.email.conftest import Mailbox, make_mail
+from tests.policies import example_policy
 from tests.processes import Switchboard
 from tests.receivers.webhook import WebhookReceiver
 from tests.waiting import POLL_SECONDS
 
 pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
-EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "policy.example.yaml"
 SECRET = "way-back-hook-secret"
 
 
 def policy_file(tmp_path: Path, hook_url: str) -> Path:
     """The example policy, delivering general mail to our receiver, following up after 1s."""
-    text = EXAMPLE.read_text()
-    edits = {
+    return example_policy(tmp_path, {
         "url: http://127.0.0.1:18090/switchboard": f"url: {hook_url}",
         "destinations: [helpdesk-webhook, slack-support]": "destinations: [helpdesk-webhook]",
         "delay: 24h": "delay: 1s",
         "    calendar: eu-support\n    destinations: [helpdesk-webhook]":
             "    calendar: 24x7\n    destinations: [helpdesk-webhook]",
-    }
-    for old, new in edits.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path = tmp_path / "policy.yaml"
-    path.write_text(text)
-    return path
+    })
 
 
 async def until(check: Callable[[], Any], what: str, timeout: float = 45) -> Any:
