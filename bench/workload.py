@@ -13,7 +13,7 @@ from schemas.inbound import ApiExtras, InboundMessage, event_id_for
 
 __all__ = ["SUPPORT_TEXT", "Workload"]
 
-SUPPORT_TEXT = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "support-text"
+SUPPORT_TEXT = (Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "support-text"
                 / "bitext-customer-support-6480.csv")
 
 

@@ -11,22 +11,23 @@ from typing import Any
 import faust
 from redis.asyncio import Redis
 
-from processors.brain import Brain, Stores
-from processors.cards import CardStore
-from processors.clocks import ClockStore
-from processors.conversations import ConversationStore
-from processors.dedupe import ClaimStore
-from processors.directory import Directory
-from processors.dispatch import DispatchStage
-from processors.history import HistoryStore
-from processors.identify import IdentityStore
-from processors.intake import Intake, Output, Record
-from processors.lifecycle_watch import LifecycleSchedule, LifecycleWatch
+from processors.brain.stage import Brain, Stores
+from processors.dispatch.stage import DispatchStage
+from processors.dispatch.tools import AgentTool
+from processors.intake.stage import Intake
 from processors.metrics import CONSUMER_LAG
-from processors.policy_model import Policy
-from processors.send import SendFn, SendStage
-from processors.tools import AgentTool
-from processors.watch import SlaWatch
+from processors.policy.model import Policy
+from processors.send.stage import SendFn, SendStage
+from processors.stage import Output, Record
+from processors.stores.cards import CardStore
+from processors.stores.claims import ClaimStore
+from processors.stores.clocks import ClockStore
+from processors.stores.conversations import ConversationStore
+from processors.stores.directory import Directory
+from processors.stores.history import HistoryStore
+from processors.stores.identities import IdentityStore
+from processors.watch.lifecycle_watch import LifecycleSchedule, LifecycleWatch
+from processors.watch.sla_watch import SlaWatch
 from router.policy_watch import PolicyHolder
 from router.settings import Settings
 from schemas.topics import CONVERSATION, DELIVERY, IDENTIFIED, INBOUND, OUTBOUND, ROUTED, SLA, TopicSpec

@@ -13,7 +13,7 @@ from typing import Any
 
 from connectors.base import CursorStore, Inbound, Outbound
 from connectors.registry import CONNECTORS
-from processors.send import SendFn
+from processors.send.stage import SendFn
 from router.settings import Settings
 
 __all__ = ["Channels", "configured"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge
 
-from processors.policy import parse_policy
-from processors.policy_model import Policy
+from processors.policy.load import parse_policy
+from processors.policy.model import Policy
 from schemas.errors import ConfigError
 
 __all__ = ["PolicyHolder"]

@@ -14,13 +14,14 @@ from aiokafka.errors import KafkaError
 from mode import Service
 from redis.asyncio import Redis
 
-from router import conversations_api, openapi, slack_events
+from processors.stores.cursors import RedisCursorStore
 from router.app import Pipeline
 from router.channels import Channels, configured
-from router.cursors import RedisCursorStore
-from router.customers import add_routes
-from router.http import Check, build_app, serve
-from router.integrations import Integrations
+from router.http import conversations as conversations_api
+from router.http import openapi, slack_events
+from router.http.customers import add_routes
+from router.http.integrations import Integrations
+from router.http.server import Check, build_app, serve
 from router.kafka import ensure_topics, new_producer
 from router.logs import logging_config
 from router.policy_watch import PolicyHolder

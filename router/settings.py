@@ -11,8 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.email.settings import EmailSettings
 from connectors.slack.settings import SlackSettings
-from processors.thread import ThreadRules
-from router.integrations import IntegrationList
+from processors.brain.thread import ThreadRules
+from router.http.integrations import IntegrationList
 from schemas.errors import ConfigError
 from schemas.topics import TopicSpec
 

@@ -23,7 +23,7 @@ from connectors.email.mailbox import MailboxTool
 from connectors.slack.tool import SlackTool
 from connectors.webhook import WebhookSettings, WebhookTool
 from connectors.webhook.settings import WebhookEndpoint
-from processors.policy_model import Policy
+from processors.policy.model import Policy
 from router.policy_watch import PolicyHolder
 from router.settings import Settings
 from schemas.errors import SwitchboardError

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from router import stack as local_stack
+from devtools import stack as local_stack
 from router.settings import Settings, load
 from tests.kafka_tools import ISSUED, delete_topics
 

@@ -3,7 +3,7 @@
 The first routed message of a conversation is posted to the destination's channel and
 its `ts` becomes the conversation's thread reference; everything after (the customer
 writing again, reply receipts, SLA notices) is posted in that thread. Agents answer in
-the thread; router/slack_events.py takes those answers back.
+the thread; router/http/slack_events.py takes those answers back.
 
 One `AsyncWebClient` over one aiohttp session, made in `start()` and checked with
 `auth.test`. The SDK's own retries are off: the dispatch stage retries with backoff and

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from processors.identify import customer_id_for
+from processors.intake.identify import customer_id_for
 from router.settings import Settings
 from schemas import Identity, RoutedConversation, decode
 from schemas.topics import INBOUND, ROUTED

@@ -20,13 +20,14 @@ from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from processors.cards import CardStore, card_fields, status_fields
-from processors.history import Append, ConversationSummary, HistoryStore, RecentWrite
-from processors.replies import reply_id_for
-from router import conversations_api, customers, openapi
-from router.conversations_api import ConversationView, event_id_for
-from router.http import build_app
-from router.integrations import IntegrationConfig, Integrations, digest_hex
+from processors.send.replies import reply_id_for
+from processors.stores.cards import CardStore, card_fields, status_fields
+from processors.stores.history import Append, ConversationSummary, HistoryStore, RecentWrite
+from router.http import conversations as conversations_api
+from router.http import customers, openapi
+from router.http.conversations import ConversationView, event_id_for
+from router.http.integrations import IntegrationConfig, Integrations, digest_hex
+from router.http.server import build_app
 from router.kafka import ensure_topics, new_producer
 from router.settings import Settings
 from schemas import HistoryEntry, Identity, IdentityLink, decode

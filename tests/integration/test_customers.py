@@ -15,19 +15,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from msgspec.structs import replace
 from redis.asyncio import Redis
 
-from processors.directory import Directory, ImportCounts, parse_directory_csv
-from processors.history import Append, ConversationSummary, HistoryStore, RecentWrite
-from processors.identify import (
-    KNOWN,
-    LINKED,
-    NEW,
-    IdentityStore,
-    LinkRefused,
-    Sighting,
-    customer_id_for,
-    decide,
-)
-from router.customers import add_routes
+from processors.intake.identify import KNOWN, LINKED, NEW, Sighting, customer_id_for, decide
+from processors.stores.directory import Directory, ImportCounts, parse_directory_csv
+from processors.stores.history import Append, ConversationSummary, HistoryStore, RecentWrite
+from processors.stores.identities import IdentityStore, LinkRefused
+from router.http.customers import add_routes
 from router.settings import Settings
 from schemas import Decision, HistoryEntry, Identity, IdentityLink, InboundMessage, TransientError
 

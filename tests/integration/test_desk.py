@@ -16,8 +16,8 @@ from pydantic import SecretStr
 from connectors.webhook import WebhookEndpoint, WebhookSettings, WebhookTool
 from connectors.webhook.sign import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 from connectors.webhook.tool import body_of
-from router.cli import main
-from router.desk import Desk, DeskEndpoint, DeskSettings, endpoints_for
+from devtools.desk import Desk, DeskEndpoint, DeskSettings, endpoints_for
+from router.cli.commands import main
 from schemas import Decision, Identity, InboundMessage, RoutedConversation
 from schemas.conversation import ConversationCard
 from schemas.errors import ConfigError, SwitchboardError

@@ -26,14 +26,14 @@ from connectors.webhook import (
     WebhookTool,
     WebhookUnavailable,
 )
-from processors.cards import CardStore
-from processors.dispatch import DispatchStage
-from processors.dispatch_deliver import Retry
-from processors.dispatch_items import delivery_id
-from processors.dispatch_plan import card_for
-from processors.intake import Output, Record
-from processors.policy import load_policy
-from processors.policy_model import Destination, Policy, Queue
+from processors.dispatch.deliver import Retry
+from processors.dispatch.items import delivery_id
+from processors.dispatch.plan import card_for
+from processors.dispatch.stage import DispatchStage
+from processors.policy.load import load_policy
+from processors.policy.model import Destination, Policy, Queue
+from processors.stage import Output, Record
+from processors.stores.cards import CardStore
 from router.settings import Settings
 from schemas import DeadLetter, DeliveryReceipt, EmailExtras, Identity, InboundMessage, decode, encode
 from schemas.errors import PermanentError

@@ -20,19 +20,20 @@ from aiokafka.structs import TopicPartition
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from processors.brain import Brain, Stores
-from processors.cards import CardStore
-from processors.clocks import ClockStore, SlaEntry
-from processors.conversations import ConversationStore
-from processors.dedupe import ClaimStore
-from processors.directory import Directory
-from processors.history import ConversationSummary, HistoryStore
-from processors.identify import IdentityStore
-from processors.intake import Output, Record, identified_message
-from processors.lifecycle_watch import LifecycleSchedule, LifecycleWatch
-from processors.policy import parse_policy
-from processors.policy_model import Lifecycle, Policy
-from processors.thread import ThreadRules
+from processors.brain.stage import Brain, Stores
+from processors.brain.thread import ThreadRules
+from processors.intake.stage import identified_message
+from processors.policy.load import parse_policy
+from processors.policy.model import Lifecycle, Policy
+from processors.stage import Output, Record
+from processors.stores.cards import CardStore
+from processors.stores.claims import ClaimStore
+from processors.stores.clocks import ClockStore, SlaEntry
+from processors.stores.conversations import ConversationStore
+from processors.stores.directory import Directory
+from processors.stores.history import ConversationSummary, HistoryStore
+from processors.stores.identities import IdentityStore
+from processors.watch.lifecycle_watch import LifecycleSchedule, LifecycleWatch
 from router.kafka import ensure_topics
 from router.settings import Settings
 from schemas import Decision, EmailExtras, Identity, InboundMessage, OutboundMessage, decode, encode

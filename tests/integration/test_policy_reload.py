@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from connectors.api.parse import parse as parse_api
-from processors.policy import parse_policy
+from processors.policy.load import parse_policy
 from router.settings import Settings
 from schemas import ConfigError, RoutedConversation, decode, encode
 from schemas.topics import INBOUND, ROUTED

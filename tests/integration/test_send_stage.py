@@ -13,11 +13,11 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from processors.cards import CardStore, card_fields, status_fields
-from processors.intake import Record
-from processors.policy import load_policy
-from processors.policy_model import GuardRule, Policy, keywords
-from processors.send import SendStage, Verdict, decide
+from processors.policy.load import load_policy
+from processors.policy.model import GuardRule, Policy, keywords
+from processors.send.stage import SendStage, Verdict, decide
+from processors.stage import Record
+from processors.stores.cards import CardStore, card_fields, status_fields
 from router.settings import Settings
 from schemas import DeadLetter, DeliveryReceipt, Identity, OutboundMessage, decode, encode
 from schemas.conversation import ConversationCard, ConversationEvent

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
-from processors import sla
-from processors.clocks import ClockStore, SlaEntry, Write
-from processors.policy import parse_policy
-from processors.watch import SlaWatch
+from processors.brain import sla
+from processors.policy.load import parse_policy
+from processors.stores.clocks import ClockStore, SlaEntry, Write
+from processors.watch.sla_watch import SlaWatch
 from router.settings import Settings
 from schemas import Identity, SlaEvent, decode
 from schemas.topics import SLA

@@ -26,14 +26,14 @@ from connectors.base import Handoff
 from connectors.slack.errors import SlackRejected, SlackUnavailable
 from connectors.slack.settings import SlackSettings
 from connectors.slack.tool import SlackTool
-from processors.cards import CardStore, card_fields, status_fields, thread_fields
-from processors.dispatch import DispatchStage
-from processors.intake import Record
-from processors.policy import load_policy
-from processors.policy_model import Destination, Queue
-from processors.replies import reply_id_for
-from router import slack_events
-from router.http import build_app
+from processors.dispatch.stage import DispatchStage
+from processors.policy.load import load_policy
+from processors.policy.model import Destination, Queue
+from processors.send.replies import reply_id_for
+from processors.stage import Record
+from processors.stores.cards import CardStore, card_fields, status_fields, thread_fields
+from router.http import slack_events
+from router.http.server import build_app
 from router.kafka import ensure_topics, new_producer
 from router.settings import Settings
 from schemas import Decision, Identity, InboundMessage, RoutedConversation, decode, encode

@@ -25,7 +25,7 @@ import redis.asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
 
-from router import stack as local_stack
+from devtools import stack as local_stack
 from router.settings import Settings, load
 from schemas.errors import ConfigError, TransientError
 from tests.waiting import POLL_SECONDS

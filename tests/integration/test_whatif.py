@@ -20,9 +20,9 @@ from aiokafka.structs import TopicPartition
 from redis.asyncio import Redis
 
 from connectors.api.parse import parse as parse_api
-from processors.directory import Directory, DirectoryRow
-from processors.history import HistoryStore
-from processors.identify import IdentityStore
+from processors.stores.directory import Directory, DirectoryRow
+from processors.stores.history import HistoryStore
+from processors.stores.identities import IdentityStore
 from router.kafka import ensure_topics
 from router.settings import Settings
 from schemas import Identity, encode

@@ -19,11 +19,12 @@ from connectors.base import Handoff
 from connectors.email.mailbox import MailboxTool
 from connectors.email.parse import parse_email
 from connectors.email.settings import EmailSettings
-from processors.cards import CardStore, card_fields
-from processors.dedupe import ClaimStore
-from processors.history import HistoryStore
-from processors.identify import IdentityStore
-from processors.intake import Intake, Record
+from processors.intake.stage import Intake
+from processors.stage import Record
+from processors.stores.cards import CardStore, card_fields
+from processors.stores.claims import ClaimStore
+from processors.stores.history import HistoryStore
+from processors.stores.identities import IdentityStore
 from router.settings import Settings
 from schemas import DeadLetter, Identity, OutboundMessage, decode, encode
 from schemas.conversation import ConversationCard

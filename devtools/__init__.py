@@ -1,0 +1,1 @@
+"""Development-only tools: the local stack of real services and the agents' desk."""

@@ -1,0 +1,1 @@
+"""The brain: thread, enrich, classify, route, start the SLA clock and acknowledge."""

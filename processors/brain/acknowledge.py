@@ -1,0 +1,131 @@
+"""Acknowledge: tell the customer, on their channel, that we have it and when to expect us.
+
+The expected time is meant to be true: the team's current backlog times its recent
+average handling time, counted in business hours from now (so from opening time when
+the team is closed), and never later than the SLA due time, which escalation enforces.
+Machines are never answered: auto-replies, mailing lists and bounces would loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from processors.policy.calendar import Calendar, add_business_time, next_open
+from processors.policy.model import Policy, Template, format_duration
+
+__all__ = ["Ack", "AckDecision", "acknowledgement", "expected_answer", "status_update"]
+
+Kind = Literal["acknowledgement", "status_update"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The rendered text for the customer, the time it promises, and its template."""
+
+    kind: Kind
+    text: str
+    expected: datetime
+    template: str
+
+
+@dataclass(frozen=True, slots=True)
+class AckDecision:
+    """An acknowledgement or status update to send (or None), and why."""
+
+    ack: Ack | None
+    reasons: tuple[str, ...]
+
+
+def expected_answer(*, now: datetime, due: datetime, backlog: int,
+                    handling_time: timedelta | None, calendar: Calendar) -> tuple[datetime, str]:
+    """When the customer can expect an answer: the backlog's estimate, capped by the SLA."""
+    if handling_time is None or handling_time <= timedelta(0):
+        return due, f"expected {due.isoformat()}: the SLA due time (no handling-time data)"
+    # the customer's own conversation needs handling too, hence backlog + 1
+    work = handling_time * (max(backlog, 0) + 1)
+    estimate = add_business_time(now, work, calendar)
+    basis = (f"{backlog} waiting and this one at {format_duration(handling_time)} average handling "
+             f"in calendar {calendar.name}")
+    if estimate >= due:
+        return due, f"expected {due.isoformat()}: the SLA due time ({basis} would take longer)"
+    return estimate, f"expected {estimate.isoformat()}: {basis}"
+
+
+def _template(templates: Mapping[str, Mapping[str, Template]], channel: str,
+              tier: str) -> tuple[Template, str] | None:
+    by_tier = templates.get(channel)
+    if by_tier is None:
+        return None
+    for key in (tier, "default"):
+        if key in by_tier:
+            return by_tier[key], f"{channel}/{key}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    kind: Kind
+    channel: str
+    name: str | None
+    reference: str
+    tier: str
+    queue: str
+    backlog: int
+    handling_time: timedelta | None
+    due: datetime
+    now: datetime
+
+
+def _render(ctx: _Context, policy: Policy) -> AckDecision:
+    templates = (policy.acknowledge.templates if ctx.kind == "acknowledgement"
+                 else policy.acknowledge.status_updates)
+    found = _template(templates, ctx.channel, ctx.tier)
+    if found is None:
+        return AckDecision(None, (f"no {ctx.kind}: no template for channel {ctx.channel}",))
+    template, label = found
+    calendar = policy.calendar_for(ctx.queue, ctx.tier)
+    expected, why = expected_answer(now=ctx.now, due=ctx.due, backlog=ctx.backlog,
+                                    handling_time=ctx.handling_time, calendar=calendar)
+    # shown in the team's own timezone: the tier's 24x7 calendar has no meaningful one
+    shown = policy.calendars[policy.queues[ctx.queue].calendar].timezone
+    fmt = policy.acknowledge.time_format
+    opens = next_open(ctx.now, calendar)
+    opened = opens == ctx.now
+    text = (template.open if opened else template.closed).format(
+        name=(ctx.name or "").strip() or policy.acknowledge.unknown_name,
+        expected=expected.astimezone(shown).strftime(fmt),
+        reference=ctx.reference,
+        opens=opens.astimezone(shown).strftime(fmt),
+    )
+    state = "open" if opened else f"closed until {opens.isoformat()}"
+    return AckDecision(Ack(ctx.kind, text, expected, f"{label}/{'open' if opened else 'closed'}"), (
+        f"{ctx.kind} on {ctx.channel} with template {label} (calendar {calendar.name} {state})", why))
+
+
+def acknowledgement(
+    *, channel: str, tags: Sequence[str], name: str | None, reference: str, tier: str,
+    queue: str, backlog: int, handling_time: timedelta | None, due: datetime, policy: Policy,
+    now: datetime, continuing: bool = False,
+) -> AckDecision:
+    """The acknowledgement for a newly routed message, or None with the reason why not."""
+    skipped = sorted(set(tags) & policy.acknowledge.skip_tags)
+    if skipped:
+        return AckDecision(None, (f"no acknowledgement: message tagged {skipped[0]}",))
+    if continuing:
+        return AckDecision(None, ("no acknowledgement: continues a conversation already acknowledged",))
+    return _render(_Context("acknowledgement", channel, name, reference, tier, queue, backlog,
+                            handling_time, due, now), policy)
+
+
+def status_update(
+    *, channel: str, name: str | None, reference: str, tier: str, queue: str, backlog: int,
+    handling_time: timedelta | None, due: datetime, policy: Policy, now: datetime,
+) -> AckDecision:
+    """The "we haven't forgotten you" update for a conversation waiting past its share."""
+    if due <= now:
+        return AckDecision(None, ("no status update: already past due, escalation has it",))
+    return _render(_Context("status_update", channel, name, reference, tier, queue, backlog,
+                            handling_time, due, now), policy)

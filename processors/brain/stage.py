@@ -1,0 +1,274 @@
+"""Brain: thread, enrich, classify, route, start the SLA clock and acknowledge, per batch.
+
+The one writer of a customer's state. Its batches mix customer messages
+(`sb.identified.v1`) and their conversations' lifecycle events (`sb.conversation.v1`:
+replies sent, notes, waiting, resolved, closed, follow-ups, transfers), both keyed by
+customer. It reads everything the batch's customers need in one round trip (thread keys,
+history, recent conversations, profiles, clocks, queue backlogs), applies messages (the
+pure `route.decide`) and events (the pure `lifecycle.apply`) in batch order — later ones
+see earlier ones' effects — and writes every change back in a second round trip:
+history, summaries, clocks, card statuses and the lifecycle plans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from processors.brain import route
+from processors.brain.casefile import CaseFile
+from processors.brain.sla import SlaClock
+from processors.brain.thread import ThreadRules
+from processors.intake.dedupe import Verdict
+from processors.intake.dedupe import decide as decide_claim
+from processors.metrics import REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
+from processors.policy.model import Policy
+from processors.stage import Output, Record, decode_records
+from processors.stores.cards import CardStore, status_fields
+from processors.stores.claims import Claim, ClaimStore
+from processors.stores.clocks import ClockStore, Write
+from processors.stores.conversations import ConversationStore
+from processors.stores.directory import Directory
+from processors.stores.history import Append, HistoryStore, RecentWrite
+from processors.watch.lifecycle_watch import LifecycleSchedule, Planned
+from schemas.codec import encode
+from schemas.conversation import ConversationEvent
+from schemas.identified import IdentifiedMessage
+from schemas.inbound import EmailExtras
+from schemas.outbound import OutboundMessage
+from schemas.routed import RoutedConversation
+from schemas.topics import CONVERSATION, OUTBOUND, ROUTED
+
+__all__ = ["STAGE", "Brain", "Stores", "acknowledgement_message"]
+
+STAGE = "brain"
+log = logging.getLogger(__name__)
+_latency = STAGE_LATENCY.labels(STAGE)
+Item = IdentifiedMessage | ConversationEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """Where the brain's state lives; each only queues commands on the batch's pipelines."""
+
+    claims: ClaimStore
+    threads: ConversationStore
+    history: HistoryStore
+    directory: Directory
+    clocks: ClockStore
+    cards: CardStore
+    schedule: LifecycleSchedule
+    backlog_key: str
+    history_limit: int = 10
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What deciding one batch accumulates beyond its customers: threads, queue backlogs."""
+
+    threads: dict[tuple[str, str], str]
+    backlog: dict[str, int]
+    policy: Policy
+    now: datetime
+    opened: Counter[str] = field(default_factory=Counter)
+    thread_writes: dict[str, str] = field(default_factory=dict)
+
+
+def reply_id_for(kind: str, event_id: str) -> str:
+    """A deterministic id for an automatic message, so a replay claims the same one."""
+    return f"{kind[:3]}_" + hashlib.blake2b(event_id.encode(), digest_size=10).hexdigest()
+
+
+def acknowledgement_message(routed: RoutedConversation, text: str, kind: str = "acknowledgement"
+                            ) -> OutboundMessage:
+    """The outbound message carrying an acknowledgement, in the customer's thread."""
+    message = routed.message
+    extras = message.extras
+    in_reply_to = extras.message_id if isinstance(extras, EmailExtras) else message.native_id
+    references = (*extras.references, extras.message_id) if isinstance(extras, EmailExtras) else ()
+    return OutboundMessage(
+        reply_id=reply_id_for(kind, routed.event_id), conversation_id=routed.conversation_id,
+        channel=message.channel, recipient=message.sender, kind=kind,  # type: ignore[arg-type]
+        text=text, created_at=routed.routed_at, subject=message.subject, author="switchboard",
+        in_reply_to=in_reply_to, references=references[-20:])
+
+
+class Brain:
+    """Runs the brain over a batch of identified messages and lifecycle events."""
+
+    def __init__(self, redis: Redis, stores: Stores, policy: Callable[[], Policy],
+                 rules: ThreadRules) -> None:
+        self._redis = redis
+        self._stores = stores
+        self._policy = policy
+        self._rules = rules
+        # the fresh claims of batches processed but not yet confirmed, by record owner
+        self._unconfirmed: dict[str, Claim] = {}
+
+    async def process(self, records: Sequence[Record]) -> list[Output]:
+        """Route messages and apply events; returns routed conversations and acknowledgements."""
+        outputs: list[Output] = []
+        decoded = _decode(records, outputs)
+        if not decoded:
+            return outputs
+        tally = Tally(STAGE)
+        items, customers, threads, backlog = await self._read(decoded, tally)
+        batch = _Batch(threads, backlog, self._policy(), datetime.now(UTC))
+        debug = log.isEnabledFor(logging.DEBUG)  # once per batch: the check is not free
+        for item in items:
+            customer = customers[item.customer_id]
+            if isinstance(item, ConversationEvent):
+                self._event(item, customer, batch)
+            else:
+                outputs += self._one(item, customer, batch, debug)
+            tally.passed[_channel(item)] += 1
+        if items:
+            await self._write(customers, batch)
+        tally.report()
+        return outputs
+
+    async def confirm(self, records: Sequence[Record]) -> None:
+        """Mark the batch done once Kafka acknowledged its outputs (see processors.dedupe)."""
+        # only the claims this batch made or replayed: a duplicate's claim belongs to another record
+        claims = [c for r in records if (c := self._unconfirmed.pop(r.owner, None)) is not None]
+        if claims:
+            pipe = self._redis.pipeline(transaction=False)
+            self._stores.claims.queue_done(pipe, claims)
+            await pipe.execute()
+            REDIS_ROUNDTRIPS.labels(STAGE).inc()
+
+    async def _read(self, decoded: Sequence[tuple[Record, Item]], tally: Tally) -> tuple[
+            list[Item], dict[str, CaseFile], dict[tuple[str, str], str], dict[str, int]]:
+        s = self._stores
+        # a replayed batch re-emits messages and events: the claim keeps each applied once
+        claims = [Claim(m.event_id, r.owner) for r, m in decoded]
+        items = [m for _, m in decoded]
+        ids = list(dict.fromkeys(m.customer_id for m in items))
+        thread_ids = list(dict.fromkeys((m.message.channel, m.message.thread_key) for m in items
+                                        if isinstance(m, IdentifiedMessage)))
+        pipe = self._redis.pipeline(transaction=False)
+        s.claims.queue(pipe, claims)
+        s.threads.queue_read_threads(pipe, thread_ids)
+        s.history.queue_read(pipe, ids, s.history_limit)
+        s.history.queue_read_recent(pipe, ids)
+        s.directory.queue_read_profiles(pipe, ids)
+        s.clocks.queue_read(pipe, ids)
+        pipe.hgetall(s.backlog_key)
+        claimed, known, history, recent, profiles, clocks, backlog = await pipe.execute()
+        REDIS_ROUNDTRIPS.labels(STAGE).inc()
+        customers = {
+            cid: CaseFile(cid, profile, list(lines), {r.conversation_id: r for r in summaries}, entries)
+            for cid, profile, lines, summaries, entries in zip(
+                ids, s.directory.parse_profiles(ids, profiles), s.history.parse_read(history),
+                s.history.parse_recent(recent), s.clocks.parse_read(clocks), strict=True)
+        }
+        threads = {t: c for t, c in zip(thread_ids, s.threads.parse_threads(known), strict=True) if c}
+        fresh = []
+        for claim, before, item in zip(claims, claimed, items, strict=True):
+            channel = _channel(item)
+            tally.seen[channel] += 1
+            verdict, reason = decide_claim(claim, before)
+            if verdict is Verdict.DUPLICATE:
+                tally.dropped[channel] += 1
+                log.info("duplicate dropped", extra={"event_id": item.event_id, "reason": reason})
+            else:
+                fresh.append(item)
+                self._unconfirmed[claim.owner] = claim
+        return fresh, customers, threads, {k.decode(): int(v) for k, v in backlog.items()}
+
+    def _one(self, identified: IdentifiedMessage, customer: CaseFile, batch: _Batch,
+             debug: bool) -> list[Output]:
+        message = identified.message
+        thread = (message.channel, message.thread_key)
+        facts = route.Facts(
+            profile=customer.profile, history=tuple(customer.history[: self._stores.history_limit]),
+            recent=sorted(customer.recent.values(), key=lambda r: r.last_at, reverse=True),
+            known_thread=batch.threads.get(thread), backlog=batch.backlog)
+        outcome = route.decide(identified, facts, batch.policy, self._rules, batch.now)
+        routed = outcome.routed
+        conversation = routed.conversation_id
+        batch.threads[thread] = conversation
+        batch.thread_writes[self._stores.threads.thread_key(*thread)] = conversation
+        if outcome.new_conversation:
+            batch.opened[routed.queue] += 1
+            batch.backlog[routed.queue] = batch.backlog.get(routed.queue, 0) + 1
+        customer.remember(outcome, batch.policy)
+        outputs = [Output(ROUTED, routed.customer_id.encode(), encode(routed))]
+        if outcome.ack is not None:
+            ack = acknowledgement_message(routed, outcome.ack.text)
+            outputs.append(Output(OUTBOUND, conversation.encode(), encode(ack)))
+        _latency.observe(max(0.0, batch.now.timestamp() - message.received_at.timestamp()))
+        if debug:
+            log.debug("routed", extra={"event_id": routed.event_id, "conversation_id": conversation,
+                                       "queue": routed.queue, "priority": routed.priority})
+        return outputs
+
+    def _event(self, event: ConversationEvent, customer: CaseFile, batch: _Batch) -> None:
+        context = {"event_id": event.event_id, "conversation_id": event.conversation_id,
+                   "kind": event.kind}
+        before = customer.clocks.get(event.conversation_id)
+        change = customer.apply(event, batch.policy)
+        if change is None:
+            log.warning("lifecycle event for an unknown conversation", extra=context)
+            return
+        log.info("lifecycle " + event.kind, extra={**context, "reason": change.reason})
+        if before is not None and _waiting(before.clock) and not _waiting(change.entry.clock):
+            # answered or resolved: no longer in the queue's backlog of first responses owed
+            queue = change.summary.queue
+            batch.opened[queue] -= 1
+            batch.backlog[queue] = max(0, batch.backlog.get(queue, 0) - 1)
+
+    async def _write(self, customers: dict[str, CaseFile], batch: _Batch) -> None:
+        s = self._stores
+        appends: list[Append] = []
+        recent: list[RecentWrite] = []
+        clocks: list[Write] = []
+        statuses: dict[str, dict[str, str | bytes]] = {}
+        plans: list[Planned] = []
+        for c in customers.values():
+            w = c.writes(batch.policy)
+            appends += w.appends
+            recent.append(w.recent)
+            clocks += w.clocks
+            statuses |= {cid: status_fields(status) for cid, status in w.statuses.items()}
+            plans += w.plans
+        pipe = self._redis.pipeline(transaction=False)
+        s.threads.queue_write_threads(pipe, list(batch.thread_writes.items()))
+        s.history.queue_append(pipe, appends)
+        # summaries before plans: a watch reading in between sees the new status, not a stale plan
+        s.history.queue_write_recent(pipe, recent)
+        s.clocks.queue_write(pipe, clocks)
+        s.cards.queue_write(pipe, statuses)
+        s.schedule.queue_write(pipe, plans)
+        for queue, n in batch.opened.items():
+            if n:
+                pipe.hincrby(s.backlog_key, queue, n)
+        await pipe.execute()
+        REDIS_ROUNDTRIPS.labels(STAGE).inc()
+
+
+def _waiting(clock: SlaClock) -> bool:
+    """Still owed its first response: what a queue's backlog counts."""
+    return not (clock.replied or clock.resolved)
+
+
+def _channel(item: Item) -> str:
+    """The label a batch's counts use: the message's channel, or "lifecycle" for an event."""
+    return "lifecycle" if isinstance(item, ConversationEvent) else item.message.channel
+
+
+def _decode(records: Sequence[Record], outputs: list[Output]) -> list[tuple[Record, Item]]:
+    """Messages and lifecycle events decoded by their topic, in the batch's order."""
+    events = [r for r in records if r.topic.endswith(CONVERSATION.name)]
+    messages = [r for r in records if not r.topic.endswith(CONVERSATION.name)]
+    decoded: list[tuple[Record, Item]] = [
+        *decode_records(messages, IdentifiedMessage, STAGE, outputs),
+        *decode_records(events, ConversationEvent, STAGE, outputs)]
+    order = {r.owner: i for i, r in enumerate(records)}
+    return sorted(decoded, key=lambda d: order[d[0].owner])

@@ -1,0 +1,1 @@
+"""Dispatch: routed conversations, receipts and notices delivered to the agents' tools."""

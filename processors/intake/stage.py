@@ -1,0 +1,155 @@
+"""Intake: the first stage, one stream batch at a time.
+
+decode → dedupe + identify (one Redis round trip for the batch) → IdentifiedMessage on
+`sb.identified.v1`, keyed by customer; a bounce becomes a failed DeliveryReceipt; an
+identity the customer states in a private message is linked (an IdentityLink event); an
+agent's answer from a team mailbox becomes their reply on `sb.outbound.v1`; whatever
+cannot be decoded becomes a DeadLetter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from redis.asyncio import Redis
+
+from processors.intake import dedupe, evidence, identify
+from processors.intake.agent_mail import answered_conversation, reply_from_mail
+from processors.intake.bounce import receipt_for_bounce
+from processors.metrics import BATCH_SIZE, DEADLETTERED, REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
+from processors.stage import Output, Record, dead_letter, decode_records
+from processors.stores.cards import CardStore
+from processors.stores.claims import Claim, ClaimStore
+from processors.stores.identities import IdentityStore
+from schemas.codec import encode
+from schemas.identified import IdentifiedMessage
+from schemas.inbound import InboundMessage
+from schemas.routed import Decision
+from schemas.topics import DELIVERY, IDENTIFIED, IDENTITY, OUTBOUND
+
+__all__ = ["STAGE", "Intake", "identified_message"]
+
+STAGE = "intake"
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_latency = STAGE_LATENCY.labels(STAGE)  # labels() costs a lock and a lookup: once, not per message
+
+
+def identified_message(message: InboundMessage, customer_id: str, dedupe_reason: str,
+                       identified: Decision) -> IdentifiedMessage:
+    """The message with its customer and the first two stages' reasons: the pure core."""
+    return IdentifiedMessage(
+        event_id=message.event_id, customer_id=customer_id, message=message,
+        identified_at=datetime.now(UTC),
+        decisions=(Decision(stage="dedupe", outcome="new", reasons=(dedupe_reason,)), identified))
+
+
+class Intake:
+    """Runs the intake stage over a batch; the Faust agent only moves bytes."""
+
+    def __init__(self, redis: Redis, claims: ClaimStore, identities: IdentityStore,
+                 token_key: bytes, our_domains: Sequence[str] = (),
+                 *, cards: CardStore | None = None) -> None:
+        self._redis = redis
+        self._cards = cards
+        self._claims = claims
+        self._identities = identities
+        self._token_key = token_key
+        self._our_domains = tuple(our_domains)
+
+    async def process(self, records: Sequence[Record]) -> list[Output]:
+        """Turn one batch of inbound records into identified messages, receipts and dead letters."""
+        BATCH_SIZE.labels(STAGE).observe(len(records))
+        outputs: list[Output] = []
+        decoded = decode_records(records, InboundMessage, STAGE, outputs)
+        if not decoded:
+            return outputs
+        claims = [Claim(m.event_id, r.owner) for r, m in decoded]
+        sightings = [identify.Sighting.of(m) for _, m in decoded]
+        pipe = self._redis.pipeline(transaction=False)
+        self._claims.queue(pipe, claims)
+        self._identities.queue_lookup(pipe, sightings)
+        claimed, looked_up = await pipe.execute()
+        REDIS_ROUNDTRIPS.labels(STAGE).inc()
+        lookups = self._identities.parse_lookup(looked_up)
+        tally = Tally(STAGE)
+        new: list[tuple[InboundMessage, str]] = []
+        passed: list[tuple[InboundMessage, str]] = []
+        answers: list[tuple[Record, InboundMessage, str]] = []
+        for (record, message), claim, previous, sighting, lookup in zip(
+                decoded, claims, claimed, sightings, lookups, strict=True):
+            tally.seen[message.channel] += 1
+            verdict, reason = dedupe.decide(claim, previous)
+            if verdict is dedupe.Verdict.DUPLICATE:
+                tally.dropped[message.channel] += 1
+                log.info("duplicate dropped", extra={"event_id": message.event_id, "reason": reason})
+                continue
+            if "bounce" in message.tags:
+                outputs.append(self._bounce(record, message))
+                continue
+            answered = answered_conversation(message, self._token_key, self._our_domains)
+            if answered is not None and self._cards is not None:
+                answers.append((record, message, answered))
+                continue
+            customer, decision = identify.decide(sighting, lookup)
+            if decision.outcome == identify.NEW:
+                new.append((message, customer))
+            passed.append((message, customer))
+            outputs.append(Output(IDENTIFIED, customer.encode(), encode(
+                identified_message(message, customer, reason, decision))))
+            tally.passed[message.channel] += 1
+        tally.report()
+        await self._after(new, passed, outputs)
+        await self._agent_answers(answers, outputs)
+        return outputs
+
+    async def _agent_answers(self, answers: Sequence[tuple[Record, InboundMessage, str]],
+                             outputs: list[Output]) -> None:
+        """Agents' answers from team mailboxes become replies (their cards: one round trip)."""
+        if not answers or self._cards is None:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        self._cards.queue_read(pipe, [conversation for _, _, conversation in answers])
+        [raw] = await pipe.execute()
+        REDIS_ROUNDTRIPS.labels(STAGE).inc()
+        for (record, message, conversation), card in zip(answers, self._cards.parse_read(raw),
+                                                          strict=True):
+            if card is None:
+                outputs.append(dead_letter(record, f"agent's answer to unknown conversation {conversation}",
+                                           message.channel))
+                continue
+            reply = reply_from_mail(message, card)
+            log.info("agent answered by mail", extra={"event_id": message.event_id,
+                                                      "conversation_id": conversation})
+            outputs.append(Output(OUTBOUND, conversation.encode(), encode(reply)))
+
+    async def _after(self, new: Sequence[tuple[InboundMessage, str]],
+                     passed: Sequence[tuple[InboundMessage, str]], outputs: list[Output]) -> None:
+        """Register first sightings (one round trip), and link identities customers stated."""
+        if new:
+            pipe = self._redis.pipeline(transaction=False)
+            self._identities.queue_register(pipe, [(m.sender, c) for m, c in new])
+            await pipe.execute()
+            REDIS_ROUNDTRIPS.labels("identify").inc()
+        for message, customer in passed:
+            # evidence is rare and only in private messages: its few round trips are fine
+            for candidate in evidence.find(message, our_domains=self._our_domains):
+                link = await self._identities.link_stated(
+                    self._redis, candidate.identity, customer, via=message.sender,
+                    evidence=candidate.quote, event_id=message.event_id, at=message.received_at)
+                if link is not None:
+                    outputs.append(Output(IDENTITY, link.customer_id.encode(), encode(link)))
+                    log.info("identity linked", extra={"event_id": message.event_id,
+                                                       "customer_id": link.customer_id})
+
+    def _bounce(self, record: Record, message: InboundMessage) -> Output:
+        receipt = receipt_for_bounce(message, self._token_key)
+        if receipt is None:
+            DEADLETTERED.labels(STAGE, message.channel).inc()
+            return dead_letter(record, "bounce for a message we did not send", message.channel)
+        log.info("bounce", extra={"event_id": message.event_id, "reply_id": receipt.reply_id,
+                                  "conversation_id": receipt.conversation_id})
+        return Output(DELIVERY, receipt.conversation_id.encode(), encode(receipt))

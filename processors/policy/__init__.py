@@ -1,0 +1,1 @@
+"""The policy: one YAML file loaded, validated and turned into immutable values."""

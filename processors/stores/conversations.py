@@ -1,0 +1,38 @@
+"""Which conversation each channel thread is (an email thread root, an API thread id).
+
+Reads are one MGET per batch and writes one command per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from processors.stores.bulk import queue_set_many
+
+__all__ = ["ConversationStore"]
+
+
+class ConversationStore:
+    """Keys `<ns>:thread:<channel>:<thread key>` → conversation id."""
+
+    def __init__(self, namespace: str, ttl_seconds: int) -> None:
+        self._ns = namespace
+        self._ttl = ttl_seconds
+
+    def thread_key(self, channel: str, thread_key: str) -> str:
+        """The key of a channel thread's conversation."""
+        return f"{self._ns}:thread:{channel}:{thread_key}"
+
+    def queue_read_threads(self, pipe: Any, threads: Sequence[tuple[str, str]]) -> None:
+        """Add the reads of (channel, thread key) pairs to a pipeline, as one MGET."""
+        pipe.mget([self.thread_key(c, t) for c, t in threads])
+
+    def parse_threads(self, answer: Sequence[Any]) -> list[str | None]:
+        """The conversation of each thread `queue_read_threads` asked for, or None."""
+        return [v.decode() if v else None for v in answer]
+
+    def queue_write_threads(self, pipe: Any, pairs: Sequence[tuple[str, str]]) -> None:
+        """Add (thread key, conversation) writes to a pipeline as one command."""
+        if pairs:
+            queue_set_many(pipe, pairs, self._ttl)

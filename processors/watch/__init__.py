@@ -1,0 +1,1 @@
+"""Watches on the leader: SLA clocks and the lifecycle's follow-ups and closes, fired when due."""

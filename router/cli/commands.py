@@ -1,0 +1,252 @@
+"""The `switchboard` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from router.http.integrations import SCOPES
+from router.settings import Settings, load
+from schemas.errors import SwitchboardError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="switchboard",
+        description="Omnichannel message router for customer support. "
+        "Settings come from SB_* environment variables (see README).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="the edge: HTTP API, channel sources, and stream processors")
+    run.add_argument("--http-port", type=int, help="listen here instead of SB_HTTP_PORT")
+    worker = sub.add_parser("worker", help="stream processors only (health and metrics on HTTP)")
+    worker.add_argument("--http-port", type=int, help="health/metrics port (0: any free port)")
+
+    stack = sub.add_parser("stack", help="the local Kafka, Redis and IMAP under .local/")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--with-imap", action="store_true", help="also start Dovecot IMAP")
+
+    sub.add_parser("export-schemas",
+                   help="write JSON Schema of every topic to schemas/json/ and docs/openapi.json")
+
+    token = sub.add_parser("token", help="integration tokens for the HTTP API")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    new = token_sub.add_parser("new", help="print a new token once, and its SB_INTEGRATIONS entry")
+    new.add_argument("name", help="the integration's name, e.g. helpdesk")
+    new.add_argument("--scope", action="append", required=True, choices=SCOPES, dest="scopes",
+                     help="a scope it may use; repeat for more")
+
+    policy = sub.add_parser("policy", help="work with a routing policy file")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    check = policy_sub.add_parser("check", help="validate a policy file and summarise it")
+    check.add_argument("file", help="policy YAML, e.g. deploy/policy.example.yaml")
+
+    explain = sub.add_parser(
+        "explain", help="show the normalised message and decisions; no Kafka or Redis",
+        description="Reads messages in a channel's native form and prints what Switchboard "
+        "makes of them. One file: indented JSON, non-zero exit when refused. Several files: "
+        "one JSON line per file, {\"file\", \"error\"} for refused ones, exit 0.")
+    explain.add_argument("--channel", required=True, help="channel name, e.g. api or email")
+    explain.add_argument("files", nargs="+", metavar="FILE", help="input file; - for stdin")
+    explain.add_argument("--policy", help="policy file (default: SB_POLICY_FILE or the example)")
+
+    publish = sub.add_parser("publish", help="put a test message on sb.inbound.v1")
+    publish.add_argument("file", nargs="?", help="API-channel JSON body; - for stdin")
+    publish.add_argument("--sender", help="email address, +E.164 phone number or @handle")
+    publish.add_argument("--text", help="message text")
+    publish.add_argument("--subject")
+
+    whatif = sub.add_parser(
+        "whatif", help="replay recorded inbound messages under a new policy; no side effects",
+        description="Judges the inbound messages recorded since a time under the policy in force "
+        "(SB_POLICY_FILE) and under a new one, and compares queues, priorities and first-response "
+        "times. Produces nothing, writes nothing, commits nothing; each message is judged as if new.")
+    whatif.add_argument("--policy", required=True, metavar="NEW.yaml", help="the policy to compare")
+    whatif.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
+    whatif.add_argument("--limit", type=int, help="at most this many records")
+    whatif.add_argument("--json", action="store_true", help="one JSON document instead of tables")
+
+    desk = sub.add_parser(
+        "desk", help="a local agents' desk: receive the router's webhooks and print them",
+        description="Listens where deploy/policy.example.yaml delivers (helpdesk-webhook; pager-webhook "
+        "when SB_PAGER_SECRET is set), checks each signature with SB_WEBHOOK_SECRET / SB_PAGER_SECRET "
+        "and prints every delivery with curl lines to answer it. For development and demos.")
+    desk.add_argument("--port", type=int, default=18090, help="helpdesk port (default 18090)")
+    desk.add_argument("--pager-port", type=int, default=18091, help="pager port (default 18091)")
+    desk.add_argument("--api-url", default="http://127.0.0.1:18080",
+                      help="the router's HTTP API, for the curl lines")
+
+    tail = sub.add_parser("tail", help="print a topic's events as JSON lines")
+    tail.add_argument("topic", help="routed, inbound, deadletter, outbound, delivery")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--count", type=int, help="stop after this many events")
+    tail.add_argument("--timeout", type=float, help="stop after this many seconds")
+    return p
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from connectors.registry import get
+    from processors.policy.load import load_policy
+    from router.cli.explain import explain_paths, render
+
+    get(args.channel)  # an unknown channel fails before any input is read
+    settings = load()
+    policy = load_policy(args.policy or settings.policy_path)
+    results = explain_paths(args.channel, args.files, sys.stdin.buffer.read, settings.thread_rules,
+                            policy)
+    if len(args.files) == 1:
+        result = next(results)
+        if "error" in result:
+            print(f"switchboard explain: {result['file']}: {result['error']}", file=sys.stderr)
+            return 1
+        print(render(result, pretty=True))
+        return 0
+    for result in results:
+        sys.stdout.write(render(result, pretty=False) + "\n")
+    return 0
+
+
+def _publish(settings: Settings, args: argparse.Namespace) -> int:
+    from router.cli.publish import publish
+
+    if args.file:
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    elif args.sender and args.text:
+        body = {"sender": args.sender, "text": args.text, "subject": args.subject}
+        raw = json.dumps({k: v for k, v in body.items() if v is not None}).encode()
+    else:
+        raise SwitchboardError("give a FILE, or --sender and --text")
+    message = publish(settings, raw)
+    print(json.dumps({"event_id": message.event_id, "thread_key": message.thread_key}))
+    return 0
+
+
+def _whatif(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from processors.policy.load import load_policy
+    from router.cli.whatif import as_json, parse_since, render, whatif
+
+    since = parse_since(args.since)
+    if args.limit is not None and args.limit < 1:
+        raise SwitchboardError("--limit must be at least 1")
+    # both policies are checked before Kafka is asked anything: a bad file fails at once
+    new = load_policy(args.policy)
+    old = load_policy(settings.policy_path)
+    report = asyncio.run(whatif(settings, old, new, since, args.limit))
+    print(json.dumps(as_json(report), indent=2) if args.json else render(report))
+    return 0
+
+
+def _stack(settings: Settings, args: argparse.Namespace) -> int:
+    from devtools import stack
+
+    services = ("kafka", "redis", "imap") if args.with_imap else ("kafka", "redis")
+    if args.action == "up":
+        statuses = stack.up(settings, services)
+    elif args.action == "down":
+        statuses = stack.down(settings)
+    else:
+        statuses = stack.status(settings)
+    for s in statuses:
+        state = f"running pid={s.pid}" if s.running else "stopped"
+        print(f"{s.name:<6} {state:<18} {s.address:<22} {s.detail}")
+    # status fails only for what `up` starts by default; IMAP is opt-in
+    needed = [s for s in statuses if s.name in stack.DEFAULT_SERVICES or args.with_imap]
+    return 0 if args.action != "status" or all(s.running for s in needed) else 3
+
+
+def _policy(args: argparse.Namespace) -> int:
+    from processors.policy.load import check
+
+    for line in check(args.file):
+        print(line)
+    return 0
+
+
+def _export_schemas(args: argparse.Namespace) -> int:
+    from router.http.openapi import write as write_openapi
+    from schemas.export import write
+
+    for path in [*write(), write_openapi()]:
+        print(path)
+    return 0
+
+
+def _desk(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from devtools.desk import DeskSettings, run
+
+    asyncio.run(run(DeskSettings(), port=args.port, pager_port=args.pager_port, api_url=args.api_url))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from router.http.integrations import new_entry, new_token
+
+    token = new_token()
+    try:
+        entry = new_entry(args.name, args.scopes, token)
+    except ValidationError as e:
+        raise SwitchboardError(f"bad integration: {e.errors()[0]['msg']}") from e
+    print(token)
+    print(entry)
+    print("the token is shown only this once; add the JSON line to the SB_INTEGRATIONS list",
+          file=sys.stderr)
+    return 0
+
+
+def _with_settings(args: argparse.Namespace) -> int:
+    overrides = {"http_port": args.http_port} if getattr(args, "http_port", None) is not None else {}
+    settings = load(**overrides)
+    if args.command in ("run", "worker"):
+        from router.service import run_worker
+
+        run_worker(settings, edge=args.command == "run")
+        return 0
+    if args.command == "stack":
+        return _stack(settings, args)
+    if args.command == "publish":
+        return _publish(settings, args)
+    if args.command == "whatif":
+        return _whatif(settings, args)
+    from router.cli.tail import run
+
+    run(settings, args.topic, from_beginning=args.from_beginning, count=args.count,
+        timeout=args.timeout)
+    return 0
+
+
+_OFFLINE = {"explain": _explain, "policy": _policy, "export-schemas": _export_schemas, "token": _token,
+            "desk": _desk}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    return _OFFLINE.get(args.command, _with_settings)(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; errors print one line and exit non-zero, never a traceback."""
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except SwitchboardError as e:
+        print(f"switchboard {args.command}: {e}", file=sys.stderr)
+        return 2
+    except (KeyError, OSError, msgspec.MsgspecError) as e:
+        print(f"switchboard {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+

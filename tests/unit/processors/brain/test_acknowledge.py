@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from processors.brain.acknowledge import AckDecision, acknowledgement, expected_answer, status_update
+from processors.policy.calendar import ALWAYS_OPEN
+from processors.policy.load import load_policy
+from tests.paths import ROOT
+
+POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml")
+BERLIN = ZoneInfo("Europe/Berlin")
+EU = POLICY.calendars["eu-support"]
+
+
+def at(day: int, hour: int, minute: int = 0) -> datetime:
+    """A time in March 2026, Berlin (CET); the 2nd is a Monday. eu-support: 08-18, Sat 10-14."""
+    return datetime(2026, 3, day, hour, minute, tzinfo=BERLIN)
+
+
+MONDAY_10, MONDAY_NOON = at(2, 10), at(2, 12)
+
+
+def ack(*, channel: str = "email", tags: tuple[str, ...] = (), name: str | None = "Ada",
+        tier: str = "premium", backlog: int = 0, handling: timedelta | None = timedelta(minutes=20),
+        due: datetime = MONDAY_NOON, now: datetime = MONDAY_10, continuing: bool = False) -> AckDecision:
+    return acknowledgement(channel=channel, tags=tags, name=name, reference="con_1", tier=tier,
+                           queue="general", backlog=backlog, handling_time=handling, due=due,
+                           policy=POLICY, now=now, continuing=continuing)
+
+
+@pytest.mark.parametrize(("tags", "continuing", "channel", "reason"), [
+    (("auto_reply",), False, "email", "no acknowledgement: message tagged auto_reply"),
+    (("mailing_list",), False, "email", "no acknowledgement: message tagged mailing_list"),
+    (("bounce",), False, "email", "no acknowledgement: message tagged bounce"),
+    (("spam",), False, "email", "no acknowledgement: message tagged spam"),  # the policy's own
+    ((), True, "email", "no acknowledgement: continues a conversation already acknowledged"),
+    ((), False, "phone", "no acknowledgement: no template for channel phone"),
+])
+def test_when_not_to_acknowledge(tags: tuple[str, ...], continuing: bool, channel: str, reason: str) -> None:
+    decision = ack(tags=tags, continuing=continuing, channel=channel)
+    assert decision.ack is None
+    assert decision.reasons == (reason,)
+
+
+def test_open_team_with_a_short_backlog_promises_the_estimate() -> None:
+    decision = ack(backlog=2)
+    assert decision.ack is not None
+    assert decision.ack.expected == at(2, 11)  # 3 conversations of 20m
+    assert decision.ack.template == "email/default/open"
+    assert decision.ack.text == (
+        "Hi Ada, thanks for writing. We have your message and will answer by Mon 02 Mar, 11:00 CET. "
+        "Your reference is con_1; just reply to this email to add anything.")
+    assert decision.reasons[1] == ("expected 2026-03-02T10:00:00+00:00: 2 waiting and this one at "
+                                   "20m average handling in calendar eu-support")
+
+
+@pytest.mark.parametrize(("backlog", "handling", "expected", "why"), [
+    (0, timedelta(minutes=20), at(2, 10, 20), "average handling"),
+    (10, timedelta(minutes=20), at(2, 12), "the SLA due time (10 waiting"),  # capped by the SLA
+    (3, None, at(2, 12), "the SLA due time (no handling-time data)"),
+    (3, timedelta(0), at(2, 12), "no handling-time data"),
+])
+def test_expected_answer(backlog: int, handling: timedelta | None, expected: datetime, why: str) -> None:
+    when, reason = expected_answer(now=at(2, 10), due=at(2, 12), backlog=backlog,
+                                   handling_time=handling, calendar=EU)
+    assert when == expected
+    assert why in reason
+
+
+def test_estimate_counts_business_hours() -> None:
+    # Friday 17:45: 15 minutes left today, then Saturday from 10:00
+    when, _ = expected_answer(now=at(6, 17, 45), due=at(7, 11, 45), backlog=2,
+                              handling_time=timedelta(minutes=30), calendar=EU)
+    assert when == at(7, 11, 15)
+
+
+def test_closed_team_says_when_it_opens() -> None:
+    decision = ack(now=at(8, 12), due=at(9, 10), backlog=1)  # Sunday noon
+    assert decision.ack is not None
+    assert decision.ack.template == "email/default/closed"
+    assert decision.ack.expected == at(9, 8, 40)
+    assert decision.ack.text == (
+        "Hi Ada, thanks for writing. Our team is away right now and back Mon 09 Mar, 08:00 CET; "
+        "you will have an answer by Mon 09 Mar, 08:40 CET. Your reference is con_1.")
+    assert "closed until 2026-03-09T07:00:00+00:00" in decision.reasons[0]
+
+
+@pytest.mark.parametrize(("channel", "tier", "template", "starts"), [
+    ("email", "enterprise", "email/enterprise/open", "Hi Ada, your request con_1 is with our enterprise"),
+    ("email", "standard", "email/default/open", "Hi Ada, thanks for writing."),
+    ("x", "premium", "x/default/open", "Thanks Ada, we're on it"),
+])
+def test_template_by_channel_then_tier(channel: str, tier: str, template: str, starts: str) -> None:
+    decision = ack(channel=channel, tier=tier)
+    assert decision.ack is not None
+    assert decision.ack.template == template
+    assert decision.ack.text.startswith(starts)
+
+
+def test_enterprise_is_never_closed_and_times_show_in_the_teams_timezone() -> None:
+    decision = ack(tier="enterprise", now=at(8, 3), due=at(8, 4), handling=None)
+    assert decision.ack is not None
+    assert decision.ack.template == "email/enterprise/open"
+    assert decision.ack.text.endswith("Expect an answer by Sun 08 Mar, 04:00 CET.")
+
+
+@pytest.mark.parametrize("name", [None, "", "   "])
+def test_unknown_name(name: str | None) -> None:
+    decision = ack(name=name)
+    assert decision.ack is not None and decision.ack.text.startswith("Hi there,")
+
+
+def test_customer_text_with_braces_is_not_a_template() -> None:
+    decision = ack(name="{expected} {0}")
+    assert decision.ack is not None and decision.ack.text.startswith("Hi {expected} {0}, thanks")
+
+
+def test_status_update_before_due() -> None:
+    decision = status_update(channel="email", name="Ada", reference="con_1", tier="premium",
+                             queue="general", backlog=0, handling_time=None, due=at(2, 12),
+                             policy=POLICY, now=at(2, 11))
+    assert decision.ack is not None
+    assert decision.ack.kind == "status_update"
+    assert decision.ack.text == ("Hi Ada, we haven't forgotten you: con_1 is being worked on and you "
+                                 "will have an answer by Mon 02 Mar, 12:00 CET.")
+
+
+@pytest.mark.parametrize(("channel", "now", "reason"), [
+    ("email", at(2, 12), "no status update: already past due, escalation has it"),
+    ("api", at(2, 11), "no status_update: no template for channel api"),
+])
+def test_no_status_update(channel: str, now: datetime, reason: str) -> None:
+    decision = status_update(channel=channel, name="Ada", reference="con_1", tier="premium",
+                             queue="general", backlog=0, handling_time=None, due=at(2, 12),
+                             policy=POLICY, now=now)
+    assert decision.ack is None
+    assert decision.reasons == (reason,)
+
+
+def test_always_open_calendar_estimate_is_plain_elapsed_time() -> None:
+    when, _ = expected_answer(now=at(8, 3), due=at(8, 9), backlog=1, handling_time=timedelta(hours=1),
+                              calendar=ALWAYS_OPEN)
+    assert when == at(8, 5)

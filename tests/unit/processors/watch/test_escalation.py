@@ -1,0 +1,74 @@
+"""Escalation steps do what they say: a reassignment moves the conversation, targets hear it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from processors.brain import sla
+from processors.dispatch.plan import escalation_destinations
+from processors.policy.load import load_policy, parse_policy
+from processors.stores.clocks import SlaEntry
+from processors.watch.sla_watch import fire
+from schemas import Identity, SlaEvent, decode
+from schemas.conversation import ConversationEvent
+from schemas.topics import CONVERSATION, SLA
+from tests.paths import ROOT
+
+EXAMPLE = load_policy(ROOT / "deploy" / "policy.example.yaml")
+CHAIN = parse_policy("""
+default_tier: standard
+tiers:
+  standard: {rank: 1, first_response: {normal: 1m, high: 1m}, next_response: {normal: 1m, high: 1m}}
+urgency: {levels: [normal, high]}
+queues:
+  general: {match: {channels: [email]}, destinations: [helpdesk], escalation: chain}
+  escalations: {destinations: [pager]}
+default_queue: general
+escalations:
+  chain:
+    - {at: breach, action: reassign, target: escalations}
+    - {at: breach, action: page, target: on-call}
+""", "chain.yaml")
+
+
+def breached(queue: str = "general") -> SlaEntry:
+    start = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    clock, _ = sla.apply(sla.SlaClock(tier="standard", urgency="normal", queue=queue),
+                         sla.ClockEvent("customer_message", start), CHAIN)
+    return SlaEntry(conversation_id="con_1", customer_id="cus_1", channel="email",
+                    recipient=Identity(kind="email", value="ada@example.com"), clock=clock)
+
+
+def test_a_reassignment_step_moves_the_conversation_to_its_queue() -> None:
+    now = datetime(2026, 11, 23, 9, 5, tzinfo=UTC)
+    _, outputs = fire(breached(), now, CHAIN)
+    steps = [decode(o.value, SlaEvent) for o in outputs if o.topic is SLA]
+    assert [(s.kind, s.action, s.action_target) for s in steps if s.kind == "escalate"] == [
+        ("escalate", "reassign", "escalations"), ("escalate", "page", "on-call")]
+    [moved] = [decode(o.value, ConversationEvent) for o in outputs if o.topic is CONVERSATION]
+    assert (moved.kind, moved.queue, moved.conversation_id, moved.source) == (
+        "transferred", "escalations", "con_1", "sla")
+    assert outputs[[o.topic for o in outputs].index(CONVERSATION)].key == b"cus_1"
+    # fired again (a replay of the tick): the same event id, so the brain applies it once
+    _, again = fire(breached(), now, CHAIN)
+    [same] = [decode(o.value, ConversationEvent) for o in again if o.topic is CONVERSATION]
+    assert same.event_id == moved.event_id
+
+
+def test_nothing_moves_before_the_breach() -> None:
+    _, outputs = fire(breached(), datetime(2026, 11, 23, 9, 0, 45, tzinfo=UTC), CHAIN)
+    assert all(o.topic is not CONVERSATION for o in outputs)
+
+
+@pytest.mark.parametrize(("action", "target", "expected"), [
+    ("reassign", "escalations", ("pager-webhook",)),  # the new team's own tools
+    ("page", "pager-webhook", ("pager-webhook",)),      # a destination of that name
+    ("notify", "team-lead", ()),                        # a name the conversation's tools understand
+    ("raise_priority", None, ()),
+    (None, None, ()),
+])
+def test_who_else_an_escalation_reaches(action: str | None, target: str | None,
+                                        expected: tuple[str, ...]) -> None:
+    assert escalation_destinations(action, target, EXAMPLE)[0] == expected
