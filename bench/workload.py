@@ -9,7 +9,8 @@ from pathlib import Path
 
 from schemas.codec import encode
 from schemas.identity import Identity
-from schemas.inbound import ApiExtras, InboundMessage, event_id_for
+from schemas.ids import inbound_event_id
+from schemas.inbound import ApiExtras, InboundMessage
 
 __all__ = ["SUPPORT_TEXT", "Workload"]
 
@@ -42,7 +43,7 @@ class Workload:
         sender = Identity(kind="email", value=f"customer{who}@example.com")
         native = f"{self._run}-{self._n}"
         message = InboundMessage(
-            event_id=event_id_for("api", native),
+            event_id=inbound_event_id("api", native),
             channel="api",
             native_id=native,
             thread_key=str(sender),

@@ -14,7 +14,7 @@ from schemas.errors import (
 )
 from schemas.identified import CustomerProfile, IdentifiedMessage, IdentityLink
 from schemas.identity import Identity, parse_sender
-from schemas.inbound import ApiExtras, Attachment, EmailExtras, InboundMessage, event_id_for
+from schemas.inbound import ApiExtras, Attachment, EmailExtras, InboundMessage
 from schemas.outbound import DeliveryReceipt, OutboundMessage
 from schemas.routed import Decision, HistoryEntry, RoutedConversation
 from schemas.sla import SlaEvent
@@ -43,6 +43,5 @@ __all__ = [
     "TransientError",
     "decode",
     "encode",
-    "event_id_for",
     "parse_sender",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 
 import msgspec
@@ -15,14 +14,9 @@ __all__ = [
     "EmailExtras",
     "Extras",
     "InboundMessage",
-    "event_id_for",
 ]
 
 
-def event_id_for(channel: str, native_id: str) -> str:
-    """Derive the event id from the channel's own id, so a re-read yields the same id."""
-    digest = hashlib.blake2b(f"{channel}\x00{native_id}".encode(), digest_size=16).hexdigest()
-    return f"ev_{digest}"
 
 
 class Attachment(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,7 +12,8 @@ import msgspec
 from connectors.api.errors import ApiInputError
 from schemas.errors import ParseError
 from schemas.identity import parse_sender
-from schemas.inbound import ApiExtras, InboundMessage, event_id_for
+from schemas.ids import inbound_event_id
+from schemas.inbound import ApiExtras, InboundMessage
 
 __all__ = ["MAX_TEXT_CHARS", "ApiMessage", "parse", "to_inbound"]
 
@@ -62,7 +63,7 @@ def to_inbound(body: ApiMessage, *, received_at: datetime | None = None,
         raise ApiInputError(e.reason, field="sender") from e
     native_id = body.message_id or new_id()
     return InboundMessage(
-        event_id=event_id_for(CHANNEL, native_id),
+        event_id=inbound_event_id(CHANNEL, native_id),
         channel=CHANNEL,
         native_id=native_id,
         thread_key=body.thread_id or f"{sender}",

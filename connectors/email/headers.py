@@ -9,7 +9,6 @@ in the subject or body. Pure, no I/O.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from connectors.email.body import CONTROL_CHARS, decode_words, repair
 from connectors.email.guards import BAD_HEADER
 from schemas.errors import ParseError
 from schemas.identity import Identity, parse_sender
+from schemas.ids import synthetic_message_id
 from schemas.inbound import EmailExtras
 
 __all__ = [
@@ -142,7 +142,7 @@ def own_message_id(headers: dict[str, list[str]], raw: bytes) -> str:
     ids = message_ids(value) if value else ()
     if ids:
         return ids[0]
-    return f"sb-{hashlib.blake2b(raw, digest_size=16).hexdigest()}@switchboard.invalid"
+    return synthetic_message_id(raw)
 
 
 def message_ids(value: str) -> tuple[str, ...]:

@@ -9,7 +9,6 @@ first one (In-Reply-To/References), which is the thread reference this tool retu
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -22,6 +21,7 @@ from connectors.base import AgentTool, Handoff
 from connectors.email.mime import MAIL_POLICY
 from connectors.email.settings import EmailSettings, SmtpSettings, tls_context
 from schemas.errors import ConfigError, PermanentError, TransientError
+from schemas.ids import mail_nonce
 from schemas.routed import RoutedConversation
 from schemas.tokens import agent_key, make_token
 
@@ -88,7 +88,7 @@ def render(handoff: Handoff, smtp: SmtpSettings, address: str, token: str, *,
            now: datetime) -> tuple[EmailMessage, str]:
     """The mail for one handoff and its Message-ID (without angle brackets)."""
     card = handoff.card
-    nonce = hashlib.blake2b(handoff.delivery_id.encode(), digest_size=8).hexdigest()
+    nonce = mail_nonce(handoff.delivery_id)
     own_id = f"sb.{token}.{nonce}@{smtp.message_id_domain}"
     local, _, domain = smtp.from_address.rpartition("@")
     mail = EmailMessage(policy=MAIL_POLICY)

@@ -7,7 +7,6 @@ when their client drops one of them.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from email.utils import format_datetime
 
 from connectors.email.settings import SmtpSettings
 from schemas.errors import PermanentError
+from schemas.ids import mail_nonce
 from schemas.outbound import OutboundKind, OutboundMessage
 from schemas.tokens import make_token
 
@@ -114,7 +114,7 @@ def thread_references(previous: Sequence[str], in_reply_to: str | None) -> tuple
 def message_id_for(conversation_id: str, reply_id: str, key: bytes, domain: str) -> str:
     """`sb.TOKEN.NONCE@domain`; the nonce comes from reply_id, so a resend keeps the id."""
     token = make_token(conversation_id, key)
-    nonce = hashlib.blake2b(reply_id.encode(), digest_size=8).hexdigest()
+    nonce = mail_nonce(reply_id)
     return f"sb.{token}.{nonce}@{domain}"
 
 

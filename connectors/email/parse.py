@@ -44,7 +44,8 @@ from connectors.email.headers import (
 )
 from connectors.email.quotes import visible_text
 from schemas.errors import ParseError
-from schemas.inbound import EmailExtras, InboundMessage, event_id_for
+from schemas.ids import inbound_event_id
+from schemas.inbound import EmailExtras, InboundMessage
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -123,7 +124,7 @@ def _build(
         extras = _with_bounce(extras, msg, headers)
     forwarded = bool(subject and _FORWARD_SUBJECT.match(subject))
     return InboundMessage(
-        event_id=event_id_for("email", native_id),
+        event_id=inbound_event_id("email", native_id),
         channel="email",
         native_id=native_id,
         thread_key=thread_key(extras),

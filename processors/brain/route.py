@@ -18,6 +18,7 @@ from processors.brain import acknowledge, classify, lifecycle, priority, sticky,
 from processors.policy.model import Policy, choose_queue
 from processors.stores.history import ConversationSummary
 from schemas.identified import CustomerProfile, IdentifiedMessage
+from schemas.ids import new_conversation_id
 from schemas.inbound import InboundMessage
 from schemas.routed import Decision, HistoryEntry, RoutedConversation
 
@@ -121,7 +122,7 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
              "ones: queue chosen afresh", *fresh.reasons))
     if stuck.outcome == "new" and not fresh.keyword:
         stuck = _same_subject(message, facts.recent, stuck, policy) or stuck
-    conversation_id = stuck.conversation_id or thread.new_conversation_id(message)
+    conversation_id = stuck.conversation_id or new_conversation_id(message.event_id)
     before = None if stuck.outcome == "new" else next(
         (s for s in facts.recent if s.conversation_id == conversation_id), None)
     answer = lifecycle.on_message(before, message.text, queue=stuck.queue, agent=stuck.agent,

@@ -12,7 +12,6 @@ history, summaries, clocks, card statuses and the lifecycle plans.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -40,6 +39,7 @@ from processors.watch.lifecycle_watch import LifecycleSchedule, Planned
 from schemas.codec import encode
 from schemas.conversation import ConversationEvent
 from schemas.identified import IdentifiedMessage
+from schemas.ids import automatic_reply_id
 from schemas.inbound import EmailExtras
 from schemas.outbound import OutboundMessage
 from schemas.routed import RoutedConversation
@@ -80,11 +80,6 @@ class _Batch:
     thread_writes: dict[str, str] = field(default_factory=dict)
 
 
-def reply_id_for(kind: str, event_id: str) -> str:
-    """A deterministic id for an automatic message, so a replay claims the same one."""
-    return f"{kind[:3]}_" + hashlib.blake2b(event_id.encode(), digest_size=10).hexdigest()
-
-
 def acknowledgement_message(routed: RoutedConversation, text: str, kind: str = "acknowledgement"
                             ) -> OutboundMessage:
     """The outbound message carrying an acknowledgement, in the customer's thread."""
@@ -93,7 +88,7 @@ def acknowledgement_message(routed: RoutedConversation, text: str, kind: str = "
     in_reply_to = extras.message_id if isinstance(extras, EmailExtras) else message.native_id
     references = (*extras.references, extras.message_id) if isinstance(extras, EmailExtras) else ()
     return OutboundMessage(
-        reply_id=reply_id_for(kind, routed.event_id), conversation_id=routed.conversation_id,
+        reply_id=automatic_reply_id(kind, routed.event_id), conversation_id=routed.conversation_id,
         channel=message.channel, recipient=message.sender, kind=kind,  # type: ignore[arg-type]
         text=text, created_at=routed.routed_at, subject=message.subject, author="switchboard",
         in_reply_to=in_reply_to, references=references[-20:])

@@ -12,10 +12,10 @@ and match for different ones.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 
+from schemas.ids import new_conversation_id
 from schemas.inbound import EmailExtras, InboundMessage
 from schemas.routed import Decision
 from schemas.tokens import find_tokens, verify_token
@@ -62,11 +62,6 @@ def normalise_subject(subject: str | None) -> str:
     return " ".join(_PREFIX.sub("", subject).split()).casefold()
 
 
-def new_conversation_id(message: InboundMessage) -> str:
-    """A new conversation's id, from the event id so a replay picks the same one."""
-    return "con_" + hashlib.blake2b(message.event_id.encode(), digest_size=10).hexdigest()
-
-
 def _token_signal(message: InboundMessage, key: bytes) -> tuple[str, str] | None:
     extras = message.extras
     if not isinstance(extras, EmailExtras):
@@ -93,7 +88,7 @@ def decide(message: InboundMessage, ctx: ThreadContext, rules: ThreadRules) -> T
     if ctx.known_thread:
         return _joined(ctx.known_thread, "channel_thread",
                        f"{message.channel} thread {message.thread_key!r} is already this conversation")
-    conversation_id = new_conversation_id(message)
+    conversation_id = new_conversation_id(message.event_id)
     return ThreadDecision(conversation_id, False, Decision(
         stage="thread", outcome="new", reasons=(
             f"new conversation {conversation_id}: no token of ours and no known channel thread",)))

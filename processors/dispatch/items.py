@@ -6,7 +6,6 @@ delivery ids derive, and the words an agent reads about it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from processors.stage import Record
@@ -19,7 +18,6 @@ __all__ = [
     "RECEIPT",
     "ROUTED",
     "Item",
-    "delivery_id",
     "receipt_item",
     "receipt_notice",
     "receipt_text",
@@ -67,12 +65,6 @@ def sla_item(record: Record, event: SlaEvent) -> Item:
     """An SLA event, as a one-line notice."""
     return Item(record, f"sla:{event.event_id}", event.event_id, event.conversation_id, NOTICE,
                 text=sla_text(event), action=event.action, action_target=event.action_target)
-
-
-def delivery_id(source: str, destination: str) -> str:
-    """The id one item carries to one destination: the same on every retry and restart."""
-    digest = hashlib.blake2b(f"{source}\x00{destination}".encode(), digest_size=16).hexdigest()
-    return f"dlv_{digest}"
 
 
 def receipt_notice(receipt: DeliveryReceipt) -> tuple[bool, str]:

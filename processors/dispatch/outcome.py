@@ -17,12 +17,12 @@ from msgspec.structs import replace
 from prometheus_client import Counter
 
 from processors.dispatch.deliver import Outcome
-from processors.dispatch.items import delivery_id
 from processors.dispatch.plan import Plan, Verdict
 from processors.metrics import DEADLETTERED
 from processors.stage import Output, dead_letter
 from schemas.codec import encode
 from schemas.handoff import Handoff, HandoffReceipt
+from schemas.ids import delivery_id
 from schemas.topics import HANDOFF
 
 __all__ = ["HANDOFF_FAILED", "HANDOFF_FALLBACK", "STAGE", "Result", "Target", "channel_of", "context",

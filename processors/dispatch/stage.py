@@ -39,7 +39,7 @@ from redis.asyncio import Redis
 
 from processors.dispatch.breaker import Breakers
 from processors.dispatch.deliver import Courier, Retry
-from processors.dispatch.items import Item, delivery_id, receipt_item, routed_item, sla_item
+from processors.dispatch.items import Item, receipt_item, routed_item, sla_item
 from processors.dispatch.outcome import (
     HANDOFF_FAILED,
     HANDOFF_FALLBACK,
@@ -59,6 +59,7 @@ from processors.stage import Output, Record, dead_letter, decode_records
 from processors.stores.bulk import queue_claim_many, queue_set_many
 from processors.stores.cards import CardStore, card_fields, thread_fields
 from schemas.conversation import ConversationCard
+from schemas.ids import delivery_id
 from schemas.outbound import DeliveryReceipt
 from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from processors.send.replies import reply_id_for, reply_to
+from processors.send.replies import reply_to
 from schemas.conversation import ConversationCard
+from schemas.ids import agent_reply_id
 from schemas.inbound import EmailExtras, InboundMessage
 from schemas.outbound import OutboundMessage
 from schemas.tokens import agent_key, verify_token
@@ -42,4 +43,4 @@ def answered_conversation(message: InboundMessage, token_key: bytes,
 def reply_from_mail(message: InboundMessage, card: ConversationCard) -> OutboundMessage:
     """The customer-bound reply an agent wrote in their mail client."""
     return reply_to(card, text=message.text, author=message.sender.value,
-                    reply_id=reply_id_for("mailbox", message.event_id), now=datetime.now(UTC))
+                    reply_id=agent_reply_id("mailbox", message.event_id), now=datetime.now(UTC))

@@ -25,7 +25,6 @@ stays visible; the link is published so consumers can tell.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -34,6 +33,7 @@ import msgspec
 
 from schemas.errors import ParseError
 from schemas.identity import Identity, IdentityKind, parse_sender
+from schemas.ids import customer_id_for
 from schemas.inbound import InboundMessage
 from schemas.routed import Decision
 
@@ -59,9 +59,6 @@ _CHAT_SESSION_CHARS = 200
 _KINDS: dict[str, IdentityKind] = {"email": "email", "phone": "phone", "x": "x", "chat": "chat"}
 
 
-def customer_id_for(identity: Identity) -> str:
-    """The deterministic id of the customer an identity creates on first sight."""
-    return "cus_" + hashlib.blake2b(str(identity).encode(), digest_size=10).hexdigest()
 
 
 def parse_identity(raw: str) -> Identity:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 
 from schemas.conversation import ConversationCard
 from schemas.outbound import OutboundMessage
 
-__all__ = ["reply_id_for", "reply_to"]
-
-
-def reply_id_for(source: str, native_id: str) -> str:
-    """A reply id that is the same every time the same tool event is read (Slack ts, API key)."""
-    digest = hashlib.sha256(f"{source}\x00{native_id}".encode()).hexdigest()[:24]
-    return f"rep_{digest}"
+__all__ = ["reply_to"]
 
 
 def reply_to(card: ConversationCard, *, text: str, author: str | None, reply_id: str,

@@ -23,11 +23,12 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.typing import EncodableT
 
-from processors.intake.identify import Binding, customer_id_for, identity_of, parse_identity
+from processors.intake.identify import Binding, identity_of, parse_identity
 from processors.stores.identities import IdentityStore
 from schemas.errors import ConfigError, ParseError
 from schemas.identified import CustomerProfile
 from schemas.identity import Identity
+from schemas.ids import customer_id_for
 
 __all__ = ["Directory", "DirectoryRow", "ImportCounts", "parse_directory_csv"]
 

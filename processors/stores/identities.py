@@ -19,19 +19,13 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from processors.intake.identify import (
-    MAX_EVIDENCE_CHARS,
-    Binding,
-    Lookup,
-    Sighting,
-    customer_id_for,
-    identity_of,
-)
+from processors.intake.identify import MAX_EVIDENCE_CHARS, Binding, Lookup, Sighting, identity_of
 from processors.stores.bulk import queue_claim_many
 from processors.stores.history import HistoryStore
 from schemas.errors import PermanentError, TransientError
 from schemas.identified import IdentityLink
 from schemas.identity import Identity
+from schemas.ids import customer_id_for
 
 __all__ = ["IdentityStore", "LinkRefused"]
 

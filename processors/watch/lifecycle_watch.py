@@ -12,7 +12,6 @@ conversation and its resolve time, so the send stage and the brain recognise a r
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from processors.stores.clocks import ClockStore, SlaEntry
 from processors.stores.history import ConversationSummary, HistoryStore
 from schemas.codec import encode
 from schemas.conversation import ConversationEvent
+from schemas.ids import follow_up_event_id
 from schemas.outbound import OutboundMessage
 from schemas.topics import CONVERSATION, OUTBOUND
 
@@ -126,13 +126,6 @@ class LifecycleSchedule:
         await redis.eval(_SETTLE, 1, self.key, repr(taken.lease), *taken.members)
 
 
-def _id(prefix: str, summary: ConversationSummary) -> str:
-    # from the conversation and its resolve time: a second tick for the same resolve is a repeat
-    resolved = summary.resolved_at or summary.last_at
-    raw = f"{summary.conversation_id}\x00{resolved.isoformat()}".encode()
-    return prefix + hashlib.blake2b(raw, digest_size=10).hexdigest()
-
-
 def _follow_up(planned: Planned, summary: ConversationSummary, entry: SlaEntry, policy: Policy,
                now: datetime) -> tuple[list[Output], str]:
     if summary.follow_up_at is not None:
@@ -211,3 +204,8 @@ class LifecycleWatch:
         REDIS_ROUNDTRIPS.labels(STAGE).inc(3)
         return outputs
 
+
+def _id(prefix: str, summary: ConversationSummary) -> str:
+    # from the conversation and its resolve time: a second tick for the same resolve is a repeat
+    return follow_up_event_id(prefix, summary.conversation_id,
+                              (summary.resolved_at or summary.last_at).isoformat())

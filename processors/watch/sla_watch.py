@@ -9,7 +9,6 @@ truthful "we haven't forgotten you" update when one is due, and stores the clock
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from processors.stage import Output
 from processors.stores.clocks import ClockStore, SlaEntry, Write
 from schemas.codec import encode
 from schemas.conversation import ConversationEvent
+from schemas.ids import sla_event_id
 from schemas.outbound import OutboundMessage
 from schemas.sla import SlaEvent, SlaKind
 from schemas.topics import CONVERSATION, OUTBOUND, SLA
@@ -38,12 +38,6 @@ _KINDS: dict[str, SlaKind] = {"warn": "warn", "breach": "breach", "status_update
                               "escalate_step": "escalate"}
 
 
-def _event_id(entry: SlaEntry, key: str, prefix: str = "sla_") -> str:
-    # from the conversation and the clock's own key for the point, so a re-fire is the same event
-    raw = f"{entry.conversation_id}\x00{key}".encode()
-    return prefix + hashlib.blake2b(raw, digest_size=10).hexdigest()
-
-
 def _status_update(entry: SlaEntry, due: datetime, policy: Policy, now: datetime
                    ) -> OutboundMessage | None:
     clock = entry.clock
@@ -53,7 +47,7 @@ def _status_update(entry: SlaEntry, due: datetime, policy: Policy, now: datetime
     if decided.ack is None:
         return None
     return OutboundMessage(
-        reply_id=_event_id(entry, f"status-update@{due.isoformat()}", "upd_"),
+        reply_id=sla_event_id(entry.conversation_id, f"status-update@{due.isoformat()}", "upd_"),
         conversation_id=entry.conversation_id, channel=entry.channel, recipient=entry.recipient,
         kind="status_update", text=decided.ack.text, created_at=now, subject=entry.subject,
         author="switchboard", in_reply_to=entry.in_reply_to)
@@ -70,7 +64,8 @@ def fire(entry: SlaEntry, now: datetime, policy: Policy) -> tuple[Write, list[Ou
         FIRED.labels(kind).inc()
         step = e.step
         event = SlaEvent(
-            event_id=_event_id(entry, e.key), kind=kind, conversation_id=entry.conversation_id,
+            event_id=sla_event_id(entry.conversation_id, e.key), kind=kind,
+            conversation_id=entry.conversation_id,
             customer_id=entry.customer_id, target=target, due_at=breach_at, at=e.at,
             reasons=e.reasons, action=step.action if step else None,
             action_target=step.target if step else None)
@@ -89,7 +84,7 @@ def _reassigned(entry: SlaEntry, key: str, queue: str, at: datetime,
                 reasons: tuple[str, ...]) -> ConversationEvent:
     """The escalation's move to another queue, as the brain applies any transfer."""
     return ConversationEvent(
-        event_id=_event_id(entry, key, "esc_"), conversation_id=entry.conversation_id,
+        event_id=sla_event_id(entry.conversation_id, key, "esc_"), conversation_id=entry.conversation_id,
         customer_id=entry.customer_id, kind="transferred", at=at, queue=queue, source="sla",
         text="escalated: " + "; ".join(reasons) if reasons else "escalated")
 

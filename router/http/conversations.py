@@ -18,7 +18,6 @@ and in each event's `source` (`api:<integration>`).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import secrets
@@ -31,7 +30,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from processors.send.replies import reply_id_for, reply_to
+from processors.send.replies import reply_to
 from processors.stores.cards import CardStore
 from processors.stores.history import ConversationSummary, HistoryStore
 from router.http.customers import Refused
@@ -42,6 +41,7 @@ from router.settings import Settings
 from schemas.codec import encode
 from schemas.conversation import ConversationCard, ConversationEvent, LifecycleKind
 from schemas.errors import TransientError
+from schemas.ids import agent_reply_id, lifecycle_event_id
 from schemas.routed import HistoryEntry
 from schemas.topics import CONVERSATION, OUTBOUND
 
@@ -56,7 +56,6 @@ __all__ = [
     "ReplyQueued",
     "ResolveBody",
     "add_routes",
-    "event_id_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -137,11 +136,6 @@ _reply_body = msgspec.json.Decoder(ReplyBody)
 _resolve_body = msgspec.json.Decoder(ResolveBody)
 _note_body = msgspec.json.Decoder(NoteBody)
 _encoder = msgspec.json.Encoder()
-
-
-def event_id_for(cause: str, kind: str) -> str:
-    """A lifecycle event id that is the same every time the same cause is retried."""
-    return "evt_" + hashlib.sha256(f"{cause}\x00{kind}".encode()).hexdigest()[:24]
 
 
 def _error(status: int, code: str, message: str, field: str | None = None, **more: Any) -> web.Response:
@@ -230,14 +224,14 @@ class ConversationApi:
         body = await self._body(request, _reply_body)
         text = _text(body.text)
         card = await self._card(conversation_id, refuse_closed=True)
-        reply_id = reply_id_for("api", f"{caller.name}:{key}") if key else f"rep_{secrets.token_hex(12)}"
+        reply_id = agent_reply_id("api", f"{caller.name}:{key}") if key else f"rep_{secrets.token_hex(12)}"
         now = datetime.now(UTC)
         author = _author(body.author)
         message = reply_to(card, text=text, author=author, reply_id=reply_id, now=now)
         await self._publish(self._outbound, conversation_id.encode(), encode(message))
         event_id = None
         if body.then is not None:
-            event_id = event_id_for(reply_id, body.then)
+            event_id = lifecycle_event_id(reply_id, body.then)
             await self._emit(card, body.then, event_id, now, caller, author=author, reply_id=reply_id)
         log.info("reply queued", extra={"reply_id": reply_id, "conversation_id": conversation_id,
                                         "integration": caller.name, "then": body.then})
@@ -282,7 +276,7 @@ class ConversationApi:
         # with a key the id is fixed by who asked and the key; the kind keeps a note and a
         # resolve sent with one key apart
         cause = f"api:{caller.name}:{key}" if key else secrets.token_hex(16)
-        event_id = event_id_for(cause, kind)
+        event_id = lifecycle_event_id(cause, kind)
         await self._emit(card, kind, event_id, datetime.now(UTC), caller, author=_author(author), text=text)
         log.info("conversation event queued", extra={"event_id": event_id, "kind": kind,
                                                      "conversation_id": card.conversation_id,

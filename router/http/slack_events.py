@@ -50,14 +50,14 @@ from connectors.slack.events import (
 )
 from connectors.slack.settings import SlackSettings
 from processors.policy.model import Destination
-from processors.send.replies import reply_id_for, reply_to
+from processors.send.replies import reply_to
 from processors.stores.cards import CardStore
-from router.http.conversations import event_id_for
 from router.http.errors import error, unavailable
 from router.http.server import Publisher
 from schemas.codec import encode
 from schemas.conversation import ConversationCard, ConversationEvent
 from schemas.errors import ParseError, TransientError
+from schemas.ids import agent_reply_id, lifecycle_event_id
 from schemas.outbound import DeliveryReceipt
 from schemas.topics import CONVERSATION, DELIVERY, OUTBOUND
 
@@ -148,7 +148,7 @@ class SlackEvents:
             # a note is history, never sent: a closed conversation still takes one
             return await self._note(said, card, where)
         # fixed by the Slack message, so Slack's retries publish the same reply (or receipt)
-        reply_id = reply_id_for("slack", f"{said.channel}:{said.ts}")
+        reply_id = agent_reply_id("slack", f"{said.channel}:{said.ts}")
         if card.status == "closed":
             return await self._refuse_closed(card, reply_id, where)
         message = reply_to(card, text=said.text, author=said.user, reply_id=reply_id,
@@ -160,7 +160,7 @@ class SlackEvents:
 
     async def _note(self, note: SlackNote, card: ConversationCard, where: dict[str, Any]) -> web.Response:
         """An internal note on sb.conversation.v1, keyed by customer like every lifecycle event."""
-        event_id = event_id_for(f"slack:{note.channel}:{note.ts}", "note")
+        event_id = lifecycle_event_id(f"slack:{note.channel}:{note.ts}", "note")
         event = ConversationEvent(event_id=event_id, conversation_id=card.conversation_id,
                                   customer_id=card.customer_id, kind="note", at=_written_at(note.ts),
                                   author=note.user, text=note.text, queue=card.queue, source="slack")

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from processors.intake.identify import customer_id_for
 from router.settings import Settings
 from schemas import Identity, RoutedConversation, decode
+from schemas.ids import customer_id_for
 from schemas.topics import INBOUND, ROUTED
 from tests.kafka_tools import publish, read_all, wait_drained
 from tests.processes import Switchboard

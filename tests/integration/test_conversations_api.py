@@ -20,12 +20,11 @@ from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from processors.send.replies import reply_id_for
 from processors.stores.cards import CardStore, card_fields, status_fields
 from processors.stores.history import Append, ConversationSummary, HistoryStore, RecentWrite
 from router.http import conversations as conversations_api
 from router.http import customers, openapi
-from router.http.conversations import ConversationView, event_id_for
+from router.http.conversations import ConversationView
 from router.http.integrations import IntegrationConfig, Integrations, digest_hex
 from router.http.server import build_app
 from router.kafka import ensure_topics, new_producer
@@ -33,6 +32,7 @@ from router.settings import Settings
 from schemas import HistoryEntry, Identity, IdentityLink, decode
 from schemas.conversation import ConversationCard, ConversationEvent, Status
 from schemas.errors import TransientError
+from schemas.ids import agent_reply_id, lifecycle_event_id
 from schemas.outbound import OutboundMessage
 from schemas.topics import CONVERSATION, OUTBOUND
 from tests.kafka_tools import read_all, unique_prefix
@@ -193,7 +193,7 @@ async def test_an_idempotency_key_gives_the_same_reply_id_per_integration(api: A
                             "headers": {"Idempotency-Key": "ticket-77/reply-1"}}
     first = await call(api, "POST", REPLIES, 202, **once)
     again = await call(api, "POST", REPLIES, 202, **once)
-    assert first["reply_id"] == again["reply_id"] == reply_id_for("api", "helpdesk:ticket-77/reply-1")
+    assert first["reply_id"] == again["reply_id"] == agent_reply_id("api", "helpdesk:ticket-77/reply-1")
     other_key = await call(api, "POST", REPLIES, 202, json={"text": "On its way"},
                            headers={"Idempotency-Key": "ticket-77/reply-2"})
     other_integration = await call(api, "POST", REPLIES, 202, token=DEV, **once)
@@ -213,7 +213,7 @@ async def test_then_sets_the_conversations_state_with_an_event_fixed_by_the_repl
     body = await call(api, "POST", REPLIES, 202, json={"text": "Can you send a photo?", "author": "maria",
                                                         "then": "waiting_on_customer"},
                       headers={"Idempotency-Key": "k-1"})
-    assert body["event_id"] == event_id_for(body["reply_id"], "waiting_on_customer")
+    assert body["event_id"] == lifecycle_event_id(body["reply_id"], "waiting_on_customer")
     [(key, event)] = await on_topic(api, CONVERSATION, ConversationEvent)
     assert key == CUSTOMER.encode()
     assert (event.event_id, event.kind, event.conversation_id, event.customer_id) == (

@@ -15,13 +15,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from msgspec.structs import replace
 from redis.asyncio import Redis
 
-from processors.intake.identify import KNOWN, LINKED, NEW, Sighting, customer_id_for, decide
+from processors.intake.identify import KNOWN, LINKED, NEW, Sighting, decide
 from processors.stores.directory import Directory, ImportCounts, parse_directory_csv
 from processors.stores.history import Append, ConversationSummary, HistoryStore, RecentWrite
 from processors.stores.identities import IdentityStore, LinkRefused
 from router.http.customers import add_routes
 from router.settings import Settings
 from schemas import Decision, HistoryEntry, Identity, IdentityLink, InboundMessage, TransientError
+from schemas.ids import customer_id_for
 
 pytestmark = pytest.mark.integration
 

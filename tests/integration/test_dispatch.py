@@ -27,7 +27,6 @@ from connectors.webhook import (
     WebhookUnavailable,
 )
 from processors.dispatch.deliver import Retry
-from processors.dispatch.items import delivery_id
 from processors.dispatch.plan import card_for
 from processors.dispatch.stage import DispatchStage
 from processors.policy.load import load_policy
@@ -38,6 +37,7 @@ from router.settings import Settings
 from schemas import DeadLetter, DeliveryReceipt, EmailExtras, Identity, InboundMessage, decode, encode
 from schemas.errors import PermanentError
 from schemas.handoff import HandoffReceipt
+from schemas.ids import delivery_id
 from schemas.outbound import GuardFlag
 from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent

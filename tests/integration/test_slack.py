@@ -29,7 +29,6 @@ from connectors.slack.tool import SlackTool
 from processors.dispatch.stage import DispatchStage
 from processors.policy.load import load_policy
 from processors.policy.model import Destination, Queue
-from processors.send.replies import reply_id_for
 from processors.stage import Record
 from processors.stores.cards import CardStore, card_fields, status_fields, thread_fields
 from router.http import slack_events
@@ -39,6 +38,7 @@ from router.settings import Settings
 from schemas import Decision, Identity, InboundMessage, RoutedConversation, decode, encode
 from schemas.conversation import ConversationCard, ConversationEvent, Status
 from schemas.errors import AuthError, PermanentError, TransientError
+from schemas.ids import agent_reply_id
 from schemas.outbound import DeliveryReceipt, OutboundMessage
 from schemas.topics import CONVERSATION, DELIVERY, OUTBOUND, ROUTED
 from tests.emulators import slack
@@ -311,7 +311,7 @@ async def test_a_thread_reply_becomes_the_customers_reply_on_kafka(
                                ts="1772366500.000900")
     status, body = await edge.send(reply)
     assert status == 200, body
-    expected_id = reply_id_for("slack", f"{SUPPORT}:1772366500.000900")
+    expected_id = agent_reply_id("slack", f"{SUPPORT}:1772366500.000900")
     assert body == {"ok": True, "reply_id": expected_id, "conversation_id": "con_reply"}
     [(key, sent)] = await edge.outbound()
     assert key == b"con_reply"
@@ -403,7 +403,7 @@ async def test_a_reply_to_a_closed_conversation_comes_back_as_a_failed_receipt(e
     await put_card(edge, card("con_closed"), "1772366000.000300", status="closed")
     reply = slack.thread_reply(SUPPORT, "1772366000.000300", "one more thing", ts="1772366800.000100")
     status, body = await edge.send(reply)
-    expected_id = reply_id_for("slack", f"{SUPPORT}:1772366800.000100")
+    expected_id = agent_reply_id("slack", f"{SUPPORT}:1772366800.000100")
     assert (status, body) == (200, {"ok": True, "not_sent": CLOSED, "reply_id": expected_id,
                                     "conversation_id": "con_closed"})
     [(key, receipt)] = await edge.receipts()

@@ -14,7 +14,8 @@ import pytest
 from connectors.email.parse import decode_bytes, message_ids, parse_email
 from schemas.errors import ParseError
 from schemas.identity import parse_sender
-from schemas.inbound import Attachment, EmailExtras, InboundMessage, event_id_for
+from schemas.ids import inbound_event_id
+from schemas.inbound import Attachment, EmailExtras, InboundMessage
 from tests.paths import FIXTURES
 
 # the package exports a parse() function that hides the module attribute of that name
@@ -416,7 +417,7 @@ def test_too_many_parts_is_refused() -> None:
 def test_same_bytes_give_the_same_event() -> None:
     raw = (FIXTURES / "outlook_reply.eml").read_bytes()
     first, second = _parse(raw), _parse(raw)
-    assert first.event_id == second.event_id == event_id_for("email", first.native_id)
+    assert first.event_id == second.event_id == inbound_event_id("email", first.native_id)
     assert first == second
 
 

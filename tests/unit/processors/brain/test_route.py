@@ -8,13 +8,14 @@ import msgspec
 import pytest
 
 from processors.brain import route
-from processors.brain.thread import ThreadRules, new_conversation_id
+from processors.brain.thread import ThreadRules
 from processors.intake.stage import identified_message
 from processors.policy.load import load_policy
 from processors.policy.model import Policy
 from processors.stores.history import ConversationSummary
 from schemas import Decision, EmailExtras, Identity, InboundMessage
 from schemas.identified import CustomerProfile
+from schemas.ids import new_conversation_id
 from schemas.tokens import make_token
 from tests.paths import ROOT
 
@@ -48,7 +49,8 @@ def test_a_new_standard_message_is_routed_with_reasons_and_acknowledged(policy: 
     out = decide(msg(channel="email"), policy)
     routed = out.routed
     assert (routed.queue, routed.tier, routed.urgency) == ("general", "standard", "normal")
-    assert out.new_conversation and routed.conversation_id == new_conversation_id(msg(channel="email"))
+    assert out.new_conversation
+    assert routed.conversation_id == new_conversation_id(msg(channel="email").event_id)
     assert routed.first_response_due is not None and routed.first_response_due > NOW
     assert out.ack is not None and "Ada" in out.ack.text
     assert [d.stage for d in routed.decisions][-5:] == ["thread", "enrich", "classify", "route",

@@ -4,9 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from processors.brain.thread import ThreadContext, ThreadRules, decide, new_conversation_id, normalise_subject
+from processors.brain.thread import ThreadContext, ThreadRules, decide, normalise_subject
 from processors.intake.bounce import receipt_for_bounce, reply_of
 from schemas import EmailExtras, Identity, InboundMessage
+from schemas.ids import new_conversation_id
 from schemas.tokens import make_token
 
 KEY = b"test-key"
@@ -45,7 +46,7 @@ def test_threading_signals_in_order_of_strength(
     message: InboundMessage, ctx: ThreadContext, conversation: str | None, outcome: str, because: str
 ) -> None:
     decision = decide(message, ctx, RULES)
-    assert decision.conversation_id == (conversation or new_conversation_id(message))
+    assert decision.conversation_id == (conversation or new_conversation_id(message.event_id))
     assert decision.joined == (outcome != "new")
     assert decision.decision.outcome == outcome
     assert because in decision.decision.reasons[0]

@@ -14,15 +14,7 @@ from msgspec.structs import replace
 from connectors.base import AgentTool, Handoff
 from processors.dispatch.breaker import Breakers
 from processors.dispatch.deliver import Courier, Retry, backoff, fallback_chain
-from processors.dispatch.items import (
-    Item,
-    delivery_id,
-    receipt_item,
-    receipt_notice,
-    routed_item,
-    sla_item,
-    sla_text,
-)
+from processors.dispatch.items import Item, receipt_item, receipt_notice, routed_item, sla_item, sla_text
 from processors.dispatch.plan import (
     Verdict,
     applied,
@@ -39,6 +31,7 @@ from processors.stage import Record
 from schemas import DeliveryReceipt, EmailExtras, Identity, InboundMessage, RoutedConversation, SlaEvent
 from schemas.conversation import ConversationCard
 from schemas.errors import PermanentError, TransientError
+from schemas.ids import delivery_id
 from schemas.outbound import GuardFlag
 from tests.paths import FIXTURES
 

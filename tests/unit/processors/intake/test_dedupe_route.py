@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from processors.intake import dedupe
-from processors.intake.identify import customer_id_for
 from processors.stores.claims import Claim
 from schemas import Identity, InboundMessage
+from schemas.ids import customer_id_for
 
 CLAIM = Claim("ev_1", "sb.inbound.v1/0/42")
 

@@ -11,12 +11,12 @@ from processors.intake.identify import (
     NEW,
     Binding,
     Sighting,
-    customer_id_for,
     decide,
     identity_of,
     parse_identity,
 )
 from schemas import Identity, InboundMessage, ParseError
+from schemas.ids import customer_id_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ADA = Identity(kind="email", value="ada@example.com")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from processors.brain.thread import ThreadRules
-from processors.intake.identify import Binding, customer_id_for
+from processors.intake.identify import Binding
 from processors.policy.load import load_policy
 from processors.policy.model import Policy
 from router.cli.commands import main
@@ -30,7 +30,8 @@ from schemas import encode
 from schemas.errors import SwitchboardError
 from schemas.identified import CustomerProfile
 from schemas.identity import Identity
-from schemas.inbound import InboundMessage, event_id_for
+from schemas.ids import customer_id_for, inbound_event_id
+from schemas.inbound import InboundMessage
 from tests.paths import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "whatif"
@@ -52,7 +53,7 @@ def new() -> Policy:
 
 def message(n: int, sender: Identity, text: str, **fields: object) -> InboundMessage:
     native = f"m-{n}"
-    return InboundMessage(event_id=event_id_for("api", native), channel="api", native_id=native,
+    return InboundMessage(event_id=inbound_event_id("api", native), channel="api", native_id=native,
                           thread_key=str(sender), sender=sender, received_at=T0 + timedelta(minutes=n),
                           text=text, **fields)  # type: ignore[arg-type]
 

@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from router.cli.commands import main
-from router.http.conversations import MAX_TEXT_CHARS, NoteBody, ReplyBody, ResolveBody, event_id_for
+from router.http.conversations import MAX_TEXT_CHARS, NoteBody, ReplyBody, ResolveBody
 from router.http.integrations import (
     DEV_NAME,
     SCOPES,
@@ -24,6 +24,7 @@ from router.http.integrations import (
 )
 from router.settings import Settings, load
 from schemas.errors import ConfigError
+from schemas.ids import lifecycle_event_id
 
 HELPDESK = "sbi_helpdesk-token"
 CRM = "sbi_crm-token"
@@ -178,7 +179,7 @@ def test_reply_bodies_are_validated_naming_the_field() -> None:
 
 
 def test_event_ids_are_fixed_by_their_cause_and_kind() -> None:
-    assert event_id_for("rep_1", "resolved") == event_id_for("rep_1", "resolved")
-    assert event_id_for("rep_1", "resolved") != event_id_for("rep_1", "waiting_on_customer")
-    assert event_id_for("rep_1", "note") != event_id_for("rep_2", "note")
-    assert event_id_for("rep_1", "note").startswith("evt_")
+    assert lifecycle_event_id("rep_1", "resolved") == lifecycle_event_id("rep_1", "resolved")
+    assert lifecycle_event_id("rep_1", "resolved") != lifecycle_event_id("rep_1", "waiting_on_customer")
+    assert lifecycle_event_id("rep_1", "note") != lifecycle_event_id("rep_2", "note")
+    assert lifecycle_event_id("rep_1", "note").startswith("evt_")
