@@ -1,0 +1,49 @@
+"""Run the suite under faked clocks: a weekday night and a weekend, in other timezones.
+
+No test may depend on the hour, the weekday or the machine's timezone. This runs pytest
+under libfaketime (Debian's `faketime`) shifted to the next such moment of the example
+policy's team calendar (Europe/Berlin), with TZ set elsewhere, every process the tests
+start inheriting the same shift. The local Kafka accepts record times up to 8 days ahead
+(deploy/local/server.properties.in), so shifts stay within a week.
+
+    python -m tests.clocks [pytest args]     # `make test-clocks`
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+TEAM = ZoneInfo("Europe/Berlin")
+# (name, weekday Mon=0, local hour, machine timezone)
+MOMENTS = (("weekday night", 1, 2, "Pacific/Kiritimati"), ("weekend", 6, 12, "America/Los_Angeles"))
+
+
+def next_moment(now: datetime, weekday: int, hour: int) -> datetime:
+    """The next time it is `weekday` at `hour` o'clock on the team's calendar, after `now`."""
+    local = now.astimezone(TEAM).replace(hour=hour, minute=0, second=0, microsecond=0)
+    local += timedelta(days=(weekday - local.weekday()) % 7)
+    return local if local > now else local + timedelta(days=7)
+
+
+def main(args: list[str]) -> int:
+    """Run pytest once per moment; non-zero when any run fails."""
+    failed = []
+    for name, weekday, hour, tz in MOMENTS:
+        now = datetime.now(UTC)
+        at = next_moment(now, weekday, hour)
+        shift = int((at - now).total_seconds())
+        print(f"== {name}: {at:%a %d %b %H:%M %Z} (+{shift}s), TZ={tz}", flush=True)
+        env = {**os.environ, "TZ": tz}
+        run = subprocess.run(["faketime", "-f", f"+{shift}", sys.executable, "-m", "pytest", *args], env=env)
+        if run.returncode != 0:
+            failed.append(name)
+    print("clocks:", "all passed" if not failed else f"failed under {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
