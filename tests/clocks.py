@@ -38,7 +38,8 @@ def main(args: list[str]) -> int:
         shift = int((at - now).total_seconds())
         print(f"== {name}: {at:%a %d %b %H:%M %Z} (+{shift}s), TZ={tz}", flush=True)
         env = {**os.environ, "TZ": tz}
-        run = subprocess.run(["faketime", "-f", f"+{shift}", sys.executable, "-m", "pytest", *args], env=env)
+        command = ["faketime", "-f", f"+{shift}", sys.executable, "-m", "pytest", *args]
+        run = subprocess.run(command, check=False, env=env)
         if run.returncode != 0:
             failed.append(name)
     print("clocks:", "all passed" if not failed else f"failed under {', '.join(failed)}")

@@ -18,9 +18,11 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from connectors.base import AgentTool, Handoff
+from connectors.email.errors import SmtpTransient
 from connectors.email.mime import MAIL_POLICY
-from connectors.email.settings import EmailSettings, SmtpSettings, tls_context
-from schemas.errors import ConfigError, PermanentError, TransientError
+from connectors.email.settings import EmailSettings, SmtpSettings
+from connectors.email.smtp import NETWORK, classified, connect, where
+from schemas.errors import ConfigError, PermanentError
 from schemas.ids import mail_nonce
 from schemas.routed import RoutedConversation
 from schemas.tokens import agent_key, make_token
@@ -59,29 +61,20 @@ class MailboxTool(AgentTool[EmailSettings]):
         token = make_token(handoff.card.conversation_id, agent_key(self.settings.token_key
                                                                    .get_secret_value().encode()))
         mail, own_id = render(handoff, smtp, address, token, now=datetime.now(UTC))
-        password = smtp.password.get_secret_value() if smtp.password else None
+        client = await connect(smtp)
         try:
             # our bytes, not aiosmtplib's flattening: it would fold the long Message-ID
-            await aiosmtplib.send(
-                mail.as_bytes(), sender=smtp.from_address, recipients=[address],
-                hostname=smtp.host, port=smtp.port, timeout=smtp.timeout,
-                use_tls=smtp.tls == "implicit", start_tls=smtp.tls == "starttls",
-                tls_context=tls_context(smtp.tls_ca_file) if smtp.tls != "none" else None,
-                username=smtp.username, password=password, local_hostname=smtp.message_id_domain)
+            await client.sendmail(smtp.from_address, [address], mail.as_bytes())
+            await client.quit()
         except aiosmtplib.SMTPRecipientsRefused as e:
-            raise _refused(smtp, address, e.recipients[0]) from e
+            raise classified(e.recipients[0], f"{where(smtp)} for {address}") from e
         except aiosmtplib.SMTPResponseException as e:
-            raise _refused(smtp, address, e) from e
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
-            raise TransientError(f"SMTP {smtp.host}:{smtp.port}: {e!r}") from e
+            raise classified(e, f"{where(smtp)} for {address}") from e
+        except (aiosmtplib.SMTPException, *NETWORK) as e:
+            raise SmtpTransient(f"{where(smtp)}: {e!r}") from e
+        finally:
+            client.close()
         return handoff.thread or own_id
-
-
-def _refused(smtp: SmtpSettings, address: str, e: aiosmtplib.SMTPResponseException
-             ) -> TransientError | PermanentError:
-    """5xx is the server's final word; 4xx may pass on a later try."""
-    text = f"SMTP {smtp.host}:{smtp.port} for {address}: {e.code} {e.message}"
-    return PermanentError(text) if e.code >= 500 else TransientError(text)
 
 
 def render(handoff: Handoff, smtp: SmtpSettings, address: str, token: str, *,

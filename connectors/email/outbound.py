@@ -19,7 +19,8 @@ from connectors.base import Outbound
 from connectors.email.errors import SmtpRejected, SmtpTransient
 from connectors.email.imap import ImapSession, backoff_delay
 from connectors.email.mime import BuiltReply, build_reply
-from connectors.email.settings import EmailSettings, SmtpSettings, tls_context
+from connectors.email.settings import EmailSettings, SmtpSettings
+from connectors.email.smtp import NETWORK, classified, connect
 from schemas.errors import AuthError, ConfigError, PermanentError, SwitchboardError
 from schemas.outbound import DeliveryReceipt, DeliveryStatus, OutboundMessage
 
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 SENT = Counter("sb_email_replies_total", "Replies by final status", ["status"])
 ATTEMPTS = Counter("sb_email_smtp_attempts_total", "SMTP transactions tried", ["outcome"])
 
-_NETWORK = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError,
-            aiosmtplib.SMTPTimeoutError, OSError, TimeoutError)
 
 
 class _InFlight(SwitchboardError):
@@ -143,8 +142,8 @@ class EmailOutbound(Outbound[EmailSettings]):
             await client.mail(built.sender)
         except aiosmtplib.SMTPResponseException as e:
             await self._reset(client)
-            raise _classified(e, "MAIL FROM") from e
-        except _NETWORK as e:
+            raise classified(e, "MAIL FROM") from e
+        except NETWORK as e:
             await self._drop()
             raise _Stale(f"MAIL FROM: {e!r}") from e
         await self._recipient(client, built)
@@ -154,8 +153,8 @@ class EmailOutbound(Outbound[EmailSettings]):
             await client.rcpt(built.recipient)
         except aiosmtplib.SMTPResponseException as e:
             await self._reset(client)
-            raise _classified(e, "RCPT TO") from e
-        except _NETWORK as e:
+            raise classified(e, "RCPT TO") from e
+        except NETWORK as e:
             await self._drop()
             raise SmtpTransient(f"RCPT TO: {e!r}") from e
         except ValueError as e:  # an address aiosmtplib will not put on the wire
@@ -167,8 +166,8 @@ class EmailOutbound(Outbound[EmailSettings]):
             await client.data(built.data)
         except aiosmtplib.SMTPResponseException as e:
             await self._reset(client)
-            raise _classified(e, "DATA") from e
-        except _NETWORK as e:
+            raise classified(e, "DATA") from e
+        except NETWORK as e:
             await self._drop()
             raise _InFlight(f"connection lost during DATA, the server may have the message: {e!r}") from e
 
@@ -176,31 +175,14 @@ class EmailOutbound(Outbound[EmailSettings]):
         """Clear a failed envelope so the connection can carry the next one."""
         try:
             await client.rset()
-        except (aiosmtplib.SMTPException, *_NETWORK):
+        except (aiosmtplib.SMTPException, *NETWORK):
             await self._drop()
 
     async def _connection(self) -> aiosmtplib.SMTP:
         """The shared connection, (re)connected and logged in as needed."""
-        if self._smtp is not None and self._smtp.is_connected:
-            return self._smtp
-        smtp = self._config
-        password = smtp.password.get_secret_value() if smtp.password else None
-        client = aiosmtplib.SMTP(
-            hostname=smtp.host, port=smtp.port, timeout=smtp.timeout,
-            use_tls=smtp.tls == "implicit", start_tls=smtp.tls == "starttls",
-            tls_context=tls_context(smtp.tls_ca_file) if smtp.tls != "none" else None,
-            username=smtp.username, password=password, local_hostname=smtp.message_id_domain)
-        where = f"SMTP {smtp.host}:{smtp.port}"
-        try:
-            await client.connect()
-        except aiosmtplib.SMTPAuthenticationError as e:
-            raise AuthError(f"{where}: login as {smtp.username!r} refused: {e.code} {e.message}") from e
-        except aiosmtplib.SMTPResponseException as e:
-            raise _classified(e, f"{where}: connect") from e
-        except (aiosmtplib.SMTPException, *_NETWORK) as e:
-            raise SmtpTransient(f"{where}: connect: {e!r}") from e
-        self._smtp = client
-        return client
+        if self._smtp is None or not self._smtp.is_connected:
+            self._smtp = await connect(self._config)
+        return self._smtp
 
     async def _drop(self) -> None:
         client, self._smtp = self._smtp, None
@@ -209,7 +191,7 @@ class EmailOutbound(Outbound[EmailSettings]):
         if client.is_connected:
             try:
                 await client.quit(timeout=min(self._config.timeout, 5.0))
-            except (aiosmtplib.SMTPException, *_NETWORK):
+            except (aiosmtplib.SMTPException, *NETWORK):
                 client.close()
 
     async def _file_in_sent(self, built: BuiltReply) -> None:
@@ -241,10 +223,3 @@ class EmailOutbound(Outbound[EmailSettings]):
             if archive is not None:
                 await archive.close()
 
-
-def _classified(e: aiosmtplib.SMTPResponseException, step: str) -> SwitchboardError:
-    """4xx is worth another try, anything else the server said is final."""
-    reason = f"{step}: {e.code} {e.message}"
-    if 400 <= e.code < 500:
-        return SmtpTransient(reason, e.code)
-    return SmtpRejected(reason, e.code)
