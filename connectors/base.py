@@ -1,7 +1,7 @@
 """The connector contract: an inbound part yields messages, an outbound part sends them.
 
-A connector's inbound source hands out `Delivery` items; the runner puts each on Kafka
-and only after Kafka has acknowledged it calls `commit(delivery.cursor)`, so a restart
+A connector's inbound source hands out `Arrival`s; the runner puts each on Kafka
+and only after Kafka has acknowledged it calls `commit(arrival.cursor)`, so a restart
 neither loses nor repeats a message.
 """
 
@@ -18,14 +18,21 @@ from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt, OutboundMessage
 
 __all__ = [
-    "AgentTool", "Client", "ConnectorSpec", "CursorStore", "Delivery", "Handoff", "Inbound", "Outbound",
+    "AgentTool",
+    "Arrival",
+    "Client",
+    "ConnectorSpec",
+    "CursorStore",
+    "Handoff",
+    "Inbound",
+    "Outbound",
 ]
 
 C = TypeVar("C")
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
+class Arrival:
     """One item from a source: a message or a dead letter, and the cursor it advances to."""
 
     item: InboundMessage | DeadLetter
@@ -58,7 +65,7 @@ class Inbound(ABC, Generic[C]):
         """Disconnect; safe to call twice."""
 
     @abstractmethod
-    def messages(self) -> AsyncIterator[Delivery]:
+    def messages(self) -> AsyncIterator[Arrival]:
         """Yield deliveries in order, resuming after the last committed cursor."""
 
     @abstractmethod

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from processors.brain.stage import Brain, Stores
 from processors.dispatch.stage import DispatchStage
-from processors.dispatch.tools import AgentTool
+from processors.dispatch.tools import HandoffTarget
 from processors.intake.stage import Intake
 from processors.metrics import CONSUMER_LAG
 from processors.policy.model import Policy
@@ -43,7 +43,7 @@ class Pipeline:
     """The Faust app with its agents, and the Redis client they share."""
 
     def __init__(self, settings: Settings, redis: Redis, senders: Mapping[str, SendFn],
-                 policy: PolicyHolder, tools: Callable[[], Mapping[str, AgentTool]]) -> None:
+                 policy: PolicyHolder, tools: Callable[[], Mapping[str, HandoffTarget]]) -> None:
         self.settings = settings
         self.redis = redis
         self.policy = policy

@@ -1,4 +1,4 @@
-"""Runs a connector's inbound source: every delivery onto Kafka, then its cursor committed.
+"""Runs a connector's inbound source: every arrival onto Kafka, then its cursor committed.
 
 Sends are pipelined (the next mail is read while Kafka acknowledges the last) but cursors
 are committed strictly in order, each only after Kafka acknowledged its event, so a stop
@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 from prometheus_client import Counter, Gauge
 
-from connectors.base import Delivery, Inbound
+from connectors.base import Arrival, Inbound
 from router.kafka import new_producer
 from router.settings import Settings
 from schemas.codec import encode
@@ -67,14 +67,14 @@ class SourceRunner(Service):
             await self._producer.stop()
 
     async def _pump(self) -> None:
-        async for delivery in self.source.messages():
-            future = await self._send(delivery)
-            await self._acks.put((future, delivery.cursor))
+        async for arrival in self.source.messages():
+            future = await self._send(arrival)
+            await self._acks.put((future, arrival.cursor))
         await self._acks.put(None)
 
-    async def _send(self, delivery: Delivery) -> asyncio.Future[Any]:
+    async def _send(self, arrival: Arrival) -> asyncio.Future[Any]:
         assert self._producer is not None, "on_start made it"
-        item = delivery.item
+        item = arrival.item
         if isinstance(item, DeadLetter):
             topic, key, kind = DEADLETTER, item.stage.encode(), "deadletter"
         else:

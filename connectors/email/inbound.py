@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import msgspec
 from prometheus_client import Counter, Histogram
 
-from connectors.base import CursorStore, Delivery, Inbound
+from connectors.base import Arrival, CursorStore, Inbound
 from connectors.email.errors import ImapError
 from connectors.email.imap import (
     DEADLETTER_BYTES,
@@ -89,7 +89,7 @@ class _Reader:
 
     account: ImapAccount
     cursors: CursorStore
-    queue: asyncio.Queue[Delivery | _Stopped]
+    queue: asyncio.Queue[Arrival | _Stopped]
     session: ImapSession | None = None
     state: str = "starting"
     # (UIDVALIDITY, UID) handed out so far in this process; None until the cursor is read
@@ -214,7 +214,7 @@ class _Reader:
             item = await _parse(raw, self.account, info.arrived, imap_url(self.account, validity, info.uid))
             if isinstance(item, ParseError):
                 item = self._dead_letter(raw, item.reason, len(raw))
-        await self.queue.put(Delivery(item, cursor))
+        await self.queue.put(Arrival(item, cursor))
 
     def _dead_letter(self, raw: bytes, reason: str, size: int | None) -> DeadLetter:
         DEADLETTERED.labels(self.account.name).inc()
@@ -305,7 +305,7 @@ class EmailInbound(Inbound[EmailSettings]):
     def __init__(self, settings: EmailSettings, cursors: CursorStore) -> None:
         super().__init__(settings, cursors)
         size = max((a.fetch_batch for a in settings.accounts), default=1)
-        self._queue: asyncio.Queue[Delivery | _Stopped] = asyncio.Queue(maxsize=size)
+        self._queue: asyncio.Queue[Arrival | _Stopped] = asyncio.Queue(maxsize=size)
         self._readers: dict[str, _Reader] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopped = False
@@ -343,7 +343,7 @@ class EmailInbound(Inbound[EmailSettings]):
             self._queue.get_nowait()
         self._queue.put_nowait(_Stopped("", None))
 
-    async def messages(self) -> AsyncIterator[Delivery]:
+    async def messages(self) -> AsyncIterator[Arrival]:
         """Deliveries from all accounts; ends after stop(), raises when every account failed."""
         if not self._tasks and not self._stopped:
             for name, reader in self._readers.items():
@@ -351,7 +351,7 @@ class EmailInbound(Inbound[EmailSettings]):
         failed: dict[str, BaseException] = {}
         while True:
             got = await self._queue.get()
-            if isinstance(got, Delivery):
+            if isinstance(got, Arrival):
                 yield got
                 continue
             if got.error is None:

@@ -23,9 +23,9 @@ from processors.policy.model import EscalationStep, Policy, format_duration
 
 __all__ = [
     "ClockEvent",
+    "DueEvent",
     "EventKind",
     "SlaClock",
-    "SlaEvent",
     "SlaEventKind",
     "apply",
     "due_events",
@@ -66,7 +66,7 @@ class SlaClock(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @dataclass(frozen=True, slots=True)
-class SlaEvent:
+class DueEvent:
     """Something to do now: warn, breach, status_update or an escalation step."""
 
     kind: SlaEventKind
@@ -179,7 +179,7 @@ def _reason(clock: SlaClock, kind: SlaEventKind, elapsed: timedelta, step: Escal
     return f"escalate at {step.label}: {step.action}{target}; {used}"
 
 
-def _schedule(clock: SlaClock, policy: Policy) -> list[SlaEvent]:
+def _schedule(clock: SlaClock, policy: Policy) -> list[DueEvent]:
     """Every threshold not yet fired, with the time it falls due."""
     if clock.target is None or clock.running_since is None or clock.disabled:
         return []
@@ -191,12 +191,12 @@ def _schedule(clock: SlaClock, policy: Policy) -> list[SlaEvent]:
             continue
         left = max(elapsed - clock.used, timedelta(0))
         at = add_business_time(clock.running_since, left, calendar)
-        events.append(SlaEvent(kind, at, key,
+        events.append(DueEvent(kind, at, key,
                                (_reason(clock, kind, elapsed, step, calendar),), step))
     return sorted(events, key=lambda e: e.at)
 
 
-def due_events(clock: SlaClock, now: datetime, policy: Policy) -> list[SlaEvent]:
+def due_events(clock: SlaClock, now: datetime, policy: Policy) -> list[DueEvent]:
     """What is due at `now` and not yet fired, earliest first."""
     return [e for e in _schedule(clock, policy) if e.at <= now]
 
@@ -214,6 +214,6 @@ def next_due(clock: SlaClock, policy: Policy) -> datetime | None:
     return add_business_time(clock.running_since, left, _calendar(clock, policy))
 
 
-def mark_fired(clock: SlaClock, events: list[SlaEvent]) -> SlaClock:
+def mark_fired(clock: SlaClock, events: list[DueEvent]) -> SlaClock:
     """The clock after `events` were acted on, so they never fire twice."""
     return replace(clock, fired=clock.fired | {e.key for e in events})

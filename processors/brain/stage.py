@@ -24,7 +24,7 @@ from processors.brain import route
 from processors.brain.casefile import CaseFile
 from processors.brain.sla import SlaClock
 from processors.brain.thread import ThreadRules
-from processors.intake.dedupe import Verdict
+from processors.intake.dedupe import Novelty
 from processors.intake.dedupe import decide as decide_claim
 from processors.metrics import REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
 from processors.policy.model import Policy
@@ -169,7 +169,7 @@ class Brain:
             channel = _channel(item)
             tally.seen[channel] += 1
             verdict, reason = decide_claim(claim, before)
-            if verdict is Verdict.DUPLICATE:
+            if verdict is Novelty.DUPLICATE:
                 tally.dropped[channel] += 1
                 log.info("duplicate dropped", extra={"event_id": item.event_id, "reason": reason})
             else:

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from processors.dispatch.breaker import Breakers
-from processors.dispatch.tools import AgentTool
+from processors.dispatch.tools import HandoffTarget
 from processors.policy.model import Destination
 from schemas.errors import PermanentError, SwitchboardError, TransientError
 from schemas.handoff import Handoff
@@ -88,7 +88,7 @@ class Courier:
         self._rng = rng or random.Random()
 
     async def deliver(self, make: Callable[[str], Handoff], intended: str,
-                      destinations: Mapping[str, Destination], tools: Mapping[str, AgentTool],
+                      destinations: Mapping[str, Destination], tools: Mapping[str, HandoffTarget],
                       reached: Mapping[str, str]) -> Outcome:
         """Deliver to `intended`, else along its fallback chain; `reached` already has the item."""
         notes: list[str] = []
@@ -112,7 +112,7 @@ class Courier:
                 "destination": name, "reason": tried.reason})
         return Outcome(intended, intended, False, attempts, "", "; ".join(notes) + "; no fallback left")
 
-    async def _one(self, handoff: Handoff, deadline: timedelta, tool: AgentTool | None) -> _Tried:
+    async def _one(self, handoff: Handoff, deadline: timedelta, tool: HandoffTarget | None) -> _Tried:
         """Attempts at one destination until it takes the item or is given up on."""
         name = handoff.destination
         if tool is None:
@@ -142,7 +142,7 @@ class Courier:
                                               "attempt": attempts, "reason": error.reason})
             await self._sleep(wait)
 
-    async def _attempt(self, tool: AgentTool, handoff: Handoff) -> str | SwitchboardError:
+    async def _attempt(self, tool: HandoffTarget, handoff: Handoff) -> str | SwitchboardError:
         """One call of the tool: its thread reference when it took the item, else the error."""
         try:
             async with asyncio.timeout(self._retry.attempt_timeout):

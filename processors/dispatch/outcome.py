@@ -17,7 +17,7 @@ from msgspec.structs import replace
 from prometheus_client import Counter
 
 from processors.dispatch.deliver import Outcome
-from processors.dispatch.plan import Plan, Verdict
+from processors.dispatch.plan import HandoffAction, Plan
 from processors.metrics import DEADLETTERED
 from processors.stage import Output, dead_letter
 from schemas.codec import encode
@@ -42,7 +42,7 @@ class Target:
 
     plan: Plan
     destination: str
-    verdict: Verdict
+    verdict: HandoffAction
     reason: str
 
 
@@ -69,7 +69,7 @@ def outputs_for(result: Result, now: datetime) -> list[Output]:
     target, o = result.target, result.outcome
     item = target.plan.item
     reason = o.reason
-    if target.verdict is Verdict.REDELIVER:
+    if target.verdict is HandoffAction.REDELIVER:
         reason = target.reason + (f"; {reason}" if reason else "")
     receipt = HandoffReceipt(
         delivery_id=delivery_id(item.source, o.actual), conversation_id=item.conversation_id,

@@ -21,8 +21,8 @@ from schemas.inbound import EmailExtras
 from schemas.routed import RoutedConversation
 
 __all__ = [
+    "HandoffAction",
     "Plan",
-    "Verdict",
     "applied",
     "card_for",
     "delivery_verdict",
@@ -52,7 +52,7 @@ def applied(destinations: Sequence[str]) -> str:
     return "applied:" + _encode(list(destinations)).decode()
 
 
-class Verdict(Enum):
+class HandoffAction(Enum):
     """What to do with one (item, destination) after its claim."""
 
     DELIVER = "deliver"
@@ -60,15 +60,15 @@ class Verdict(Enum):
     DONE = "done"
 
 
-def delivery_verdict(previous: bytes | None) -> tuple[Verdict, str]:
+def delivery_verdict(previous: bytes | None) -> tuple[HandoffAction, str]:
     """Judge one delivery claim from what its key held before, with the reason."""
     if previous is None:
-        return Verdict.DELIVER, "first attempt"
+        return HandoffAction.DELIVER, "first attempt"
     state = previous.decode(errors="replace")
     if state.startswith("delivering:"):
-        return Verdict.REDELIVER, (f"an earlier attempt ({state[11:]}) stopped before its result; "
+        return HandoffAction.REDELIVER, (f"an earlier attempt ({state[11:]}) stopped before its result; "
                                    "delivered again with the same delivery id")
-    return Verdict.DONE, f"already {state.partition(':')[0]}"
+    return HandoffAction.DONE, f"already {state.partition(':')[0]}"
 
 
 def _queue_destinations(queue: str, policy: Policy) -> tuple[tuple[str, ...], str]:

@@ -51,8 +51,8 @@ from processors.dispatch.outcome import (
     handoff_for,
     outputs_for,
 )
-from processors.dispatch.plan import Plan, Verdict, applied, delivery_verdict, plan_batch
-from processors.dispatch.tools import AgentTool
+from processors.dispatch.plan import HandoffAction, Plan, applied, delivery_verdict, plan_batch
+from processors.dispatch.tools import HandoffTarget
 from processors.metrics import BATCH_SIZE, DEADLETTERED, REDIS_ROUNDTRIPS, Tally
 from processors.policy.model import Policy
 from processors.stage import Output, Record, dead_letter, decode_records
@@ -88,7 +88,7 @@ class _Run:
 class DispatchStage:
     """Hands a batch's items to the agents' tools; the Faust agent only moves bytes."""
 
-    def __init__(self, redis: Redis, tools: Callable[[], Mapping[str, AgentTool]],
+    def __init__(self, redis: Redis, tools: Callable[[], Mapping[str, HandoffTarget]],
                  policy: Callable[[], Policy], *, namespace: str, ttl_seconds: int,
                  cards: CardStore | None = None, thread_ttl_seconds: int | None = None,
                  retry: Retry | None = None, breaker_threshold: int = 5, breaker_cool_down: float = 30.0,
@@ -169,7 +169,7 @@ class DispatchStage:
 
     async def _conversation(self, conversation: str, plans: Sequence[tuple[Plan, list[Target]]],
                             stored: ConversationCard | None, policy: Policy,
-                            tools: Mapping[str, AgentTool]) -> _Run:
+                            tools: Mapping[str, HandoffTarget]) -> _Run:
         """One conversation's deliveries, in order, each seeing the threads the last one opened."""
         threads: dict[str, str] = dict(stored.destinations) if stored is not None else {}
         baseline = dict(threads)
@@ -180,7 +180,7 @@ class DispatchStage:
                     threads, baseline = {}, {}
                 reached: dict[str, str] = {}
                 for target in targets:
-                    if target.verdict is Verdict.DONE:
+                    if target.verdict is HandoffAction.DONE:
                         log.info("duplicate delivery skipped", extra=context(plan, target.destination,
                                                                                target.reason))
                         continue
@@ -235,7 +235,7 @@ class DispatchStage:
                                                       "conversation_id": p.item.conversation_id,
                                                       "reason": p.skip})
         for t in targets:
-            if t.verdict is Verdict.DONE:
+            if t.verdict is HandoffAction.DONE:
                 tally.dropped[channel_of(t.plan)] += 1
         for d in (d for run in runs for d in run.done):
             if d.outcome.delivered:

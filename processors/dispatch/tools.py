@@ -9,10 +9,10 @@ from typing import Protocol
 
 from schemas.handoff import Handoff
 
-__all__ = ["AgentTool"]
+__all__ = ["HandoffTarget"]
 
 
-class AgentTool(Protocol):
+class HandoffTarget(Protocol):
     """Delivers one handoff and returns the tool's thread reference for the conversation."""
 
     async def deliver(self, handoff: Handoff) -> str:

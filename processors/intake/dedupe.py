@@ -12,10 +12,10 @@ from enum import Enum
 
 from processors.stores.claims import DONE, Claim
 
-__all__ = ["Verdict", "decide"]
+__all__ = ["Novelty", "decide"]
 
 
-class Verdict(Enum):
+class Novelty(Enum):
     """What to do with one message after its claim."""
 
     NEW = "new"
@@ -23,13 +23,13 @@ class Verdict(Enum):
     DUPLICATE = "duplicate"
 
 
-def decide(claim: Claim, previous: bytes | None) -> tuple[Verdict, str]:
+def decide(claim: Claim, previous: bytes | None) -> tuple[Novelty, str]:
     """Judge one claim from what Redis held before it, with the reason."""
     if previous is None:
-        return Verdict.NEW, f"event {claim.event_id} first seen at {claim.owner}"
+        return Novelty.NEW, f"event {claim.event_id} first seen at {claim.owner}"
     holder = previous.decode()
     if holder == DONE + claim.owner:
-        return Verdict.DUPLICATE, f"event {claim.event_id} already done by {claim.owner} before a restart"
+        return Novelty.DUPLICATE, f"event {claim.event_id} already done by {claim.owner} before a restart"
     if holder == claim.owner:
-        return Verdict.REPLAY, f"event {claim.event_id} re-read at {claim.owner} after a restart"
-    return Verdict.DUPLICATE, f"event {claim.event_id} already claimed by {holder}"
+        return Novelty.REPLAY, f"event {claim.event_id} re-read at {claim.owner} after a restart"
+    return Novelty.DUPLICATE, f"event {claim.event_id} already claimed by {holder}"

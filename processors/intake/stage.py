@@ -83,7 +83,7 @@ class Intake:
                 decoded, claims, claimed, sightings, lookups, strict=True):
             tally.seen[message.channel] += 1
             verdict, reason = dedupe.decide(claim, previous)
-            if verdict is dedupe.Verdict.DUPLICATE:
+            if verdict is dedupe.Novelty.DUPLICATE:
                 tally.dropped[message.channel] += 1
                 log.info("duplicate dropped", extra={"event_id": message.event_id, "reason": reason})
                 continue

@@ -12,9 +12,9 @@ from typing import Literal
 from processors.policy.model import GuardRule
 from schemas.outbound import GuardFlag
 
-__all__ = ["Verdict", "check", "verdict"]
+__all__ = ["GuardAction", "check", "verdict"]
 
-Verdict = Literal["send", "warn", "hold"]
+GuardAction = Literal["send", "warn", "hold"]
 
 
 def check(text: str, rules: Sequence[GuardRule], *, resolved: bool) -> tuple[GuardFlag, ...]:
@@ -30,7 +30,7 @@ def check(text: str, rules: Sequence[GuardRule], *, resolved: bool) -> tuple[Gua
     return tuple(flags)
 
 
-def verdict(flags: Iterable[GuardFlag]) -> Verdict:
+def verdict(flags: Iterable[GuardFlag]) -> GuardAction:
     """Hold if any flag holds, warn if any flag warns, else send."""
     actions = {flag.action for flag in flags}
     return "hold" if "hold" in actions else "warn" if actions else "send"

@@ -36,7 +36,7 @@ from schemas.errors import SwitchboardError
 from schemas.outbound import DeliveryReceipt, DeliveryStatus, GuardFlag, OutboundMessage
 from schemas.topics import CONVERSATION, DELIVERY
 
-__all__ = ["SendFn", "SendStage", "Verdict", "decide"]
+__all__ = ["SendAction", "SendFn", "SendStage", "decide"]
 
 STAGE = "send"
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ SendFn = Callable[[OutboundMessage], Awaitable[DeliveryReceipt]]
 _SOLVED = frozenset({"resolved", "closed"})
 
 
-class Verdict(Enum):
+class SendAction(Enum):
     """What to do with one outbound message after its claim."""
 
     SEND = "send"
@@ -52,22 +52,22 @@ class Verdict(Enum):
     UNCERTAIN = "uncertain"
 
 
-def decide(previous: bytes | None) -> tuple[Verdict, str]:
+def decide(previous: bytes | None) -> tuple[SendAction, str]:
     """Judge one claim from what the reply's key held before it, with the reason."""
     if previous is None:
-        return Verdict.SEND, "first attempt"
+        return SendAction.SEND, "first attempt"
     state = previous.decode()
     if state.startswith("sending:"):
-        return Verdict.UNCERTAIN, (f"an earlier attempt ({state[8:]}) stopped between claim and "
+        return SendAction.UNCERTAIN, (f"an earlier attempt ({state[8:]}) stopped between claim and "
                                    "result; it may have been sent, so it is not sent again")
-    return Verdict.DUPLICATE, f"already {state.partition(':')[0]}"
+    return SendAction.DUPLICATE, f"already {state.partition(':')[0]}"
 
 
 @dataclass(frozen=True, slots=True)
 class _Claimed:
     record: Record
     message: OutboundMessage
-    verdict: Verdict
+    verdict: SendAction
     reason: str
     card: ConversationCard | None = None
 
@@ -99,12 +99,12 @@ class SendStage:
         tally = Tally(STAGE)
         for c in claimed:
             tally.seen[c.message.channel] += 1
-            counts = tally.dropped if c.verdict is Verdict.DUPLICATE else tally.passed
+            counts = tally.dropped if c.verdict is SendAction.DUPLICATE else tally.passed
             counts[c.message.channel] += 1
         tally.report()
         final = [(self._prefix + c.message.reply_id, f"{receipt.status}:{receipt.reason or ''}")
                  for c, receipt in zip(claimed, receipts, strict=True)
-                 if receipt is not None and c.verdict is Verdict.SEND]
+                 if receipt is not None and c.verdict is SendAction.SEND]
         if final:
             pipe = self._redis.pipeline(transaction=False)
             queue_set_many(pipe, final, self._ttl)
@@ -135,7 +135,7 @@ class SendStage:
         for (record, message), before in zip(decoded, previous, strict=True):
             card = cards.get(message.conversation_id)
             if message.reply_id in seen:  # the claim above is this batch's own
-                claimed.append(_Claimed(record, message, Verdict.DUPLICATE, "repeated in one batch"))
+                claimed.append(_Claimed(record, message, SendAction.DUPLICATE, "repeated in one batch"))
                 continue
             seen.add(message.reply_id)
             claimed.append(_Claimed(record, message, *decide(before), card=card))
@@ -152,10 +152,10 @@ class SendStage:
         message = claimed.message
         context = {"reply_id": message.reply_id, "conversation_id": message.conversation_id,
                    "channel": message.channel}
-        if claimed.verdict is Verdict.DUPLICATE:
+        if claimed.verdict is SendAction.DUPLICATE:
             log.info("duplicate reply skipped", extra={**context, "reason": claimed.reason})
             return None
-        if claimed.verdict is Verdict.UNCERTAIN:
+        if claimed.verdict is SendAction.UNCERTAIN:
             log.error("reply send uncertain", extra={**context, "reason": claimed.reason})
             return _receipt(message, "uncertain", claimed.reason)
         flags = self._flags(claimed)

@@ -41,9 +41,23 @@ from schemas.routed import RoutedConversation
 from schemas.topics import INBOUND
 
 __all__ = [
-    "AS_IF_NEW", "Compared", "Customers", "Report", "Spread", "Verdict", "Window", "as_json",
-    "changed_reasons", "compare", "parse_since", "read_customers", "read_window", "render",
-    "routable", "summarise", "whatif",
+    "AS_IF_NEW",
+    "Compared",
+    "Customers",
+    "Judgement",
+    "Report",
+    "Spread",
+    "Window",
+    "as_json",
+    "changed_reasons",
+    "compare",
+    "parse_since",
+    "read_customers",
+    "read_window",
+    "render",
+    "routable",
+    "summarise",
+    "whatif",
 ]
 
 AS_IF_NEW = ("each message judged as if new: no thread, sticky or history state, "
@@ -54,7 +68,7 @@ _CHUNK = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Judgement:
     """What one policy made of one message: queue, priority, tier, urgency, due, and why."""
 
     queue: str
@@ -65,7 +79,7 @@ class Verdict:
     reasons: tuple[str, ...]
 
     @classmethod
-    def of(cls, routed: RoutedConversation) -> Verdict:
+    def of(cls, routed: RoutedConversation) -> Judgement:
         """The parts of a routed conversation that a policy decides."""
         due = routed.first_response_due
         reasons = tuple(r for d in routed.decisions if d.stage in _JUDGED_STAGES for r in d.reasons)
@@ -88,8 +102,8 @@ class Compared:
     event_id: str
     channel: str
     received_at: datetime
-    old: Verdict
-    new: Verdict
+    old: Judgement
+    new: Judgement
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +164,7 @@ def compare(messages: Sequence[InboundMessage], customers: Customers, *, old: Po
         profile = customers.profiles.get(customer) or CustomerProfile(customer_id=customer)
         facts = route.Facts(profile=profile)
         item = identified_message(message, customer, _DEDUPE_NOTE, identified)
-        verdicts = [Verdict.of(route.decide(item, facts, p, rules, now).routed) for p in (old, new)]
+        verdicts = [Judgement.of(route.decide(item, facts, p, rules, now).routed) for p in (old, new)]
         out.append(Compared(message.event_id, message.channel, message.received_at, *verdicts))
     return out
 
@@ -176,7 +190,7 @@ def summarise(compared: Sequence[Compared], window: Window, examples: int = 5) -
     old, new = [c.old for c in compared], [c.new for c in compared]
     queues = _pairs(Counter(v.queue for v in old), Counter(v.queue for v in new))
 
-    def due(verdicts: list[Verdict], queue: str) -> Spread | None:
+    def due(verdicts: list[Judgement], queue: str) -> Spread | None:
         return _spread([v.due_after for v in verdicts if v.queue == queue and v.due_after is not None])
 
     moved = [c for c in compared if c.old.queue != c.new.queue]

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from processors.policy.load import load_policy
 from processors.policy.model import GuardRule, Policy, keywords
-from processors.send.stage import SendStage, Verdict, decide
+from processors.send.stage import SendAction, SendStage, decide
 from processors.stage import Record
 from processors.stores.cards import CardStore, card_fields, status_fields
 from router.settings import Settings
@@ -28,11 +28,11 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "policy.example.yaml"
 
 
 def test_claim_verdicts() -> None:
-    assert decide(None)[0] is Verdict.SEND
-    assert decide(b"sent:")[0] is Verdict.DUPLICATE
-    assert decide(b"failed:550 no such user")[0] is Verdict.DUPLICATE
+    assert decide(None)[0] is SendAction.SEND
+    assert decide(b"sent:")[0] is SendAction.DUPLICATE
+    assert decide(b"failed:550 no such user")[0] is SendAction.DUPLICATE
     verdict, reason = decide(b"sending:sb.outbound.v1/0/7")
-    assert verdict is Verdict.UNCERTAIN and "may have been sent" in reason
+    assert verdict is SendAction.UNCERTAIN and "may have been sent" in reason
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 
-from connectors.base import Delivery
+from connectors.base import Arrival
 from connectors.email.inbound import EmailInbound
 from connectors.email.settings import EmailSettings, ImapAccount, SmtpSettings
 from router.settings import Settings
@@ -162,7 +162,7 @@ class Collector:
     def __init__(self, inbound: EmailInbound, *, commit: bool = True) -> None:
         self.inbound = inbound
         self.commit = commit
-        self.got: list[Delivery] = []
+        self.got: list[Arrival] = []
         self.error: BaseException | None = None
         self.task = asyncio.create_task(self._pump())
 
@@ -175,7 +175,7 @@ class Collector:
         except Exception as e:  # noqa: BLE001 - kept for the test to assert on
             self.error = e
 
-    async def wait_for(self, count: int, timeout: float = 20.0) -> list[Delivery]:
+    async def wait_for(self, count: int, timeout: float = 20.0) -> list[Arrival]:
         """Wait until `count` deliveries arrived; fail at the deadline or on an error."""
         await eventually(lambda: len(self.got) >= count or self.error is not None, timeout,
                          f"{count} deliveries (have {len(self.got)})")

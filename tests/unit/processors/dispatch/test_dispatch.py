@@ -16,7 +16,7 @@ from processors.dispatch.breaker import Breakers
 from processors.dispatch.deliver import Courier, Retry, backoff, fallback_chain
 from processors.dispatch.items import Item, receipt_item, receipt_notice, routed_item, sla_item, sla_text
 from processors.dispatch.plan import (
-    Verdict,
+    HandoffAction,
     applied,
     card_for,
     delivery_verdict,
@@ -105,13 +105,13 @@ def test_saved_destinations_round_trip_and_pending_means_plan_again() -> None:
 
 
 @pytest.mark.parametrize(("previous", "verdict"), [
-    (None, Verdict.DELIVER),
-    (b"delivering:sb.routed.v1/0/7", Verdict.REDELIVER),
-    (b"delivered:hook", Verdict.DONE),
-    (b"delivered:mailbox", Verdict.DONE),
-    (b"failed:hook: HTTP 500", Verdict.DONE),
+    (None, HandoffAction.DELIVER),
+    (b"delivering:sb.routed.v1/0/7", HandoffAction.REDELIVER),
+    (b"delivered:hook", HandoffAction.DONE),
+    (b"delivered:mailbox", HandoffAction.DONE),
+    (b"failed:hook: HTTP 500", HandoffAction.DONE),
 ])
-def test_claim_verdicts(previous: bytes | None, verdict: Verdict) -> None:
+def test_claim_verdicts(previous: bytes | None, verdict: HandoffAction) -> None:
     assert delivery_verdict(previous)[0] is verdict
 
 

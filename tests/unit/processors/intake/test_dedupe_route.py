@@ -12,17 +12,17 @@ CLAIM = Claim("ev_1", "sb.inbound.v1/0/42")
 
 def test_first_claim_is_new() -> None:
     verdict, reason = dedupe.decide(CLAIM, None)
-    assert verdict is dedupe.Verdict.NEW and "first seen" in reason
+    assert verdict is dedupe.Novelty.NEW and "first seen" in reason
 
 
 def test_same_record_read_again_is_a_replay_not_a_duplicate() -> None:
     verdict, reason = dedupe.decide(CLAIM, b"sb.inbound.v1/0/42")
-    assert verdict is dedupe.Verdict.REPLAY and "after a restart" in reason
+    assert verdict is dedupe.Novelty.REPLAY and "after a restart" in reason
 
 
 def test_other_record_with_same_event_id_is_a_duplicate() -> None:
     verdict, reason = dedupe.decide(CLAIM, b"sb.inbound.v1/3/7")
-    assert verdict is dedupe.Verdict.DUPLICATE and "sb.inbound.v1/3/7" in reason
+    assert verdict is dedupe.Novelty.DUPLICATE and "sb.inbound.v1/3/7" in reason
 
 
 def message(sender: str = "ada@example.com", thread: str = "t1", channel: str = "api") -> InboundMessage:

@@ -16,8 +16,8 @@ from router.cli.whatif import (
     AS_IF_NEW,
     Compared,
     Customers,
+    Judgement,
     Spread,
-    Verdict,
     Window,
     as_json,
     compare,
@@ -59,12 +59,12 @@ def message(n: int, sender: Identity, text: str, **fields: object) -> InboundMes
 
 
 def verdict(queue: str, due_minutes: int | None, priority: int = 2, tier: str = "standard",
-            urgency: str = "normal", reasons: tuple[str, ...] = ()) -> Verdict:
+            urgency: str = "normal", reasons: tuple[str, ...] = ()) -> Judgement:
     due = None if due_minutes is None else timedelta(minutes=due_minutes)
-    return Verdict(queue, priority, tier, urgency, due, reasons)
+    return Judgement(queue, priority, tier, urgency, due, reasons)
 
 
-def compared(n: int, old: Verdict, new: Verdict) -> Compared:
+def compared(n: int, old: Judgement, new: Judgement) -> Compared:
     return Compared(f"ev_{n}", "api", T0 + timedelta(minutes=n), old, new)
 
 
