@@ -15,6 +15,7 @@ event again (consumers dedupe by its event id) and answers 200.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
@@ -28,13 +29,15 @@ from processors.intake.identify import MAX_EVIDENCE_CHARS, parse_identity
 from processors.stores.directory import Directory, parse_directory_csv
 from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore, LinkRefused
-from router.http.errors import error
+from router.http.errors import error, unavailable
 from router.http.integrations import Caller, Scope, forbidden
 from schemas.errors import ConfigError, ParseError, TransientError
 from schemas.identified import IdentityLink
 from schemas.identity import Identity
 
 __all__ = ["CustomerApi", "add_routes"]
+
+log = logging.getLogger(__name__)
 
 RedisGetter = Callable[[], Redis]
 PublishLink = Callable[[IdentityLink], Awaitable[None]]
@@ -135,16 +138,15 @@ class CustomerApi:
                 return _error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
             if isinstance(caller, Caller) and not caller.may(scope):
                 denied = forbidden(caller, scope)
-                return web.json_response({"error": {"code": denied.code, "message": denied.message,
-                                                    "field": None, "scope": scope}}, status=403)
+                return error(403, denied.code, denied.message, field=None, scope=scope)
             try:
                 return await handler(request)
             except Refused as e:
                 return _error(e.status, e.code, e.message, e.field)
             except (TimeoutError, RedisError, TransientError) as e:
-                return web.json_response(
-                    {"error": {"code": "unavailable", "message": f"customer store unavailable: {e}",
-                               "field": None}}, status=503, headers={"Retry-After": "1"})
+                # the log keeps the cause; the caller learns only that it may retry
+                log.warning("customer store unavailable", extra={"error": repr(e)})
+                return unavailable("customer store unavailable; retry", field=None)
         return guarded
 
     async def get_customer(self, request: web.Request) -> web.Response:

@@ -20,9 +20,11 @@ from processors.stores.directory import Directory, ImportCounts, parse_directory
 from processors.stores.history import Append, ConversationSummary, HistoryStore, RecentWrite
 from processors.stores.identities import IdentityStore, LinkRefused
 from router.http.customers import add_routes
+from router.http.errors import REJECTED
 from router.settings import Settings
 from schemas import Decision, HistoryEntry, Identity, IdentityLink, InboundMessage, TransientError
 from schemas.ids import customer_id_for
+from tests.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -455,3 +457,20 @@ async def test_a_csv_import_over_http(api: Api, redis: Redis) -> None:
     assert (view["tier"], view["name"], view["identities"]) == ("premium", "Ada", ["email:ada@example.com"])
     assert await profiles(redis, api.stores, X) == [("standard", None)]
 
+
+
+async def test_redis_away_is_a_counted_503_that_names_no_host() -> None:
+    port = free_port()
+    away = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=1)
+    s = stores()
+    app = web.Application()
+    add_routes(app, lambda: away, Published(), TIERS, allowed, namespace=s.namespace)
+    before = REJECTED.labels("unavailable")._value.get()
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get(f"/v1/customers/{A}", headers=TOKEN)
+        body = await response.json()
+    await away.aclose()
+    assert (response.status, response.headers["Retry-After"]) == (503, "1")
+    assert body["error"]["code"] == "unavailable"
+    assert str(port) not in str(body) and "127.0.0.1" not in str(body)
+    assert REJECTED.labels("unavailable")._value.get() == before + 1
