@@ -8,7 +8,7 @@ neither loses nor repeats a message.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -21,7 +21,6 @@ __all__ = [
     "AgentTool",
     "Arrival",
     "Client",
-    "ConnectorSpec",
     "CursorStore",
     "Handoff",
     "Inbound",
@@ -94,18 +93,6 @@ class Outbound(Client[C]):
     @abstractmethod
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
         """Send one message and say what became of it."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectorSpec:
-    """What a connector package exports: its name, settings type, and its two halves."""
-
-    name: str
-    settings: type | None
-    inbound: type[Inbound[Any]] | None
-    outbound: type[Outbound[Any]] | None
-    # pure parser of the channel's native form (bytes) into a message, for `explain`
-    parse: Callable[[bytes], InboundMessage] | None = None
 
 
 class AgentTool(Client[C]):

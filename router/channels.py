@@ -1,8 +1,8 @@
-"""Which connectors this process runs: every configured channel's source and sender.
+"""Which channels this process runs: every configured channel's source and sender.
 
-A channel is configured when the settings carry its section (e.g. `SB_EMAIL`); the
-registry says which classes implement it. Adding a channel is a connector package, a
-registry line and a settings field.
+A channel runs when its settings section is present (or it is on by default); the
+registry says which classes implement it. Adding a channel is a connector package and a
+registry line.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import CursorStore, Inbound, Outbound
-from connectors.registry import CONNECTORS
+from connectors.registry import CHANNELS
 from processors.send.stage import SendFn
 from router.settings import Settings
 
@@ -32,11 +32,11 @@ class Channels:
 
 
 def configured(settings: Settings, cursors: CursorStore) -> Channels:
-    """Instantiate (without I/O) every connector whose settings section is present."""
+    """Instantiate (without I/O) every channel whose settings section is present."""
     sources: dict[str, Inbound[Any]] = {}
     senders: dict[str, Outbound[Any]] = {}
-    for name, spec in CONNECTORS.items():
-        section = settings.channel_settings(name)
+    for name, spec in CHANNELS.items():
+        section = settings.section(spec.section, spec.settings)
         if section is None:
             continue
         if spec.inbound is not None:

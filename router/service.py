@@ -17,10 +17,7 @@ from redis.asyncio import Redis
 from processors.stores.cursors import RedisCursorStore
 from router.app import Pipeline
 from router.channels import Channels, configured
-from router.http import conversations as conversations_api
-from router.http import openapi, slack_events
-from router.http.customers import add_routes
-from router.http.integrations import Integrations
+from router.http.app import edge_app
 from router.http.server import Check, build_app, serve
 from router.kafka import ensure_topics, new_producer
 from router.logs import logging_config
@@ -31,7 +28,7 @@ from router.tools import ToolBox
 from schemas.codec import encode
 from schemas.errors import AuthError, ConfigError, TransientError
 from schemas.identified import IdentityLink
-from schemas.topics import CONVERSATION, DELIVERY, IDENTITY, INBOUND, OUTBOUND
+from schemas.topics import IDENTITY, INBOUND
 
 __all__ = ["HttpService", "SenderService", "run_worker"]
 
@@ -60,24 +57,11 @@ class HttpService(Service):
             "redis": self._redis_ready,
             "workers": self._workers_ready,
         }
-        app = build_app(self.settings, self._publish if self.accept_messages else None, checks)
         if self.accept_messages:
-            access = Integrations.from_settings(self.settings)
-            add_routes(app, lambda: self.pipeline.redis, self._publish_link,
-                       self.pipeline.current_policy().tiers, access.caller_of,
-                       namespace=f"{self.settings.topic_prefix}sb", history_cap=self.settings.history_cap)
-            conversations_api.add_routes(app, self.settings, lambda: self.pipeline.redis, self._publish,
-                                         access)
-            openapi.add_route(app)
-            if self.settings.slack is not None:
-                slack_events.add_routes(
-                    app, self.settings.slack, redis_getter=lambda: self.pipeline.redis,
-                    namespace=f"{self.settings.topic_prefix}sb", publish=self._publish,
-                    outbound_topic=self.settings.topic(OUTBOUND),
-                    conversation_topic=self.settings.topic(CONVERSATION),
-                    delivery_topic=self.settings.topic(DELIVERY),
-                    destination_for_channel=lambda channel: slack_events.destination_for(
-                        self.pipeline.current_policy().destinations.values(), channel))
+            app = edge_app(self.settings, checks, publish=self._publish, publish_link=self._publish_link,
+                           redis=lambda: self.pipeline.redis, policy=self.pipeline.current_policy)
+        else:
+            app = build_app(self.settings, checks)
         self._runner = await serve(app, self.settings.http_host, self.settings.http_port)
         log.info("http listening", extra={"address": ", ".join(
             f"http://{host}:{port}" for host, port in self._runner.addresses)})

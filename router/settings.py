@@ -1,16 +1,24 @@
-"""The one settings object: read from the environment (prefix `SB_`) once, passed down."""
+"""The one settings object: read from the environment (prefix `SB_`) once, passed down.
+
+Each connector's section (`SB_EMAIL`, `SB_SLACK`, ...) is read for every section the
+registry names (connectors/registry.py), as JSON in `SB_<SECTION>` or one variable per
+key, `SB_<SECTION>__<KEY>` (nested keys joined by `__`), and validated by the
+connector's own model at load: a bad value fails the start naming its variable. The
+secrets a policy names by variable (a webhook's `secret_env`) are read here too.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from connectors.email.settings import EmailSettings
-from connectors.slack.settings import SlackSettings
+from connectors.registry import sections
 from processors.brain.thread import ThreadRules
 from router.http.integrations import IntegrationList
 from schemas.errors import ConfigError
@@ -19,6 +27,7 @@ from schemas.topics import TopicSpec
 __all__ = ["Settings", "load"]
 
 ROOT = Path(__file__).resolve().parent.parent
+M = TypeVar("M", bound=BaseModel)
 
 
 class Settings(BaseSettings):
@@ -68,10 +77,8 @@ class Settings(BaseSettings):
     # how long conversation state is remembered after its last activity
     conversation_ttl_seconds: int = Field(default=90 * 86400, ge=3600)
 
-    # channels: a section present means the channel runs (JSON in SB_EMAIL, or SB_EMAIL__…)
-    email: EmailSettings | None = None
-    # the Slack agents' tool: bot token and signing secret (SB_SLACK__BOT_TOKEN, ...)
-    slack: SlackSettings | None = None
+    # connectors' sections as given (SB_EMAIL, SB_SLACK__BOT_TOKEN, ...): read them with section()
+    sections: dict[str, Any] = Field(default_factory=dict, repr=False)
 
     # the routing policy; reloaded when it changes (a bad edit is refused, the old one stays)
     policy_file: Path | None = None
@@ -106,16 +113,88 @@ class Settings(BaseSettings):
         """The policy file in force: SB_POLICY_FILE, else the documented example."""
         return self.policy_file or ROOT / "deploy" / "policy.example.yaml"
 
-    def channel_settings(self, name: str) -> Any:
-        """A channel's settings section, with the shared reply-token key filled in."""
-        section = getattr(self, name, None)
-        if isinstance(section, BaseModel) and "token_key" in type(section).model_fields:
-            return section.model_copy(update={"token_key": self.reply_token_key})
-        return section
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any,
+                                   env_settings: Any, dotenv_settings: Any,
+                                   file_secret_settings: Any) -> tuple[Any, ...]:
+        """The environment, plus each connector's section gathered from its variables."""
+        return init_settings, env_settings, _Sections(settings_cls), dotenv_settings, file_secret_settings
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> Settings:
+        """Validate every section now, so a bad one fails the start naming its variable."""
+        self._validated  # noqa: B018 - computing it is the check
+        return self
+
+    @cached_property
+    def _validated(self) -> dict[str, BaseModel]:
+        found: dict[str, BaseModel] = {}
+        for name, (model, on_by_default) in sections().items():
+            raw = self.sections.get(name)
+            if raw is None and not on_by_default:
+                continue
+            raw = dict(raw) if isinstance(raw, dict) else ({} if raw is None else raw)
+            if isinstance(raw, dict) and "token_key" in model.model_fields:
+                # one reply-token key for every channel that signs its threads
+                raw["token_key"] = self.reply_token_key
+            try:
+                section = model.model_validate(raw)
+            except ValidationError as e:
+                first = e.errors()[0]
+                key = "__".join(str(p) for p in first["loc"]).upper()
+                raise ConfigError(first["msg"], where=f"environment SB_{name.upper()}"
+                                  + (f"__{key}" if key else "")) from e
+            found[name] = section
+        return found
+
+    def section(self, name: str, model: type[M]) -> M | None:
+        """A connector's settings section, or None when it is not configured."""
+        found = self._validated.get(name)
+        return found if isinstance(found, model) else None
+
+    def secret(self, variable: str) -> SecretStr | None:
+        """A secret the policy names by its environment variable, or None when unset or empty."""
+        value = os.environ.get(variable, "")
+        return SecretStr(value) if value else None
 
     def topic(self, spec: TopicSpec) -> str:
         """The Kafka name of a topic in this deployment."""
         return spec.named(self.topic_prefix)
+
+
+class _Sections(PydanticBaseSettingsSource):
+    """Gathers `SB_<SECTION>` (JSON) and `SB_<SECTION>__<KEY>` variables into `sections`."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: this source fills one field, in __call__."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        """The raw sections found in the environment, by section name."""
+        environ = {k.upper(): v for k, v in os.environ.items() if k.upper().startswith("SB_")}
+        found: dict[str, Any] = {}
+        for name in sections():
+            variable = f"SB_{name.upper()}"
+            section: dict[str, Any] = {}
+            if variable in environ:
+                section = _json(variable, environ[variable])
+            for key, value in environ.items():
+                if key.startswith(variable + "__"):
+                    *path, leaf = key[len(variable) + 2:].lower().split("__")
+                    node = section
+                    for part in path:
+                        node = node.setdefault(part, {})
+                    node[leaf] = _json(key, value) if value[:1] in "[{" else value
+            if variable in environ or section:
+                found[name] = section
+        return {"sections": found} if found else {}
+
+
+def _json(variable: str, value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError as e:
+        raise ConfigError(f"not valid JSON: {e}", where=f"environment {variable}") from e
 
 
 def load(**overrides: object) -> Settings:

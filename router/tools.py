@@ -1,28 +1,23 @@
 """The agents' tools this process delivers with: one per kind, built from the policy.
 
-Each destination of the policy is served by the tool of its kind, when this process is
-configured for that kind: webhooks need their secret in the environment, Slack needs
-`SB_SLACK`, team mailboxes need the email channel's SMTP server. A destination without
-a tool is not an error at start: its deliveries fail with that reason and its fallback
-takes over, which is what an operator sees in the handoff receipts and the alert.
-A changed policy rebuilds the tools (new ones started before the old ones stop).
+Each destination of the policy is served by the registered tool of its kind
+(connectors/registry.py TOOLS), when this process has that tool's settings section and
+the tool says the destination is ready (a webhook's secret is set, a team mailbox has an
+SMTP server). A destination without a tool is not an error: it is reported once, when
+the policy takes effect, and its deliveries go to its fallback. A changed policy
+rebuilds the tools (new ones started before the old ones stop).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from mode import Service
-from pydantic import SecretStr
 
 from connectors.base import AgentTool
-from connectors.email.mailbox import MailboxTool
-from connectors.slack.tool import SlackTool
-from connectors.webhook import WebhookSettings, WebhookTool
-from connectors.webhook.settings import WebhookEndpoint
+from connectors.registry import TOOLS
 from processors.policy.model import Policy
 from router.policy_watch import PolicyHolder
 from router.settings import Settings
@@ -34,55 +29,38 @@ log = logging.getLogger(__name__)
 CHECK_SECONDS = 2.0
 
 
-def _webhooks(policy: Policy, environ: Mapping[str, str]) -> dict[str, WebhookEndpoint]:
-    endpoints = {}
+def build(settings: Settings, policy: Policy) -> tuple[dict[str, AgentTool[Any]], dict[str, str]]:
+    """A tool for every destination this process can serve (not started), and why not for the rest."""
+    by_kind: dict[str, dict[str, Any]] = {}
     for d in policy.destinations.values():
-        if d.kind != "webhook" or d.url is None:
-            continue
-        secret = environ.get(d.secret_env or "", "")
-        if not secret:
-            log.error("webhook destination has no signing secret; its deliveries go to its fallback",
-                      extra={"destination": d.name, "reason": f"environment variable {d.secret_env} "
-                                                              "is not set"})
-            continue
-        endpoints[d.name] = WebhookEndpoint(url=d.url, secret=SecretStr(secret))
-    return endpoints
-
-
-def build(settings: Settings, policy: Policy, environ: Mapping[str, str]) -> dict[str, AgentTool[Any]]:
-    """A tool for every destination this process can serve (not started)."""
+        by_kind.setdefault(d.kind, {})[d.name] = d.config
     tools: dict[str, AgentTool[Any]] = {}
-    endpoints = _webhooks(policy, environ)
-    if endpoints:
-        webhook = WebhookTool(WebhookSettings(), endpoints)
-        tools |= dict.fromkeys(endpoints, webhook)
-    by_kind: dict[str, dict[str, str]] = {"slack": {}, "mailbox": {}}
-    for d in policy.destinations.values():
-        if d.kind == "slack" and d.channel:
-            by_kind["slack"][d.name] = d.channel
-        elif d.kind == "mailbox" and d.address:
-            by_kind["mailbox"][d.name] = d.address
-    email = settings.channel_settings("email")
-    if by_kind["slack"] and settings.slack is not None:
-        tools |= dict.fromkeys(by_kind["slack"], SlackTool(settings.slack, by_kind["slack"]))
-    if by_kind["mailbox"] and email is not None and email.smtp is not None:
-        tools |= dict.fromkeys(by_kind["mailbox"], MailboxTool(email, by_kind["mailbox"]))
-    missing = sorted(n for names in by_kind.values() for n in names if n not in tools)
-    if missing:
-        log.warning("destinations without a tool in this process (no SB_SLACK / SB_EMAIL smtp); "
-                    "their deliveries go to their fallbacks", extra={"destinations": missing})
-    return tools
+    unserved: dict[str, str] = {}
+    for kind, destinations in by_kind.items():
+        spec = TOOLS[kind]
+        section = settings.section(spec.section, spec.settings)
+        if section is None:
+            unserved |= dict.fromkeys(destinations, f"no {kind} settings (SB_{spec.section.upper()})")
+            continue
+        ready = {}
+        for name, destination in destinations.items():
+            why = spec.unready(section, destination, settings.secret) if spec.unready else None
+            if why:
+                unserved[name] = why
+            else:
+                ready[name] = destination
+        if ready:
+            tools |= dict.fromkeys(ready, spec.build(section, ready, settings.secret))
+    return tools, unserved
 
 
 class ToolBox(Service):
     """Holds the started tools for the policy in force; `current()` is the dispatch stage's view."""
 
-    def __init__(self, settings: Settings, policy: PolicyHolder,
-                 environ: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, policy: PolicyHolder, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.policy = policy
-        self.environ = dict(os.environ if environ is None else environ)
         self._tools: dict[str, AgentTool[Any]] = {}
         self._built_for: Policy | None = None
 
@@ -110,7 +88,10 @@ class ToolBox(Service):
         policy = self.policy.current
         if policy is self._built_for:
             return
-        fresh = build(self.settings, policy, self.environ)
+        fresh, unserved = build(self.settings, policy)
+        if unserved:
+            log.warning("destinations this process does not serve; their deliveries go to their fallbacks",
+                        extra={"destinations": unserved})
         refused: set[int] = set()
         for tool in _unique(fresh):
             try:

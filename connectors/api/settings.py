@@ -1,12 +1,13 @@
-"""Settings of the API channel: it has none of its own; the HTTP server carries it."""
+"""Settings of the API channel: none of its own; the router's HTTP server carries it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import BaseModel, ConfigDict
 
 __all__ = ["ApiSettings"]
 
 
-@dataclass(frozen=True, slots=True)
-class ApiSettings:
-    """Nothing to configure: the channel lives on the router's HTTP server."""
+class ApiSettings(BaseModel):
+    """Nothing to configure: the channel is a route on the router's HTTP server."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")

@@ -9,6 +9,7 @@ first one (In-Reply-To/References), which is the thread reference this tool retu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -16,6 +17,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 import aiosmtplib
+import msgspec
 
 from connectors.base import AgentTool, Handoff
 from connectors.email.errors import SmtpTransient
@@ -27,7 +29,18 @@ from schemas.ids import mail_nonce
 from schemas.routed import RoutedConversation
 from schemas.tokens import agent_key, make_token
 
-__all__ = ["MailboxTool", "render"]
+__all__ = ["MailboxDestination", "MailboxTool", "render"]
+
+
+class MailboxDestination(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A team mailbox in the policy: the address routed conversations are mailed to."""
+
+    address: str
+
+    def __post_init__(self) -> None:
+        """An address we can mail; the policy loader points a refusal at its line."""
+        if len(self.address) > 254 or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s.]+", self.address):
+            raise ValueError("address: must be an email address like support@example.com")
 
 HISTORY_LINES = 10
 

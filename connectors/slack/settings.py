@@ -8,11 +8,24 @@ so every repr, log line and diagnostic shows `**********`.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-__all__ = ["SlackSettings"]
+__all__ = ["SlackDestination", "SlackSettings"]
+
+
+class SlackDestination(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A Slack destination in the policy: the channel (an id like C0123ABCD) it posts to."""
+
+    channel: str
+
+    def __post_init__(self) -> None:
+        """A channel id is one word; the policy loader points a refusal at its line."""
+        if not re.fullmatch(r"[A-Za-z0-9_#-]{1,80}", self.channel):
+            raise ValueError("channel: must be a Slack channel id like C0SUPPORT")
 
 
 class SlackSettings(BaseModel):

@@ -1,22 +1,27 @@
 """Settings of the webhook tool: one timeout for every call, and each destination's endpoint.
 
 An endpoint's URL comes from the policy (`destinations.<name>.url`) and its HMAC secret
-from the environment variable the policy names (`secret_env`); `endpoints_for` joins the
-two, given the environment by the one place that reads it. Secrets are `SecretStr`, so
+from the environment variable the policy names (`secret_env`); `endpoint_for` joins the
+two, given the secrets by the settings, the one place that reads the environment. Secrets are `SecretStr`, so
 every repr, log line and diagnostic shows `**********`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Protocol
+import re
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from schemas.errors import ConfigError
 
-__all__ = ["WebhookDestination", "WebhookEndpoint", "WebhookSettings", "endpoints_for"]
+# a secret by the name of its environment variable, None when unset (connectors.spec.Secrets)
+Secrets = Callable[[str], SecretStr | None]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+__all__ = ["Secrets", "WebhookDestination", "WebhookEndpoint", "WebhookSettings", "endpoint_for"]
 
 
 class _Frozen(BaseModel):
@@ -53,42 +58,35 @@ class WebhookEndpoint(_Frozen):
         return secret
 
 
-class WebhookDestination(Protocol):
-    """What `endpoints_for` needs of a policy destination (processors.policy_model.Destination)."""
+class WebhookDestination(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A webhook in the policy: where to POST, and the variable holding its signing secret."""
 
-    @property
-    def name(self) -> str: ...
+    url: str
+    # every webhook is signed: a receiver must be able to tell our deliveries from forgeries
+    secret_env: str
 
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def url(self) -> str | None: ...
-
-    @property
-    def secret_env(self) -> str | None: ...
-
-
-def endpoints_for(destinations: Iterable[WebhookDestination],
-                  environ: Mapping[str, str]) -> dict[str, WebhookEndpoint]:
-    """The endpoint of every webhook destination; a ConfigError names what is missing."""
-    found: dict[str, WebhookEndpoint] = {}
-    for d in destinations:
-        if d.kind != "webhook":
-            continue
-        where = f"policy destinations.{d.name}"
-        if not d.url:
-            raise ConfigError("a webhook destination needs a url", where=f"{where}.url")
-        if not d.secret_env:
-            raise ConfigError("a webhook destination needs secret_env, the variable holding its "
-                              "signing secret", where=f"{where}.secret_env")
-        secret = environ.get(d.secret_env, "")
-        if not secret:
-            raise ConfigError(f"environment variable {d.secret_env} is not set or empty",
-                              where=f"{where}.secret_env")
+    def __post_init__(self) -> None:
+        """Refuse what cannot work, naming the field (the policy loader points at its line)."""
         try:
-            found[d.name] = WebhookEndpoint(url=d.url, secret=SecretStr(secret))
-        except ValueError as e:
-            raise ConfigError(f"url {d.url!r} must be an http:// or https:// URL",
-                              where=f"{where}.url") from e
-    return found
+            parts = urlsplit(self.url)
+            host = parts.hostname
+        except ValueError:
+            parts, host = None, None
+        if parts is None or parts.scheme not in ("http", "https") or not host:
+            raise ValueError("url: must be an http or https URL like https://helpdesk.example.com/hook")
+        if parts.username or parts.password:
+            # the policy file is shared and printed; keys belong in the environment
+            raise ValueError("url: must not carry credentials; name the environment variable with "
+                             "the key in secret_env")
+        if not _ENV_NAME.match(self.secret_env):
+            raise ValueError("secret_env: must be the name of an environment variable holding the key, "
+                             "like SB_WEBHOOK_SECRET")
+
+
+def endpoint_for(destination: WebhookDestination, secrets: Secrets) -> WebhookEndpoint:
+    """The endpoint of one destination; a ConfigError says what this process is missing."""
+    secret = secrets(destination.secret_env)
+    if secret is None or not secret.get_secret_value():
+        raise ConfigError(f"environment variable {destination.secret_env} is not set or empty",
+                          where="secret_env")
+    return WebhookEndpoint(url=destination.url, secret=secret)

@@ -2,8 +2,9 @@
 
 Parses the `destinations:`, `guard:` and `lifecycle:` sections into `Destination`,
 `GuardRule` and `Lifecycle`; like the rest of the file, every error names FILE:LINE and
-the dotted key. A destination holds no secret: a webhook names the environment variable
-that holds its HMAC key, and settings read it.
+the dotted key. A destination's own fields are its tool's (the Vocabulary
+gives each kind's shape, from the tools registry); it holds no secret: a webhook names the
+environment variable that holds its HMAC key, and settings read it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from datetime import timedelta
-from typing import Literal, cast, get_args
-from urllib.parse import urlsplit
+from typing import Any, Literal, cast
+
+import msgspec
 
 from processors.policy.model import Destination, FollowUp, GuardRule, Lifecycle, Policy, format_duration
 from processors.policy.nodes import Node, frozen
@@ -20,77 +22,60 @@ from processors.policy.nodes import Node, frozen
 __all__ = ["FOLLOW_UP_PLACEHOLDERS", "describe", "destinations", "guard", "lifecycle"]
 
 FOLLOW_UP_PLACEHOLDERS = frozenset({"name", "reference"})
-Kind = Literal["webhook", "slack", "mailbox"]
-# besides kind, fallback and deadline: what each kind needs, and what it may have
-# every webhook is signed: a receiver must be able to tell our deliveries from forgeries
-_NEEDS: Mapping[str, tuple[str, ...]] = {
-    "webhook": ("url", "secret_env"), "slack": ("channel",), "mailbox": ("address",)}
-_MAY: Mapping[str, tuple[str, ...]] = {"webhook": (), "slack": (), "mailbox": ()}
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_COMMON = ("kind", "fallback", "deadline")
+# msgspec names the field it refuses as "... - at `$.url`"
+_AT_FIELD = re.compile(r" - at `\$\.(\w+)`$")
+_NAMED = re.compile(r"`(\w+)`")
 
 
-def _url(at: Node) -> str:
-    url = at.text()
+def _config(at: Node, kind: str, shape: type[Any], fields: dict[str, Node]) -> Any:
+    """The tool's own fields of a destination, as its typed shape; errors name their line."""
+    own = {name: node for name, node in fields.items() if name not in _COMMON}
+    raw = {}
+    for name, node in own.items():
+        raw[name] = node.text()
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        at.fail("must be an http or https URL")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        at.fail("must be an http or https URL like https://helpdesk.example.com/hook")
-    if parts.username or parts.password:
-        # the policy file is shared and printed; keys belong in the environment
-        at.fail("must not carry credentials; name the environment variable with the key in secret_env")
-    return url
+        return msgspec.convert(raw, shape)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        field = _AT_FIELD.search(text)
+        if field and field.group(1) in own:
+            own[field.group(1)].fail(text[: field.start()])
+        named = _NAMED.search(text)
+        if text.startswith("Object contains unknown field") and named and named.group(1) in own:
+            own[named.group(1)].fail(f"unknown key {named.group(1)!r} for a {kind} destination; known: "
+                                     + ", ".join((*_COMMON, *shape.__struct_fields__)))
+        if text.startswith("Object missing required field") and named:
+            at.fail(f"missing key {named.group(1)!r} (a {kind} destination needs "
+                    + ", ".join(shape.__struct_fields__) + ")")
+        prefix, sep, reason = text.partition(": ")
+        if sep and prefix in own:
+            own[prefix].fail(reason.removesuffix(" - at `$`"))
+        at.fail(text.removesuffix(" - at `$`"))
 
 
-def _secret_env(at: Node) -> str:
-    name = at.text()
-    if not _ENV_NAME.match(name):
-        at.fail("must be the name of an environment variable holding the key, like SB_WEBHOOK_SECRET")
-    return name
-
-
-def _address(at: Node) -> str:
-    address = at.text()
-    if not _ADDRESS.match(address):
-        at.fail("must be an email address like support@example.com")
-    return address
-
-
-def _channel(at: Node) -> str:
-    channel = at.text()
-    if not channel or channel != channel.strip() or " " in channel:
-        at.fail("must be a Slack channel id like C0SUPPORT")
-    return channel
-
-
-def _destination(name: str, at: Node, known: Collection[str]) -> Destination:
+def _destination(name: str, at: Node, known: Collection[str], tools: Mapping[str, type[Any]]) -> Destination:
     found = dict(at.entries())
     if "kind" not in found:
         at.fail("missing key 'kind'")
-    kind = cast(Kind, found["kind"].ref(get_args(Kind), "destination kind"))
-    f = at.fields(("kind", *_NEEDS[kind]), (*_MAY[kind], "fallback", "deadline"))
-    fallback = f["fallback"].ref(known, "destination") if "fallback" in f else None
+    kind = found["kind"].ref(tuple(tools), "destination kind")
+    fallback = found["fallback"].ref(known, "destination") if "fallback" in found else None
     if fallback == name:
-        f["fallback"].fail(f"destination {name!r} cannot be its own fallback")
+        found["fallback"].fail(f"destination {name!r} cannot be its own fallback")
     return Destination(
         name=name,
         kind=kind,
-        url=_url(f["url"]) if "url" in f else None,
-        secret_env=_secret_env(f["secret_env"]) if "secret_env" in f else None,
-        channel=_channel(f["channel"]) if "channel" in f else None,
-        address=_address(f["address"]) if "address" in f else None,
+        config=_config(at, kind, tools[kind], found),
         fallback=fallback,
-        deadline=f["deadline"].duration() if "deadline" in f else Destination(name, kind).deadline,
+        deadline=found["deadline"].duration() if "deadline" in found else Destination(name, kind).deadline,
     )
 
 
-def destinations(at: Node) -> dict[str, Destination]:
+def destinations(at: Node, tools: Mapping[str, type[Any]]) -> dict[str, Destination]:
     """The `destinations:` section: agents' tools by name, fallbacks checked for circles."""
     entries = at.entries()
     known = frozenset(name for name, _ in entries)
-    found = {name: _destination(name, spec, known) for name, spec in entries}
+    found = {name: _destination(name, spec, known, tools) for name, spec in entries}
     for start, spec in entries:
         path, nxt = [start], found[start].fallback
         while nxt is not None and nxt not in path:

@@ -34,6 +34,7 @@ from processors.policy.model import (
     Tier,
     Urgency,
     UrgencyRule,
+    Vocabulary,
     format_duration,
     parse_duration,
 )
@@ -296,7 +297,7 @@ def _acknowledge(at: Node, names: _Names) -> Acknowledge:
 
 _TOP_REQUIRED = ("tiers", "default_tier", "urgency", "queues", "default_queue")
 _TOP_OPTIONAL = ("calendars", "escalations", "sla", "sticky", "acknowledge", "destinations",
-                 "guard", "lifecycle")
+                 "guard", "lifecycle", "planned_channels")
 
 
 def _sticky_window(at: Node) -> timedelta:
@@ -304,14 +305,27 @@ def _sticky_window(at: Node) -> timedelta:
     return f["window"].duration() if "window" in f else timedelta(hours=2)
 
 
-def parse_policy(text: str, source_name: str, *, channels: Collection[str] | None = None) -> Policy:
+def _planned(top: dict[str, Node], registered: frozenset[str]) -> frozenset[str]:
+    """Channels the policy may name before they run here: said explicitly, never by accident."""
+    if "planned_channels" not in top:
+        return frozenset()
+    planned = []
+    for at in top["planned_channels"].items():
+        name = at.text()
+        if name in registered:
+            at.fail(f"channel {name!r} is already registered; drop it from planned_channels")
+        planned.append(name)
+    return frozenset(planned)
+
+
+def parse_policy(text: str, source_name: str, vocabulary: Vocabulary) -> Policy:
     """Parse and validate policy YAML; `source_name` is what errors call the file."""
-    # channels: the registered channel names; given, a misspelt channel is an error too
     top = root(text, source_name).fields(_TOP_REQUIRED, _TOP_OPTIONAL)
-    names = _names(top, channels)
+    names = _names(top, vocabulary.channels | _planned(top, vocabulary.channels))
     calendars = {n: _calendar(n, at) for n, at in top["calendars"].entries()} if "calendars" in top else {}
     chains = {n: _chain(at, names) for n, at in top["escalations"].entries()} if "escalations" in top else {}
-    destinations = policy_agents.destinations(top["destinations"]) if "destinations" in top else {}
+    destinations = (policy_agents.destinations(top["destinations"], vocabulary.tools)
+                    if "destinations" in top else {})
     queues = {n: _queue(n, at, names) for n, at in top["queues"].entries()}
     if not queues:
         top["queues"].fail("must define at least one queue")
@@ -335,18 +349,18 @@ def parse_policy(text: str, source_name: str, *, channels: Collection[str] | Non
     )
 
 
-def load_policy(path: str | Path, *, channels: Collection[str] | None = None) -> Policy:
+def load_policy(path: str | Path, vocabulary: Vocabulary) -> Policy:
     """Read and validate the policy file at `path`."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read the policy file: {e}", str(path)) from e
-    return parse_policy(text, str(path), channels=channels)
+    return parse_policy(text, str(path), vocabulary)
 
 
-def check(path: str | Path, *, channels: Collection[str] | None = None) -> list[str]:
+def check(path: str | Path, vocabulary: Vocabulary) -> list[str]:
     """Validate the policy file and summarise it in lines for `switchboard policy check`."""
-    policy = load_policy(path, channels=channels)
+    policy = load_policy(path, vocabulary)
     levels = " < ".join(policy.urgency.levels)
     return [
         f"{policy.source}: valid",

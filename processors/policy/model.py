@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from processors.policy.calendar import ALWAYS_OPEN, Calendar
 
@@ -34,6 +34,7 @@ __all__ = [
     "Tier",
     "Urgency",
     "UrgencyRule",
+    "Vocabulary",
     "choose_queue",
     "format_duration",
     "keywords",
@@ -243,21 +244,31 @@ class Acknowledge:
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """An agents' tool a queue delivers to: its kind, where it is, and what backs it up.
+    """An agents' tool a queue delivers to: its kind, its tool's settings, and what backs it up.
 
-    `kind` is "webhook" (`url`, HMAC key from the environment variable `secret_env`),
-    "slack" (`channel`) or "mailbox" (`address`). `fallback` names the destination that
-    takes over while this one is down; `deadline` bounds the retries of one delivery.
+    `kind` names a registered agents' tool (webhook, slack, mailbox, ...); `config` is that
+    tool's typed destination (where it delivers), opaque to the processors. `fallback`
+    names the destination that takes over while this one is down; `deadline` bounds the
+    retries of one delivery.
     """
 
     name: str
-    kind: Literal["webhook", "slack", "mailbox"]
-    url: str | None = None
-    secret_env: str | None = None
-    channel: str | None = None
-    address: str | None = None
+    kind: str
+    config: Any = None
     fallback: str | None = None
     deadline: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """The names a policy may use: registered channels, and each tool kind's destination shape.
+
+    The router builds it from the connector registries, so a misspelt channel or tool is
+    an error naming the file and line; the processors never import the connectors.
+    """
+
+    channels: frozenset[str]
+    tools: Mapping[str, type[Any]]
 
 
 @dataclass(frozen=True, slots=True)

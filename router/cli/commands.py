@@ -93,13 +93,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from connectors.registry import get
+    from connectors.registry import channel
     from processors.policy.load import load_policy
     from router.cli.explain import explain_paths, render
+    from router.vocabulary import VOCABULARY
 
-    get(args.channel)  # an unknown channel fails before any input is read
+    channel(args.channel)  # an unknown channel fails before any input is read
     settings = load()
-    policy = load_policy(args.policy or settings.policy_path)
+    policy = load_policy(args.policy or settings.policy_path, VOCABULARY)
     results = explain_paths(args.channel, args.files, sys.stdin.buffer.read, settings.thread_rules,
                             policy)
     if len(args.files) == 1:
@@ -134,13 +135,14 @@ def _whatif(settings: Settings, args: argparse.Namespace) -> int:
 
     from processors.policy.load import load_policy
     from router.cli.whatif import as_json, parse_since, render, whatif
+    from router.vocabulary import VOCABULARY
 
     since = parse_since(args.since)
     if args.limit is not None and args.limit < 1:
         raise SwitchboardError("--limit must be at least 1")
     # both policies are checked before Kafka is asked anything: a bad file fails at once
-    new = load_policy(args.policy)
-    old = load_policy(settings.policy_path)
+    new = load_policy(args.policy, VOCABULARY)
+    old = load_policy(settings.policy_path, VOCABULARY)
     report = asyncio.run(whatif(settings, old, new, since, args.limit))
     print(json.dumps(as_json(report), indent=2) if args.json else render(report))
     return 0
@@ -166,8 +168,9 @@ def _stack(settings: Settings, args: argparse.Namespace) -> int:
 
 def _policy(args: argparse.Namespace) -> int:
     from processors.policy.load import check
+    from router.vocabulary import VOCABULARY
 
-    for line in check(args.file):
+    for line in check(args.file, VOCABULARY):
         print(line)
     return 0
 

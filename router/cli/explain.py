@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from connectors.registry import get
+from connectors.registry import channel as channel_spec
 from processors.brain import route, thread
 from processors.intake import identify
 from processors.intake.stage import identified_message
@@ -25,7 +25,7 @@ _DEDUPE_NOTE = "not checked: explain consults no Redis"
 
 def explain_one(channel: str, raw: bytes, rules: thread.ThreadRules, policy: Policy) -> dict[str, Any]:
     """The normalised message and every stage's decision, as for a customer never seen before."""
-    parse = get(channel).parse
+    parse = channel_spec(channel).parse
     if parse is None:
         raise SwitchboardError(f"channel {channel!r} has no parser to explain with")
     message = parse(raw)

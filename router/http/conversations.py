@@ -33,10 +33,10 @@ from redis.exceptions import RedisError
 from processors.send.replies import reply_to
 from processors.stores.cards import CardStore
 from processors.stores.history import ConversationSummary, HistoryStore
+from router.edge import Publisher
 from router.http.customers import Refused
 from router.http.errors import error, unavailable
 from router.http.integrations import Caller, Denied, Integrations, Scope
-from router.http.server import Publisher
 from router.settings import Settings
 from schemas.codec import encode
 from schemas.conversation import ConversationCard, ConversationEvent, LifecycleKind

@@ -8,6 +8,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter
 
+from connectors.routes import Refusal
+from schemas.errors import TransientError
+
 __all__ = ["REJECTED", "error", "json_errors", "unavailable"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -29,9 +32,17 @@ def unavailable(message: str, **more: Any) -> web.Response:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer aiohttp's own errors (404, 405, ...) in the same JSON shape as ours."""
+    """Every route's refusals, outages and aiohttp's own errors (404, 413, ...) as our one answer."""
     try:
         return await handler(request)
+    except Refusal as e:
+        return error(e.status, e.code, e.message, **e.more)
+    except TransientError as e:
+        # the reasons Edge gives are written for callers: they name no host
+        return unavailable(f"{e.reason}; retry")
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app._client_max_size
+        return error(413, "too_large", f"body is larger than {limit} bytes", limit=limit)
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -51,7 +51,7 @@ def dropped_by_brain(worker: Switchboard) -> list[dict[str, Any]]:
     events = [json.loads(line) for line in worker.log_path.read_text(errors="replace").splitlines()
               if line.startswith("{")]
     return [e for e in events
-            if e.get("msg") == "duplicate dropped" and e.get("logger") == "processors.brain"]
+            if e.get("msg") == "duplicate dropped" and e.get("logger") == "processors.brain.stage"]
 
 
 async def test_two_workers_share_the_stream_a_killed_one_loses_nothing_and_redelivery_routes_nothing_twice(

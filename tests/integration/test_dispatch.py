@@ -34,6 +34,7 @@ from processors.policy.model import Destination, Policy, Queue
 from processors.stage import Output, Record
 from processors.stores.cards import CardStore
 from router.settings import Settings
+from router.vocabulary import VOCABULARY
 from schemas import DeadLetter, DeliveryReceipt, EmailExtras, Identity, InboundMessage, decode, encode
 from schemas.errors import PermanentError
 from schemas.handoff import HandoffReceipt
@@ -104,7 +105,7 @@ async def webhooks() -> AsyncIterator[Tools]:
 
 
 def policy_of(queues: Mapping[str, Sequence[str]], *destinations: Destination) -> Policy:
-    return dataclasses.replace(load_policy(MINIMAL), queues={
+    return dataclasses.replace(load_policy(MINIMAL, VOCABULARY), queues={
         n: Queue(n, None, tuple(d)) for n, d in queues.items()}, default_queue=next(iter(queues)),
         destinations={d.name: d for d in destinations})
 

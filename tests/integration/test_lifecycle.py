@@ -36,6 +36,7 @@ from processors.stores.identities import IdentityStore
 from processors.watch.lifecycle_watch import LifecycleSchedule, LifecycleWatch
 from router.kafka import ensure_topics
 from router.settings import Settings
+from router.vocabulary import VOCABULARY
 from schemas import Decision, EmailExtras, Identity, InboundMessage, OutboundMessage, decode, encode
 from schemas.conversation import ConversationEvent, LifecycleKind
 from schemas.identified import IdentifiedMessage
@@ -62,7 +63,7 @@ lifecycle:
     templates:
       email: {default: "Hi {name}, is {reference} solved? Just reply."}
   confirm: ["yes", "works now"]
-""", "lifecycle-test.yaml")
+""", "lifecycle-test.yaml", VOCABULARY)
 # no follow-up, and a close one second after resolving
 QUICK_CLOSE = replace(POLICY, lifecycle=Lifecycle(close_after=timedelta(seconds=1)))
 ADA = Identity(kind="email", value="ada@example.com")

@@ -14,6 +14,7 @@ import pytest
 from connectors.api.parse import parse as parse_api
 from processors.policy.load import parse_policy
 from router.settings import Settings
+from router.vocabulary import VOCABULARY
 from schemas import ConfigError, RoutedConversation, decode, encode
 from schemas.topics import INBOUND, ROUTED
 from tests.kafka_tools import publish, read_all, unique_prefix, wait_drained
@@ -104,7 +105,7 @@ async def test_a_good_edit_routes_the_next_message_and_a_bad_one_is_refused_with
     edit(policy_file, BROKEN)
     await wait_reloads(worker, "refused", 1)
     with pytest.raises(ConfigError) as expected:
-        parse_policy(BROKEN, str(policy_file))
+        parse_policy(BROKEN, str(policy_file), VOCABULARY)
     [refused] = refusals(worker)
     assert refused["reason"] == expected.value.reason
     assert str(refused["reason"]).startswith(f"{policy_file}:6 tiers.premium.first_response.normal: ")

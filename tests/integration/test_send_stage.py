@@ -19,6 +19,7 @@ from processors.send.stage import SendAction, SendStage, decide
 from processors.stage import Record
 from processors.stores.cards import CardStore, card_fields, status_fields
 from router.settings import Settings
+from router.vocabulary import VOCABULARY
 from schemas import DeadLetter, DeliveryReceipt, Identity, OutboundMessage, decode, encode
 from schemas.conversation import ConversationCard, ConversationEvent
 from schemas.topics import CONVERSATION, DEADLETTER, DELIVERY
@@ -115,7 +116,7 @@ GUARD = [
 
 
 def guarded_policy() -> Policy:
-    return dataclasses.replace(load_policy(EXAMPLE), guard=tuple(GUARD))
+    return dataclasses.replace(load_policy(EXAMPLE, VOCABULARY), guard=tuple(GUARD))
 
 
 def agent_reply(reply_id: str, text: str, conversation: str = "con_1") -> OutboundMessage:

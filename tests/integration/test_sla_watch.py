@@ -14,6 +14,7 @@ from processors.policy.load import parse_policy
 from processors.stores.clocks import ClockStore, SlaEntry, Write
 from processors.watch.sla_watch import SlaWatch
 from router.settings import Settings
+from router.vocabulary import VOCABULARY
 from schemas import Identity, SlaEvent, decode
 from schemas.topics import SLA
 
@@ -31,7 +32,7 @@ escalations:
   chain:
     - {at: breach, action: notify, target: lead}
 sla: {warn_at: 0.5}
-""", "short.yaml")
+""", "short.yaml", VOCABULARY)
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from router.http import slack_events
 from router.http.server import build_app
 from router.kafka import ensure_topics, new_producer
 from router.settings import Settings
+from router.vocabulary import VOCABULARY
 from schemas import Decision, Identity, InboundMessage, RoutedConversation, decode, encode
 from schemas.conversation import ConversationCard, ConversationEvent, Status
 from schemas.errors import AuthError, PermanentError, TransientError
@@ -421,7 +422,7 @@ async def test_the_agent_sees_in_the_thread_that_a_reply_to_a_closed_conversatio
     namespace = f"{edge.settings.topic_prefix}sb"
     queues = {"billing": Queue("billing", None, (DESTINATION,))}
     destinations = {DESTINATION: Destination(DESTINATION, "slack", channel=SUPPORT)}
-    policy = dataclasses.replace(load_policy(MINIMAL), queues=queues, default_queue="billing",
+    policy = dataclasses.replace(load_policy(MINIMAL, VOCABULARY), queues=queues, default_queue="billing",
                                  destinations=destinations)
     dispatch = DispatchStage(edge.redis, lambda: {DESTINATION: tool}, lambda: policy, namespace=namespace,
                              ttl_seconds=600)

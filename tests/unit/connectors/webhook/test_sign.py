@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import SecretStr
 
 from connectors.webhook.errors import SignatureError
-from connectors.webhook.settings import endpoints_for
+from connectors.webhook.settings import WebhookDestination, endpoint_for
 from connectors.webhook.sign import sign, signature, verify
 from connectors.webhook.tool import retry_after
-from processors.policy.model import Destination
 from schemas.errors import ConfigError
 
 SECRET = b"s3cret"
@@ -73,32 +74,33 @@ def test_tolerance_is_configurable() -> None:
 
 # --- the tool's configuration and the receiver's Retry-After -------------------------------
 
-def destination(name: str = "helpdesk", url: str | None = "https://hooks.example.com/sb",
-                secret_env: str | None = "SB_HOOK_SECRET", kind: str = "webhook") -> Destination:
-    return Destination(name, kind, url=url, secret_env=secret_env)  # type: ignore[arg-type]
+def secrets(environ: dict[str, str]) -> Callable[[str], SecretStr | None]:
+    return lambda name: SecretStr(environ[name]) if environ.get(name) else None
 
 
-def test_endpoints_join_the_policys_url_and_the_environments_secret() -> None:
-    found = endpoints_for([destination(), destination("team", kind="slack", url=None)],
-                          {"SB_HOOK_SECRET": "k1"})
-    assert list(found) == ["helpdesk"]
-    assert found["helpdesk"].url == "https://hooks.example.com/sb"
-    assert found["helpdesk"].secret.get_secret_value() == "k1"
+def test_an_endpoint_joins_the_policys_url_and_the_environments_secret() -> None:
+    hook = WebhookDestination(url="https://hooks.example.com/sb", secret_env="SB_HOOK_SECRET")
+    found = endpoint_for(hook, secrets({"SB_HOOK_SECRET": "k1"}))
+    assert found.url == "https://hooks.example.com/sb"
+    assert found.secret.get_secret_value() == "k1"
     assert "k1" not in repr(found)
 
 
-@pytest.mark.parametrize(("d", "environ", "where"), [
-    (destination(), {}, "destinations.helpdesk.secret_env"),
-    (destination(), {"SB_HOOK_SECRET": ""}, "destinations.helpdesk.secret_env"),
-    (destination(secret_env=None), {}, "destinations.helpdesk.secret_env"),
-    (destination(url=None), {"SB_HOOK_SECRET": "k"}, "destinations.helpdesk.url"),
-    (destination(url="ftp://x/y"), {"SB_HOOK_SECRET": "k"}, "destinations.helpdesk.url"),
-], ids=["unset", "empty", "no-secret-env", "no-url", "not-http"])
-def test_a_webhook_without_what_it_needs_fails_at_start_naming_the_key(
-        d: Destination, environ: dict[str, str], where: str) -> None:
-    with pytest.raises(ConfigError) as e:
-        endpoints_for([d], environ)
-    assert where in e.value.where
+@pytest.mark.parametrize("environ", [{}, {"SB_HOOK_SECRET": ""}], ids=["unset", "empty"])
+def test_a_webhook_without_its_secret_names_the_variable(environ: dict[str, str]) -> None:
+    hook = WebhookDestination(url="https://hooks.example.com/sb", secret_env="SB_HOOK_SECRET")
+    with pytest.raises(ConfigError, match="SB_HOOK_SECRET is not set"):
+        endpoint_for(hook, secrets(environ))
+
+
+@pytest.mark.parametrize(("url", "secret_env", "problem"), [
+    ("ftp://x/y", "SB_K", "url: must be an http or https URL"),
+    ("https://user:pw@x/y", "SB_K", "url: must not carry credentials"),
+    ("https://x/y", "1-bad", "secret_env: must be the name of an environment variable"),
+], ids=["not-http", "credentials", "bad-variable"])
+def test_a_webhook_destination_refuses_what_cannot_work(url: str, secret_env: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        WebhookDestination(url=url, secret_env=secret_env)
 
 
 def test_retry_after_in_seconds_or_as_a_date() -> None:

@@ -8,9 +8,10 @@ import pytest
 from processors.brain.acknowledge import AckDecision, acknowledgement, expected_answer, status_update
 from processors.policy.calendar import ALWAYS_OPEN
 from processors.policy.load import load_policy
+from router.vocabulary import VOCABULARY
 from tests.paths import ROOT
 
-POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml")
+POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
 BERLIN = ZoneInfo("Europe/Berlin")
 EU = POLICY.calendars["eu-support"]
 

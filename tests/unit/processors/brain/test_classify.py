@@ -9,10 +9,11 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from processors.brain.classify import classify, sentiment
 from processors.policy.load import load_policy, parse_policy
+from router.vocabulary import VOCABULARY
 from tests.paths import ROOT
 
 CORPUS = ROOT / "tests" / "fixtures" / "support-text" / "bitext-customer-support-6480.csv"
-POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml")
+POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 # --- sentiment: VADER's scores, in linear time ---------------------------------------------
@@ -168,7 +169,7 @@ default_queue: general
      "urgency=normal: keyword 'invoice' (rule invoice, already normal)"),
 ])
 def test_tier_floor_and_order_of_effects(text: str, tier: str, urgency: str, reason: str) -> None:
-    policy = parse_policy(FLOOR, "floor.yaml")
+    policy = parse_policy(FLOOR, "floor.yaml", VOCABULARY)
     c = classify(text, "email", tier, [], policy, at=AT)
     assert c.urgency == urgency
     assert reason in c.reasons
@@ -176,4 +177,4 @@ def test_tier_floor_and_order_of_effects(text: str, tier: str, urgency: str, rea
 
 def test_contact_window_tells_the_caller_how_far_back_to_look() -> None:
     assert POLICY.contact_window == timedelta(hours=24)
-    assert parse_policy(FLOOR, "floor.yaml").contact_window == timedelta(0)
+    assert parse_policy(FLOOR, "floor.yaml", VOCABULARY).contact_window == timedelta(0)

@@ -17,13 +17,14 @@ from processors.policy.model import FollowUp, Lifecycle, Policy, Sla
 from processors.stores.clocks import SlaEntry
 from processors.stores.history import ConversationSummary
 from processors.watch.lifecycle_watch import Planned, fire
+from router.vocabulary import VOCABULARY
 from schemas import Decision, Identity, InboundMessage, OutboundMessage, decode
 from schemas.conversation import ConversationEvent, LifecycleKind
 from schemas.identified import CustomerProfile
 from schemas.topics import CONVERSATION, OUTBOUND
 from tests.paths import ROOT
 
-POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml")
+POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
 NO_PAUSE = dataclasses.replace(POLICY, sla=Sla(pause_when_waiting_on_customer=False))
 NO_CONFIRM = dataclasses.replace(POLICY, lifecycle=dataclasses.replace(POLICY.lifecycle, confirm=None))
 # Tuesday 3 March 2026, 10:00 in Berlin: eu-support is open

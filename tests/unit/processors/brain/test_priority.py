@@ -7,9 +7,10 @@ import pytest
 
 from processors.brain.priority import first_response_due, next_response_due, priority, tier_for
 from processors.policy.load import load_policy
+from router.vocabulary import VOCABULARY
 from tests.paths import ROOT
 
-POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml")
+POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
 BERLIN = ZoneInfo("Europe/Berlin")
 
 

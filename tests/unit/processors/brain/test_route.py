@@ -13,6 +13,7 @@ from processors.intake.stage import identified_message
 from processors.policy.load import load_policy
 from processors.policy.model import Policy
 from processors.stores.history import ConversationSummary
+from router.vocabulary import VOCABULARY
 from schemas import Decision, EmailExtras, Identity, InboundMessage
 from schemas.identified import CustomerProfile
 from schemas.ids import new_conversation_id
@@ -27,7 +28,7 @@ NOW = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def policy() -> Policy:
-    return load_policy(ROOT / "deploy" / "policy.example.yaml")
+    return load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
 
 
 def msg(text: str = "Where is my order?", channel: str = "api", tags: tuple[str, ...] = (),

@@ -9,10 +9,11 @@ import pytest
 from processors.brain.sla import ClockEvent, EventKind, SlaClock, apply, due_events, mark_fired, next_due
 from processors.policy.load import load_policy
 from processors.policy.model import Policy, Sla
+from router.vocabulary import VOCABULARY
 from schemas.codec import decode, encode
 from tests.paths import ROOT
 
-POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml")
+POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
 NO_PAUSE = dataclasses.replace(POLICY, sla=Sla(pause_when_waiting_on_customer=False))
 BERLIN = ZoneInfo("Europe/Berlin")
 

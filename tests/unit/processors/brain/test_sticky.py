@@ -7,9 +7,10 @@ import pytest
 from processors.brain.sticky import ConversationRecord, decide
 from processors.policy.load import load_policy
 from processors.policy.model import QueueChoice, choose_queue
+from router.vocabulary import VOCABULARY
 from tests.paths import ROOT
 
-POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml")
+POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 

@@ -28,6 +28,7 @@ from processors.dispatch.plan import (
 from processors.policy.load import load_policy
 from processors.policy.model import Destination, Policy, Queue
 from processors.stage import Record
+from router.vocabulary import VOCABULARY
 from schemas import DeliveryReceipt, EmailExtras, Identity, InboundMessage, RoutedConversation, SlaEvent
 from schemas.conversation import ConversationCard
 from schemas.errors import PermanentError, TransientError
@@ -41,7 +42,7 @@ MINIMAL = FIXTURES / "policy" / "valid_minimal.yaml"
 
 def make_policy(queues: dict[str, Sequence[str]], *destinations: Destination) -> Policy:
     return dataclasses.replace(
-        load_policy(MINIMAL), queues={n: Queue(n, None, tuple(d)) for n, d in queues.items()},
+        load_policy(MINIMAL, VOCABULARY), queues={n: Queue(n, None, tuple(d)) for n, d in queues.items()},
         default_queue=next(iter(queues)), destinations={d.name: d for d in destinations})
 
 

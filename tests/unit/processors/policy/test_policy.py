@@ -5,8 +5,12 @@ from datetime import timedelta
 
 import pytest
 
+from connectors.email.mailbox import MailboxDestination
+from connectors.slack.settings import SlackDestination
+from connectors.webhook.settings import WebhookDestination
 from processors.policy.load import check, load_policy, parse_policy
 from processors.policy.model import choose_queue, format_duration, keywords, parse_duration
+from router.vocabulary import VOCABULARY
 from schemas.errors import ConfigError
 from tests.paths import ROOT
 
@@ -19,7 +23,7 @@ def broken(old: str, new: str) -> ConfigError:
     """Parse the minimal policy with one edit and return the error it must raise."""
     assert old in MINIMAL, old
     with pytest.raises(ConfigError) as caught:
-        parse_policy(MINIMAL.replace(old, new, 1), "p.yaml")
+        parse_policy(MINIMAL.replace(old, new, 1), "p.yaml", VOCABULARY)
     return caught.value
 
 
@@ -27,7 +31,7 @@ def broken(old: str, new: str) -> ConfigError:
 
 
 def test_example_policy_loads() -> None:
-    policy = load_policy(EXAMPLE)
+    policy = load_policy(EXAMPLE, VOCABULARY)
     assert policy.tiers_by_rank == ("enterprise", "premium", "standard")
     assert policy.tiers["premium"].first_response["normal"] == timedelta(hours=2)
     assert policy.tiers["enterprise"].calendar == "24x7"
@@ -39,14 +43,14 @@ def test_example_policy_loads() -> None:
 
 
 def test_check_summarises_a_valid_file() -> None:
-    lines = check(EXAMPLE)
+    lines = check(EXAMPLE, VOCABULARY)
     assert lines[0].endswith("valid")
     assert any("queues (first match wins): social, billing, general, escalations" in ln for ln in lines)
     assert any("breach+30m page" in ln for ln in lines)
 
 
 def test_loaded_policy_is_immutable() -> None:
-    policy = load_policy(EXAMPLE)
+    policy = load_policy(EXAMPLE, VOCABULARY)
     with pytest.raises(TypeError):
         policy.tiers["gold"] = policy.tiers["premium"]  # type: ignore[index]
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -82,18 +86,18 @@ FIXTURE_ERRORS = [
 def test_broken_fixture_names_file_line_and_key(name: str, line: int, key: str, reason: str) -> None:
     path = FIXTURES / f"{name}.yaml"
     with pytest.raises(ConfigError) as caught:
-        load_policy(path)
+        load_policy(path, VOCABULARY)
     assert caught.value.where == f"{path}:{line} {key}".rstrip()
     assert reason in str(caught.value)
 
 
 def test_the_minimal_fixture_itself_is_valid() -> None:
-    assert load_policy(FIXTURES / "valid_minimal.yaml").default_queue == "general"
+    assert load_policy(FIXTURES / "valid_minimal.yaml", VOCABULARY).default_queue == "general"
 
 
 def test_missing_file_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot read"):
-        load_policy(FIXTURES / "nope.yaml")
+        load_policy(FIXTURES / "nope.yaml", VOCABULARY)
 
 
 # --- more rules, checked on edited text ------------------------------------------------
@@ -158,27 +162,36 @@ def test_validation(case: str, old: str, new: str, where: str, reason: str) -> N
      "p.yaml:18 urgency.rules[0].channels[0]"),
     ("    email:\n", "    mail:\n", "p.yaml:34 acknowledge.templates.mail"),
 ])
-def test_channel_names_are_checked_when_the_registry_is_given(old: str, new: str, where: str) -> None:
+def test_channel_names_are_checked_against_the_registry(old: str, new: str, where: str) -> None:
     text = MINIMAL.replace(old, new, 1)
-    assert parse_policy(text, "p.yaml").default_queue == "general"  # unchecked without a registry
     with pytest.raises(ConfigError, match="unknown channel") as caught:
-        parse_policy(text, "p.yaml", channels={"email", "x", "api"})
+        parse_policy(text, "p.yaml", VOCABULARY)
     assert caught.value.where == where
 
 
+def test_a_planned_channel_may_be_named_before_it_is_registered() -> None:
+    text = MINIMAL.replace("match: {channels: [email]}", "match: {channels: [pigeon]}", 1)
+    assert "pigeon" not in VOCABULARY.channels
+    policy = parse_policy("planned_channels: [pigeon]\n" + text, "p.yaml", VOCABULARY)
+    assert policy.queues["general"].match.channels == frozenset({"pigeon"})
+    with pytest.raises(ConfigError, match="already registered"):
+        parse_policy("planned_channels: [email]\n" + MINIMAL, "p.yaml", VOCABULARY)
+
+
 def test_example_uses_only_known_channels() -> None:
-    assert load_policy(EXAMPLE, channels={"email", "api", "x", "chat", "phone"}).default_queue == "general"
+    assert load_policy(EXAMPLE, VOCABULARY).default_queue == "general"
 
 
 def test_unquoted_yaml_words_stay_words() -> None:
     # YAML 1.1 reads a bare `no` (Norwegian) as false; a keyword list means the word
-    policy = parse_policy(MINIMAL.replace("keywords: [outage]", "keywords: [no, on, 'off']"), "p.yaml")
+    text = MINIMAL.replace("keywords: [outage]", "keywords: [no, on, 'off']")
+    policy = parse_policy(text, "p.yaml", VOCABULARY)
     rule = policy.urgency.rules[0]
     assert rule.keywords is not None and rule.keywords.words == ("no", "on", "off")
 
 
 def test_defaults_when_optional_sections_are_missing() -> None:
-    policy = parse_policy(MINIMAL, "p.yaml")
+    policy = parse_policy(MINIMAL, "p.yaml", VOCABULARY)
     assert policy.sla.warn_at == 0.75 and policy.sla.pause_when_waiting_on_customer
     assert policy.sticky_window == timedelta(hours=2)
     assert policy.urgency.default == "normal"
@@ -226,7 +239,7 @@ def test_keywords_match_whole_words_in_any_case_and_script(text: str, found: str
 
 # --- choosing a queue --------------------------------------------------------------------
 
-POLICY = load_policy(EXAMPLE)
+POLICY = load_policy(EXAMPLE, VOCABULARY)
 
 
 @pytest.mark.parametrize(("channel", "tier", "text", "queue", "reason"), [
@@ -279,7 +292,7 @@ def test_all_fallbacks_down_keeps_the_queue_for_retry() -> None:
 def test_min_urgency_and_tier_match() -> None:
     text = MINIMAL.replace("    match: {channels: [email]}\n",
                            "    match: {tiers: [standard], min_urgency: high}\n")
-    policy = parse_policy(text, "p.yaml")
+    policy = parse_policy(text, "p.yaml", VOCABULARY)
     low = choose_queue(policy, channel="email", tier="standard", urgency="normal", text="")
     high = choose_queue(policy, channel="email", tier="standard", urgency="high", text="")
     assert "no queue matched" in low.reasons[0]
@@ -289,7 +302,7 @@ def test_min_urgency_and_tier_match() -> None:
 def test_a_queue_without_match_is_never_matched_and_empty_match_takes_all() -> None:
     assert "no queue matched" in choose_queue(
         POLICY, channel="phone", tier="standard", urgency="critical", text="").reasons[0]
-    policy = parse_policy(MINIMAL.replace("match: {channels: [email]}", "match: {}"), "p.yaml")
+    policy = parse_policy(MINIMAL.replace("match: {channels: [email]}", "match: {}"), "p.yaml", VOCABULARY)
     choice = choose_queue(policy, channel="phone", tier="standard", urgency="normal", text="")
     assert choice.reasons[0] == "queue=general: matches every message"
 
@@ -331,30 +344,32 @@ lifecycle:
 """
 
 
-def broken_agents(old: str, new: str, **kwargs: object) -> ConfigError:
+def broken_agents(old: str, new: str) -> ConfigError:
     """Parse the agents' policy with one edit and return the error it must raise."""
     assert old in AGENTS, old
     with pytest.raises(ConfigError) as caught:
-        parse_policy(AGENTS.replace(old, new, 1), "p.yaml", **kwargs)  # type: ignore[arg-type]
+        parse_policy(AGENTS.replace(old, new, 1), "p.yaml", VOCABULARY)
     return caught.value
 
 
 def test_example_policy_declares_its_destinations() -> None:
-    policy = load_policy(EXAMPLE)
+    policy = load_policy(EXAMPLE, VOCABULARY)
     assert set(policy.destinations) == {"helpdesk-webhook", "slack-support", "slack-social",
                                         "billing-mailbox", "support-mailbox", "pager-webhook"}
     hook = policy.destinations["helpdesk-webhook"]
-    assert (hook.kind, hook.url, hook.secret_env, hook.fallback, hook.deadline) == (
-        "webhook", "http://127.0.0.1:18090/switchboard", "SB_WEBHOOK_SECRET", "support-mailbox",
-        timedelta(seconds=30))
-    assert policy.destinations["slack-social"].channel == "C0SOCIAL"
-    assert policy.destinations["billing-mailbox"].address == "billing@support.example.com"
+    assert (hook.kind, hook.config, hook.fallback, hook.deadline) == (
+        "webhook",
+        WebhookDestination(url="http://127.0.0.1:18090/switchboard", secret_env="SB_WEBHOOK_SECRET"),
+        "support-mailbox", timedelta(seconds=30))
+    assert policy.destinations["slack-social"].config == SlackDestination(channel="C0SOCIAL")
+    assert policy.destinations["billing-mailbox"].config == MailboxDestination(
+        address="billing@support.example.com")
     used = {d for q in policy.queues.values() for d in q.destinations}
     assert used <= set(policy.destinations)
 
 
 def test_example_policy_has_a_reply_guard_and_a_lifecycle() -> None:
-    policy = load_policy(EXAMPLE)
+    policy = load_policy(EXAMPLE, VOCABULARY)
     assert [(r.name, r.action, r.unresolved_only) for r in policy.guard] == [
         ("policy-quoting", "warn", False), ("blame", "warn", False),
         ("telling-feelings", "hold", False), ("upsell-before-fix", "hold", True)]
@@ -369,7 +384,7 @@ def test_example_policy_has_a_reply_guard_and_a_lifecycle() -> None:
 
 
 def test_check_summarises_the_agents_sections() -> None:
-    lines = check(EXAMPLE)
+    lines = check(EXAMPLE, VOCABULARY)
     assert any(ln.startswith("destinations: helpdesk-webhook (webhook, fallback support-mailbox)")
                for ln in lines)
     guard_line = next(ln for ln in lines if ln.startswith("reply guard"))
@@ -378,10 +393,10 @@ def test_check_summarises_the_agents_sections() -> None:
 
 
 def test_agents_sections_parse_into_the_model() -> None:
-    policy = parse_policy(AGENTS, "p.yaml")
+    policy = parse_policy(AGENTS, "p.yaml", VOCABULARY)
     slack = policy.destinations["team-slack"]
-    assert (slack.kind, slack.channel, slack.deadline, slack.url) == (
-        "slack", "C0TEAM", timedelta(seconds=10), None)
+    assert (slack.kind, slack.config, slack.deadline) == (
+        "slack", SlackDestination(channel="C0TEAM"), timedelta(seconds=10))
     assert policy.destinations["helpdesk"].fallback == "team-mail"
     blame, upsell = policy.guard
     assert blame.phrases.words == ("your fault", "not our fault") and not blame.unresolved_only
@@ -396,7 +411,7 @@ def test_agents_sections_parse_into_the_model() -> None:
 
 
 def test_without_a_destinations_section_queue_destinations_are_free_form() -> None:
-    policy = parse_policy(MINIMAL, "p.yaml")
+    policy = parse_policy(MINIMAL, "p.yaml", VOCABULARY)
     assert policy.queues["general"].destinations == ("helpdesk",)
     assert dict(policy.destinations) == {} and policy.guard == ()
     assert policy.lifecycle.close_after == timedelta(hours=72) and policy.lifecycle.follow_up is None
@@ -408,7 +423,8 @@ AGENT_EDITS = [
     ("unknown destination key", "    channel: C0TEAM\n", "    channel: C0TEAM\n    token: xoxb\n",
      "p.yaml:50 destinations.team-slack.token", "unknown key 'token'"),
     ("a key of another kind", "    channel: C0TEAM\n", "    channel: C0TEAM\n    url: https://a.example.com\n",
-     "p.yaml:50 destinations.team-slack.url", "unknown key 'url'; expected one of: kind, channel"),
+     "p.yaml:50 destinations.team-slack.url",
+     "unknown key 'url' for a slack destination; known: kind, fallback, deadline, channel"),
     ("kind is required", "    kind: slack\n", "", "p.yaml:47 destinations.team-slack", "missing key 'kind'"),
     ("unknown kind", "kind: slack", "kind: teams",
      "p.yaml:48 destinations.team-slack.kind", "unknown destination kind 'teams'"),
@@ -485,7 +501,7 @@ def test_agents_validation(case: str, old: str, new: str, where: str, reason: st
 ])
 def test_agents_sections_have_their_shape(section: str, where: str, reason: str) -> None:
     with pytest.raises(ConfigError, match=reason) as caught:
-        parse_policy(MINIMAL + section + "\n", "p.yaml")
+        parse_policy(MINIMAL + section + "\n", "p.yaml", VOCABULARY)
     assert caught.value.where == where
 
 
@@ -501,11 +517,8 @@ def test_a_secret_in_the_policy_is_refused_without_printing_it(old: str, new: st
     assert "s3cret" not in str(error)
 
 
-def test_follow_up_channels_are_checked_when_the_registry_is_given() -> None:
-    text = AGENTS.replace("      email:\n        default: \"Hi", "      mail:\n        default: \"Hi", 1)
-    assert parse_policy(text, "p.yaml").lifecycle.follow_up is not None
-    error = broken_agents("      email:\n        default: \"Hi", "      mail:\n        default: \"Hi",
-                          channels={"email", "x"})
+def test_follow_up_channels_are_checked_against_the_registry() -> None:
+    error = broken_agents("      email:\n        default: \"Hi", "      mail:\n        default: \"Hi")
     assert error.where == "p.yaml:66 lifecycle.follow_up.templates.mail"
     assert "unknown channel 'mail'" in str(error)
 
@@ -525,6 +538,6 @@ AGENT_FIXTURES = [
 def test_broken_agents_fixture_names_file_line_and_key(name: str, line: int, key: str, reason: str) -> None:
     path = FIXTURES / f"{name}.yaml"
     with pytest.raises(ConfigError) as caught:
-        load_policy(path)
+        load_policy(path, VOCABULARY)
     assert caught.value.where == f"{path}:{line} {key}"
     assert reason in str(caught.value)

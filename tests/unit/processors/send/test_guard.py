@@ -5,11 +5,12 @@ import pytest
 from processors.policy.load import load_policy
 from processors.policy.model import GuardRule, keywords
 from processors.send import guard
+from router.vocabulary import VOCABULARY
 from schemas.outbound import GuardFlag
 from tests.paths import ROOT
 
 EXAMPLE = ROOT / "deploy" / "policy.example.yaml"
-RULES = load_policy(EXAMPLE).guard
+RULES = load_policy(EXAMPLE, VOCABULARY).guard
 
 
 def found(text: str, *, resolved: bool = False) -> list[tuple[str, str, tuple[str, ...]]]:

@@ -11,12 +11,13 @@ from processors.dispatch.plan import escalation_destinations
 from processors.policy.load import load_policy, parse_policy
 from processors.stores.clocks import SlaEntry
 from processors.watch.sla_watch import fire
+from router.vocabulary import VOCABULARY
 from schemas import Identity, SlaEvent, decode
 from schemas.conversation import ConversationEvent
 from schemas.topics import CONVERSATION, SLA
 from tests.paths import ROOT
 
-EXAMPLE = load_policy(ROOT / "deploy" / "policy.example.yaml")
+EXAMPLE = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
 CHAIN = parse_policy("""
 default_tier: standard
 tiers:
@@ -30,7 +31,7 @@ escalations:
   chain:
     - {at: breach, action: reassign, target: escalations}
     - {at: breach, action: page, target: on-call}
-""", "chain.yaml")
+""", "chain.yaml", VOCABULARY)
 
 
 def breached(queue: str = "general") -> SlaEntry:

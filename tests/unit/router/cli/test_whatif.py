@@ -26,6 +26,7 @@ from router.cli.whatif import (
     routable,
     summarise,
 )
+from router.vocabulary import VOCABULARY
 from schemas import encode
 from schemas.errors import SwitchboardError
 from schemas.identified import CustomerProfile
@@ -43,12 +44,12 @@ BOB = Identity(kind="email", value="bob@example.com")
 
 @pytest.fixture(scope="module")
 def old() -> Policy:
-    return load_policy(FIXTURES / "old.yaml")
+    return load_policy(FIXTURES / "old.yaml", VOCABULARY)
 
 
 @pytest.fixture(scope="module")
 def new() -> Policy:
-    return load_policy(FIXTURES / "new.yaml")
+    return load_policy(FIXTURES / "new.yaml", VOCABULARY)
 
 
 def message(n: int, sender: Identity, text: str, **fields: object) -> InboundMessage:

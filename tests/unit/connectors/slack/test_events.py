@@ -20,8 +20,9 @@ from connectors.slack.events import (
     signature,
     verify,
 )
-from processors.policy.model import Destination
-from router.http.slack_events import destination_for
+from connectors.slack.routes import destination_for
+from connectors.slack.settings import SlackDestination
+from connectors.webhook.settings import WebhookDestination
 from schemas.errors import ParseError
 from tests.emulators import slack
 
@@ -206,9 +207,9 @@ def test_plain_text(markup: str, plain: str) -> None:
 
 
 def test_a_channel_id_names_its_destination() -> None:
-    destinations = [Destination(name="helpdesk", kind="webhook", url="http://x"),
-                    Destination(name="slack-support", kind="slack", channel=CHANNEL),
-                    Destination(name="slack-social", kind="slack", channel="C0SOCIAL")]
+    destinations = {"helpdesk": WebhookDestination(url="http://x", secret_env="K"),
+                    "slack-support": SlackDestination(channel=CHANNEL),
+                    "slack-social": SlackDestination(channel="C0SOCIAL")}
     assert destination_for(destinations, CHANNEL) == "slack-support"
     assert destination_for(destinations, "C0SOCIAL") == "slack-social"
     assert destination_for(destinations, "C0ELSEWHERE") is None

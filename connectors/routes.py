@@ -1,0 +1,78 @@
+"""What a pushed channel or tool serves on the router's HTTP server, and what it may ask of it.
+
+A connector that is pushed to (an API caller, Slack's Events API, a voice callback, a chat
+socket) declares its `Route`s; the router mounts them from the registry, never by hand.
+A handler checks the request's signature or token before it parses anything, then acts
+only through the `Edge` it was given: the router's side of the seam, so a connector never
+imports the router or the processors. A handler refuses a request by raising `Refusal`;
+the router answers it as the API's one JSON error, counted. An `Edge` call raises
+TransientError while Kafka or Redis is away; the router answers that 503 with Retry-After,
+so the caller retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from schemas.conversation import ConversationCard
+from schemas.inbound import InboundMessage
+from schemas.outbound import DeliveryReceipt
+
+__all__ = ["Edge", "Handler", "Refusal", "Route"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One HTTP route: method, path and the handler that serves it."""
+
+    method: str
+    path: str
+    handler: Handler
+
+
+class Refusal(Exception):
+    """A request refused with an HTTP status, a stable code and a message for the caller."""
+
+    def __init__(self, status: int, code: str, message: str, **more: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.more = status, code, message, more
+
+
+class Edge(Protocol):
+    """The router's services to a pushed route; every call may raise TransientError."""
+
+    def caller(self, request: web.Request, scope: str) -> str:
+        """The integration a request's bearer token names, when it may use `scope`; else Refusal."""
+        ...
+
+    async def accept(self, message: InboundMessage) -> None:
+        """Put a customer's message on the inbound topic, keyed by its thread."""
+        ...
+
+    def destinations(self, kind: str) -> Mapping[str, Any]:
+        """The policy's destinations of one tool kind: name → its typed destination."""
+        ...
+
+    async def conversation_of(self, destination: str, reference: str) -> ConversationCard | None:
+        """The card of the conversation a tool's thread belongs to, if it is still known."""
+        ...
+
+    async def reply(self, card: ConversationCard, *, text: str, author: str, reply_id: str) -> None:
+        """An agent's answer to the conversation's customer, on their channel (sent at most once)."""
+        ...
+
+    async def note(self, card: ConversationCard, *, event_id: str, text: str, author: str,
+                   at: datetime, source: str) -> None:
+        """An internal note: history for agents, never sent to the customer."""
+        ...
+
+    async def receipt(self, receipt: DeliveryReceipt) -> None:
+        """A receipt for a reply, shown back in the agent's tool (e.g. refused: closed)."""
+        ...

@@ -1,0 +1,107 @@
+"""The router's side of the connector seam: what pushed routes may do, done with Kafka and Redis.
+
+Every failure of Kafka or Redis becomes a TransientError whose reason is safe to show a
+caller (no host, no port); the cause is logged. The HTTP layer answers it 503 with
+Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from connectors.routes import Refusal
+from processors.metrics import MESSAGES_IN
+from processors.policy.model import Policy
+from processors.send.replies import reply_to
+from processors.stores.cards import CardStore
+from router.http.integrations import Denied, Integrations, Scope
+from router.settings import Settings
+from schemas.codec import encode
+from schemas.conversation import ConversationCard, ConversationEvent
+from schemas.errors import TransientError
+from schemas.inbound import InboundMessage
+from schemas.outbound import DeliveryReceipt
+from schemas.topics import CONVERSATION, DELIVERY, INBOUND, OUTBOUND
+
+__all__ = ["Publisher", "RouterEdge"]
+
+log = logging.getLogger(__name__)
+Publisher = Callable[[str, bytes, bytes], Awaitable[None]]
+
+
+class RouterEdge:
+    """Implements connectors.routes.Edge for the routes this process serves."""
+
+    def __init__(self, settings: Settings, publish: Publisher, redis: Callable[[], Redis],
+                 policy: Callable[[], Policy], access: Integrations, *, timeout: float = 2.0) -> None:
+        self._settings = settings
+        self._publish = publish
+        self._redis = redis
+        self._policy = policy
+        self._access = access
+        # reads only: the card's TTL is the writers' business
+        self._cards = CardStore(f"{settings.topic_prefix}sb", ttl_seconds=0)
+        self._timeout = timeout
+
+    def caller(self, request: web.Request, scope: str) -> str:
+        """The integration a bearer token names, if it may use `scope`; else a 401/403 Refusal."""
+        try:
+            return self._access.authorize(request.headers, cast(Scope, scope)).name
+        except Denied as e:
+            raise Refusal(e.status, e.code, e.message, **({"scope": e.scope} if e.scope else {})) from e
+
+    async def accept(self, message: InboundMessage) -> None:
+        """A customer's message onto the inbound topic, keyed by its thread."""
+        await self._put(INBOUND.named(self._settings.topic_prefix), message.thread_key, encode(message),
+                        "could not hand the message to Kafka", event_id=message.event_id)
+        MESSAGES_IN.labels(message.channel, message.channel).inc()
+
+    def destinations(self, kind: str) -> Mapping[str, Any]:
+        """The policy's destinations of one tool kind, with their typed settings."""
+        return {d.name: d.config for d in self._policy().destinations.values() if d.kind == kind}
+
+    async def conversation_of(self, destination: str, reference: str) -> ConversationCard | None:
+        """The card of the conversation a tool's thread belongs to."""
+        redis = self._redis()
+        try:
+            async with asyncio.timeout(self._timeout):
+                conversation_id = await self._cards.conversation_of(redis, destination, reference)
+                return await self._cards.get(redis, conversation_id) if conversation_id else None
+        except (TimeoutError, RedisError) as e:
+            log.warning("conversation store unavailable", extra={"reason": repr(e)})
+            raise TransientError("conversation store unavailable") from e
+
+    async def reply(self, card: ConversationCard, *, text: str, author: str, reply_id: str) -> None:
+        """The agent's answer on the customer's channel, for the send stage."""
+        message = reply_to(card, text=text, author=author, reply_id=reply_id, now=datetime.now(UTC))
+        await self._put(OUTBOUND.named(self._settings.topic_prefix), card.conversation_id, encode(message),
+                        "Kafka did not take the reply", reply_id=reply_id)
+
+    async def note(self, card: ConversationCard, *, event_id: str, text: str, author: str,
+                   at: datetime, source: str) -> None:
+        """An internal note, as a conversation event keyed by customer like every lifecycle event."""
+        event = ConversationEvent(event_id=event_id, conversation_id=card.conversation_id,
+                                  customer_id=card.customer_id, kind="note", at=at, author=author,
+                                  text=text, queue=card.queue, source=source)
+        await self._put(CONVERSATION.named(self._settings.topic_prefix), card.customer_id, encode(event),
+                        "Kafka did not take the note", event_id=event_id)
+
+    async def receipt(self, receipt: DeliveryReceipt) -> None:
+        """A reply's receipt, which dispatch shows in the agent's tool."""
+        await self._put(DELIVERY.named(self._settings.topic_prefix), receipt.conversation_id,
+                        encode(receipt), "Kafka did not take the receipt", reply_id=receipt.reply_id)
+
+    async def _put(self, topic: str, key: str, value: bytes, refusal: str, **ids: str) -> None:
+        try:
+            await self._publish(topic, key.encode(), value)
+        except TransientError as e:
+            log.warning("publish failed", extra={**ids, "topic": topic, "reason": e.reason})
+            raise TransientError(refusal) from e
