@@ -14,7 +14,7 @@ from prometheus_client import Counter, Gauge
 
 from processors.policy.load import parse_policy
 from processors.policy.model import Policy
-from router.vocabulary import VOCABULARY
+from router.vocabulary import vocabulary
 from schemas.errors import ConfigError
 
 __all__ = ["PolicyHolder"]
@@ -42,7 +42,7 @@ class PolicyHolder:
 
     def _load_first(self) -> Policy:
         text, digest = self._read()
-        policy = parse_policy(text, str(self.path), VOCABULARY)  # a bad policy at start stops the start
+        policy = parse_policy(text, str(self.path), vocabulary())  # a bad policy at start stops the start
         self._digest = digest
         LOADED_AT.set_to_current_time()
         return policy
@@ -53,7 +53,7 @@ class PolicyHolder:
             text, digest = self._read()
             if digest == self._digest:
                 return False
-            policy = parse_policy(text, str(self.path), VOCABULARY)
+            policy = parse_policy(text, str(self.path), vocabulary())
         except ConfigError as e:
             if self._refused != e.reason:
                 log.error("policy change refused; the previous policy stays in force",

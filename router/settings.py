@@ -123,11 +123,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_sections(self) -> Settings:
         """Validate every section now, so a bad one fails the start naming its variable."""
-        self._validated  # noqa: B018 - computing it is the check
+        self._sections()
         return self
 
-    @cached_property
-    def _validated(self) -> dict[str, BaseModel]:
+    def _sections(self) -> dict[str, BaseModel]:
         found: dict[str, BaseModel] = {}
         for name, (model, on_by_default) in sections().items():
             raw = self.sections.get(name)
@@ -149,7 +148,8 @@ class Settings(BaseSettings):
 
     def section(self, name: str, model: type[M]) -> M | None:
         """A connector's settings section, or None when it is not configured."""
-        found = self._validated.get(name)
+        # validated again on every call: cheap, and right after model_copy(update=...)
+        found = self._sections().get(name)
         return found if isinstance(found, model) else None
 
     def secret(self, variable: str) -> SecretStr | None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from connectors.registry import CHANNELS, TOOLS
 from processors.policy.model import Vocabulary
 
-__all__ = ["VOCABULARY"]
+__all__ = ["VOCABULARY", "vocabulary"]
 
-VOCABULARY = Vocabulary(channels=frozenset(CHANNELS),
-                        tools={kind: spec.destination for kind, spec in TOOLS.items()})
+
+def vocabulary() -> Vocabulary:
+    """The registries as they are now: every registered channel and tool kind."""
+    return Vocabulary(channels=frozenset(CHANNELS),
+                      tools={kind: spec.destination for kind, spec in TOOLS.items()})
+
+
+# the registries as shipped, for callers that load a policy once
+VOCABULARY = vocabulary()

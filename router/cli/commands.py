@@ -96,11 +96,11 @@ def _explain(args: argparse.Namespace) -> int:
     from connectors.registry import channel
     from processors.policy.load import load_policy
     from router.cli.explain import explain_paths, render
-    from router.vocabulary import VOCABULARY
+    from router.vocabulary import vocabulary
 
     channel(args.channel)  # an unknown channel fails before any input is read
     settings = load()
-    policy = load_policy(args.policy or settings.policy_path, VOCABULARY)
+    policy = load_policy(args.policy or settings.policy_path, vocabulary())
     results = explain_paths(args.channel, args.files, sys.stdin.buffer.read, settings.thread_rules,
                             policy)
     if len(args.files) == 1:
@@ -135,14 +135,14 @@ def _whatif(settings: Settings, args: argparse.Namespace) -> int:
 
     from processors.policy.load import load_policy
     from router.cli.whatif import as_json, parse_since, render, whatif
-    from router.vocabulary import VOCABULARY
+    from router.vocabulary import vocabulary
 
     since = parse_since(args.since)
     if args.limit is not None and args.limit < 1:
         raise SwitchboardError("--limit must be at least 1")
     # both policies are checked before Kafka is asked anything: a bad file fails at once
-    new = load_policy(args.policy, VOCABULARY)
-    old = load_policy(settings.policy_path, VOCABULARY)
+    new = load_policy(args.policy, vocabulary())
+    old = load_policy(settings.policy_path, vocabulary())
     report = asyncio.run(whatif(settings, old, new, since, args.limit))
     print(json.dumps(as_json(report), indent=2) if args.json else render(report))
     return 0
@@ -168,9 +168,9 @@ def _stack(settings: Settings, args: argparse.Namespace) -> int:
 
 def _policy(args: argparse.Namespace) -> int:
     from processors.policy.load import check
-    from router.vocabulary import VOCABULARY
+    from router.vocabulary import vocabulary
 
-    for line in check(args.file, VOCABULARY):
+    for line in check(args.file, vocabulary()):
         print(line)
     return 0
 

@@ -24,15 +24,15 @@ from redis.asyncio import Redis
 
 from connectors.base import Handoff
 from connectors.slack.errors import SlackRejected, SlackUnavailable
-from connectors.slack.settings import SlackSettings
+from connectors.slack.routes import CLOSED, PATH
+from connectors.slack.settings import SlackDestination, SlackSettings
 from connectors.slack.tool import SlackTool
 from processors.dispatch.stage import DispatchStage
 from processors.policy.load import load_policy
 from processors.policy.model import Destination, Queue
 from processors.stage import Record
 from processors.stores.cards import CardStore, card_fields, status_fields, thread_fields
-from router.http import slack_events
-from router.http.server import build_app
+from router.http.app import edge_app
 from router.kafka import ensure_topics, new_producer
 from router.settings import Settings
 from router.vocabulary import VOCABULARY
@@ -56,7 +56,6 @@ DESTINATION = "slack-support"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ADA = Identity(kind="email", value="ada@example.com")
 MINIMAL = Path(__file__).resolve().parents[1] / "fixtures" / "policy" / "valid_minimal.yaml"
-CLOSED = "the conversation is closed; the customer did not get this reply — start a new conversation"
 
 
 def settings_for(emulator: SlackEmulator, token: str | None = None) -> SlackSettings:
@@ -256,20 +255,19 @@ async def topic_known(settings: Settings, topic: str, timeout: float = 30) -> No
         await admin.close()
 
 
-def app_for(settings: Settings, redis_getter: Any, publish: Kafka) -> web.Application:
-    """The edge's application with the Slack route mounted as HttpService.on_start mounts it."""
-    app = build_app(settings, publish, {})
-    channels = {SUPPORT: DESTINATION, SOCIAL: "slack-social"}
-    slack_events.add_routes(app, settings_for_app(), redis_getter=redis_getter,
-                            namespace=f"{settings.topic_prefix}sb", publish=publish,
-                            outbound_topic=settings.topic(OUTBOUND),
-                            conversation_topic=settings.topic(CONVERSATION),
-                            delivery_topic=settings.topic(DELIVERY), destination_for_channel=channels.get)
-    return app
+def app_for(settings: Settings, redis_getter: Any, publish: Any) -> web.Application:
+    """The edge's application, as `switchboard run` serves it, with Slack configured."""
+    with_slack = settings.model_copy(update={"sections": {
+        **settings.sections, "slack": {"bot_token": "xoxb-unused", "signing_secret": SECRET}}})
+    destinations = {DESTINATION: Destination(DESTINATION, "slack", SlackDestination(channel=SUPPORT)),
+                    "slack-social": Destination("slack-social", "slack", SlackDestination(channel=SOCIAL))}
+    policy = dataclasses.replace(load_policy(MINIMAL, VOCABULARY), destinations=destinations)
 
+    async def no_link(link: Any) -> None:
+        raise AssertionError("the Slack route links no identity")
 
-def settings_for_app() -> SlackSettings:
-    return SlackSettings(bot_token=SecretStr("xoxb-unused"), signing_secret=SecretStr(SECRET))
+    return edge_app(with_slack, {}, publish=publish, publish_link=no_link, redis=redis_getter,
+                    policy=lambda: policy)
 
 
 @pytest.fixture
@@ -286,7 +284,7 @@ async def edge(stack: Settings) -> AsyncIterator[Edge]:
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:
-            yield Edge(settings, redis, str(server.make_url(slack_events.PATH)), session)
+            yield Edge(settings, redis, str(server.make_url(PATH)), session)
     finally:
         await server.close()
         await producer.stop()
@@ -421,7 +419,7 @@ async def test_the_agent_sees_in_the_thread_that_a_reply_to_a_closed_conversatio
     # the dispatch stage opens the thread, the conversation closes, an agent answers anyway
     namespace = f"{edge.settings.topic_prefix}sb"
     queues = {"billing": Queue("billing", None, (DESTINATION,))}
-    destinations = {DESTINATION: Destination(DESTINATION, "slack", channel=SUPPORT)}
+    destinations = {DESTINATION: Destination(DESTINATION, "slack", SlackDestination(channel=SUPPORT))}
     policy = dataclasses.replace(load_policy(MINIMAL, VOCABULARY), queues=queues, default_queue="billing",
                                  destinations=destinations)
     dispatch = DispatchStage(edge.redis, lambda: {DESTINATION: tool}, lambda: policy, namespace=namespace,
@@ -464,22 +462,14 @@ async def test_redis_away_is_503_so_slack_retries(stack: Settings) -> None:
     async def never(topic: str, key: bytes, value: bytes) -> None:
         raise AssertionError("nothing may be published without a card")
 
-    server = TestServer(_bare_app(stack, away, never))
+    server = TestServer(app_for(stack, lambda: away, never))
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:
             status, body = await slack.send_event(
-                session, str(server.make_url(slack_events.PATH)), SECRET,
+                session, str(server.make_url(PATH)), SECRET,
                 slack.thread_reply(SUPPORT, "1772366000.000400", "hi"))
     finally:
         await server.close()
         await away.aclose()
     assert status == 503 and body["error"]["code"] == "unavailable"
-
-
-def _bare_app(settings: Settings, redis: Redis, publish: Any) -> web.Application:
-    app = web.Application()
-    slack_events.add_routes(app, settings_for_app(), redis_getter=lambda: redis, namespace="unused",
-                            publish=publish, outbound_topic=settings.topic(OUTBOUND),
-                            destination_for_channel={SUPPORT: DESTINATION}.get)
-    return app

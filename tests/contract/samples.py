@@ -1,0 +1,136 @@
+"""What the contract suite needs of each connector: samples, and its emulator or receiver.
+
+A registered channel or tool without an entry here fails the suite, naming what to add:
+a new connector inherits the checks by registering, and brings its samples along.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from schemas.conversation import ConversationCard
+from schemas.handoff import Handoff
+from schemas.identity import Identity
+from schemas.inbound import InboundMessage
+from schemas.outbound import OutboundMessage
+from schemas.routed import RoutedConversation
+from tests.emulators.slack import SlackEmulator
+from tests.paths import FIXTURES
+from tests.processes import free_port
+from tests.receivers.webhook import WebhookReceiver
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+ADA = Identity(kind="email", value="ada@example.org")
+
+# native inputs each channel's parser must take (the ugly ones are in each channel's own tests)
+CHANNEL_SAMPLES: dict[str, list[bytes]] = {
+    "api": [b'{"sender": "ada@example.org", "text": "My order never arrived"}',
+            b'{"sender": "+14155550100", "text": "Call me", "thread_id": "t-1"}'],
+    "email": [(FIXTURES / "email" / name).read_bytes()
+              for name in ("apple_mail_reply.eml", "flowed.eml", "encoded_names.eml")],
+    "echo": [b"ada@example.org: my parcel never arrived"],
+}
+# a request each pushed channel's route must accept, with the token the stub edge knows
+ROUTE_SAMPLES: dict[str, tuple[str, bytes]] = {
+    "api": ("application/json", CHANNEL_SAMPLES["api"][0]),
+    "echo": ("text/plain", CHANNEL_SAMPLES["echo"][0]),
+}
+# each tool's destination as the policy writes it
+DESTINATION_SAMPLES: dict[str, dict[str, str]] = {
+    "webhook": {"url": "https://helpdesk.example.com/hook", "secret_env": "SB_CONTRACT_SECRET"},
+    "slack": {"channel": "C0SUPPORT"},
+    "mailbox": {"address": "billing@support.example.com"},
+}
+
+
+class Inbox:
+    """An SMTP server's handler that keeps every message."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+@dataclass
+class Emulated:
+    """A connector's settings section pointed at a local emulator, and what reached it."""
+
+    section: dict[str, Any]
+    received: Callable[[], int]
+    secrets: dict[str, str] = field(default_factory=dict)
+    # what a destination must say to reach the emulator (a webhook's url)
+    destination: dict[str, str] = field(default_factory=dict)
+
+
+@asynccontextmanager
+async def smtp_server() -> AsyncIterator[Emulated]:
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield Emulated({"smtp": {"host": "127.0.0.1", "port": port, "tls": "none",
+                                 "from_address": "support@example.com",
+                                 "message_id_domain": "support.example.com", "max_attempts": 1},
+                        "token_key": "contract-key"}, lambda: len(inbox.messages))
+    finally:
+        controller.stop()
+
+
+@asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[Emulated]:
+    async with WebhookReceiver(b"contract-secret") as receiver:
+        yield Emulated({}, lambda: len(receiver.deliveries), {"SB_CONTRACT_SECRET": "contract-secret"},
+                       {"url": receiver.url})
+
+
+@asynccontextmanager
+async def slack_emulator() -> AsyncIterator[Emulated]:
+    emulator = SlackEmulator(channels={"C0SUPPORT": "support"})
+    await emulator.start()
+    try:
+        yield Emulated({"bot_token": emulator.token, "signing_secret": "contract-signing",
+                        "base_url": emulator.base_url}, lambda: len(emulator.posts))
+    finally:
+        await emulator.stop()
+
+
+# where each sender or tool delivers in the suite
+SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server}
+TOOL_EMULATORS: dict[str, Callable[[], Any]] = {
+    "webhook": webhook_receiver, "slack": slack_emulator, "mailbox": smtp_server}
+
+
+def outbound(channel: str) -> OutboundMessage:
+    """An agent's reply to Ada on `channel`."""
+    return OutboundMessage(reply_id="rep_contract", conversation_id="con_contract", channel=channel,
+                           recipient=ADA, kind="agent_reply", text="A new parcel left today.",
+                           created_at=T0, subject="Re: Order 1234", in_reply_to="<m-1@example.org>",
+                           references=("<m-1@example.org>",), customer_id="cus_ada", queue="general")
+
+
+def handoff(destination: str) -> Handoff:
+    """A routed conversation for one destination."""
+    message = InboundMessage(event_id="ev_contract", channel="email", native_id="m-1@example.org",
+                             thread_key="m-1@example.org", sender=ADA, received_at=T0,
+                             text="My order never arrived", subject="Order 1234")
+    routed = RoutedConversation(event_id="ev_contract", conversation_id="con_contract",
+                                customer_id="cus_ada",
+                                queue="general", priority=1, tier="standard", urgency="normal",
+                                first_response_due=T0 + timedelta(hours=8), routed_at=T0, message=message,
+                                decisions=())
+    card = ConversationCard(conversation_id="con_contract", customer_id="cus_ada", channel="email",
+                            recipient=ADA, queue="general", tier="standard", urgency="normal", priority=1,
+                            status="open", opened_at=T0, updated_at=T0, subject="Order 1234")
+    return Handoff(delivery_id="dlv_contract", destination=destination, event="conversation.routed",
+                   card=card, thread="", routed=routed)

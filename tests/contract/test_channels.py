@@ -1,0 +1,53 @@
+"""The contract suite over every registered channel (connectors/registry.py CHANNELS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connectors.registry import CHANNELS
+from connectors.spec import ConnectorSpec
+from tests.contract import checks, samples
+
+SPECS = list(CHANNELS.values())
+ids = [s.name for s in SPECS]
+parsers = [s for s in SPECS if s.parse is not None]
+pushed = [s for s in SPECS if s.routes is not None]
+senders = [s for s in SPECS if s.outbound is not None]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=ids)
+def test_names_a_settings_section(spec: ConnectorSpec[Any]) -> None:
+    checks.settings_section(spec)
+
+
+@pytest.mark.parametrize("spec", parsers, ids=[s.name for s in parsers])
+def test_parses_its_native_form(spec: ConnectorSpec[Any]) -> None:
+    checks.parses_its_samples(spec)
+
+
+@pytest.mark.parametrize("spec", parsers, ids=[s.name for s in parsers])
+def test_refuses_hostile_input_with_a_reason(spec: ConnectorSpec[Any]) -> None:
+    checks.refuses_hostile_input(spec)
+
+
+@pytest.mark.parametrize("spec", pushed, ids=[s.name for s in pushed])
+async def test_serves_its_routes_behind_a_check(spec: ConnectorSpec[Any]) -> None:
+    await checks.serves_its_routes(spec.settings(), spec, samples.ROUTE_SAMPLES.get(spec.name))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("spec", senders, ids=[s.name for s in senders])
+async def test_sends_through_its_emulator(spec: ConnectorSpec[Any]) -> None:
+    assert spec.outbound is not None and spec.name in samples.SENDER_EMULATORS, (
+        f"add an emulator for {spec.name!r}'s sender to tests/contract/samples.py")
+    async with samples.SENDER_EMULATORS[spec.name]() as emulated:
+        sender = spec.outbound(spec.settings.model_validate(emulated.section))
+        await sender.start()
+        try:
+            receipt = await sender.send(samples.outbound(spec.name))
+        finally:
+            await sender.stop()
+        assert (receipt.status, receipt.reply_id) == ("sent", "rep_contract")
+        assert emulated.received() == 1
