@@ -27,11 +27,11 @@ from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.webhook.errors import SignatureError
 from connectors.webhook.sign import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 from connectors.webhook.tool import WebhookBody
+from router.settings import Settings
 from schemas.codec import decode
 from schemas.errors import ConfigError, ParseError, SwitchboardError
 from schemas.outbound import DeliveryReceipt
@@ -44,7 +44,6 @@ __all__ = [
     "PORT",
     "Desk",
     "DeskEndpoint",
-    "DeskSettings",
     "endpoints_for",
     "render",
     "run",
@@ -65,16 +64,6 @@ _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\
 REMEMBERED = 10_000
 
 
-class DeskSettings(BaseSettings):
-    """The secrets the desk checks signatures with: the same variables the policy names."""
-
-    model_config = SettingsConfigDict(env_prefix="SB_", extra="ignore", frozen=True,
-                                      hide_input_in_errors=True)
-
-    webhook_secret: SecretStr | None = None
-    pager_secret: SecretStr | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class DeskEndpoint:
     """One path the desk listens on, the port, and the secret its requests are signed with."""
@@ -85,16 +74,17 @@ class DeskEndpoint:
     secret: SecretStr
 
 
-def endpoints_for(settings: DeskSettings, *, port: int = PORT,
+def endpoints_for(settings: Settings, *, port: int = PORT,
                   pager_port: int = PAGER_PORT) -> list[DeskEndpoint]:
     """The helpdesk endpoint, and the pager's when its secret is set; ConfigError without a webhook secret."""
-    secret = settings.webhook_secret
-    if secret is None or not secret.get_secret_value():
+    # the variables the example policy names as its webhooks' secret_env
+    secret = settings.secret("SB_WEBHOOK_SECRET")
+    if secret is None:
         raise ConfigError("SB_WEBHOOK_SECRET is not set: the desk checks every delivery's signature with "
                           "it. Export the secret the router signs with (make run uses demo-webhook-secret)")
     found = [DeskEndpoint("helpdesk-webhook", port, "/switchboard", secret)]
-    pager = settings.pager_secret
-    if pager is not None and pager.get_secret_value():
+    pager = settings.secret("SB_PAGER_SECRET")
+    if pager is not None:
         found.append(DeskEndpoint("pager-webhook", pager_port, "/page", pager))
     return found
 
@@ -265,7 +255,7 @@ def _printable(text: str) -> str:
     return "".join("·" if c in _BIDI or unicodedata.category(c) == "Cc" else c for c in text)
 
 
-async def run(settings: DeskSettings, *, port: int = PORT, pager_port: int = PAGER_PORT,
+async def run(settings: Settings, *, port: int = PORT, pager_port: int = PAGER_PORT,
               api_url: str = API_URL, out: TextIO = sys.stdout) -> None:
     """Serve until SIGINT or SIGTERM."""
     desk = Desk(endpoints_for(settings, port=port, pager_port=pager_port), out=out, api_url=api_url)

@@ -187,9 +187,9 @@ def _export_schemas(args: argparse.Namespace) -> int:
 def _desk(args: argparse.Namespace) -> int:
     import asyncio
 
-    from devtools.desk import DeskSettings, run
+    from devtools.desk import run
 
-    asyncio.run(run(DeskSettings(), port=args.port, pager_port=args.pager_port, api_url=args.api_url))
+    asyncio.run(run(load(), port=args.port, pager_port=args.pager_port, api_url=args.api_url))
     return 0
 
 

@@ -16,8 +16,9 @@ from pydantic import SecretStr
 from connectors.webhook import WebhookEndpoint, WebhookSettings, WebhookTool
 from connectors.webhook.sign import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 from connectors.webhook.tool import body_of
-from devtools.desk import Desk, DeskEndpoint, DeskSettings, endpoints_for
+from devtools.desk import Desk, DeskEndpoint, endpoints_for
 from router.cli.commands import main
+from router.settings import load
 from schemas import Decision, Identity, InboundMessage, RoutedConversation
 from schemas.conversation import ConversationCard
 from schemas.errors import ConfigError, SwitchboardError
@@ -220,13 +221,14 @@ def test_the_desk_needs_the_webhook_secret_and_the_pager_is_optional(
     monkeypatch.delenv("SB_PAGER_SECRET", raising=False)
     assert main(["desk", "--port", "0"]) == 2
     assert "switchboard desk: SB_WEBHOOK_SECRET is not set" in capsys.readouterr().err
+    monkeypatch.setenv("SB_WEBHOOK_SECRET", "")
     with pytest.raises(ConfigError, match="SB_WEBHOOK_SECRET is not set"):
-        endpoints_for(DeskSettings(webhook_secret=SecretStr("")))
+        endpoints_for(load())
     monkeypatch.setenv("SB_WEBHOOK_SECRET", "from-the-environment")
-    [only] = endpoints_for(DeskSettings())
+    [only] = endpoints_for(load())
     assert (only.name, only.port, only.path, only.secret.get_secret_value()) == (
         "helpdesk-webhook", 18090, "/switchboard", "from-the-environment")
-    assert "from-the-environment" not in repr(DeskSettings())
+    assert "from-the-environment" not in repr(only)
     monkeypatch.setenv("SB_PAGER_SECRET", "pager-secret")
-    assert [(e.name, e.port, e.path) for e in endpoints_for(DeskSettings(), port=1, pager_port=2)] == [
+    assert [(e.name, e.port, e.path) for e in endpoints_for(load(), port=1, pager_port=2)] == [
         ("helpdesk-webhook", 1, "/switchboard"), ("pager-webhook", 2, "/page")]
