@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 export SB_API_TOKENS ?= ["demo-token"]
 export SB_WEBHOOK_SECRET ?= demo-webhook-secret
 export SB_PAGER_SECRET ?= demo-pager-secret
+# the demo's reply-token key; `run` and `worker` refuse the built-in development one
+export SB_REPLY_TOKEN_KEY ?= make-run-demo-reply-token-key
 # the agents' desk `make run` starts beside the router (switchboard desk)
 DESK_PID := .local/run/desk.pid
 

@@ -59,7 +59,8 @@ def _env(settings: Settings, prefix: str, folder: str, **account: object) -> dic
                             "username": USER, "password": PASSWORD, "mailbox": folder,
                             "tls": "none", **account}],
               "token_key": "bench"}
-    return {**os.environ, "SB_TOPIC_PREFIX": prefix, "SB_APP_ID": f"{prefix}sb",
+    return {"SB_REPLY_TOKEN_KEY": "bench-reply-token-key-not-secret", **os.environ,
+            "SB_TOPIC_PREFIX": prefix, "SB_APP_ID": f"{prefix}sb",
             "SB_HTTP_PORT": "0", "SB_LOG_LEVEL": "WARNING", "SB_EMAIL": json.dumps(config)}
 
 

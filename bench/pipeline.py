@@ -241,7 +241,8 @@ async def _measure_all(settings: Settings, run_id: str, args: argparse.Namespace
     prefix = f"bench-{run_id}-"
     # the routing chain only: sending and dispatch to agents' tools come after routed and
     # can run on workers of their own (SB_STAGES), so they are not what this measures
-    env |= {"SB_TOPIC_PREFIX": prefix, "SB_APP_ID": f"bench-{run_id}", "SB_HTTP_PORT": "0",
+    env |= {"SB_REPLY_TOKEN_KEY": env.get("SB_REPLY_TOKEN_KEY", "bench-reply-token-key-not-secret"),
+            "SB_TOPIC_PREFIX": prefix, "SB_APP_ID": f"bench-{run_id}", "SB_HTTP_PORT": "0",
             "SB_LOG_LEVEL": "WARNING", "SB_STAGES": json.dumps(["intake", "brain"])}
     sb = Settings(topic_prefix=prefix)
     with contextlib.ExitStack() as workers:

@@ -129,6 +129,7 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     The edge process (`switchboard run`) also takes messages over HTTP and runs the
     channels' inbound sources; run exactly one per mailbox/account. Workers only process.
     """
+    settings.require_reply_token_key()
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_json))
     # topics are created up front with our partitioning, never by a first produce
     asyncio.run(ensure_topics(settings))

@@ -28,6 +28,8 @@ __all__ = ["Settings", "load"]
 
 ROOT = Path(__file__).resolve().parent.parent
 M = TypeVar("M", bound=BaseModel)
+DEVELOPMENT_KEY = "switchboard-development-key"
+MIN_KEY_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -72,8 +74,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=500, ge=1)
     batch_within_seconds: float = Field(default=0.005, gt=0)
 
-    # signs the reply tokens in our outgoing mail; the same on every worker, kept secret
-    reply_token_key: SecretStr = SecretStr("switchboard-development-key")
+    # signs the reply tokens in our outgoing mail; the same on every worker, kept secret;
+    # `run` and `worker` refuse the built-in one (it only serves explain, whatif and tests)
+    reply_token_key: SecretStr = SecretStr(DEVELOPMENT_KEY)
     # how long conversation state is remembered after its last activity
     conversation_ttl_seconds: int = Field(default=90 * 86400, ge=3600)
 
@@ -151,6 +154,15 @@ class Settings(BaseSettings):
         # validated again on every call: cheap, and right after model_copy(update=...)
         found = self._sections().get(name)
         return found if isinstance(found, model) else None
+
+    def require_reply_token_key(self) -> None:
+        """Refuse to process with a guessable reply-token key: a forged token would join any thread."""
+        key = self.reply_token_key.get_secret_value()
+        if key == DEVELOPMENT_KEY or len(key) < MIN_KEY_CHARS:
+            raise ConfigError(f"must be a secret of at least {MIN_KEY_CHARS} characters, not the built-in "
+                              "development key: it signs reply tokens, and anyone who knows it can join "
+                              "any conversation (make run sets a demo key for you)",
+                              where="environment SB_REPLY_TOKEN_KEY")
 
     def secret(self, variable: str) -> SecretStr | None:
         """A secret the policy names by its environment variable, or None when unset or empty."""

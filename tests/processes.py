@@ -17,6 +17,8 @@ from typing import Any
 from tests.waiting import POLL_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
+# processes refuse the built-in development key; tests sign with this one unless they say
+TEST_KEY = "tests-reply-token-key-not-secret"
 
 
 def free_port() -> int:
@@ -32,7 +34,8 @@ class Switchboard:
     def __init__(self, command: str, env: dict[str, str], log_dir: Path) -> None:
         self.command = command
         self.port = free_port()
-        self.env = {**os.environ, **env, "SB_HTTP_PORT": str(self.port), "SB_LOG_JSON": "true"}
+        self.env = {"SB_REPLY_TOKEN_KEY": TEST_KEY, **os.environ, **env, "SB_HTTP_PORT": str(self.port),
+                    "SB_LOG_JSON": "true"}
         self.log_path = log_dir / f"{command}-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -65,9 +65,9 @@ def email_env(stack: Settings, mailbox: Mailbox, smtp_port: int) -> dict[str, st
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "tls": "none",
                  "from_address": "support@example.com", "from_name": "Example Support",
                  "message_id_domain": "support.example.com", "max_attempts": 3},
-        "token_key": "e2e-token-key",
+        "token_key": "e2e-reply-token-key",
     }
-    return {"SB_EMAIL": json.dumps(config), "SB_REPLY_TOKEN_KEY": "e2e-token-key"}
+    return {"SB_EMAIL": json.dumps(config), "SB_REPLY_TOKEN_KEY": "e2e-reply-token-key"}
 
 
 async def routed(settings: Settings, count: int, timeout: float = 60) -> list[RoutedConversation]:

@@ -36,3 +36,12 @@ def test_json_logs_carry_context_fields() -> None:
     doc = json.loads(JsonFormatter().format(record))
     assert doc["msg"] == "routed x" and doc["level"] == "info"
     assert (doc["event_id"], doc["conversation_id"]) == ("ev_1", "con_1")
+
+
+@pytest.mark.parametrize("key", [None, "", "short-key"], ids=["built-in", "empty", "short"])
+def test_processes_refuse_a_guessable_reply_token_key(key: str | None) -> None:
+    settings = Settings() if key is None else Settings(reply_token_key=SecretStr(key))
+    with pytest.raises(ConfigError, match="development key") as caught:
+        settings.require_reply_token_key()
+    assert caught.value.where == "environment SB_REPLY_TOKEN_KEY"
+    Settings(reply_token_key=SecretStr("a-long-random-secret-of-ours")).require_reply_token_key()
