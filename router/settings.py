@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from connectors.registry import sections
 from processors.brain.thread import ThreadRules
@@ -29,6 +36,7 @@ __all__ = ["Settings", "load"]
 ROOT = Path(__file__).resolve().parent.parent
 M = TypeVar("M", bound=BaseModel)
 DEVELOPMENT_KEY = "switchboard-development-key"
+_FIELD_IN = re.compile(r'field "(\w+)"')
 MIN_KEY_CHARS = 16
 
 
@@ -64,7 +72,7 @@ class Settings(BaseSettings):
     http_port: int = Field(default=18080, ge=0, le=65535)
     # largest request body the HTTP API accepts, in bytes
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    api_tokens: tuple[SecretStr, ...] = ()
+    api_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     # integrations: name, SHA-256 of the token, scopes (JSON list; `switchboard token new`)
     integrations: IntegrationList = ()
 
@@ -89,15 +97,15 @@ class Settings(BaseSettings):
     history_cap: int = Field(default=50, ge=1)
     history_attached: int = Field(default=10, ge=0)
     # the stream stages this worker runs; split them over workers to scale one on its own
-    # (e.g. SB_STAGES='["intake","brain"]' on some, '["send","dispatch"]' on others)
-    stages: tuple[Literal["intake", "brain", "send", "dispatch"], ...] = (
+    # (e.g. SB_STAGES=intake,brain on some, SB_STAGES=send,dispatch on others)
+    stages: Annotated[tuple[Literal["intake", "brain", "send", "dispatch"], ...], NoDecode] = (
         "intake", "brain", "send", "dispatch")
     # sends per second per customer channel (e.g. {"x": 5}); channels not named are not limited
     send_rates: dict[str, float] = Field(default_factory=dict)
     # how often the leader looks for SLA clocks that fell due
     sla_tick_seconds: float = Field(default=1.0, gt=0)
     # our own mail domains: an address there is never a customer's stated identity
-    our_domains: tuple[str, ...] = ()
+    our_domains: Annotated[tuple[str, ...], NoDecode] = ()
     log_level: str = "INFO"
     log_json: bool | None = None
 
@@ -115,6 +123,19 @@ class Settings(BaseSettings):
     def policy_path(self) -> Path:
         """The policy file in force: SB_POLICY_FILE, else the documented example."""
         return self.policy_file or ROOT / "deploy" / "policy.example.yaml"
+
+    @field_validator("api_tokens", "stages", "our_domains", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        """A list setting: a JSON list, or words separated by commas (`intake,brain`)."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except ValueError as e:
+                raise ValueError(f"not a valid JSON list: {e}") from e
+        return [part.strip() for part in value.split(",") if part.strip()]
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any,
@@ -210,10 +231,15 @@ def _json(variable: str, value: str) -> Any:
 
 
 def load(**overrides: object) -> Settings:
-    """Build settings from the environment, failing with a ConfigError that names the key."""
+    """Build settings from the environment, failing with a ConfigError that names the variable."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:
         first = e.errors()[0]
-        key = "SB_" + "_".join(str(p) for p in first["loc"]).upper()
+        key = "SB_" + "_".join(str(p) for p in first["loc"] if not isinstance(p, int)).upper()
         raise ConfigError(first["msg"], where=f"environment {key}") from e
+    except SettingsError as e:
+        # a value pydantic-settings could not decode before validation (e.g. broken JSON)
+        field = _FIELD_IN.search(str(e))
+        key = f"SB_{field.group(1).upper()}" if field else "SB_*"
+        raise ConfigError(f"cannot read the value: {e.__cause__ or e}", where=f"environment {key}") from e

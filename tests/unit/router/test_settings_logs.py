@@ -45,3 +45,22 @@ def test_processes_refuse_a_guessable_reply_token_key(key: str | None) -> None:
         settings.require_reply_token_key()
     assert caught.value.where == "environment SB_REPLY_TOKEN_KEY"
     Settings(reply_token_key=SecretStr("a-long-random-secret-of-ours")).require_reply_token_key()
+
+
+@pytest.mark.parametrize("value", ["intake,brain", " intake , brain ", '["intake", "brain"]'])
+def test_list_settings_take_commas_or_json(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SB_STAGES", value)
+    assert load().stages == ("intake", "brain")
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("SB_STAGES", "intake,bogus"), ("SB_STAGES", "[broken"), ("SB_SEND_RATES", "{x"),
+    ("SB_KAFKA_PARTITIONS", "many"), ("SB_EMAIL", "{not json"), ("SB_SLACK__BOT_TOKEN", ""),
+])
+def test_a_bad_setting_is_one_line_naming_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str,
+                                                        value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert caught.value.where.startswith(f"environment {variable.split('__', maxsplit=1)[0]}")
+    assert "\n" not in str(caught.value)
