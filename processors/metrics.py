@@ -15,9 +15,12 @@ __all__ = [
     "MESSAGES_OUT",
     "REDIS_ROUNDTRIPS",
     "STAGE_LATENCY",
+    "STAGE_RETRIES",
     "Tally",
 ]
 
+STAGE_RETRIES = Counter("sb_stage_retries_total", "Batches or ticks run again after a failure",
+                        ["stage", "error"])
 MESSAGES_IN = Counter("sb_messages_in_total", "Messages a stage took in", ["stage", "channel"])
 MESSAGES_OUT = Counter("sb_messages_out_total", "Messages a stage passed on", ["stage", "channel"])
 DEDUPLICATED = Counter(

@@ -1,10 +1,22 @@
-"""The Faust app: topics and the thin agents that feed stream batches to the stages."""
+"""The Faust app: topics and the thin agents that feed stream batches to the stages.
+
+A batch is acknowledged to Kafka only when the agent moves on to the next one, and
+Faust acknowledges a batch whose agent *crashed* as if it had been processed. So no
+exception may leave an agent: a stage that fails (Redis or Kafka away, or a bug) runs
+the same batch again after a backoff, for as long as it takes, while readiness names
+the stalled stage. Claims make the rerun safe: records that claimed their events are
+processed again, never dropped. A stop cancels the wait; the batch, never acknowledged,
+is read again by whoever takes the partition. Timers get the same treatment: a failed
+tick is logged and the next one tries again.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +27,7 @@ from processors.brain.stage import Brain, Stores
 from processors.dispatch.stage import DispatchStage
 from processors.dispatch.tools import HandoffTarget
 from processors.intake.stage import Intake
-from processors.metrics import CONSUMER_LAG
+from processors.metrics import CONSUMER_LAG, STAGE_RETRIES
 from processors.policy.model import Policy
 from processors.send.stage import SendFn, SendStage
 from processors.stage import Output, Record
@@ -37,6 +49,7 @@ __all__ = ["Pipeline"]
 log = logging.getLogger(__name__)
 Process = Callable[[Sequence[Record]], Awaitable[list[Output]]]
 Confirm = Callable[[Sequence[Record]], Awaitable[None]]
+RETRY_CAP_SECONDS = 30.0
 
 
 class Pipeline:
@@ -47,6 +60,8 @@ class Pipeline:
         self.settings = settings
         self.redis = redis
         self.policy = policy
+        # stage → why its batch is being run again; empty while every stage flows
+        self.stalled: dict[str, str] = {}
         self.app = faust.App(
             settings.app_id,
             broker=f"kafka://{settings.kafka_bootstrap}",
@@ -111,14 +126,26 @@ class Pipeline:
         return self.policy.current
 
     async def _reload_policy(self) -> None:
-        self.policy.reload_if_changed()
+        async with self._tick("policy reload"):
+            self.policy.reload_if_changed()
 
     async def _watch_sla(self) -> None:
-        await self._produce(await self.watch.tick(datetime.now(UTC)))
+        async with self._tick("sla watch"):
+            await self._produce(await self.watch.tick(datetime.now(UTC)))
 
     async def _watch_lifecycle(self) -> None:
         # produces before it settles what it took: a tick that dies is fired again, not lost
-        await self.lifecycle.tick(datetime.now(UTC), self._produce)
+        async with self._tick("lifecycle watch"):
+            await self.lifecycle.tick(datetime.now(UTC), self._produce)
+
+    @contextlib.asynccontextmanager
+    async def _tick(self, name: str) -> AsyncIterator[None]:
+        """A timer's tick: a failure is logged and counted, and the next tick tries again."""
+        try:
+            yield
+        except Exception as e:  # noqa: BLE001 - a timer that raises would stop the whole worker
+            STAGE_RETRIES.labels(name, type(e).__name__).inc()
+            log.warning("tick failed; the next one tries again", extra={"timer": name, "error": repr(e)})
 
     def _agent(self, name: str, spec: TopicSpec, process: Process, confirm: Confirm | None = None,
                *, also: tuple[TopicSpec, ...] = ()) -> None:
@@ -131,9 +158,29 @@ class Pipeline:
             async for events in stream.take_events(
                 settings.batch_size, within=settings.batch_within_seconds
             ):
-                await self._run_batch(events, process, confirm)
+                await self._until_done(name, events, process, confirm)
 
         self.app.agent(topic, name=name)(agent)
+
+    async def _until_done(self, name: str, events: list[Any], process: Process,
+                          confirm: Confirm | None) -> None:
+        """Run one batch until its outputs are in Kafka; never raise but to stop."""
+        attempt = 0
+        while True:
+            try:
+                await self._run_batch(events, process, confirm)
+            except Exception as e:  # noqa: BLE001 - leaving the agent would acknowledge the batch
+                attempt += 1
+                delay = min(RETRY_CAP_SECONDS, 0.2 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
+                STAGE_RETRIES.labels(name, type(e).__name__).inc()
+                self.stalled[name] = f"{type(e).__name__} on attempt {attempt}: {str(e)[:200]}"
+                log.warning("stage failed; the same batch runs again", extra={
+                    "stage": name, "attempt": attempt, "retry_in": round(delay, 2), "error": repr(e)})
+                await asyncio.sleep(delay)
+                continue
+            if self.stalled.pop(name, None) is not None:
+                log.info("stage recovered", extra={"stage": name, "attempts": attempt + 1})
+            return
 
     async def _run_batch(self, events: list[Any], process: Process, confirm: Confirm | None) -> None:
         records = [
@@ -155,6 +202,10 @@ class Pipeline:
         await asyncio.gather(*pending)
 
     async def _report_lag(self) -> None:
+        async with self._tick("lag report"):
+            await self._measure_lag()
+
+    async def _measure_lag(self) -> None:
         consumer = self.app.consumer
         assigned = consumer.assignment()
         if not assigned:

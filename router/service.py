@@ -56,6 +56,7 @@ class HttpService(Service):
             "kafka": self._kafka_ready,
             "redis": self._redis_ready,
             "workers": self._workers_ready,
+            "stages": self._stages_flowing,
         }
         if self.accept_messages:
             app = edge_app(self.settings, checks, publish=self._publish, publish_link=self._publish_link,
@@ -95,6 +96,10 @@ class HttpService(Service):
     async def _redis_ready(self) -> tuple[bool, str]:
         pong = await asyncio.wait_for(self.pipeline.redis.ping(), 2)
         return bool(pong), "PONG" if pong else "no answer"
+
+    async def _stages_flowing(self) -> tuple[bool, str]:
+        stalled = self.pipeline.stalled
+        return not stalled, "; ".join(f"{k}: {v}" for k, v in stalled.items()) or "flowing"
 
     async def _workers_ready(self) -> tuple[bool, str]:
         assigned = self.pipeline.assigned()

@@ -43,7 +43,7 @@ class SourceRunner(Service):
         self.source = source
         self.settings = settings
         self._producer: AIOKafkaProducer | None = None
-        self._acks: asyncio.Queue[tuple[asyncio.Future[Any], Any] | None] = asyncio.Queue(_IN_FLIGHT)
+        self._acks: asyncio.Queue[tuple[asyncio.Future[Any], Arrival] | None] = asyncio.Queue(_IN_FLIGHT)
 
     async def on_start(self) -> None:
         """Connect the source; auth or config failures stop this connector, not the process."""
@@ -69,7 +69,7 @@ class SourceRunner(Service):
     async def _pump(self) -> None:
         async for arrival in self.source.messages():
             future = await self._send(arrival)
-            await self._acks.put((future, arrival.cursor))
+            await self._acks.put((future, arrival))
         await self._acks.put(None)
 
     async def _send(self, arrival: Arrival) -> asyncio.Future[Any]:
@@ -94,6 +94,25 @@ class SourceRunner(Service):
 
     async def _commit_in_order(self) -> None:
         while (entry := await self._acks.get()) is not None:
-            future, cursor = entry
-            await future  # raises if Kafka refused it: the cursor must not move then
-            await self.source.commit(cursor)
+            future, arrival = entry
+            await self._acked(future, arrival)
+            await self.source.commit(arrival.cursor)
+
+    async def _acked(self, future: asyncio.Future[Any], arrival: Arrival) -> None:
+        """Wait until Kafka holds the arrival, sending it again for as long as Kafka refuses it.
+
+        The cursor must not move past a message Kafka has not taken, and the runner must
+        not die of it either: an outage or a refused record is retried with backoff (a
+        resent message may land after a later one of its thread; dedupe drops a copy).
+        """
+        delay = 0.1
+        while True:
+            try:
+                await future
+                return
+            except (KafkaError, TimeoutError) as e:
+                log.warning("kafka did not take a message; sending it again", extra={
+                    "connector": self.name, "error": repr(e)})
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 10.0)
+                future = await self._send(arrival)

@@ -1,0 +1,113 @@
+"""Redis killed -9 under a steady stream: the worker pauses, says why, resumes by itself.
+
+The worker gets its own Debian redis-server, with the AOF at `everysec` as deployed, so
+the kill can lose the last second of writes. While Redis is away the worker must not
+crash, hang or acknowledge a batch it has not produced: it runs the batch again with
+backoff and /readyz answers 503 naming Redis. Started again on the same files, Redis
+comes back and every message is routed; nothing is lost; SIGTERM still stops the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from router.settings import Settings
+from schemas import RoutedConversation, decode
+from schemas.topics import INBOUND, ROUTED
+from tests.e2e.test_two_workers import routed_by
+from tests.kafka_tools import publish, read_all, wait_drained
+from tests.processes import Switchboard, free_port
+from tests.traffic import busy_hour
+from tests.waiting import POLL_SECONDS
+
+pytestmark = pytest.mark.e2e
+Launch = Callable[..., Switchboard]
+
+
+class OwnRedis:
+    """A redis-server of this test's own on loopback, started and killed at will."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20) -> None:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.directory),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
+             "--protected-mode", "yes"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
+                             check=False).stdout.strip() != b"PONG":
+            assert self.proc.poll() is None, "redis-server exited"
+            assert time.monotonic() < deadline, "redis-server never answered"
+            time.sleep(POLL_SECONDS)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    redis = OwnRedis(tmp_path)
+    redis.start()
+    yield redis
+    if redis.proc is not None and redis.proc.poll() is None:
+        redis.kill()
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(POLL_SECONDS)
+    return found
+
+
+def redis_down(worker: Switchboard) -> bool:
+    status, body = worker.get("/readyz")
+    return status == 503 and body is not None and body["checks"]["redis"]["ok"] is False
+
+
+async def test_a_redis_outage_pauses_the_worker_and_loses_nothing(
+        deployment: Settings, launch: Launch, own_redis: OwnRedis) -> None:
+    traffic = busy_hour(deployment.topic_prefix.rstrip("-"), customers=300, repeat_every=10)
+    expected = set(traffic.by_event())
+    records = list(traffic.records())
+    worker = launch("worker", SB_REDIS_URL=own_redis.url, SB_BATCH_SIZE="25")
+    await publish(deployment, deployment.topic(INBOUND), records[: len(records) // 2])
+    await until(lambda: routed_by(worker) >= 100, "the worker never routed")
+
+    own_redis.kill()
+    await until(lambda: redis_down(worker), "/readyz never said Redis is away")
+    # input keeps arriving while Redis is away; the worker waits, alive, and says why
+    await publish(deployment, deployment.topic(INBOUND), records[len(records) // 2:])
+    _, ready = worker.get("/readyz")
+    assert worker.proc is not None and worker.proc.poll() is None, worker.tail_log()
+    assert ready["checks"]["stages"]["ok"] is False, ready
+
+    own_redis.start()
+    await wait_drained(deployment, timeout=180)
+    await until(lambda: worker.get("/readyz")[0] == 200, "the worker never became ready again")
+    routed = [decode(r.value, RoutedConversation) for r in
+              await read_all(deployment, deployment.topic(ROUTED))]
+    assert {r.event_id for r in routed} == expected, "a message was lost"
+    assert worker.proc.poll() is None, worker.tail_log()
+    assert worker.stop(signal.SIGTERM, timeout=60) == 0
