@@ -20,15 +20,16 @@ from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from processors.policy.load import load_policy
 from processors.stores.cards import CardStore, card_fields, status_fields
 from processors.stores.history import Append, ConversationSummary, HistoryStore, RecentWrite
-from router.http import conversations as conversations_api
-from router.http import customers, openapi
+from router.http import openapi
+from router.http.app import edge_app
 from router.http.conversations import ConversationView
-from router.http.integrations import IntegrationConfig, Integrations, digest_hex
-from router.http.server import build_app
+from router.http.integrations import IntegrationConfig, digest_hex
 from router.kafka import ensure_topics, new_producer
 from router.settings import Settings
+from router.vocabulary import VOCABULARY
 from schemas import HistoryEntry, Identity, IdentityLink, decode
 from schemas.conversation import ConversationCard, ConversationEvent, Status
 from schemas.errors import TransientError
@@ -36,6 +37,7 @@ from schemas.ids import agent_reply_id, lifecycle_event_id
 from schemas.outbound import OutboundMessage
 from schemas.topics import CONVERSATION, OUTBOUND
 from tests.kafka_tools import read_all, unique_prefix
+from tests.paths import EXAMPLE_POLICY
 from tests.processes import free_port
 from tests.waiting import POLL_SECONDS
 
@@ -81,18 +83,14 @@ class Api:
 
 
 def app_for(settings: Settings, redis: Redis, publish: Kafka) -> web.Application:
-    """The edge's application, mounted as HttpService.on_start mounts it."""
-    access = Integrations.from_settings(settings)
+    """The edge's application, as `switchboard run` serves it."""
 
     async def publish_link(link: IdentityLink) -> None:
         await publish("links", link.customer_id.encode(), msgspec.json.encode(link))
 
-    app = build_app(settings, publish, {})
-    customers.add_routes(app, lambda: redis, publish_link, {"standard", "premium"}, access.caller_of,
-                         namespace=f"{settings.topic_prefix}sb")
-    conversations_api.add_routes(app, settings, lambda: redis, publish, access)
-    openapi.add_route(app)
-    return app
+    policy = load_policy(EXAMPLE_POLICY, VOCABULARY)
+    return edge_app(settings, {}, publish=publish, publish_link=publish_link, redis=lambda: redis,
+                    policy=lambda: policy)
 
 
 async def topics_known(settings: Settings, timeout: float = 30) -> None:

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from connectors.base import AgentTool, Handoff
+from connectors.slack.settings import SlackDestination
 from connectors.webhook import (
     WebhookEndpoint,
     WebhookRejected,
@@ -26,6 +27,7 @@ from connectors.webhook import (
     WebhookTool,
     WebhookUnavailable,
 )
+from connectors.webhook.settings import WebhookDestination
 from processors.dispatch.deliver import Retry
 from processors.dispatch.plan import card_for
 from processors.dispatch.stage import DispatchStage
@@ -110,9 +112,13 @@ def policy_of(queues: Mapping[str, Sequence[str]], *destinations: Destination) -
         destinations={d.name: d for d in destinations})
 
 
+def slack_x(name: str = "slack-x", fallback: str | None = None) -> Destination:
+    return Destination(name, "slack", SlackDestination(channel="C0X"), fallback=fallback)
+
+
 def hook(name: str, fallback: str | None = None, seconds: float = 1.0) -> Destination:
-    return Destination(name, "webhook", url="http://unused", secret_env="UNUSED", fallback=fallback,
-                       deadline=timedelta(seconds=seconds))
+    return Destination(name, "webhook", WebhookDestination(url="http://unused", secret_env="UNUSED"),
+                       fallback=fallback, deadline=timedelta(seconds=seconds))
 
 
 def stage(redis: Redis, tools: Mapping[str, AgentTool[Any]], policy: Policy | Callable[[], Policy],
@@ -248,7 +254,7 @@ async def test_a_destination_without_a_tool_fails_over_with_a_clear_reason(
     a = await receiver()
     tool = await webhooks(helpdesk=a)
     s = stage(redis, {"helpdesk": tool}, policy_of(
-        {"general": ["slack-x"]}, Destination("slack-x", "slack", fallback="helpdesk"), hook("helpdesk")),
+        {"general": ["slack-x"]}, slack_x(fallback="helpdesk"), hook("helpdesk")),
         namespace())
     [receipt] = receipts(await s.process([record(routed("ev_1"), 1)]))
     assert (receipt.status, receipt.destination) == ("delivered", "helpdesk")
@@ -374,7 +380,7 @@ class Threads(AgentTool[None]):
 
 async def test_a_follow_up_in_one_batch_lands_in_the_thread_its_first_message_opened(redis: Redis) -> None:
     ns, slack = namespace(), Threads()
-    s = stage(redis, {"slack": slack}, policy_of({"general": ["slack"]}, Destination("slack", "slack")), ns)
+    s = stage(redis, {"slack": slack}, policy_of({"general": ["slack"]}, slack_x("slack")), ns)
     await s.process([record(routed("ev_1"), 1), record(routed("ev_2"), 2)])
     assert [(h.routed.event_id if h.routed else "", h.thread) for h in slack.seen] == [
         ("ev_1", ""), ("ev_2", "ts-1")]
