@@ -14,7 +14,15 @@ from schemas.errors import (
 )
 from schemas.identified import CustomerProfile, IdentifiedMessage, IdentityLink
 from schemas.identity import Identity, parse_sender
-from schemas.inbound import ApiExtras, Attachment, EmailExtras, InboundMessage
+from schemas.inbound import (
+    ApiExtras,
+    Attachment,
+    Citation,
+    DeliveryReport,
+    EmailExtras,
+    InboundMessage,
+    ReplyRef,
+)
 from schemas.outbound import DeliveryReceipt, OutboundMessage
 from schemas.routed import Decision, HistoryEntry, RoutedConversation
 from schemas.sla import SlaEvent
@@ -23,11 +31,13 @@ __all__ = [
     "ApiExtras",
     "Attachment",
     "AuthError",
+    "Citation",
     "ConfigError",
     "CustomerProfile",
     "DeadLetter",
     "Decision",
     "DeliveryReceipt",
+    "DeliveryReport",
     "EmailExtras",
     "HistoryEntry",
     "IdentifiedMessage",
@@ -37,6 +47,7 @@ __all__ = [
     "OutboundMessage",
     "ParseError",
     "PermanentError",
+    "ReplyRef",
     "RoutedConversation",
     "SlaEvent",
     "SwitchboardError",

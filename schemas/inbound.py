@@ -5,18 +5,51 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
+from msgspec.structs import force_setattr
 
 from schemas.identity import Identity
 
 __all__ = [
     "ApiExtras",
     "Attachment",
+    "Citation",
+    "DeliveryReport",
     "EmailExtras",
     "Extras",
     "InboundMessage",
+    "ReplyRef",
 ]
 
 
+class ReplyRef(msgspec.Struct, frozen=True, kw_only=True):
+    """What a reply to a message must cite to stay in the customer's thread, in the channel's ids."""
+
+    # the native id the reply answers: a Message-ID, a post id, a call id, a chat message id
+    in_reply_to: str
+    # the thread's native ids the reply carries along, oldest first; empty where the channel keeps none
+    references: tuple[str, ...] = ()
+
+
+class Citation(msgspec.Struct, frozen=True, kw_only=True):
+    """A native id of an earlier message that this one says it answers."""
+
+    native_id: str
+    # where the channel found it, in its own words: "In-Reply-To", "References", "in reply to post"
+    via: str
+
+
+class DeliveryReport(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel's report that messages of ours did not (yet) arrive: a bounce, an undelivered text."""
+
+    # the native ids of our messages it reports on
+    message_ids: tuple[str, ...] = ()
+    # the recipients it failed for, as the channel names them
+    recipients: tuple[str, ...] = ()
+    # what happened, in the channel's words: "failed", "delayed"
+    outcome: str | None = None
+    # the channel's status code ("5.1.1") and its diagnostic text
+    status: str | None = None
+    reason: str | None = None
 
 
 class Attachment(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,7 +68,7 @@ class ApiExtras(msgspec.Struct, frozen=True, kw_only=True, tag="api"):
 
 
 class EmailExtras(msgspec.Struct, frozen=True, kw_only=True, tag="email"):
-    """Mail headers that threading, replies and bounce handling need."""
+    """The mail's own headers, for agents' tools; decisions read the neutral fields derived from them."""
 
     # message ids are kept without angle brackets
     message_id: str
@@ -56,6 +89,22 @@ class EmailExtras(msgspec.Struct, frozen=True, kw_only=True, tag="email"):
     bounce_action: str | None = None
     bounce_status: str | None = None
     bounce_reason: str | None = None
+
+    def reply_ref(self) -> ReplyRef:
+        """A reply cites this mail's Message-ID, its References followed by that id."""
+        return ReplyRef(in_reply_to=self.message_id, references=(*self.references, self.message_id))
+
+    def cites(self) -> tuple[Citation, ...]:
+        """The ids this mail answers: In-Reply-To's, then References'."""
+        return (*(Citation(native_id=i, via="In-Reply-To") for i in self.in_reply_to),
+                *(Citation(native_id=i, via="References") for i in self.references))
+
+    def delivery_report(self) -> DeliveryReport | None:
+        """What a bounce reports, or None when this mail is none."""
+        report = DeliveryReport(
+            message_ids=self.bounce_message_ids, recipients=self.bounce_recipients,
+            outcome=self.bounce_action, status=self.bounce_status, reason=self.bounce_reason)
+        return None if report == DeliveryReport() else report
 
 
 Extras = ApiExtras | EmailExtras
@@ -81,3 +130,23 @@ class InboundMessage(msgspec.Struct, frozen=True, kw_only=True):
     # markers such as "auto_reply", "mailing_list": they change handling, not routing
     tags: tuple[str, ...] = ()
     extras: Extras | None = None
+    # what our reply must cite to stay in the customer's thread; None: the native id alone
+    reply_ref: ReplyRef | None = None
+    # a signed token of ours the message carries (reply address, [ref:] line, link): a
+    # customer's names their conversation, an agent's marks the message as their answer
+    reply_token: str | None = None
+    # earlier messages this one says it answers, most direct first: threading evidence
+    cites: tuple[Citation, ...] = ()
+    # set when the message is the channel reporting on ours (a bounce), not someone writing
+    delivery_report: DeliveryReport | None = None
+
+    def __post_init__(self) -> None:
+        """Give an email event written before the neutral fields existed those of its extras."""
+        # connectors fill the neutral fields; an older event (still on a topic after an
+        # upgrade) or one built from extras alone has them only in its email extras
+        extras = self.extras
+        if self.reply_ref is None and isinstance(extras, EmailExtras):
+            force_setattr(self, "reply_ref", extras.reply_ref())
+            force_setattr(self, "reply_token", self.reply_token or extras.reply_token)
+            force_setattr(self, "cites", self.cites or extras.cites())
+            force_setattr(self, "delivery_report", self.delivery_report or extras.delivery_report())

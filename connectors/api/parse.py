@@ -13,7 +13,7 @@ from connectors.api.errors import ApiInputError
 from schemas.errors import ParseError
 from schemas.identity import parse_sender
 from schemas.ids import inbound_event_id
-from schemas.inbound import ApiExtras, InboundMessage
+from schemas.inbound import ApiExtras, InboundMessage, ReplyRef
 
 __all__ = ["MAX_TEXT_CHARS", "ApiMessage", "parse", "to_inbound"]
 
@@ -73,6 +73,8 @@ def to_inbound(body: ApiMessage, *, received_at: datetime | None = None,
         subject=body.subject,
         raw_ref=None,
         extras=ApiExtras(metadata=body.metadata),
+        # an answer cites the caller's message id; the API keeps no chain, carries no token
+        reply_ref=ReplyRef(in_reply_to=native_id),
     )
 
 

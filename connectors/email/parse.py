@@ -6,8 +6,9 @@ Guard rails (`guards`) run before the stdlib parser sees the bytes (size, not-a-
 MIME bombs) and again on the parsed tree (depth, part count). Any other exception the
 `email` package raises on malformed input becomes a ParseError, so the caller has one
 thing to dead-letter. `headers` reads sender, ids and threading, `body` the text and the
-attachments; this module puts the event together. Bounces are not refused: they come
-back tagged "bounce" with the returned message's id and the failure in `EmailExtras`.
+attachments; this module puts the event together, its channel-neutral fields (reply
+reference, token, cited ids, delivery report) read from `EmailExtras`. Bounces are not
+refused: they come back tagged "bounce" with the returned message's id and the failure.
 """
 
 from __future__ import annotations
@@ -135,6 +136,10 @@ def _build(
         attachments=attachments(msg, body),
         tags=tags,
         extras=extras,
+        reply_ref=extras.reply_ref(),
+        reply_token=extras.reply_token,
+        cites=extras.cites(),
+        delivery_report=extras.delivery_report(),
     )
 
 

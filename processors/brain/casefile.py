@@ -16,13 +16,13 @@ from msgspec.structs import replace
 from processors.brain import lifecycle, route, sla
 from processors.brain.thread import normalise_subject
 from processors.policy.model import Policy
+from processors.send.replies import reply_reference
 from processors.stores.clocks import SlaEntry, Write
 from processors.stores.history import Append, ConversationSummary, RecentWrite, stale
 from processors.watch.lifecycle_watch import Planned
 from schemas.conversation import ConversationEvent, Status
 from schemas.identified import CustomerProfile
 from schemas.identity import Identity
-from schemas.inbound import EmailExtras
 from schemas.routed import HistoryEntry
 
 __all__ = ["CaseFile", "Writes"]
@@ -93,11 +93,10 @@ class CaseFile:
             clock = replace(clock, queue=routed.queue)
         if answer.clock:
             clock, _ = sla.apply(clock, sla.ClockEvent("customer_message", message.received_at), policy)
-        extras = message.extras
         self.clocks[conversation] = SlaEntry(
             conversation_id=conversation, customer_id=routed.customer_id, channel=message.channel,
             recipient=message.sender, clock=clock, name=routed.customer_name, subject=message.subject,
-            in_reply_to=extras.message_id if isinstance(extras, EmailExtras) else message.native_id)
+            in_reply_to=reply_reference(message).in_reply_to)
         if answer.cancel:
             self._cancel(conversation)
         self.touched.add(conversation)

@@ -28,6 +28,7 @@ from processors.intake.dedupe import Novelty
 from processors.intake.dedupe import decide as decide_claim
 from processors.metrics import REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
 from processors.policy.model import Policy
+from processors.send.replies import reply_reference
 from processors.stage import Output, Record, decode_records
 from processors.stores.cards import CardStore, status_fields
 from processors.stores.claims import Claim, ClaimStore
@@ -40,7 +41,6 @@ from schemas.codec import encode
 from schemas.conversation import ConversationEvent
 from schemas.identified import IdentifiedMessage
 from schemas.ids import automatic_reply_id
-from schemas.inbound import EmailExtras
 from schemas.outbound import OutboundMessage
 from schemas.routed import RoutedConversation
 from schemas.topics import CONVERSATION, OUTBOUND, ROUTED
@@ -84,14 +84,12 @@ def acknowledgement_message(routed: RoutedConversation, text: str, kind: str = "
                             ) -> OutboundMessage:
     """The outbound message carrying an acknowledgement, in the customer's thread."""
     message = routed.message
-    extras = message.extras
-    in_reply_to = extras.message_id if isinstance(extras, EmailExtras) else message.native_id
-    references = (*extras.references, extras.message_id) if isinstance(extras, EmailExtras) else ()
+    ref = reply_reference(message)
     return OutboundMessage(
         reply_id=automatic_reply_id(kind, routed.event_id), conversation_id=routed.conversation_id,
         channel=message.channel, recipient=message.sender, kind=kind,  # type: ignore[arg-type]
         text=text, created_at=routed.routed_at, subject=message.subject, author="switchboard",
-        in_reply_to=in_reply_to, references=references[-20:])
+        in_reply_to=ref.in_reply_to, references=ref.references)
 
 
 class Brain:

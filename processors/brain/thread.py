@@ -1,8 +1,10 @@
 """Thread: which conversation a message belongs to, with the evidence for it.
 
 Signals, strongest first:
-1. a signed reply token of ours in In-Reply-To / References (our Message-IDs carry one);
-2. a token in our plus-addressed Reply-To or a `[ref:…]` line the customer kept;
+1. a signed token of ours in an earlier message this one cites (`cites`: our Message-IDs in
+   In-Reply-To / References carry one);
+2. the token the message itself carries (`reply_token`: our plus-addressed Reply-To, a
+   `[ref:…]` line the customer kept);
 3. the channel's own thread (an email thread root, an API thread id) already known.
 Tokens are verified, so a forged one is ignored. When none holds, `processors.sticky`
 decides whether the customer is continuing a recent conversation on any channel — by
@@ -16,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 from schemas.ids import new_conversation_id
-from schemas.inbound import EmailExtras, InboundMessage
+from schemas.inbound import InboundMessage
 from schemas.routed import Decision
 from schemas.tokens import find_tokens, verify_token
 
@@ -63,15 +65,11 @@ def normalise_subject(subject: str | None) -> str:
 
 
 def _token_signal(message: InboundMessage, key: bytes) -> tuple[str, str] | None:
-    extras = message.extras
-    if not isinstance(extras, EmailExtras):
-        return None
-    for header, ids in (("In-Reply-To", extras.in_reply_to), ("References", extras.references)):
-        for message_id in ids:
-            for token in find_tokens(message_id):
-                if conversation := verify_token(token, key):
-                    return conversation, f"{header} matches our reply <{message_id}>"
-    if extras.reply_token and (conversation := verify_token(extras.reply_token, key)):
+    for cited in message.cites:
+        for token in find_tokens(cited.native_id):
+            if conversation := verify_token(token, key):
+                return conversation, f"{cited.via} matches our reply <{cited.native_id}>"
+    if message.reply_token and (conversation := verify_token(message.reply_token, key)):
         return conversation, "the customer wrote to our reply address token"
     return None
 

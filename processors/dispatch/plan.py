@@ -16,8 +16,8 @@ import msgspec
 
 from processors.dispatch.items import Item, receipt_notice
 from processors.policy.model import Policy
+from processors.send.replies import reply_reference
 from schemas.conversation import ConversationCard
-from schemas.inbound import EmailExtras
 from schemas.routed import RoutedConversation
 
 __all__ = [
@@ -33,8 +33,6 @@ __all__ = [
     "route_destinations",
 ]
 
-# a reply's References header keeps the thread's newest ids; mail clients cut it too
-MAX_REFERENCES = 20
 _names = msgspec.json.Decoder(tuple[str, ...])
 _encode = msgspec.json.Encoder().encode
 
@@ -134,12 +132,7 @@ def card_for(routed: RoutedConversation, previous: ConversationCard | None,
              now: datetime) -> ConversationCard:
     """The card after a routed message: its latest facts, its history kept."""
     message = routed.message
-    extras = message.extras
-    if isinstance(extras, EmailExtras):
-        in_reply_to = extras.message_id
-        references = tuple(dict.fromkeys((*extras.references, extras.message_id)))[-MAX_REFERENCES:]
-    else:
-        in_reply_to, references = message.native_id, ()
+    ref = reply_reference(message)
     return ConversationCard(
         conversation_id=routed.conversation_id, customer_id=routed.customer_id,
         channel=message.channel, recipient=message.sender, queue=routed.queue, tier=routed.tier,
@@ -150,7 +143,7 @@ def card_for(routed: RoutedConversation, previous: ConversationCard | None,
         subject=message.subject or (previous.subject if previous else None),
         agent=routed.agent,
         customer_name=routed.customer_name or (previous.customer_name if previous else None),
-        in_reply_to=in_reply_to, references=references,
+        in_reply_to=ref.in_reply_to, references=ref.references,
         first_response_due=routed.first_response_due,
         # thread references live in the card's own `dest:` fields (processors.cards)
         destinations={}, transfers=routed.transfers,

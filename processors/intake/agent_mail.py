@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from processors.send.replies import reply_to
 from schemas.conversation import ConversationCard
 from schemas.ids import agent_reply_id
-from schemas.inbound import EmailExtras, InboundMessage
+from schemas.inbound import InboundMessage
 from schemas.outbound import OutboundMessage
 from schemas.tokens import agent_key, verify_token
 
@@ -28,10 +28,9 @@ def answered_conversation(message: InboundMessage, token_key: bytes,
     With `our_domains` set, the sender must also be at one of them: a token forwarded
     outside the company does not make its holder an agent.
     """
-    extras = message.extras
-    if not isinstance(extras, EmailExtras) or not extras.reply_token:
+    if not message.reply_token:
         return None
-    conversation = verify_token(extras.reply_token, agent_key(token_key))
+    conversation = verify_token(message.reply_token, agent_key(token_key))
     if conversation is None:
         return None
     domain = message.sender.value.rpartition("@")[2].lower()

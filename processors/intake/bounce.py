@@ -1,8 +1,8 @@
-"""Bounces: a returned mail becomes a failed DeliveryReceipt for the reply it concerns."""
+"""Bounces: a channel's delivery report becomes a failed DeliveryReceipt for the reply it concerns."""
 
 from __future__ import annotations
 
-from schemas.inbound import EmailExtras, InboundMessage
+from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt
 from schemas.tokens import TOKEN_PATTERN, verify_token
 
@@ -25,16 +25,16 @@ def reply_of(message_id: str, key: bytes) -> tuple[str, str] | None:
 
 
 def receipt_for_bounce(message: InboundMessage, key: bytes) -> DeliveryReceipt | None:
-    """The failed receipt a bounce means, or None when it concerns no mail of ours."""
-    extras = message.extras
-    if not isinstance(extras, EmailExtras):
+    """The failed receipt a bounce means, or None when it concerns no message of ours."""
+    report = message.delivery_report
+    if report is None:
         return None
-    for message_id in extras.bounce_message_ids:
+    for message_id in report.message_ids:
         if found := reply_of(message_id, key):
             conversation, reply_id = found
-            reason = "; ".join(x for x in (extras.bounce_status, extras.bounce_reason) if x)
+            reason = "; ".join(x for x in (report.status, report.reason) if x)
             return DeliveryReceipt(
-                reply_id=reply_id, conversation_id=conversation, channel="email",
+                reply_id=reply_id, conversation_id=conversation, channel=message.channel,
                 status="failed", at=message.received_at,
                 reason=f"bounced: {reason or 'the mail server returned it'}",
                 provider_id=message_id)

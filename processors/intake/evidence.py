@@ -1,10 +1,11 @@
 """Evidence: other identities a customer states as their own in a private message; pure.
 
 What counts, all of it at once:
-- a private channel: chat, phone (voicemail transcriptions), the API, or an X direct
-  message (channel `x` tagged `dm`). A public X mention is not: anyone can post anything
-  about anyone in public. Email is not: its sender address already is the identity, and
-  mail carries signatures and forwards full of other people's addresses and numbers;
+- a private channel: chat, phone (voicemail transcriptions), the API, or a direct message
+  on any channel (tagged `dm`, as an X DM is). A public X mention is not: anyone can post
+  anything about anyone in public. Email is not: its sender address already is the
+  identity, and mail carries signatures and forwards full of other people's addresses
+  and numbers;
 - a first-person statement directly before the identity: "my (new|work|…) email is",
   "my phone number:", "reach/contact/call/text/email me at|on";
 - an email address, or a phone number written internationally — a leading `+` or `00` —
@@ -62,10 +63,8 @@ class Candidate:
 
 
 def is_private(message: InboundMessage, private_channels: Collection[str] = PRIVATE_CHANNELS) -> bool:
-    """True for a channel only the customer and we read: a statement there is evidence."""
-    if message.channel == "x":
-        return "dm" in message.tags
-    return message.channel in private_channels
+    """True for a message only the customer and we read: a statement there is evidence."""
+    return "dm" in message.tags or message.channel in private_channels
 
 
 def _own_words(text: str) -> str:

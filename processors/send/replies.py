@@ -1,13 +1,26 @@
-"""An agent's answer to a conversation, made into the message its customer will receive."""
+"""Replies to a customer: the reference that keeps one in their thread, and an agent's answer."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from schemas.conversation import ConversationCard
+from schemas.inbound import InboundMessage, ReplyRef
 from schemas.outbound import OutboundMessage
 
-__all__ = ["reply_to"]
+__all__ = ["MAX_REFERENCES", "reply_reference", "reply_to"]
+
+# a reply carries the thread's newest references; mail clients cut long chains too
+MAX_REFERENCES = 20
+
+
+def reply_reference(message: InboundMessage) -> ReplyRef:
+    """What a reply to `message` cites: its channel's reference, else its native id."""
+    ref = message.reply_ref
+    if ref is None:
+        return ReplyRef(in_reply_to=message.native_id)
+    return ReplyRef(in_reply_to=ref.in_reply_to,
+                    references=tuple(dict.fromkeys(ref.references))[-MAX_REFERENCES:])
 
 
 def reply_to(card: ConversationCard, *, text: str, author: str | None, reply_id: str,

@@ -6,6 +6,7 @@ import pytest
 
 from connectors.api.errors import ApiInputError
 from connectors.api.parse import MAX_TEXT_CHARS, parse
+from schemas.inbound import ReplyRef
 
 
 def body(**fields: object) -> bytes:
@@ -52,3 +53,14 @@ def test_bad_bodies_are_refused_with_a_reason(raw: bytes, reason: str, field: st
     with pytest.raises(ApiInputError, match=reason) as caught:
         parse(raw)
     assert caught.value.field == field
+
+
+def test_a_reply_cites_the_callers_message_id() -> None:
+    m = parse(body(message_id="m-1", thread_id="t-9"))
+    assert m.reply_ref == ReplyRef(in_reply_to="m-1")
+    assert (m.reply_token, m.cites, m.delivery_report) == (None, (), None)
+
+
+def test_without_a_message_id_a_reply_cites_the_generated_one() -> None:
+    m = parse(body())
+    assert m.reply_ref == ReplyRef(in_reply_to=m.native_id)
