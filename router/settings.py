@@ -236,7 +236,7 @@ def load(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:
         first = e.errors()[0]
-        key = "SB_" + "_".join(str(p) for p in first["loc"] if not isinstance(p, int)).upper()
+        key = "SB_" + "_".join(str(p) for p in first["loc"]).upper()
         raise ConfigError(first["msg"], where=f"environment {key}") from e
     except SettingsError as e:
         # a value pydantic-settings could not decode before validation (e.g. broken JSON)
