@@ -99,7 +99,8 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
            rules: thread.ThreadRules, now: datetime) -> Outcome:
     """Route one identified message; the reasons of every step travel with the result."""
     message = identified.message
-    threaded = thread.decide(message, thread.ThreadContext(known_thread=facts.known_thread), rules)
+    threaded = thread.guarded(thread.decide(message, thread.ThreadContext(known_thread=facts.known_thread),
+                                            rules), message, {c.conversation_id for c in facts.recent})
     tier, tier_reasons = priority.tier_for(facts.profile.tier, policy)
     # tier_for explains only a fallback; a tier it found came from the directory
     tier_reasons = tier_reasons or (f"tier={tier.name}: from the customer directory",)
@@ -137,7 +138,7 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
         now=now, continuing=stuck.outcome != "new")
     decisions = (
         *identified.decisions,
-        threaded.decision if threaded.joined else Decision(
+        threaded.decision if threaded.joined or threaded.decision.outcome == "refused_join" else Decision(
             stage="thread", outcome="none", reasons=("no token of ours and no known channel thread",)),
         Decision(stage="enrich", outcome=tier.name, reasons=(
             *tier_reasons, f"history: {len(facts.history)} earlier lines, "

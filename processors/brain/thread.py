@@ -6,7 +6,11 @@ Signals, strongest first:
 2. the token the message itself carries (`reply_token`: our plus-addressed Reply-To, a
    `[ref:…]` line the customer kept);
 3. the channel's own thread (an email thread root, an API thread id) already known.
-Tokens are verified, so a forged one is ignored. When none holds, `processors.sticky`
+Tokens are verified, so a forged one is ignored. A message joins only a conversation of
+its own customer (or of an identity linked to them): a valid token or a known thread of
+somebody else's conversation — a forwarded mail, a leaked Message-ID — opens a new
+conversation instead, flagged, so an agent's next reply can never go to a newcomer.
+When none holds, `processors.sticky`
 decides whether the customer is continuing a recent conversation on any channel — by
 time and queue, not by subject: subjects differ more often than not for the same case,
 and match for different ones.
@@ -15,6 +19,7 @@ and match for different ones.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from schemas.ids import new_conversation_id
@@ -27,6 +32,7 @@ __all__ = [
     "ThreadDecision",
     "ThreadRules",
     "decide",
+    "guarded",
     "new_conversation_id",
     "normalise_subject",
 ]
@@ -90,3 +96,13 @@ def decide(message: InboundMessage, ctx: ThreadContext, rules: ThreadRules) -> T
     return ThreadDecision(conversation_id, False, Decision(
         stage="thread", outcome="new", reasons=(
             f"new conversation {conversation_id}: no token of ours and no known channel thread",)))
+
+
+def guarded(threaded: ThreadDecision, message: InboundMessage, own: Collection[str]) -> ThreadDecision:
+    """The decision, unless it joins a conversation that is not the customer's own: then a new one."""
+    if not threaded.joined or threaded.conversation_id in own:
+        return threaded
+    conversation_id = new_conversation_id(message.event_id)
+    return ThreadDecision(conversation_id, False, Decision(stage="thread", outcome="refused_join", reasons=(
+        f"new conversation {conversation_id}: {threaded.decision.reasons[0]}, but that conversation "
+        f"is not {message.sender}'s; not joined (flagged: a reference to another customer's thread)",)))

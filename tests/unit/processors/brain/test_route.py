@@ -39,10 +39,11 @@ def msg(text: str = "Where is my order?", channel: str = "api", tags: tuple[str,
 
 
 def decide(m: InboundMessage, policy: Policy, tier: str | None = None,
-           recent: tuple[ConversationSummary, ...] = ()) -> route.Outcome:
+           recent: tuple[ConversationSummary, ...] = (), known_thread: str | None = None) -> route.Outcome:
     identified = identified_message(m, "cus_1", "first seen", Decision(stage="identify", outcome="new",
                                                                        reasons=("x",)))
-    facts = route.Facts(profile=CustomerProfile(customer_id="cus_1", tier=tier, name="Ada"), recent=recent)
+    facts = route.Facts(profile=CustomerProfile(customer_id="cus_1", tier=tier, name="Ada"), recent=recent,
+                        known_thread=known_thread)
     return route.decide(identified, facts, policy, RULES, NOW)
 
 
@@ -84,11 +85,25 @@ def test_the_same_customer_minutes_later_on_another_channel_continues_the_case(p
 
 def test_a_reply_to_our_mail_joins_by_token(policy: Policy) -> None:
     ours = "con_00000000000000000042"
+    mine = ConversationSummary(conversation_id=ours, queue="general", status="open",
+                               last_at=NOW - timedelta(days=3))
     extras = EmailExtras(message_id="m2@x", in_reply_to=(f"sb.{make_token(ours, KEY)}.rep_1@s.example",))
-    out = decide(msg(channel="email", extras=extras), policy)
+    out = decide(msg(channel="email", extras=extras), policy, recent=(mine,))
     assert out.routed.conversation_id == ours
     thread = next(d for d in out.routed.decisions if d.stage == "thread")
     assert thread.outcome == "token"
+
+
+@pytest.mark.parametrize("known_thread", [False, True], ids=["valid-token", "known-thread"])
+def test_another_customers_conversation_is_never_joined(policy: Policy, known_thread: bool) -> None:
+    # the attacker holds a real token (or the Message-ID of a known thread) of Ada's conversation
+    adas = "con_00000000000000000042"
+    extras = EmailExtras(message_id="m9@evil", in_reply_to=(
+        () if known_thread else (f"sb.{make_token(adas, KEY)}.rep_1@s.example",)))
+    out = decide(msg(channel="email", extras=extras), policy, known_thread=adas if known_thread else None)
+    assert out.routed.conversation_id != adas and out.new_conversation
+    thread = next(d for d in out.routed.decisions if d.stage == "thread")
+    assert thread.outcome == "refused_join" and "not joined" in thread.reasons[0]
 
 
 @pytest.mark.parametrize("tag", ["auto_reply", "mailing_list"])
