@@ -81,6 +81,10 @@ class EmailOutbound(Outbound[EmailSettings]):
                                 now=datetime.now(UTC))
         except PermanentError as e:
             return self._receipt(message, "failed", e.reason)
+        except Exception as e:  # noqa: BLE001 - building is pure: nothing left, this reply fails alone
+            log.error("email: could not build a reply",
+                      extra={"reply_id": message.reply_id, "error": repr(e)})
+            return self._receipt(message, "failed", f"could not build the mail: {type(e).__name__}: {e}")
         status, reason = await self._deliver(built)
         if status == "sent" and self.settings.sent_account() is not None:
             async with self._archive_lock:

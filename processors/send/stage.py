@@ -175,6 +175,11 @@ class SendStage:
                 receipt = await sender(message)
             except SwitchboardError as e:
                 receipt = _receipt(message, "failed", e.reason)
+            except Exception as e:  # noqa: BLE001 - one reply's surprise must not stop the others
+                # the sender did not say how far it got: never send it again, and say so
+                log.error("sender raised", extra={**context, "error": repr(e)})
+                receipt = _receipt(message, "uncertain", f"the {message.channel} sender failed "
+                                   f"unexpectedly ({type(e).__name__}); not sent again")
         receipt = _completed(receipt, message, flags)
         log.info("reply " + receipt.status, extra={**context, "reason": receipt.reason})
         return receipt

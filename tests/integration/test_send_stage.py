@@ -199,3 +199,23 @@ async def test_per_channel_rate_limit_spaces_sends(redis: Redis) -> None:
     # a burst of 20 goes at once, the other 10 at 20/s
     assert len(channel.sent) == 30
     assert time.monotonic() - started >= 0.45
+
+
+async def test_a_sender_that_raises_fails_only_its_reply_and_never_sends_it_again(redis: Redis) -> None:
+    channel = Channel()
+
+    async def send(message: OutboundMessage) -> DeliveryReceipt:
+        if message.reply_id == "rep_bad":
+            raise UnicodeEncodeError("ascii", "Ü", 0, 1, "a header that cannot be encoded")
+        return await channel.send(message)
+
+    ns = f"t{uuid.uuid4().hex}"
+    stage = SendStage(redis, {"email": send}, namespace=ns, ttl_seconds=600)
+    outputs = await stage.process([record(reply("rep_bad"), 1), record(reply("rep_ok"), 2)])
+    receipts = {r.reply_id: r for o in outputs if o.topic is DELIVERY
+                for r in [decode(o.value, DeliveryReceipt)]}
+    assert receipts["rep_ok"].status == "sent" and channel.sent == ["rep_ok"]
+    bad = receipts["rep_bad"]
+    assert bad.status == "uncertain" and "UnicodeEncodeError" in (bad.reason or "")
+    again = await stage.process([record(reply("rep_bad"), 1)])
+    assert not [o for o in again if o.topic is DELIVERY]  # settled: the same record is a duplicate now
