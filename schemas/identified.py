@@ -34,10 +34,12 @@ class IdentifiedMessage(msgspec.Struct, frozen=True, kw_only=True):
 class IdentityLink(msgspec.Struct, frozen=True, kw_only=True):
     """One identity joined to (or parted from) a customer, with the evidence and who did it.
 
-    Topic `sb.identity.v1`, keyed by `customer_id`: the audit trail of every link.
+    Topic `sb.identity.v1`, keyed by `customer_id`: the audit trail of every link. A
+    `suggest` moves nothing: the customer stated the identity as theirs in a private
+    message, and an agent links it (or not) through the customers API.
     """
 
-    action: Literal["link", "unlink"]
+    action: Literal["link", "unlink", "suggest"]
     identity: Identity
     customer_id: str
     # the customer the identity belonged to before this change, if any

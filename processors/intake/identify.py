@@ -13,7 +13,8 @@ the first sight, by its event id. The identity joins its customer's set in the b
 write-back (`queue_register`), which is idempotent.
 
 Links never come from guesswork: only from an explicit API call (`link`, `unlink`) or a
-customer's own statement in a private message (`link_stated`, fed by processors.evidence).
+agent confirming what a customer stated in a private message: a statement alone is only a
+suggestion (`IdentityStore.suggest`, fed by processors.evidence), never a link.
 A link moves the identity, its history lines and conversations to the other customer in
 one Lua script: atomic, and never starved by a busy customer's writes as WATCH would be.
 Unlink gives the identity back its own deterministic customer. Each returns the

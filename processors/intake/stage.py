@@ -128,7 +128,7 @@ class Intake:
 
     async def _after(self, new: Sequence[tuple[InboundMessage, str]],
                      passed: Sequence[tuple[InboundMessage, str]], outputs: list[Output]) -> None:
-        """Register first sightings (one round trip), and link identities customers stated."""
+        """Register first sightings (one round trip), and keep identities customers stated as suggestions."""
         if new:
             pipe = self._redis.pipeline(transaction=False)
             self._identities.queue_register(pipe, [(m.sender, c) for m, c in new])
@@ -137,13 +137,12 @@ class Intake:
         for message, customer in passed:
             # evidence is rare and only in private messages: its few round trips are fine
             for candidate in evidence.find(message, our_domains=self._our_domains):
-                link = await self._identities.link_stated(
+                suggested = await self._identities.suggest(
                     self._redis, candidate.identity, customer, via=message.sender,
                     evidence=candidate.quote, event_id=message.event_id, at=message.received_at)
-                if link is not None:
-                    outputs.append(Output(IDENTITY, link.customer_id.encode(), encode(link)))
-                    log.info("identity linked", extra={"event_id": message.event_id,
-                                                       "customer_id": link.customer_id})
+                outputs.append(Output(IDENTITY, suggested.customer_id.encode(), encode(suggested)))
+                log.info("identity suggested", extra={"event_id": message.event_id,
+                                                      "customer_id": suggested.customer_id})
 
     def _bounce(self, record: Record, message: InboundMessage) -> Output:
         receipt = receipt_for_bounce(message, self._token_key)

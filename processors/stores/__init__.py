@@ -11,6 +11,7 @@ stage that changes a family (decision 0005); anyone may read. TTLs come from set
 | `routed:claim:<event>` | the same, for the brain's input | brain (claims.py) | dedupe |
 | `identity:<kind>:<value>` | JSON binding: customer, since, how | intake; customers API | none |
 | `identities:<customer>` | set of `kind:value` | intake; customers API | none |
+| `suggested:<customer>` | hash: identity → what the customer said | intake; customers API | none |
 | `profile:<customer>` | hash: tier, name, updated_at/_by | customers API (directory) | none |
 | `history:<customer>` | sorted set of history lines, capped | brain (history.py) | none |
 | `recent:<customer>` | hash: conversation → summary | brain (history.py) | none |

@@ -101,6 +101,7 @@ class IdentityStore:
         self._identity = f"{namespace}:identity:"
         self._identities = f"{namespace}:identities:"
         self._profile = f"{namespace}:profile:"
+        self._suggested = f"{namespace}:suggested:"
         self._history = history
         self._timeout = timeout
         self._retries = retries
@@ -158,7 +159,11 @@ class IdentityStore:
                            previous=current.customer_id if current else None,
                            evidence=evidence[:MAX_EVIDENCE_CHARS])
         own = customer_id == customer_id_for(identity)
-        return _event(identity, await self._move(redis, identity, bind, must_exist=not own))
+        linked = _event(identity, await self._move(redis, identity, bind, must_exist=not own))
+        async with asyncio.timeout(self._timeout):
+            # an agent's link settles the customer's own suggestion of it
+            await redis.hdel(self.suggested_key(customer_id), str(identity))
+        return linked
 
     async def unlink(self, redis: Redis, identity: Identity, customer_id: str, *, evidence: str,
                      actor: str, at: datetime | None = None) -> IdentityLink:
@@ -177,23 +182,33 @@ class IdentityStore:
                            evidence=evidence[:MAX_EVIDENCE_CHARS])
         return _event(identity, await self._move(redis, identity, bind, must_exist=False))
 
-    async def link_stated(self, redis: Redis, stated: Identity, customer_id: str, *, via: Identity,
-                          evidence: str, event_id: str, at: datetime) -> IdentityLink | None:
-        """Bind an identity a customer stated in their own message, only if it was never seen.
+    async def suggest(self, redis: Redis, stated: Identity, customer_id: str, *, via: Identity,
+                      evidence: str, event_id: str, at: datetime) -> IdentityLink:
+        """Keep an identity a customer stated as theirs as a suggestion; nothing is linked.
 
-        An identity that already has a customer is never moved by a statement — anyone can
-        type anyone's address — and None is returned: an agent may link it through the API.
+        Anyone can type anyone's address into a chat or an API call, so a statement never
+        binds an identity: it waits, with its evidence, for an agent to link it. The same
+        message suggests the same thing on a replay.
         """
         binding = Binding(customer_id=customer_id, since=at, how="stated", event_id=event_id,
                           actor=f"message {event_id}", evidence=evidence[:MAX_EVIDENCE_CHARS],
                           via=str(via))
         async with asyncio.timeout(self._timeout):
-            raw = await redis.set(self.identity_key(stated), _encoder.encode(binding), nx=True, get=True)
-            # the same binding back means this message made it before a restart
-            if raw is not None and not (isinstance(raw, bytes) and _binding.decode(raw) == binding):
-                return None
-            await redis.sadd(self.identities_key(customer_id), str(stated))
-        return _event(stated, binding)
+            await redis.hset(self.suggested_key(customer_id), str(stated), _encoder.encode(binding))
+        return IdentityLink(action="suggest", identity=stated, customer_id=customer_id,
+                            previous_customer_id=None, evidence=binding.evidence or "",
+                            actor=binding.actor or "", at=at, event_id=event_id)
+
+    async def suggestions(self, redis: Redis, customer_id: str) -> dict[str, Binding]:
+        """The identities a customer stated as theirs and no agent has linked yet."""
+        async with asyncio.timeout(self._timeout):
+            raw = await redis.hgetall(self.suggested_key(customer_id))
+        return {(k.decode() if isinstance(k, bytes) else k): _binding.decode(v)
+                for k, v in sorted(raw.items())}
+
+    def suggested_key(self, customer_id: str) -> str:
+        """The hash of a customer's suggested identities."""
+        return f"{self._suggested}{customer_id}"
 
     async def _move(self, redis: Redis, identity: Identity, bind: Bind, *, must_exist: bool) -> Binding:
         key = self.identity_key(identity)

@@ -164,12 +164,17 @@ class CustomerApi:
             if not found:
                 raise Refused(404, "not_found", f"no customer {customer_id}", "id")
             identities = await self._ids.identities(redis, customer_id)
+            suggested = await self._ids.suggestions(redis, customer_id)
         [profile] = self._directory.parse_profiles([customer_id], profiles)
         [lines] = self._history.parse_lines(history)
         [recent] = self._history.parse_recent(conversations)
         return web.json_response({
             "customer_id": customer_id, "tier": profile.tier, "name": profile.name,
             "identities": [str(i) for i in identities],
+            # stated by the customer, linked by nobody yet: POST /identities confirms one
+            "suggested_identities": [
+                {"identity": identity, "evidence": b.evidence, "event_id": b.event_id, "via": b.via,
+                 "at": b.since.isoformat()} for identity, b in suggested.items()],
             "conversations": msgspec.to_builtins(recent),
             "history": [{"identity": line.identity, **msgspec.to_builtins(line.entry)} for line in lines],
         })

@@ -71,6 +71,16 @@ class CustomerLine(HistoryEntry, frozen=True, kw_only=True):
     identity: str | None = None
 
 
+class SuggestedIdentity(msgspec.Struct, frozen=True, kw_only=True):
+    """An identity the customer stated as theirs in a private message; an agent may link it."""
+
+    identity: str
+    evidence: str | None
+    event_id: str | None
+    via: str | None
+    at: str
+
+
 class CustomerView(msgspec.Struct, frozen=True, kw_only=True):
     """One customer: tier, name, identities, recent conversations and history (newest first)."""
 
@@ -78,6 +88,8 @@ class CustomerView(msgspec.Struct, frozen=True, kw_only=True):
     tier: str | None
     name: str | None
     identities: list[str]
+    # stated by the customer, linked by nobody yet: POST .../identities confirms one
+    suggested_identities: list[SuggestedIdentity]
     conversations: list[ConversationSummary]
     history: list[CustomerLine]
 

@@ -254,24 +254,25 @@ async def test_a_link_racing_with_new_history_loses_no_line(redis: Redis) -> Non
     assert sorted(on_x + on_a) == sorted(written) and on_x
 
 
-async def test_a_stated_identity_joins_only_when_nobody_has_it(redis: Redis) -> None:
+async def test_a_stated_identity_is_only_a_suggestion_until_an_agent_links_it(redis: Redis) -> None:
     s = stores()
     [(chat_customer, _)] = await identify(redis, s, message(CHAT, "ev_1"))
-    await identify(redis, s, message(ADA_X, "ev_2"))
     new_mail = Identity(kind="email", value="ada.new@example.com")
     said = "my email is ada.new@example.com"
-    link = await s.ids.link_stated(redis, new_mail, chat_customer, via=CHAT, evidence=said, event_id="ev_1",
-                                   at=T0)
-    assert link is not None and (link.customer_id, link.previous_customer_id) == (chat_customer, None)
-    replayed = await s.ids.link_stated(redis, new_mail, chat_customer, via=CHAT, evidence=said,
-                                       event_id="ev_1", at=T0)
-    assert replayed == link
+    suggested = await s.ids.suggest(redis, new_mail, chat_customer, via=CHAT, evidence=said,
+                                    event_id="ev_1", at=T0)
+    assert (suggested.action, suggested.customer_id, suggested.evidence) == ("suggest", chat_customer, said)
+    assert await s.ids.suggest(redis, new_mail, chat_customer, via=CHAT, evidence=said,
+                               event_id="ev_1", at=T0) == suggested  # a replay suggests the same
+    # anyone can type anyone's address: the address is still nobody's but its own
     [(cid, decision)] = await identify(redis, s, message(new_mail, "ev_3"))
-    assert cid == chat_customer and "linked from chat:s_81f3 by message ev_1" in decision.reasons[0]
-    # a stranger can type anyone's handle: a known identity is never moved by a statement
-    assert await s.ids.link_stated(redis, ADA_X, chat_customer, via=CHAT, evidence="my x is @ada_x",
-                                   event_id="ev_4", at=T0) is None
-    assert await s.ids.identities(redis, X) == (ADA_X,)
+    assert cid == customer_id_for(new_mail) and decision.outcome == NEW
+    [(address, kept)] = (await s.ids.suggestions(redis, chat_customer)).items()
+    assert (address, kept.evidence, kept.via) == (str(new_mail), said, str(CHAT))
+    # an agent confirms it: linked with their evidence, and no longer a suggestion
+    await s.ids.link(redis, new_mail, chat_customer, evidence="verified by a code we mailed", actor="maria")
+    assert await s.ids.suggestions(redis, chat_customer) == {}
+    assert new_mail in await s.ids.identities(redis, chat_customer)
 
 
 async def profiles(redis: Redis, s: Stores, *customer_ids: str) -> list[tuple[str | None, str | None]]:
