@@ -13,7 +13,7 @@ export SB_REPLY_TOKEN_KEY ?= make-run-demo-reply-token-key
 # the agents' desk `make run` starts beside the router (switchboard desk)
 DESK_PID := .local/run/desk.pid
 
-.PHONY: setup run stop test lint typecheck unit integration bench schemas clean
+.PHONY: setup run stop test test-clocks lint typecheck unit integration bench schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ schemas: $(STAMP)
 test: setup lint typecheck
 	$(BIN)/switchboard stack up --with-imap
 	$(BIN)/pytest -q
+
+# the whole suite again under a faked weekday night and weekend, in other timezones
+test-clocks: setup
+	$(BIN)/switchboard stack up --with-imap
+	$(BIN)/python -m tests.clocks -q
 
 bench: setup
 	$(BIN)/switchboard stack up

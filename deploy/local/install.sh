@@ -9,7 +9,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 state=${SB_STATE_DIR:-$repo/.local}
 pom=$here/pom.xml
-packages=(openjdk-17-jre-headless maven redis-server dovecot-imapd dovecot-lmtpd)
+# faketime: `make test-clocks` runs the suite under a faked night and weekend
+packages=(openjdk-17-jre-headless maven redis-server dovecot-imapd dovecot-lmtpd faketime)
 cleanup=()
 trap 'rm -rf "${cleanup[@]}"' EXIT
 
