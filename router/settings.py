@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     http_port: int = Field(default=18080, ge=0, le=65535)
     # largest request body the HTTP API accepts, in bytes
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # a request's deadline, its body included: a trickled body cannot hold a connection longer
+    http_request_seconds: float = Field(default=30.0, gt=0)
     api_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     # integrations: name, SHA-256 of the token, scopes (JSON list; `switchboard token new`)
     integrations: IntegrationList = ()

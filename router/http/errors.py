@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import Counter
 
 from connectors.routes import Refusal
@@ -30,21 +32,34 @@ def unavailable(message: str, **more: Any) -> web.Response:
     return error(503, "unavailable", message, headers={"Retry-After": "1"}, **more)
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every route's refusals, outages and aiohttp's own errors (404, 413, ...) as our one answer."""
-    try:
-        return await handler(request)
-    except Refusal as e:
-        return error(e.status, e.code, e.message, **e.more)
-    except TransientError as e:
-        # the reasons Edge gives are written for callers: they name no host
-        return unavailable(f"{e.reason}; retry")
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app._client_max_size
-        return error(413, "too_large", f"body is larger than {limit} bytes", limit=limit)
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        code = e.reason.lower().replace(" ", "_")
-        return error(e.status, code, f"{request.method} {request.path}: {e.reason}")
+def json_errors(request_seconds: float) -> Middleware:
+    """Every route's refusals, outages and aiohttp's own errors (404, 413, ...) as our one answer.
+
+    Each request also has a deadline: a body trickled in to hold a connection (or any
+    handler that overruns) is answered 408 and the connection freed.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            async with asyncio.timeout(request_seconds) as deadline:
+                return await handler(request)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            return error(408, "request_timeout", f"the request took longer than {request_seconds:g}s")
+        except Refusal as e:
+            return error(e.status, e.code, e.message, **e.more)
+        except TransientError as e:
+            # the reasons Edge gives are written for callers: they name no host
+            return unavailable(f"{e.reason}; retry")
+        except web.HTTPRequestEntityTooLarge:
+            limit = request.app._client_max_size
+            return error(413, "too_large", f"body is larger than {limit} bytes", limit=limit)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            code = e.reason.lower().replace(" ", "_")
+            return error(e.status, code, f"{request.method} {request.path}: {e.reason}")
+
+    return middleware

@@ -65,7 +65,8 @@ def connector_routes(settings: Settings, edge: Edge) -> list[Route]:
 
 def build_app(settings: Settings, checks: dict[str, Check], routes: Iterable[Route] = ()) -> web.Application:
     """The aiohttp application: health and metrics, plus `routes`."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[json_errors(settings.http_request_seconds)])
     health = Health(checks)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
