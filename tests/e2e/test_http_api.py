@@ -67,7 +67,7 @@ async def test_health_readiness_and_metrics(launch: Launch) -> None:
     assert sb.get("/healthz") == (200, {"status": "ok"})
     status, ready = sb.get("/readyz")
     assert status == 200 and ready["ready"]
-    assert set(ready["checks"]) == {"kafka", "redis", "workers"}
+    assert set(ready["checks"]) == {"kafka", "redis", "workers", "stages"}
     _, metrics = sb.get("/metrics")
     for name in ("sb_messages_in_total", "sb_stage_latency_seconds", "sb_consumer_lag"):
         assert f"# TYPE {name}" in metrics

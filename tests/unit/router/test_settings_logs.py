@@ -7,7 +7,7 @@ import pytest
 from pydantic import SecretStr
 
 from router.logs import JsonFormatter
-from router.settings import Settings, load
+from router.settings import DEVELOPMENT_KEY, Settings, load
 from schemas import ConfigError
 from schemas.topics import ROUTED
 
@@ -40,7 +40,7 @@ def test_json_logs_carry_context_fields() -> None:
 
 @pytest.mark.parametrize("key", [None, "", "short-key"], ids=["built-in", "empty", "short"])
 def test_processes_refuse_a_guessable_reply_token_key(key: str | None) -> None:
-    settings = Settings() if key is None else Settings(reply_token_key=SecretStr(key))
+    settings = Settings(reply_token_key=SecretStr(DEVELOPMENT_KEY if key is None else key))
     with pytest.raises(ConfigError, match="development key") as caught:
         settings.require_reply_token_key()
     assert caught.value.where == "environment SB_REPLY_TOKEN_KEY"
