@@ -6,4 +6,18 @@ interval between two checks of a condition that has its own deadline.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
 POLL_SECONDS = 0.05
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """Wait for `check()` to return something truthy, and return it; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(POLL_SECONDS)
+    return found

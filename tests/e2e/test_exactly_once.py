@@ -25,7 +25,7 @@ from tests.e2e.test_email import email_env, mailbox  # noqa: F401 - fixture
 from tests.integration.email.conftest import Mailbox
 from tests.kafka_tools import publish, read_all
 from tests.processes import Switchboard, free_port
-from tests.waiting import POLL_SECONDS
+from tests.waiting import POLL_SECONDS, until
 
 pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
@@ -56,12 +56,6 @@ def holding_smtp() -> Iterator[tuple[HoldingInbox, int]]:
     controller.stop()
 
 
-async def until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(POLL_SECONDS)
-    return found
 
 
 async def test_killed_between_claim_and_result_is_uncertain_never_resent(

@@ -9,14 +9,12 @@ comes back and every message is routed; nothing is lost; SIGTERM still stops the
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,7 +25,7 @@ from tests.e2e.test_two_workers import routed_by
 from tests.kafka_tools import publish, read_all, wait_drained
 from tests.processes import Switchboard, free_port
 from tests.traffic import busy_hour
-from tests.waiting import POLL_SECONDS
+from tests.waiting import POLL_SECONDS, until
 
 pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
@@ -73,12 +71,6 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
         redis.kill()
 
 
-async def until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(POLL_SECONDS)
-    return found
 
 
 def redis_down(worker: Switchboard) -> bool:

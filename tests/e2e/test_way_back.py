@@ -5,9 +5,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from tests.integration.email.conftest import Mailbox, make_mail
 from tests.policies import example_policy
 from tests.processes import Switchboard
 from tests.receivers.webhook import WebhookReceiver
-from tests.waiting import POLL_SECONDS
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
@@ -38,13 +36,6 @@ def policy_file(tmp_path: Path, hook_url: str) -> Path:
     })
 
 
-async def until(check: Callable[[], Any], what: str, timeout: float = 45) -> Any:
-    """Wait for `check()` to return something truthy, and return it."""
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(POLL_SECONDS)
-    return found
 
 
 def bodies(receiver: WebhookReceiver, event: str) -> list[dict[str, Any]]:
