@@ -24,6 +24,8 @@ from schemas.ids import mail_nonce
 from schemas.outbound import OutboundKind, OutboundMessage
 from schemas.tokens import make_token
 
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
 __all__ = [
     "AUTOMATIC_KINDS",
     "MAIL_POLICY",
@@ -112,10 +114,14 @@ def thread_references(previous: Sequence[str], in_reply_to: str | None) -> tuple
 
 
 def message_id_for(conversation_id: str, reply_id: str, key: bytes, domain: str) -> str:
-    """`sb.TOKEN.NONCE@domain`; the nonce comes from reply_id, so a resend keeps the id."""
+    """`sb.TOKEN.REPLY@domain`: a resend keeps the id, and a bounce names the reply it concerns.
+
+    REPLY is the reply id itself when it is a plain word (ours always are); anything else
+    is replaced by a nonce derived from it, so a Message-ID never carries odd characters.
+    """
     token = make_token(conversation_id, key)
-    nonce = mail_nonce(reply_id)
-    return f"sb.{token}.{nonce}@{domain}"
+    local = reply_id if _PLAIN_ID.fullmatch(reply_id) else mail_nonce(reply_id)
+    return f"sb.{token}.{local}@{domain}"
 
 
 def _plus_address(address: str, token: str) -> str:

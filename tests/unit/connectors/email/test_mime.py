@@ -98,7 +98,7 @@ def test_message_id_is_stable_per_reply_and_carries_a_valid_token() -> None:
     first = message_id_for(CONVERSATION, "rep_1", KEY, "sb.example.com")
     assert first == message_id_for(CONVERSATION, "rep_1", KEY, "sb.example.com")
     assert first != message_id_for(CONVERSATION, "rep_2", KEY, "sb.example.com")
-    match = re.fullmatch(r"sb\.(.+)\.([0-9a-f]{16})@sb\.example\.com", first)
+    match = re.fullmatch(r"sb\.(.+)\.(rep_1)@sb\.example\.com", first)
     assert match and verify_token(match.group(1), KEY) == CONVERSATION
     assert find_tokens(first) == [TOKEN]
 

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from connectors.email.mime import message_id_for
 from processors.brain.thread import ThreadContext, ThreadRules, decide, normalise_subject
 from processors.intake.bounce import receipt_for_bounce, reply_of
 from schemas import EmailExtras, Identity, InboundMessage
@@ -59,6 +60,13 @@ def test_threading_signals_in_order_of_strength(
 )
 def test_subjects_are_normalised(subject: str | None, normalised: str) -> None:
     assert normalise_subject(subject) == normalised
+
+
+def test_a_bounce_names_the_reply_our_message_id_carried() -> None:
+    built = message_id_for(OURS, "rep_0123456789abcdef01234567", KEY, "support.example.com")
+    assert reply_of(built, KEY) == (OURS, "rep_0123456789abcdef01234567")
+    odd = message_id_for(OURS, "rep with spaces", KEY, "support.example.com")
+    assert " " not in odd and reply_of(odd, KEY) is not None
 
 
 def test_bounce_of_our_reply_becomes_a_failed_receipt() -> None:
