@@ -111,7 +111,8 @@ class Pipeline:
         return self.policy.current
 
     async def _reload_policy(self) -> None:
-        self.policy.reload_if_changed()
+        # off the loop: reading and checking a large (bounded) file must not delay the stream
+        await asyncio.to_thread(self.policy.reload_if_changed)
 
     async def _watch_sla(self) -> None:
         await self._produce(await self.watch.tick(datetime.now(UTC)))
