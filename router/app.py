@@ -127,7 +127,8 @@ class Pipeline:
 
     async def _reload_policy(self) -> None:
         async with self._tick("policy reload"):
-            self.policy.reload_if_changed()
+            # off the loop: reading and checking a large (bounded) file must not delay the stream
+            await asyncio.to_thread(self.policy.reload_if_changed)
 
     async def _watch_sla(self) -> None:
         async with self._tick("sla watch"):

@@ -2,6 +2,8 @@
 
 A bad edit is refused with its reason (file, line, key) while the policy already
 running keeps running; the refusal is logged and counted, so an operator sees it.
+Reading and checking are bounded (`processors.policy.load` and `.compose`), so no edit,
+however hostile, can stop or stall the workers that reload it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge
 
-from processors.policy.load import parse_policy
+from processors.policy.load import parse_policy, read_policy
 from processors.policy.model import Policy
 from router.vocabulary import vocabulary
 from schemas.errors import ConfigError
@@ -25,35 +27,43 @@ LOADED_AT = Gauge("sb_policy_loaded_timestamp_seconds", "When the policy in forc
 
 
 class PolicyHolder:
-    """Owns the current Policy; `current` is what every decision uses right now."""
+    """Owns the current Policy; `current` is what every decision uses right now.
+
+    The constructor only remembers the path: `load()` reads the file the first time.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._digest = ""
+        self._digest = ""  # of the text in force
+        self._seen = ""  # of the text checked last: a refused file is not checked again until it changes
         self._refused: str | None = None  # the last refusal, so it is reported once
-        self.current: Policy = self._load_first()
+        self._current: Policy | None = None
 
-    def _read(self) -> tuple[str, str]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read the policy file: {e}", str(self.path)) from e
-        return text, hashlib.sha256(text.encode()).hexdigest()
+    @property
+    def current(self) -> Policy:
+        """The policy in force; only after `load()`."""
+        if self._current is None:
+            raise RuntimeError("PolicyHolder.load() was not called: no policy is in force yet")
+        return self._current
 
-    def _load_first(self) -> Policy:
+    def load(self) -> Policy:
+        """Read and check the file the first time; a bad file raises the ConfigError that stops the start."""
         text, digest = self._read()
-        policy = parse_policy(text, str(self.path), vocabulary())  # a bad policy at start stops the start
-        self._digest = digest
+        self._current, self._digest, self._seen = self._parse(text), digest, digest
         LOADED_AT.set_to_current_time()
-        return policy
+        return self._current
 
     def reload_if_changed(self) -> bool:
         """Load the file again if its content changed; True when a new policy took effect."""
         try:
             text, digest = self._read()
-            if digest == self._digest:
+            if digest == self._seen:
                 return False
-            policy = parse_policy(text, str(self.path), vocabulary())
+            self._seen = digest
+            if digest == self._digest:  # back to the text in force after a refused edit
+                self._refused = None
+                return False
+            policy = self._parse(text)
         except ConfigError as e:
             if self._refused != e.reason:
                 log.error("policy change refused; the previous policy stays in force",
@@ -61,8 +71,21 @@ class PolicyHolder:
                 RELOADS.labels("refused").inc()
                 self._refused = e.reason
             return False
-        self.current, self._digest, self._refused = policy, digest, None
+        self._current, self._digest, self._refused = policy, digest, None
         LOADED_AT.set_to_current_time()
         RELOADS.labels("applied").inc()
         log.info("policy reloaded", extra={"policy": str(self.path)})
         return True
+
+    def _read(self) -> tuple[str, str]:
+        text = read_policy(self.path)
+        return text, hashlib.sha256(text.encode()).hexdigest()
+
+    def _parse(self, text: str) -> Policy:
+        try:
+            return parse_policy(text, str(self.path), vocabulary())
+        except ConfigError:
+            raise
+        except Exception as e:  # a checker's own bug refuses the edit, it never stops the workers
+            raise ConfigError(f"the policy could not be checked ({type(e).__name__}: {e})",
+                              str(self.path)) from e

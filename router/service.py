@@ -142,6 +142,7 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     redis: Redis = Redis.from_url(settings.redis_dsn, socket_timeout=10)
     channels = configured(settings, RedisCursorStore(redis, f"{settings.topic_prefix}sb"))
     policy = PolicyHolder(settings.policy_path)
+    policy.load()  # a bad policy file stops the start here, naming its file, line and key
     tools = ToolBox(settings, policy)
     pipeline = Pipeline(settings, redis, channels.send_functions(), policy, tools.current)
     services: list[Service] = [

@@ -90,7 +90,7 @@ class DispatchStage:
 
     def __init__(self, redis: Redis, tools: Callable[[], Mapping[str, HandoffTarget]],
                  policy: Callable[[], Policy], *, namespace: str, ttl_seconds: int,
-                 cards: CardStore | None = None, thread_ttl_seconds: int | None = None,
+                 cards: CardStore, thread_ttl_seconds: int,
                  retry: Retry | None = None, breaker_threshold: int = 5, breaker_cool_down: float = 30.0,
                  concurrency: int = 16, clock: Callable[[], float] = time.monotonic) -> None:
         self._redis = redis
@@ -98,8 +98,8 @@ class DispatchStage:
         self._policy = policy
         self._prefix = f"{namespace}:handoff:"
         self._ttl = ttl_seconds
-        self._cards = cards or CardStore(namespace, ttl_seconds)
-        self._thread_ttl = thread_ttl_seconds or ttl_seconds
+        self._cards = cards
+        self._thread_ttl = thread_ttl_seconds
         self.breakers = Breakers(breaker_threshold, breaker_cool_down, clock)
         self._courier = Courier(self.breakers, retry, clock=clock)
         self._limit = asyncio.Semaphore(concurrency)

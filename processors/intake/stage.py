@@ -52,7 +52,7 @@ class Intake:
 
     def __init__(self, redis: Redis, claims: ClaimStore, identities: IdentityStore,
                  token_key: bytes, our_domains: Sequence[str] = (),
-                 *, cards: CardStore | None = None) -> None:
+                 *, cards: CardStore) -> None:
         self._redis = redis
         self._cards = cards
         self._claims = claims
@@ -91,7 +91,7 @@ class Intake:
                 outputs.append(self._bounce(record, message))
                 continue
             answered = answered_conversation(message, self._token_key, self._our_domains)
-            if answered is not None and self._cards is not None:
+            if answered is not None:
                 answers.append((record, message, answered))
                 continue
             customer, decision = identify.decide(sighting, lookup)
@@ -109,7 +109,7 @@ class Intake:
     async def _agent_answers(self, answers: Sequence[tuple[Record, InboundMessage, str]],
                              outputs: list[Output]) -> None:
         """Agents' answers from team mailboxes become replies (their cards: one round trip)."""
-        if not answers or self._cards is None:
+        if not answers:
             return
         pipe = self._redis.pipeline(transaction=False)
         self._cards.queue_read(pipe, [conversation for _, _, conversation in answers])

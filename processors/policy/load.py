@@ -8,7 +8,9 @@ sections, so a running router never meets a broken policy.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -41,8 +43,9 @@ from processors.policy.model import (
 from processors.policy.nodes import Node, frozen, root
 from schemas.errors import ConfigError
 
-__all__ = ["check", "load_policy", "parse_policy"]
+__all__ = ["MAX_POLICY_BYTES", "check", "load_policy", "parse_policy", "read_policy"]
 
+MAX_POLICY_BYTES = 256 * 1024  # the example policy, comments and all, is 15 KiB
 PLACEHOLDERS = frozenset({"name", "expected", "reference", "opens"})
 _STEP_AT = re.compile(r"^(warn|breach)(?:\s*\+\s*(\S+))?$")
 
@@ -210,7 +213,7 @@ def _calendar(name: str, at: Node) -> Calendar:
     f = at.fields(("timezone", "hours"), ("holidays",))
     try:
         zone = ZoneInfo(f["timezone"].text())
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America", a 300-letter name
         f["timezone"].fail(f"unknown timezone {f['timezone'].text()!r}; use an IANA name like Europe/Berlin")
     try:
         hours = parse_hours([item.text() for item in f["hours"].items()])
@@ -349,13 +352,29 @@ def parse_policy(text: str, source_name: str, vocabulary: Vocabulary) -> Policy:
     )
 
 
+def read_policy(path: str | Path) -> str:
+    """The policy file's text: a regular file of at most MAX_POLICY_BYTES, in UTF-8."""
+    try:
+        # non-blocking, so a FIFO in its place is refused below instead of waiting for a writer
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ConfigError("cannot read the policy file: not a regular file", str(path))
+            raw = file.read(MAX_POLICY_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read the policy file: {e}", str(path)) from e
+    if len(raw) > MAX_POLICY_BYTES:
+        raise ConfigError(f"the policy file is larger than {MAX_POLICY_BYTES // 1024} KiB", str(path))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"the policy file is not UTF-8: byte 0x{raw[e.start]:02x} cannot be read",
+                          f"{path}:{line}") from e
+
+
 def load_policy(path: str | Path, vocabulary: Vocabulary) -> Policy:
     """Read and validate the policy file at `path`."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read the policy file: {e}", str(path)) from e
-    return parse_policy(text, str(path), vocabulary)
+    return parse_policy(read_policy(path), str(path), vocabulary)
 
 
 def check(path: str | Path, vocabulary: Vocabulary) -> list[str]:

@@ -42,7 +42,8 @@ __all__ = [
 ]
 
 Action = Literal["notify", "raise_priority", "reassign", "page"]
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# at most nine digits a part: any duration so written fits a timedelta
+_DURATION = re.compile(r"^(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?$")
 
 
 def parse_duration(text: str) -> timedelta:

@@ -17,6 +17,7 @@ from typing import NoReturn, TypeVar
 
 import yaml
 
+from processors.policy.compose import compose, scalar
 from processors.policy.model import Keywords, keywords, parse_duration
 from schemas.errors import ConfigError
 
@@ -32,11 +33,7 @@ def frozen(pairs: Mapping[str, T]) -> Mapping[str, T]:
 
 def root(text: str, source: str) -> Node:
     """The top node of a policy text; `source` is what errors call the file."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else 1
-        raise ConfigError(f"not valid YAML: {e.problem}", f"{source}:{line}") from e
+    node = compose(text, source)
     if node is None:
         raise ConfigError("the policy file is empty", f"{source}:1")
     return Node(node, "", source, node.start_mark.line + 1)
@@ -104,8 +101,10 @@ class Node:
     def value(self, kind: type[T], described: str) -> T:
         """A scalar of one YAML type (int, float, bool, date)."""
         if isinstance(self.node, yaml.ScalarNode):
-            # a fresh constructor: a shared one would keep every node of every reload
-            result = yaml.constructor.SafeConstructor().construct_object(self.node)
+            try:
+                result = scalar(self.node)
+            except ValueError:
+                self.fail(f"must be {described}")
             if kind is float and type(result) is int:
                 result = float(result)
             if type(result) is kind:

@@ -76,9 +76,8 @@ class SendStage:
     """Claims a batch of outbound messages in one round trip, sends, records the results."""
 
     def __init__(self, redis: Redis, senders: Mapping[str, SendFn], *, namespace: str,
-                 ttl_seconds: int, policy: Callable[[], Policy] | None = None,
-                 cards: CardStore | None = None, rates: Mapping[str, float] | None = None,
-                 concurrency: int = 16) -> None:
+                 ttl_seconds: int, policy: Callable[[], Policy], cards: CardStore,
+                 rates: Mapping[str, float] | None = None, concurrency: int = 16) -> None:
         self._redis = redis
         self._senders = senders
         self._prefix = f"{namespace}:reply:"
@@ -124,13 +123,11 @@ class SendStage:
         pipe = self._redis.pipeline(transaction=False)
         queue_claim_many(pipe, [self._prefix + m.reply_id for _, m in decoded],
                          [f"sending:{r.owner}" for r, _ in decoded], self._ttl)
-        wanted = sorted({m.conversation_id for _, m in decoded}) if self._cards else []
-        if self._cards and wanted:
-            self._cards.queue_read(pipe, wanted)
+        wanted = sorted({m.conversation_id for _, m in decoded})
+        self._cards.queue_read(pipe, wanted)
         previous, *more = await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
-        cards = dict(zip(wanted, self._cards.parse_read(more[0]), strict=True)) \
-            if self._cards and wanted else {}
+        cards = dict(zip(wanted, self._cards.parse_read(more[0]), strict=True))
         claimed, seen = [], set()
         for (record, message), before in zip(decoded, previous, strict=True):
             card = cards.get(message.conversation_id)
@@ -143,7 +140,7 @@ class SendStage:
 
     def _flags(self, claimed: _Claimed) -> tuple[GuardFlag, ...]:
         """The reply guard's flags on an agent's reply; machines' own messages are not guarded."""
-        if self._policy is None or claimed.message.kind != "agent_reply":
+        if claimed.message.kind != "agent_reply":
             return ()
         solved = claimed.card is not None and claimed.card.status in _SOLVED
         return guard.check(claimed.message.text, self._policy().guard, resolved=solved)

@@ -124,8 +124,9 @@ def hook(name: str, fallback: str | None = None, seconds: float = 1.0) -> Destin
 def stage(redis: Redis, tools: Mapping[str, AgentTool[Any]], policy: Policy | Callable[[], Policy],
           ns: str, **kwargs: Any) -> DispatchStage:
     current = policy if callable(policy) else (lambda: policy)
+    defaults = {"breaker_threshold": 3, "cards": CardStore(ns, 600), "thread_ttl_seconds": 600}
     return DispatchStage(redis, lambda: tools, current, namespace=ns, ttl_seconds=600, retry=FAST,
-                         **{"breaker_threshold": 3, **kwargs})
+                         **{**defaults, **kwargs})
 
 
 def routed(event: str, conversation: str = "con_1", queue: str = "general", transfers: int = 0,

@@ -1,4 +1,4 @@
-"""A running worker takes a policy edit without a restart, and refuses a broken one, keeping the last."""
+"""A running worker takes a policy edit without a restart; a broken or hostile one is refused."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from connectors.api.parse import parse as parse_api
-from processors.policy.load import parse_policy
+from processors.policy.load import load_policy, parse_policy
 from router.settings import Settings
 from router.vocabulary import VOCABULARY
 from schemas import ConfigError, RoutedConversation, decode, encode
 from schemas.topics import INBOUND, ROUTED
+from tests.hostile_policies import HOSTILE
 from tests.kafka_tools import publish, read_all, unique_prefix, wait_drained
 from tests.processes import Switchboard
 from tests.waiting import POLL_SECONDS
@@ -52,8 +53,13 @@ def worker(deployment: Settings, policy_file: Path, tmp_path: Path) -> Iterator[
 
 def edit(path: Path, text: str) -> None:
     """Replace the file in one step, as an editor or a config deployment does."""
+    edit_bytes(path, text.encode())
+
+
+def edit_bytes(path: Path, raw: bytes) -> None:
+    """Replace the file with these bytes in one step."""
     fresh = path.with_suffix(".tmp")
-    fresh.write_text(text)
+    fresh.write_bytes(raw)
     os.replace(fresh, path)
 
 
@@ -119,3 +125,23 @@ async def test_a_good_edit_routes_the_next_message_and_a_bad_one_is_refused_with
     assert fourth.queue == "billing"
     assert reloads(worker, "refused") == 1 and len(refusals(worker)) == 1
     assert worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid
+
+
+async def test_a_worker_survives_every_hostile_edit_and_then_takes_a_good_one(
+    deployment: Settings, policy_file: Path, worker: Switchboard
+) -> None:
+    pid = worker.proc.pid if worker.proc else None
+    assert (await route(deployment, "eve@example.com", "I was charged twice")).queue == "billing"
+    for count, case in enumerate(HOSTILE, start=1):
+        edit_bytes(policy_file, case.make(OLD))
+        with pytest.raises(ConfigError) as expected:
+            load_policy(policy_file, VOCABULARY)
+        await wait_reloads(worker, "refused", count)
+        assert refusals(worker)[-1]["reason"] == expected.value.reason, case.name
+    assert worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid
+    # the policy in force all along routes; the next good edit is taken up
+    assert (await route(deployment, "fay@example.com", "a refund please")).queue == "billing"
+    edit(policy_file, NEW)
+    await wait_reloads(worker, "applied", 1)
+    assert (await route(deployment, "gus@example.com", "a refund please")).queue == "finance"
+    assert worker.proc.poll() is None and worker.proc.pid == pid

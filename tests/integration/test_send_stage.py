@@ -23,9 +23,16 @@ from router.vocabulary import VOCABULARY
 from schemas import DeadLetter, DeliveryReceipt, Identity, OutboundMessage, decode, encode
 from schemas.conversation import ConversationCard, ConversationEvent
 from schemas.topics import CONVERSATION, DEADLETTER, DELIVERY
+from tests.paths import FIXTURES
 
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "policy.example.yaml"
+MINIMAL = load_policy(FIXTURES / "policy" / "valid_minimal.yaml", VOCABULARY)
+
+
+def minimal_policy() -> Policy:
+    """A real policy without reply-guard rules, for tests of what the guard does not touch."""
+    return MINIMAL
 
 
 def test_claim_verdicts() -> None:
@@ -70,7 +77,9 @@ class Channel:
 
 async def test_each_reply_is_sent_once_and_receipted(redis: Redis) -> None:
     channel = Channel()
-    stage = SendStage(redis, {"email": channel.send}, namespace=f"t{uuid.uuid4().hex}", ttl_seconds=600)
+    ns = f"t{uuid.uuid4().hex}"
+    stage = SendStage(redis, {"email": channel.send}, namespace=ns, ttl_seconds=600, policy=minimal_policy,
+                      cards=CardStore(ns, 600))
     a, b = reply("rep_a"), reply("rep_b")
     first = await stage.process([record(a, 1), record(b, 2), record(a, 3)])
     again = await stage.process([record(a, 4), record(b, 5)])
@@ -85,7 +94,8 @@ async def test_a_claim_left_by_a_crash_is_uncertain_never_resent(redis: Redis) -
     ns = f"t{uuid.uuid4().hex}"
     # what a worker killed between claim and send leaves behind
     await redis.set(f"{ns}:reply:rep_c", "sending:sb.outbound.v1/0/9")
-    stage = SendStage(redis, {"email": channel.send}, namespace=ns, ttl_seconds=600)
+    stage = SendStage(redis, {"email": channel.send}, namespace=ns, ttl_seconds=600, policy=minimal_policy,
+                      cards=CardStore(ns, 600))
     [out] = await stage.process([record(reply("rep_c"), 9)])
     receipt = decode(out.value, DeliveryReceipt)
     assert channel.sent == []
@@ -93,7 +103,9 @@ async def test_a_claim_left_by_a_crash_is_uncertain_never_resent(redis: Redis) -
 
 
 async def test_unknown_channel_and_bad_record_are_visible(redis: Redis) -> None:
-    stage = SendStage(redis, {}, namespace=f"t{uuid.uuid4().hex}", ttl_seconds=600)
+    ns = f"t{uuid.uuid4().hex}"
+    stage = SendStage(redis, {}, namespace=ns, ttl_seconds=600, policy=minimal_policy,
+                      cards=CardStore(ns, 600))
     outs = await stage.process([record(reply("rep_d", channel="fax"), 1), record(b"{oops", 2)])
     by_topic = {o.topic: o for o in outs}
     receipt = decode(by_topic[DELIVERY].value, DeliveryReceipt)
@@ -181,8 +193,9 @@ async def test_upsell_is_allowed_once_the_problem_is_solved(redis: Redis) -> Non
 
 async def test_acknowledgements_are_not_guarded_nor_answers(redis: Redis) -> None:
     channel = Channel()
-    stage = SendStage(redis, {"email": channel.send}, namespace=f"t{uuid.uuid4().hex}", ttl_seconds=600,
-                      policy=guarded_policy)
+    ns = f"t{uuid.uuid4().hex}"
+    stage = SendStage(redis, {"email": channel.send}, namespace=ns, ttl_seconds=600,
+                      policy=guarded_policy, cards=CardStore(ns, 600))
     ack = msgspec.structs.replace(agent_reply("rep_ack", "Calm down, we have your message."),
                                   kind="acknowledgement")
     outs = await stage.process([record(ack, 1)])
@@ -192,8 +205,9 @@ async def test_acknowledgements_are_not_guarded_nor_answers(redis: Redis) -> Non
 
 async def test_per_channel_rate_limit_spaces_sends(redis: Redis) -> None:
     channel = Channel()
-    stage = SendStage(redis, {"email": channel.send}, namespace=f"t{uuid.uuid4().hex}", ttl_seconds=600,
-                      rates={"email": 20.0})
+    ns = f"t{uuid.uuid4().hex}"
+    stage = SendStage(redis, {"email": channel.send}, namespace=ns, ttl_seconds=600,
+                      policy=minimal_policy, cards=CardStore(ns, 600), rates={"email": 20.0})
     started = time.monotonic()
     await stage.process([record(reply(f"rep_r{i}"), i) for i in range(30)])
     # a burst of 20 goes at once, the other 10 at 20/s

@@ -423,7 +423,7 @@ async def test_the_agent_sees_in_the_thread_that_a_reply_to_a_closed_conversatio
     policy = dataclasses.replace(load_policy(MINIMAL, VOCABULARY), queues=queues, default_queue="billing",
                                  destinations=destinations)
     dispatch = DispatchStage(edge.redis, lambda: {DESTINATION: tool}, lambda: policy, namespace=namespace,
-                             ttl_seconds=600)
+                             ttl_seconds=600, cards=edge.cards, thread_ttl_seconds=600)
     first = routed("con_loop", "Where is my parcel?")
     await dispatch.process([Record(edge.settings.topic(ROUTED), 0, 0, encode(first))])
     [opened] = emulator.posts
