@@ -224,7 +224,8 @@ async def test_a_sender_that_raises_fails_only_its_reply_and_never_sends_it_agai
         return await channel.send(message)
 
     ns = f"t{uuid.uuid4().hex}"
-    stage = SendStage(redis, {"email": send}, namespace=ns, ttl_seconds=600)
+    stage = SendStage(redis, {"email": send}, namespace=ns, ttl_seconds=600, policy=minimal_policy,
+                      cards=CardStore(ns, 600))
     outputs = await stage.process([record(reply("rep_bad"), 1), record(reply("rep_ok"), 2)])
     receipts = {r.reply_id: r for o in outputs if o.topic is DELIVERY
                 for r in [decode(o.value, DeliveryReceipt)]}
