@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import msgspec
 
 from connectors.slack.errors import SignatureError
+from schemas.codec import decode_json
 from schemas.errors import ParseError
 
 __all__ = [
@@ -154,7 +155,7 @@ def verify(secret: bytes, body: bytes, *, timestamp: str | None, signed: str | N
 def parse(body: bytes) -> SlackEvent:
     """Read a verified Events API body; ParseError if it is not an envelope at all."""
     try:
-        envelope = _envelope.decode(body)
+        envelope = decode_json(body, _envelope)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise ParseError(f"not a Slack Events API envelope: {e}") from e
     if envelope.type == "url_verification":
