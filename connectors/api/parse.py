@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from connectors.api.errors import ApiInputError
+from schemas.codec import decode_json
 from schemas.errors import ParseError
 from schemas.identity import parse_sender
 from schemas.ids import inbound_event_id
@@ -81,7 +82,7 @@ def to_inbound(body: ApiMessage, *, received_at: datetime | None = None,
 def parse(raw: bytes) -> InboundMessage:
     """Parse raw JSON bytes into an InboundMessage, or raise ApiInputError with the reason."""
     try:
-        body = _decoder.decode(raw)
+        body = decode_json(raw, _decoder)
     except msgspec.ValidationError as e:
         named = _FIELD.search(str(e))
         raise ApiInputError(f"invalid message: {e}", field=named.group(1) if named else None) from e

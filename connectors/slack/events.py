@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import msgspec
 
 from connectors.slack.errors import SignatureError
+from schemas.codec import decode_json
 from schemas.errors import ParseError
 
 __all__ = [
@@ -52,6 +53,8 @@ TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
 RETRY_NUM_HEADER = "X-Slack-Retry-Num"
 RETRY_REASON_HEADER = "X-Slack-Retry-Reason"
 TOLERANCE_SECONDS = 300.0
+_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only, few enough to compare with a float clock
+_SIGNED = re.compile(r"v0=[0-9a-fA-F]{64}")
 _REPLY_SUBTYPES = frozenset({None, "thread_broadcast"})
 # what marks a thread message as agents talking among themselves, not to the customer
 NOTE_PREFIXES = ("note:", "//")
@@ -130,22 +133,29 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
 
 def verify(secret: bytes, body: bytes, *, timestamp: str | None, signed: str | None, now: float,
            tolerance: float = TOLERANCE_SECONDS) -> None:
-    """Check a request's signature headers against its raw body; SignatureError says what is wrong."""
+    """Check a request's signature headers against its raw body; SignatureError says what is wrong.
+
+    Each header's length and characters are checked before it is converted or compared,
+    so a hostile header is refused like any other, never an error of another kind.
+    """
     if not timestamp or not signed:
         raise SignatureError(f"{TIMESTAMP_HEADER} and {SIGNATURE_HEADER} are both required")
-    if not timestamp.isdigit():
-        raise SignatureError(f"{TIMESTAMP_HEADER} {timestamp[:20]!r} is not a whole number")
+    if not _SECONDS.fullmatch(timestamp):
+        raise SignatureError(f"{TIMESTAMP_HEADER} {timestamp[:20]!r} is not a whole number of unix seconds")
     if abs(now - int(timestamp)) > tolerance:
         raise SignatureError(f"timestamp is {abs(now - int(timestamp)):.0f}s away from now, "
                              f"more than the {tolerance:.0f}s allowed")
-    if not hmac.compare_digest(signature(secret, timestamp, body).encode(), signed.encode()):
+    if not _SIGNED.fullmatch(signed):
+        # a malformed value cannot match: said so, without comparing it
+        raise SignatureError(f"signature does not match the body ({SIGNATURE_HEADER} is not v0=<hex>)")
+    if not hmac.compare_digest(signature(secret, timestamp, body), signed.lower()):
         raise SignatureError("signature does not match the body")
 
 
 def parse(body: bytes) -> SlackEvent:
     """Read a verified Events API body; ParseError if it is not an envelope at all."""
     try:
-        envelope = _envelope.decode(body)
+        envelope = decode_json(body, _envelope)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise ParseError(f"not a Slack Events API envelope: {e}") from e
     if envelope.type == "url_verification":

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 from connectors.webhook.errors import SignatureError
 
-__all__ = ["DELIVERY_HEADER", "EVENT_HEADER", "SIGNATURE_HEADER", "TOLERANCE_SECONDS", "sign", "signature",
-           "verify"]
+__all__ = ["DELIVERY_HEADER", "EVENT_HEADER", "MAX_HEADER_CHARS", "SIGNATURE_HEADER", "TOLERANCE_SECONDS",
+           "sign", "signature", "verify"]
 
 SIGNATURE_HEADER = "X-Switchboard-Signature"
 DELIVERY_HEADER = "X-Switchboard-Delivery"
 EVENT_HEADER = "X-Switchboard-Event"
 TOLERANCE_SECONDS = 300.0
+MAX_HEADER_CHARS = 1024  # a timestamp and a few digests while secrets rotate
+_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only, few enough to compare with a float clock
+_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def signature(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -36,16 +40,23 @@ def sign(secret: bytes, body: bytes, now: float) -> str:
 
 def verify(secret: bytes, header: str, body: bytes, now: float,
            tolerance: float = TOLERANCE_SECONDS) -> None:
-    """Check a signature header against the body; raises SignatureError saying what is wrong."""
+    """Check a signature header against the body; raises SignatureError saying what is wrong.
+
+    Nothing in the header is converted before its length and characters are checked, so
+    a huge, non-ASCII or malformed header is a SignatureError like any other refusal.
+    """
+    if len(header) > MAX_HEADER_CHARS:
+        raise SignatureError(f"signature header is longer than {MAX_HEADER_CHARS} characters")
     timestamp: int | None = None
     digests: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
         if name == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
-                raise SignatureError(f"timestamp {value[:20]!r} is not a whole number") from None
+            if timestamp is not None:
+                raise SignatureError("signature header has more than one t=")
+            if not _SECONDS.fullmatch(value):
+                raise SignatureError(f"timestamp {value[:20]!r} is not a whole number of unix seconds")
+            timestamp = int(value)
         elif name == "v1":
             digests.append(value)
     if timestamp is None or not digests:
@@ -53,6 +64,9 @@ def verify(secret: bytes, header: str, body: bytes, now: float,
     if abs(now - timestamp) > tolerance:
         raise SignatureError(f"timestamp is {abs(now - timestamp):.0f}s away from now, "
                              f"more than the {tolerance:.0f}s allowed")
+    malformed = next((d for d in digests if not _DIGEST.fullmatch(d)), None)
+    if malformed is not None:
+        raise SignatureError(f"v1 value {malformed[:20]!r} is not 64 hex digits")
     expected = signature(secret, timestamp, body)
-    if not any(hmac.compare_digest(expected, d) for d in digests):
+    if not any(hmac.compare_digest(expected, d.lower()) for d in digests):
         raise SignatureError("signature does not match the body")

@@ -38,7 +38,7 @@ from router.http.customers import Refused
 from router.http.errors import error, unavailable
 from router.http.integrations import Caller, Denied, Integrations, Scope
 from router.settings import Settings
-from schemas.codec import encode
+from schemas.codec import decode_json, encode
 from schemas.conversation import ConversationCard, ConversationEvent, LifecycleKind
 from schemas.errors import TransientError
 from schemas.ids import agent_reply_id, lifecycle_event_id
@@ -166,7 +166,7 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 def _decode(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
     try:
-        return decoder.decode(raw)
+        return decode_json(raw, decoder)
     except msgspec.ValidationError as e:
         found = _FIELD.search(str(e))
         raise Refused(422, "invalid", str(e), found.group(1) if found else None) from e

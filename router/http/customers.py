@@ -31,6 +31,7 @@ from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore, LinkRefused
 from router.http.errors import error, unavailable
 from router.http.integrations import Caller, Scope, forbidden
+from schemas.codec import decode_json
 from schemas.errors import ConfigError, ParseError, TransientError
 from schemas.identified import IdentityLink
 from schemas.identity import Identity
@@ -91,7 +92,7 @@ def _customer_id(request: web.Request) -> str:
 
 def _decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
     try:
-        return decoder.decode(raw)
+        return decode_json(raw, decoder)
     except msgspec.DecodeError as e:
         found = _FIELD.search(str(e))
         raise Refused(400 if not found else 422, "bad_json" if not found else "invalid", str(e),
