@@ -12,13 +12,14 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from connectors.slack.settings import SlackSettings
-from router.http import conversations, customers, slack_events
-from router.http.integrations import Integrations
-from router.http.server import build_app
+from connectors.slack.routes import PATH as SLACK_PATH
+from processors.policy.load import load_policy
+from router.http.app import edge_app
 from router.settings import Settings
+from router.vocabulary import VOCABULARY
 from schemas.identified import IdentityLink
 from tests.emulators import slack
+from tests.paths import EXAMPLE_POLICY
 
 TOKEN = "dev-token"
 SECRET = "slack-signing-secret"
@@ -37,7 +38,7 @@ ROUTES = [
     ("DELETE", f"{CUSTOMER}/identities/bob@example.com", b'{"evidence": "caf\xe9"}', "bad_json"),
     ("PUT", f"{CUSTOMER}/tier", b'{"tier": "caf\xe9"}', "bad_json"),
     # signed, so the body is read; Slack's unreadable signed bodies have their own code
-    ("POST", slack_events.PATH, b'{"type": "event_callback", "event": {"text": "caf\xe9"}}', "bad_event"),
+    ("POST", SLACK_PATH, b'{"type": "event_callback", "event": {"text": "caf\xe9"}}', "bad_event"),
 ]
 IDS = [f"{method} {path}" for method, path, _, _ in ROUTES]
 
@@ -57,24 +58,20 @@ class Published:
 
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[TestClient[web.Request, web.Application], Published]]:
-    settings = Settings(api_tokens=(SecretStr(TOKEN),))
+    settings = Settings(api_tokens=(SecretStr(TOKEN),), sections={
+        "slack": {"bot_token": "xoxb-unused", "signing_secret": SECRET}})
     redis = Redis.from_url("redis://127.0.0.1:9")  # never reached: every body here is refused first
     published = Published()
-    access = Integrations.from_settings(settings)
-    app = build_app(settings, published, {})
-    customers.add_routes(app, lambda: redis, published.link, {"standard"}, access.caller_of, namespace="t")
-    conversations.add_routes(app, settings, lambda: redis, published, access)
-    slack_events.add_routes(
-        app, SlackSettings(bot_token=SecretStr("xoxb-unused"), signing_secret=SecretStr(SECRET)),
-        redis_getter=lambda: redis, namespace="t", destination_for_channel=lambda _: None,
-        publish=published, outbound_topic="t.sb.outbound.v1")
+    policy = load_policy(EXAMPLE_POLICY, VOCABULARY)
+    app = edge_app(settings, {}, publish=published, publish_link=published.link, redis=lambda: redis,
+                   policy=lambda: policy)
     async with TestClient(TestServer(app)) as client:
         yield client, published
     await redis.aclose()
 
 
 def headers(path: str, body: bytes) -> dict[str, str]:
-    return slack.signed_headers(SECRET, body) if path == slack_events.PATH else JSON
+    return slack.signed_headers(SECRET, body) if path == SLACK_PATH else JSON
 
 
 def rejected(code: str) -> float:
