@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import random
 import sysconfig
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -381,12 +382,61 @@ def test_nesting_up_to_the_limit_parses() -> None:
     [
         (parse.MAX_DEPTH + 1, "nested deeper than 20"),
         (400, "nested deeper than 20"),
-        (5000, "more than 500 MIME parts"),
+        (5000, "nested deeper than 20"),
     ],
 )
 def test_deeply_nested_mime_bomb_is_refused(depth: int, reason: str) -> None:
     with pytest.raises(ParseError, match=reason):
         _parse(_nested(depth))
+
+
+# every way the stdlib parser reads a boundary parameter, and the line ends it splits on
+BOUNDARY_SPELLINGS = [
+    pytest.param(lambda b: b'boundary="%s"' % b, b"\n", id="quoted"),
+    pytest.param(lambda b: b"boundary=%s" % b, b"\n", id="bare"),
+    pytest.param(lambda b: b"boundary=<%s>" % b, b"\n", id="angle-brackets"),
+    pytest.param(lambda b: b"boundary*=''%s" % b, b"\n", id="rfc2231"),
+    pytest.param(lambda b: b"boundary*=us-ascii'en'%s" % b, b"\n", id="rfc2231-charset"),
+    pytest.param(lambda b: b'boundary*0*=%s; boundary*1="-x"' % b, b"\n", id="rfc2231-continued"),
+    pytest.param(lambda b: b'boundary="%s   "' % b, b"\n", id="trailing-spaces"),
+    pytest.param(lambda b: b'BOUNDARY = "%s"' % b, b"\n", id="upper-case-and-spaces"),
+    pytest.param(lambda b: b'charset=us-ascii;\n boundary="%s"' % b, b"\n", id="folded"),
+    pytest.param(lambda b: b'boundary="%s"' % b, b"\r", id="cr-line-ends"),
+    pytest.param(lambda b: b'boundary="%s"' % b, b"\r\n", id="crlf-line-ends"),
+]
+
+
+def _spelled_nest(spell: Any, nl: bytes, depth: int, filler_lines: int) -> bytes:
+    # what the parser takes as the boundary of this spelling
+    suffix = b"-x" if b"*1=" in spell(b"") else b""
+    opening = b"".join(
+        b"Content-Type: multipart/mixed; %s\n\n--b%d%s\n" % (spell(b"b%d" % level), level, suffix)
+        for level in range(depth)
+    )
+    body = b"Content-Type: text/plain\n\ndeep inside\nxy" + b"\n" * filler_lines
+    closing = b"".join(b"\n--b%d%s--\n" % (level, suffix) for level in reversed(range(depth)))
+    raw = b"From: bomb@example.com\nMIME-Version: 1.0\n" + opening + body + closing
+    return raw.replace(b"\n", nl)
+
+
+@pytest.mark.parametrize(("spell", "nl"), BOUNDARY_SPELLINGS)
+def test_every_boundary_spelling_counts_towards_the_depth(spell: Any, nl: bytes) -> None:
+    assert _parse(_spelled_nest(spell, nl, 3, 1)).text == "deep inside\nxy"
+    # 490 levels over 50,000 lines cost 4.5 s of CPU when this spelling slipped past the guard
+    bomb = _spelled_nest(spell, nl, 490, 50_000)
+    started = time.process_time()
+    with pytest.raises(ParseError, match="nested deeper than 20 levels"):
+        _parse(bomb)
+    assert time.process_time() - started < 0.5
+
+
+def test_legitimately_nested_three_levels_parse() -> None:
+    message = _fixture("nested_three_levels.eml")
+    assert message.text == "The parcel arrived crushed. Photo and receipt attached."
+    assert [(a.name, a.content_type) for a in message.attachments] == [
+        ("box.png", "image/png"),
+        ("receipt.pdf", "application/pdf"),
+    ]
 
 
 def test_deep_chain_of_attached_messages_is_refused() -> None:
