@@ -1,7 +1,8 @@
 """Guard rails: refuse what is not mail, or is built to choke the parser, with `ParseError(reason)`.
 
 Before the stdlib parser sees the bytes: size, Outlook .msg files, input that does not
-start with a header field and binary data in the header section.
+start with a header field (blank or whitespace-only lines in front are dropped, as some
+exports and MTAs add them) and binary data in the header section.
 
 While it parses: `GuardedMessage`, the parser's message factory, counts every part as
 the parser attaches it to its parent and refuses the part that would be nested deeper
@@ -44,6 +45,8 @@ _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # a mail starts with a header field ("Name:") or an mbox "From " line
 _FIRST_LINE = re.compile(rb"(?:From |[!-9;-~]{1,200}[ \t]*:)")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+# empty or whitespace-only lines before the first header (CR, LF or CRLF ends, as the parser)
+_LEADING_BLANK_LINES = re.compile(rb"(?:[ \t]*(?:\r\n|\r|\n))*")
 
 
 def refuse_non_mail(raw: bytes, max_bytes: int) -> bytes:
@@ -52,7 +55,8 @@ def refuse_non_mail(raw: bytes, max_bytes: int) -> bytes:
         raise ParseError(f"message is {len(raw)} bytes, limit is {max_bytes}")
     if raw.startswith(_OLE2_MAGIC):
         raise ParseError("an Outlook .msg file (OLE2 compound document), not an RFC 822 message")
-    data = raw.lstrip(b"\r\n")  # some exporters put blank lines before the headers
+    blank = _LEADING_BLANK_LINES.match(raw)
+    data = raw[blank.end():] if blank else raw
     if not data.strip():
         raise ParseError("message is empty")
     if not _FIRST_LINE.match(data):

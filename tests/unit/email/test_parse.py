@@ -322,6 +322,35 @@ def test_refused(raw: bytes, reason: str) -> None:
         _parse(raw)
 
 
+LEADING_BLANK_LINES = [
+    pytest.param(b"\r\n\r\n", id="crlf"),
+    pytest.param(b"\n", id="lf"),
+    pytest.param(b"   \n\t\n", id="spaces-and-tabs"),
+    pytest.param(b" \t \r\n\r\n  \r\n", id="whitespace-crlf"),
+    pytest.param(b"\t\r \r", id="whitespace-cr"),
+]
+
+
+@pytest.mark.parametrize("blank", LEADING_BLANK_LINES)
+def test_blank_and_whitespace_only_lines_before_the_headers_are_skipped(blank: bytes) -> None:
+    raw = blank + b"From: Ada <ada@example.org>\nSubject: exported\n\nStill waiting.\n"
+    message = _parse(raw)
+    assert message.sender == parse_sender("ada@example.org")
+    assert (message.subject, message.text) == ("exported", "Still waiting.")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        pytest.param(b" \t\n   \n\t", "empty", id="whitespace-only"),
+        pytest.param(b"\n  From: ada@example.org\n\nhi\n", "header field", id="indented-header"),
+    ],
+)
+def test_whitespace_is_not_a_header(raw: bytes, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        _parse(raw)
+
+
 def test_unexpected_stdlib_errors_become_parse_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(data: bytes) -> None:
         raise IndexError("list index out of range")
