@@ -32,6 +32,8 @@ from connectors.email.guards import (
 )
 from connectors.email.headers import (
     MAX_REFERENCES,
+    MAX_SUBJECT_WORDS,
+    SUBJECT_CUT_MARK,
     bare_address,
     decoded_subject,
     email_extras,
@@ -51,6 +53,8 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_PARTS",
     "MAX_REFERENCES",
+    "MAX_SUBJECT_WORDS",
+    "SUBJECT_CUT_MARK",
     "decode_bytes",
     "decode_words",
     "message_ids",
