@@ -1,7 +1,11 @@
-"""Recognise mail no customer wrote to us: auto-replies, mailing-list traffic and bounces.
+"""Recognise mail no customer wrote to us: auto-replies, mailing-list traffic, bounces, abuse reports.
 
 Works on headers already unfolded and decoded by the parser (lower-case names, every
 value of a repeated header) and on the parsed MIME tree; pure, no I/O.
+
+An abuse report (ARF, RFC 5965: `multipart/report; report-type=feedback-report`) is
+tagged `abuse_report` and, being machine mail, also `auto_reply`, so it is never
+acknowledged.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from email.message import Message
 
 __all__ = [
+    "ABUSE_REPORT",
     "AUTO_REPLY",
     "BOUNCE",
     "MAILING_LIST",
@@ -24,6 +29,7 @@ __all__ = [
 AUTO_REPLY = "auto_reply"
 MAILING_LIST = "mailing_list"
 BOUNCE = "bounce"
+ABUSE_REPORT = "abuse_report"
 
 Headers = Mapping[str, Sequence[str]]
 
@@ -74,6 +80,8 @@ def tags(headers: Headers, msg: Message, *, sender: str, subject: str | None) ->
     found: set[str] = set()
     if _is_auto_reply(headers, subject) or _is_receipt(msg):
         found.add(AUTO_REPLY)
+    if _report_type(msg) == "feedback-report":
+        found.update((ABUSE_REPORT, AUTO_REPLY))  # machine mail: never acknowledged
     if _is_list(headers):
         found.add(MAILING_LIST)
     if _is_bounce(msg, sender, subject):

@@ -150,3 +150,47 @@ def test_plain_text_bounce_gives_the_returned_message_id() -> None:
     report = noise.bounce_report(_message("", body))
     assert report.original_ids == ("<returned-9@acme.test>",)
     assert report.action is None
+
+
+def _by_name(msg: Message) -> dict[str, list[str]]:
+    by_name: dict[str, list[str]] = {}
+    for name, value in msg.raw_items():
+        by_name.setdefault(name.lower(), []).append(str(value).strip())
+    return by_name
+
+
+ARF = """\
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="F"
+
+--F
+Content-Type: text/plain
+
+This is an abuse report.
+
+--F
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: ExampleFBL/1.0
+Version: 1
+
+--F
+Content-Type: message/rfc822
+
+From: help@acme.test
+Message-ID: <sb.reply-1@acme.test>
+
+Our reply.
+
+--F--
+"""
+
+
+@pytest.mark.parametrize("sender", ["fbl@feedback.example.com", "postmaster@example.com"])
+def test_abuse_report_is_tagged_and_never_answered(sender: str) -> None:
+    msg = _message(ARF, "")
+    assert noise.tags(_by_name(msg), msg, sender=sender, subject="Abuse report") == (
+        "abuse_report",
+        "auto_reply",
+    )

@@ -227,6 +227,16 @@ FIXTURE_CASES = [
     ),
     pytest.param("delivered_report.eml", {"tags": ("auto_reply",)}, id="delivered-report"),
     pytest.param("read_receipt.eml", {"tags": ("auto_reply",)}, id="read-receipt"),
+    # auto_reply is what keeps the acknowledgement away (processors' ALWAYS_SKIPPED)
+    pytest.param(
+        "abuse_report_arf.eml",
+        {
+            "tags": ("abuse_report", "auto_reply"),
+            "sender": "fbl@feedback.mailhost.example",
+            "extras.bounce_message_ids": (),
+        },
+        id="abuse-report-arf",
+    ),
 ]
 
 
