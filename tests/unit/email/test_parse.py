@@ -237,6 +237,17 @@ FIXTURE_CASES = [
         },
         id="abuse-report-arf",
     ),
+    pytest.param(
+        "fake_bounce_from_customer.eml",
+        {
+            "tags": (),
+            "sender": "mallory@example.net",
+            "text": "Your reply could not be delivered. (It was, but this says otherwise.)",
+            "extras.bounce_message_ids": (),
+            "extras.bounce_action": None,
+        },
+        id="bounce-look-alike-from-a-customer",
+    ),
 ]
 
 
