@@ -17,9 +17,11 @@ from connectors.email.mime import (
     reply_subject,
     thread_references,
 )
+from connectors.email.parse import parse_email
 from connectors.email.settings import SmtpSettings
 from schemas.errors import PermanentError
 from schemas.identity import Identity
+from schemas.inbound import EmailExtras
 from schemas.outbound import OutboundMessage
 from schemas.tokens import find_tokens, make_token, verify_token
 
@@ -170,6 +172,19 @@ def test_reply_to_a_customer_with_a_non_ascii_message_id() -> None:
     message, raw = built(in_reply_to="<ünïcödé-42@exämple.org>",
                          references=("<root@example.org>", "<rüt@example.org>"))
     raw.decode("ascii")
+    assert message["In-Reply-To"] is None
+    assert message["References"] == "<root@example.org>"
+
+
+def test_reply_to_a_parsed_mail_whose_ids_are_utf8() -> None:
+    raw = ("From: Zoë <zoe@example.org>\nSubject: Frage\nMessage-ID: <ünï-1@exämple.org>\n"
+           "References: <root@example.org> <wurzel-ü@example.org>\n\nHallo\n").encode()
+    customer = parse_email(raw, received_at=NOW)
+    extras = customer.extras
+    assert isinstance(extras, EmailExtras) and extras.message_id == "ünï-1@exämple.org"
+    message, data = built(in_reply_to=extras.message_id,
+                          references=(*extras.references, extras.message_id))
+    data.decode("ascii")
     assert message["In-Reply-To"] is None
     assert message["References"] == "<root@example.org>"
 
