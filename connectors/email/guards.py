@@ -76,19 +76,19 @@ class GuardedMessage(EmailMessage):
 
     def __init__(self, policy: Policy | None = None) -> None:
         super().__init__(policy)
-        self.depth = 0
+        self.mime_depth = 0
         # one counter shared by every part of the same mail: [parts so far]
-        self.parts = [1]
+        self.mime_parts = [1]
 
     # typeshed narrows MIMEPart.attach to Self with the same ignore; Message allows a str
     def attach(self, payload: Self) -> None:  # type: ignore[override]
         """Attach a part one level below this one, or raise ParseError past the limits."""
-        payload.depth = self.depth + 1
-        payload.parts = self.parts
-        self.parts[0] += 1
-        if payload.depth > MAX_DEPTH:
+        payload.mime_depth = self.mime_depth + 1
+        payload.mime_parts = self.mime_parts
+        self.mime_parts[0] += 1
+        if payload.mime_depth > MAX_DEPTH:
             raise ParseError(f"MIME parts nested deeper than {MAX_DEPTH} levels")
-        if self.parts[0] > MAX_PARTS:
+        if self.mime_parts[0] > MAX_PARTS:
             raise ParseError(f"more than {MAX_PARTS} MIME parts")
         super().attach(payload)
 
