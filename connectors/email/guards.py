@@ -1,17 +1,27 @@
 """Guard rails: refuse what is not mail, or is built to choke the parser, with `ParseError(reason)`.
 
 Before the stdlib parser sees the bytes: size, Outlook .msg files, input that does not
-start with a header field, binary data in the header section, and MIME bombs (too many
-or too deeply nested multiparts, found by one regex scan). After it: exact depth and part
-counts on the parsed tree, walked by `walk`. Pure, no I/O.
+start with a header field (blank or whitespace-only lines in front are dropped, as some
+exports and MTAs add them) and binary data in the header section.
+
+While it parses: `GuardedMessage`, the parser's message factory, counts every part as
+the parser attaches it to its parent and refuses the part that would be nested deeper
+than MAX_DEPTH or exceed MAX_PARTS. The parser checks every line against the boundary
+of every multipart still open, so a deep nest costs lines times depth; refusing at the
+moment the nest gets too deep keeps that multiplier at MAX_DEPTH, and because it is the
+stdlib parser itself that found the boundary, no spelling of it (quoted, `<x>`, RFC 2231
+`boundary*=`, continuations, CR-only line ends) can hide a level. `walk` yields the
+parts of a parsed tree. Pure, no I/O.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from email.errors import HeaderParseError
-from email.message import Message
+from email.message import EmailMessage, Message
+from email.policy import Policy
+from typing import Self
 
 from schemas.errors import ParseError
 
@@ -20,8 +30,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "MAX_DEPTH",
     "MAX_PARTS",
-    "check_tree",
-    "refuse_mime_bomb",
+    "GuardedMessage",
     "refuse_non_mail",
     "walk",
 ]
@@ -35,8 +44,9 @@ BAD_HEADER = (HeaderParseError, IndexError, ValueError, TypeError, AttributeErro
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # a mail starts with a header field ("Name:") or an mbox "From " line
 _FIRST_LINE = re.compile(rb"(?:From |[!-9;-~]{1,200}[ \t]*:)")
-_BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.I)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+# empty or whitespace-only lines before the first header (CR, LF or CRLF ends, as the parser)
+_LEADING_BLANK_LINES = re.compile(rb"(?:[ \t]*(?:\r\n|\r|\n))*")
 
 
 def refuse_non_mail(raw: bytes, max_bytes: int) -> bytes:
@@ -45,7 +55,8 @@ def refuse_non_mail(raw: bytes, max_bytes: int) -> bytes:
         raise ParseError(f"message is {len(raw)} bytes, limit is {max_bytes}")
     if raw.startswith(_OLE2_MAGIC):
         raise ParseError("an Outlook .msg file (OLE2 compound document), not an RFC 822 message")
-    data = raw.lstrip(b"\r\n")  # some exporters put blank lines before the headers
+    blank = _LEADING_BLANK_LINES.match(raw)
+    data = raw[blank.end():] if blank else raw
     if not data.strip():
         raise ParseError("message is empty")
     if not _FIRST_LINE.match(data):
@@ -56,49 +67,30 @@ def refuse_non_mail(raw: bytes, max_bytes: int) -> bytes:
     return data
 
 
-def refuse_mime_bomb(data: bytes) -> None:
-    """Refuse too many or too deeply nested multiparts before the stdlib parser runs.
+class GuardedMessage(EmailMessage):
+    """The parser's message class: refuses a part nested too deep or one part too many.
 
-    The parser checks every line against every open boundary, so deep nesting costs
-    lines times depth; counting delimiter lines here is one C-speed regex scan.
+    The stdlib parser attaches each new part to its parent before it reads the part, so
+    `attach` sees the structure grow and stops the parse as soon as a limit is crossed.
     """
-    boundaries = {quoted or bare for quoted, bare in _BOUNDARY.findall(data)}
-    if not boundaries:
-        return
-    if len(boundaries) <= MAX_DEPTH and data.count(b"\n--") <= MAX_PARTS:
-        return  # too few boundaries to nest deeply, too few delimiter lines for many parts
-    if len(boundaries) > MAX_PARTS:
-        raise ParseError(f"more than {MAX_PARTS} MIME parts")
-    alternatives = b"|".join(re.escape(b) for b in sorted(boundaries, key=len, reverse=True))
-    delimiter = re.compile(rb"^--(" + alternatives + rb")(--)?", re.M)
-    spans: dict[bytes, list[int]] = {}
-    for count, match in enumerate(delimiter.finditer(data), start=1):
-        if count > MAX_PARTS + len(boundaries):
-            raise ParseError(f"more than {MAX_PARTS} MIME parts")
-        span = spans.setdefault(match.group(1), [match.start(), len(data)])
-        if match.group(2):
-            span[1] = match.start()
-    if _deepest_overlap(spans.values()) > MAX_DEPTH:
-        raise ParseError(f"MIME parts nested deeper than {MAX_DEPTH} levels")
 
+    def __init__(self, policy: Policy | None = None) -> None:
+        super().__init__(policy)
+        self.mime_depth = 0
+        # one counter shared by every part of the same mail: [parts so far]
+        self.mime_parts = [1]
 
-def _deepest_overlap(spans: Collection[list[int]]) -> int:
-    """The largest number of [first delimiter, closing delimiter] spans open at once."""
-    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    depth = deepest = 0
-    for _, step in events:
-        depth += step
-        deepest = max(deepest, depth)
-    return deepest
-
-
-def check_tree(msg: Message) -> None:
-    """Exact depth and part-count limits on the parsed tree."""
-    for count, (_, depth, _) in enumerate(walk(msg), start=1):
-        if count > MAX_PARTS:
-            raise ParseError(f"more than {MAX_PARTS} MIME parts")
-        if depth > MAX_DEPTH:
+    # typeshed narrows MIMEPart.attach to Self with the same ignore; Message allows a str
+    def attach(self, payload: Self) -> None:  # type: ignore[override]
+        """Attach a part one level below this one, or raise ParseError past the limits."""
+        payload.mime_depth = self.mime_depth + 1
+        payload.mime_parts = self.mime_parts
+        self.mime_parts[0] += 1
+        if payload.mime_depth > MAX_DEPTH:
             raise ParseError(f"MIME parts nested deeper than {MAX_DEPTH} levels")
+        if self.mime_parts[0] > MAX_PARTS:
+            raise ParseError(f"more than {MAX_PARTS} MIME parts")
+        super().attach(payload)
 
 
 def walk(msg: Message) -> Iterator[tuple[Message, int, bool]]:

@@ -4,7 +4,9 @@ One task per account follows its mailbox and feeds a bounded queue (backpressure
 consumer stops the fetching). The cursor is (UIDVALIDITY, UID) of the last mail handed
 out; the runner commits it once Kafka has the event, so a restart resumes right after it.
 A mail that cannot be parsed becomes a DeadLetter with the same cursor, so it never
-blocks the line.
+blocks the line. Every mail is parsed in the connector's `ParserPool` (worker processes
+made at start(), a CPU-time limit per mail), never on the event loop: a mail that takes
+too long is a dead letter "parsing took longer than N s" and the next one flows.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from connectors.email.imap import (
     open_checked_session,
     open_session,
 )
-from connectors.email.parse import parse_email
+from connectors.email.parser_pool import ParserPool
 from connectors.email.settings import EmailSettings, ImapAccount
 from schemas.deadletter import DeadLetter
 from schemas.errors import AuthError, ParseError, TransientError
@@ -49,8 +51,6 @@ FETCH_BATCH = Histogram(
     "sb_email_fetch_batch", "Mails per IMAP body fetch", ["account"],
     buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 10_000),
 )
-
-# a dead letter keeps at most this much of the original
 
 # ---- one account ------------------------------------------------------------------------
 
@@ -90,6 +90,7 @@ class _Reader:
     account: ImapAccount
     cursors: CursorStore
     queue: asyncio.Queue[Arrival | _Stopped]
+    parser: ParserPool
     session: ImapSession | None = None
     state: str = "starting"
     # (UIDVALIDITY, UID) handed out so far in this process; None until the cursor is read
@@ -211,9 +212,13 @@ class _Reader:
             item = self._dead_letter(raw, f"message is {info.size} bytes, limit is "
                                      f"{self.account.max_message_bytes}", info.size)
         else:
-            item = await _parse(raw, self.account, info.arrived, imap_url(self.account, validity, info.uid))
+            item = await self.parser.parse(raw, account=self.account.username,
+                                           max_bytes=self.account.max_message_bytes,
+                                           received_at=info.arrived)
             if isinstance(item, ParseError):
                 item = self._dead_letter(raw, item.reason, len(raw))
+            else:
+                item = msgspec.structs.replace(item, raw_ref=imap_url(self.account, validity, info.uid))
         await self.queue.put(Arrival(item, cursor))
 
     def _dead_letter(self, raw: bytes, reason: str, size: int | None) -> DeadLetter:
@@ -282,20 +287,6 @@ def _groups(infos: Sequence[Fetched], limit: int) -> list[tuple[list[Fetched], b
     return groups
 
 
-async def _parse(raw: bytes, account: ImapAccount, arrived: datetime | None,
-                 ref: str) -> Any:
-    """Parse a mail (big ones off the event loop); a ParseError is returned, not raised."""
-    def run() -> Any:
-        try:
-            message = parse_email(raw, account=account.username,
-                                  max_bytes=account.max_message_bytes, received_at=arrived)
-        except ParseError as e:
-            return e
-        return msgspec.structs.replace(message, raw_ref=ref)
-
-    return await asyncio.to_thread(run) if len(raw) > 256 * 1024 else run()
-
-
 # ---- the source -------------------------------------------------------------------------
 
 
@@ -306,6 +297,8 @@ class EmailInbound(Inbound[EmailSettings]):
         super().__init__(settings, cursors)
         size = max((a.fetch_batch for a in settings.accounts), default=1)
         self._queue: asyncio.Queue[Arrival | _Stopped] = asyncio.Queue(maxsize=size)
+        self._parser = ParserPool(workers=settings.parse_workers,
+                                  cpu_seconds=settings.parse_cpu_seconds)
         self._readers: dict[str, _Reader] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopped = False
@@ -318,7 +311,7 @@ class EmailInbound(Inbound[EmailSettings]):
         """Connect and log in to every account, check its mailboxes; fail on the first refusal."""
         self._stopped = False
         self._queue = asyncio.Queue(maxsize=self._queue.maxsize)  # nothing from a previous run
-        readers = [_Reader(a, self.cursors, self._queue) for a in self.settings.accounts]
+        readers = [_Reader(a, self.cursors, self._queue, self._parser) for a in self.settings.accounts]
         opened = await asyncio.gather(*(open_checked_session(r.account) for r in readers),
                                       return_exceptions=True)
         for reader, result in zip(readers, opened, strict=True):
@@ -328,6 +321,7 @@ class EmailInbound(Inbound[EmailSettings]):
         if failure is not None:
             await asyncio.gather(*(r.session.close() for r in readers if r.session))
             raise failure
+        self._parser.start()
         self._readers = {r.account.name: r for r in readers}
 
     async def stop(self) -> None:
@@ -338,6 +332,7 @@ class EmailInbound(Inbound[EmailSettings]):
         for reader in self._readers.values():
             await reader.drop_session()
             reader.state = "stopped"
+        await self._parser.stop()
         # uncommitted deliveries are read again after a restart; make room for the end mark
         while not self._queue.empty():
             self._queue.get_nowait()

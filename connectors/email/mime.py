@@ -3,6 +3,12 @@
 The token rides in three places (schemas/tokens.py): the Message-ID, the plus-address of
 Reply-To and a `[ref:TOKEN]` footer, so the customer's answer finds its conversation even
 when their client drops one of them.
+
+Every header goes out 7-bit: a customer's message id that is not printable ASCII (RFC
+6532 allows UTF-8 ones) is left out of In-Reply-To and References rather than encoded
+into something no client would match, and an internationalised recipient domain is
+written in its ASCII (IDNA) form; a reply that still cannot be encoded is a
+PermanentError, never an exception from deep in the header folding.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ _REPLY_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-_BAD_ID = re.compile(r"[\s<>\x00-\x1f\x7f]")
+# a message id our 7-bit headers can carry: printable ASCII without "<" and ">"
+_SENDABLE_ID = re.compile(r"[!-;=?-~]{1,250}")
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 _ONE_LINE_HEADERS = frozenset({"message-id", "in-reply-to"})
 
@@ -95,13 +102,22 @@ def reply_subject(original: str | None) -> str:
 
 
 def _clean_id(value: str) -> str | None:
-    """A message id without brackets, or None when it could break the header."""
+    """A message id without brackets, or None when it could break or not fit a 7-bit header."""
     bare = value.strip()
     if bare.startswith("<") and bare.endswith(">"):
         bare = bare[1:-1].strip()
-    if not bare or len(bare) > 250 or _BAD_ID.search(bare):
-        return None
-    return bare
+    return bare if _SENDABLE_ID.fullmatch(bare) else None
+
+
+def _ascii_domain(address: str) -> str:
+    """The address with its domain in IDNA (xn--) form; PermanentError if it has none."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError as e:
+        raise PermanentError(f"cannot address the reply: domain {domain!r} is not a valid IDN") from e
 
 
 def thread_references(previous: Sequence[str], in_reply_to: str | None) -> tuple[str, ...]:
@@ -152,10 +168,11 @@ def build_reply(message: OutboundMessage, smtp: SmtpSettings, key: bytes, *,
         raise PermanentError(f"recipient {message.recipient} is not an email address")
     token = make_token(message.conversation_id, key)
     own_id = message_id_for(message.conversation_id, message.reply_id, key, smtp.message_id_domain)
+    recipient = _ascii_domain(message.recipient.value)
     mail = EmailMessage(policy=MAIL_POLICY)
     try:
         mail["From"] = Address(display_name=smtp.from_name, addr_spec=smtp.from_address)
-        mail["To"] = Address(addr_spec=message.recipient.value)
+        mail["To"] = Address(addr_spec=recipient)
         mail["Reply-To"] = Address(display_name=smtp.from_name,
                                    addr_spec=_plus_address(smtp.from_address, token))
     except (ValueError, IndexError, HeaderParseError) as e:  # the registry's verdict on an address
@@ -178,5 +195,9 @@ def build_reply(message: OutboundMessage, smtp: SmtpSettings, key: bytes, *,
     del html_part["MIME-Version"]  # set_content adds one; it belongs on the whole mail only
     mail.make_alternative()
     mail.attach(html_part)
-    return BuiltReply(message_id=own_id, sender=smtp.from_address,
-                      recipient=message.recipient.value, data=mail.as_bytes(), message=mail)
+    try:
+        data = mail.as_bytes()
+    except (UnicodeError, HeaderParseError) as e:  # nothing above should let one through
+        raise PermanentError(f"cannot encode the reply: {type(e).__name__}: {e}"[:300]) from e
+    return BuiltReply(message_id=own_id, sender=smtp.from_address, recipient=recipient,
+                      data=data, message=mail)

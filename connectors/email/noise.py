@@ -1,7 +1,17 @@
-"""Recognise mail no customer wrote to us: auto-replies, mailing-list traffic and bounces.
+"""Recognise mail no customer wrote to us: auto-replies, mailing-list traffic, bounces, abuse reports.
 
 Works on headers already unfolded and decoded by the parser (lower-case names, every
 value of a repeated header) and on the parsed MIME tree; pure, no I/O.
+
+A bounce turns into a failed receipt for one of our replies, so it must come from a
+mailer daemon: a null envelope sender (`Return-Path: <>`, which RFC 3464 reports are
+sent with) or a From local part such as MAILER-DAEMON or postmaster. A daemon's mail is
+a bounce when it is a delivery-status report (`multipart/report;
+report-type=delivery-status` with a `message/delivery-status` part), carries such a
+part, or (qmail, old Exim) has a bounce subject. The same report from anyone else is an
+ordinary customer message. An abuse report (ARF, RFC 5965: `multipart/report;
+report-type=feedback-report`) is tagged `abuse_report` and, being machine mail, also
+`auto_reply`, so it is never acknowledged.
 """
 
 from __future__ import annotations
@@ -12,11 +22,13 @@ from dataclasses import dataclass
 from email.message import Message
 
 __all__ = [
+    "ABUSE_REPORT",
     "AUTO_REPLY",
     "BOUNCE",
     "MAILING_LIST",
     "BounceReport",
     "bounce_report",
+    "from_mailer_daemon",
     "is_delivery_report",
     "tags",
 ]
@@ -24,6 +36,7 @@ __all__ = [
 AUTO_REPLY = "auto_reply"
 MAILING_LIST = "mailing_list"
 BOUNCE = "bounce"
+ABUSE_REPORT = "abuse_report"
 
 Headers = Mapping[str, Sequence[str]]
 
@@ -42,7 +55,14 @@ _BOUNCE_SUBJECT = re.compile(
     r"non[- ]?delivery|unzustellbar|nicht zustellbar|non remis|no se puede entregar)",
     re.IGNORECASE,
 )
-_DAEMONS = frozenset({"mailer-daemon", "postmaster"})
+# From local parts of mailer daemons: MAILER-DAEMON, postmaster, mail delivery subsystem,
+# and the system mailbox Exchange sends its reports from
+_DAEMON_LOCAL_PART = re.compile(
+    r"mailer[-_.]?daemon|postmaster|mail[-_.]?delivery(?:[-_.]?(?:sub)?system)?"
+    r"|microsoftexchange[0-9a-f]{32}",
+    re.IGNORECASE,
+)
+_DSN_REPORT_TYPES = frozenset({"delivery-status", "global-delivery-status"})
 _AUTO_PRECEDENCE = frozenset({"bulk", "junk", "auto_reply"})
 _NO = frozenset({"", "no", "false", "0"})
 # DSN actions saying the message did reach (or was passed on to) its recipient
@@ -74,9 +94,11 @@ def tags(headers: Headers, msg: Message, *, sender: str, subject: str | None) ->
     found: set[str] = set()
     if _is_auto_reply(headers, subject) or _is_receipt(msg):
         found.add(AUTO_REPLY)
+    if _report_type(msg) == "feedback-report":
+        found.update((ABUSE_REPORT, AUTO_REPLY))  # machine mail: never acknowledged
     if _is_list(headers):
         found.add(MAILING_LIST)
-    if _is_bounce(msg, sender, subject):
+    if _is_bounce(headers, msg, sender, subject):
         if _only_success(msg):
             found.add(AUTO_REPLY)  # a "delivered" report is noise, not a failure
         else:
@@ -85,8 +107,18 @@ def tags(headers: Headers, msg: Message, *, sender: str, subject: str | None) ->
 
 
 def is_delivery_report(msg: Message) -> bool:
-    """Tell whether `msg` is a multipart/report of delivery status (RFC 3464)."""
-    return _report_type(msg) == "delivery-status"
+    """Tell whether `msg` is a real delivery-status report: the RFC 3464 type and its DSN part."""
+    return _report_type(msg) in _DSN_REPORT_TYPES and any(
+        _is_dsn(part) for part in _report_parts(msg)
+    )
+
+
+def from_mailer_daemon(headers: Headers, sender: str) -> bool:
+    """A null envelope sender (Return-Path <>) or a mailer daemon's From local part."""
+    return_path = _first(headers, "return-path")
+    if return_path is not None and "".join(return_path.split()) == "<>":
+        return True
+    return bool(_DAEMON_LOCAL_PART.fullmatch(sender.rpartition("@")[0]))
 
 
 def bounce_report(msg: Message) -> BounceReport:
@@ -141,12 +173,10 @@ def _is_list(headers: Headers) -> bool:
     return (_first(headers, "precedence") or "").lower() == "list"
 
 
-def _is_bounce(msg: Message, sender: str, subject: str | None) -> bool:
-    """A delivery report, or a mailer daemon returning mail (with or without a DSN part)."""
-    if is_delivery_report(msg):
-        return True
-    if sender.rpartition("@")[0].lower() not in _DAEMONS:
-        return False
+def _is_bounce(headers: Headers, msg: Message, sender: str, subject: str | None) -> bool:
+    """A mailer daemon returning mail: with a delivery-status part, or a bounce subject."""
+    if not from_mailer_daemon(headers, sender):
+        return False  # anyone can write a report that quotes one of our Message-IDs
     if any(_is_dsn(part) for part in _report_parts(msg)):
         return True
     return bool(subject and _BOUNCE_SUBJECT.match(subject))

@@ -2,8 +2,9 @@
 
     parse_email(raw, account=..., max_bytes=..., received_at=...) -> InboundMessage
 
-Guard rails (`guards`) run before the stdlib parser sees the bytes (size, not-a-mail,
-MIME bombs) and again on the parsed tree (depth, part count). Any other exception the
+Guard rails (`guards`) run before the stdlib parser sees the bytes (size, not-a-mail)
+and while it builds the tree (depth, part count: the parser's message class refuses a
+part past the limits before the parser reads it). Any other exception the
 `email` package raises on malformed input becomes a ParseError, so the caller has one
 thing to dead-letter. `headers` reads sender, ids and threading, `body` the text and the
 attachments; this module puts the event together, its channel-neutral fields (reply
@@ -27,12 +28,13 @@ from connectors.email.guards import (
     DEFAULT_MAX_BYTES,
     MAX_DEPTH,
     MAX_PARTS,
-    check_tree,
-    refuse_mime_bomb,
+    GuardedMessage,
     refuse_non_mail,
 )
 from connectors.email.headers import (
     MAX_REFERENCES,
+    MAX_SUBJECT_WORDS,
+    SUBJECT_CUT_MARK,
     bare_address,
     decoded_subject,
     email_extras,
@@ -53,6 +55,8 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_PARTS",
     "MAX_REFERENCES",
+    "MAX_SUBJECT_WORDS",
+    "SUBJECT_CUT_MARK",
     "decode_bytes",
     "decode_words",
     "message_ids",
@@ -73,6 +77,8 @@ _FORWARD_SUBJECT = re.compile(r"^\s*(?:fwd?|wg|tr|rv|enc|i)\s*:", re.I)
 class _MailPolicy(EmailPolicy):
     """policy.default, except that MIME structure headers are fetched as plain strings.
 
+    Its message class is `GuardedMessage`, which stops MIME bombs while they are parsed.
+
     The default policy re-parses Content-Type into a header object on every
     get_content_type() call (a dozen per part, ~150 us each); Message's parameter API
     (get_param, get_filename with RFC 2231, get_content_charset) reads strings just as
@@ -87,7 +93,7 @@ class _MailPolicy(EmailPolicy):
         return super().header_fetch_parse(name, value)  # type: ignore[no-any-return]
 
 
-_PARSER = BytesParser(policy=_MailPolicy())
+_PARSER = BytesParser(policy=_MailPolicy(message_factory=GuardedMessage))
 
 
 def parse_email(
@@ -99,10 +105,8 @@ def parse_email(
 ) -> InboundMessage:
     """Parse one raw RFC 822 message into an InboundMessage, or raise ParseError(reason)."""
     data = refuse_non_mail(raw, max_bytes)
-    refuse_mime_bomb(data)
     try:
         msg = _PARSER.parsebytes(data)
-        check_tree(msg)
         return _build(msg, raw, account=account, received_at=received_at)
     except ParseError:
         raise

@@ -4,12 +4,16 @@
 blockquotes become "> " quotes); `visible_text` then keeps what the author wrote now.
 
 `visible_text` works line by line, top to bottom, in one pass. Lines starting with ">" are history.
-A quote header ("On <date>, <someone> wrote:", localised, possibly wrapped over up to
-three lines) is dropped together with the quoted block that follows it; when no quoted
-block follows, the original was pasted unquoted below it, so everything from the header
-on is history. Outlook's separators and "From:/Sent:" header blocks, the "-- "
-signature delimiter and mailing-list footers also end the new text. Finally a
-"Sent from my iPhone" line or a "-Name" sign-off at the very end is dropped.
+A quote header ("On <date>, <someone> wrote:", "Am <date> schrieb <someone>:", "<date>,
+пользователь <someone> написал:" and the other clients' languages, possibly wrapped over
+up to three lines) is dropped together with the quoted block that follows it; when no
+quoted block follows, the original was pasted unquoted below it, so everything from the
+header on is history, but only when the header starts like one and is dated (a clock
+time, a year or a numeric date): "Am Montag schrieb ich wegen Rechnung 4711:" is text.
+Outlook's separators and "From:/Sent:" header blocks (localised too: "Von:/Gesendet:",
+"De :/Envoyé :", "От:/Отправлено:", ...), the "-- " signature delimiter and
+mailing-list footers also end the new text. Finally a "Sent from my iPhone" line or a
+"-Name" sign-off at the very end is dropped.
 """
 
 from __future__ import annotations
@@ -28,18 +32,31 @@ _BLOCK_REACH = 6
 # the verb that ends a quote header, right before the colon, in common client languages
 _INTRO_END = re.compile(
     r"(?:\b(?:wrote|writes|a\s+écrit|escribió|escreveu|ha\s+scritto|scrisse|"
-    r"napisał\(a\)|napisała|napisał|kirjoitti|írta|"
+    r"napisał\(a\)|napisała|napisał|pisze|kirjoitti|írta|het\s+volgende\s+geschreven|"
     r"написал\(а\)|написала|написал)\s*:"  # noqa: RUF001
     # German, Dutch and Scandinavian put the sender between the verb and the colon
     r"|\b(?:schrieb|schreef|skrev)\b[^:\n]{0,200}:)\s*$",
     re.IGNORECASE,
 )
-# how a dated header starts: "On", "Le", "Am", "El", "Il giorno", "Op", "Em", "Den", ...
-_INTRO_START = re.compile(r"^\s*(?:On|Le|Am|El|Il|Op|Em|Den|På|W dniu|Dne)\s")
+# Gmail in Russian (and some other languages) has no verb: "<date>, Name <address>:"
+_ADDRESS_END = re.compile(r"<[^<>\s@]{1,200}@[^<>\s@]{1,200}>\s*:\s*$")
+# headers whose verb comes first: Apple Mail in Polish
+_INTRO_WHOLE = re.compile(r"^\s*Wiadomość napisana przez .{1,300}:\s*$", re.IGNORECASE)
+# how a header starts: "On", "Le", "Am", "El", "Il giorno", "Op", "Em", "Den", ... or with
+# the date itself, perhaps after a short weekday ("3 дек.", "tor. 3. des.", "czw., 3 gru")
+_INTRO_START = re.compile(
+    r"^\s*(?:(?:On|Le|Am|El|Il|Op|Em|Den|På|W dniu|Dne|Wiadomość)\s"
+    r"|\d{1,4}\b|[^\W\d_]{2,4}\.?,?\s+\d{1,2}\b)"
+)
+# what makes a header dated: a clock time, a year or a numeric date ("4711:" is none of them)
+_DATE_OR_TIME = re.compile(
+    r"\b\d{1,2}:\d{2}\b|\b(?:19|20)\d{2}\b|\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b"
+)
 _ORIGINAL_MARKER = re.compile(
     r"^\s*-{3,}\s*(?:original message|ursprüngliche nachricht|message d'origine|"
     r"mensaje original|messaggio originale|oorspronkelijk bericht|mensagem original|"
-    r"originalmeddelande|oprindelig meddelelse|opprinnelig melding)\s*-{3,}\s*$",
+    r"originalmeddelande|ursprungligt meddelande|oprindelig meddelelse|opprinnelig melding|"
+    r"wiadomość oryginalna|исходное сообщение)\s*-{3,}\s*$",
     re.IGNORECASE,
 )
 _FORWARD_MARKER = re.compile(
@@ -49,16 +66,16 @@ _FORWARD_MARKER = re.compile(
     re.IGNORECASE,
 )
 _FROM_FIELD = re.compile(
-    r"^[\s*]*(?:from|von|de|van|da|från|fra|od|lähettäjä)\s*:", re.IGNORECASE
+    r"^[\s*]*(?:from|von|de|van|da|från|fra|od|lähettäjä|от)\s*:", re.IGNORECASE
 )
 _SENT_FIELD = re.compile(
-    r"^[\s*]*(?:sent|date|gesendet|datum|envoyé|enviado|enviada|inviato|data|verzonden|"
-    r"skickat|sendt|wysłano|lähetetty)\s*:",
+    r"^[\s*]*(?:sent|date|gesendet|datum|envoyé|enviado(?: el| em)?|enviada(?: em)?|inviato|"
+    r"data|verzonden|skickat|sendt|wysłano|lähetetty|отправлено|дата)\s*:",
     re.IGNORECASE,
 )
 _TO_FIELD = re.compile(
     r"^[\s*]*(?:to|cc|subject|an|betreff|à|a|objet|para|asunto|assunto|oggetto|aan|"
-    r"onderwerp|till|ämne|til|emne|do|temat|aihe)\s*:",
+    r"onderwerp|till|ämne|til|emne|do|temat|aihe|кому|копия|тема)\s*:",
     re.IGNORECASE,
 )
 # Outlook's plain-text conversion sometimes puts the whole header block on one line
@@ -163,15 +180,24 @@ def _intro_span(lines: list[str], i: int) -> int:
         # a wrapped header must start like one, or any sentence ending "wrote:" would do
         if count > 1 and not _INTRO_START.match(joined):
             return 0
-        if line.endswith(":") and _INTRO_END.search(joined):
+        if line.endswith(":") and _ends_intro(joined):
             return count
     return 0
+
+
+def _ends_intro(joined: str) -> bool:
+    """Whether a line (or wrapped lines) ending in ":" reads as a quote header."""
+    if _INTRO_END.search(joined) or _INTRO_WHOLE.match(joined):
+        return True
+    # without a verb, only a dated line ending in "<address>:" will do
+    return bool(_ADDRESS_END.search(joined) and _INTRO_START.match(joined)
+                and _DATE_OR_TIME.search(joined))
 
 
 def _is_dated_intro(lines: list[str], i: int, span: int) -> bool:
     """An "On <date> ... wrote:" header, strict enough to cut unquoted text after it."""
     joined = " ".join(line.strip() for line in lines[i : i + span])
-    return bool(_INTRO_START.match(joined)) and any(ch.isdigit() for ch in joined)
+    return bool(_INTRO_START.match(joined) and _DATE_OR_TIME.search(joined))
 
 
 def _next_non_blank(lines: list[str], i: int) -> int:

@@ -148,6 +148,10 @@ class EmailSettings(_Frozen):
     smtp: SmtpSettings | None = None
     # HMAC key of the reply tokens (schemas/tokens.py) in our Message-IDs and Reply-To
     token_key: SecretStr
+    # mail is parsed in this many worker processes; a mail that needs more CPU time than
+    # parse_cpu_seconds is dead-lettered (a 25 MB mail takes about 1 s)
+    parse_workers: int = Field(default=1, ge=1, le=16)
+    parse_cpu_seconds: float = Field(default=10.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

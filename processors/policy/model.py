@@ -229,7 +229,7 @@ class Template:
 
 
 # never answer a machine: an acknowledgement to an auto-reply starts a mail loop
-ALWAYS_SKIPPED = frozenset({"auto_reply", "mailing_list", "bounce"})
+ALWAYS_SKIPPED = frozenset({"auto_reply", "mailing_list", "bounce", "abuse_report"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,11 @@ from connectors.email.mime import (
     reply_subject,
     thread_references,
 )
+from connectors.email.parse import parse_email
 from connectors.email.settings import SmtpSettings
 from schemas.errors import PermanentError
 from schemas.identity import Identity
+from schemas.inbound import EmailExtras
 from schemas.outbound import OutboundMessage
 from schemas.tokens import find_tokens, make_token, verify_token
 
@@ -81,6 +83,7 @@ def test_reply_subject_is_bounded() -> None:
     (("a@x", "<b@x>"), "<p@x>", ("a@x", "b@x", "p@x")),
     (("a@x", "p@x", "a@x"), "p@x", ("a@x", "p@x")),
     (("a@x", "has space@x", "<bad<@x>", ""), "p@x", ("a@x", "p@x")),
+    (("<ré@x>", "<a@x>", "<日本@x>", "<tab\t@x>", "<nbsp\xa0@x>"), "<ünï@x>", ("a@x",)),
 ])
 def test_thread_references(previous: tuple[str, ...], parent: str | None,
                            expected: tuple[str, ...]) -> None:
@@ -164,7 +167,39 @@ def test_non_ascii_is_encoded_for_the_wire() -> None:
     assert body is not None and "Grüße, Zoë 👋" in body.get_content()
 
 
+def test_reply_to_a_customer_with_a_non_ascii_message_id() -> None:
+    # RFC 6532 clients may send UTF-8 message ids; the 7-bit fold used to raise UnicodeEncodeError
+    message, raw = built(in_reply_to="<ünïcödé-42@exämple.org>",
+                         references=("<root@example.org>", "<rüt@example.org>"))
+    raw.decode("ascii")
+    assert message["In-Reply-To"] is None
+    assert message["References"] == "<root@example.org>"
+
+
+def test_reply_to_a_parsed_mail_whose_ids_are_utf8() -> None:
+    raw = ("From: Zoë <zoe@example.org>\nSubject: Frage\nMessage-ID: <ünï-1@exämple.org>\n"
+           "References: <root@example.org> <wurzel-ü@example.org>\n\nHallo\n").encode()
+    customer = parse_email(raw, received_at=NOW)
+    extras = customer.extras
+    assert isinstance(extras, EmailExtras) and extras.message_id == "ünï-1@exämple.org"
+    message, data = built(in_reply_to=extras.message_id,
+                          references=(*extras.references, extras.message_id))
+    data.decode("ascii")
+    assert message["In-Reply-To"] is None
+    assert message["References"] == "<root@example.org>"
+
+
+def test_idn_recipient_domain_goes_out_as_ascii() -> None:
+    reply = build_reply(outbound(recipient=Identity(kind="email", value="ada@exämple.org")),
+                        SMTP, KEY, now=NOW)
+    reply.data.decode("ascii")
+    assert reply.recipient == "ada@xn--exmple-cua.org"
+    assert reply.message["To"] == "ada@xn--exmple-cua.org"
+
+
 @pytest.mark.parametrize("recipient", [
+    Identity(kind="email", value="jörg@example.org"),
+    Identity(kind="email", value="ada@exa\u200bmple..org"),
     Identity(kind="phone", value="+14155550100"),
     Identity(kind="email", value="not an address@example.org"),
 ])

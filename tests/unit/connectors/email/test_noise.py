@@ -150,3 +150,81 @@ def test_plain_text_bounce_gives_the_returned_message_id() -> None:
     report = noise.bounce_report(_message("", body))
     assert report.original_ids == ("<returned-9@acme.test>",)
     assert report.action is None
+
+
+def _by_name(msg: Message) -> dict[str, list[str]]:
+    by_name: dict[str, list[str]] = {}
+    for name, value in msg.raw_items():
+        by_name.setdefault(name.lower(), []).append(str(value).strip())
+    return by_name
+
+
+# who may bounce: a null envelope sender or a mailer daemon's From; a report from anyone
+# else quoting one of our Message-IDs would otherwise mark our reply as failed
+BOUNCE_SENDERS = [
+    pytest.param("", "mailer-daemon@mx.example.net", ("bounce",), id="mailer-daemon"),
+    pytest.param("", "MAILER-DAEMON@mx.example.net", ("bounce",), id="mailer-daemon-upper"),
+    pytest.param("", "postmaster@example.net", ("bounce",), id="postmaster"),
+    pytest.param("", "mail-delivery-subsystem@example.net", ("bounce",), id="mail-delivery-subsystem"),
+    pytest.param("Return-Path: <>\n",
+                 "MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@contoso.com", ("bounce",),
+                 id="null-sender-exchange"),
+    pytest.param("", "MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@contoso.com", ("bounce",),
+                 id="exchange-system-mailbox"),
+    pytest.param("Return-Path: < >\n", "reports@mx.example.net", ("bounce",), id="null-sender"),
+    pytest.param("", "customer@example.org", (), id="customer"),
+    pytest.param("Return-Path: <customer@example.org>\n", "customer@example.org", (),
+                 id="customer-envelope"),
+    pytest.param("", "postmaster-fan@example.org", (), id="daemon-word-inside-a-name"),
+    pytest.param("Return-Path: <customer@example.org>\nReturn-Path: <>\n", "customer@example.org",
+                 (), id="only-the-delivering-mtas-return-path-counts"),
+]
+
+
+@pytest.mark.parametrize(("headers", "sender", "expected"), BOUNCE_SENDERS)
+def test_only_a_mailer_daemon_bounces(headers: str, sender: str, expected: tuple[str, ...]) -> None:
+    msg = _message(headers + DSN, "")
+    assert noise.tags(_by_name(msg), msg, sender=sender, subject="Undeliverable: Re: order") == expected
+
+
+def test_report_type_without_a_delivery_status_part_is_not_a_delivery_report() -> None:
+    msg = _message(DSN.replace("Content-Type: message/delivery-status", "Content-Type: text/plain"), "")
+    assert not noise.is_delivery_report(msg)
+    assert noise.is_delivery_report(_message(DSN, ""))
+
+
+ARF = """\
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="F"
+
+--F
+Content-Type: text/plain
+
+This is an abuse report.
+
+--F
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: ExampleFBL/1.0
+Version: 1
+
+--F
+Content-Type: message/rfc822
+
+From: help@acme.test
+Message-ID: <sb.reply-1@acme.test>
+
+Our reply.
+
+--F--
+"""
+
+
+@pytest.mark.parametrize("sender", ["fbl@feedback.example.com", "postmaster@example.com"])
+def test_abuse_report_is_tagged_and_never_answered(sender: str) -> None:
+    msg = _message(ARF, "")
+    assert noise.tags(_by_name(msg), msg, sender=sender, subject="Abuse report") == (
+        "abuse_report",
+        "auto_reply",
+    )

@@ -217,6 +217,124 @@ def test_visible_text(text: str, expected: str) -> None:
     assert visible_text(text) == expected
 
 
+NEW_TEXT = "Thanks, that helps."
+ORIGINAL = "Your parcel left the warehouse today."
+
+# quote headers as the clients write them, in their users' languages
+QUOTE_HEADERS = [
+    pytest.param("On Thu, 3 Dec 2026 at 10:15, Ada Lovelace <ada@example.org> wrote:", id="en-gmail"),
+    pytest.param("Am 03.12.2026 um 10:15 schrieb Ada Lovelace <ada@example.org>:", id="de-apple"),
+    pytest.param("Am 03.12.26 um 10:15 schrieb Ada Lovelace:", id="de-thunderbird"),
+    pytest.param("Am Do., 3. Dez. 2026 um 10:15 Uhr schrieb Ada Lovelace <ada@example.org>:",
+                 id="de-gmail"),
+    pytest.param("Le jeu. 3 déc. 2026 à 10:15, Ada <ada@example.org> a écrit :", id="fr-gmail"),
+    pytest.param("Le jeu. 3 déc. 2026 à 10:15, Ada <ada@example.org> a écrit\u00a0:",
+                 id="fr-no-break-space"),
+    pytest.param("Le 3 déc. 2026 à 10:15, Ada Lovelace <ada@example.org> a écrit :", id="fr-apple"),
+    pytest.param("3 дек. 2026 г., в 10:15, пользователь Ada <ada@example.org> написал:",  # noqa: RUF001
+                 id="ru-mail-ru"),
+    pytest.param("3 дек. 2026 г., в 10:15, Ada Lovelace <ada@example.org> написал(а):",  # noqa: RUF001
+                 id="ru-apple"),
+    pytest.param("чт, 3 дек. 2026 г. в 10:15, Ada Lovelace <ada@example.org>:", id="ru-gmail"),  # noqa: RUF001
+    pytest.param("El jue, 3 dic 2026 a las 10:15, Ada Lovelace (<ada@example.org>) escribió:",
+                 id="es-gmail"),
+    pytest.param("El 3 dic 2026, a las 10:15, Ada Lovelace <ada@example.org> escribió:",
+                 id="es-apple"),
+    pytest.param("Il giorno gio 3 dic 2026 alle ore 10:15 Ada Lovelace <ada@example.org> ha scritto:",
+                 id="it-gmail"),
+    pytest.param("Il giorno 3 dic 2026, alle ore 10:15, Ada Lovelace <ada@example.org> ha scritto:",
+                 id="it-apple"),
+    pytest.param("Op do 3 dec. 2026 om 10:15 schreef Ada Lovelace <ada@example.org>:", id="nl-gmail"),
+    pytest.param("Op 3 dec. 2026 om 10:15 heeft Ada Lovelace <ada@example.org> het volgende "
+                 "geschreven:", id="nl-apple"),
+    pytest.param("Em qui., 3 de dez. de 2026 às 10:15, Ada Lovelace <ada@example.org> escreveu:",
+                 id="pt-gmail"),
+    pytest.param("Em 3 de dez. de 2026, à(s) 10:15, Ada Lovelace <ada@example.org> escreveu:",
+                 id="pt-br-apple"),
+    pytest.param("Den tors 3 dec. 2026 kl 10:15 skrev Ada Lovelace <ada@example.org>:", id="sv-gmail"),
+    pytest.param("3 dec. 2026 kl. 10:15 skrev Ada Lovelace <ada@example.org>:", id="sv-apple"),
+    pytest.param("Den tor. 3. dec. 2026 kl. 10.15 skrev Ada Lovelace <ada@example.org>:",
+                 id="da-gmail"),
+    pytest.param("tor. 3. des. 2026 kl. 10:15 skrev Ada Lovelace <ada@example.org>:", id="no-gmail"),
+    pytest.param("czw., 3 gru 2026 o 10:15 Ada Lovelace <ada@example.org> napisał(a):",
+                 id="pl-gmail"),
+    pytest.param("W dniu 3.12.2026 o 10:15, Ada Lovelace pisze:", id="pl-thunderbird"),
+    pytest.param("Wiadomość napisana przez Ada Lovelace <ada@example.org> w dniu 03.12.2026, "
+                 "o godz. 10:15:", id="pl-apple"),
+]
+
+
+@pytest.mark.parametrize("header", QUOTE_HEADERS)
+def test_localised_quote_header_and_its_quoted_block_are_dropped(header: str) -> None:
+    text = f"{NEW_TEXT}\n\n{header}\n> {ORIGINAL}\n>\n> Ada\n"
+    assert visible_text(text) == NEW_TEXT
+
+
+@pytest.mark.parametrize("header", QUOTE_HEADERS)
+def test_localised_quote_header_ends_the_new_text_before_an_unquoted_original(header: str) -> None:
+    text = f"{NEW_TEXT}\n\n{header}\n\n{ORIGINAL}\n"
+    assert visible_text(text) == NEW_TEXT
+
+
+# Outlook's header block above the original, as its localised versions write it
+OUTLOOK_BLOCKS = [
+    pytest.param(("Von: Ada Lovelace <ada@example.org>", "Gesendet: Donnerstag, 3. Dezember 2026 10:15",
+                  "An: support@acme.test", "Betreff: Bestellung"), id="de"),
+    pytest.param(("De : Ada Lovelace <ada@example.org>", "Envoyé : jeudi 3 décembre 2026 10:15",
+                  "À : support@acme.test", "Objet : Commande"), id="fr"),
+    pytest.param(("De\u00a0: Ada Lovelace <ada@example.org>", "Envoyé\u00a0: jeudi 3 décembre 2026 10:15",
+                  "À\u00a0: support@acme.test", "Objet\u00a0: Commande"), id="fr-no-break-space"),
+    pytest.param(("De: Ada Lovelace <ada@example.org>", "Enviado el: jueves, 3 de diciembre de 2026 10:15",
+                  "Para: support@acme.test", "Asunto: Pedido"), id="es"),
+    pytest.param(("Da: Ada Lovelace <ada@example.org>", "Inviato: giovedì 3 dicembre 2026 10:15",
+                  "A: support@acme.test", "Oggetto: Ordine"), id="it"),
+    pytest.param(("Van: Ada Lovelace <ada@example.org>", "Verzonden: donderdag 3 december 2026 10:15",
+                  "Aan: support@acme.test", "Onderwerp: Bestelling"), id="nl"),
+    pytest.param(("De: Ada Lovelace <ada@example.org>", "Enviada em: quinta-feira, 3 de dezembro de 2026",
+                  "Para: support@acme.test", "Assunto: Pedido"), id="pt-br"),
+    pytest.param(("Från: Ada Lovelace <ada@example.org>", "Skickat: den 3 december 2026 10:15",
+                  "Till: support@acme.test", "Ämne: Beställning"), id="sv"),
+    pytest.param(("Fra: Ada Lovelace <ada@example.org>", "Sendt: 3. december 2026 10:15",
+                  "Til: support@acme.test", "Emne: Ordre"), id="da"),
+    pytest.param(("Od: Ada Lovelace <ada@example.org>", "Wysłano: czwartek, 3 grudnia 2026 10:15",
+                  "Do: support@acme.test", "Temat: Zamówienie"), id="pl"),
+    pytest.param(("От: Ada Lovelace <ada@example.org>", "Отправлено: 3 декабря 2026 г. 10:15",  # noqa: RUF001
+                  "Кому: support@acme.test", "Тема: Заказ"), id="ru"),
+    pytest.param(("*From:* Ada Lovelace <ada@example.org>", "*Sent:* Thursday, December 3, 2026 10:15 AM",
+                  "*To:* support@acme.test", "*Subject:* Order"), id="en-outlook-web-bold"),
+    pytest.param(("-----Исходное сообщение-----", "От: Ada Lovelace <ada@example.org>"),
+                 id="ru-original-message"),
+    pytest.param(("-----Wiadomość oryginalna-----", "Od: Ada Lovelace <ada@example.org>"),
+                 id="pl-original-message"),
+]
+
+
+@pytest.mark.parametrize("block", OUTLOOK_BLOCKS)
+def test_localised_outlook_header_block_ends_the_new_text(block: tuple[str, ...]) -> None:
+    text = f"{NEW_TEXT}\n\n" + "\n".join(block) + f"\n\n{ORIGINAL}\n"
+    assert visible_text(text) == NEW_TEXT
+
+
+# a verb of a quote header inside ordinary text is not a quote header
+NOT_HEADERS = [
+    pytest.param("Wie ich Ihnen gestern schrieb, fehlt noch die Rechnung.\nBitte prüfen Sie das.",
+                 id="de-schrieb-mid-sentence"),
+    pytest.param("Mein Kollege schrieb mir am 3.12. um 10:15 Uhr: bitte zurückrufen.\nDanke.",
+                 id="de-colon-mid-line"),
+    pytest.param("Am Montag schrieb ich Ihnen wegen der Rechnung 4711:\nDie Summe stimmt nicht.",
+                 id="de-undated-intro-shape"),
+    pytest.param("Op de factuur schreef u 12 euro:\nik heb 10 betaald.", id="nl-undated"),
+    pytest.param("Hun skrev til oss i går:\nPakken er ikke kommet.", id="no-skrev-in-a-sentence"),
+    pytest.param("Le 3 décembre, votre collègue a écrit :\nle colis est parti.", id="fr-undated"),
+    pytest.param("Klient pisze:\nzamówienie nie dotarło.", id="pl-pisze-in-a-sentence"),
+]
+
+
+@pytest.mark.parametrize("text", NOT_HEADERS)
+def test_quote_header_verbs_in_ordinary_text_are_kept(text: str) -> None:
+    assert visible_text(text) == text
+
+
 def test_forwarded_subject_keeps_outlook_blocks() -> None:
     text = (
         "FYI\n\nFrom: Billing <b@acme.test>\nSent: Monday\nTo: me\nSubject: Invoice\n\n"

@@ -46,6 +46,7 @@ def test_defaults() -> None:
     out = settings().smtp
     assert out is not None and (out.port, out.tls, out.max_attempts, out.append_sent) == (
         587, "starttls", 5, False)
+    assert (settings().parse_workers, settings().parse_cpu_seconds) == (1, 10.0)
 
 
 def test_secrets_are_masked_in_every_printout() -> None:
@@ -71,6 +72,8 @@ def test_frozen() -> None:
     ({"accounts": [account(idle_renew_seconds=30 * 60)]}, "idle_renew_seconds"),
     ({"accounts": [account(poll_seconds=0)]}, "poll_seconds"),
     ({"accounts": [account(fetch_batch=0)]}, "fetch_batch"),
+    ({"parse_workers": 0}, "parse_workers"),
+    ({"parse_cpu_seconds": 0}, "parse_cpu_seconds"),
     ({"accounts": [account(mailbox='Bad"Name')]}, "mailbox"),
     ({"accounts": [account(move_to="Ärchiv")]}, "move_to"),
     ({"accounts": [account(password="a\r\nb")]}, "password"),
