@@ -5,9 +5,11 @@ Faust acknowledges a batch whose agent *crashed* as if it had been processed. So
 exception may leave an agent: a stage that fails (Redis or Kafka away, or a bug) runs
 the same batch again after a backoff, for as long as it takes, while readiness names
 the stalled stage. Claims make the rerun safe: records that claimed their events are
-processed again, never dropped. A stop cancels the wait; the batch, never acknowledged,
-is read again by whoever takes the partition. Timers get the same treatment: a failed
-tick is logged and the next one tries again.
+processed again, never dropped. Faust also acknowledges a take's events when its agent
+is *stopped*, so a stop waits a grace period for the batch in flight and, if it cannot
+finish (Redis or Kafka away), ends the process without a commit: the batch is read again
+by whoever takes the partition. Timers get the same treatment as stages: a failed tick
+is logged and the next one tries again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -50,6 +53,9 @@ log = logging.getLogger(__name__)
 Process = Callable[[Sequence[Record]], Awaitable[list[Output]]]
 Confirm = Callable[[Sequence[Record]], Awaitable[None]]
 RETRY_CAP_SECONDS = 30.0
+# how long a stop waits for a batch in flight; and the exit code when it cannot finish
+STOP_GRACE_SECONDS = 10.0
+EXIT_UNFINISHED = 75
 
 
 class Pipeline:
@@ -159,7 +165,12 @@ class Pipeline:
             async for events in stream.take_events(
                 settings.batch_size, within=settings.batch_within_seconds
             ):
-                await self._until_done(name, events, process, confirm)
+                batch = asyncio.ensure_future(self._until_done(name, events, process, confirm))
+                try:
+                    await asyncio.shield(batch)
+                except asyncio.CancelledError:
+                    await _finish_or_exit(name, batch)
+                    raise
 
         self.app.agent(topic, name=name)(agent)
 
@@ -223,6 +234,26 @@ class Pipeline:
             return bool(self.app.consumer.assignment())
         except Exception:  # noqa: BLE001 - no consumer yet means not assigned
             return False
+
+
+async def _finish_or_exit(stage: str, batch: asyncio.Future[None]) -> None:
+    """A stop in the middle of a batch: let it finish, or end the process before it is acknowledged.
+
+    Faust acknowledges a take's events whenever the agent leaves it — stopped, cancelled
+    or crashed — and a worker commits what was acknowledged on its way out. A batch whose
+    outputs are not in Kafka must never be committed, so one that cannot finish within
+    the grace (Redis or Kafka away) ends the process at once, without a commit: its
+    records are read again by whoever takes the partition, and claims make that safe.
+    """
+    try:
+        await asyncio.wait_for(asyncio.shield(batch), STOP_GRACE_SECONDS)
+        return
+    except BaseException:  # noqa: BLE001 - a second cancel or an error: the batch did not finish
+        pass
+    log.critical("stopping with a batch unfinished; exiting without a commit, it will be read again",
+                 extra={"stage": stage})
+    logging.shutdown()
+    os._exit(EXIT_UNFINISHED)
 
 
 def _credentials(settings: Settings) -> Any:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import logging.config
+import os
+import threading
+import time
 from typing import Any
 
 import faust
@@ -33,6 +36,9 @@ from schemas.topics import IDENTITY, INBOUND
 __all__ = ["HttpService", "SenderService", "run_worker"]
 
 log = logging.getLogger(__name__)
+# SIGTERM always stops a process within this; a stop that hangs exits with the code below
+STOP_DEADLINE_SECONDS = 30.0
+EXIT_STOP_DEADLINE = 75
 
 
 class HttpService(Service):
@@ -128,6 +134,34 @@ class SenderService(Service):
             await sender.stop()
 
 
+class _Worker(faust.Worker):
+    """Faust's worker with a deadline on stopping: a stop that hangs ends the process."""
+
+    def _on_sigterm(self) -> None:
+        _stop_deadline()
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        _stop_deadline()
+        super()._on_sigint()
+
+
+def _stop_deadline() -> None:
+    """End the process STOP_DEADLINE_SECONDS from now if it has not stopped by itself.
+
+    A stop can hang while Redis or Kafka is away (a client waiting on a dead socket, a
+    batch that cannot finish). Exiting without a commit loses nothing: what was not
+    committed is read again by whoever takes the partitions, and claims make that safe.
+    """
+    def expire() -> None:
+        time.sleep(STOP_DEADLINE_SECONDS)
+        log.critical("stop did not finish in %ss; exiting without a commit", STOP_DEADLINE_SECONDS)
+        logging.shutdown()
+        os._exit(EXIT_STOP_DEADLINE)
+
+    threading.Thread(target=expire, name="stop-deadline", daemon=True).start()
+
+
 def run_worker(settings: Settings, *, edge: bool) -> None:
     """Run the stream processors and the HTTP server until a signal stops them.
 
@@ -152,7 +186,7 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     ]
     if edge:
         services += [SourceRunner(name, source, settings) for name, source in channels.sources.items()]
-    worker = faust.Worker(
+    worker = _Worker(
         pipeline.app,
         *services,
         loglevel=settings.log_level,

@@ -22,7 +22,7 @@ from router.kafka import new_producer
 from router.settings import Settings
 from schemas.codec import encode
 from schemas.deadletter import DeadLetter
-from schemas.errors import AuthError, ConfigError
+from schemas.errors import AuthError, ConfigError, TransientError
 from schemas.topics import DEADLETTER, INBOUND
 
 __all__ = ["SourceRunner"]
@@ -96,7 +96,21 @@ class SourceRunner(Service):
         while (entry := await self._acks.get()) is not None:
             future, arrival = entry
             await self._acked(future, arrival)
-            await self.source.commit(arrival.cursor)
+            await self._committed(arrival)
+
+    async def _committed(self, arrival: Arrival) -> None:
+        """Commit the arrival's cursor, for as long as the cursor store is away."""
+        delay = 0.1
+        while True:
+            try:
+                await self.source.commit(arrival.cursor)
+                return
+            except TransientError as e:
+                # Kafka has the message: a cursor saved late only means a re-read, deduplicated
+                log.warning("cursor not saved; trying again", extra={"connector": self.name,
+                                                                     "reason": e.reason})
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 10.0)
 
     async def _acked(self, future: asyncio.Future[Any], arrival: Arrival) -> None:
         """Wait until Kafka holds the arrival, sending it again for as long as Kafka refuses it.

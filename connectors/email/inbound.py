@@ -164,6 +164,8 @@ class _Reader:
         try:
             async with asyncio.timeout(self.account.timeout):
                 saved = await self.cursors.load(key)
+        except TransientError:
+            raise
         except (TimeoutError, OSError) as e:
             raise TransientError(f"cursor store: loading {key} failed: {e!r}") from e
         if saved is None:
@@ -381,8 +383,11 @@ class EmailInbound(Inbound[EmailSettings]):
         if reader is not None and reader.behind(cursor):
             return
         timeout = reader.account.timeout if reader else 30.0
-        async with asyncio.timeout(timeout):
-            await self.cursors.save(cursor.key, cursor.value)
+        try:
+            async with asyncio.timeout(timeout):
+                await self.cursors.save(cursor.key, cursor.value)
+        except TimeoutError as e:
+            raise TransientError(f"cursor store: saving {cursor.key} timed out") from e
         if reader is not None:
             reader.committed_to(cursor)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from schemas.errors import TransientError
 
 __all__ = ["RedisCursorStore"]
 
@@ -18,10 +21,16 @@ class RedisCursorStore:
         self._timeout = timeout
 
     async def load(self, key: str) -> str | None:
-        """The saved cursor, or None for a source never read."""
-        value = await asyncio.wait_for(self._redis.get(self._prefix + key), self._timeout)
+        """The saved cursor, or None for a source never read; TransientError while Redis is away."""
+        try:
+            value = await asyncio.wait_for(self._redis.get(self._prefix + key), self._timeout)
+        except (RedisError, TimeoutError, OSError) as e:
+            raise TransientError(f"cursor store: loading {key} failed: {type(e).__name__}") from e
         return value.decode() if isinstance(value, bytes) else value
 
     async def save(self, key: str, value: str) -> None:
-        """Save a cursor; called only once Kafka has everything before it."""
-        await asyncio.wait_for(self._redis.set(self._prefix + key, value), self._timeout)
+        """Save a cursor once Kafka has everything before it; TransientError while Redis is away."""
+        try:
+            await asyncio.wait_for(self._redis.set(self._prefix + key, value), self._timeout)
+        except (RedisError, TimeoutError, OSError) as e:
+            raise TransientError(f"cursor store: saving {key} failed: {type(e).__name__}") from e

@@ -103,3 +103,27 @@ async def test_a_redis_outage_pauses_the_worker_and_loses_nothing(
     assert {r.event_id for r in routed} == expected, "a message was lost"
     assert worker.proc.poll() is None, worker.tail_log()
     assert worker.stop(signal.SIGTERM, timeout=60) == 0
+
+
+async def test_sigterm_during_a_redis_outage_stops_the_worker_without_committing_its_batch(
+        deployment: Settings, launch: Launch, own_redis: OwnRedis) -> None:
+    traffic = busy_hour(deployment.topic_prefix.rstrip("-"), customers=120, repeat_every=10)
+    expected = set(traffic.by_event())
+    records = list(traffic.records())
+    worker = launch("worker", SB_REDIS_URL=own_redis.url, SB_BATCH_SIZE="25")
+    await publish(deployment, deployment.topic(INBOUND), records[: len(records) // 3])
+    await until(lambda: routed_by(worker) >= 25, "the worker never routed")
+    own_redis.kill()
+    await publish(deployment, deployment.topic(INBOUND), records[len(records) // 3:])
+    await until(lambda: redis_down(worker), "/readyz never said Redis is away")
+    started = time.monotonic()
+    # its batch cannot finish while Redis is away: it stops anyway, within its grace
+    assert worker.stop(signal.SIGTERM, timeout=60) in (0, 75)
+    assert time.monotonic() - started < 45
+
+    own_redis.start()
+    launch("worker", SB_REDIS_URL=own_redis.url, SB_BATCH_SIZE="25")
+    await wait_drained(deployment, timeout=180)
+    routed = [decode(r.value, RoutedConversation) for r in
+              await read_all(deployment, deployment.topic(ROUTED))]
+    assert {r.event_id for r in routed} == expected, "a message was lost"
