@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.faults.faults import SCENARIOS, Durations
 from bench.faults.load import Rates
 from bench.faults.report import table, write_json
+from bench.faults.stack import KAFKA_LIBS
 from bench.faults.suite import Plan, run_suite
 from router.settings import ROOT
 
@@ -45,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api-rate", type=float, default=15.0, help="API messages per second")
     p.add_argument("--mail-rate", type=float, default=5.0, help="mails filed per second")
     p.add_argument("--reply-rate", type=float, default=4.0, help="agents' replies per second")
-    p.add_argument("--seed", type=int, default=10, help="random moments of the kills")
+    p.add_argument("--seed", type=int, default=10, help="random moments of the faults")
+    p.add_argument("--kafka-libs", type=Path, default=KAFKA_LIBS,
+                   help="Kafka's jars (default .local/kafka/libs; another checkout's will do)")
     return p
 
 
@@ -65,7 +68,8 @@ def _plan(args: argparse.Namespace) -> Plan:
     logs = args.logs or Path(f"/tmp/sb-faults-logs-{time.strftime('%Y%m%d-%H%M%S')}")
     return Plan(scenarios, QUICK if args.quick else Durations(),
                 Rates(args.api_rate, args.mail_rate, args.reply_rate),
-                drain_seconds=90 if args.quick else 180, log_dir=logs, seed=args.seed)
+                drain_seconds=60 if args.quick else 180, log_dir=logs, kafka_libs=args.kafka_libs,
+                seed=args.seed)
 
 
 def _commit() -> str:

@@ -35,11 +35,11 @@ DISORDER_SECONDS = 10.0
 class Durations:
     """How long the timed faults last, and the longest random wait before a kill."""
 
-    gap: tuple[float, float] = (3.0, 10.0)  # the random wait before each timed fault
-    kafka: float = 20.0
+    gap: tuple[float, float] = (2.0, 6.0)  # the random wait before each timed fault
+    kafka: float = 15.0
     redis: float = 5.0
-    imap: float = 20.0
-    smtp: float = 20.0
+    imap: float = 15.0
+    smtp: float = 15.0
     webhook: float = 120.0
     kill_gap: float = 4.0
     recover: float = 120.0  # the longest wait for the recovery signal before the next fault

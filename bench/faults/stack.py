@@ -2,7 +2,7 @@
 
 Built like the `isolated` fixture of tests/integration/test_stack.py: a state dir under
 /tmp (Dovecot's mail user must reach it), loopback ports nobody uses, Kafka's jars
-symlinked from the shared stack's install, and `devtools.stack.up/down`. The shared stack
+symlinked from an install (`.local/kafka/libs` by default), and `devtools.stack.up/down`. The shared stack
 is never touched: every signal here goes to a PID this stack's own PID files name.
 The methods block; call them through `asyncio.to_thread` from the event loop.
 """
@@ -25,7 +25,7 @@ from router.settings import ROOT, Settings, load
 
 __all__ = ["OwnStack", "free_port"]
 
-SHARED_LIBS = ROOT.parent / "main" / ".local" / "kafka" / "libs"
+KAFKA_LIBS = ROOT / ".local" / "kafka" / "libs"  # where deploy/local/install.sh puts the jars
 SERVICES = ("kafka", "redis", "imap")
 # the config each service is started with: its path in argv marks the process as this stack's
 CONFIGS = {"kafka": "kafka/server.properties", "redis": "redis/redis.conf", "imap": "imap/dovecot.conf"}
@@ -52,25 +52,26 @@ def _free(port: int) -> bool:
     return True
 
 
-def _kafka_libs() -> Path:
-    """The jars install.sh fetched: this worktree's own, else the main checkout's."""
-    own = ROOT / ".local" / "kafka" / "libs"
-    return own if (own / ".installed").exists() else SHARED_LIBS
-
-
 class OwnStack:
-    """Kafka, Redis and Dovecot of this run alone; stopped and removed by `close()`."""
+    """Kafka, Redis and Dovecot of this run alone (`create()` makes one); `close()` removes it."""
 
-    def __init__(self) -> None:
-        self.state = Path(tempfile.mkdtemp(prefix="sb-faults-"))
-        self.state.chmod(0o755)
-        (self.state / "kafka").mkdir()
-        (self.state / "kafka" / "libs").symlink_to(_kafka_libs().resolve())
-        redis_port = free_port()
-        self.settings: Settings = load(
-            state_dir=self.state, kafka_bootstrap=f"127.0.0.1:{free_port(pair=True)}",
-            redis_url=SecretStr(f"redis://127.0.0.1:{redis_port}/0"),
-            imap_port=free_port(), lmtp_port=free_port())
+    def __init__(self, state: Path, settings: Settings) -> None:
+        self.state = state
+        self.settings = settings
+
+    @classmethod
+    def create(cls, kafka_libs: Path = KAFKA_LIBS) -> OwnStack:
+        """A fresh state dir with the jars linked in, and settings naming free loopback ports."""
+        if not (kafka_libs / ".installed").exists():
+            raise RuntimeError(f"no Kafka jars in {kafka_libs}: run make setup, or pass --kafka-libs")
+        state = Path(tempfile.mkdtemp(prefix="sb-faults-"))
+        state.chmod(0o755)
+        (state / "kafka").mkdir()
+        (state / "kafka" / "libs").symlink_to(kafka_libs.resolve())
+        return cls(state, load(
+            state_dir=state, kafka_bootstrap=f"127.0.0.1:{free_port(pair=True)}",
+            redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"),
+            imap_port=free_port(), lmtp_port=free_port()))
 
     def up(self, services: tuple[str, ...] = SERVICES, timeout: float = 120) -> None:
         """Start what is not running and wait until each answers."""

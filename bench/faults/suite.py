@@ -29,6 +29,7 @@ from bench.faults.load import PASSWORD, USER, Item, Load, Rates
 from bench.faults.processes import Process, Supervisor
 from bench.faults.sinks import SmtpSink
 from bench.faults.stack import OwnStack
+from bench.faults.trace import trace_lost
 from router.settings import Settings
 from tests.policies import example_policy
 from tests.receivers.webhook import WebhookReceiver
@@ -51,6 +52,7 @@ class Plan:
     rates: Rates
     drain_seconds: float
     log_dir: Path
+    kafka_libs: Path
     seed: int = 10
 
 
@@ -124,6 +126,20 @@ def _done(rig: Rig, item: Item) -> bool:
     return item.key in rig.journal.routed
 
 
+async def _trace(settings: Settings, rig: Rig, load: Load, rows: list[Counts]) -> None:
+    """Add to each row with lost messages where each of them stopped (see trace.py)."""
+    lost = {i.key: i.scenario for i in load.ledger.items
+            if i.accepted_at is not None and i.kind != "reply" and i.key not in rig.journal.routed}
+    if not lost:
+        return
+    traced = await trace_lost(settings, set(lost))
+    for row in rows:
+        lines = [f"{key}: {'; '.join(where) or 'on no topic'}"
+                 for key, where in traced.items() if lost[key] == row.scenario]
+        if lines:
+            row.examples["lost_trace"] = lines
+
+
 def _settled(rig: Rig, run_prefix: str) -> bool:
     """Every reply on the outbound topic has a receipt; every routed message reached its team."""
     journal = rig.journal
@@ -161,7 +177,7 @@ async def run_suite(plan: Plan) -> Outcome:
     """Start everything, run the plan's scenarios, count, and tear it all down."""
     outcome, started = Outcome(), time.monotonic()
     run = uuid.uuid4().hex[:6]
-    stack = OwnStack()
+    stack = OwnStack.create(plan.kafka_libs)
     work = Path(tempfile.mkdtemp(prefix="sb-faults-run-"))
     smtp, webhook = SmtpSink(), WebhookReceiver(HOOK_SECRET.encode())
     supervisor: Supervisor | None = None
@@ -199,6 +215,7 @@ async def run_suite(plan: Plan) -> Outcome:
         outcome.rows = [count(rig, scenario, Window(began, end), faults=faults, ledger=load.ledger,
                               run_prefix=f"fx{run}-")
                         for (scenario, began, faults), end in zip(ran, ends, strict=True)]
+        await _trace(settings, rig, load, outcome.rows)
     finally:
         if journal is not None:
             await journal.stop()
