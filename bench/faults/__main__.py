@@ -68,7 +68,7 @@ def _plan(args: argparse.Namespace) -> Plan:
     logs = args.logs or Path(f"/tmp/sb-faults-logs-{time.strftime('%Y%m%d-%H%M%S')}")
     return Plan(scenarios, QUICK if args.quick else Durations(),
                 Rates(args.api_rate, args.mail_rate, args.reply_rate),
-                drain_seconds=60 if args.quick else 180, log_dir=logs, kafka_libs=args.kafka_libs,
+                drain_seconds=60 if args.quick else 120, log_dir=logs, kafka_libs=args.kafka_libs,
                 seed=args.seed)
 
 

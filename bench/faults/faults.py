@@ -41,7 +41,7 @@ class Durations:
     imap: float = 15.0
     smtp: float = 15.0
     webhook: float = 120.0
-    kill_gap: float = 4.0
+    kill_gap: float = 3.0
     recover: float = 120.0  # the longest wait for the recovery signal before the next fault
 
 
