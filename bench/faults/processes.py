@@ -115,7 +115,9 @@ class Supervisor:
         """Start every process and wait until each says it is ready."""
         for p in self.processes.values():
             p.start()
-        await self.wait_ready(list(self.processes.values()), timeout)
+        if await self.wait_ready(list(self.processes.values()), timeout) is None:
+            tails = "\n".join(f"--- {p.role}:\n{p.tail()}" for p in self.processes.values())
+            raise RuntimeError(f"the processes were not ready within {timeout:g}s\n{tails}")
         self._task = asyncio.create_task(self._watch())
 
     async def wait_ready(self, processes: list[Process], timeout: float) -> float | None:
