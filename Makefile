@@ -13,7 +13,7 @@ export SB_REPLY_TOKEN_KEY ?= make-run-demo-reply-token-key
 # the agents' desk `make run` starts beside the router (switchboard desk)
 DESK_PID := .local/run/desk.pid
 
-.PHONY: setup run stop test test-clocks lint typecheck unit integration bench schemas clean
+.PHONY: setup run stop test test-clocks lint typecheck unit integration bench faults schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ test-clocks: setup
 bench: setup
 	$(BIN)/switchboard stack up
 	$(BIN)/python -m bench.pipeline
+
+# the fault suite on a stack of its own (the shared one is left alone); FAULTS_ARGS=--quick
+faults: setup
+	$(BIN)/python -m bench.faults $(FAULTS_ARGS)
 
 clean: stop
 	rm -rf $(VENV) .local
