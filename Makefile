@@ -13,7 +13,7 @@ export SB_REPLY_TOKEN_KEY ?= make-run-demo-reply-token-key
 # the agents' desk `make run` starts beside the router (switchboard desk)
 DESK_PID := .local/run/desk.pid
 
-.PHONY: setup run stop test test-clocks lint typecheck unit integration bench faults schemas clean
+.PHONY: setup run stop test test-clocks lint typecheck unit integration bench faults fuzz schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ bench: setup
 # the fault suite on a stack of its own (the shared one is left alone); FAULTS_ARGS=--quick
 faults: setup
 	$(BIN)/python -m bench.faults $(FAULTS_ARGS)
+
+# every parser of outside input under atheris, FUZZ_SECONDS each; new findings land in tests/fixtures/fuzz
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(BIN)/python -m bench.fuzz --seconds $(FUZZ_SECONDS)
 
 clean: stop
 	rm -rf $(VENV) .local
