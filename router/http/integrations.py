@@ -150,7 +150,8 @@ class Integrations:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return None
-        presented = hashlib.sha256(token.encode()).digest()
+        # aiohttp hands undecodable header bytes over as surrogates; surrogatepass encodes any text
+        presented = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         found = None
         # every digest is compared, in constant time each: how long this takes says nothing
         # about how close a guess came

@@ -66,6 +66,8 @@ def test_new_tokens_are_random_and_recognisable() -> None:
     ({"Authorization": "Bearer "}, None),
     ({"Authorization": HELPDESK}, None),
     ({}, None),
+    # an undecodable byte arrives from aiohttp as a surrogate
+    ({"Authorization": f"Bearer {HELPDESK}\udcff"}, None),
 ])
 def test_the_bearer_token_names_its_integration(headers: dict[str, str], name: str | None) -> None:
     caller = integrations().caller(headers)
