@@ -135,7 +135,7 @@ class Settings(BaseSettings):
         if value.lstrip().startswith("["):
             try:
                 return json.loads(value)
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the stack
                 raise ValueError(f"not a valid JSON list: {e}") from e
         return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -228,7 +228,7 @@ class _Sections(PydanticBaseSettingsSource):
 def _json(variable: str, value: str) -> Any:
     try:
         return json.loads(value)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the stack
         raise ConfigError(f"not valid JSON: {e}", where=f"environment {variable}") from e
 
 
@@ -245,3 +245,6 @@ def load(**overrides: object) -> Settings:
         field = _FIELD_IN.search(str(e))
         key = f"SB_{field.group(1).upper()}" if field else "SB_*"
         raise ConfigError(f"cannot read the value: {e.__cause__ or e}", where=f"environment {key}") from e
+    except RecursionError as e:
+        # JSON nested deeper than the stack, in a value pydantic-settings decodes (SB_SEND_RATES, ...)
+        raise ConfigError("cannot read a value: JSON nested too deeply", where="environment SB_*") from e

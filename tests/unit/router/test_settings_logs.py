@@ -56,6 +56,8 @@ def test_list_settings_take_commas_or_json(monkeypatch: pytest.MonkeyPatch, valu
 @pytest.mark.parametrize(("variable", "value"), [
     ("SB_STAGES", "intake,bogus"), ("SB_STAGES", "[broken"), ("SB_SEND_RATES", "{x"),
     ("SB_KAFKA_PARTITIONS", "many"), ("SB_EMAIL", "{not json"), ("SB_SLACK__BOT_TOKEN", ""),
+    # JSON nested deeper than the stack
+    ("SB_STAGES", "[" * 100_000), ("SB_EMAIL", "[" * 100_000), ("SB_EMAIL__ACCOUNTS", "[" * 100_000),
 ])
 def test_a_bad_setting_is_one_line_naming_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str,
                                                         value: str) -> None:
@@ -64,3 +66,10 @@ def test_a_bad_setting_is_one_line_naming_its_variable(monkeypatch: pytest.Monke
         load()
     assert caught.value.where.startswith(f"environment {variable.split('__', maxsplit=1)[0]}")
     assert "\n" not in str(caught.value)
+
+
+def test_a_value_nested_deeper_than_the_stack_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SB_SEND_RATES", "[" * 100_000)
+    with pytest.raises(ConfigError, match="nested too deeply") as caught:
+        load()
+    assert caught.value.where == "environment SB_*"
