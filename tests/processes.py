@@ -89,7 +89,13 @@ class Switchboard:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # a process that ignored the signal fails the test, and never outlives it
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            raise
 
     def tail_log(self, lines: int = 30) -> str:
         """The last lines of the process's log, for failure messages."""
