@@ -2,8 +2,8 @@
 
     python -m bench.fuzz.harness NAME FINDINGS_DIR LIMIT_SECONDS [libFuzzer flags and corpus dirs]
 
-The project's packages, the stdlib `email` package and PyYAML are instrumented, so
-coverage guides the mutations into the parsers. Every input goes through the contract
+The project's packages and the stdlib `email` package are instrumented, so coverage
+guides the mutations into the parsers. Every input goes through the contract
 check; an input that breaks it is saved in FINDINGS_DIR (one per crash signature, a few
 slow ones) and reported on stdout as a line `FINDING {json}`, and fuzzing goes on.
 """
@@ -21,8 +21,9 @@ from bench.fuzz.contract import Finding, Target, check
 
 __all__ = ["INSTRUMENTED", "main"]
 
-# what coverage is measured in: our packages, and the libraries parsing for them in Python
-INSTRUMENTED = ("connectors", "processors", "router", "schemas", "email", "yaml", "csv")
+# what coverage is measured in: our packages and the stdlib's email package. Not PyYAML: its
+# pure-Python scanner is most of a policy's parse time, and instrumented it runs 7 times slower
+INSTRUMENTED = ("connectors", "processors", "router", "schemas", "email")
 # slow inputs of one run kept at most: they are slow to replay
 _MAX_SLOW = 3
 
