@@ -24,7 +24,7 @@ from bench.faults.sinks import SmtpSink
 from bench.faults.stack import OwnStack
 from tests.receivers.webhook import WebhookReceiver
 
-__all__ = ["SCENARIOS", "Durations", "Fault", "Rig", "Scenario", "recovered_at"]
+__all__ = ["SCENARIOS", "Durations", "Fault", "Rig", "Scenario", "recovered_at", "until"]
 
 Signal = Literal["routed", "mail-routed", "mailed", "handed"]
 POLL_SECONDS = 0.1
@@ -99,7 +99,7 @@ def _kill(role: str) -> Inject:
         starts = len(process.starts)
         began = time.time()
         await asyncio.to_thread(process.kill)
-        await _until(lambda: len(process.starts) > starts, 30)
+        await until(lambda: len(process.starts) > starts, 30)
         return Fault(began, process.starts[-1], f"kill -9 {role} #{n + 1}")
     return inject
 
@@ -189,7 +189,8 @@ def recovered_at(rig: Rig, signal: Signal, after: float) -> float | None:
     return first
 
 
-async def _until(check: Callable[[], bool], timeout: float) -> bool:
+async def until(check: Callable[[], bool], timeout: float) -> bool:
+    """Whether `check()` held before `timeout` seconds passed, polling it."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -200,5 +201,5 @@ async def _until(check: Callable[[], bool], timeout: float) -> bool:
 
 async def wait_recovered(rig: Rig, signal: Signal, after: float) -> float | None:
     """Wait, at most `durations.recover`, until the signal shows recovery; its moment."""
-    await _until(lambda: recovered_at(rig, signal, after) is not None, rig.durations.recover)
+    await until(lambda: recovered_at(rig, signal, after) is not None, rig.durations.recover)
     return recovered_at(rig, signal, after)

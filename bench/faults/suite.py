@@ -18,12 +18,11 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.faults.count import Counts, Received, Window, count
-from bench.faults.faults import Durations, Fault, Rig, Scenario, wait_recovered
+from bench.faults.faults import Durations, Fault, Rig, Scenario, until, wait_recovered
 from bench.faults.journal import Journal
 from bench.faults.load import PASSWORD, USER, Item, Load, Rates
 from bench.faults.processes import Process, Supervisor
@@ -109,14 +108,6 @@ def _create_folder(settings: Settings, folder: str) -> None:
         conn.logout()
 
 
-async def _until(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(POLL_SECONDS)
-    return True
-
 
 def _done(rig: Rig, item: Item) -> bool:
     if item.accepted_at is None:
@@ -156,7 +147,7 @@ async def _scenario(rig: Rig, load: Load, scenario: Scenario, faults_wanted: int
     await load.start(scenario.name)
     print(f"[{time.strftime('%H:%M:%S')}] {scenario.name}: {faults_wanted} x {scenario.title}",
           flush=True)
-    await _until(lambda: any(t >= began for t, _ in rig.journal.routed_at[-50:]), 120)
+    await until(lambda: any(t >= began for t, _ in rig.journal.routed_at[-50:]), 120)
     faults = []
     for n in range(faults_wanted):
         fault = await scenario.inject(rig, n)
@@ -167,7 +158,7 @@ async def _scenario(rig: Rig, load: Load, scenario: Scenario, faults_wanted: int
               flush=True)
     await load.stop()
     items = load.ledger.of(scenario.name)
-    drained = await _until(lambda: all(_done(rig, i) for i in items), drain_seconds)
+    drained = await until(lambda: all(_done(rig, i) for i in items), drain_seconds)
     if not drained:
         print(f"  not drained within {drain_seconds:g}s", flush=True)
     return faults
@@ -209,7 +200,7 @@ async def run_suite(plan: Plan) -> Outcome:
             began = time.time()
             ran.append((scenario, began, await _scenario(rig, load, scenario, wanted, plan.drain_seconds)))
         # the last scenario's after-effects (a mailbox read anew) get their deadline too
-        if not await _until(lambda: _settled(rig, f"fx{run}-"), plan.drain_seconds):
+        if not await until(lambda: _settled(rig, f"fx{run}-"), plan.drain_seconds):
             print(f"  replies or handoffs still open after {plan.drain_seconds:g}s", flush=True)
         ends = [began for _, began, _ in ran[1:]] + [time.time()]
         outcome.rows = [count(rig, scenario, Window(began, end), faults=faults, ledger=load.ledger,

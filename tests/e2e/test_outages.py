@@ -78,19 +78,35 @@ def redis_down(worker: Switchboard) -> bool:
     return status == 503 and body is not None and body["checks"]["redis"]["ok"] is False
 
 
-async def test_a_redis_outage_pauses_the_worker_and_loses_nothing(
-        deployment: Settings, launch: Launch, own_redis: OwnRedis) -> None:
-    traffic = busy_hour(deployment.topic_prefix.rstrip("-"), customers=300, repeat_every=10)
-    expected = set(traffic.by_event())
+async def redis_killed_mid_stream(deployment: Settings, launch: Launch, own_redis: OwnRedis, *,
+                                  customers: int, routed_first: int) -> tuple[Switchboard, set[str]]:
+    """A worker on `own_redis` routes part of a stream, then Redis is killed -9 and the rest arrives.
+
+    Returns the worker, once /readyz says Redis is away, and every event id of the stream.
+    """
+    traffic = busy_hour(deployment.topic_prefix.rstrip("-"), customers=customers, repeat_every=10)
     records = list(traffic.records())
     worker = launch("worker", SB_REDIS_URL=own_redis.url, SB_BATCH_SIZE="25")
-    await publish(deployment, deployment.topic(INBOUND), records[: len(records) // 2])
-    await until(lambda: routed_by(worker) >= 100, "the worker never routed")
-
+    await publish(deployment, deployment.topic(INBOUND), records[: len(records) // 3])
+    await until(lambda: routed_by(worker) >= routed_first, "the worker never routed")
     own_redis.kill()
+    # input keeps arriving while Redis is away
+    await publish(deployment, deployment.topic(INBOUND), records[len(records) // 3:])
     await until(lambda: redis_down(worker), "/readyz never said Redis is away")
-    # input keeps arriving while Redis is away; the worker waits, alive, and says why
-    await publish(deployment, deployment.topic(INBOUND), records[len(records) // 2:])
+    return worker, set(traffic.by_event())
+
+
+async def routed_events(deployment: Settings) -> set[str]:
+    """The event ids on the routed topic."""
+    return {decode(r.value, RoutedConversation).event_id
+            for r in await read_all(deployment, deployment.topic(ROUTED))}
+
+
+async def test_a_redis_outage_pauses_the_worker_and_loses_nothing(
+        deployment: Settings, launch: Launch, own_redis: OwnRedis) -> None:
+    worker, expected = await redis_killed_mid_stream(deployment, launch, own_redis,
+                                                     customers=300, routed_first=100)
+    # the worker waits, alive, and says why
     _, ready = worker.get("/readyz")
     assert worker.proc is not None and worker.proc.poll() is None, worker.tail_log()
     assert ready["checks"]["stages"]["ok"] is False, ready
@@ -98,24 +114,15 @@ async def test_a_redis_outage_pauses_the_worker_and_loses_nothing(
     own_redis.start()
     await wait_drained(deployment, timeout=180)
     await until(lambda: worker.get("/readyz")[0] == 200, "the worker never became ready again")
-    routed = [decode(r.value, RoutedConversation) for r in
-              await read_all(deployment, deployment.topic(ROUTED))]
-    assert {r.event_id for r in routed} == expected, "a message was lost"
+    assert await routed_events(deployment) == expected, "a message was lost"
     assert worker.proc.poll() is None, worker.tail_log()
     assert worker.stop(signal.SIGTERM, timeout=60) == 0
 
 
 async def test_sigterm_during_a_redis_outage_stops_the_worker_without_committing_its_batch(
         deployment: Settings, launch: Launch, own_redis: OwnRedis) -> None:
-    traffic = busy_hour(deployment.topic_prefix.rstrip("-"), customers=120, repeat_every=10)
-    expected = set(traffic.by_event())
-    records = list(traffic.records())
-    worker = launch("worker", SB_REDIS_URL=own_redis.url, SB_BATCH_SIZE="25")
-    await publish(deployment, deployment.topic(INBOUND), records[: len(records) // 3])
-    await until(lambda: routed_by(worker) >= 25, "the worker never routed")
-    own_redis.kill()
-    await publish(deployment, deployment.topic(INBOUND), records[len(records) // 3:])
-    await until(lambda: redis_down(worker), "/readyz never said Redis is away")
+    worker, expected = await redis_killed_mid_stream(deployment, launch, own_redis,
+                                                     customers=120, routed_first=25)
     started = time.monotonic()
     # its batch cannot finish while Redis is away: it stops anyway, within its grace
     assert worker.stop(signal.SIGTERM, timeout=60) in (0, 75)
@@ -124,6 +131,4 @@ async def test_sigterm_during_a_redis_outage_stops_the_worker_without_committing
     own_redis.start()
     launch("worker", SB_REDIS_URL=own_redis.url, SB_BATCH_SIZE="25")
     await wait_drained(deployment, timeout=180)
-    routed = [decode(r.value, RoutedConversation) for r in
-              await read_all(deployment, deployment.topic(ROUTED))]
-    assert {r.event_id for r in routed} == expected, "a message was lost"
+    assert await routed_events(deployment) == expected, "a message was lost"

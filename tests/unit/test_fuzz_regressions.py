@@ -8,7 +8,6 @@ long under tests/fixtures/fuzz/<target>/; each is one case here, judged by the s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,19 +18,9 @@ from tests.paths import FIXTURES
 
 SAVED = FIXTURES / "fuzz"
 CASES = sorted((d.name, p) for d in SAVED.iterdir() if d.is_dir() for p in d.iterdir() if p.is_file())
-# findings whose fix belongs to another branch's owner: they fail until it lands, and then
-# this test fails too (strict), so the entry goes with the fix
-LEFT_FOR_OWNERS: dict[str, str] = {}
 
 
-def _case(target: str, path: Path) -> Any:
-    name = f"{target}/{path.name}"
-    left = LEFT_FOR_OWNERS.get(name)
-    marks = [pytest.mark.xfail(strict=True, reason=left)] if left else []
-    return pytest.param(target, path, id=name, marks=marks)
-
-
-@pytest.mark.parametrize(("target", "path"), [_case(t, p) for t, p in CASES])
+@pytest.mark.parametrize(("target", "path"), CASES, ids=[f"{t}/{p.name}" for t, p in CASES])
 def test_saved_input_keeps_the_contract(target: str, path: Path) -> None:
     finding = check(TARGETS[target], path.read_bytes())
     assert finding is None, finding.summary
@@ -40,7 +29,6 @@ def test_saved_input_keeps_the_contract(target: str, path: Path) -> None:
 def test_every_saved_input_belongs_to_a_target() -> None:
     assert CASES
     assert {d.name for d in SAVED.iterdir() if d.is_dir()} <= set(TARGETS)
-    assert set(LEFT_FOR_OWNERS) <= {f"{t}/{p.name}" for t, p in CASES}
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
