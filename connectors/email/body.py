@@ -182,18 +182,12 @@ def attachments(msg: Message, body: Message | None) -> tuple[Attachment, ...]:
         found.append(
             Attachment(
                 name=_filename(part),
-                content_type=_printable(part.get_content_type()),
+                content_type=repair(part.get_content_type()),
                 size=_size(part),
                 content_id=_content_id(part),
             )
         )
     return tuple(found)
-
-
-def _printable(text: str) -> str:
-    """A header value as text that encodes: 8-bit bytes in a header come back as surrogates."""
-    return text.encode("utf-8", "replace").decode("utf-8") if any(
-        "\udc80" <= c <= "\udcff" for c in text) else text
 
 
 def _is_file(part: Message) -> bool:
