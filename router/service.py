@@ -183,6 +183,8 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
         HttpService(settings, pipeline, accept_messages=edge),
         SenderService(channels),
         tools,
+        # after the senders and tools they use, so they stop first
+        pipeline.stages,
     ]
     if edge:
         services += [SourceRunner(name, source, settings) for name, source in channels.sources.items()]
