@@ -43,6 +43,7 @@ from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore
 from processors.watch.lifecycle_watch import LifecycleSchedule, LifecycleWatch
 from processors.watch.sla_watch import SlaWatch
+from router.kafka import ssl_context
 from router.policy_watch import PolicyHolder
 from router.settings import Settings
 from schemas.topics import CONVERSATION, DELIVERY, IDENTIFIED, INBOUND, OUTBOUND, ROUTED, SLA, TopicSpec
@@ -257,11 +258,14 @@ async def _finish_or_exit(stage: str, batch: asyncio.Future[None]) -> None:
 
 
 def _credentials(settings: Settings) -> Any:
+    """Faust's view of the security protocol: it derives the protocol from the credentials' kind."""
+    context = ssl_context(settings)
     if not settings.kafka_sasl_mechanism:
-        return None
+        return faust.SSLCredentials(context) if context is not None else None
     password = settings.kafka_sasl_password
     return faust.SASLCredentials(
         username=settings.kafka_sasl_username,
         password=password.get_secret_value() if password else None,
         mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=context,
     )
