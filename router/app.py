@@ -30,7 +30,7 @@ from processors.brain.stage import Brain, Stores
 from processors.dispatch.stage import DispatchStage
 from processors.dispatch.tools import HandoffTarget
 from processors.intake.stage import Intake
-from processors.metrics import CONSUMER_LAG, STAGE_RETRIES
+from processors.metrics import STAGE_RETRIES, report_lag
 from processors.policy.model import Policy
 from processors.send.stage import SendFn, SendStage
 from processors.stage import Output, Record
@@ -48,7 +48,7 @@ from router.policy_watch import PolicyHolder
 from router.settings import Settings
 from schemas.topics import CONVERSATION, DELIVERY, IDENTIFIED, INBOUND, OUTBOUND, ROUTED, SLA, TopicSpec
 
-__all__ = ["Pipeline"]
+__all__ = ["STAGE_TOPICS", "Pipeline"]
 
 log = logging.getLogger(__name__)
 Process = Callable[[Sequence[Record]], Awaitable[list[Output]]]
@@ -57,6 +57,15 @@ RETRY_CAP_SECONDS = 30.0
 # how long a stop waits for a batch in flight; and the exit code when it cannot finish
 STOP_GRACE_SECONDS = 10.0
 EXIT_UNFINISHED = 75
+# the topics each stage consumes (SB_STAGES): scale a stage's workers on these topics' lag
+STAGE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
+    "intake": (INBOUND,),
+    # one writer per customer: messages and their conversations' events, co-partitioned
+    "brain": (IDENTIFIED, CONVERSATION),
+    "send": (OUTBOUND,),
+    # agents hear of new messages, of their replies' fate and of SLA warnings in one place
+    "dispatch": (ROUTED, DELIVERY, SLA),
+}
 
 
 class Pipeline:
@@ -69,6 +78,8 @@ class Pipeline:
         self.policy = policy
         # stage → why its batch is being run again; empty while every stage flows
         self.stalled: dict[str, str] = {}
+        # the partitions whose lag this worker reports: dropped when they move to another worker
+        self._lag_reported: set[tuple[str, int]] = set()
         self.app = faust.App(
             settings.app_id,
             broker=f"kafka://{settings.kafka_bootstrap}",
@@ -111,17 +122,15 @@ class Pipeline:
                                       thread_ttl_seconds=settings.conversation_ttl_seconds)
         self.watch = SlaWatch(redis, clocks, self.current_policy)
         self.lifecycle = LifecycleWatch(redis, schedule, history, clocks, self.current_policy)
-        stages = set(settings.stages)
-        if "intake" in stages:
-            self._agent("intake", INBOUND, self.intake.process)
-        if "brain" in stages:
-            # one writer per customer: messages and their conversations' events, co-partitioned
-            self._agent("brain", IDENTIFIED, self.brain.process, self.brain.confirm, also=(CONVERSATION,))
-        if "send" in stages:
-            self._agent("send", OUTBOUND, self.send.process)
-        if "dispatch" in stages:
-            # agents hear of new messages, of their replies' fate and of SLA warnings in one place
-            self._agent("dispatch", ROUTED, self.dispatch.process, also=(DELIVERY, SLA))
+        work: dict[str, tuple[Process, Confirm | None]] = {
+            "intake": (self.intake.process, None),
+            "brain": (self.brain.process, self.brain.confirm),
+            "send": (self.send.process, None),
+            "dispatch": (self.dispatch.process, None),
+        }
+        for stage in settings.stages:
+            first, *also = STAGE_TOPICS[stage]
+            self._agent(stage, first, *work[stage], also=tuple(also))
         self.app.timer(interval=5.0)(self._report_lag)
         self.app.timer(interval=2.0)(self._reload_policy)
         # one worker watches the clocks, so each SLA event fires once
@@ -222,12 +231,14 @@ class Pipeline:
         consumer = self.app.consumer
         assigned = consumer.assignment()
         if not assigned:
+            self._lag_reported = report_lag({}, self._lag_reported)
             return
         highwaters = await consumer.highwaters(*assigned)
-        for tp, end in highwaters.items():
-            # Faust keeps committed offsets in a private map, with no public view of it
-            committed = getattr(consumer, "_committed_offset", {}).get(tp)
-            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - (committed or 0)))
+        # Faust keeps committed offsets in a private map, with no public view of it
+        committed = getattr(consumer, "_committed_offset", {})
+        self._lag_reported = report_lag(
+            {(tp.topic, tp.partition): end - (committed.get(tp) or 0) for tp, end in highwaters.items()},
+            self._lag_reported)
 
     def assigned(self) -> bool:
         """True once this worker holds at least one partition."""
