@@ -19,6 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from connectors.email.settings import EmailSettings
 from router.app import STAGE_TOPICS
 from router.cli.commands import main as switchboard
 from router.http.server import build_app
@@ -96,6 +97,10 @@ def test_each_workload_starts_from_its_settings(name: str, monkeypatch: pytest.M
     assert settings.http_port == int(environment(doc)["SB_HTTP_PORT"])
     assert settings.kafka_security_protocol == "SASL_SSL"
     assert settings.redis_dsn.startswith("rediss://")
+    # every pod sends mail; only the edge reads the mailbox (its Secret merges into SB_EMAIL)
+    email = settings.section("email", EmailSettings)
+    assert email is not None and email.smtp is not None
+    assert [a.name for a in email.accounts] == (["support"] if doc.kind == "StatefulSet" else [])
     # the Secret's placeholders must never run
     with pytest.raises(ConfigError, match="SB_REPLY_TOKEN_KEY"):
         settings.require_reply_token_key()
