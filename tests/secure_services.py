@@ -142,7 +142,8 @@ def _kafka_argv(folder: Path, password: str, cert: Path, key: Path) -> list[str]
     pem = folder / "server.pem"
     pem.write_text(key.read_text() + cert.read_text())
     props = _kafka_properties(folder, (free_port(), free_port(), free_port()), pem)
-    jvm = [java, "-Xms128m", "-Xmx512m", "-cp", f"{libs}/*",
+    # a small, short-lived broker: start fast rather than run fast
+    jvm = [java, "-Xms128m", "-Xmx512m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", f"{libs}/*",
            f"-Dlog4j2.configurationFile={ROOT / 'deploy' / 'local' / 'log4j2.properties'}"]
     _run([*jvm, "kafka.tools.StorageTool", "format", "-t", "c2Itc2VjdXJlLXRlc3QtMQ",
           "-c", str(props), "--add-scram", f"SCRAM-SHA-512=[name={KAFKA_USER},password={password}]"], folder)
