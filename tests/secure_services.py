@@ -3,8 +3,10 @@
 Each test run makes its own CA and a server certificate for 127.0.0.1 with openssl, then
 starts Redis with TLS only and an ACL user (the default user off), and a one-node KRaft
 Kafka whose client listener is SASL_SSL with SCRAM-SHA-512 (the user is created when the
-storage is formatted). Both are started and stopped by PID, from the jars and packages
-the local stack uses (deploy/local/install.sh).
+storage is formatted) and whose authorizer denies what no ACL allows. The ACLs
+docs/operators.md gives are granted over the broker's own plain-text loopback listener,
+whose anonymous principal is the super user. Both services are started and stopped by
+PID, from the jars and packages the local stack uses (deploy/local/install.sh).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class SecureStack:
 
     ca: Path
     kafka_bootstrap: str
+    kafka_admin: str  # the plain-text listener of the super user, for granting ACLs
     kafka_password: str
     redis_port: int
     redis_password: str
@@ -117,6 +120,10 @@ def _kafka_properties(folder: Path, ports: tuple[int, int, int], pem: Path) -> P
         "listener.security.protocol.map=SASL_SSL:SASL_SSL,BROKER:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name=BROKER",
         "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        # nothing without an ACL, but for the broker itself (anonymous on its own listeners)
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found=false",
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
         "org.apache.kafka.common.security.scram.ScramLoginModule required;",
         "ssl.keystore.type=PEM",
@@ -150,11 +157,43 @@ def _kafka_argv(folder: Path, password: str, cert: Path, key: Path) -> list[str]
     return [*jvm, "kafka.Kafka", str(props)]
 
 
-def _bootstrap(props: Path) -> str:
+def _listener(props: Path, name: str) -> str:
     for line in props.read_text().splitlines():
         if line.startswith("advertised.listeners="):
-            return line.split("SASL_SSL://")[1].split(",")[0]
-    raise AssertionError("no SASL_SSL listener")
+            return line.split(f"{name}://")[1].split(",")[0]
+    raise AssertionError(f"no {name} listener")
+
+
+# Kafka's protocol numbers: resource types, pattern types, operations, permission
+_TOPIC, _GROUP = 2, 3
+_PREFIXED = 4
+_OPERATIONS = {"Read": 3, "Write": 4, "Create": 5, "Describe": 8}
+_ALLOW = 3
+
+
+def documented_acls(topic_prefix: str, app_id: str) -> list[tuple[int, str, str]]:
+    """docs/operators.md's ACLs for the Switchboard user: (resource type, prefix, operation)."""
+    topics = [(_TOPIC, name, op) for name in (f"{topic_prefix}sb.", f"{app_id}-")
+              for op in ("Create", "Describe", "Read", "Write")]
+    groups = [(_GROUP, name, op) for name in (app_id, "sb-tail-") for op in ("Read", "Describe")]
+    return topics + groups
+
+
+async def grant(stack: SecureStack, acls: list[tuple[int, str, str]]) -> None:
+    """Create prefixed ALLOW ACLs for the Switchboard user, as the super user."""
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol.admin import CreateAclsRequest
+
+    client = AIOKafkaClient(bootstrap_servers=stack.kafka_admin)
+    await client.bootstrap()
+    try:
+        for resource, name, operation in acls:
+            response = await client.send(client.get_random_node(), CreateAclsRequest(
+                resource, name, _PREFIXED, f"User:{KAFKA_USER}", "*", _OPERATIONS[operation], _ALLOW))
+            errors = [e for e in response.creation_responses if e[0] != 0]
+            assert not errors, f"ACL {operation} on {name}: {errors}"
+    finally:
+        await client.close()
 
 
 async def _kafka_answers(settings: Settings) -> bool:
@@ -176,7 +215,8 @@ async def _kafka_answers(settings: Settings) -> bool:
 def secure_stack(folder: Path, prefix: str) -> Iterator[SecureStack]:
     """Start the secured Redis and Kafka; stop exactly those processes at the end."""
     ca, key, cert = make_certificates(folder)
-    stack = SecureStack(ca=ca, kafka_bootstrap="", kafka_password="kafka-scram-secret-for-tests",
+    stack = SecureStack(ca=ca, kafka_bootstrap="", kafka_admin="",
+                        kafka_password="kafka-scram-secret-for-tests",
                         redis_port=free_port(), redis_password="redis-acl-secret-for-tests",
                         key_prefix=prefix)
     procs: list[subprocess.Popen[bytes]] = []
@@ -189,7 +229,9 @@ def secure_stack(folder: Path, prefix: str) -> Iterator[SecureStack]:
         argv = _kafka_argv(folder / "kafka", stack.kafka_password, cert, key)
         with (folder / "kafka.log").open("ab") as log:
             procs.append(subprocess.Popen(argv, stdout=log, stderr=log, cwd=folder))
-        stack = SecureStack(**{**stack.__dict__, "kafka_bootstrap": _bootstrap(Path(argv[-1]))})
+        props = Path(argv[-1])
+        stack = SecureStack(**{**stack.__dict__, "kafka_bootstrap": _listener(props, "SASL_SSL"),
+                               "kafka_admin": _listener(props, "BROKER")})
         _wait_ready(stack, procs, folder)
         yield stack
     finally:

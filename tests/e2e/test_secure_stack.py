@@ -1,6 +1,7 @@
-"""Kafka over TLS with SASL/SCRAM and Redis over TLS with an ACL user, as docs/operators.md
-sets them up: the real edge and worker route a message through them, and a wrong secret
-is refused. Both services are this test's own (tests/secure_services.py), on loopback."""
+"""Kafka over TLS with SASL/SCRAM and ACLs, and Redis over TLS with an ACL user, as
+docs/operators.md sets them up: the real edge and worker route a message through them
+with exactly the documented rights, and a wrong secret or a topic outside them is refused.
+Both services are this test's own (tests/secure_services.py), on loopback."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ from pathlib import Path
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
-from router.kafka import client_options
+from router.kafka import client_options, new_producer
 from router.settings import Settings
 from schemas.topics import ROUTED
 from tests.kafka_tools import unique_prefix
 from tests.policies import example_policy
 from tests.processes import Switchboard
-from tests.secure_services import SecureStack, secure_stack
+from tests.secure_services import SecureStack, documented_acls, grant, secure_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.e2e
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     prefix = unique_prefix()
     with secure_stack(tmp_path_factory.mktemp("secure"), prefix) as stack:
+        asyncio.run(grant(stack, documented_acls(prefix, f"{prefix}sb")))
         yield stack
 
 
@@ -95,12 +97,18 @@ def test_a_wrong_secret_is_refused(secured: SecureStack) -> None:
     anonymous.close()
     wrong = secured.settings(kafka_sasl_password="not-the-password")
     with pytest.raises(KafkaError):
-        asyncio.run(_consume_once(wrong))
+        asyncio.run(_produce_once(wrong, "anything"))
 
 
-async def _consume_once(settings: Settings) -> None:
-    consumer = AIOKafkaConsumer(settings.topic(ROUTED), **client_options(settings), group_id=None)
+def test_topics_outside_the_acls_are_refused(secured: SecureStack) -> None:
+    with pytest.raises(TopicAuthorizationFailedError):
+        asyncio.run(_produce_once(secured.settings(), "someone-elses.topic"))
+
+
+async def _produce_once(settings: Settings, topic: str) -> None:
+    producer = new_producer(settings, request_timeout_ms=10_000)
     try:
-        await asyncio.wait_for(consumer.start(), 20)
+        await asyncio.wait_for(producer.start(), 20)
+        await asyncio.wait_for(producer.send_and_wait(topic, b"{}"), 20)
     finally:
-        await consumer.stop()
+        await producer.stop()
