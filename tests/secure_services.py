@@ -91,18 +91,21 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
     return folder / "ca.crt", folder / "server.key", folder / "server.crt"
 
 
+def redis_acl(prefix: str) -> list[str]:
+    """docs/operators.md's ACL rules for the Switchboard user: its keys, no admin or dangerous command."""
+    return ["resetkeys", f"~{prefix}sb:*", "resetchannels", "-@all", "+@read", "+@write", "+@scripting",
+            "+@transaction", "+@connection", "-@dangerous"]
+
+
 def _redis_argv(folder: Path, port: int, password: str, prefix: str, cert: Path, key: Path,
                 ca: Path) -> list[str]:
     server = shutil.which("redis-server", path="/usr/bin:/usr/sbin:/bin")
     assert server, "redis-server is missing: deploy/local/install.sh installs it"
-    # the ACL docs/operators.md gives: the deployment's keys only, no admin or dangerous commands
     return [server, "--bind", "127.0.0.1", "--port", "0", "--tls-port", str(port),
             "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
             "--tls-auth-clients", "no", "--dir", str(folder), "--save", "", "--appendonly", "no",
             "--user", "default", "off",
-            "--user", REDIS_USER, "on", f">{password}", "resetkeys", f"~{prefix}sb:*", "resetchannels",
-            "-@all", "+@read", "+@write", "+@scripting", "+@transaction", "+@connection",
-            "-@dangerous"]
+            "--user", REDIS_USER, "on", f">{password}", *redis_acl(prefix)]
 
 
 def _kafka_properties(folder: Path, ports: tuple[int, int, int], pem: Path) -> Path:
