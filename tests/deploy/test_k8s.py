@@ -277,9 +277,15 @@ def test_workers_scale_on_the_lag_of_their_own_topics() -> None:
 
 
 def test_the_image_holds_what_it_runs() -> None:
-    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE, re.M):
-        for path in source.split():
-            assert (ROOT / path).exists(), path
+    copied = {path for source in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE, re.M)
+              for path in source.split()}
+    assert all((ROOT / path).exists() for path in copied), copied
+    # every package the wheel is built from, and the files its metadata names
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    found = re.search(r"^include = \[(.+)\]$", pyproject, re.M)
+    assert found
+    packages = {name.strip(' "*') for name in found[1].split(",")}
+    assert packages | {"pyproject.toml", "README.md"} <= copied
     version = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
     assert version
     assert kustomization()["images"] == [{"name": "switchboard", "newTag": version[1]}]
