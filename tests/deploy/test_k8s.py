@@ -289,6 +289,11 @@ def test_the_image_holds_what_it_runs() -> None:
     assert found
     packages = {name.strip(' "*') for name in found[1].split(",")}
     assert packages | {"pyproject.toml", "README.md"} <= copied
+    # and nothing the build does not need is sent to it: the local stack alone is hundreds of MB
+    ignored = {line for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line and not line.startswith("#")}
+    assert {".local", ".venv", ".git"} <= ignored
+    assert not ignored & copied
     version = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
     assert version
     assert kustomization()["images"] == [{"name": "switchboard", "newTag": version[1]}]
