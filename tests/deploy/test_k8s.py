@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from connectors.email.settings import EmailSettings
+from connectors.registry import sections
 from router.app import STAGE_TOPICS
 from router.cli.commands import main as switchboard
 from router.http.server import build_app
@@ -73,8 +74,6 @@ def test_the_kustomization_lists_every_manifest() -> None:
 
 def test_every_variable_set_is_a_setting() -> None:
     fields = {f"SB_{name.upper()}" for name in Settings.model_fields}
-    from connectors.registry import sections
-
     section_vars = {f"SB_{name.upper()}" for name in sections()}
     secrets = _policy_secret_envs()
     for doc in workloads():
