@@ -12,6 +12,7 @@ PID, from the jars and packages the local stack uses (deploy/local/install.sh).
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -72,8 +73,14 @@ class SecureStack:
         return load(**(given | overrides))
 
 
-def _run(argv: list[str], cwd: Path) -> None:
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+def _real_clock() -> dict[str, str]:
+    """The environment without libfaketime: the services run on the machine's clock, like the
+    local stack (`make test-clocks` fakes the clients' clock only; Redis breaks under it)."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("FAKETIME")}
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120, check=False, env=env)
     assert done.returncode == 0, f"{argv[0]} failed: {done.stdout}{done.stderr}"
 
 
@@ -140,6 +147,8 @@ def _kafka_properties(folder: Path, ports: tuple[int, int, int], pem: Path) -> P
         "share.coordinator.state.topic.replication.factor=1",
         "share.coordinator.state.topic.min.isr=1",
         "group.initial.rebalance.delay.ms=0",
+        # clients may run up to a week ahead under `make test-clocks`, as for the local stack
+        "log.message.timestamp.after.max.ms=691200000",
         "",
     ]))
     return props
@@ -156,7 +165,8 @@ def _kafka_argv(folder: Path, password: str, cert: Path, key: Path) -> list[str]
     jvm = [java, "-Xms128m", "-Xmx512m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", f"{libs}/*",
            f"-Dlog4j2.configurationFile={ROOT / 'deploy' / 'local' / 'log4j2.properties'}"]
     _run([*jvm, "kafka.tools.StorageTool", "format", "-t", "c2Itc2VjdXJlLXRlc3QtMQ",
-          "-c", str(props), "--add-scram", f"SCRAM-SHA-512=[name={KAFKA_USER},password={password}]"], folder)
+          "-c", str(props), "--add-scram", f"SCRAM-SHA-512=[name={KAFKA_USER},password={password}]"], folder,
+         _real_clock())
     return [*jvm, "kafka.Kafka", str(props)]
 
 
@@ -227,11 +237,11 @@ def secure_stack(folder: Path, prefix: str) -> Iterator[SecureStack]:
         with (folder / "redis.log").open("ab") as log:
             procs.append(subprocess.Popen(
                 _redis_argv(folder, stack.redis_port, stack.redis_password, prefix, cert, key, ca),
-                stdout=log, stderr=log, cwd=folder))
+                stdout=log, stderr=log, cwd=folder, env=_real_clock()))
         (folder / "kafka").mkdir()
         argv = _kafka_argv(folder / "kafka", stack.kafka_password, cert, key)
         with (folder / "kafka.log").open("ab") as log:
-            procs.append(subprocess.Popen(argv, stdout=log, stderr=log, cwd=folder))
+            procs.append(subprocess.Popen(argv, stdout=log, stderr=log, cwd=folder, env=_real_clock()))
         props = Path(argv[-1])
         stack = SecureStack(**{**stack.__dict__, "kafka_bootstrap": _listener(props, "SASL_SSL"),
                                "kafka_admin": _listener(props, "BROKER")})
