@@ -35,16 +35,17 @@ from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore
 from processors.watch.lifecycle_watch import LifecycleSchedule, LifecycleWatch
 from processors.watch.sla_watch import SlaWatch
+from router.kafka import ssl_context
 from router.loop import Stages
 from router.policy_watch import PolicyHolder
 from router.settings import Settings
 from schemas.topics import CONVERSATION, DELIVERY, IDENTIFIED, INBOUND, OUTBOUND, ROUTED, SLA, TopicSpec
 
-__all__ = ["READS", "Pipeline"]
+__all__ = ["STAGE_TOPICS", "Pipeline"]
 
 log = logging.getLogger(__name__)
 # what each stage reads, its consumer group's topics
-READS: dict[str, tuple[TopicSpec, ...]] = {
+STAGE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
     "intake": (INBOUND,),
     # one writer per customer: messages and their conversations' events, co-partitioned
     "brain": (IDENTIFIED, CONVERSATION),
@@ -110,7 +111,7 @@ class Pipeline:
                 "send": (self.send.process, None), "dispatch": (self.dispatch.process, None)}
         for stage in settings.stages:
             process, confirm = work[stage]
-            self.stages.add(stage, [settings.topic(spec) for spec in READS[stage]], process, confirm)
+            self.stages.add(stage, [settings.topic(spec) for spec in STAGE_TOPICS[stage]], process, confirm)
         self.app.timer(interval=2.0)(self._reload_policy)
         # one worker watches the clocks, so each SLA event fires once
         self.app.timer(interval=settings.sla_tick_seconds, on_leader=True)(self._watch_sla)
@@ -158,11 +159,14 @@ class Pipeline:
 
 
 def _credentials(settings: Settings) -> Any:
+    """Faust's view of the security protocol: it derives the protocol from the credentials' kind."""
+    context = ssl_context(settings)
     if not settings.kafka_sasl_mechanism:
-        return None
+        return faust.SSLCredentials(context) if context is not None else None
     password = settings.kafka_sasl_password
     return faust.SASLCredentials(
         username=settings.kafka_sasl_username,
         password=password.get_secret_value() if password else None,
         mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=context,
     )

@@ -34,7 +34,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from processors.metrics import CONSUMER_LAG, STAGE_RETRIES
+from processors.metrics import STAGE_RETRIES, report_lag
 from processors.stage import Output, Record
 from router.kafka import client_options, new_producer
 from router.settings import Settings
@@ -100,9 +100,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._loop.between_batches:
             await self._loop.commit()
             self._loop.forget(revoked)
-        for tp in revoked:
-            with contextlib.suppress(KeyError):
-                CONSUMER_LAG.remove(tp.topic, str(tp.partition))
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self._loop.joined = True
@@ -133,6 +130,7 @@ class StageLoop:
         # the next offset to read of each partition this loop has processed, for the lag gauge
         self._next: dict[TopicPartition, int] = {}
         self._lag_at = 0.0
+        self._lag_reported: set[tuple[str, int]] = set()
 
     def assigned(self) -> bool:
         """True once this loop has joined its group (with more workers than partitions, idle)."""
@@ -239,6 +237,7 @@ class StageLoop:
         """Drop what could not be committed on partitions that went: their next owner reads it again."""
         for tp in revoked:
             self._uncommitted.pop(tp, None)
+            self._next.pop(tp, None)
 
     def _report_lag(self) -> None:
         """Records behind the end of each partition this loop holds, every couple of seconds."""
@@ -246,10 +245,13 @@ class StageLoop:
         if self._consumer is None or now - self._lag_at < LAG_EVERY_SECONDS:
             return
         self._lag_at = now
+        lags = {}
         for tp in self._consumer.assignment():
             end, at = self._consumer.highwater(tp), self._next.get(tp)
             if end is not None and at is not None:
-                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - at))
+                lags[tp.topic, tp.partition] = end - at
+        # partitions that moved to another worker leave this one's gauges
+        self._lag_reported = report_lag(lags, self._lag_reported)
 
 
 class Stages(Service):

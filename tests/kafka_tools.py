@@ -117,11 +117,11 @@ async def delete_topics(settings: Settings, prefixes: Sequence[str]) -> int:
 
 async def wait_drained(settings: Settings, timeout: float = 90) -> None:
     """Wait until the deployment's workers have committed every stage's input to its end."""
-    from router.app import READS
+    from router.app import STAGE_TOPICS
     from router.loop import group_of
 
     for stage in ("intake", "brain", "send"):
-        for spec in READS[stage]:
+        for spec in STAGE_TOPICS[stage]:
             await wait_committed(settings, group_of(settings, stage), settings.topic(spec), timeout)
 
 
