@@ -58,12 +58,11 @@ class HttpService(Service):
         # aiokafka binds to the running loop, so the producer is made here, not in __init__
         self.producer = new_producer(self.settings)
         await self.producer.start()
-        checks: dict[str, Check] = {
-            "kafka": self._kafka_ready,
-            "redis": self._redis_ready,
-            "workers": self._workers_ready,
-            "stages": self._stages_flowing,
-        }
+        checks: dict[str, Check] = {"kafka": self._kafka_ready, "redis": self._redis_ready}
+        if self.settings.stages:
+            # a process without stages (an HTTP API alone) has no partitions to wait for
+            checks["workers"] = self._workers_ready
+        checks["stages"] = self._stages_flowing
         if self.accept_messages:
             app = edge_app(self.settings, checks, publish=self._publish, publish_link=self._publish_link,
                            redis=lambda: self.pipeline.redis, policy=self.pipeline.current_policy)
@@ -183,6 +182,8 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
         HttpService(settings, pipeline, accept_messages=edge),
         SenderService(channels),
         tools,
+        # after the senders and tools they use, so they stop first
+        pipeline.stages,
     ]
     if edge:
         services += [SourceRunner(name, source, settings) for name, source in channels.sources.items()]

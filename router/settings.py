@@ -50,10 +50,15 @@ class Settings(BaseSettings):
     state_dir: Path = ROOT / ".local"
 
     kafka_bootstrap: str = "127.0.0.1:19092"
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    # TLS to Kafka (SSL, SASL_SSL): the CA bundle that signed the brokers (else the system's),
+    # and a client certificate and key when the brokers ask for one (mutual TLS)
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
     kafka_partitions: int = Field(default=4, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
     # how soon a dead worker's partitions move to a live one
@@ -145,6 +150,21 @@ class Settings(BaseSettings):
                                    file_secret_settings: Any) -> tuple[Any, ...]:
         """The environment, plus each connector's section gathered from its variables."""
         return init_settings, env_settings, _Sections(settings_cls), dotenv_settings, file_secret_settings
+
+    @model_validator(mode="after")
+    def _check_kafka_auth(self) -> Settings:
+        """SASL settings and the security protocol must agree, or the start fails naming them."""
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_mechanism and self.kafka_sasl_username):
+            raise ConfigError(f"{self.kafka_security_protocol} needs SB_KAFKA_SASL_MECHANISM and "
+                              "SB_KAFKA_SASL_USERNAME", where="environment SB_KAFKA_SECURITY_PROTOCOL")
+        if self.kafka_sasl_mechanism and not sasl:
+            raise ConfigError("needs SB_KAFKA_SECURITY_PROTOCOL SASL_PLAINTEXT or SASL_SSL",
+                              where="environment SB_KAFKA_SASL_MECHANISM")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ConfigError("a client certificate needs its key, and a key its certificate",
+                              where="environment SB_KAFKA_SSL_CERTFILE / SB_KAFKA_SSL_KEYFILE")
+        return self
 
     @model_validator(mode="after")
     def _check_sections(self) -> Settings:
