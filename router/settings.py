@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # the local stack's Dovecot (deploy/local): IMAP for the mailbox, LMTP to deliver into it
     imap_port: int = Field(default=10143, ge=1, le=65535)
     lmtp_port: int = Field(default=10024, ge=1, le=65535)
+    # the local stack's SMTP relay (devtools/relay.py): delivers any mail into Dovecot over LMTP
+    smtp_port: int = Field(default=10025, ge=1, le=65535)
 
     # consumer group of the stream processors; workers sharing it share the work
     app_id: str = "switchboard"

@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
 
     stack = sub.add_parser("stack", help="the local Kafka, Redis and IMAP under .local/")
     stack.add_argument("action", choices=["up", "down", "status"])
-    stack.add_argument("--with-imap", action="store_true", help="also start Dovecot IMAP")
+    stack.add_argument("--with-imap", action="store_true",
+                       help="also start the mail system: Dovecot IMAP and the SMTP relay into it")
 
     sub.add_parser("export-schemas",
                    help="write JSON Schema of every topic to schemas/json/ and docs/openapi.json")
@@ -151,7 +152,7 @@ def _whatif(settings: Settings, args: argparse.Namespace) -> int:
 def _stack(settings: Settings, args: argparse.Namespace) -> int:
     from devtools import stack
 
-    services = ("kafka", "redis", "imap") if args.with_imap else ("kafka", "redis")
+    services = (*stack.DEFAULT_SERVICES, *(stack.MAIL_SERVICES if args.with_imap else ()))
     if args.action == "up":
         statuses = stack.up(settings, services)
     elif args.action == "down":
