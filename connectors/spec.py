@@ -11,6 +11,11 @@ An **agents' tool** (`ToolSpec`) is where a team works. The policy's destination
 them, and `routes` take the agents' answers back. A destination this process cannot
 serve (`unready` says why) is reported once at start; its deliveries go to its fallback.
 
+A channel without a sender of its own may answer through others (`reply_via`): the
+first of them that runs here and can address the customer's identity (its `addresses`,
+identity kinds such as "email") sends the reply. The API channel answers by email that
+way, so a customer who wrote through an integration reads the answer in their mailbox.
+
 Both name a settings section: `SB_<SECTION>` as JSON, or `SB_<SECTION>__<KEY>` per key,
 validated by the `settings` model. A connector that is `on_by_default` runs with the
 model's defaults when its section is absent; any other runs only when configured.
@@ -48,6 +53,10 @@ class ConnectorSpec(Generic[S]):
     outbound: Callable[[S], Outbound[Any]] | None = None
     routes: Callable[[S, Edge], Sequence[Route]] | None = None
     parse: Callable[[bytes], InboundMessage] | None = None
+    # identity kinds its sender can reach ("email", "phone", "handle")
+    addresses: frozenset[str] = frozenset()
+    # without a sender of its own: channels that answer for it, in order of preference
+    reply_via: tuple[str, ...] = ()
 
     @property
     def section(self) -> str:

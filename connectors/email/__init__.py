@@ -35,6 +35,6 @@ def _unready(settings: EmailSettings, destination: MailboxDestination, secrets: 
 
 
 SPEC = ConnectorSpec(name="email", settings=EmailSettings, extras=EmailExtras, inbound=EmailInbound,
-                     outbound=EmailOutbound, parse=parse)
+                     outbound=EmailOutbound, parse=parse, addresses=frozenset({"email"}))
 MAILBOX = ToolSpec(kind="mailbox", destination=MailboxDestination, section="email",
                    settings=EmailSettings, build=_mailbox, unready=_unready)

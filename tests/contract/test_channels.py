@@ -51,3 +51,14 @@ async def test_sends_through_its_emulator(spec: ConnectorSpec[Any]) -> None:
             await sender.stop()
         assert (receipt.status, receipt.reply_id) == ("sent", "rep_contract")
         assert emulated.received() == 1
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=ids)
+def test_answers_through_channels_that_can_send(spec: ConnectorSpec[Any]) -> None:
+    for name in spec.reply_via:
+        assert name in CHANNELS, f"{spec.name}.reply_via names {name!r}, which is not registered"
+        via = CHANNELS[name]
+        assert via.outbound is not None and via.addresses, (
+            f"{spec.name} answers through {name}, which has no sender or declares no addresses")
+    if spec.outbound is not None:
+        assert spec.addresses, f"{spec.name} has a sender: declare the identity kinds it reaches"
