@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -84,13 +85,34 @@ def _parser() -> argparse.ArgumentParser:
     desk.add_argument("--pager-port", type=int, default=18091, help="pager port (default 18091)")
     desk.add_argument("--api-url", default="http://127.0.0.1:18080",
                       help="the router's HTTP API, for the curl lines")
+    for recorded in (run, worker, desk):
+        recorded.add_argument("--pid-file", type=Path, help="write this process's PID here (make run)")
 
+    _local_commands(sub)
     tail = sub.add_parser("tail", help="print a topic's events as JSON lines")
     tail.add_argument("topic", help="routed, inbound, deadletter, outbound, delivery")
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--count", type=int, help="stop after this many events")
     tail.add_argument("--timeout", type=float, help="stop after this many seconds")
     return p
+
+
+def _local_commands(sub: Any) -> None:
+    """The commands of a local desk: stop what `make run` started, send and read its mail."""
+    stop = sub.add_parser("stop", help="stop the processes PID files name (what `--pid-file` wrote)",
+                          description="Signals a process only while it is the one that wrote the file "
+                          "(same PID, same start time); `make stop` uses it.")
+    stop.add_argument("files", nargs="+", metavar="PIDFILE")
+    mail = sub.add_parser("mail", help="send mail to support, or read a mailbox, on the local stack")
+    mail_sub = mail.add_subparsers(dest="mail_command", required=True, metavar="ACTION")
+    send = mail_sub.add_parser("send", help="mail support@example.com through the stack's SMTP server")
+    send.add_argument("text", help="the message")
+    send.add_argument("--from", dest="sender", default="ada@example.com", help="default ada@example.com")
+    send.add_argument("--subject", default="Hello support")
+    send.add_argument("--to", default="support@example.com")
+    read = mail_sub.add_parser("read", help="print a mailbox of the stack's Dovecot (a customer's)")
+    read.add_argument("address", help="e.g. ada@example.com")
+    read.add_argument("--password", default="customer", help="customers' mailboxes: customer")
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -211,6 +233,29 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mail(settings: Settings, args: argparse.Namespace) -> int:
+    from devtools import mail
+
+    if args.mail_command == "send":
+        sent = mail.send(settings, sender=args.sender, text=args.text, subject=args.subject, to=args.to)
+        print(f"sent {sent} to {args.to}")
+        return 0
+    shown = 0
+    for shown, block in enumerate(mail.read(settings, args.address, args.password), 1):
+        print(f"── {shown} " + "─" * 60 + f"\n{block}")
+    if not shown:
+        print(f"{args.address}: no mail yet")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from router.pidfile import stop
+
+    for file in args.files:
+        print(stop(Path(file)))
+    return 0
+
+
 def _with_settings(args: argparse.Namespace) -> int:
     overrides = {"http_port": args.http_port} if getattr(args, "http_port", None) is not None else {}
     settings = load(**overrides)
@@ -225,6 +270,8 @@ def _with_settings(args: argparse.Namespace) -> int:
         return _publish(settings, args)
     if args.command == "whatif":
         return _whatif(settings, args)
+    if args.command == "mail":
+        return _mail(settings, args)
     from router.cli.tail import run
 
     run(settings, args.topic, from_beginning=args.from_beginning, count=args.count,
@@ -233,10 +280,14 @@ def _with_settings(args: argparse.Namespace) -> int:
 
 
 _OFFLINE = {"explain": _explain, "policy": _policy, "export-schemas": _export_schemas, "token": _token,
-            "desk": _desk}
+            "desk": _desk, "stop": _stop}
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "pid_file", None) is not None:
+        from router.pidfile import record
+
+        record(args.pid_file)  # first: `make stop` finds a process that is still starting
     return _OFFLINE.get(args.command, _with_settings)(args)
 
 
