@@ -25,6 +25,8 @@ from router.http.server import Check, build_app, serve
 from router.kafka import ensure_topics, new_producer
 from router.logs import logging_config
 from router.policy_watch import PolicyHolder
+from router.probes import ProbeService, target_of
+from router.probes import configured as configured_probes
 from router.settings import Settings
 from router.sources import SourceRunner
 from router.tools import ToolBox
@@ -188,6 +190,9 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     ]
     if edge:
         services += [SourceRunner(name, source, settings) for name, source in channels.sources.items()]
+        probes = configured_probes(settings, target_of(settings))
+        if probes and settings.probe_interval_seconds > 0:
+            services.append(ProbeService(settings, probes))
     worker = _Worker(
         pipeline.app,
         *services,

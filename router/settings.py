@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     sla_tick_seconds: float = Field(default=1.0, gt=0)
     # our own mail domains: an address there is never a customer's stated identity
     our_domains: Annotated[tuple[str, ...], NoDecode] = ()
+    # synthetic probes (router/probes.py): one per probed channel this often from the edge (0: never);
+    # routed later than probe_slow_seconds is slow, not routed within probe_timeout_seconds silent
+    probe_interval_seconds: float = Field(default=60.0, ge=0)
+    probe_slow_seconds: float = Field(default=30.0, gt=0)
+    probe_timeout_seconds: float = Field(default=120.0, gt=0)
     log_level: str = "INFO"
     log_json: bool | None = None
 

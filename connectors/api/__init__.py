@@ -9,6 +9,7 @@ an email address and the email channel runs, the customer is answered by email
 from __future__ import annotations
 
 from connectors.api.parse import parse
+from connectors.api.probe import probe
 from connectors.api.routes import routes
 from connectors.api.settings import ApiSettings
 from connectors.spec import ConnectorSpec
@@ -17,4 +18,5 @@ from schemas.inbound import ApiExtras
 __all__ = ["SPEC"]
 
 SPEC = ConnectorSpec(name="api", settings=ApiSettings, extras=ApiExtras, on_by_default=True,
-                     routes=routes, parse=parse, reply_via=("email",))
+                     routes=routes, parse=parse, reply_via=("email",),
+                   probe=probe)

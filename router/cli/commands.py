@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from router.cli import probe
 from router.http.integrations import SCOPES
 from router.settings import Settings, load
 from schemas.errors import SwitchboardError
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         recorded.add_argument("--pid-file", type=Path, help="write this process's PID here (make run)")
 
     _local_commands(sub)
+    probe.add_parser(sub)
     tail = sub.add_parser("tail", help="print a topic's events as JSON lines")
     tail.add_argument("topic", help="routed, inbound, deadletter, outbound, delivery")
     tail.add_argument("--from-beginning", action="store_true")
@@ -256,27 +258,28 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_settings(args: argparse.Namespace) -> int:
-    overrides = {"http_port": args.http_port} if getattr(args, "http_port", None) is not None else {}
-    settings = load(**overrides)
-    if args.command in ("run", "worker"):
-        from router.service import run_worker
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from router.service import run_worker
 
-        run_worker(settings, edge=args.command == "run")
-        return 0
-    if args.command == "stack":
-        return _stack(settings, args)
-    if args.command == "publish":
-        return _publish(settings, args)
-    if args.command == "whatif":
-        return _whatif(settings, args)
-    if args.command == "mail":
-        return _mail(settings, args)
+    run_worker(settings, edge=args.command == "run")
+    return 0
+
+
+def _tail(settings: Settings, args: argparse.Namespace) -> int:
     from router.cli.tail import run
 
     run(settings, args.topic, from_beginning=args.from_beginning, count=args.count,
         timeout=args.timeout)
     return 0
+
+
+_WITH_SETTINGS = {"run": _run, "worker": _run, "stack": _stack, "publish": _publish, "whatif": _whatif,
+                  "mail": _mail, "probe": probe.run, "tail": _tail}
+
+
+def _with_settings(args: argparse.Namespace) -> int:
+    overrides = {"http_port": args.http_port} if getattr(args, "http_port", None) is not None else {}
+    return _WITH_SETTINGS[args.command](load(**overrides), args)
 
 
 _OFFLINE = {"explain": _explain, "policy": _policy, "export-schemas": _export_schemas, "token": _token,
