@@ -107,7 +107,7 @@ async def test_mail_in_routed_answered_from_the_desk_read_in_the_customers_mailb
 
     # 2. the desk's curl line, pasted as printed (only the text filled in)
     curl[curl.index("-d") + 1] = json.dumps({"text": "Sorry Ada, a new parcel left today."})
-    done = subprocess.run(curl, capture_output=True, text=True, timeout=30, check=True)
+    done = await asyncio.to_thread(subprocess.run, curl, capture_output=True, text=True, timeout=30, check=True)
     assert json.loads(done.stdout)["status"] == "queued", done.stdout
 
     # 3. the answer lands in Ada's own mailbox, in her thread; the acknowledgement came first
@@ -141,7 +141,8 @@ async def test_an_api_message_from_an_email_address_is_answered_by_email(
     # the agent answers once the desk shows it, the way the conversations API is used
     curl = await until(lambda: answer_line(out, bob), "the desk never showed the message routed", timeout=90)
     status, queued = router.post(curl[-1].removeprefix(router.url),
-                                 json.dumps({"text": "Bob, it arrives tomorrow."}).encode(), token="demo-token")
+                                 json.dumps({"text": "Bob, it arrives tomorrow."}).encode(),
+                                 token="demo-token")
     assert status == 202, queued
 
     mails = await until(lambda: bodies(mail_stack.inbox(bob)), "the answer never reached Bob's mailbox")
@@ -164,7 +165,8 @@ async def eventually(read: Callable[[], Awaitable[list[T]]], what: str, timeout:
 def assert_clean_log(router: Switchboard) -> None:
     """No error and no traceback while traffic flowed; unserved destinations told once, at start."""
     lines = [json.loads(line) for line in router.log_path.read_text().splitlines() if line.startswith("{")]
-    bad = [line for line in lines if line["level"] in ("error", "critical") or "Traceback" in json.dumps(line)]
+    bad = [line for line in lines
+           if line["level"] in ("error", "critical") or "Traceback" in json.dumps(line)]
     assert not bad, f"errors in the log: {bad[:3]}"
     notices = [line for line in lines if line["msg"].startswith("destinations not set up here")]
     assert len(notices) == 1, notices
