@@ -107,7 +107,8 @@ async def test_mail_in_routed_answered_from_the_desk_read_in_the_customers_mailb
 
     # 2. the desk's curl line, pasted as printed (only the text filled in)
     curl[curl.index("-d") + 1] = json.dumps({"text": "Sorry Ada, a new parcel left today."})
-    done = await asyncio.to_thread(subprocess.run, curl, capture_output=True, text=True, timeout=30, check=True)
+    done = await asyncio.to_thread(subprocess.run, curl, capture_output=True, text=True, timeout=30,
+                                   check=True)
     assert json.loads(done.stdout)["status"] == "queued", done.stdout
 
     # 3. the answer lands in Ada's own mailbox, in her thread; the acknowledgement came first
