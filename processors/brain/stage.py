@@ -184,10 +184,12 @@ class Brain:
         for claim, before, item in zip(claims, claimed, items, strict=True):
             channel = _channel(item)
             counted = not (isinstance(item, IdentifiedMessage) and item.probe)  # probes are no traffic
-            tally.seen[channel] += counted
+            if counted:
+                tally.seen[channel] += 1
             verdict, reason = decide_claim(claim, before)
             if verdict is Novelty.DUPLICATE:
-                tally.dropped[channel] += counted
+                if counted:
+                    tally.dropped[channel] += 1
                 log.info("duplicate dropped", extra={"event_id": item.event_id, "reason": reason})
             else:
                 fresh.append(item)
