@@ -31,7 +31,7 @@ __all__ = ["CUSTOMER_PASSWORD", "Relay", "RelayConfig", "ensure_mailbox", "main"
 CUSTOMER_PASSWORD = "customer"
 LMTP_SECONDS = 30.0
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
-_ADDRESS = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}$")
+_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,7 @@ def _known(path: Path) -> set[str]:
 def ensure_mailbox(config: RelayConfig, address: str) -> bool:
     """Give `address` a Dovecot account unless it has one; True when one was added."""
     address = address.lower()
-    if not _ADDRESS.match(address):
+    if not _ADDRESS.fullmatch(address):
         raise ValueError(f"not an address this relay serves: {address!r}")
     if address in _known(config.users_file):
         return False
