@@ -92,12 +92,18 @@ def text_of(mail: email.message.EmailMessage) -> str:
     return str(body.get_content())  # type: ignore[attr-defined]
 
 
+@pytest.fixture
+async def router(launch: Launch, mail_stack: MailStack, tmp_path: Path,  # noqa: F811
+                 desk: AgentsDesk) -> Switchboard:
+    """`switchboard run` as `make run` starts it, and the desk beside it."""
+    started = launch("run", **make_run_env(mail_stack, tmp_path, desk.port))
+    await desk.start(started.url)
+    return started
+
+
 async def test_mail_in_routed_answered_from_the_desk_read_in_the_customers_mailbox(
-    deployment: Settings, launch: Launch, mail_stack: MailStack, tmp_path: Path,  # noqa: F811
-    desk: AgentsDesk,
+    deployment: Settings, router: Switchboard, mail_stack: MailStack, desk: AgentsDesk,  # noqa: F811
 ) -> None:
-    router = launch("run", **make_run_env(mail_stack, tmp_path, desk.port))
-    await desk.start(router.url)
     out = desk.out
     ada = f"ada-{uuid.uuid4().hex[:8]}@example.com"
 
@@ -128,11 +134,8 @@ async def test_mail_in_routed_answered_from_the_desk_read_in_the_customers_mailb
 
 
 async def test_an_api_message_from_an_email_address_is_answered_by_email(
-    deployment: Settings, launch: Launch, mail_stack: MailStack, tmp_path: Path,  # noqa: F811
-    desk: AgentsDesk,
+    deployment: Settings, router: Switchboard, mail_stack: MailStack, desk: AgentsDesk,  # noqa: F811
 ) -> None:
-    router = launch("run", **make_run_env(mail_stack, tmp_path, desk.port))
-    await desk.start(router.url)
     out = desk.out
     bob = f"bob-{uuid.uuid4().hex[:8]}@example.com"
     status, accepted = router.post("/v1/messages", json.dumps({"sender": bob, "text": "Where is my parcel?"})
