@@ -67,6 +67,8 @@ def configured(settings: Settings, target: ProbeTarget) -> dict[str, Probe]:
         probe = spec.probe(section, target)
         if probe is not None:
             found[name] = probe
+        else:  # said once, at start: a channel nobody can probe is not a failing one
+            log.info("channel not probed: its settings give the probe no way in", extra={"channel": name})
     return found
 
 
