@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="stream processors only (health and metrics on HTTP)")
     worker.add_argument("--http-port", type=int, help="health/metrics port (0: any free port)")
 
-    stack = sub.add_parser("stack", help="the local Kafka, Redis and IMAP under .local/")
+    stack = sub.add_parser("stack", help="the local Kafka and Redis (and mail: IMAP, SMTP) under .local/")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("--with-imap", action="store_true",
                        help="also start the mail system: Dovecot IMAP and the SMTP relay into it")
