@@ -132,12 +132,15 @@ class Results:
                 continue
             for record in (r for records in batches.values() for r in records):
                 try:
-                    event = decode(record.value, ProbeEvent)
+                    self.take(decode(record.value, ProbeEvent))
                 except ParseError:
                     continue  # not ours to judge: the topic's other readers see it too
-                future = self._waiting.get(event.probe_id)
-                if event.kind == "routed" and future is not None and not future.done():
-                    future.set_result(event)
+
+    def take(self, event: ProbeEvent) -> None:
+        """Hand a `routed` report to the probe waiting for it; anything else is someone else's."""
+        future = self._waiting.get(event.probe_id)
+        if event.kind == "routed" and future is not None and not future.done():
+            future.set_result(event)
 
 
 async def probe_once(settings: Settings, channel: str, probe: Probe, results: Results, publish: Publish,
@@ -155,6 +158,8 @@ async def probe_once(settings: Settings, channel: str, probe: Probe, results: Re
         verdict = {"kind": "failed", "reason": f"the {channel} channel did not take the probe: {e.reason}"}
     except TimeoutError:
         verdict = {"kind": "silent", "reason": f"not routed within {settings.probe_timeout_seconds:g}s"}
+    except Exception as e:  # noqa: BLE001 - a connector's surprise is this probe's failure, not the edge's
+        verdict = {"kind": "failed", "reason": f"the {channel} probe raised {type(e).__name__}: {e}"}
     else:
         seconds = routed.seconds or 0.0
         slow = seconds > settings.probe_slow_seconds
