@@ -214,8 +214,8 @@ def _routed(routed: RoutedConversation, api_url: str, now: datetime) -> list[str
     lines += _field("resolve", [f"curl -s {auth} -d '{{}}' {base}/resolve"], clean=False)
     if message.sender.kind == "email" and _MAILBOX.fullmatch(message.sender.value):
         # where the answer lands on the local stack: its SMTP server delivers every address
-        lines += _field("read", [f".venv/bin/switchboard mail read {message.sender.value}  (the customer's mailbox "
-                                 "on the local stack)"], clean=False)
+        read = f".venv/bin/switchboard mail read {message.sender.value}"
+        lines += _field("read", [f"{read}  (the customer's mailbox on the local stack)"], clean=False)
     return lines
 
 
