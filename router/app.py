@@ -81,6 +81,8 @@ class Pipeline:
             broker_session_timeout=settings.kafka_session_timeout_seconds,
             broker_heartbeat_interval=settings.kafka_session_timeout_seconds / 4,
             stream_buffer_maxsize=max(4096, settings.batch_size * 4),
+            # Faust's own files go under the state dir, never into the current directory
+            datadir=str(settings.state_dir / "faust" / "{conf.name}-data"),
         )
         ns = f"{settings.topic_prefix}sb"
         history = HistoryStore(ns, cap=settings.history_cap)

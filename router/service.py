@@ -25,6 +25,8 @@ from router.http.server import Check, build_app, serve
 from router.kafka import ensure_topics, new_producer
 from router.logs import logging_config
 from router.policy_watch import PolicyHolder
+from router.probes import ProbeService, target_of
+from router.probes import configured as configured_probes
 from router.settings import Settings
 from router.sources import SourceRunner
 from router.tools import ToolBox
@@ -171,6 +173,8 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_json))
     # topics are created up front with our partitioning, never by a first produce
     asyncio.run(ensure_topics(settings))
+    # Faust keeps its files in the state dir (router/app.py); it creates only the last level
+    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
     redis: Redis = Redis.from_url(settings.redis_dsn, socket_timeout=10)
     channels = configured(settings, RedisCursorStore(redis, f"{settings.topic_prefix}sb"))
@@ -187,6 +191,9 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     ]
     if edge:
         services += [SourceRunner(name, source, settings) for name, source in channels.sources.items()]
+        probes = configured_probes(settings, target_of(settings))
+        if probes and settings.probe_interval_seconds > 0:
+            services.append(ProbeService(settings, probes))
     worker = _Worker(
         pipeline.app,
         *services,

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # the local stack's Dovecot (deploy/local): IMAP for the mailbox, LMTP to deliver into it
     imap_port: int = Field(default=10143, ge=1, le=65535)
     lmtp_port: int = Field(default=10024, ge=1, le=65535)
+    # the local stack's SMTP relay (devtools/relay.py): delivers any mail into Dovecot over LMTP
+    smtp_port: int = Field(default=10025, ge=1, le=65535)
 
     # consumer group of the stream processors; workers sharing it share the work
     app_id: str = "switchboard"
@@ -113,6 +115,11 @@ class Settings(BaseSettings):
     sla_tick_seconds: float = Field(default=1.0, gt=0)
     # our own mail domains: an address there is never a customer's stated identity
     our_domains: Annotated[tuple[str, ...], NoDecode] = ()
+    # synthetic probes (router/probes.py): one per probed channel this often from the edge (0: never);
+    # routed later than probe_slow_seconds is slow, not routed within probe_timeout_seconds silent
+    probe_interval_seconds: float = Field(default=60.0, ge=0)
+    probe_slow_seconds: float = Field(default=30.0, gt=0)
+    probe_timeout_seconds: float = Field(default=120.0, gt=0)
     log_level: str = "INFO"
     log_json: bool | None = None
 

@@ -10,12 +10,13 @@ from schemas.handoff import HandoffReceipt
 from schemas.identified import IdentifiedMessage, IdentityLink
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt, OutboundMessage
+from schemas.probe import ProbeEvent
 from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent
 
 __all__ = [
     "ALL", "CONVERSATION", "DEADLETTER", "DELIVERY", "HANDOFF", "IDENTIFIED", "IDENTITY", "INBOUND",
-    "OUTBOUND", "ROUTED", "SLA", "TopicSpec",
+    "OUTBOUND", "PROBE", "ROUTED", "SLA", "TopicSpec",
 ]
 
 
@@ -48,7 +49,9 @@ DELIVERY = TopicSpec("delivery", 1, DeliveryReceipt, "conversation_id")
 CONVERSATION = TopicSpec("conversation", 1, ConversationEvent, "customer_id")
 HANDOFF = TopicSpec("handoff", 1, HandoffReceipt, "conversation_id")
 DEADLETTER = TopicSpec("deadletter", 1, DeadLetter, "stage")
+PROBE = TopicSpec("probe", 1, ProbeEvent, "channel")
 
 ALL: tuple[TopicSpec, ...] = (
     INBOUND, IDENTIFIED, IDENTITY, ROUTED, SLA, CONVERSATION, OUTBOUND, DELIVERY, HANDOFF, DEADLETTER,
+    PROBE,
 )

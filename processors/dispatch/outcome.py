@@ -84,7 +84,9 @@ def outputs_for(result: Result, now: datetime) -> list[Output]:
         outputs.append(dead_letter(item.record, f"handoff to {o.intended} failed: {reason}", stage=STAGE))
     elif o.actual != o.intended:
         HANDOFF_FALLBACK.labels(o.intended).inc()
-        log.warning("handoff delivered to a fallback", extra={**extra, "actual": o.actual})
+        # a destination not set up here was reported once at start; one that failed is news
+        log.log(logging.INFO if o.unserved else logging.WARNING, "handoff delivered to a fallback",
+                extra={**extra, "actual": o.actual})
     else:
         log.info("handoff delivered", extra=extra)
     return outputs

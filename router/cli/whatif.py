@@ -37,6 +37,7 @@ from schemas.codec import decode
 from schemas.errors import ParseError, SwitchboardError, TransientError
 from schemas.identified import CustomerProfile
 from schemas.inbound import InboundMessage
+from schemas.probe import find_mark
 from schemas.routed import RoutedConversation
 from schemas.topics import INBOUND
 
@@ -297,6 +298,8 @@ def routable(values: Iterable[bytes | None], rules: thread.ThreadRules,
             skipped["bounce"] += 1
         elif answered_conversation(message, rules.token_key, our_domains) is not None:
             skipped["agent answer"] += 1
+        elif find_mark(message.text, message.channel, rules.token_key, message.received_at) is not None:
+            skipped["probe"] += 1  # judged fresh as of its arrival, as intake judged it
         else:
             messages.append(message)
         seen.add(message.event_id)

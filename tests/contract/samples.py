@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiohttp import web
 from aiosmtpd.controller import Controller
 
 from schemas.conversation import ConversationCard
@@ -105,6 +106,40 @@ async def slack_emulator() -> AsyncIterator[Emulated]:
         await emulator.stop()
 
 
+@asynccontextmanager
+async def email_probe_target() -> AsyncIterator[Emulated]:
+    """The SMTP server, and the address the probe mails (the mailbox the channel would read)."""
+    async with smtp_server() as emulated:
+        yield Emulated({**emulated.section, "probe_to": "support@example.com"}, emulated.received)
+
+
+@asynccontextmanager
+async def api_receiver() -> AsyncIterator[Emulated]:
+    """Our own `POST /v1/messages`, answering 202 to a well-formed body with a bearer token."""
+    posts: list[dict[str, Any]] = []
+
+    async def take(request: web.Request) -> web.Response:
+        body = await request.json()
+        signed = request.headers.get("Authorization") == "Bearer contract-token"
+        if not signed or "[sb-probe:" not in body["text"]:
+            return web.json_response({"error": "refused"}, status=401)
+        posts.append(body)
+        return web.json_response({"event_id": "ev_contract"}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", take)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield Emulated({}, lambda: len(posts), destination={"api_url": f"http://127.0.0.1:{port}"})
+    finally:
+        await runner.cleanup()
+
+
+# where each channel's synthetic probe enters in the suite
+PROBE_EMULATORS: dict[str, Callable[[], Any]] = {"email": email_probe_target, "api": api_receiver}
 # where each sender or tool delivers in the suite
 SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server}
 TOOL_EMULATORS: dict[str, Callable[[], Any]] = {
