@@ -49,6 +49,8 @@ RETRY_CAP_SECONDS = 30.0
 STOP_GRACE_SECONDS = 10.0
 FETCH_WAIT_MS = 200
 LAG_EVERY_SECONDS = 2.0
+# how long a start waits for a group coordinator to read the Faust group's offsets
+ADOPT_SECONDS = 30.0
 
 
 def group_of(settings: Settings, stage: str) -> str:
@@ -68,14 +70,18 @@ async def adopt_offsets(settings: Settings, group: str, topics: Sequence[str]) -
     Before the stages had groups of their own, one Faust group read every topic; an
     upgrade without this would read every retained record again.
     """
-    admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
-    try:
-        if await admin.list_consumer_group_offsets(group):
-            return
-        legacy = await admin.list_consumer_group_offsets(settings.app_id)
-    finally:
-        await admin.close()
+    deadline = time.monotonic() + ADOPT_SECONDS
+    while True:
+        try:
+            legacy = await _legacy_offsets(settings, group)
+            break
+        except KafkaError as e:
+            # a broker that has just started has no group coordinator yet
+            if not e.retriable or time.monotonic() > deadline:
+                log.warning("could not read the Faust group's offsets; the stage's group starts "
+                            "where auto_offset_reset says", extra={"group": group, "error": repr(e)})
+                return
+            await asyncio.sleep(0.5)
     wanted = {tp: mark.offset for tp, mark in legacy.items() if tp.topic in topics and mark.offset >= 0}
     if not wanted:
         return
@@ -88,6 +94,18 @@ async def adopt_offsets(settings: Settings, group: str, topics: Sequence[str]) -
         await consumer.stop()
     log.info("stage group starts where the Faust group committed", extra={"group": group,
                                                                           "partitions": len(wanted)})
+
+
+async def _legacy_offsets(settings: Settings, group: str) -> dict[TopicPartition, Any]:
+    """The Faust group's committed offsets, or none when `group` has offsets of its own."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        if await admin.list_consumer_group_offsets(group):
+            return {}
+        return dict(await admin.list_consumer_group_offsets(settings.app_id))
+    finally:
+        await admin.close()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
