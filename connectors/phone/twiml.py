@@ -1,0 +1,69 @@
+"""The answer to a call, as TwiML: greet by tier and hours, then record a voicemail, then hang up.
+
+Pure: the caller's outlook (tier, open now, when we answer or open) in, the document out.
+The recording is transcribed when the settings want a transcript, so it stops at two
+minutes (what Twilio transcribes). Twilio reports the recording as `completed`, or
+`absent` when the caller left none, and the `<Record>` action hangs up, so the call never
+loops back to the greeting. Nothing of the caller's history is ever read back: caller
+ID can be spoofed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twilio.twiml.voice_response import VoiceResponse
+
+from connectors.phone.settings import PhoneSettings
+from connectors.routes import Outlook
+
+__all__ = ["CallbackUrls", "answer", "greeting", "hang_up"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackUrls:
+    """The public URLs Twilio calls back during one call."""
+
+    recorded: str
+    recording: str
+    transcription: str
+
+    @classmethod
+    def of(cls, settings: PhoneSettings) -> CallbackUrls:
+        """The channel's callback URLs under its public base URL."""
+        prefix = settings.path_prefix
+        return cls(recorded=settings.url(f"{prefix}/recorded"), recording=settings.url(f"{prefix}/recording"),
+                   transcription=settings.url(f"{prefix}/transcription"))
+
+
+def greeting(outlook: Outlook, settings: PhoneSettings) -> str:
+    """What the caller hears before the tone: their tier's line, then the hours' promise."""
+    tiers = settings.tier_greetings
+    hello = tiers.get(outlook.tier) or tiers.get("default") or ""
+    template = settings.open_text if outlook.open_now else settings.closed_text
+    said = template.format(expected=outlook.expected_text, opens=outlook.opens_text, tier=outlook.tier)
+    return f"{hello} {said}".strip()
+
+
+def answer(outlook: Outlook, settings: PhoneSettings) -> str:
+    """The TwiML document that answers a call."""
+    urls = CallbackUrls.of(settings)
+    response = VoiceResponse()
+    response.say(greeting(outlook, settings), voice=settings.voice, language=settings.language)
+    record: dict[str, object] = {}
+    if settings.transcribe:
+        record = {"transcribe": True, "transcribe_callback": urls.transcription}
+    response.record(action=urls.recorded, method="POST", max_length=settings.max_recording_seconds,
+                    timeout=settings.silence_seconds, play_beep=True, finish_on_key="#",
+                    recording_status_callback=urls.recording, recording_status_callback_method="POST",
+                    recording_status_callback_event="completed absent", **record)
+    # reached only if the record verb ends without its action (Twilio then goes on here)
+    response.hangup()
+    return str(response)
+
+
+def hang_up() -> str:
+    """The `<Record>` action's answer: the call is over."""
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)
