@@ -23,7 +23,7 @@ from schemas.conversation import ConversationCard
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt
 
-__all__ = ["Edge", "Handler", "Refusal", "Route"]
+__all__ = ["Edge", "Handler", "Outlook", "Refusal", "Route"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -35,6 +35,23 @@ class Route:
     method: str
     path: str
     handler: Handler
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What to tell a customer before they have said anything: their tier, our hours, when we answer.
+
+    The times are the acknowledgement's: `expected` is the promise a plain message from
+    this customer would get now, `opens` is now while the team is open; the `_text` forms
+    are formatted as the acknowledgement shows them, in the team's timezone.
+    """
+
+    tier: str
+    open_now: bool
+    opens: datetime
+    expected: datetime
+    opens_text: str
+    expected_text: str
 
 
 class Refusal(Exception):
@@ -58,6 +75,10 @@ class Edge(Protocol):
 
     def destinations(self, kind: str) -> Mapping[str, Any]:
         """The policy's destinations of one tool kind: name → its typed destination."""
+        ...
+
+    async def outlook(self, channel: str, identity: str) -> Outlook:
+        """The tier, hours and expected answer for a customer known by `identity` on `channel`."""
         ...
 
     async def conversation_of(self, destination: str, reference: str) -> ConversationCard | None:

@@ -13,11 +13,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from connectors.routes import Refusal
+from connectors.routes import Outlook, Refusal
+from processors.brain.acknowledge import prospect
+from processors.intake.identify import Binding, parse_identity
 from processors.metrics import MESSAGES_IN
 from processors.policy.model import Policy
 from processors.send.replies import reply_to
@@ -34,6 +37,7 @@ from schemas.topics import CONVERSATION, DELIVERY, INBOUND, OUTBOUND
 __all__ = ["Publisher", "RouterEdge"]
 
 log = logging.getLogger(__name__)
+_binding = msgspec.json.Decoder(Binding)
 Publisher = Callable[[str, bytes, bytes], Awaitable[None]]
 
 
@@ -41,7 +45,8 @@ class RouterEdge:
     """Implements connectors.routes.Edge for the routes this process serves."""
 
     def __init__(self, settings: Settings, publish: Publisher, redis: Callable[[], Redis],
-                 policy: Callable[[], Policy], access: Integrations, *, timeout: float = 2.0) -> None:
+                 policy: Callable[[], Policy], access: Integrations, *, timeout: float = 2.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._settings = settings
         self._publish = publish
         self._redis = redis
@@ -50,6 +55,8 @@ class RouterEdge:
         # reads only: the card's TTL is the writers' business
         self._cards = CardStore(f"{settings.topic_prefix}sb", ttl_seconds=0)
         self._timeout = timeout
+        self._clock = clock
+        self._ns = f"{settings.topic_prefix}sb"
 
     def caller(self, request: web.Request, scope: str) -> str:
         """The integration a bearer token names, if it may use `scope`; else a 401/403 Refusal."""
@@ -68,6 +75,27 @@ class RouterEdge:
         """The policy's destinations of one tool kind, with their typed settings."""
         return {d.name: d.config for d in self._policy().destinations.values() if d.kind == kind}
 
+    async def outlook(self, channel: str, identity: str) -> Outlook:
+        """The acknowledgement's promise for this customer now: tier from the directory, else default."""
+        redis = self._redis()
+        try:
+            async with asyncio.timeout(self._timeout):
+                bound = await redis.get(f"{self._ns}:identity:{parse_identity(identity)}")
+                customer = None if bound is None else _binding.decode(bound).customer_id
+                pipe = redis.pipeline(transaction=False)
+                if customer is not None:
+                    pipe.hget(f"{self._ns}:profile:{customer}", "tier")
+                pipe.hgetall(f"{self._ns}:backlog")
+                *tier, backlog = await pipe.execute()
+        except (TimeoutError, RedisError) as e:
+            log.warning("customer store unavailable", extra={"reason": repr(e)})
+            raise TransientError("customer store unavailable") from e
+        known = tier[0].decode() if tier and tier[0] is not None else None
+        seen = prospect(channel=channel, tier=known, policy=self._policy(), now=self._clock(),
+                        backlog={k.decode(): int(v) for k, v in backlog.items()})
+        return Outlook(tier=seen.tier, open_now=seen.open_now, opens=seen.opens, expected=seen.expected,
+                       opens_text=seen.opens_text, expected_text=seen.expected_text)
+
     async def conversation_of(self, destination: str, reference: str) -> ConversationCard | None:
         """The card of the conversation a tool's thread belongs to."""
         redis = self._redis()
@@ -81,7 +109,7 @@ class RouterEdge:
 
     async def reply(self, card: ConversationCard, *, text: str, author: str, reply_id: str) -> None:
         """The agent's answer on the customer's channel, for the send stage."""
-        message = reply_to(card, text=text, author=author, reply_id=reply_id, now=datetime.now(UTC))
+        message = reply_to(card, text=text, author=author, reply_id=reply_id, now=self._clock())
         await self._put(OUTBOUND.named(self._settings.topic_prefix), card.conversation_id, encode(message),
                         "Kafka did not take the reply", reply_id=reply_id)
 

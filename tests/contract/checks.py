@@ -7,7 +7,7 @@ half of the contract alone; the router's own Edge is exercised end to end in tes
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel, SecretStr
 
-from connectors.routes import Refusal
+from connectors.routes import Outlook, Refusal
 from connectors.spec import ConnectorSpec, ToolSpec
 from router.http.server import build_app
 from router.settings import Settings
@@ -31,6 +31,10 @@ TOKEN = "contract-token"
 HOSTILE = [b"", b"\xff\xfe\x00\x01", b"{" * 100_000, b"[" * 50_000 + b"]" * 50_000,
            b"A" * 3_000_000, "\u202e\U0001f4a3".encode() * 10_000]
 PARSE_SECONDS = 5.0
+# a stub edge's customer: open now, answered within the hour
+_NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+OUTLOOK = Outlook(tier="standard", open_now=True, opens=_NOW, expected=_NOW.replace(hour=11),
+                  opens_text="Mon 02 Mar, 10:00 UTC", expected_text="Mon 02 Mar, 11:00 UTC")
 
 
 class StubEdge:
@@ -50,6 +54,9 @@ class StubEdge:
 
     def destinations(self, kind: str) -> dict[str, Any]:
         return {}
+
+    async def outlook(self, channel: str, identity: str) -> Outlook:
+        return OUTLOOK
 
     async def conversation_of(self, destination: str, reference: str) -> ConversationCard | None:
         return None
