@@ -187,7 +187,8 @@ def voicemail(recording: Recording, transcription: Transcription | None, *,
                      recording_seconds=recording.seconds,
                      transcription_sid=transcription.transcription_sid if transcription else None,
                      transcription_status=transcription.status if transcription else None)
-    tags = () if transcription is not None and transcription.status == "completed" else ("listen_to_recording",)
+    heard = transcription is not None and transcription.status == "completed"
+    tags = () if heard else ("listen_to_recording",)
     return _message(call, native_id=call.call_sid, text=text, subject=f"Voicemail from {_who(call)}",
                     extras=extras, received_at=received_at, tags=tags)
 

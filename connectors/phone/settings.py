@@ -46,7 +46,7 @@ class PhoneSettings(BaseModel):
     language: str = "en-US"
     tier_greetings: dict[str, str] = {
         "default": "Thank you for calling support.",
-        "premium": "Thank you for calling. As a premium customer, your message goes to the front of the line.",
+        "premium": "Thank you for calling. As a premium customer, your message goes first.",
         "enterprise": "Thank you for calling your enterprise support line.",
     }
     open_text: str = ("Please leave a message after the tone. Someone from our team will get back "

@@ -73,5 +73,6 @@ def verify(settings: PhoneSettings, *, path_qs: str, raw: bytes, json_body: bool
     url = settings.url(path_qs)
     params = _params(raw, json_body, url)
     if not RequestValidator(secret).validate(url, params, signature, get_signature_algorithm(key_settings)):
-        raise BadSignature(f"{SIGNATURE_HEADER} does not match a request to {settings.url(path_qs.split('?')[0])}")
+        where = settings.url(path_qs.partition("?")[0])
+        raise BadSignature(f"{SIGNATURE_HEADER} does not match a request to {where}")
     return params

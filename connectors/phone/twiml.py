@@ -17,7 +17,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from connectors.phone.settings import PhoneSettings
 from connectors.routes import Outlook
 
-__all__ = ["CallbackUrls", "answer", "greeting", "hang_up"]
+__all__ = ["PLAIN", "CallbackUrls", "answer", "greeting", "hang_up"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +36,22 @@ class CallbackUrls:
                    transcription=settings.url(f"{prefix}/transcription"))
 
 
-def greeting(outlook: Outlook, settings: PhoneSettings) -> str:
+# when the outlook is unknown (Redis away), nothing is promised
+PLAIN = "Please leave a message after the tone and we will get back to you."
+
+
+def greeting(outlook: Outlook | None, settings: PhoneSettings) -> str:
     """What the caller hears before the tone: their tier's line, then the hours' promise."""
     tiers = settings.tier_greetings
-    hello = tiers.get(outlook.tier) or tiers.get("default") or ""
+    hello = tiers.get(outlook.tier if outlook else "default") or tiers.get("default") or ""
+    if outlook is None:
+        return f"{hello} {PLAIN}".strip()
     template = settings.open_text if outlook.open_now else settings.closed_text
     said = template.format(expected=outlook.expected_text, opens=outlook.opens_text, tier=outlook.tier)
     return f"{hello} {said}".strip()
 
 
-def answer(outlook: Outlook, settings: PhoneSettings) -> str:
+def answer(outlook: Outlook | None, settings: PhoneSettings) -> str:
     """The TwiML document that answers a call."""
     urls = CallbackUrls.of(settings)
     response = VoiceResponse()
