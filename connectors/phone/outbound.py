@@ -70,9 +70,12 @@ class RebasedHttpClient(AsyncHttpClient):  # type: ignore[misc]
         """One API call; the answer as the library's Response, whatever its status."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        headers = dict(headers or {})
+        if auth:
+            headers["Authorization"] = aiohttp.encode_basic_auth(*auth)
         async with self._session.request(
                 method.upper(), self._rebased(url), params=params, data=data, headers=headers,
-                auth=aiohttp.BasicAuth(*auth) if auth else None, allow_redirects=allow_redirects,
+                allow_redirects=allow_redirects,
                 timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as answer:
             return Response(answer.status, await answer.text(), answer.headers)
 

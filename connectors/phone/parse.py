@@ -107,7 +107,8 @@ def _sid(form: Mapping[str, str], name: str, *, required: bool = True) -> str | 
 def read_call(form: Mapping[str, str]) -> Call:
     """The call every voice request carries (CallSid, From, To, CallStatus, StirVerstat)."""
     caller = _field(form, "From", required=False, limit=64)
-    to = _field(form, "To", limit=64) or ""
+    # a recording callback names neither number: our callback URLs carry them (twiml.py)
+    to = _field(form, "To", required=False, limit=64) or ""
     return Call(
         call_sid=_sid(form, "CallSid") or "",
         # "anonymous", "restricted", a SIP address: nobody we can call or text back

@@ -85,7 +85,8 @@ class PhoneWebhooks:
             raise _refused(route, 403, "bad_signature", e.reason) from e
         if isinstance(signed, str):
             raise _refused(route, 415, "unsupported_media_type", "voice callbacks are form-encoded")
-        return {name: signed[name] for name in signed}  # the first of each, as Twilio sends one
+        # the caller rides in our callback URLs (twiml.py), under the same signature
+        return {**request.query, **{name: signed[name] for name in signed}}
 
     async def voice(self, request: web.Request) -> web.Response:
         """Answer a call: greet, record; hold a missed call in case the caller hangs up first."""
@@ -102,7 +103,7 @@ class PhoneWebhooks:
                                                                       "reason": e.reason})
         WEBHOOKS.labels("voice", "answered").inc()
         ANSWER_SECONDS.observe(time.perf_counter() - started)
-        return web.Response(text=answer(outlook, self._settings), content_type=_XML)
+        return web.Response(text=answer(outlook, self._settings, call), content_type=_XML)
 
     async def recorded(self, request: web.Request) -> web.Response:
         """The `<Record>` action: the call is over."""

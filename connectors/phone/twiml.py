@@ -11,9 +11,11 @@ ID can be spoofed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import VoiceResponse
 
+from connectors.phone.parse import Call
 from connectors.phone.settings import PhoneSettings
 from connectors.routes import Outlook
 
@@ -29,11 +31,19 @@ class CallbackUrls:
     transcription: str
 
     @classmethod
-    def of(cls, settings: PhoneSettings) -> CallbackUrls:
-        """The channel's callback URLs under its public base URL."""
+    def of(cls, settings: PhoneSettings, call: Call) -> CallbackUrls:
+        """The channel's callback URLs under its public base URL, carrying the call's caller.
+
+        Twilio's recording callback names only the call, not who made it; the caller rides
+        in the URL, which Twilio signs with the rest, so it cannot be changed on the way.
+        """
+        carried = {name: value for name, value in (("From", call.caller), ("To", call.to),
+                                                   ("StirVerstat", call.stir_verstat)) if value}
+        query = "?" + urlencode(carried) if carried else ""
         prefix = settings.path_prefix
-        return cls(recorded=settings.url(f"{prefix}/recorded"), recording=settings.url(f"{prefix}/recording"),
-                   transcription=settings.url(f"{prefix}/transcription"))
+        return cls(recorded=settings.url(f"{prefix}/recorded{query}"),
+                   recording=settings.url(f"{prefix}/recording{query}"),
+                   transcription=settings.url(f"{prefix}/transcription{query}"))
 
 
 # when the outlook is unknown (Redis away), nothing is promised
@@ -51,9 +61,9 @@ def greeting(outlook: Outlook | None, settings: PhoneSettings) -> str:
     return f"{hello} {said}".strip()
 
 
-def answer(outlook: Outlook | None, settings: PhoneSettings) -> str:
+def answer(outlook: Outlook | None, settings: PhoneSettings, call: Call) -> str:
     """The TwiML document that answers a call."""
-    urls = CallbackUrls.of(settings)
+    urls = CallbackUrls.of(settings, call)
     response = VoiceResponse()
     response.say(greeting(outlook, settings), voice=settings.voice, language=settings.language)
     record: dict[str, object] = {}
