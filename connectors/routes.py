@@ -11,17 +11,18 @@ so the caller retries.
 
 A pushed channel whose message is told in parts, by callbacks that may come in any order
 or not at all (a voicemail, then its transcript), *holds* it: `hold` keeps the message
-so far under a key with a deadline, and whatever holds the key when the deadline passes
-is accepted by the edge's timer; `settle` accepts the final message at once. State lives
-outside the process, so a restart between two callbacks loses nothing, and a key once
-settled or released stays so: the same callback twice is one message.
+so far under a key with a deadline (by the edge's clock), and whatever holds the key
+when the deadline passes is accepted by the edge's timer; `settle` accepts the final
+message at once. State lives outside the process, so a restart between two callbacks
+loses nothing, and a key once settled or released stays so: the same callback twice is
+one message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from aiohttp import web
@@ -109,8 +110,8 @@ class Edge(Protocol):
         """A receipt for a reply, shown back in the agent's tool (e.g. refused: closed)."""
         ...
 
-    async def hold(self, key: str, message: InboundMessage, *, until: datetime) -> HoldState:
-        """Keep `message` under `key`, accepted at `until` unless held anew or settled first.
+    async def hold(self, key: str, message: InboundMessage, *, after: timedelta) -> HoldState:
+        """Keep `message` under `key`, accepted `after` from now unless held anew or settled first.
 
         A key already settled or released is left as it is. Returns the key's state before.
         """

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -135,9 +135,10 @@ class RouterEdge:
         await self._put(DELIVERY.named(self._settings.topic_prefix), receipt.conversation_id,
                         encode(receipt), "Kafka did not take the receipt", reply_id=receipt.reply_id)
 
-    async def hold(self, key: str, message: InboundMessage, *, until: datetime) -> HoldState:
-        """Keep a message under `key` until `until`; the timer accepts it then, unless settled."""
-        return await self._held_call(self._held.hold(self._redis(), key, encode(message), until.timestamp()))
+    async def hold(self, key: str, message: InboundMessage, *, after: timedelta) -> HoldState:
+        """Keep a message under `key` for `after`; the timer accepts it then, unless settled."""
+        until = (self._clock() + after).timestamp()
+        return await self._held_call(self._held.hold(self._redis(), key, encode(message), until))
 
     async def settle(self, key: str, message: InboundMessage) -> HoldState:
         """Accept `message` now in place of what `key` holds, unless the key is already final."""

@@ -96,7 +96,7 @@ class PhoneWebhooks:
         outlook = await self._outlook(call)
         try:
             await self._edge.hold(held_key(CHANNEL, call.call_sid), missed_call(call, received_at=now),
-                                  until=now + timedelta(seconds=self._settings.missed_call_seconds))
+                                  after=timedelta(seconds=self._settings.missed_call_seconds))
         except TransientError as e:
             # the phone is answered all the same; only a hang-up before the beep goes unseen
             log.warning("phone: could not hold the missed call", extra={"call_sid": call.call_sid,
@@ -121,8 +121,8 @@ class PhoneWebhooks:
             return _done("recording", f"missed:{state}", call)
         message = voicemail(recording, None, received_at=now)
         if self._transcribed(recording):
-            until = now + timedelta(seconds=self._settings.transcript_wait_seconds)
-            state = await self._edge.hold(key, message, until=until)
+            wait = timedelta(seconds=self._settings.transcript_wait_seconds)
+            state = await self._edge.hold(key, message, after=wait)
             return _done("recording", f"held:{state}", call)
         state = await self._edge.settle(key, message)
         return _done("recording", f"settled:{state}", call)

@@ -7,7 +7,7 @@ half of the contract alone; the router's own Edge is exercised end to end in tes
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -72,7 +72,7 @@ class StubEdge:
     async def receipt(self, receipt: DeliveryReceipt) -> None:
         self.replies.append((receipt.conversation_id, receipt.reply_id))
 
-    async def hold(self, key: str, message: InboundMessage, *, until: datetime) -> HoldState:
+    async def hold(self, key: str, message: InboundMessage, *, after: timedelta) -> HoldState:
         before = self.held.get(key, ("new", message))[0]
         if before in ("new", "held"):
             self.held[key] = ("held", message)
