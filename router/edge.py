@@ -8,7 +8,6 @@ Retry-After.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -155,11 +154,11 @@ class RouterEdge:
     async def release_due(self) -> int:
         """Accept every held message past its deadline; how many."""
         redis = self._redis()
-        due = await self._held.due(redis, self._clock().timestamp())
+        due = await self._held_call(self._held.due(redis, self._clock().timestamp()))
         for key, raw in due:
             message = decode(raw, InboundMessage)
             await self.accept(message)
-            if await self._held.done(redis, key, raw, "released"):
+            if await self._held_call(self._held.done(redis, key, raw, "released")):
                 HELD_RELEASED.inc()
                 log.info("held message released at its deadline",
                          extra={"event_id": message.event_id, "channel": message.channel})
@@ -170,8 +169,8 @@ class RouterEdge:
         task = asyncio.create_task(run_timer(self.release_due, self._release_every), name="held-release")
         yield
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # a tick stuck on a dead socket must not hold up the stop: what is due stays due
+        await asyncio.wait({task}, timeout=self._timeout)
 
     async def _held_call(self, call: Awaitable[T]) -> T:
         try:
