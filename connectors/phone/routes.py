@@ -21,6 +21,7 @@ time, and the call's callbacks still hold and settle it once Redis is back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -92,15 +93,8 @@ class PhoneWebhooks:
         """Answer a call: greet, record; hold a missed call in case the caller hangs up first."""
         started = time.perf_counter()
         call = _read(read_call, await self._form(request, "voice"), "voice")
-        now = self._clock()
-        outlook = await self._outlook(call)
-        try:
-            await self._edge.hold(held_key(CHANNEL, call.call_sid), missed_call(call, received_at=now),
-                                  after=timedelta(seconds=self._settings.missed_call_seconds))
-        except TransientError as e:
-            # the phone is answered all the same; only a hang-up before the beep goes unseen
-            log.warning("phone: could not hold the missed call", extra={"call_sid": call.call_sid,
-                                                                      "reason": e.reason})
+        # both Redis round trips at once: the caller is listening to it ring
+        outlook, _ = await asyncio.gather(self._outlook(call), self._hold_missed(call))
         WEBHOOKS.labels("voice", "answered").inc()
         ANSWER_SECONDS.observe(time.perf_counter() - started)
         return web.Response(text=answer(outlook, self._settings, call), content_type=_XML)
@@ -139,6 +133,17 @@ class PhoneWebhooks:
             await self._edge.accept(late_transcript(transcription, received_at=now))
             return _done("transcription", "late", call)
         return _done("transcription", f"settled:{state}", call)
+
+    async def _hold_missed(self, call: Call) -> None:
+        """A missed call for this call, routed unless a recording replaces it in time."""
+        missed = missed_call(call, received_at=self._clock())
+        try:
+            await self._edge.hold(held_key(CHANNEL, call.call_sid), missed,
+                                  after=timedelta(seconds=self._settings.missed_call_seconds))
+        except TransientError as e:
+            # the phone is answered all the same; only a hang-up before the beep goes unseen
+            log.warning("phone: could not hold the missed call", extra={"call_sid": call.call_sid,
+                                                                      "reason": e.reason})
 
     def _transcribed(self, recording: Recording) -> bool:
         """Whether a transcript will follow this recording."""
