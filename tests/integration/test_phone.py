@@ -8,6 +8,7 @@ the edge to release what is due (the timer does exactly that every second in a p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from redis.asyncio import Redis
 
 from connectors.phone.settings import PhoneSettings
 from processors.policy.load import load_policy
-from router.edge import RouterEdge
+from router.edge import Publisher, RouterEdge
 from router.http.integrations import Integrations
 from router.http.server import build_app, connector_routes
 from router.kafka import ensure_topics, new_producer
@@ -66,6 +67,7 @@ class Phone:
     edge: RouterEdge
     clock: Clock
     session: aiohttp.ClientSession
+    publish: Publisher
 
     def call(self, caller: str = ADA, **more: str | None) -> Call:
         return Call(edge_url=self.url, public_url=PUBLIC, caller=caller, **more)  # type: ignore[arg-type]
@@ -93,16 +95,27 @@ async def phone(stack: Settings) -> AsyncIterator[Phone]:
             raise TransientError(f"Kafka did not take the message: {e!r}") from e
 
     clock = Clock(MONDAY_MORNING)
-    edge = RouterEdge(settings, publish, lambda: redis, lambda: POLICY, Integrations(()), clock=clock)
+    try:
+        async with edge_app(settings, publish, redis, clock) as (edge, url), \
+                aiohttp.ClientSession() as session:
+            yield Phone(settings, url, edge, clock, session, publish)
+    finally:
+        await producer.stop()
+        await redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def edge_app(settings: Settings, publish: Publisher, redis: Redis, clock: Clock,
+                   timeout: float = 2.0) -> AsyncIterator[tuple[RouterEdge, str]]:
+    """The phone routes served through their own RouterEdge: another edge process, as far as state goes."""
+    edge = RouterEdge(settings, publish, lambda: redis, lambda: POLICY, Integrations(()), clock=clock,
+                      timeout=timeout)
     server = TestServer(build_app(settings, {}, connector_routes(settings, edge)))
     await server.start_server()
     try:
-        async with aiohttp.ClientSession() as session:
-            yield Phone(settings, str(server.make_url("")).rstrip("/"), edge, clock, session)
+        yield edge, str(server.make_url("")).rstrip("/")
     finally:
         await server.close()
-        await producer.stop()
-        await redis.aclose()
 
 
 def counted(route: str, outcome: str) -> float:
@@ -230,15 +243,10 @@ async def test_a_restart_between_the_two_callbacks_loses_nothing(phone: Phone) -
     async def publish(topic: str, key: bytes, value: bytes) -> None:
         published.append(value)
 
-    other = RouterEdge(phone.settings, publish, lambda: redis, lambda: POLICY, Integrations(()),
-                       clock=phone.clock)
-    server = TestServer(build_app(phone.settings, {}, connector_routes(phone.settings, other)))
-    await server.start_server()
     try:
-        call.edge_url = str(server.make_url("")).rstrip("/")
-        await call.transcribe(phone.session, "Still no internet.")
+        async with edge_app(phone.settings, publish, redis, phone.clock) as (_, call.edge_url):
+            await call.transcribe(phone.session, "Still no internet.")
     finally:
-        await server.close()
         await redis.aclose()
     [message] = [decode(v, InboundMessage) for v in published]
     assert message.text == "Still no internet." and message.extras is not None
@@ -248,20 +256,48 @@ async def test_a_restart_between_the_two_callbacks_loses_nothing(phone: Phone) -
 
 async def test_with_redis_away_the_phone_is_still_answered(phone: Phone) -> None:
     away = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    edge = RouterEdge(phone.settings, lambda *_: asyncio.sleep(0), lambda: away, lambda: POLICY,
-                      Integrations(()), timeout=0.5)
-    server = TestServer(build_app(phone.settings, {}, connector_routes(phone.settings, edge)))
-    await server.start_server()
+    call = phone.call()
     try:
-        call = phone.call()
-        call.edge_url = str(server.make_url("")).rstrip("/")
-        status, twiml = await call.answer(phone.session)
-        assert status == 200 and "Please leave a message after the tone" in twiml and "<Record" in twiml
-        status, _ = await call.record(phone.session)
-        assert status == 503  # Twilio is told to come back; nothing is taken that cannot be kept
+        async with edge_app(phone.settings, phone.publish, away, phone.clock,
+                            timeout=0.5) as (_, call.edge_url):
+            status, twiml = await call.answer(phone.session)
+            assert status == 200 and "Please leave a message after the tone" in twiml and "<Record" in twiml
+            status, _ = await call.record(phone.session)
+            assert status == 503  # Twilio is told to come back; nothing is taken that cannot be kept
     finally:
-        await server.close()
         await away.aclose()
+
+
+async def test_kafka_refusing_the_transcript_loses_nothing(phone: Phone) -> None:
+    call = phone.call()
+    await call.answer(phone.session)
+    await call.record(phone.session)
+    refusals = [TransientError("Kafka away")]
+
+    async def flaky(topic: str, key: bytes, value: bytes) -> None:
+        if refusals:
+            raise refusals.pop()
+        await phone.publish(topic, key, value)
+
+    redis = Redis.from_url(phone.settings.redis_dsn)
+    try:
+        async with edge_app(phone.settings, flaky, redis, phone.clock) as (_, call.edge_url):
+            assert (await call.transcribe(phone.session, "Are you there?"))[0] == 503  # Twilio may retry
+    finally:
+        await redis.aclose()
+    assert await phone.inbound() == []
+    phone.clock.at += timedelta(seconds=31)  # the settle's lease runs out: the timer has it
+    assert await phone.edge.release_due() == 1
+    [message] = await phone.inbound()
+    assert message.text == "Are you there?"
+
+
+async def test_the_record_action_hangs_up(phone: Phone) -> None:
+    call = phone.call()
+    await call.answer(phone.session)
+    status, twiml = await call.post(phone.session, call.named("action"), call.params("in-progress") | {
+        "RecordingUrl": call.recording_url, "RecordingDuration": "12", "Digits": "hangup"})
+    assert status == 200 and twiml.endswith("<Response><Hangup /></Response>")
 
 
 def test_the_section_is_validated() -> None:
