@@ -34,8 +34,8 @@ pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
 PUBLIC = "https://support.example.com"
 ADA, BOB = "+4915123456789", "+4917612345678"
-# holidays on every day of four years: the team is closed whenever the suite runs
-_DAYS = [date(2026, 1, 1) + timedelta(days=n) for n in range(4 * 365 + 1)]
+# holidays on every day of eight years: the team is closed whenever the suite runs
+_DAYS = [date(2026, 1, 1) + timedelta(days=n) for n in range(8 * 365 + 2)]
 ALWAYS_CLOSED = ALWAYS_OPEN.replace("holidays: []", f"holidays: [{', '.join(map(str, _DAYS))}]")
 
 
