@@ -110,10 +110,12 @@ class Edge(Protocol):
         """A receipt for a reply, shown back in the agent's tool (e.g. refused: closed)."""
         ...
 
-    async def hold(self, key: str, message: InboundMessage, *, after: timedelta) -> HoldState:
+    async def hold(self, key: str, message: InboundMessage, *, after: timedelta,
+                   replace: bool = True) -> HoldState:
         """Keep `message` under `key`, accepted `after` from now unless held anew or settled first.
 
-        A key already settled or released is left as it is. Returns the key's state before.
+        A key already settled or released is left as it is, and so is one already held
+        when `replace` is false. Returns the key's state before.
         """
         ...
 

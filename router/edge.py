@@ -134,10 +134,12 @@ class RouterEdge:
         await self._put(DELIVERY.named(self._settings.topic_prefix), receipt.conversation_id,
                         encode(receipt), "Kafka did not take the receipt", reply_id=receipt.reply_id)
 
-    async def hold(self, key: str, message: InboundMessage, *, after: timedelta) -> HoldState:
+    async def hold(self, key: str, message: InboundMessage, *, after: timedelta,
+                   replace: bool = True) -> HoldState:
         """Keep a message under `key` for `after`; the timer accepts it then, unless settled."""
         until = (self._clock() + after).timestamp()
-        return await self._held_call(self._held.hold(self._redis(), key, encode(message), until))
+        return await self._held_call(self._held.hold(self._redis(), key, encode(message), until,
+                                                     replace=replace))
 
     async def settle(self, key: str, message: InboundMessage) -> HoldState:
         """Accept `message` now in place of what `key` holds, unless the key is already final."""

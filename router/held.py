@@ -24,10 +24,11 @@ __all__ = ["HeldStore", "run_timer"]
 
 log = logging.getLogger(__name__)
 
-# keep `message` unless the key is final; returns the state before
+# keep `message` unless the key is final (or held, when ARGV[5] is 0); returns the state before
 _HOLD = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'settled' or state == 'released' then return state end
+if state == 'held' and ARGV[5] == '0' then return state end
 redis.call('HSET', KEYS[1], 'state', 'held', 'message', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
@@ -69,9 +70,11 @@ class HeldStore:
         self._ttl = ttl_seconds
         self.lease = lease_seconds
 
-    async def hold(self, redis: Redis, key: str, message: bytes, until: float) -> HoldState:
-        """Keep `message` under `key` until `until`, unless the key is settled or released."""
-        state = await redis.eval(_HOLD, 2, self._prefix + key, self._due, key, message, until, self._ttl)
+    async def hold(self, redis: Redis, key: str, message: bytes, until: float, *,
+                   replace: bool = True) -> HoldState:
+        """Keep `message` under `key` until `until`, unless the key is final (or held, without `replace`)."""
+        state = await redis.eval(_HOLD, 2, self._prefix + key, self._due, key, message, until, self._ttl,
+                                 int(replace))
         return cast(HoldState, state.decode() if isinstance(state, bytes) else state)
 
     async def done(self, redis: Redis, key: str, message: bytes, final: HoldState) -> bool:

@@ -138,7 +138,8 @@ class PhoneWebhooks:
         """A missed call for this call, routed unless a recording replaces it in time."""
         missed = missed_call(call, received_at=self._clock())
         try:
-            await self._edge.hold(held_key(CHANNEL, call.call_sid), missed,
+            # a retried voice request must not put the missed call back over a held voicemail
+            await self._edge.hold(held_key(CHANNEL, call.call_sid), missed, replace=False,
                                   after=timedelta(seconds=self._settings.missed_call_seconds))
         except TransientError as e:
             # the phone is answered all the same; only a hang-up before the beep goes unseen

@@ -72,9 +72,10 @@ class StubEdge:
     async def receipt(self, receipt: DeliveryReceipt) -> None:
         self.replies.append((receipt.conversation_id, receipt.reply_id))
 
-    async def hold(self, key: str, message: InboundMessage, *, after: timedelta) -> HoldState:
+    async def hold(self, key: str, message: InboundMessage, *, after: timedelta,
+                   replace: bool = True) -> HoldState:
         before = self.held.get(key, ("new", message))[0]
-        if before in ("new", "held"):
+        if before == "new" or (before == "held" and replace):
             self.held[key] = ("held", message)
         return before
 

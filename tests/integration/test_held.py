@@ -55,3 +55,11 @@ async def test_a_message_replaced_while_the_timer_had_it_is_not_marked_done(
     assert not await store.done(redis, "k", b"without transcript", "released")
     assert await store.done(redis, "k", b"with transcript", "settled")
     assert await store.hold(redis, "k", b"late", T) == "settled"
+
+
+async def test_a_hold_that_must_not_replace_leaves_a_held_key_alone(held: tuple[HeldStore, Redis]) -> None:
+    store, redis = held
+    assert await store.hold(redis, "k", b"missed call", T + 60, replace=False) == "new"
+    await store.hold(redis, "k", b"voicemail", T + 300)
+    assert await store.hold(redis, "k", b"missed call", T + 60, replace=False) == "held"  # a retried call
+    assert await store.due(redis, T + 300) == [("k", b"voicemail")]

@@ -209,6 +209,17 @@ async def test_hanging_up_before_the_beep_is_a_missed_call_to_return(phone: Phon
     assert absent.tags == ("missed_call",) and absent.extras is not None
 
 
+async def test_a_retried_voice_request_keeps_the_held_voicemail(phone: Phone) -> None:
+    call = phone.call()
+    await call.answer(phone.session)
+    await call.record(phone.session, seconds=8)
+    await call.answer(phone.session)  # Twilio asks again for the same call
+    phone.clock.at += timedelta(seconds=601)
+    assert await phone.edge.release_due() == 1
+    [message] = await phone.inbound()
+    assert message.text.startswith("Voicemail (8 s) without a transcript")
+
+
 async def test_an_unattested_caller_is_marked_not_verified(phone: Phone) -> None:
     call = phone.call(stir_verstat="TN-Validation-Passed-B")
     await call.answer(phone.session)
