@@ -17,6 +17,7 @@ __all__ = [
     "EmailExtras",
     "Extras",
     "InboundMessage",
+    "PhoneExtras",
     "ReplyRef",
 ]
 
@@ -107,7 +108,29 @@ class EmailExtras(msgspec.Struct, frozen=True, kw_only=True, tag="email"):
         return None if report == DeliveryReport() else report
 
 
-Extras = ApiExtras | EmailExtras
+class PhoneExtras(msgspec.Struct, frozen=True, kw_only=True, tag="phone"):
+    """A call to our number: the voicemail's recording and transcript, and how far to trust the caller."""
+
+    call_sid: str
+    # the number the customer called (ours), E.164
+    to: str
+    # "voicemail", or "missed_call" when the caller hung up before leaving one
+    kind: str = "voicemail"
+    recording_sid: str | None = None
+    recording_url: str | None = None
+    recording_seconds: int | None = None
+    transcription_sid: str | None = None
+    # "completed", "failed", or None when no transcript came in time
+    transcription_status: str | None = None
+    # the carrier's STIR/SHAKEN verdict, e.g. "TN-Validation-Passed-A"; None when not given
+    stir_verstat: str | None = None
+    # only full attestation (A) vouches for the number; anything less may be spoofed
+    caller_verified: bool = False
+    caller_name: str | None = None
+    caller_country: str | None = None
+
+
+Extras = ApiExtras | EmailExtras | PhoneExtras
 
 
 class InboundMessage(msgspec.Struct, frozen=True, kw_only=True):

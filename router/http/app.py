@@ -30,6 +30,7 @@ def edge_app(settings: Settings, checks: dict[str, Check], *, publish: Publisher
     access = Integrations.from_settings(settings)
     edge = RouterEdge(settings, publish, redis, policy, access)
     app = build_app(settings, checks, connector_routes(settings, edge))
+    app.cleanup_ctx.append(edge.releasing)
     customers.add_routes(app, redis, publish_link, policy().tiers, access.caller_of,
                          namespace=f"{settings.topic_prefix}sb", history_cap=settings.history_cap)
     conversations.add_routes(app, settings, redis, publish, access)

@@ -24,12 +24,15 @@ from schemas.inbound import InboundMessage
 from schemas.outbound import OutboundMessage
 from schemas.routed import RoutedConversation
 from tests.emulators.slack import SlackEmulator
+from tests.emulators.twilio import OUR_NUMBER, TwilioEmulator
 from tests.paths import FIXTURES
 from tests.processes import free_port
 from tests.receivers.webhook import WebhookReceiver
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 ADA = Identity(kind="email", value="ada@example.org")
+# who a channel's sender writes to, where an email address is not how it reaches people
+RECIPIENTS = {"phone": Identity(kind="phone", value="+4915123456789")}
 
 # native inputs each channel's parser must take (the ugly ones are in each channel's own tests)
 CHANNEL_SAMPLES: dict[str, list[bytes]] = {
@@ -38,6 +41,8 @@ CHANNEL_SAMPLES: dict[str, list[bytes]] = {
     "email": [(FIXTURES / "email" / name).read_bytes()
               for name in ("apple_mail_reply.eml", "flowed.eml", "encoded_names.eml")],
     "echo": [b"ada@example.org: my parcel never arrived"],
+    "phone": [(FIXTURES / "phone" / f"{name}.form").read_bytes().strip()
+              for name in ("transcription_completed", "transcription_failed", "voice_request_unattested")],
 }
 # a request each pushed channel's route must accept, with the token the stub edge knows
 ROUTE_SAMPLES: dict[str, tuple[str, bytes]] = {
@@ -140,8 +145,21 @@ async def api_receiver() -> AsyncIterator[Emulated]:
 
 # where each channel's synthetic probe enters in the suite
 PROBE_EMULATORS: dict[str, Callable[[], Any]] = {"email": email_probe_target, "api": api_receiver}
+
+
+@asynccontextmanager
+async def twilio_emulator() -> AsyncIterator[Emulated]:
+    emulator = await TwilioEmulator().start()
+    try:
+        yield Emulated({"account_sid": emulator.account_sid, "auth_token": emulator.auth_token,
+                        "api_base_url": emulator.base_url, "from_number": OUR_NUMBER},
+                       lambda: len(emulator.messages))
+    finally:
+        await emulator.stop()
+
+
 # where each sender or tool delivers in the suite
-SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server}
+SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server, "phone": twilio_emulator}
 TOOL_EMULATORS: dict[str, Callable[[], Any]] = {
     "webhook": webhook_receiver, "slack": slack_emulator, "mailbox": smtp_server}
 
@@ -149,7 +167,8 @@ TOOL_EMULATORS: dict[str, Callable[[], Any]] = {
 def outbound(channel: str) -> OutboundMessage:
     """An agent's reply to Ada on `channel`."""
     return OutboundMessage(reply_id="rep_contract", conversation_id="con_contract", channel=channel,
-                           recipient=ADA, kind="agent_reply", text="A new parcel left today.",
+                           recipient=RECIPIENTS.get(channel, ADA), kind="agent_reply",
+                           text="A new parcel left today.",
                            created_at=T0, subject="Re: Order 1234", in_reply_to="<m-1@example.org>",
                            references=("<m-1@example.org>",), customer_id="cus_ada", queue="general")
 

@@ -44,7 +44,7 @@ def ack(*, channel: str = "email", tags: tuple[str, ...] = (), name: str | None 
     (("bounce",), False, "email", "no acknowledgement: message tagged bounce"),
     (("spam",), False, "email", "no acknowledgement: message tagged spam"),  # the policy's own
     ((), True, "email", "no acknowledgement: continues a conversation already acknowledged"),
-    ((), False, "phone", "no acknowledgement: no template for channel phone"),
+    ((), False, "api", "no acknowledgement: no template for channel api"),
 ])
 def test_when_not_to_acknowledge(tags: tuple[str, ...], continuing: bool, channel: str, reason: str) -> None:
     decision = ack(tags=tags, continuing=continuing, channel=channel)
