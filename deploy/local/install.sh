@@ -10,7 +10,7 @@ repo=$(cd "$here/../.." && pwd)
 state=${SB_STATE_DIR:-$repo/.local}
 pom=$here/pom.xml
 # faketime: `make test-clocks` runs the suite under a faked night and weekend
-packages=(openjdk-17-jre-headless maven redis-server dovecot-imapd dovecot-lmtpd faketime)
+packages=(openjdk-17-jre-headless maven redis-server dovecot-imapd dovecot-lmtpd faketime chromium)
 cleanup=()
 trap 'rm -rf "${cleanup[@]}"' EXIT
 
