@@ -188,7 +188,8 @@ class Board:
 
     def dead_letter(self, d: DeadLetter) -> None:
         """A refused input: counted by stage, its reason kept among the latest."""
-        where = f"{d.source_topic}/{d.source_partition}/{d.source_offset}"
+        # one record can be set aside for several reasons (a handoff per destination)
+        where = f"{d.source_topic}/{d.source_partition}/{d.source_offset}/{d.stage}/{d.reason[:200]}"
         if d.source_topic is not None and not self._once("x:" + where, d.at):
             return
         self.dead_letters[(self.day(d.at), d.stage)] += 1

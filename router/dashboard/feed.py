@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from prometheus_client import Counter
@@ -101,10 +102,7 @@ class Feed:
             await consumer.stop()
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        await consumer.topics()  # fetches the cluster's metadata: the partitions of every topic
-        tps = [TopicPartition(name, p) for spec in TOPICS
-               for name in [self._settings.topic(spec)]
-               for p in sorted(consumer.partitions_for_topic(name) or ())]
+        tps = await self._partitions()
         consumer.assign(tps)
         since = int((self._clock() - self._lookback).timestamp() * 1000)
         starts = await consumer.offsets_for_times(dict.fromkeys(tps, since))
@@ -113,3 +111,14 @@ class Feed:
             found = starts.get(tp)
             consumer.seek(tp, found.offset if found is not None else ends[tp])
         return tps
+
+    async def _partitions(self) -> list[TopicPartition]:
+        """Every partition of the topics; a consumer in no group learns of none by itself."""
+        admin = AIOKafkaAdminClient(**client_options(self._settings))
+        try:
+            await admin.start()
+            described = await admin.describe_topics([self._settings.topic(spec) for spec in TOPICS])
+        finally:
+            await admin.close()
+        return [TopicPartition(d["topic"], p["partition"]) for d in described if not d["error_code"]
+                for p in sorted(d["partitions"], key=lambda p: p["partition"])]

@@ -30,10 +30,13 @@ function percent(share) {
   return share === null || share === undefined ? "–" : `${(share * 100).toFixed(share === 1 ? 0 : 1)}%`;
 }
 
+// times are shown in the policy's timezone, the one "today" is counted in
+let zone = "UTC";
+
 function when(iso) {
   if (!iso) return "never";
-  const d = new Date(iso);
-  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return new Date(iso).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit",
+    timeZone: zone });
 }
 
 function slaClass(share) {
@@ -65,9 +68,10 @@ function withBar(text, value, max, label) {
   return wrap;
 }
 
-function pill(status) {
-  const words = { ok: "OK", errors: "errors", down: "down" };
-  return el("span", { class: `pill ${status}` }, words[status] || status);
+function pill(c) {
+  const ok = c.connected === null ? "OK" : "connected";
+  const words = { ok, errors: "errors", down: c.connected === false ? "disconnected" : "down" };
+  return el("span", { class: `pill ${c.status}` }, words[c.status] || c.status);
 }
 
 function setKpi(id, text, bad) {
@@ -172,8 +176,7 @@ function drawQueues(s) {
 function drawConnectors(s) {
   $("connectors").replaceChildren(table("Connectors", [
     ["connector", (c) => c.name],
-    ["status", (c) => pill(c.status)],
-    ["connected", (c) => (c.connected === null ? "pushed" : c.connected ? "yes" : "no")],
+    ["status", (c) => pill(c)],
     ["last message", (c) => when(c.last_message_at)],
     ["today", (c) => c.messages_today],
     ["errors", (c) => c.errors_today],
@@ -207,10 +210,11 @@ function drawDead(s) {
       ["stage", (d) => d.stage, "text"],
       ["channel", (d) => d.channel || "–", "text"],
       ["reason", (d) => d.reason, "reason"],
-    ], s.dead_letters.latest.slice(0, 8), "dead-letters"));
+    ], s.dead_letters.latest, "dead-letters"));
 }
 
 function draw(s) {
+  zone = s.timezone;
   drawKpis(s);
   drawThroughput(s);
   drawSegments(s);

@@ -1,0 +1,99 @@
+"""The live dashboard in a real browser: numbers change as traffic flows through real processes."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+from playwright.async_api import Page, expect
+
+from router.http.integrations import digest_hex
+from router.settings import Settings
+from schemas import RoutedConversation, decode
+from schemas.topics import INBOUND, ROUTED
+from tests.browser import ARTEFACTS, LAPTOP, open_page
+from tests.kafka_tools import publish, read_all
+from tests.processes import Switchboard
+
+pytestmark = pytest.mark.e2e
+Launch = Callable[..., Switchboard]
+WAIT_MS = 60_000
+
+
+def message(n: int) -> bytes:
+    return json.dumps({"sender": f"customer{n}@example.com", "text": f"My order {n} never arrived",
+                       "message_id": f"dash-{n}"}).encode()
+
+
+async def kpi(page: Page, name: str, text: str) -> None:
+    await expect(page.get_by_test_id(f"kpi-{name}")).to_have_text(text, timeout=WAIT_MS)
+
+
+async def test_the_dashboard_follows_traffic_live(deployment: Settings, launch: Launch) -> None:
+    # a short request deadline: every stream ends within seconds and the page must reconnect
+    sb = launch("run", SB_HTTP_REQUEST_SECONDS="4")
+    launch("worker")
+    errors: list[str] = []
+    async with open_page() as page:
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(sb.url + "/dashboard")
+        await page.get_by_label("API token").fill("test-token")
+        await page.get_by_role("button", name="Show").click()
+        await expect(page.get_by_test_id("status")).to_contain_text("Live", timeout=WAIT_MS)
+        await kpi(page, "routed", "0")
+        await kpi(page, "waiting", "0")
+
+        for n in range(3):
+            status, answer = sb.post("/v1/messages", message(n))
+            assert status == 202, answer
+        await kpi(page, "routed", "3")
+        await kpi(page, "waiting", "3")
+        segments = page.get_by_test_id("segments")
+        await expect(segments.get_by_role("row", name="standard api")).to_be_visible(timeout=WAIT_MS)
+        queues = page.get_by_test_id("queues")
+        await expect(queues.get_by_role("row", name="general")).to_contain_text("3", timeout=WAIT_MS)
+        await expect(page.get_by_role("img", name="3 messages routed in the last hour")).to_have_count(1)
+        await expect(page.get_by_test_id("connectors").get_by_role("row", name="api")).to_contain_text("3")
+
+        # the team resolves one: it no longer waits
+        records = await read_all(deployment, deployment.topic(ROUTED))
+        routed = [decode(r.value, RoutedConversation) for r in records]
+        assert len(routed) == 3
+        status, _ = sb.post(f"/v1/conversations/{routed[0].conversation_id}/resolve", b"{}")
+        assert status == 202
+        await kpi(page, "waiting", "2")
+
+        # a record nobody can read: a dead letter, its reason on the page
+        await publish(deployment, deployment.topic(INBOUND), [(b"k", b"\xffnot an event")])
+        # (dispatch dead-letters handoffs too: no agents' tool is configured in this deployment)
+        dead = page.get_by_test_id("dead-letters")
+        await expect(dead).to_contain_text("not a valid InboundMessage", timeout=WAIT_MS)
+        await expect(page.get_by_text("Today by stage")).to_contain_text("intake: 1")
+        await expect(page.get_by_test_id("kpi-dead")).not_to_have_text("0")
+
+        # it fits a laptop screen: nothing runs off to the side
+        width = await page.evaluate("document.scrollingElement.scrollWidth")
+        assert width <= LAPTOP["width"], width
+        ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(ARTEFACTS / "dashboard.png"), full_page=True)
+    assert not errors, errors
+
+
+def test_the_data_needs_a_token_with_the_scope(launch: Launch) -> None:
+    viewer = {"name": "viewer", "token_sha256": digest_hex("viewer-token"), "scopes": ["conversations:read"]}
+    sb = launch("run", SB_INTEGRATIONS=json.dumps([viewer]))
+    status, answer = sb.post("/v1/dashboard", b"", token=None, method="GET")
+    assert (status, answer["error"]["code"]) == (401, "unauthorized")
+    status, answer = sb.post("/v1/dashboard/events", b"", token="viewer-token", method="GET")
+    assert (status, answer["error"]["scope"]) == (403, "dashboard:read")
+    # the page itself holds no data: anyone may load it, and it runs only our own script
+    with urllib.request.urlopen(sb.url + "/dashboard", timeout=5) as r:
+        assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+        assert b"/dashboard/dashboard.js" in r.read()
+    status, view = sb.get("/v1/dashboard")
+    assert status == 200
+    assert {"segments", "queues", "connectors", "dead_letters", "agents", "throughput"} <= set(view)
+    assert view["timezone"] == "Europe/Berlin"
