@@ -15,7 +15,8 @@ from schemas.routed import Decision
 
 def routed(event: str, at: datetime, *, conversation: str | None = None, tier: str = "standard",
            channel: str = "email", queue: str = "general", customer: str = "cus_ada",
-           sentiment: float | None = 0.0, reasons: tuple[str, ...] = ()) -> RoutedConversation:
+           sentiment: float | None = 0.0, reasons: tuple[str, ...] = (),
+           lifecycle: Decision | None = None) -> RoutedConversation:
     """A routed message received at `at` (routed a second later)."""
     message = InboundMessage(event_id=event, channel=channel, native_id=f"n-{event}", thread_key=f"t-{event}",
                              sender=Identity(kind="email", value=f"{customer}@example.com"),
@@ -24,16 +25,17 @@ def routed(event: str, at: datetime, *, conversation: str | None = None, tier: s
         event_id=event, conversation_id=conversation or f"con_{event}", customer_id=customer, queue=queue,
         priority=3, tier=tier, urgency="normal", first_response_due=at + timedelta(hours=8),
         routed_at=at + timedelta(seconds=1), message=message, sentiment=sentiment,
-        decisions=(Decision(stage="classify", outcome="normal", reasons=reasons),) if reasons else ())
+        decisions=((Decision(stage="classify", outcome="normal", reasons=reasons),) if reasons else ())
+        + ((lifecycle,) if lifecycle else ()))
 
 
 def lifecycle(kind: str, conversation: str, at: datetime, *, author: str | None = None,
               customer: str = "cus_ada", text: str | None = None, queue: str | None = None,
-              event: str | None = None) -> ConversationEvent:
+              event: str | None = None, source: str = "api") -> ConversationEvent:
     """A conversation event of `kind`."""
     return ConversationEvent(event_id=event or f"lc_{kind}_{conversation}_{at.timestamp():.0f}",
                              conversation_id=conversation, customer_id=customer, kind=kind,  # type: ignore[arg-type]
-                             at=at, author=author, text=text, queue=queue)
+                             at=at, author=author, text=text, queue=queue, source=source)
 
 
 def sla(kind: str, conversation: str, at: datetime, *, customer: str = "cus_ada",
