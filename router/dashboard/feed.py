@@ -73,8 +73,10 @@ class Feed:
                 await self._follow()
             except (KafkaError, OSError, TimeoutError) as e:
                 log.warning("dashboard feed lost Kafka; starting again", extra={"error": repr(e)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+            except Exception as e:  # a dashboard bug must not end the edge's view for good
+                log.exception("dashboard feed failed; starting again", extra={"error": repr(e)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def _follow(self) -> None:
         consumer = AIOKafkaConsumer(**client_options(self._settings), group_id=None,
