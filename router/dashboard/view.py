@@ -89,13 +89,15 @@ def _queues(board: Board, now: datetime, backlog: Mapping[str, int]) -> list[dic
     answered = Counter(q for q, at in board.answers if hour_ago < at <= now)
     rows = []
     for queue in sorted(set(backlog) | set(owed)):
-        waiting = backlog.get(queue, 0)
+        waiting = len(owed[queue])
         rate = answered[queue]  # answers in the last hour
         rows.append({
-            "queue": queue, "backlog": waiting, "owed": len(owed[queue]),
+            # owed: responses this queue owes (the topics); backlog: the brain's count of first
+            # responses owed (Redis), the one acknowledgements quote; never shown below zero
+            "queue": queue, "owed": waiting, "backlog": max(0, backlog.get(queue, 0)),
             "oldest_wait_seconds": _age(now, min(owed[queue])) if owed[queue] else None,
             "answered_last_hour": rate,
-            # the backlog drained at the last hour's pace; unknown while nobody answered
+            # what is owed, answered at the last hour's pace; unknown while nobody answered
             "eta_seconds": round(waiting * 3600 / rate, 1) if rate else (0.0 if waiting == 0 else None),
         })
     return rows

@@ -27,7 +27,7 @@ function duration(seconds) {
 }
 
 function percent(share) {
-  return share === null || share === undefined ? "–" : `${(share * 100).toFixed(share === 1 ? 0 : 1)}%`;
+  return share === null || share === undefined ? "–" : `${(share * 100).toFixed(share === 1 || share === 0 ? 0 : 1)}%`;
 }
 
 // times are shown in the policy's timezone, the one "today" is counted in
@@ -58,7 +58,7 @@ function table(caption, columns, rows, testid) {
 
 function bar(value, max, label) {
   const span = el("span", { class: "bar", role: "img", "aria-label": label });
-  span.style.width = `${max ? Math.max(2, Math.round((value / max) * 80)) : 0}px`;
+  span.style.width = `${max ? Math.max(2, Math.round((value / max) * 48)) : 0}px`;
   return span;
 }
 
@@ -163,13 +163,14 @@ function drawSegments(s) {
 }
 
 function drawQueues(s) {
-  const max = Math.max(0, ...s.queues.map((q) => q.backlog));
+  const max = Math.max(0, ...s.queues.map((q) => q.owed));
   $("queues").replaceChildren(table("Queues", [
     ["queue", (q) => q.queue],
-    ["backlog", (q) => withBar(q.backlog, q.backlog, max, `${q.backlog} waiting in ${q.queue}`)],
+    ["owed", (q) => withBar(q.owed, q.owed, max, `${q.owed} responses owed in ${q.queue}`)],
+    ["backlog", (q) => q.backlog],
     ["oldest", (q) => duration(q.oldest_wait_seconds)],
-    ["answered/h", (q) => q.answered_last_hour],
-    ["ETA", (q) => (q.eta_seconds === null ? "no pace yet" : duration(q.eta_seconds))],
+    ["ans./h", (q) => q.answered_last_hour],
+    ["ETA", (q) => (q.eta_seconds === null ? "n/a" : duration(q.eta_seconds))],
   ], s.queues, "queues"));
 }
 

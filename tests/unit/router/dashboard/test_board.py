@@ -124,17 +124,24 @@ def test_acknowledgement_latency_and_first_reply_per_agent() -> None:
 
 def test_queue_backlog_and_eta_at_the_last_hours_pace() -> None:
     b = board()
-    for i in range(3):
+    for i in range(7):
         b.routed(routed(f"ev_{i}", NOW - timedelta(hours=2), queue="billing"))
+    b.routed(routed("ev_g", NOW - timedelta(hours=2)))
     b.lifecycle(lifecycle("agent_reply", "con_ev_0", NOW - timedelta(minutes=50), author="a"))
     b.lifecycle(lifecycle("agent_reply", "con_ev_1", NOW - timedelta(minutes=10), author="a"))
     b.lifecycle(lifecycle("agent_reply", "con_ev_2", NOW - timedelta(minutes=61), author="a"))
-    queues = {q["queue"]: q for q in snapshot(b, NOW, {"billing": 4, "general": 2, "social": 0})["queues"]}
-    # two answers in the last hour: four waiting take two hours
+    # a transfer takes what is owed along to the new queue
+    b.lifecycle(lifecycle("transferred", "con_ev_3", NOW - timedelta(minutes=5), queue="escalations"))
+    view = snapshot(b, NOW, {"billing": 4, "general": 1, "social": 0, "escalations": -1})
+    queues = {q["queue"]: q for q in view["queues"]}
+    # two answers in the last hour: three still owed take an hour and a half
+    assert (queues["billing"]["owed"], queues["billing"]["backlog"]) == (3, 4)
     assert queues["billing"]["answered_last_hour"] == 2
-    assert queues["billing"]["eta_seconds"] == 7200.0
+    assert queues["billing"]["eta_seconds"] == 5400.0
     assert queues["general"]["eta_seconds"] is None  # nobody answered: no pace to go by
     assert queues["social"]["eta_seconds"] == 0.0
+    # the brain's count never shows below zero
+    assert (queues["escalations"]["owed"], queues["escalations"]["backlog"]) == (1, 0)
 
 
 def test_dead_letters_keep_their_latest_reasons_newest_first() -> None:
