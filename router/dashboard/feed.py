@@ -64,6 +64,7 @@ class Feed:
         self._lookback = lookback
         self.caught_up = asyncio.Event()
         self.changed = asyncio.Event()
+        self._tidied: datetime | None = None
 
     async def run(self) -> None:
         """Read and follow, starting over after Kafka errors (the board skips what it saw)."""
@@ -96,12 +97,19 @@ class Feed:
                     if tp in behind and records and records[-1].offset + 1 >= ends[tp]:
                         behind.discard(tp)
                 if batch:
-                    self._board.forget(self._clock())
+                    self._tidy()
                     self.changed.set()
                 if not behind:
                     self.caught_up.set()
         finally:
             await consumer.stop()
+
+    def _tidy(self) -> None:
+        """Let the board forget what it no longer shows, once a minute (it walks everything)."""
+        now = self._clock()
+        if self._tidied is None or now - self._tidied >= timedelta(minutes=1):
+            self._board.forget(now)
+            self._tidied = now
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         tps = await self._partitions()

@@ -228,11 +228,15 @@ function draw(s) {
   problems.hidden = !s.problems.length;
   problems.textContent = s.problems.join(" · ");
   $("board").setAttribute("aria-busy", "false");
-  $("status").textContent = `Live · ${s.day} (${s.timezone}) · updated ${when(s.now)}`;
+  // the live region changes only with the connection; the time ticks outside it
+  status(`Live · ${s.day} (${s.timezone})`);
+  $("updated").textContent = `· updated ${when(s.now)}`;
   document.body.dataset.updated = s.now;
 }
 
-function status(text) { $("status").textContent = text; }
+function status(text) {
+  if ($("status").textContent !== text) $("status").textContent = text;
+}
 
 async function stream(token, signal) {
   const response = await fetch("/v1/dashboard/events", {
