@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from playwright.async_api import Page, expect
 
 from router.http.integrations import digest_hex
@@ -15,13 +17,16 @@ from router.settings import Settings
 from schemas import RoutedConversation, decode
 from schemas.topics import INBOUND, ROUTED
 from tests.browser import ARTEFACTS, LAPTOP, open_page
+from tests.e2e.test_email import Inbox, email_env
+from tests.integration.email.conftest import Mailbox, make_mail
 from tests.kafka_tools import publish, read_all
 from tests.policies import example_policy
-from tests.processes import Switchboard
+from tests.processes import Switchboard, free_port
 
 pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
 WAIT_MS = 60_000
+NONE = "\N{EN DASH}"  # what the page shows for a number not measured yet
 STANDARD_FIRST_RESPONSE = "first_response: {low: 24h, normal: 8h, high: 4h, critical: 2h}"
 IN_THREE_SECONDS = "first_response: {low: 24h, normal: 3s, high: 4h, critical: 2h}"
 
@@ -111,3 +116,57 @@ def test_the_data_needs_a_token_with_the_scope(launch: Launch) -> None:
     assert status == 200
     assert {"segments", "queues", "connectors", "dead_letters", "agents", "throughput"} <= set(view)
     assert view["timezone"] == "Europe/Berlin"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+@pytest.fixture
+async def mailbox(stack: Settings) -> AsyncIterator[Mailbox]:
+    box = Mailbox(stack.imap_port, f"sb-dash-{uuid.uuid4().hex[:12]}")
+    await box.create()
+    yield box
+    await box.delete()
+
+
+async def test_mail_answered_shows_acknowledgement_and_first_reply(
+        deployment: Settings, launch: Launch, stack: Settings, mailbox: Mailbox,
+        smtp: tuple[Inbox, int]) -> None:
+    inbox, port = smtp
+    sb = launch("run", **email_env(stack, mailbox, port))
+    async with open_page() as page:
+        await page.goto(sb.url + "/dashboard")
+        await page.get_by_label("API token").fill("test-token")
+        await page.get_by_role("button", name="Show").click()
+        email_row = page.get_by_test_id("connectors").get_by_role("row", name="email")
+        await expect(email_row).to_contain_text("connected", timeout=WAIT_MS)
+
+        await mailbox.append(make_mail("Order 1234 never arrived", message_id="<dash-1@example.org>"))
+        await kpi(page, "routed", "1")
+        row = page.get_by_test_id("segments").get_by_role("row", name="standard email")
+        # the acknowledgement went out by SMTP: its latency is measured
+        await expect(row.locator('td[data-col="ack p50"]')).not_to_have_text(NONE, timeout=WAIT_MS)
+        await expect(email_row).to_contain_text("1")
+
+        [conversation] = {r.conversation_id for r in await routed_on(deployment)}
+        status, _ = sb.post(f"/v1/conversations/{conversation}/replies",
+                            json.dumps({"text": "It ships today.", "author": "maria"}).encode())
+        assert status == 202
+        await kpi(page, "replied", "1")
+        await kpi(page, "sla", "100%")
+        await kpi(page, "waiting", "0")
+        await expect(page.get_by_test_id("agents").get_by_role("row", name="maria")).to_contain_text("1")
+        await page.screenshot(path=str(ARTEFACTS / "dashboard-email.png"), full_page=True)
+    # (the team's mailbox gets its copies too: the helpdesk webhook is not running here)
+    to_ada = [m for m in inbox.messages if "ada@example.org" in str(m["To"])]
+    assert len(to_ada) == 2, "the acknowledgement and maria's reply"
+
+
+async def routed_on(settings: Settings) -> list[RoutedConversation]:
+    return [decode(r.value, RoutedConversation) for r in await read_all(settings, settings.topic(ROUTED))]

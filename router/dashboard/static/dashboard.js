@@ -48,9 +48,10 @@ function slaClass(share) {
 function table(caption, columns, rows, testid) {
   if (!rows.length) return el("p", { class: "empty" }, `No ${caption.toLowerCase()} yet.`);
   const head = el("tr", {}, ...columns.map(([h, , cls]) => el("th", { scope: "col", class: cls }, h)));
-  const body = rows.map((row) => el("tr", {}, ...columns.map(([, cell, cls], i) => {
+  const body = rows.map((row) => el("tr", {}, ...columns.map(([heading, cell, cls], i) => {
     const value = cell(row);
-    return i === 0 ? el("th", { scope: "row", class: "text" }, value) : el("td", { class: cls }, value);
+    return i === 0 ? el("th", { scope: "row", class: "text" }, value)
+      : el("td", { class: cls, "data-col": heading }, value);
   })));
   return el("table", { "data-testid": testid }, el("caption", { class: "visually-hidden" }, caption),
     el("thead", {}, head), el("tbody", {}, ...body));
@@ -175,14 +176,18 @@ function drawQueues(s) {
 }
 
 function drawConnectors(s) {
-  $("connectors").replaceChildren(table("Connectors", [
+  const columns = [
     ["connector", (c) => c.name],
     ["status", (c) => pill(c)],
     ["last message", (c) => when(c.last_message_at)],
     ["today", (c) => c.messages_today],
     ["errors", (c) => c.errors_today],
-    ["probe", (c) => (c.probe ? `${duration(c.probe.seconds)}${c.probe.failing ? " failing" : ""}` : "–")],
-  ], s.connectors, "connectors"));
+  ];
+  // the probe column appears once a probe reports (sb_probe_seconds / sb_probe_failures_total)
+  if (s.connectors.some((c) => c.probe)) {
+    columns.push(["probe", (c) => (c.probe ? `${duration(c.probe.seconds)}${c.probe.failing ? " failing" : ""}` : "–")]);
+  }
+  $("connectors").replaceChildren(table("Connectors", columns, s.connectors, "connectors"));
 }
 
 function drawAgents(s) {
@@ -204,6 +209,10 @@ function drawTools(s) {
 
 function drawDead(s) {
   const stages = Object.entries(s.dead_letters.by_stage).map(([k, v]) => `${k}: ${v}`).join(", ");
+  if (!s.dead_letters.latest.length) {
+    $("dead").replaceChildren(el("p", { class: "empty" }, "None."));
+    return;
+  }
   $("dead").replaceChildren(
     el("p", { class: "empty" }, stages ? `Today by stage — ${stages}` : "None today."),
     table("Dead letters", [
