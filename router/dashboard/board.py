@@ -221,5 +221,7 @@ class Board:
         self.ack_latency = [(s, t) for s, t in self.ack_latency if t.at >= horizon]
         self.first_replies = [t for t in self.first_replies if t.at >= horizon]
         self._seen = {k: at for k, at in self._seen.items() if at >= horizon}
+        # acknowledgements never sent (no template, a continued conversation) are not awaited forever
+        self._acks = {k: v for k, v in self._acks.items() if v[1] >= horizon}
         self.conversations = {c: v for c, v in self.conversations.items()
                               if v.owed_since is not None or (v.touched or v.opened_at) >= horizon}

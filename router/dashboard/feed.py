@@ -87,9 +87,15 @@ class Feed:
             tps = await self._assign(consumer)
             ends = await consumer.end_offsets(tps)
             behind = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
-            if not behind:
-                self.caught_up.set()
+            # the window's routed messages first: replies, receipts and SLA events read
+            # before their conversation would find nothing to count against
+            routed = self._settings.topic(ROUTED)
+            later = [tp for tp in tps if tp.topic != routed]
+            consumer.pause(*later)
             while True:
+                if later and not any(tp.topic == routed for tp in behind):
+                    consumer.resume(*later)
+                    later = []
                 batch = await consumer.getmany(timeout_ms=500, max_records=2000)
                 for tp, records in batch.items():
                     for r in records:
