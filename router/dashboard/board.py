@@ -56,9 +56,10 @@ class Conversation:
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """A measured duration, when it ended and what it is counted under."""
+    """A measured duration, when it ended (and that local day) and what it is counted under."""
 
     at: datetime
+    day: date
     seconds: float
     key: str
 
@@ -150,7 +151,7 @@ class Board:
         self.count("replied", e.at, conv.segment)
         if not conv.replied:
             took = (e.at - conv.opened_at).total_seconds()
-            self.first_replies.append(Timing(e.at, max(0.0, took), e.author or UNKNOWN))
+            self.first_replies.append(Timing(e.at, self.day(e.at), max(0.0, took), e.author or UNKNOWN))
         self.answers.append((conv.queue, e.at))
         conv.owed_since, conv.replied, conv.breached = None, True, False
 
@@ -178,8 +179,8 @@ class Board:
         ack = self._acks.pop(d.reply_id, None) if d.status == "sent" else None
         if ack is not None:
             segment, received = ack
-            self.ack_latency.append((segment, Timing(d.at, max(0.0, (d.at - received).total_seconds()),
-                                                     d.channel)))
+            took = max(0.0, (d.at - received).total_seconds())
+            self.ack_latency.append((segment, Timing(d.at, self.day(d.at), took, d.channel)))
 
     def handoff(self, h: HandoffReceipt) -> None:
         """A delivery to an agents' tool: delivered or failed, by destination."""

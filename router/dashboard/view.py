@@ -57,7 +57,7 @@ def _segments(board: Board, now: datetime, today: date) -> list[dict[str, Any]]:
             owed[conv.segment].append(conv.owed_since)
     acks: defaultdict[Segment, list[float]] = defaultdict(list)
     for segment, timing in board.ack_latency:
-        if board.day(timing.at) == today:
+        if timing.day == today:
             acks[segment].append(timing.seconds)
     keys = set(owed) | set(acks) | {k for c in counts.values() for k in c}
     rows = []
@@ -103,10 +103,10 @@ def _queues(board: Board, now: datetime, backlog: Mapping[str, int]) -> list[dic
     return rows
 
 
-def _agents(timings: Iterable[Timing], board: Board, today: date) -> list[dict[str, Any]]:
+def _agents(timings: Iterable[Timing], today: date) -> list[dict[str, Any]]:
     by: defaultdict[str, list[float]] = defaultdict(list)
     for t in timings:
-        if board.day(t.at) == today:
+        if t.day == today:
             by[t.key].append(t.seconds)
     return [{"agent": agent, **_spread(values)} for agent, values in sorted(by.items())]
 
@@ -158,6 +158,6 @@ def snapshot(board: Board, now: datetime, backlog: Mapping[str, int],
         "dead_letters": {"today": sum(dead_today.values()), "by_stage": dead_today,
                          "latest": [{"at": d.at.isoformat(), "stage": d.stage, "channel": d.channel,
                                      "reason": d.reason} for d in reversed(board.latest_dead)]},
-        "agents": _agents(board.first_replies, board, today),
+        "agents": _agents(board.first_replies, today),
         "throughput": _throughput(board, now),
     }

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "dashboard" / "static"
 _FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 Clock = Callable[[], datetime]
+# viewers within this long of each other share one snapshot
+_SHARED_SECONDS = 0.2
 
 
 def policy_zone(policy: Policy) -> Any:
@@ -66,6 +68,7 @@ class Dashboard:
         self._channels = [name for name, spec in CHANNELS.items()
                           if settings.section(spec.section, spec.settings) is not None]
         self._task: asyncio.Task[None] | None = None
+        self._cached: tuple[float, dict[str, Any]] | None = None
         # a stream ends before the request deadline cuts it; the page reconnects
         self.stream_seconds = max(1.0, settings.http_request_seconds - 2.0)
 
@@ -81,7 +84,16 @@ class Dashboard:
                 await self._task
 
     async def current(self) -> dict[str, Any]:
-        """The snapshot now: the board, the queues' backlogs from Redis, the connectors' metrics."""
+        """The snapshot now, shared by every viewer for a moment: a big board takes a while to read."""
+        at = asyncio.get_running_loop().time()
+        if self._cached is not None and at - self._cached[0] < _SHARED_SECONDS:
+            return self._cached[1]
+        view = await self._build()
+        self._cached = (at, view)
+        return view
+
+    async def _build(self) -> dict[str, Any]:
+        """The board, the queues' backlogs from Redis, the connectors' metrics."""
         now = self._clock()
         self.board.zone = policy_zone(self._policy())  # a reloaded policy may move the day
         problems = []
