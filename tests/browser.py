@@ -37,6 +37,7 @@ def chromium_path() -> str:
 async def open_page(viewport: dict[str, int] = LAPTOP) -> AsyncIterator[Page]:
     """A fresh page in a fresh headless chromium; console errors fail the test that reads them."""
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium_path(), headless=True, args=args)
         try:

@@ -96,9 +96,27 @@ async def test_the_dashboard_follows_traffic_live(deployment: Settings, launch: 
         # it fits a laptop screen: nothing runs off to the side
         width = await page.evaluate("document.scrollingElement.scrollWidth")
         assert width <= LAPTOP["width"], width
-        ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        await expect_accessible(page)
         await page.screenshot(path=str(ARTEFACTS / "dashboard.png"), full_page=True)
     assert not errors, errors
+
+
+async def expect_accessible(page: Page) -> None:
+    """What a screen reader needs: named charts and panels, captioned tables, headed columns."""
+    found = await page.evaluate("""() => ({
+        charts: [...document.querySelectorAll('svg, [role=img]')].map(e => e.getAttribute('aria-label')),
+        tables: [...document.querySelectorAll('table')].map(t => Boolean(t.caption && t.caption.textContent)),
+        headers: [...document.querySelectorAll('thead th')].map(th => th.getAttribute('scope')),
+        sections: [...document.querySelectorAll('section')].map(s => {
+            const id = s.getAttribute('aria-labelledby');
+            return Boolean(id && document.getElementById(id).textContent);
+        }),
+        lang: document.documentElement.lang,
+    })""")
+    assert found["charts"] and all(found["charts"]), found["charts"]
+    assert found["tables"] and all(found["tables"]), found["tables"]
+    assert set(found["headers"]) == {"col"}, found["headers"]
+    assert all(found["sections"]) and found["lang"] == "en", found
 
 
 def test_the_data_needs_a_token_with_the_scope(launch: Launch) -> None:
