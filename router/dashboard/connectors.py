@@ -44,8 +44,11 @@ class MetricReader:
                 name = next((sample.labels[k] for k in _NAME_LABELS if k in sample.labels), None)
                 if name is None:
                     continue
-                if sample.name in (_UP, _PROBE, _FAILURES):
+                if sample.name in (_UP, _PROBE):
                     values[name][sample.name] = sample.value
+                elif sample.name == _FAILURES:
+                    # one series per kind of failure (slow, silent, ...): the probe's total
+                    values[name][_FAILURES] = values[name].get(_FAILURES, 0.0) + sample.value
                 elif sample.name in (_PROBE + "_sum", _PROBE + "_count"):
                     probe_sums[name][sample.name.endswith("_count")] += sample.value
         for name, (total, count) in probe_sums.items():

@@ -162,10 +162,12 @@ def test_connectors_appear_from_configuration_metrics_and_traffic() -> None:
     registry = CollectorRegistry()
     Gauge("sb_source_up", "up", ["connector"], registry=registry).labels("email").set(1)
     probe = Histogram("sb_probe_seconds", "probe", ["channel"], registry=registry)
-    failures = Counter("sb_probe_failures", "failures", ["channel"], registry=registry)
+    # the probes' own labels: a channel and the kind of failure
+    failures = Counter("sb_probe_failures", "failures", ["channel", "kind"], registry=registry)
     probe.labels("chat").observe(0.5)
     probe.labels("chat").observe(1.5)
-    failures.labels("chat")
+    failures.labels("chat", "slow")
+    failures.labels("chat", "silent")
     reader = MetricReader(registry=registry, window=timedelta(minutes=10))
     b = board()
     b.routed(routed("ev_1", NOW - timedelta(minutes=3), channel="voice"))
@@ -183,8 +185,11 @@ def test_connectors_appear_from_configuration_metrics_and_traffic() -> None:
     assert seen["chat"]["probe"] == {"seconds": 1.0, "failures": 0.0, "failing": False}
     assert (seen["voice"]["messages_today"], seen["voice"]["errors_today"], seen["voice"]["status"]) == (
         1, 1, "errors")
-    failures.labels("chat").inc()
-    assert connectors(NOW + timedelta(minutes=1))["chat"]["status"] == "down"
+    failures.labels("chat", "silent").inc()
+    after = connectors(NOW + timedelta(minutes=1))["chat"]
+    assert (after["status"], after["probe"]["failures"]) == ("down", 1.0)
+    failures.labels("chat", "slow").inc()
+    assert connectors(NOW + timedelta(minutes=2))["chat"]["probe"]["failures"] == 2.0
     # ten quiet minutes later the probe is green again
     assert connectors(NOW + timedelta(minutes=12))["chat"]["status"] == "ok"
 
