@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from schemas import DeliveryReceipt, Identity, InboundMessage, RoutedConversation, SlaEvent
+from schemas import DeliveryReceipt, EmailExtras, Identity, InboundMessage, RoutedConversation, SlaEvent
 from schemas.conversation import ConversationEvent
 from schemas.deadletter import DeadLetter
 from schemas.handoff import HandoffReceipt
@@ -16,11 +16,11 @@ from schemas.routed import Decision
 def routed(event: str, at: datetime, *, conversation: str | None = None, tier: str = "standard",
            channel: str = "email", queue: str = "general", customer: str = "cus_ada",
            sentiment: float | None = 0.0, reasons: tuple[str, ...] = (),
-           lifecycle: Decision | None = None) -> RoutedConversation:
+           lifecycle: Decision | None = None, extras: EmailExtras | None = None) -> RoutedConversation:
     """A routed message received at `at` (routed a second later)."""
     message = InboundMessage(event_id=event, channel=channel, native_id=f"n-{event}", thread_key=f"t-{event}",
                              sender=Identity(kind="email", value=f"{customer}@example.com"),
-                             received_at=at, text="Where is my parcel?")
+                             received_at=at, text="Where is my parcel?", extras=extras)
     return RoutedConversation(
         event_id=event, conversation_id=conversation or f"con_{event}", customer_id=customer, queue=queue,
         priority=3, tier=tier, urgency="normal", first_response_due=at + timedelta(hours=8),

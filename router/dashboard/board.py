@@ -47,6 +47,8 @@ class Conversation:
     replied: bool = False
     breached: bool = False
     touched: datetime | None = None
+    # our account the customer wrote to (a mailbox, an X account), as `channel:account`
+    account: str | None = None
 
     @property
     def segment(self) -> Segment:
@@ -84,6 +86,8 @@ class Board:
     counts: dict[str, Counter[tuple[date, str, str]]] = field(default_factory=dict)
     ack_latency: list[tuple[Segment, Timing]] = field(default_factory=list)
     first_replies: list[Timing] = field(default_factory=list)
+    # the same first replies by the account they were written to
+    account_replies: list[Timing] = field(default_factory=list)
     # (queue, when) of every agent reply, for the queues' drain rate
     answers: list[tuple[str, datetime]] = field(default_factory=list)
     # minute (unix seconds // 60) → channel → messages routed
@@ -118,7 +122,7 @@ class Board:
         received = r.message.received_at
         conv = self.conversations.get(r.conversation_id)
         if conv is None:
-            conv = Conversation(r.tier, r.message.channel, r.queue, received)
+            conv = Conversation(r.tier, r.message.channel, r.queue, received, account=_account(r))
             self.conversations[r.conversation_id] = conv
         conv.tier, conv.queue, conv.touched = r.tier, r.queue, received
         if conv.owed_since is None:
@@ -150,8 +154,10 @@ class Board:
             self.count("met", e.at, conv.segment)
         self.count("replied", e.at, conv.segment)
         if not conv.replied:
-            took = (e.at - conv.opened_at).total_seconds()
-            self.first_replies.append(Timing(e.at, self.day(e.at), max(0.0, took), e.author or UNKNOWN))
+            took = max(0.0, (e.at - conv.opened_at).total_seconds())
+            self.first_replies.append(Timing(e.at, self.day(e.at), took, e.author or UNKNOWN))
+            if conv.account is not None:
+                self.account_replies.append(Timing(e.at, self.day(e.at), took, conv.account))
         self.answers.append((conv.queue, e.at))
         conv.owed_since, conv.replied, conv.breached = None, True, False
 
@@ -221,8 +227,16 @@ class Board:
                 del daily[old_day]
         self.ack_latency = [(s, t) for s, t in self.ack_latency if t.at >= horizon]
         self.first_replies = [t for t in self.first_replies if t.at >= horizon]
+        self.account_replies = [t for t in self.account_replies if t.at >= horizon]
         self._seen = {k: at for k, at in self._seen.items() if at >= horizon}
         # acknowledgements never sent (no template, a continued conversation) are not awaited forever
         self._acks = {k: v for k, v in self._acks.items() if v[1] >= horizon}
         self.conversations = {c: v for c, v in self.conversations.items()
                               if v.owed_since is not None or (v.touched or v.opened_at) >= horizon}
+
+
+def _account(r: RoutedConversation) -> str | None:
+    """`channel:account` when the channel names our account it arrived on (mailbox, X account)."""
+    # read by name: every channel's extras that know an account call it `account`
+    account = getattr(r.message.extras, "account", "")
+    return f"{r.message.channel}:{account}" if isinstance(account, str) and account else None

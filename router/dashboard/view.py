@@ -103,12 +103,12 @@ def _queues(board: Board, now: datetime, backlog: Mapping[str, int]) -> list[dic
     return rows
 
 
-def _agents(timings: Iterable[Timing], today: date) -> list[dict[str, Any]]:
+def _first_replies(timings: Iterable[Timing], today: date, label: str) -> list[dict[str, Any]]:
     by: defaultdict[str, list[float]] = defaultdict(list)
     for t in timings:
         if t.day == today:
             by[t.key].append(t.seconds)
-    return [{"agent": agent, **_spread(values)} for agent, values in sorted(by.items())]
+    return [{label: key, **_spread(values)} for key, values in sorted(by.items())]
 
 
 def _throughput(board: Board, now: datetime) -> dict[str, Any]:
@@ -158,6 +158,7 @@ def snapshot(board: Board, now: datetime, backlog: Mapping[str, int],
         "dead_letters": {"today": sum(dead_today.values()), "by_stage": dead_today,
                          "latest": [{"at": d.at.isoformat(), "stage": d.stage, "channel": d.channel,
                                      "reason": d.reason} for d in reversed(board.latest_dead)]},
-        "agents": _agents(board.first_replies, today),
+        "agents": _first_replies(board.first_replies, today, "agent"),
+        "accounts": _first_replies(board.account_replies, today, "account"),
         "throughput": _throughput(board, now),
     }

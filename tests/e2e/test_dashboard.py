@@ -180,6 +180,9 @@ async def test_mail_answered_shows_acknowledgement_and_first_reply(
         await kpi(page, "sla", "100%")
         await kpi(page, "waiting", "0")
         await expect(page.get_by_test_id("agents").get_by_role("row", name="maria")).to_contain_text("1")
+        # the mailbox account the customer wrote to
+        account = page.get_by_test_id("accounts").get_by_role("row", name="email:support@example.com")
+        await expect(account).to_contain_text("1")
         await page.screenshot(path=str(ARTEFACTS / "dashboard-email.png"), full_page=True)
     # (the team's mailbox gets its copies too: the helpdesk webhook is not running here)
     to_ada = [m for m in inbox.messages if "ada@example.org" in str(m["To"])]

@@ -191,12 +191,18 @@ function drawConnectors(s) {
 }
 
 function drawAgents(s) {
-  $("agents").replaceChildren(table("First replies", [
-    ["agent", (a) => a.agent],
+  const timing = [
     ["replies", (a) => a.count],
     ["p50", (a) => duration(a.p50_seconds)],
     ["p90", (a) => duration(a.p90_seconds)],
-  ], s.agents, "agents"));
+  ];
+  const parts = [table("First replies by agent", [["agent", (a) => a.agent], ...timing], s.agents, "agents")];
+  // by the account customers wrote to (a mailbox, an X account), once a channel names one
+  if (s.accounts.length) {
+    parts.push(table("First replies by account", [["account", (a) => a.account], ...timing], s.accounts,
+      "accounts"));
+  }
+  $("agents").replaceChildren(...parts);
 }
 
 function drawTools(s) {

@@ -12,6 +12,7 @@ from router.dashboard.board import Board
 from router.dashboard.connectors import MetricReader
 from router.dashboard.feed import apply
 from router.dashboard.view import ConnectorFacts, snapshot
+from schemas import EmailExtras
 from schemas.codec import encode
 from tests.conversation_events import ack_sent, dead, handoff, held, lifecycle, routed, sla
 
@@ -119,6 +120,20 @@ def test_acknowledgement_latency_and_first_reply_per_agent() -> None:
     assert view["agents"] == [
         {"agent": "ana", "count": 1, "p50_seconds": 300.0, "p90_seconds": 300.0},
         {"agent": "maria", "count": 2, "p50_seconds": 600.0, "p90_seconds": 1200.0},
+    ]
+    assert view["accounts"] == [], "these messages name no account of ours"
+
+
+def test_first_reply_by_the_account_customers_wrote_to() -> None:
+    b = board()
+    for i, (account, after) in enumerate([("support", 60), ("billing", 600), ("support", 120)]):
+        at = NOW - timedelta(hours=1, minutes=i)
+        extras = EmailExtras(message_id=f"<m{i}@example.org>", account=account)
+        b.routed(routed(f"ev_{i}", at, extras=extras))
+        b.lifecycle(lifecycle("agent_reply", f"con_ev_{i}", at + timedelta(seconds=after), author="maria"))
+    assert snapshot(b, NOW, {})["accounts"] == [
+        {"account": "email:billing", "count": 1, "p50_seconds": 600.0, "p90_seconds": 600.0},
+        {"account": "email:support", "count": 2, "p50_seconds": 60.0, "p90_seconds": 120.0},
     ]
 
 
