@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import urllib.request
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from playwright.async_api import Page, expect
 
 from router.http.integrations import digest_hex
@@ -17,11 +15,12 @@ from router.settings import Settings
 from schemas import RoutedConversation, decode
 from schemas.topics import INBOUND, ROUTED
 from tests.browser import ARTEFACTS, LAPTOP, open_page
-from tests.e2e.test_email import Inbox, email_env
+from tests.e2e.test_email import email_env
 from tests.integration.email.conftest import Mailbox, make_mail
 from tests.kafka_tools import publish, read_all
 from tests.policies import example_policy
-from tests.processes import Switchboard, free_port
+from tests.processes import Switchboard
+from tests.receivers.smtp import Inbox
 
 pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
@@ -134,23 +133,6 @@ def test_the_data_needs_a_token_with_the_scope(launch: Launch) -> None:
     assert status == 200
     assert {"segments", "queues", "connectors", "dead_letters", "agents", "throughput"} <= set(view)
     assert view["timezone"] == "Europe/Berlin"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
-
-
-@pytest.fixture
-async def mailbox(stack: Settings) -> AsyncIterator[Mailbox]:
-    box = Mailbox(stack.imap_port, f"sb-dash-{uuid.uuid4().hex[:12]}")
-    await box.create()
-    yield box
-    await box.delete()
 
 
 async def test_mail_answered_shows_acknowledgement_and_first_reply(

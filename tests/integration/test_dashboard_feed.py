@@ -12,23 +12,14 @@ import pytest
 from router.dashboard.board import Board
 from router.dashboard.feed import Feed
 from router.dashboard.view import snapshot
-from router.kafka import ensure_topics
 from router.settings import Settings
 from schemas import encode
 from schemas.topics import CONVERSATION, DELIVERY, ROUTED, TopicSpec
 from tests.conversation_events import ack_sent, lifecycle, routed
-from tests.kafka_tools import publish, unique_prefix
+from tests.kafka_tools import publish
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def deployment(stack: Settings) -> Settings:
-    prefix = unique_prefix()
-    settings = stack.model_copy(update={"topic_prefix": prefix, "app_id": f"{prefix}sb"})
-    await ensure_topics(settings)
-    return settings
 
 
 @pytest.fixture

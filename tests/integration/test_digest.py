@@ -12,28 +12,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from router.cli.digest import digest, publish
-from router.kafka import ensure_topics
 from router.settings import Settings
 from schemas import decode, encode
 from schemas.insights import InsightDigest
 from schemas.topics import CONVERSATION, DELIVERY, INSIGHTS, ROUTED, SLA, TopicSpec
 from tests.conversation_events import held, lifecycle, routed, sla
 from tests.kafka_tools import publish as put
-from tests.kafka_tools import read_all, unique_prefix
+from tests.kafka_tools import read_all
 from tests.paths import ROOT
 from tests.processes import TEST_KEY
 
 pytestmark = pytest.mark.integration
 OUTAGE = "urgency=critical: keyword 'outage' (rule outage)"
 BILLING = "queue=billing: keyword 'refund'"
-
-
-@pytest.fixture
-async def deployment(stack: Settings) -> Settings:
-    prefix = unique_prefix()
-    settings = stack.model_copy(update={"topic_prefix": prefix, "app_id": f"{prefix}sb"})
-    await ensure_topics(settings)
-    return settings
 
 
 def moment() -> datetime:
