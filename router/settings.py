@@ -111,6 +111,9 @@ class Settings(BaseSettings):
         "intake", "brain", "send", "dispatch")
     # sends per second per customer channel (e.g. {"x": 5}); channels not named are not limited
     send_rates: dict[str, float] = Field(default_factory=dict)
+    # how far back the dashboard of an edge reads the topics when it starts (what it can show
+    # of conversations still owed a response, and of "today")
+    dashboard_lookback_seconds: int = Field(default=48 * 3600, ge=3600)
     # how often the leader looks for SLA clocks that fell due
     sla_tick_seconds: float = Field(default=1.0, gt=0)
     # our own mail domains: an address there is never a customer's stated identity

@@ -209,10 +209,9 @@ class Brain:
         conversation = routed.conversation_id
         batch.threads[thread] = conversation
         batch.thread_writes[self._stores.threads.thread_key(*thread)] = conversation
-        if outcome.new_conversation:
-            batch.opened[routed.queue] += 1
-            batch.backlog[routed.queue] = batch.backlog.get(routed.queue, 0) + 1
+        before = customer.clocks.get(conversation)
         customer.remember(outcome, batch.policy)
+        _recount(batch, before.clock if before else None, customer.clocks[conversation].clock)
         outputs = [Output(ROUTED, routed.customer_id.encode(), encode(routed))]
         if outcome.ack is not None:
             ack = acknowledgement_message(routed, outcome.ack.text)
@@ -232,11 +231,7 @@ class Brain:
             log.warning("lifecycle event for an unknown conversation", extra=context)
             return
         log.info("lifecycle " + event.kind, extra={**context, "reason": change.reason})
-        if before is not None and _waiting(before.clock) and not _waiting(change.entry.clock):
-            # answered or resolved: no longer in the queue's backlog of first responses owed
-            queue = change.summary.queue
-            batch.opened[queue] -= 1
-            batch.backlog[queue] = max(0, batch.backlog.get(queue, 0) - 1)
+        _recount(batch, before.clock if before else None, change.entry.clock)
 
     async def _write(self, customers: dict[str, CaseFile], batch: _Batch) -> None:
         s = self._stores
@@ -270,6 +265,24 @@ class Brain:
 def _waiting(clock: SlaClock) -> bool:
     """Still owed its first response: what a queue's backlog counts."""
     return not (clock.replied or clock.resolved)
+
+
+def _recount(batch: _Batch, before: SlaClock | None, after: SlaClock) -> None:
+    """Keep the queues' backlogs true: a first response owed counts in the queue of its clock.
+
+    A new conversation adds one; an answer or a resolve takes it away; a transfer (sticky
+    routing, an escalation's reassignment) moves it to the new queue.
+    """
+    was = before.queue if before is not None and _waiting(before) else None
+    now = after.queue if _waiting(after) else None
+    if was == now:
+        return
+    if was is not None:
+        batch.opened[was] -= 1
+        batch.backlog[was] = max(0, batch.backlog.get(was, 0) - 1)
+    if now is not None:
+        batch.opened[now] += 1
+        batch.backlog[now] = batch.backlog.get(now, 0) + 1
 
 
 def _channel(item: Item) -> str:

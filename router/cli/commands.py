@@ -77,6 +77,17 @@ def _parser() -> argparse.ArgumentParser:
     whatif.add_argument("--limit", type=int, help="at most this many records")
     whatif.add_argument("--json", action="store_true", help="one JSON document instead of tables")
 
+    digest = sub.add_parser(
+        "digest", help="volumes, sentiment, repeats, breaches, held replies and follow-ups of a window",
+        description="Summarises the routed, SLA, conversation and delivery events of a window: volumes "
+        "by intent, queue and channel, the sentiment trend, repeat contacts, the top breach causes, "
+        "replies the guard held and follow-up outcomes. Reads only; --publish also puts the digest "
+        "on sb.insights.v1.")
+    digest.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
+    digest.add_argument("--format", choices=["text", "json", "csv"], default="text",
+                        help="a readable report (default), one JSON document, or CSV rows")
+    digest.add_argument("--publish", action="store_true", help="also put it on sb.insights.v1")
+
     desk = sub.add_parser(
         "desk", help="a local agents' desk: receive the router's webhooks and print them",
         description="Listens where deploy/policy.example.yaml delivers (helpdesk-webhook; pager-webhook "
@@ -170,6 +181,24 @@ def _whatif(settings: Settings, args: argparse.Namespace) -> int:
     old = load_policy(settings.policy_path, vocabulary())
     report = asyncio.run(whatif(settings, old, new, since, args.limit))
     print(json.dumps(as_json(report), indent=2) if args.json else render(report))
+    return 0
+
+
+def _digest(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from router.cli.digest import digest, publish
+    from router.cli.whatif import parse_since
+    from router.insights.render import as_csv, as_json, as_text
+
+    found = asyncio.run(digest(settings, parse_since(args.since), datetime.now(UTC)))
+    if args.publish:
+        asyncio.run(publish(settings, found))
+    if args.format == "json":
+        print(json.dumps(as_json(found), indent=2))
+    else:
+        sys.stdout.write(as_csv(found) if args.format == "csv" else as_text(found) + "\n")
     return 0
 
 
@@ -274,7 +303,7 @@ def _tail(settings: Settings, args: argparse.Namespace) -> int:
 
 
 _WITH_SETTINGS = {"run": _run, "worker": _run, "stack": _stack, "publish": _publish, "whatif": _whatif,
-                  "mail": _mail, "probe": probe.run, "tail": _tail}
+                  "mail": _mail, "probe": probe.run, "tail": _tail, "digest": _digest}
 
 
 def _with_settings(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ from schemas.identified import CustomerProfile
 from schemas.inbound import InboundMessage
 from schemas.probe import find_mark
 from schemas.routed import RoutedConversation
-from schemas.topics import INBOUND
+from schemas.topics import INBOUND, TopicSpec
 
 __all__ = [
     "AS_IF_NEW",
@@ -322,9 +322,9 @@ async def _partitions(settings: Settings, topic: str) -> list[int]:
 
 
 async def read_window(settings: Settings, since: datetime, limit: int | None,
-                      timeout: float = 30.0) -> tuple[str, list[bytes | None]]:
-    """Record values on the inbound topic from `since` to the ends found now; commits nothing."""
-    topic = settings.topic(INBOUND)
+                      timeout: float = 30.0, spec: TopicSpec = INBOUND) -> tuple[str, list[bytes | None]]:
+    """Record values on a topic (inbound unless told) from `since` to the ends found now; commits nothing."""
+    topic = settings.topic(spec)
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
     values: list[bytes | None] = []
     try:
