@@ -44,6 +44,8 @@ class Target:
     destination: str
     verdict: HandoffAction
     reason: str
+    # what the delivery's key held before the claim
+    previous: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ def outputs_for(result: Result, now: datetime) -> list[Output]:
     target, o = result.target, result.outcome
     item = target.plan.item
     reason = o.reason
-    if target.verdict is HandoffAction.REDELIVER:
+    if target.verdict in (HandoffAction.REDELIVER, HandoffAction.REPEAT):
         reason = target.reason + (f"; {reason}" if reason else "")
     receipt = HandoffReceipt(
         delivery_id=delivery_id(item.source, o.actual), conversation_id=item.conversation_id,
