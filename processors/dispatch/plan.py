@@ -17,6 +17,7 @@ import msgspec
 from processors.dispatch.items import Item, receipt_notice
 from processors.policy.model import Policy
 from processors.send.replies import reply_reference
+from processors.stores.results import parse_result, result
 from schemas.conversation import ConversationCard
 from schemas.routed import RoutedConversation
 
@@ -64,13 +65,13 @@ class HandoffAction(Enum):
 
 def delivery_result(delivered: bool, owner: str, detail: str) -> str:
     """What a delivery's key holds once tried: the outcome, the record, and where or why."""
-    return f"{'delivered' if delivered else 'failed'}:{owner}|{detail}"
+    return result("delivered" if delivered else "failed", owner, detail)
 
 
 def recorded(previous: bytes) -> tuple[bool, str]:
     """Whether a result `delivery_result` wrote was a delivery, and where to (or why not)."""
-    status, _, rest = previous.decode(errors="replace").partition(":")
-    return status == "delivered", rest.partition("|")[2]
+    done = parse_result(previous)
+    return done.status == "delivered", done.detail
 
 
 def delivery_verdict(previous: bytes | None, owner: str) -> tuple[HandoffAction, str]:
@@ -81,11 +82,10 @@ def delivery_verdict(previous: bytes | None, owner: str) -> tuple[HandoffAction,
     if state.startswith("delivering:"):
         return HandoffAction.REDELIVER, (f"an earlier attempt ({state[11:]}) stopped before its result; "
                                          "delivered again with the same delivery id")
-    status, _, rest = state.partition(":")
-    recorded_by, mine, _ = rest.partition("|")
-    if mine and recorded_by == owner:
-        return HandoffAction.REPEAT, f"{status} by this record before a restart"
-    return HandoffAction.DONE, f"already {status}"
+    done = parse_result(previous)
+    if done.by(owner):
+        return HandoffAction.REPEAT, f"{done.status} by this record before a restart"
+    return HandoffAction.DONE, f"already {done.status}"
 
 
 def _queue_destinations(queue: str, policy: Policy) -> tuple[tuple[str, ...], str]:

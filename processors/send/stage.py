@@ -35,6 +35,7 @@ from processors.send.ratelimit import RateLimits
 from processors.stage import Output, Record, decode_records
 from processors.stores.bulk import queue_set_many, queue_take_many
 from processors.stores.cards import CardStore
+from processors.stores.results import parse_result, result
 from schemas.codec import encode
 from schemas.conversation import ConversationCard, ConversationEvent
 from schemas.errors import SwitchboardError, TransientError
@@ -78,23 +79,10 @@ def decide(previous: bytes | None, owner: str) -> tuple[SendAction, str]:
     if state.startswith(SENDING):
         return SendAction.UNCERTAIN, (f"an earlier attempt ({state[len(SENDING):]}) stopped between send "
                                       "and result; it may have been sent, so it is not sent again")
-    status, _, rest = state.partition(":")
-    recorded, mine, _ = rest.partition("|")
-    if mine and recorded == owner:
-        return SendAction.REPEAT, f"{status} by this record before a restart"
-    return SendAction.DUPLICATE, f"already {status}"
-
-
-def result(status: str, owner: str, reason: str | None) -> str:
-    """What a reply's key holds once its attempt is over: the status, the record and why."""
-    return f"{status}:{owner}|{reason or ''}"
-
-
-def _recorded(previous: bytes) -> tuple[DeliveryStatus, str | None]:
-    """The status and reason of a result `result()` wrote."""
-    status, _, rest = previous.decode().partition(":")
-    reason = rest.partition("|")[2]
-    return cast(DeliveryStatus, status), reason or None
+    done = parse_result(previous)
+    if done.by(owner):
+        return SendAction.REPEAT, f"{done.status} by this record before a restart"
+    return SendAction.DUPLICATE, f"already {done.status}"
 
 
 class _NotTried:
@@ -240,9 +228,9 @@ def _settled(claimed: _Claimed, context: dict[str, str]) -> DeliveryReceipt | No
         log.error("reply send uncertain", extra={**context, "reason": claimed.reason})
         return _receipt(message, "uncertain", claimed.reason)
     if claimed.verdict is SendAction.REPEAT and claimed.previous is not None:
-        status, reason = _recorded(claimed.previous)
+        done = parse_result(claimed.previous)
         log.info("reply receipt repeated", extra={**context, "reason": claimed.reason})
-        return _receipt(message, status, reason)
+        return _receipt(message, cast(DeliveryStatus, done.status), done.detail or None)
     log.info("duplicate reply skipped", extra={**context, "reason": claimed.reason})
     return None
 
