@@ -37,6 +37,8 @@ CHANNEL_SAMPLES: dict[str, list[bytes]] = {
     "email": [(FIXTURES / "email" / name).read_bytes()
               for name in ("apple_mail_reply.eml", "flowed.eml", "encoded_names.eml")],
     "echo": [b"ada@example.org: my parcel never arrived"],
+    "x": [(FIXTURES / "x" / "activity" / name).read_bytes()
+          for name in ("mention.json", "dm.json", "partial_errors.json", "dm_encrypted.json")],
 }
 # a request each pushed channel's route must accept, with the token the stub edge knows
 ROUTE_SAMPLES: dict[str, tuple[str, bytes]] = {
