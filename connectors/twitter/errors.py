@@ -22,9 +22,12 @@ __all__ = ["SignatureError", "XInputError", "XRefused", "XUnavailable"]
 class XUnavailable(TransientError):
     """X is busy, rate-limiting or away; `status` is its HTTP status when it answered."""
 
-    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None,
+                 *, maybe_done: bool = False) -> None:
         super().__init__(reason, retry_after)
         self.status = status
+        # a write whose answer was lost: X may have made the post or DM
+        self.maybe_done = maybe_done
 
 
 class XRefused(PermanentError):

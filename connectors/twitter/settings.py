@@ -71,10 +71,13 @@ class XSettings(BaseModel):
     poll_overlap_seconds: float = Field(default=120.0, ge=0, le=86_400)
     limits: dict[str, Limit] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
     prices: Prices = Prices()
+    # the longest a send or poll waits for a rate-limit window to reset; longer is a failure
+    max_wait_seconds: float = Field(default=900.0, ge=0, le=3_600)
     # spend per UTC day after which optional calls stop (polling) and senders refuse
     daily_budget_usd: float = Field(default=50.0, ge=0)
-    # the public answer when a reply cannot go in the thread: {link} is our DM deep link
-    dm_invite: str = "We'd like to help with this in a private message: {link}"
+    # the short public answer inviting a DM (X adds its "Send a private message" button)
+    dm_invite: str = Field(default="We'd like to help with this in a private message.",
+                           min_length=1, max_length=200)
 
     @field_validator("base_url")
     @classmethod

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from aiosmtpd.controller import Controller
 
 from schemas.conversation import ConversationCard
@@ -23,6 +24,8 @@ from schemas.inbound import InboundMessage
 from schemas.outbound import OutboundMessage
 from schemas.routed import RoutedConversation
 from tests.emulators.slack import SlackEmulator
+from tests.emulators.x import ADA as X_ADA
+from tests.emulators.x import XEmulator
 from tests.paths import FIXTURES
 from tests.processes import free_port
 from tests.receivers.webhook import WebhookReceiver
@@ -107,18 +110,34 @@ async def slack_emulator() -> AsyncIterator[Emulated]:
         await emulator.stop()
 
 
+@asynccontextmanager
+async def x_emulator() -> AsyncIterator[Emulated]:
+    emulator = await XEmulator().start()
+    try:
+        yield Emulated({"account_id": emulator.account, "consumer_key": emulator.consumer_key,
+                        "consumer_secret": emulator.consumer_secret, "access_token": emulator.access_token,
+                        "access_token_secret": emulator.access_token_secret,
+                        "base_url": emulator.base_url}, lambda: len(emulator.sent))
+    finally:
+        await emulator.stop()
+
+
 # where each sender or tool delivers in the suite
-SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server}
+SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server, "x": x_emulator}
+# how a reply to Ada differs on a channel that does not reach her by email
+OUTBOUND_CHANGES: dict[str, dict[str, Any]] = {
+    "x": {"recipient": Identity(kind="xid", value=X_ADA), "in_reply_to": None, "references": ()}}
 TOOL_EMULATORS: dict[str, Callable[[], Any]] = {
     "webhook": webhook_receiver, "slack": slack_emulator, "mailbox": smtp_server}
 
 
 def outbound(channel: str) -> OutboundMessage:
     """An agent's reply to Ada on `channel`."""
-    return OutboundMessage(reply_id="rep_contract", conversation_id="con_contract", channel=channel,
-                           recipient=ADA, kind="agent_reply", text="A new parcel left today.",
-                           created_at=T0, subject="Re: Order 1234", in_reply_to="<m-1@example.org>",
-                           references=("<m-1@example.org>",), customer_id="cus_ada", queue="general")
+    message = OutboundMessage(reply_id="rep_contract", conversation_id="con_contract", channel=channel,
+                              recipient=ADA, kind="agent_reply", text="A new parcel left today.",
+                              created_at=T0, subject="Re: Order 1234", in_reply_to="<m-1@example.org>",
+                              references=("<m-1@example.org>",), customer_id="cus_ada", queue="general")
+    return msgspec.structs.replace(message, **OUTBOUND_CHANGES.get(channel, {}))
 
 
 def handoff(destination: str) -> Handoff:
