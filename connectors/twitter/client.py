@@ -122,6 +122,8 @@ class XApi:
                 code = refusal_code(e)
                 reason = "; ".join(str(m) for m in e.api_messages) or str(e)
                 raise XRefused(f"X refused it: {reason}", code=code) from e
+            except aiohttp.ClientConnectorError as e:
+                raise XUnavailable(f"X could not be reached: {e!r}") from e
             except (aiohttp.ClientError, TimeoutError) as e:
                 raise XUnavailable(f"X did not answer: {e!r}", maybe_done=write) from e
             self.pacer.observe(endpoint, response.headers)

@@ -15,6 +15,7 @@ The Activity API side: `envelope()` builds a delivery (`data.event_uuid`, `event
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -98,6 +99,12 @@ class XEmulator:
         self._windows: dict[str, Window] = {}
         self._limited: dict[str, list[str]] = {}
         self._runner: web.AppRunner | None = None
+        self._stalled: set[str] = set()
+        self._release = asyncio.Event()
+
+    def stall(self, endpoint: str) -> None:
+        """Take calls to `endpoint` and never answer them (until stop): a lost answer."""
+        self._stalled.add(endpoint)
 
     # --- the customer's side ----------------------------------------------------------
 
@@ -229,6 +236,7 @@ class XEmulator:
 
     async def stop(self) -> None:
         """Stop listening."""
+        self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -308,6 +316,9 @@ class XEmulator:
         if limited is not None:
             return limited
         body = await request.json()
+        if "post" in self._stalled:
+            self.sent.append(Sent("post", self.new_id(), str(body.get("text", ""))))
+            await self._release.wait()
         text = str(body.get("text", ""))
         reply_to = (body.get("reply") or {}).get("in_reply_to_tweet_id")
         if any(s.kind == "post" and s.text == text for s in self.sent):
