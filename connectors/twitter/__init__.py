@@ -9,6 +9,7 @@ public invite to DM.
 from __future__ import annotations
 
 from connectors.spec import ConnectorSpec
+from connectors.twitter.inbound import XPolling
 from connectors.twitter.outbound import XSender
 from connectors.twitter.parse import parse
 from connectors.twitter.settings import XSettings
@@ -17,5 +18,5 @@ from schemas.inbound import XExtras
 
 __all__ = ["SPEC"]
 
-SPEC = ConnectorSpec(name="x", settings=XSettings, extras=XExtras, outbound=XSender, routes=routes,
-                     parse=parse)
+SPEC = ConnectorSpec(name="x", settings=XSettings, extras=XExtras, inbound=XPolling, outbound=XSender,
+                     routes=routes, parse=parse)

@@ -113,7 +113,7 @@ class XEmulator:
         return str((int(self.clock() * 1000) - _TWEPOCH_MS) << 22 | next(self._seq) % 4096)
 
     def mention(self, text: str, *, author: str = ADA, reply_to: str | None = None,
-                mentions_us: bool = True) -> dict[str, Any]:
+                mentions_us: bool = True, quotes: str | None = None) -> dict[str, Any]:
         """A customer's post (a mention when `mentions_us`), visible to polling; returns it."""
         post_id = self.new_id()
         parent = self.posts.get(reply_to or "")
@@ -128,6 +128,8 @@ class XEmulator:
         if parent:
             post["in_reply_to_user_id"] = parent["author_id"]
             post["referenced_tweets"] = [{"type": "replied_to", "id": parent["id"]}]
+        if quotes:
+            post["referenced_tweets"] = [*post.get("referenced_tweets", []), {"type": "quoted", "id": quotes}]
         self.posts[post_id] = post
         return post
 
@@ -274,10 +276,10 @@ class XEmulator:
         if limited is not None:
             return limited
         since = int(request.query.get("since_id", "0"))
-        start = request.query.get("start_time")
+        start = _parse_time(request.query.get("start_time", "1970-01-01T00:00:00Z"))
         found = [p for p in self.posts.values()
                  if p["author_id"] != self.account and int(p["id"]) > since
-                 and (start is None or p["created_at"] >= start)
+                 and _parse_time(p["created_at"]) >= start
                  and any(m.get("id") == request.match_info["id"]
                          for m in p.get("entities", {}).get("mentions", []))]
         found.sort(key=lambda p: int(p["id"]), reverse=True)
@@ -366,6 +368,10 @@ class XEmulator:
 
     def _users_of(self, ids: Any) -> list[dict[str, str]]:
         return [self.users[u] for u in dict.fromkeys(ids) if u in self.users]
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _json(body: dict[str, Any], status: int, headers: dict[str, str]) -> web.Response:
