@@ -1,0 +1,115 @@
+"""The X channel end to end: the local X's webhook → switchboard run → Kafka → the team's webhook →
+an agent's reply through the conversations API → tweepy → the local X, in the thread or by DM.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.twitter.webhook import PATH
+from tests.emulators.x import ADA, XEmulator
+from tests.policies import example_policy
+from tests.processes import Switchboard
+from tests.receivers.webhook import WebhookReceiver
+from tests.waiting import until
+
+pytestmark = pytest.mark.e2e
+Launch = Callable[..., Switchboard]
+SECRET = "x-e2e-hook-secret"
+
+
+@pytest.fixture
+async def x() -> AsyncIterator[XEmulator]:
+    emulator = await XEmulator().start()
+    yield emulator
+    await emulator.stop()
+
+
+@pytest.fixture
+async def team() -> AsyncIterator[WebhookReceiver]:
+    async with WebhookReceiver(SECRET.encode()) as receiver:
+        yield receiver
+
+
+def x_env(x: XEmulator) -> dict[str, str]:
+    return {"SB_X": json.dumps({
+        "account_id": x.account, "handle": x.handle, "consumer_key": x.consumer_key,
+        "consumer_secret": x.consumer_secret, "access_token": x.access_token,
+        "access_token_secret": x.access_token_secret, "base_url": x.base_url})}
+
+
+def start(launch: Launch, x: XEmulator, team: WebhookReceiver, tmp_path: Path) -> Switchboard:
+    """`switchboard run` with the X channel, its social queue delivering to our team's webhook."""
+    policy = example_policy(tmp_path, {
+        "url: http://127.0.0.1:18090/switchboard": f"url: {team.url}",
+        "destinations: [slack-social]": "destinations: [helpdesk-webhook]"})
+    return launch("run", **x_env(x), SB_POLICY_FILE=str(policy), SB_WEBHOOK_SECRET=SECRET)
+
+
+def routed(team: WebhookReceiver) -> list[dict[str, Any]]:
+    return [d.body for d in team.deliveries if d.event == "conversation.routed"]
+
+
+def metric(router: Switchboard, line: str) -> float:
+    with urllib.request.urlopen(router.url + "/metrics", timeout=10) as response:  # noqa: S310 - loopback
+        text = response.read().decode()
+    return sum(float(row.rsplit(" ", 1)[1]) for row in text.splitlines() if row.startswith(line))
+
+
+async def answer(router: Switchboard, conversation: str, text: str, key: str) -> dict[str, Any]:
+    status, queued = router.post(f"/v1/conversations/{conversation}/replies",
+                                 json.dumps({"text": text, "author": "maria"}).encode(),
+                                 headers={"Idempotency-Key": key})
+    assert status == 202, queued
+    return dict(queued)
+
+
+async def test_a_mention_is_routed_and_answered_in_its_thread(
+        launch: Launch, x: XEmulator, team: WebhookReceiver, tmp_path: Path) -> None:
+    router = start(launch, x, team, tmp_path)
+    assert await x.crc(router.url + PATH)
+    mention = x.mention("my parcel never arrived, two weeks now")
+    status, _ = await x.deliver(router.url + PATH, x.envelope("post.mention.create", mention))
+    assert status == 200
+
+    [delivered] = await until(lambda: routed(team), "the mention never reached the team")
+    message = delivered["routed"]["message"]
+    assert message["sender"] == {"kind": "xid", "value": ADA} and message["tags"] == ["public"]
+    assert message["extras"]["handle"] == "ada_x"
+    assert message["extras"]["conversation_id"] == mention["conversation_id"]
+    assert delivered["routed"]["queue"] == "social"
+
+    conversation = delivered["conversation"]["conversation_id"]
+    queued = await answer(router, conversation, "Sorry Ada! A new parcel left today.", "x-1")
+    [reply] = await until(lambda: [s for s in x.sent if "new parcel" in s.text], "no reply reached X")
+    assert (reply.kind, reply.in_reply_to) == ("post", mention["id"])
+    receipts = await until(lambda: [d.body for d in team.deliveries if d.event == "reply.receipt"
+                                    and d.body["receipt"]["reply_id"] == queued["reply_id"]],
+                           "no receipt for the agent")
+    assert receipts[0]["receipt"]["status"] == "sent"
+    assert receipts[0]["receipt"]["provider_id"] == reply.id
+
+
+async def test_a_dm_is_answered_by_dm_and_bad_signatures_are_refused(
+        launch: Launch, x: XEmulator, team: WebhookReceiver, tmp_path: Path) -> None:
+    router = start(launch, x, team, tmp_path)
+    dm = x.dm("my account is locked")
+    envelope = x.envelope("dm.received", dm)
+    before = metric(router, 'sb_x_webhook_total{outcome="bad_signature"}')
+    status, body = await x.deliver(router.url + PATH, envelope, signature="sha256=" + "A" * 43 + "=")
+    assert status == 401 and body["error"]["code"] == "bad_signature"
+    assert metric(router, 'sb_x_webhook_total{outcome="bad_signature"}') == before + 1
+    status, _ = await x.deliver(router.url + PATH, envelope)
+    assert status == 200
+
+    [delivered] = await until(lambda: routed(team), "the DM never reached the team")
+    assert delivered["routed"]["message"]["tags"] == ["dm"]
+    await answer(router, delivered["conversation"]["conversation_id"], "Unlocked, try again.", "x-2")
+    [sent] = await until(lambda: [s for s in x.sent if s.text == "Unlocked, try again."], "no DM reached X")
+    assert (sent.kind, sent.recipient) == ("dm", ADA)
