@@ -62,16 +62,20 @@ def _env(x: XEmulator, prefix: str, port: int, *, poll: bool) -> dict[str, str]:
             "SB_LOG_LEVEL": "WARNING", "SB_X": json.dumps(section)}
 
 
+def _is_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 async def _ready(port: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):  # noqa: S310
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"switchboard on port {port} never became ready") from None
-            await asyncio.sleep(0.2)
+    while not await asyncio.to_thread(_is_ready, port):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"switchboard on port {port} never became ready")
+        await asyncio.sleep(0.2)
 
 
 @contextlib.asynccontextmanager
