@@ -95,6 +95,35 @@ async def test_a_mention_is_routed_and_answered_in_its_thread(
     assert receipts[0]["receipt"]["status"] == "sent"
     assert receipts[0]["receipt"]["provider_id"] == reply.id
 
+    # she answers in the thread without @mentioning us: same conversation, and X would
+    # refuse a public reply to it, so the agent's answer goes by DM
+    follow_up = x.mention("still nothing today", reply_to=reply.id, mentions_us=False)
+    status, _ = await x.deliver(router.url + PATH, x.envelope("post.reply.create", follow_up))
+    assert status == 200
+    both = await until(lambda: routed(team)[1:] and routed(team), "the follow-up never reached the team")
+    assert both[1]["conversation"]["conversation_id"] == conversation
+    await answer(router, conversation, "Checking with the courier now.", "x-3")
+    [dm] = await until(lambda: [s for s in x.sent if s.text == "Checking with the courier now."],
+                       "the answer to the follow-up never reached X")
+    assert (dm.kind, dm.recipient) == ("dm", ADA)
+
+
+async def test_a_spent_rate_limit_window_is_waited_out_and_each_reply_sent_once(
+        launch: Launch, x: XEmulator, team: WebhookReceiver, tmp_path: Path) -> None:
+    router = start(launch, x, team, tmp_path)
+    x.limit("post", 2, reset_in=3)  # the acknowledgement and one answer, then 3 s to wait
+    mention = x.mention("where is my refund")
+    await x.deliver(router.url + PATH, x.envelope("post.mention.create", mention))
+    [delivered] = await until(lambda: routed(team), "the mention never reached the team")
+    conversation = delivered["conversation"]["conversation_id"]
+    for n, text in enumerate(("Looking into it.", "Refund issued today.")):
+        await answer(router, conversation, text, f"x-limit-{n}")
+    await until(lambda: [s for s in x.sent if s.text == "Refund issued today."],
+                "the second reply never came")
+    texts = [s.text for s in x.sent if s.kind == "post"]
+    assert texts.count("Looking into it.") == 1 and texts.count("Refund issued today.") == 1
+    assert metric(router, 'sb_x_rate_limit_waits_total{endpoint="post"}') >= 1
+
 
 async def test_a_dm_is_answered_by_dm_and_bad_signatures_are_refused(
         launch: Launch, x: XEmulator, team: WebhookReceiver, tmp_path: Path) -> None:
