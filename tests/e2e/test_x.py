@@ -4,24 +4,32 @@ an agent's reply through the conversations API → tweepy → the local X, in th
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from connectors.twitter.webhook import PATH
+from router.settings import Settings
+from schemas import RoutedConversation, decode
+from schemas.topics import ROUTED
 from tests.emulators.x import ADA, XEmulator
+from tests.kafka_tools import read_all
 from tests.policies import example_policy
 from tests.processes import Switchboard
 from tests.receivers.webhook import WebhookReceiver
-from tests.waiting import until
+from tests.waiting import POLL_SECONDS, until
 
 pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
 SECRET = "x-e2e-hook-secret"
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -60,6 +68,16 @@ def metric(router: Switchboard, line: str) -> float:
     with urllib.request.urlopen(router.url + "/metrics", timeout=10) as response:
         text = response.read().decode()
     return sum(float(row.rsplit(" ", 1)[1]) for row in text.splitlines() if row.startswith(line))
+
+
+async def until_async(read: Callable[[], Awaitable[T]], done: Callable[[T], bool], what: str,
+                      timeout: float = 60) -> T:
+    """`until` for a check that must await: read, test, wait a poll period, by a deadline."""
+    deadline = time.monotonic() + timeout
+    while not done(found := await read()):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(POLL_SECONDS)
+    return found
 
 
 async def answer(router: Switchboard, conversation: str, text: str, key: str) -> dict[str, Any]:
@@ -142,3 +160,53 @@ async def test_a_dm_is_answered_by_dm_and_bad_signatures_are_refused(
     await answer(router, delivered["conversation"]["conversation_id"], "Unlocked, try again.", "x-2")
     [sent] = await until(lambda: [s for s in x.sent if s.text == "Unlocked, try again."], "no DM reached X")
     assert (sent.kind, sent.recipient) == ("dm", ADA)
+
+
+def routed_posts(found: list[RoutedConversation]) -> list[str]:
+    return [r.message.native_id for r in found if r.message.channel == "x"]
+
+
+async def test_killed_mid_poll_every_mention_is_routed_exactly_once(
+        launch: Launch, deployment: Settings, x: XEmulator) -> None:
+    env = {**x_env(x)}
+    env["SB_X"] = json.dumps({**json.loads(env["SB_X"]), "poll": True})
+    router = launch("run", **env)
+    first = x.mention("one")
+
+    async def routed_now() -> list[RoutedConversation]:
+        records = await read_all(deployment, deployment.topic(ROUTED))
+        return [decode(r.value, RoutedConversation) for r in records]
+
+    await until_async(routed_now, lambda found: first["id"] in routed_posts(found),
+                      "the first mention was never polled")
+    x.stall("mentions")
+    calls = x.calls.count("mentions")
+    later = [x.mention("two"), x.mention("three")]
+    await until(lambda: x.calls.count("mentions") > calls, "no poll was in flight")
+    router.stop(signal.SIGKILL)  # killed while the poll waits for X
+    x.unstall()
+    launch("run", **env)
+    wanted = {first["id"], *(m["id"] for m in later)}
+    found = await until_async(routed_now, lambda found: wanted <= set(routed_posts(found)),
+                              "the mentions after the kill were never routed")
+    assert sorted(routed_posts(found)) == sorted(wanted)
+
+
+async def test_killed_mid_send_a_reply_is_never_posted_twice(
+        launch: Launch, x: XEmulator, team: WebhookReceiver, tmp_path: Path) -> None:
+    router = start(launch, x, team, tmp_path)
+    mention = x.mention("my card was charged twice")
+    await x.deliver(router.url + PATH, x.envelope("post.mention.create", mention))
+    [delivered] = await until(lambda: routed(team), "the mention never reached the team")
+    await until(lambda: x.calls.count("post") >= 1, "the acknowledgement never went out")
+    x.stall("post")
+    queued = await answer(router, delivered["conversation"]["conversation_id"], "Refunding one now.", "x-k")
+    await until(lambda: [s for s in x.sent if s.text == "Refunding one now."], "the reply never reached X")
+    router.stop(signal.SIGKILL)  # X has the post; its answer never reached us
+    x.unstall()
+    start(launch, x, team, tmp_path)
+    receipts = await until(lambda: [d.body["receipt"] for d in team.deliveries if d.event == "reply.receipt"
+                                    and d.body["receipt"]["reply_id"] == queued["reply_id"]],
+                           "no receipt after the restart")
+    assert receipts[0]["status"] == "uncertain"
+    assert [s.text for s in x.sent].count("Refunding one now.") == 1

@@ -103,8 +103,14 @@ class XEmulator:
         self._release = asyncio.Event()
 
     def stall(self, endpoint: str) -> None:
-        """Take calls to `endpoint` and never answer them (until stop): a lost answer."""
+        """Take calls to `endpoint` and never answer them (until `unstall` or stop): a lost answer."""
         self._stalled.add(endpoint)
+
+    def unstall(self) -> None:
+        """Answer normally again; calls still held are let go."""
+        self._stalled.clear()
+        self._release.set()
+        self._release = asyncio.Event()
 
     # --- the customer's side ----------------------------------------------------------
 
@@ -275,6 +281,8 @@ class XEmulator:
         limited, headers = self._take("mentions")
         if limited is not None:
             return limited
+        if "mentions" in self._stalled:
+            await self._release.wait()
         since = int(request.query.get("since_id", "0"))
         start = _parse_time(request.query.get("start_time", "1970-01-01T00:00:00Z"))
         found = [p for p in self.posts.values()
