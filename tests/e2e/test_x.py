@@ -102,6 +102,9 @@ async def test_a_mention_is_routed_and_answered_in_its_thread(
     assert message["extras"]["handle"] == "ada_x"
     assert message["extras"]["conversation_id"] == mention["conversation_id"]
     assert delivered["routed"]["queue"] == "social"
+    # a public complaint is visibly more urgent: the policy's `public` tag rule fired
+    reasons = [r for d in delivered["routed"]["decisions"] for r in d["reasons"]]
+    assert any("rule public-mention" in r for r in reasons), reasons
 
     conversation = delivered["conversation"]["conversation_id"]
     queued = await answer(router, conversation, "Sorry Ada! A new parcel left today.", "x-1")
