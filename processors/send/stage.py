@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from processors.metrics import REDIS_ROUNDTRIPS, Tally
 from processors.policy.model import Policy
-from processors.send import guard
+from processors.send import first_reply, guard
 from processors.send.ratelimit import RateLimits
 from processors.stage import Output, Record, decode_records
 from processors.stores.bulk import queue_set_many, queue_take_many
@@ -159,6 +159,7 @@ class SendStage:
             event = _answered(c, receipt)
             if event is not None:
                 outputs.append(Output(CONVERSATION, event.customer_id.encode(), encode(event)))
+                first_reply.observe(c.card, receipt, self._policy(), c.message.author)
         return outputs
 
     async def _claim(self, decoded: Sequence[tuple[Record, OutboundMessage]]) -> list[_Claimed]:

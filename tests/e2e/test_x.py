@@ -115,6 +115,8 @@ async def test_a_mention_is_routed_and_answered_in_its_thread(
                            "no receipt for the agent")
     assert receipts[0]["receipt"]["status"] == "sent"
     assert receipts[0]["receipt"]["provider_id"] == reply.id
+    first = 'sb_first_reply_business_seconds_count{agent="maria",channel="x",queue="social"}'
+    assert await until(lambda: metric(router, first) == 1, "time to first reply was not measured")
 
     # she answers in the thread without @mentioning us: same conversation, and X would
     # refuse a public reply to it, so the agent's answer goes by DM
