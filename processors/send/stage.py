@@ -188,11 +188,15 @@ class SendStage:
         return claimed
 
     def _flags(self, claimed: _Claimed) -> tuple[GuardFlag, ...]:
-        """The reply guard's flags on an agent's reply; machines' own messages are not guarded."""
+        """The reply guard's flags on an agent's reply, and a collision warning; not on machines' own."""
         if claimed.message.kind != "agent_reply":
             return ()
-        solved = claimed.card is not None and claimed.card.status in _SOLVED
-        return guard.check(claimed.message.text, self._policy().guard, resolved=solved)
+        card = claimed.card
+        solved = card is not None and card.status in _SOLVED
+        flags = guard.check(claimed.message.text, self._policy().guard, resolved=solved)
+        # two agents answering one customer: the second one's tool is told
+        crossed = guard.collision(claimed.message.author, card.agent if card else None)
+        return (*flags, crossed) if crossed else flags
 
     async def _sending(self, claimed: _Claimed) -> bool:
         """Move this attempt's queued claim to `sending`; False when another attempt holds it."""

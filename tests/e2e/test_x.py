@@ -80,9 +80,10 @@ async def until_async(read: Callable[[], Awaitable[T]], done: Callable[[T], bool
     return found
 
 
-async def answer(router: Switchboard, conversation: str, text: str, key: str) -> dict[str, Any]:
+async def answer(router: Switchboard, conversation: str, text: str, key: str,
+                 author: str = "maria") -> dict[str, Any]:
     status, queued = router.post(f"/v1/conversations/{conversation}/replies",
-                                 json.dumps({"text": text, "author": "maria"}).encode(),
+                                 json.dumps({"text": text, "author": author}).encode(),
                                  headers={"Idempotency-Key": key})
     assert status == 202, queued
     return dict(queued)
@@ -119,16 +120,23 @@ async def test_a_mention_is_routed_and_answered_in_its_thread(
     assert await until(lambda: metric(router, first) == 1, "time to first reply was not measured")
 
     # she answers in the thread without @mentioning us: same conversation, and X would
-    # refuse a public reply to it, so the agent's answer goes by DM
+    # refuse a public reply to it, so the answer goes by DM; Tom answering Maria's
+    # customer is warned in his tool
     follow_up = x.mention("still nothing today", reply_to=reply.id, mentions_us=False)
     status, _ = await x.deliver(router.url + PATH, x.envelope("post.reply.create", follow_up))
     assert status == 200
     both = await until(lambda: routed(team)[1:] and routed(team), "the follow-up never reached the team")
     assert both[1]["conversation"]["conversation_id"] == conversation
-    await answer(router, conversation, "Checking with the courier now.", "x-3")
+    await until(lambda: router.get(f"/v1/conversations/{conversation}")[1]["card"]["agent"] == "maria",
+                "maria never became the conversation's agent")
+    queued = await answer(router, conversation, "Checking with the courier now.", "x-3", author="tom")
     [dm] = await until(lambda: [s for s in x.sent if s.text == "Checking with the courier now."],
                        "the answer to the follow-up never reached X")
     assert (dm.kind, dm.recipient) == ("dm", ADA)
+    [told] = await until(lambda: [d.body["receipt"] for d in team.deliveries if d.event == "reply.receipt"
+                                  and d.body["receipt"]["reply_id"] == queued["reply_id"]],
+                         "no receipt for tom")
+    assert [(f["rule"], f["matched"]) for f in told["flags"]] == [("collision", ["maria"])]
 
 
 async def test_a_spent_rate_limit_window_is_waited_out_and_each_reply_sent_once(
