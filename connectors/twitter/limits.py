@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge
 
 from connectors.twitter.errors import XRefused, XUnavailable
-from connectors.twitter.settings import Limit
+from connectors.twitter.settings import DEFAULT_LIMITS, Limit
 
 __all__ = ["CAPPED", "COST", "Budget", "Pacer"]
 
@@ -60,7 +60,9 @@ class Pacer:
 
     def _window(self, endpoint: str) -> _Window:
         if endpoint not in self._windows:
-            self._windows[endpoint] = _Window(self._limits.get(endpoint, Limit(calls=1_000_000)))
+            # an endpoint the table leaves out keeps X's published limit
+            limit = self._limits.get(endpoint) or DEFAULT_LIMITS.get(endpoint) or Limit(calls=1_000_000)
+            self._windows[endpoint] = _Window(limit)
         return self._windows[endpoint]
 
     def wait_for(self, endpoint: str) -> float:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-__all__ = ["Limit", "Prices", "XSettings"]
+__all__ = ["DEFAULT_LIMITS", "Limit", "Prices", "XSettings"]
 
 
 class Limit(BaseModel):

@@ -94,3 +94,11 @@ async def test_an_encrypted_dm_is_routed_as_unreadable(hook: Hook) -> None:
              "encoded_event": "AAAAAQ9nS2h0dHBz"}
     status, _ = await hook.x.deliver(hook.url, hook.x.envelope("chat.received", event))
     assert status == 200 and hook.edge.accepted[0].text == ENCRYPTED_TEXT
+
+
+async def test_an_oversized_body_is_refused_even_when_signed(hook: Hook) -> None:
+    body = b'{"data": {"event_type": "dm.received", "payload": {"text": "' + b"x" * 300_000 + b'"}}}'
+    headers = {"x-twitter-webhooks-signature": hook.x.signature(body)}
+    async with aiohttp.ClientSession() as session, session.post(hook.url, data=body, headers=headers) as r:
+        assert r.status == 401 and "larger than any X event" in (await r.json())["error"]["message"]
+    assert hook.edge.accepted == []
