@@ -2,7 +2,8 @@
 
 The reply reference the parser gave the customer's last message says how (parse.py):
 - summoned (their post @mentioned or quoted us): a public reply in the thread, if it fits
-  280 weighted characters; too long, or refused as not summoned, it goes by DM instead;
+  280 weighted characters and carries no private details (an email address, a phone
+  number); otherwise, or refused as not summoned, it goes by DM instead;
 - not summoned (a follow-up without a mention, which X refuses to answer publicly): a DM;
 - a DM: a DM back.
 A DM the customer does not accept (code 349) becomes a short public reply inviting a DM
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -33,9 +35,23 @@ from connectors.twitter.settings import XSettings
 from schemas.errors import ConfigError
 from schemas.outbound import DeliveryReceipt, DeliveryStatus, OutboundMessage
 
-__all__ = ["XSender", "deep_link"]
+__all__ = ["XSender", "deep_link", "private_details"]
 
 log = logging.getLogger(__name__)
+_EMAIL = re.compile(r"[^\s@<>()]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# digits maybe grouped; a phone number when it has 7+ digits after a +, or 10+ without
+_PHONE = re.compile(r"\+?\d[\d ().-]{5,}\d")
+
+
+def private_details(text: str) -> str | None:
+    """What in a reply must not be public (an email address, a phone number), or None."""
+    if _EMAIL.search(text):
+        return "an email address"
+    for found in _PHONE.finditer(text):
+        digits = sum(c.isdigit() for c in found.group())
+        if digits >= (7 if found.group().startswith("+") else 10):
+            return "a phone number"
+    return None
 
 
 def deep_link(account: str) -> str:
@@ -88,7 +104,10 @@ class XSender(Outbound[XSettings]):
                     UNSUMMONED_MODE if message.in_reply_to else DM_MODE)
         post = message.in_reply_to if mode == PUBLIC_MODE else None
         text = message.text
-        if post is not None and fits(text):
+        private = private_details(text)
+        if post is not None and private:
+            why = f"it has {private}, which is never posted publicly"
+        elif post is not None and fits(text):
             try:
                 return await self._post(text, post), "public reply in the customer's thread"
             except XRefused as e:

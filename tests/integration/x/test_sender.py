@@ -225,3 +225,14 @@ async def test_x_out_of_reach_fails_the_send(world: World) -> None:
     receipt = await sender.send(reply("Hi", post=post["id"]))
     await sender.stop()
     assert receipt.status == "failed" and "could not be reached" in (receipt.reason or "")
+
+
+@pytest.mark.parametrize("text", ["Write to refunds@example.com and we'll sort it",
+                                  "Call us on +49 30 1234 5678 any time"])
+async def test_private_details_never_go_public(world: World, text: str) -> None:
+    post = world.x.mention("refund?")
+    sender = await world.sender()
+    receipt = await sender.send(reply(text, post=post["id"]))
+    await sender.stop()
+    assert receipt.status == "sent" and "never posted publicly" in (receipt.reason or "")
+    assert [s.kind for s in world.x.sent] == ["dm"]

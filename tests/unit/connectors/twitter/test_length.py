@@ -27,3 +27,4 @@ def test_weighted_length_matches_twitter_text(case: dict[str, Any]) -> None:
 def test_links_are_seen() -> None:
     assert has_url("see https://example.com/help") and has_url("see example.com")
     assert not has_url("no link here")
+
