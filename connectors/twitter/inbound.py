@@ -33,7 +33,7 @@ from connectors.twitter.limits import Budget, Pacer
 from connectors.twitter.parse import Dm, Ignored, Includes, Post, Problem, dm_message, post_message, timestamp
 from connectors.twitter.settings import XSettings
 from schemas.deadletter import DeadLetter
-from schemas.errors import ConfigError, TransientError
+from schemas.errors import AuthError, ConfigError, TransientError
 from schemas.inbound import InboundMessage
 
 __all__ = ["PollCursor", "XPolling"]
@@ -150,6 +150,10 @@ class XPolling(Inbound[XSettings]):
                 continue
             try:
                 arrivals = await self.poll(endpoint)
+            except AuthError as e:
+                # our credentials were refused: this connector stops, and says so loudly
+                log.error("x polling stopped: credentials refused", extra={"reason": e.reason})
+                return
             except (TransientError, XRefused, XInputError) as e:
                 # a limit, a cap, an outage or an answer we cannot read: this endpoint backs off
                 later = e.retry_after if isinstance(e, TransientError) and e.retry_after else 0.0

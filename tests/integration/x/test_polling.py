@@ -28,10 +28,11 @@ class World:
     async def poller(self, sleep: Callable[[float], Awaitable[None]] | None = None,
                      **changes: Any) -> XPolling:
         x = self.x
-        settings = XSettings(account_id=x.account, handle=x.handle, consumer_key=x.consumer_key,
-                             consumer_secret=x.consumer_secret, access_token=x.access_token,
-                             access_token_secret=x.access_token_secret, base_url=x.base_url, poll=True,
-                             **changes)
+        given: dict[str, Any] = {
+            "account_id": x.account, "handle": x.handle, "consumer_key": x.consumer_key,
+            "consumer_secret": x.consumer_secret, "access_token": x.access_token,
+            "access_token_secret": x.access_token_secret, "base_url": x.base_url, "poll": True}
+        settings = XSettings.model_validate(given | changes)
         poller = XPolling(settings, self.cursors, clock=self.clock, sleep=sleep or self.clock.sleep)
         await poller.start()
         return poller
@@ -147,3 +148,11 @@ async def test_a_spent_budget_pauses_polling(world: World) -> None:
     assert [a async for a in poller.messages()] == []
     # 10:00 UTC: both endpoints wait 14 hours, for the next UTC day, and then a day more
     assert "mentions" not in world.x.calls and slept == [14 * 3600.0, 86_400.0]
+
+
+async def test_refused_credentials_stop_polling(world: World) -> None:
+    world.x.mention("one")
+    poller = await world.poller(access_token="1072250532645998596-revoked")
+    assert [a async for a in poller.messages()] == []
+    await poller.stop()
+    assert world.x.calls == ["mentions"]
