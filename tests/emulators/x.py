@@ -6,7 +6,9 @@ API v2 (shapes of tweepy's recorded cassettes and X's OpenAPI, tests/fixtures/x/
 and DM creation also with `x-user-limit-24hour-*` and `x-app-limit-24hour-*`. Errors are
 problem objects (`title`, `detail`, `type`, `status`): 429 `Too Many Requests`, 429
 `UsageCapExceeded` (`type` `…/problems/usage-capped`), 403 duplicate content, 403 reply not
-allowed (the author did not mention us), 403 DM refused (code 349).
+allowed (the author did not mention us), 403 DM refused (code 349). Requests must carry
+OAuth 1.0a (HMAC-SHA1, RFC 5849) signed for `https://api.twitter.com` with our keys, as X
+checks them; a bearer token may read mentions.
 
 The Activity API side: `envelope()` builds a delivery (`data.event_uuid`, `event_type`,
 `filter`, `payload`, `includes`), `deliver()` POSTs it signed with
@@ -30,6 +32,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from oauthlib.oauth1 import Client as OAuthClient
+from oauthlib.oauth1.rfc5849 import signature as oauth_signature
+from oauthlib.oauth1.rfc5849 import utils as oauth_utils
 
 ACCOUNT = "1072250532645998596"  # TweepyDev, as tests/fixtures/x/cassettes/test_client_get_me.yaml has it
 HANDLE = "TweepyDev"
@@ -255,16 +260,32 @@ class XEmulator:
         return f"http://127.0.0.1:{self.port}"
 
     def _authorised(self, request: web.Request, *, user: bool) -> web.Response | None:
-        """OAuth 1.0a user context for writes and DMs (our consumer key and token), else a 401."""
+        """OAuth 1.0a user context for writes and DMs, its HMAC-SHA1 signature checked; else a 401."""
         auth = request.headers.get("Authorization", "")
-        if user or auth.startswith("OAuth "):
-            ok = (f'oauth_consumer_key="{self.consumer_key}"' in auth
-                  and f'oauth_token="{self.access_token}"' in auth and "oauth_signature=" in auth)
-        else:
-            ok = auth.startswith("Bearer ")
+        ok = auth.startswith("Bearer ") and not user
+        if auth.startswith("OAuth "):
+            ok = self._signed(request, auth)
         if ok:
             return None
         return _problem(401, "Unauthorized", "Unauthorized", "about:blank", {})
+
+    def _signed(self, request: web.Request, auth: str) -> bool:
+        """Whether the OAuth 1.0a header is ours and signs this request as X checks it (RFC 5849)."""
+        given = dict(oauth_utils.parse_authorization_header(auth))
+        who = (given.get("oauth_consumer_key"), given.get("oauth_token"))
+        if who != (self.consumer_key, self.access_token):
+            return False
+        # the client signed the URL as it is on X, whatever host it was sent to
+        params = oauth_signature.collect_parameters(uri_query=request.query_string,
+                                                    headers={"Authorization": auth})
+        base = oauth_signature.signature_base_string(
+            request.method, oauth_signature.base_string_uri(f"https://api.twitter.com{request.path}"),
+            oauth_signature.normalize_parameters(params))
+        ours = OAuthClient(self.consumer_key, client_secret=self.consumer_secret,
+                           resource_owner_key=self.access_token,
+                           resource_owner_secret=self.access_token_secret)
+        expected = oauth_signature.sign_hmac_sha1_with_client(base, ours)
+        return hmac.compare_digest(expected, oauth_utils.unescape(given.get("oauth_signature", "")))
 
     async def _me(self, request: web.Request) -> web.Response:
         self.calls.append("me")
