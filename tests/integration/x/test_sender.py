@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
@@ -236,3 +237,15 @@ async def test_private_details_never_go_public(world: World, text: str) -> None:
     await sender.stop()
     assert receipt.status == "sent" and "never posted publicly" in (receipt.reason or "")
     assert [s.kind for s in world.x.sent] == ["dm"]
+
+
+async def test_a_canned_message_refused_as_a_duplicate_is_varied_once(world: World) -> None:
+    first, second = world.x.mention("one"), world.x.mention("two")
+    sender = await world.sender()
+    ack = msgspec.structs.replace(reply("Thanks, we're on it.", post=first["id"]), kind="acknowledgement")
+    assert (await sender.send(ack)).status == "sent"
+    again = msgspec.structs.replace(ack, reply_id="ack_0000beef", in_reply_to=second["id"])
+    receipt = await sender.send(again)
+    await sender.stop()
+    assert receipt.status == "sent" and "varied" in (receipt.reason or "")
+    assert [s.text for s in world.x.sent] == ["Thanks, we're on it.", "Thanks, we're on it. (beef)"]
