@@ -8,8 +8,10 @@ public invite to DM.
 
 from __future__ import annotations
 
+from connectors.base import CursorStore
 from connectors.spec import ConnectorSpec
 from connectors.twitter.inbound import XPolling
+from connectors.twitter.limits import shared_account
 from connectors.twitter.outbound import XSender
 from connectors.twitter.parse import parse
 from connectors.twitter.settings import XSettings
@@ -18,5 +20,17 @@ from schemas.inbound import XExtras
 
 __all__ = ["SPEC"]
 
-SPEC = ConnectorSpec(name="x", settings=XSettings, extras=XExtras, inbound=XPolling, outbound=XSender,
+
+
+def polling(settings: XSettings, cursors: CursorStore) -> XPolling:
+    """The account's poller, on the account's one pacer and budget in this process."""
+    return XPolling(settings, cursors, account=shared_account(settings))
+
+
+def sender(settings: XSettings) -> XSender:
+    """The account's sender, on the account's one pacer and budget in this process."""
+    return XSender(settings, account=shared_account(settings))
+
+
+SPEC = ConnectorSpec(name="x", settings=XSettings, extras=XExtras, inbound=polling, outbound=sender,
                      routes=routes, parse=parse)

@@ -29,7 +29,7 @@ import msgspec
 from connectors.base import Arrival, CursorStore, Inbound
 from connectors.twitter.client import XApi
 from connectors.twitter.errors import XInputError, XRefused
-from connectors.twitter.limits import Budget, Pacer
+from connectors.twitter.limits import Account, Budget, Pacer
 from connectors.twitter.parse import Dm, Ignored, Includes, Post, Problem, dm_message, post_message, timestamp
 from connectors.twitter.settings import XSettings
 from schemas.deadletter import DeadLetter
@@ -98,12 +98,16 @@ class XPolling(Inbound[XSettings]):
     """Reads our mentions and DM events on their intervals; the constructor does no I/O."""
 
     def __init__(self, settings: XSettings, cursors: CursorStore, *, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 account: Account | None = None) -> None:
         super().__init__(settings, cursors)
         self._clock, self._sleep = clock, sleep
-        pacer = Pacer(settings.limits, max_wait=settings.max_wait_seconds, clock=clock, sleep=sleep)
-        self.budget = Budget(settings.account_id, settings.daily_budget_usd, clock=clock)
-        self.api = XApi(settings, pacer=pacer, budget=self.budget)
+        if account is None:  # its own, for a clock of its own
+            account = Account(Pacer(settings.limits, max_wait=settings.max_wait_seconds, clock=clock,
+                                    sleep=sleep),
+                              Budget(settings.account_id, settings.daily_budget_usd, clock=clock))
+        self.budget = account.budget
+        self.api = XApi(settings, pacer=account.pacer, budget=account.budget)
         self._cursors: dict[str, PollCursor] = {}
         self._started_at = 0.0
         self._stopped = asyncio.Event()

@@ -7,7 +7,8 @@ for the day's. A call that would go over waits for the reset when that is within
 caller of one account goes through the one pacer, so waits are scheduled once, here,
 and not by tweepy (whose own wait-and-retry crashes under user auth).
 
-`Budget` adds up what the calls cost (`sb_x_api_cost_usd_total`); once a day's spend
+`shared_account` gives every part of one account in a process (poller, sender) the same
+pacer and budget. `Budget` adds up what the calls cost (`sb_x_api_cost_usd_total`); once a day's spend
 reaches the setting, optional calls (polling) stop and sends are refused with the reason.
 """
 
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge
 
 from connectors.twitter.errors import XRefused, XUnavailable
-from connectors.twitter.settings import DEFAULT_LIMITS, Limit
+from connectors.twitter.settings import DEFAULT_LIMITS, Limit, XSettings
 
-__all__ = ["CAPPED", "COST", "Budget", "Pacer"]
+__all__ = ["CAPPED", "COST", "Account", "Budget", "Pacer", "shared_account"]
 
 COST = Counter("sb_x_api_cost_usd_total", "US dollars spent on X's pay-per-use API", ["account", "call"])
 SPENT_TODAY = Gauge("sb_x_api_spent_today_usd", "US dollars spent on X's API since UTC midnight", ["account"])
@@ -151,6 +152,26 @@ class Budget:
         self.spent += cost
         COST.labels(self.account, call).inc(cost)
         SPENT_TODAY.labels(self.account).set(self.spent)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One X account's call pacer and money budget, shared by everything that calls as it."""
+
+    pacer: Pacer
+    budget: Budget
+
+
+_ACCOUNTS: dict[tuple[str, str], Account] = {}
+
+
+def shared_account(settings: XSettings) -> Account:
+    """The one pacer and budget of an account in this process: its poller and sender share them."""
+    key = (settings.account_id, settings.base_url)
+    if key not in _ACCOUNTS:
+        _ACCOUNTS[key] = Account(Pacer(settings.limits, max_wait=settings.max_wait_seconds),
+                                 Budget(settings.account_id, settings.daily_budget_usd))
+    return _ACCOUNTS[key]
 
 
 def _int(headers: Mapping[str, str], name: str) -> int | None:

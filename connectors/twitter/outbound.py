@@ -31,7 +31,7 @@ from connectors.base import Outbound
 from connectors.twitter.client import XApi
 from connectors.twitter.errors import XRefused, XUnavailable
 from connectors.twitter.length import MAX_WEIGHTED, fits, has_url, weighted_length
-from connectors.twitter.limits import Budget, Pacer
+from connectors.twitter.limits import Account, Budget, Pacer
 from connectors.twitter.parse import DM_MODE, PUBLIC_MODE, UNSUMMONED_MODE
 from connectors.twitter.settings import XSettings
 from schemas.errors import ConfigError
@@ -65,11 +65,14 @@ class XSender(Outbound[XSettings]):
     """Sends agents' replies as our account; the constructor does no I/O."""
 
     def __init__(self, settings: XSettings, *, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 account: Account | None = None) -> None:
         super().__init__(settings)
-        pacer = Pacer(settings.limits, max_wait=settings.max_wait_seconds, clock=clock, sleep=sleep)
-        self.api = XApi(settings, pacer=pacer,
-                        budget=Budget(settings.account_id, settings.daily_budget_usd, clock=clock))
+        if account is None:  # its own, for a clock of its own
+            account = Account(Pacer(settings.limits, max_wait=settings.max_wait_seconds, clock=clock,
+                                    sleep=sleep),
+                              Budget(settings.account_id, settings.daily_budget_usd, clock=clock))
+        self.api = XApi(settings, pacer=account.pacer, budget=account.budget)
 
     async def start(self) -> None:
         """Open the client; without our account and its tokens there is nothing to send as."""

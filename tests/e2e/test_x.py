@@ -200,8 +200,9 @@ async def test_killed_mid_poll_every_mention_is_routed_exactly_once(
     x.unstall()
     launch("run", **env)
     wanted = {first["id"], *(m["id"] for m in later)}
+    # the new process waits for Kafka to give up on the killed one's partitions first
     found = await until_async(routed_now, lambda found: wanted <= set(routed_posts(found)),
-                              "the mentions after the kill were never routed")
+                              "the mentions after the kill were never routed", timeout=120)
     assert sorted(routed_posts(found)) == sorted(wanted)
 
 
@@ -220,6 +221,6 @@ async def test_killed_mid_send_a_reply_is_never_posted_twice(
     start(launch, x, team, tmp_path)
     receipts = await until(lambda: [d.body["receipt"] for d in team.deliveries if d.event == "reply.receipt"
                                     and d.body["receipt"]["reply_id"] == queued["reply_id"]],
-                           "no receipt after the restart")
+                           "no receipt after the restart", timeout=120)
     assert receipts[0]["status"] == "uncertain"
     assert [s.text for s in x.sent].count("Refunding one now.") == 1
