@@ -74,6 +74,7 @@ class Window:
     day_limit: int | None = None
     day_remaining: int | None = None
     day_reset: int = 0
+    seconds: int = 900
 
 
 @dataclass
@@ -186,9 +187,10 @@ class XEmulator:
     # --- limits -----------------------------------------------------------------------
 
     def limit(self, endpoint: str, calls: int, *, per_day: int | None = None, reset_in: int = 900) -> None:
-        """Give `endpoint` ("mentions", "dm_events", "post", "dm_send") a window of `calls`."""
+        """Give `endpoint` ("mentions", "dm_events", "post", "dm_send") `calls` per `reset_in` seconds."""
         now = int(self.clock())
-        self._windows[endpoint] = Window(calls, calls, now + reset_in, per_day, per_day, now + 86_400)
+        self._windows[endpoint] = Window(calls, calls, now + reset_in, per_day, per_day, now + 86_400,
+                                         seconds=reset_in)
 
     def usage_cap(self, endpoint: str) -> None:
         """The next call to `endpoint` answers 429 UsageCapExceeded."""
@@ -199,7 +201,7 @@ class XEmulator:
         now = int(self.clock())
         window = self._windows.setdefault(endpoint, Window(450, 450, now + 900))
         if now >= window.reset:
-            window.remaining, window.reset = window.limit, now + 900
+            window.remaining, window.reset = window.limit, now + window.seconds
         if window.day_limit is not None and now >= window.day_reset:
             window.day_remaining, window.day_reset = window.day_limit, now + 86_400
         headers = {"x-rate-limit-limit": str(window.limit), "x-rate-limit-reset": str(window.reset)}
