@@ -204,7 +204,7 @@ class XPolling(Inbound[XSettings]):
         includes = read.includes or Includes()
 
         def one(post: Post) -> InboundMessage | Ignored:
-            cited = {r.id for r in post.referenced_tweets}
+            cited = {r.id for r in post.references}
             errors = tuple(f"{p.title}: {p.detail}"[:300] for p in read.errors if p.resource_id in cited)
             return post_message(post, self.settings.account_id, includes=includes, errors=errors)
         return [_found(p.id, p.created_at, p, one) for p in read.data]

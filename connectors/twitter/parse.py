@@ -77,7 +77,7 @@ class Referenced(msgspec.Struct, frozen=True):
 
 
 class Post(msgspec.Struct, frozen=True):
-    """An X post (API v2 `Post`, formerly `Tweet`)."""
+    """An X post: API v2's `Post` (`referenced_posts`), or its `Tweet` of before (`referenced_tweets`)."""
 
     id: str
     text: str = ""
@@ -87,7 +87,13 @@ class Post(msgspec.Struct, frozen=True):
     lang: str | None = None
     in_reply_to_user_id: str | None = None
     referenced_tweets: list[Referenced] = []
+    referenced_posts: list[Referenced] = []
     entities: Entities | None = None
+
+    @property
+    def references(self) -> list[Referenced]:
+        """The posts this one replies to, quotes or reposts, under either name."""
+        return [*self.referenced_posts, *self.referenced_tweets]
 
 
 class User(msgspec.Struct, frozen=True):
@@ -184,7 +190,7 @@ def _summoned(post: Post, account: str, includes: Includes) -> bool:
     """X lets us reply publicly only to a post that @mentions or quotes our account."""
     if post.entities and any(m.id == account for m in post.entities.mentions):
         return True
-    quoted = {r.id for r in post.referenced_tweets if r.type == "quoted"}
+    quoted = {r.id for r in post.references if r.type == "quoted"}
     return any(p.id in quoted and p.author_id == account for p in (*includes.posts, *includes.tweets))
 
 
@@ -196,11 +202,11 @@ def post_message(post: Post, account: str, *, includes: Includes | None = None,
         raise XInputError(f"post {post.id} has no author_id (ask for expansions=author_id)")
     if post.author_id == account:
         return Ignored("our own post", post.id)
-    if any(r.type == "retweeted" for r in post.referenced_tweets):
+    if any(r.type == "retweeted" for r in post.references):
         return Ignored("a retweet", post.id)
     seen = includes or Includes()
     author = next((u for u in seen.users if u.id == post.author_id), None)
-    replied_to = next((r.id for r in post.referenced_tweets if r.type == "replied_to"), None)
+    replied_to = next((r.id for r in post.references if r.type == "replied_to"), None)
     summoned = _summoned(post, account, seen)
     at = timestamp(post.created_at) or received_at or datetime.now(UTC)
     conversation = post.conversation_id or post.id

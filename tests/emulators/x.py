@@ -40,6 +40,8 @@ ACCOUNT = "1072250532645998596"  # TweepyDev, as tests/fixtures/x/cassettes/test
 HANDLE = "TweepyDev"
 ADA = "750362064426721281"  # the other side of the recorded DM conversation
 _TWEPOCH_MS = 1288834974657
+# the REST answers keep the recorded (2022) names; the Activity API sends today's Post
+_POST_NAMES = {"referenced_tweets": "referenced_posts", "edit_history_tweet_ids": "edit_history_post_ids"}
 DUPLICATE = "You are not allowed to create a Tweet with duplicate content."
 NOT_SUMMONED = ("Reply to this conversation is not allowed because you have not been mentioned or "
                 "otherwise engaged by the author of the post you are replying to.")
@@ -154,8 +156,9 @@ class XEmulator:
         return event
 
     def envelope(self, event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """An X Activity API delivery of `payload` for our account."""
+        """An X Activity API delivery of `payload` for our account, in the 2026 `Post` names."""
         author = payload.get("author_id") or payload.get("sender_id")
+        payload = {_POST_NAMES.get(k, k): v for k, v in payload.items()}
         users = [self.users[u] for u in (author, self.account) if u in self.users]
         return {"data": {"event_type": event_type, "event_uuid": self.new_id(),
                          "filter": {"user_id": self.account}, "tag": "switchboard",
