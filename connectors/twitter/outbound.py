@@ -142,8 +142,15 @@ class XSender(Outbound[XSettings]):
         except XRefused as e:
             if e.code != "dm_closed" or post is None or why.startswith("X refused"):
                 raise XRefused(f"{why}; {e.reason}", code=e.code) from e
-        invite = await self._post(self.settings.dm_invite, post, link=deep_link(self.settings.account_id))
-        return invite, f"public invite to DM ({why}; the customer's DMs are closed)"
+        link, invite = deep_link(self.settings.account_id), self.settings.dm_invite
+        try:
+            posted = await self._post(invite, post, link=link)
+        except XRefused as e:
+            if e.code != "duplicate":
+                raise
+            # the same invite went to someone else lately: this one carries the reply's tail
+            posted = await self._post(f"{invite} ({message.reply_id[-4:]})", post, link=link)
+        return posted, f"public invite to DM ({why}; the customer's DMs are closed)"
 
     async def _post(self, text: str, reply_to: str, *, link: str | None = None) -> str:
         prices = self.settings.prices

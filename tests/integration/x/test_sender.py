@@ -21,6 +21,8 @@ from tests.emulators.x import ADA, DUPLICATE, XEmulator
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+BOB = "2244994945"
+DM_INVITE = XSettings.model_fields["dm_invite"].default
 
 
 @dataclass
@@ -133,6 +135,18 @@ async def test_closed_dms_on_a_summoned_thread_become_a_public_invite(world: Wor
     assert receipt.status == "sent" and "DMs are closed" in (receipt.reason or "")
     [invite] = world.x.sent
     assert invite.in_reply_to == post["id"] and invite.deep_link == deep_link(world.x.account)
+
+
+async def test_a_second_invite_is_not_refused_as_a_duplicate(world: World) -> None:
+    first, second = world.x.mention("my order", author=ADA), world.x.mention("mine too", author=BOB)
+    world.x.dm_closed |= {ADA, BOB}
+    sender = await world.sender()
+    one = await sender.send(reply("x" * 300, post=first["id"]))
+    two = await sender.send(msgspec.structs.replace(reply("y" * 300, post=second["id"], n=2),
+                                                    recipient=Identity(kind="xid", value=BOB)))
+    await sender.stop()
+    assert (one.status, two.status) == ("sent", "sent")
+    assert [s.text for s in world.x.sent] == [DM_INVITE, f"{DM_INVITE} (ep_2)"]
 
 
 async def test_closed_dms_without_a_summons_fail_with_the_reason(world: World) -> None:
