@@ -30,6 +30,8 @@ pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
 SECRET = "x-e2e-hook-secret"
 T = TypeVar("T")
+# a loaded 2-core machine runs several processes per test: conditions get two minutes
+WAIT = 120
 
 
 @pytest.fixture
@@ -97,7 +99,7 @@ async def test_a_mention_is_routed_and_answered_in_its_thread(
     status, _ = await x.deliver(router.url + PATH, x.envelope("post.mention.create", mention))
     assert status == 200
 
-    [delivered] = await until(lambda: routed(team), "the mention never reached the team")
+    [delivered] = await until(lambda: routed(team), "the mention never reached the team", timeout=WAIT)
     message = delivered["routed"]["message"]
     assert message["sender"] == {"kind": "xid", "value": ADA} and message["tags"] == ["public"]
     assert message["extras"]["handle"] == "ada_x"
@@ -109,15 +111,17 @@ async def test_a_mention_is_routed_and_answered_in_its_thread(
 
     conversation = delivered["conversation"]["conversation_id"]
     queued = await answer(router, conversation, "Sorry Ada! A new parcel left today.", "x-1")
-    [reply] = await until(lambda: [s for s in x.sent if "new parcel" in s.text], "no reply reached X")
+    [reply] = await until(lambda: [s for s in x.sent if "new parcel" in s.text], "no reply reached X",
+                          timeout=WAIT)
     assert (reply.kind, reply.in_reply_to) == ("post", mention["id"])
     receipts = await until(lambda: [d.body for d in team.deliveries if d.event == "reply.receipt"
                                     and d.body["receipt"]["reply_id"] == queued["reply_id"]],
-                           "no receipt for the agent")
+                           "no receipt for the agent", timeout=WAIT)
     assert receipts[0]["receipt"]["status"] == "sent"
     assert receipts[0]["receipt"]["provider_id"] == reply.id
     first = 'sb_first_reply_business_seconds_count{agent="maria",channel="x",queue="social"}'
-    assert await until(lambda: metric(router, first) == 1, "time to first reply was not measured")
+    assert await until(lambda: metric(router, first) == 1, "time to first reply was not measured",
+                       timeout=WAIT)
 
     # she answers in the thread without @mentioning us: same conversation, and X would
     # refuse a public reply to it, so the answer goes by DM; Tom answering Maria's
@@ -125,17 +129,18 @@ async def test_a_mention_is_routed_and_answered_in_its_thread(
     follow_up = x.mention("still nothing today", reply_to=reply.id, mentions_us=False)
     status, _ = await x.deliver(router.url + PATH, x.envelope("post.reply.create", follow_up))
     assert status == 200
-    both = await until(lambda: routed(team)[1:] and routed(team), "the follow-up never reached the team")
+    both = await until(lambda: routed(team)[1:] and routed(team), "the follow-up never reached the team",
+                       timeout=WAIT)
     assert both[1]["conversation"]["conversation_id"] == conversation
     await until(lambda: router.get(f"/v1/conversations/{conversation}")[1]["card"]["agent"] == "maria",
-                "maria never became the conversation's agent")
+                "maria never became the conversation's agent", timeout=WAIT)
     queued = await answer(router, conversation, "Checking with the courier now.", "x-3", author="tom")
     [dm] = await until(lambda: [s for s in x.sent if s.text == "Checking with the courier now."],
-                       "the answer to the follow-up never reached X")
+                       "the answer to the follow-up never reached X", timeout=WAIT)
     assert (dm.kind, dm.recipient) == ("dm", ADA)
     [told] = await until(lambda: [d.body["receipt"] for d in team.deliveries if d.event == "reply.receipt"
                                   and d.body["receipt"]["reply_id"] == queued["reply_id"]],
-                         "no receipt for tom")
+                         "no receipt for tom", timeout=WAIT)
     assert [(f["rule"], f["matched"]) for f in told["flags"]] == [("collision", ["maria"])]
 
 
@@ -144,14 +149,14 @@ async def test_a_spent_rate_limit_window_is_waited_out_and_each_reply_sent_once(
     router = start(launch, x, team, tmp_path)
     mention = x.mention("where is my refund")
     await x.deliver(router.url + PATH, x.envelope("post.mention.create", mention))
-    [delivered] = await until(lambda: routed(team), "the mention never reached the team")
+    [delivered] = await until(lambda: routed(team), "the mention never reached the team", timeout=WAIT)
     conversation = delivered["conversation"]["conversation_id"]
-    await until(lambda: x.calls.count("post") >= 1, "the acknowledgement never went out")
+    await until(lambda: x.calls.count("post") >= 1, "the acknowledgement never went out", timeout=WAIT)
     x.limit("post", 1, reset_in=10)  # one answer now, the next after the window resets
     for n, text in enumerate(("Looking into it.", "Refund issued today.")):
         await answer(router, conversation, text, f"x-limit-{n}")
     await until(lambda: [s for s in x.sent if s.text == "Refund issued today."],
-                "the second reply never came")
+                "the second reply never came", timeout=WAIT)
     texts = [s.text for s in x.sent if s.kind == "post"]
     assert texts.count("Looking into it.") == 1 and texts.count("Refund issued today.") == 1
     assert metric(router, 'sb_x_rate_limit_waits_total{endpoint="post"}') >= 1
@@ -169,10 +174,11 @@ async def test_a_dm_is_answered_by_dm_and_bad_signatures_are_refused(
     status, _ = await x.deliver(router.url + PATH, envelope)
     assert status == 200
 
-    [delivered] = await until(lambda: routed(team), "the DM never reached the team")
+    [delivered] = await until(lambda: routed(team), "the DM never reached the team", timeout=WAIT)
     assert delivered["routed"]["message"]["tags"] == ["dm"]
     await answer(router, delivered["conversation"]["conversation_id"], "Unlocked, try again.", "x-2")
-    [sent] = await until(lambda: [s for s in x.sent if s.text == "Unlocked, try again."], "no DM reached X")
+    [sent] = await until(lambda: [s for s in x.sent if s.text == "Unlocked, try again."], "no DM reached X",
+                         timeout=WAIT)
     assert (sent.kind, sent.recipient) == ("dm", ADA)
 
 
@@ -196,7 +202,7 @@ async def test_killed_mid_poll_every_mention_is_routed_exactly_once(
     x.stall("mentions")
     calls = x.calls.count("mentions")
     later = [x.mention("two"), x.mention("three")]
-    await until(lambda: x.calls.count("mentions") > calls, "no poll was in flight")
+    await until(lambda: x.calls.count("mentions") > calls, "no poll was in flight", timeout=WAIT)
     router.stop(signal.SIGKILL)  # killed while the poll waits for X
     x.unstall()
     launch("run", **env)
@@ -212,11 +218,12 @@ async def test_killed_mid_send_a_reply_is_never_posted_twice(
     router = start(launch, x, team, tmp_path)
     mention = x.mention("my card was charged twice")
     await x.deliver(router.url + PATH, x.envelope("post.mention.create", mention))
-    [delivered] = await until(lambda: routed(team), "the mention never reached the team")
-    await until(lambda: x.calls.count("post") >= 1, "the acknowledgement never went out")
+    [delivered] = await until(lambda: routed(team), "the mention never reached the team", timeout=WAIT)
+    await until(lambda: x.calls.count("post") >= 1, "the acknowledgement never went out", timeout=WAIT)
     x.stall("post")
     queued = await answer(router, delivered["conversation"]["conversation_id"], "Refunding one now.", "x-k")
-    await until(lambda: [s for s in x.sent if s.text == "Refunding one now."], "the reply never reached X")
+    await until(lambda: [s for s in x.sent if s.text == "Refunding one now."], "the reply never reached X",
+                timeout=WAIT)
     router.stop(signal.SIGKILL)  # X has the post; its answer never reached us
     x.unstall()
     start(launch, x, team, tmp_path)
