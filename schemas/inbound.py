@@ -19,6 +19,7 @@ __all__ = [
     "InboundMessage",
     "PhoneExtras",
     "ReplyRef",
+    "XExtras",
 ]
 
 
@@ -130,7 +131,34 @@ class PhoneExtras(msgspec.Struct, frozen=True, kw_only=True, tag="phone"):
     caller_country: str | None = None
 
 
-Extras = ApiExtras | EmailExtras | PhoneExtras
+
+class XExtras(msgspec.Struct, frozen=True, kw_only=True, tag="x"):
+    """What an X post or DM carries beside the text: ids, the author's handle and name."""
+
+    # "post" for a public mention or reply, "dm" for a direct message
+    kind: str
+    # our account's user id, which the event was for
+    account: str
+    author_id: str
+    # handle (without @) and display name at the time of the event: attributes, not identity
+    handle: str | None = None
+    name: str | None = None
+    # the post's conversation id, or the DM conversation id
+    conversation_id: str | None = None
+    # the post this one replies to, when it is a reply
+    replied_to: str | None = None
+    lang: str | None = None
+    # the post @mentioned or quoted our account, so X lets us answer it publicly
+    summoned: bool = False
+    # the X Activity API delivery that carried it ("" when read by polling)
+    event_uuid: str = ""
+    # an encrypted DM: only ciphertext arrived, the text is our notice
+    encrypted: bool = False
+    # partial errors X returned beside the data (a protected or deleted post it references)
+    errors: tuple[str, ...] = ()
+
+
+Extras = ApiExtras | EmailExtras | PhoneExtras | XExtras
 
 
 class InboundMessage(msgspec.Struct, frozen=True, kw_only=True):

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from processors.metrics import REDIS_ROUNDTRIPS, Tally
 from processors.policy.model import Policy
-from processors.send import guard
+from processors.send import first_reply, guard
 from processors.send.ratelimit import RateLimits
 from processors.stage import Output, Record, decode_records
 from processors.stores.bulk import queue_set_many, queue_take_many
@@ -147,6 +147,7 @@ class SendStage:
             event = _answered(c, receipt)
             if event is not None:
                 outputs.append(Output(CONVERSATION, event.customer_id.encode(), encode(event)))
+                first_reply.observe(c.card, receipt, self._policy(), c.message.author)
         return outputs
 
     async def _claim(self, decoded: Sequence[tuple[Record, OutboundMessage]]) -> list[_Claimed]:
@@ -175,11 +176,15 @@ class SendStage:
         return claimed
 
     def _flags(self, claimed: _Claimed) -> tuple[GuardFlag, ...]:
-        """The reply guard's flags on an agent's reply; machines' own messages are not guarded."""
+        """The reply guard's flags on an agent's reply, and a collision warning; not on machines' own."""
         if claimed.message.kind != "agent_reply":
             return ()
-        solved = claimed.card is not None and claimed.card.status in _SOLVED
-        return guard.check(claimed.message.text, self._policy().guard, resolved=solved)
+        card = claimed.card
+        solved = card is not None and card.status in _SOLVED
+        flags = guard.check(claimed.message.text, self._policy().guard, resolved=solved)
+        # two agents answering one customer: the second one's tool is told
+        crossed = guard.collision(claimed.message.author, card.agent if card else None)
+        return (*flags, crossed) if crossed else flags
 
     async def _sending(self, claimed: _Claimed) -> bool:
         """Move this attempt's queued claim to `sending`; False when another attempt holds it."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
@@ -25,6 +26,8 @@ from schemas.outbound import OutboundMessage
 from schemas.routed import RoutedConversation
 from tests.emulators.slack import SlackEmulator
 from tests.emulators.twilio import OUR_NUMBER, TwilioEmulator
+from tests.emulators.x import ADA as X_ADA
+from tests.emulators.x import XEmulator
 from tests.paths import FIXTURES
 from tests.processes import free_port
 from tests.receivers.webhook import WebhookReceiver
@@ -32,7 +35,6 @@ from tests.receivers.webhook import WebhookReceiver
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 ADA = Identity(kind="email", value="ada@example.org")
 # who a channel's sender writes to, where an email address is not how it reaches people
-RECIPIENTS = {"phone": Identity(kind="phone", value="+4915123456789")}
 
 # native inputs each channel's parser must take (the ugly ones are in each channel's own tests)
 CHANNEL_SAMPLES: dict[str, list[bytes]] = {
@@ -43,6 +45,8 @@ CHANNEL_SAMPLES: dict[str, list[bytes]] = {
     "echo": [b"ada@example.org: my parcel never arrived"],
     "phone": [(FIXTURES / "phone" / f"{name}.form").read_bytes().strip()
               for name in ("transcription_completed", "transcription_failed", "voice_request_unattested")],
+    "x": [(FIXTURES / "x" / "activity" / name).read_bytes()
+          for name in ("mention.json", "dm.json", "partial_errors.json", "dm_encrypted.json")],
 }
 # a request each pushed channel's route must accept, with the token the stub edge knows
 ROUTE_SAMPLES: dict[str, tuple[str, bytes]] = {
@@ -158,19 +162,36 @@ async def twilio_emulator() -> AsyncIterator[Emulated]:
         await emulator.stop()
 
 
+@asynccontextmanager
+async def x_emulator() -> AsyncIterator[Emulated]:
+    emulator = await XEmulator().start()
+    try:
+        yield Emulated({"account_id": emulator.account, "consumer_key": emulator.consumer_key,
+                        "consumer_secret": emulator.consumer_secret, "access_token": emulator.access_token,
+                        "access_token_secret": emulator.access_token_secret,
+                        "base_url": emulator.base_url}, lambda: len(emulator.sent))
+    finally:
+        await emulator.stop()
+
+
 # where each sender or tool delivers in the suite
-SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server, "phone": twilio_emulator}
+SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server, "phone": twilio_emulator,
+                                                  "x": x_emulator}
+# how a reply to Ada differs on a channel that does not reach her by email
+OUTBOUND_CHANGES: dict[str, dict[str, Any]] = {
+    "phone": {"recipient": Identity(kind="phone", value="+4915123456789")},
+    "x": {"recipient": Identity(kind="xid", value=X_ADA), "in_reply_to": None, "references": ()}}
 TOOL_EMULATORS: dict[str, Callable[[], Any]] = {
     "webhook": webhook_receiver, "slack": slack_emulator, "mailbox": smtp_server}
 
 
 def outbound(channel: str) -> OutboundMessage:
     """An agent's reply to Ada on `channel`."""
-    return OutboundMessage(reply_id="rep_contract", conversation_id="con_contract", channel=channel,
-                           recipient=RECIPIENTS.get(channel, ADA), kind="agent_reply",
-                           text="A new parcel left today.",
-                           created_at=T0, subject="Re: Order 1234", in_reply_to="<m-1@example.org>",
-                           references=("<m-1@example.org>",), customer_id="cus_ada", queue="general")
+    message = OutboundMessage(reply_id="rep_contract", conversation_id="con_contract", channel=channel,
+                              recipient=ADA, kind="agent_reply", text="A new parcel left today.",
+                              created_at=T0, subject="Re: Order 1234", in_reply_to="<m-1@example.org>",
+                              references=("<m-1@example.org>",), customer_id="cus_ada", queue="general")
+    return msgspec.structs.replace(message, **OUTBOUND_CHANGES.get(channel, {}))
 
 
 def handoff(destination: str) -> Handoff:
