@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from router.settings import Settings
 from schemas import DeliveryReceipt, Identity, OutboundMessage, decode, encode
 from schemas.topics import DELIVERY, OUTBOUND
-from tests.e2e.test_email import email_env, mailbox  # noqa: F401 - fixture
+from tests.e2e.test_email import email_env
 from tests.integration.email.conftest import Mailbox
 from tests.kafka_tools import publish, read_all
 from tests.processes import Switchboard, free_port
@@ -60,7 +60,7 @@ def holding_smtp() -> Iterator[tuple[HoldingInbox, int]]:
 
 async def test_killed_between_claim_and_result_is_uncertain_never_resent(
         stack: Settings, deployment: Settings, launch: Launch,
-        mailbox: Mailbox, holding_smtp: tuple[HoldingInbox, int]) -> None:  # noqa: F811 - fixture
+        mailbox: Mailbox, holding_smtp: tuple[HoldingInbox, int]) -> None:
     inbox, port = holding_smtp
     env = {**email_env(stack, mailbox, port), "SB_STAGES": '["send"]'}
     first = launch("worker", **env)

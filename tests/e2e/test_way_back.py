@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from router.settings import Settings
-from tests.e2e.test_email import Inbox, email_env, mailbox, smtp  # noqa: F401 - fixtures
+from tests.e2e.test_email import email_env
 from tests.integration.email.conftest import Mailbox, make_mail
 from tests.policies import example_policy
 from tests.processes import Switchboard
+from tests.receivers.smtp import Inbox
 from tests.receivers.webhook import WebhookReceiver
 from tests.waiting import until
 
@@ -47,8 +48,8 @@ def plain(message: Any) -> str:
 
 
 async def test_mail_to_webhook_to_api_reply_to_thread_to_follow_up_and_close(
-        stack: Settings, launch: Launch, mailbox: Mailbox,  # noqa: F811 - fixture
-        smtp: tuple[Inbox, int], tmp_path: Path) -> None:  # noqa: F811 - fixture
+        stack: Settings, launch: Launch, mailbox: Mailbox,
+        smtp: tuple[Inbox, int], tmp_path: Path) -> None:
     inbox, smtp_port = smtp
     async with WebhookReceiver(SECRET.encode()) as receiver:
         router = launch("run", **email_env(stack, mailbox, smtp_port),
