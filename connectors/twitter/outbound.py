@@ -42,7 +42,8 @@ __all__ = ["XSender", "deep_link", "private_details"]
 log = logging.getLogger(__name__)
 _EMAIL = re.compile(r"[^\s@<>()]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # digits maybe grouped; a phone number when it has 7+ digits after a +, or 10+ without
-_PHONE = re.compile(r"\+?\d[\d ().-]{5,}\d")
+# not inside a word: a reference such as con_37fbf12c0460654344fb is no phone number
+_PHONE = re.compile(r"(?<![\w+])\+?\d[\d ().-]{5,}\d(?!\w)")
 
 
 def private_details(text: str) -> str | None:
