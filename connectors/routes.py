@@ -30,11 +30,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One HTTP route: method, path and the handler that serves it."""
+    """One HTTP route: method, path and the handler that serves it.
+
+    `public` routes serve anyone, with no token: a widget's files, a website visitor's
+    socket. Such a handler checks what it can instead (origin, a signed session, rates).
+    """
 
     method: str
     path: str
     handler: Handler
+    public: bool = False
 
 
 class Refusal(Exception):

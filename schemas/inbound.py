@@ -12,6 +12,7 @@ from schemas.identity import Identity
 __all__ = [
     "ApiExtras",
     "Attachment",
+    "ChatExtras",
     "Citation",
     "DeliveryReport",
     "EmailExtras",
@@ -107,7 +108,20 @@ class EmailExtras(msgspec.Struct, frozen=True, kw_only=True, tag="email"):
         return None if report == DeliveryReport() else report
 
 
-Extras = ApiExtras | EmailExtras
+class ChatExtras(msgspec.Struct, frozen=True, kw_only=True, tag="chat"):
+    """A web chat message's session and place in its log, and the address the visitor gave."""
+
+    session: str
+    # the message's number in the conversation's chat log (0: not logged, e.g. parsed for `explain`)
+    seq: int = 0
+    # an address typed into the widget is only an attribute: it links to no customer
+    # unless verified (the website's identity hash, or the visitor answering our mail)
+    email: str | None = None
+    email_verified: bool = False
+    origin: str | None = None
+
+
+Extras = ApiExtras | EmailExtras | ChatExtras
 
 
 class InboundMessage(msgspec.Struct, frozen=True, kw_only=True):
