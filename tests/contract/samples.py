@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from redis import Redis
 
+from router.settings import Settings
 from schemas.conversation import ConversationCard
 from schemas.handoff import Handoff
 from schemas.identity import Identity
@@ -37,7 +40,12 @@ CHANNEL_SAMPLES: dict[str, list[bytes]] = {
     "email": [(FIXTURES / "email" / name).read_bytes()
               for name in ("apple_mail_reply.eml", "flowed.eml", "encoded_names.eml")],
     "echo": [b"ada@example.org: my parcel never arrived"],
+    "chat": [b'{"session": "s_Q2hhdFNhbXBsZVNlc3Npb2", "id": "m1", "text": "Is my parcel on its way?"}',
+             b'{"session": "s_Q2hhdFNhbXBsZVNlc3Npb2", "id": "m-2", "text": "I typed it here",'
+             b' "email": "ada@example.org"}'],
 }
+# what a reply on each channel cites, where the channel's own ids are not Message-IDs
+REPLY_CITES: dict[str, str] = {"chat": "s_Q2hhdFNhbXBsZVNlc3Npb2:m1"}
 # a request each pushed channel's route must accept, with the token the stub edge knows
 ROUTE_SAMPLES: dict[str, tuple[str, bytes]] = {
     "api": ("application/json", CHANNEL_SAMPLES["api"][0]),
@@ -105,8 +113,24 @@ async def slack_emulator() -> AsyncIterator[Emulated]:
         await emulator.stop()
 
 
+@asynccontextmanager
+async def chat_log() -> AsyncIterator[Emulated]:
+    """The chat sender's side is Redis itself (the local stack's), under a namespace of its own."""
+    namespace = f"contract-{uuid.uuid4().hex[:12]}"
+    redis = Redis.from_url(Settings().redis_dsn)
+    session = REPLY_CITES["chat"].partition(":")[0]
+    try:
+        yield Emulated({"namespace": namespace, "token_key": "contract-key"},
+                       lambda: int(redis.llen(f"{namespace}:chat:{session}:log")))
+    finally:
+        keys = list(redis.scan_iter(f"{namespace}:*"))
+        if keys:
+            redis.delete(*keys)
+        redis.close()
+
+
 # where each sender or tool delivers in the suite
-SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server}
+SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server, "chat": chat_log}
 TOOL_EMULATORS: dict[str, Callable[[], Any]] = {
     "webhook": webhook_receiver, "slack": slack_emulator, "mailbox": smtp_server}
 
@@ -115,7 +139,8 @@ def outbound(channel: str) -> OutboundMessage:
     """An agent's reply to Ada on `channel`."""
     return OutboundMessage(reply_id="rep_contract", conversation_id="con_contract", channel=channel,
                            recipient=ADA, kind="agent_reply", text="A new parcel left today.",
-                           created_at=T0, subject="Re: Order 1234", in_reply_to="<m-1@example.org>",
+                           created_at=T0, subject="Re: Order 1234",
+                           in_reply_to=REPLY_CITES.get(channel, "<m-1@example.org>"),
                            references=("<m-1@example.org>",), customer_id="cus_ada", queue="general")
 
 
