@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+from weakref import WeakSet
 
 from aiohttp import web
 
@@ -23,9 +24,12 @@ from schemas.conversation import ConversationCard
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt
 
-__all__ = ["Edge", "Handler", "Refusal", "Route"]
+__all__ = ["OPEN_SOCKETS", "Edge", "Handler", "Refusal", "Route"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# a route that holds a WebSocket open adds it here, so the server closes it (1001, going
+# away) when it stops instead of waiting for the visitor to leave
+OPEN_SOCKETS = web.AppKey("open_sockets", WeakSet[web.WebSocketResponse])
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,10 +88,13 @@ class Continuation:
         if address is None or conversation is None:
             return self._count("no_address")  # the replies wait in the chat for the visitor's return
         start = max(after - self._recap, 0)
-        entries = [e for _, e in await self._log.read(session, start, last - start)]
-        earlier, new = entries[: after - start], entries[after - start:]
-        if not any(e.author == "agent" for e in new):
+        entries = await self._log.read(session, start, last - start)
+        new = [e for seq, e in entries if seq > after and e.author == "agent"]
+        if not new:
             return self._count("nothing_new")
+        # the recap: what came before the first new reply, visitor's words included
+        first = next(seq for seq, e in entries if seq > after and e.author == "agent")
+        earlier = [e for seq, e in entries if seq < first][-self._recap:] if self._recap else []
         if not await self._log.raise_mark(session, "mailed", last):
             return self._count("raced")
         message = OutboundMessage(
@@ -99,7 +102,7 @@ class Continuation:
             conversation_id=conversation, channel="email", recipient=Identity(kind="email", value=address),
             kind="agent_reply", created_at=datetime.fromtimestamp(self._clock(), UTC),
             subject=f"Your chat with {self._smtp.from_name}",
-            text=recap_text(self._smtp.from_name, earlier, [e for e in new if e.author == "agent"]))
+            text=recap_text(self._smtp.from_name, earlier, new))
         receipt = await self._mail.send(message)
         log.info("chat: continuation mail %s", receipt.status,
                  extra={"conversation_id": conversation, "reason": receipt.reason})

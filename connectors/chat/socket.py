@@ -34,7 +34,7 @@ from connectors.chat.sessions import (
     verify_session,
 )
 from connectors.chat.settings import ChatSettings
-from connectors.routes import Edge, Refusal
+from connectors.routes import OPEN_SOCKETS, Edge, Refusal
 from schemas.errors import TransientError
 
 __all__ = ["ChatSocket"]
@@ -70,6 +70,7 @@ class ChatSocket:
         if not ws.can_prepare(request).ok:
             raise Refusal(426, "upgrade_required", "this is a WebSocket endpoint")
         await ws.prepare(request)
+        request.app[OPEN_SOCKETS].add(ws)
         lock = asyncio.Lock()
 
         async def send(frame: dict[str, Any]) -> None:
@@ -85,8 +86,8 @@ class ChatSocket:
                     await self._converse(ws, request, visitor, send)
                 finally:
                     await self._hub.leave(visitor)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # the visitor went away mid-send
         finally:
             SOCKETS.dec()
             await ws.close()

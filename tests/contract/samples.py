@@ -123,9 +123,7 @@ async def chat_log() -> AsyncIterator[Emulated]:
         yield Emulated({"namespace": namespace, "token_key": "contract-key"},
                        lambda: int(redis.llen(f"{namespace}:chat:{session}:log")))
     finally:
-        keys = list(redis.scan_iter(f"{namespace}:*"))
-        if keys:
-            redis.delete(*keys)
+        redis.delete(*(f"{namespace}:chat:{session}:{part}" for part in ("log", "ids", "meta")))
         redis.close()
 
 

@@ -24,7 +24,8 @@ async def test_a_new_visitor_gets_a_session_and_their_message_is_routed_once(cha
     accepted = await visitor.say("m1", "Where is my parcel?")
     shown = await visitor.next("message")
     assert accepted == {"type": "accepted", "id": "m1", "seq": 1}
-    assert (shown["seq"], shown["id"], shown["author"], shown["text"]) == (1, "m1", "visitor", "Where is my parcel?")
+    assert (shown["seq"], shown["id"], shown["author"], shown["text"]) == (
+        1, "m1", "visitor", "Where is my parcel?")
     [message] = await chat.inbound(1)
     assert (message.channel, message.sender, message.thread_key) == (
         "chat", Identity(kind="chat", value=session), f"chat:{session}")
@@ -73,7 +74,8 @@ async def test_reconnecting_replays_the_gap_and_a_reload_the_whole_history(chat:
 
     back, again = await chat.visit(session=session, token=token, last_seq=2)
     assert again["resumed"] and again["session"] == session and again["last_seq"] == 4
-    assert [(m["seq"], m["text"]) for m in await back.messages(2)] == [(3, "Found it."), (4, "It ships today.")]
+    assert [(m["seq"], m["text"]) for m in await back.messages(2)] == [
+        (3, "Found it."), (4, "It ships today.")]
     await back.say("m2", "Thanks!")
     assert [m["seq"] for m in await back.messages(1)] == [5]
     await back.ws.close()

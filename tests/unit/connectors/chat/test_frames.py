@@ -17,7 +17,8 @@ def test_each_frame_kind_decodes() -> None:
     assert decode_frame('{"type": "hello"}', LIMIT) == Hello()
     assert decode_frame('{"type": "hello", "session": "s_x", "token": "t", "last_seq": 7}', LIMIT) == Hello(
         session="s_x", token="t", last_seq=7)
-    assert decode_frame('{"type": "message", "id": "m-1_a", "text": "hi"}', LIMIT) == Say(id="m-1_a", text="hi")
+    assert decode_frame('{"type": "message", "id": "m-1_a", "text": "hi"}', LIMIT) == Say(
+        id="m-1_a", text="hi")
     assert decode_frame('{"type": "ack", "seq": 3}', LIMIT) == Ack(seq=3)
     assert decode_frame('{"type": "email", "address": "a@b.c"}', LIMIT) == GiveEmail(address="a@b.c")
 
@@ -42,12 +43,13 @@ def test_bad_frames_are_refused_with_a_code_and_reason(raw: str, code: str) -> N
 def test_a_refused_message_names_its_id_in_the_error_frame() -> None:
     with pytest.raises(FrameError) as refused:
         decode_frame('{"type": "message", "id": "m9", "text": ""}', LIMIT)
-    assert error_frame(refused.value) == {"type": "error", "code": "empty", "message": "message text is empty",
-                                          "id": "m9"}
+    assert error_frame(refused.value) == {"type": "error", "code": "empty",
+                                          "message": "message text is empty", "id": "m9"}
 
 
 def test_a_message_frame_carries_its_number() -> None:
-    entry = Entry(id="rep_1", author="agent", text="Hi", at=datetime(2026, 3, 2, 10, 0, tzinfo=UTC), name="maria")
+    entry = Entry(id="rep_1", author="agent", text="Hi", at=datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
+                  name="maria")
     frame = message_frame(4, entry)
     assert json.loads(json.dumps(frame)) == {"type": "message", "seq": 4, "id": "rep_1", "author": "agent",
                                              "name": "maria", "text": "Hi", "at": "2026-03-02T10:00:00+00:00",
