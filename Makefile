@@ -10,8 +10,13 @@ export SB_WEBHOOK_SECRET ?= demo-webhook-secret
 export SB_PAGER_SECRET ?= demo-pager-secret
 # the demo's reply-token key; `run` and `worker` refuse the built-in development one
 export SB_REPLY_TOKEN_KEY ?= make-run-demo-reply-token-key
-# the agents' desk `make run` starts beside the router (switchboard desk)
-DESK_PID := .local/run/desk.pid
+# the local mail system: the email channel reads support@example.com in the stack's Dovecot
+# and answers through the stack's SMTP relay, which delivers any address into Dovecot
+export SB_EMAIL ?= {"accounts": [{"name": "support", "host": "127.0.0.1", "port": 10143, "username": "support@example.com", "password": "support-secret", "tls": "none"}], "smtp": {"host": "127.0.0.1", "port": 10025, "tls": "none", "from_address": "support@example.com", "from_name": "Example Support", "message_id_domain": "support.example.com"}}
+export SB_OUR_DOMAINS ?= support.example.com
+# what this checkout starts, by PID file (router/pidfile.py): `make stop` stops exactly these
+RUN_DIR := .local/run
+PID_FILES := $(RUN_DIR)/router.pid $(RUN_DIR)/desk.pid
 
 .PHONY: setup run stop test test-clocks lint typecheck unit integration bench faults fuzz schemas clean
 
@@ -27,25 +32,26 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/switchboard stack up --with-imap
 	@echo
-	@echo "Switchboard is starting on http://127.0.0.1:18080 (Ctrl-C stops the router; 'make stop' the stack)."
-	@echo "Send it a message:"
-	@echo "  curl -s -H 'Authorization: Bearer demo-token' -H 'Content-Type: application/json' \\"
-	@echo "       -d '{\"sender\":\"ada@example.com\",\"text\":\"My order never arrived\"}' \\"
-	@echo "       http://127.0.0.1:18080/v1/messages"
-	@echo "See it routed:  $(BIN)/switchboard tail routed --from-beginning"
-	@echo "The agents' desk (switchboard desk, lines marked 'desk |') prints each delivery to the"
-	@echo "helpdesk webhook and pager, with curl lines to answer; it stops with the router."
+	@echo "Switchboard is starting on http://127.0.0.1:18080 (Ctrl-C stops the router and the desk; 'make stop' the stack)."
+	@echo "1. Mail support as a customer (any client works: SMTP 127.0.0.1:10025 delivers every address locally):"
+	@echo "     $(BIN)/switchboard mail send --from ada@example.com 'My order never arrived'"
+	@echo "     (or: swaks --server 127.0.0.1:10025 --from ada@example.com --to support@example.com)"
+	@echo "   or through the HTTP API; an email sender is answered by email:"
+	@echo "     curl -s -H 'Authorization: Bearer demo-token' -H 'Content-Type: application/json' \\"
+	@echo "          -d '{\"sender\":\"ada@example.com\",\"text\":\"My order never arrived\"}' http://127.0.0.1:18080/v1/messages"
+	@echo "2. The desk (lines marked 'desk |') prints it routed with a curl line to answer it: paste it."
+	@echo "3. Read the answer in Ada's mailbox (IMAP 127.0.0.1:10143, user ada@example.com, password customer):"
+	@echo "     $(BIN)/switchboard mail read ada@example.com"
+	@echo "See every routed event: $(BIN)/switchboard tail routed --from-beginning"
 	@echo
-	@mkdir -p $(dir $(DESK_PID))
-	$(BIN)/switchboard desk > >(sed -u 's/^/desk | /') 2>&1 & echo $$! > $(DESK_PID); \
-	  trap 'kill $$(cat $(DESK_PID)) 2>/dev/null; rm -f $(DESK_PID)' EXIT; \
-	  $(BIN)/switchboard run
+	@mkdir -p $(RUN_DIR)
+	$(BIN)/switchboard desk --pid-file $(RUN_DIR)/desk.pid > >(sed -u 's/^/desk | /') 2>&1 & \
+	  trap '$(BIN)/switchboard stop $(RUN_DIR)/desk.pid >/dev/null' EXIT; \
+	  $(BIN)/switchboard run --pid-file $(RUN_DIR)/router.pid
 
+# stops exactly what this checkout started: its router and desk by PID file, then its stack
 stop:
-	-@pkill -f "$(BIN)/switchboard (run|worker)" || true
-	-@if [ -f $(DESK_PID) ] && grep -qa 'switchboard.desk' /proc/$$(cat $(DESK_PID))/cmdline 2>/dev/null; \
-	  then kill $$(cat $(DESK_PID)); fi; rm -f $(DESK_PID)
-	@if [ -x $(BIN)/switchboard ]; then $(BIN)/switchboard stack down; fi
+	@if [ -x $(BIN)/switchboard ]; then $(BIN)/switchboard stop $(PID_FILES); $(BIN)/switchboard stack down; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

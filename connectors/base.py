@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import SecretStr
 
 from schemas.deadletter import DeadLetter
 from schemas.handoff import Handoff
@@ -25,6 +27,8 @@ __all__ = [
     "Handoff",
     "Inbound",
     "Outbound",
+    "Probe",
+    "ProbeTarget",
 ]
 
 C = TypeVar("C")
@@ -107,3 +111,24 @@ class AgentTool(Client[C]):
     @abstractmethod
     async def deliver(self, handoff: Handoff) -> str:
         """Deliver one item; returns the thread reference to use next time."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """Where a probe enters when its channel is pushed to us: our own HTTP API, and a token for it."""
+
+    api_url: str
+    api_token: SecretStr | None = field(default=None, repr=False)
+
+
+class Probe(ABC):
+    """A synthetic probe: one message carrying `text` through the channel's real path to us.
+
+    `send` does its own I/O and cleans up after itself (probes are rare); it raises
+    TransientError (or another SwitchboardError) with the reason when the message could
+    not even be handed to the channel. What arrives is judged by Switchboard, not here.
+    """
+
+    @abstractmethod
+    async def send(self, probe_id: str, text: str) -> None:
+        """Send one probe message with `text` (it carries the marker); `probe_id` is unique."""

@@ -8,14 +8,22 @@ imports the router or the processors. A handler refuses a request by raising `Re
 the router answers it as the API's one JSON error, counted. An `Edge` call raises
 TransientError while Kafka or Redis is away; the router answers that 503 with Retry-After,
 so the caller retries.
+
+A pushed channel whose message is told in parts, by callbacks that may come in any order
+or not at all (a voicemail, then its transcript), *holds* it: `hold` keeps the message
+so far under a key with a deadline (by the edge's clock), and whatever holds the key
+when the deadline passes is accepted by the edge's timer; `settle` accepts the final
+message at once. State lives outside the process, so a restart between two callbacks
+loses nothing, and a key once settled or released stays so: the same callback twice is
+one message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
 from weakref import WeakSet
 
 from aiohttp import web
@@ -24,7 +32,11 @@ from schemas.conversation import ConversationCard
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt
 
-__all__ = ["OPEN_SOCKETS", "Edge", "Handler", "Refusal", "Route"]
+__all__ = ["OPEN_SOCKETS", "Edge", "Handler", "HoldState", "Outlook", "Refusal", "Route"]
+
+# a held key's state: "new" (never held), "held" (waiting), "settled" (accepted by a
+# callback) or "released" (accepted by the timer at its deadline)
+HoldState = Literal["new", "held", "settled", "released"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # a route that holds a WebSocket open adds it here, so the server closes it (1001, going
@@ -44,6 +56,23 @@ class Route:
     path: str
     handler: Handler
     public: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What to tell a customer before they have said anything: their tier, our hours, when we answer.
+
+    The times are the acknowledgement's: `expected` is the promise a plain message from
+    this customer would get now, `opens` is now while the team is open; the `_text` forms
+    are formatted as the acknowledgement shows them, in the team's timezone.
+    """
+
+    tier: str
+    open_now: bool
+    opens: datetime
+    expected: datetime
+    opens_text: str
+    expected_text: str
 
 
 class Refusal(Exception):
@@ -69,6 +98,10 @@ class Edge(Protocol):
         """The policy's destinations of one tool kind: name → its typed destination."""
         ...
 
+    async def outlook(self, channel: str, identity: str) -> Outlook:
+        """The tier, hours and expected answer for a customer known by `identity` on `channel`."""
+        ...
+
     async def conversation_of(self, destination: str, reference: str) -> ConversationCard | None:
         """The card of the conversation a tool's thread belongs to, if it is still known."""
         ...
@@ -84,4 +117,20 @@ class Edge(Protocol):
 
     async def receipt(self, receipt: DeliveryReceipt) -> None:
         """A receipt for a reply, shown back in the agent's tool (e.g. refused: closed)."""
+        ...
+
+    async def hold(self, key: str, message: InboundMessage, *, after: timedelta,
+                   replace: bool = True) -> HoldState:
+        """Keep `message` under `key`, accepted `after` from now unless held anew or settled first.
+
+        A key already settled or released is left as it is, and so is one already held
+        when `replace` is false. Returns the key's state before.
+        """
+        ...
+
+    async def settle(self, key: str, message: InboundMessage) -> HoldState:
+        """Accept `message` now in place of what `key` holds; returns the key's state before.
+
+        A key already settled or released is left as it is, and nothing is accepted.
+        """
         ...

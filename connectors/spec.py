@@ -11,6 +11,16 @@ An **agents' tool** (`ToolSpec`) is where a team works. The policy's destination
 them, and `routes` take the agents' answers back. A destination this process cannot
 serve (`unready` says why) is reported once at start; its deliveries go to its fallback.
 
+A channel without a sender of its own may answer through others (`reply_via`): the
+first of them that runs here and can address the customer's identity (its `addresses`,
+identity kinds such as "email") sends the reply. The API channel answers by email that
+way, so a customer who wrote through an integration reads the answer in their mailbox.
+
+A channel may offer a synthetic probe (`probe`): it builds a `Probe` that sends a marked
+message the way a customer would (a mail over SMTP to the mailbox we read, a POST to our
+API), so the router can time the whole path to routed. Without it, the channel is simply
+not probed.
+
 Both name a settings section: `SB_<SECTION>` as JSON, or `SB_<SECTION>__<KEY>` per key,
 validated by the `settings` model. A connector that is `on_by_default` runs with the
 model's defaults when its section is absent; any other runs only when configured.
@@ -24,7 +34,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, SecretStr
 
-from connectors.base import AgentTool, CursorStore, Inbound, Outbound
+from connectors.base import AgentTool, CursorStore, Inbound, Outbound, Probe, ProbeTarget
 from connectors.routes import Edge, Route
 from schemas.inbound import InboundMessage
 
@@ -48,6 +58,12 @@ class ConnectorSpec(Generic[S]):
     outbound: Callable[[S], Outbound[Any]] | None = None
     routes: Callable[[S, Edge], Sequence[Route]] | None = None
     parse: Callable[[bytes], InboundMessage] | None = None
+    # identity kinds its sender can reach ("email", "phone", "handle")
+    addresses: frozenset[str] = frozenset()
+    # without a sender of its own: channels that answer for it, in order of preference
+    reply_via: tuple[str, ...] = ()
+    # a synthetic probe through the channel's real path; None when these settings cannot probe
+    probe: Callable[[S, ProbeTarget], Probe | None] | None = None
 
     @property
     def section(self) -> str:

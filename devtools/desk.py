@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import sys
 import time
@@ -60,6 +61,8 @@ REASONS = 8
 # stages whose reasons are bookkeeping (seen before? who is it? acknowledged?): shown last
 _BOOKKEEPING = frozenset({"dedupe", "identify", "acknowledge"})
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# an address safe to print in a command line (customer text: nothing a shell would read)
+_MAILBOX = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}")
 # delivery ids remembered for dedupe: far more than a demo's worth, still bounded
 REMEMBERED = 10_000
 
@@ -209,6 +212,10 @@ def _routed(routed: RoutedConversation, api_url: str, now: datetime) -> list[str
     lines += _field("why", shown or ["(no reasons given)"])
     lines += _field("answer", [f"curl -s {auth} -d '{{\"text\": \"...\"}}' {base}/replies"], clean=False)
     lines += _field("resolve", [f"curl -s {auth} -d '{{}}' {base}/resolve"], clean=False)
+    if message.sender.kind == "email" and _MAILBOX.fullmatch(message.sender.value):
+        # where the answer lands on the local stack: its SMTP server delivers every address
+        read = f".venv/bin/switchboard mail read {message.sender.value}"
+        lines += _field("read", [f"{read}  (the customer's mailbox on the local stack)"], clean=False)
     return lines
 
 

@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,11 +31,13 @@ from urllib.parse import urlsplit
 
 import redis
 
+from devtools.relay import RelayConfig
 from router.settings import ROOT, Settings
 from schemas.errors import ConfigError, TransientError
 
 __all__ = [
     "DEFAULT_SERVICES",
+    "MAIL_SERVICES",
     "MAIL_USERS",
     "SERVICES",
     "MailUser",
@@ -44,8 +47,10 @@ __all__ = [
     "up",
 ]
 
-SERVICES = ("kafka", "redis", "imap")
+SERVICES = ("kafka", "redis", "imap", "smtp")
 DEFAULT_SERVICES = ("kafka", "redis")
+# Dovecot and the SMTP relay that delivers into it: the local mail system
+MAIL_SERVICES = ("imap", "smtp")
 TEMPLATES = ROOT / "deploy" / "local"
 INSTALL_HINT = "run deploy/local/install.sh"
 STOP_SECONDS = 30.0
@@ -347,7 +352,11 @@ def _services(settings: Settings, users: Sequence[MailUser]) -> dict[str, _Servi
         lambda t: _greeting("127.0.0.1", ports[0], t, b"* OK")
         or _greeting("127.0.0.1", ports[1], t, b"220 "),
         "environment SB_IMAP_PORT / SB_LMTP_PORT")
-    return {"kafka": kafka, "redis": redis_, "imap": imap}
+    smtp = _Service(
+        "smtp", "127.0.0.1", (settings.smtp_port,), state / "smtp" / "relay.json",
+        lambda: _smtp_argv(state, settings),
+        lambda t: _greeting("127.0.0.1", settings.smtp_port, t, b"220 "), "environment SB_SMTP_PORT")
+    return {"kafka": kafka, "redis": redis_, "imap": imap, "smtp": smtp}
 
 
 def _loopback(host: str, where: str) -> str:
@@ -403,23 +412,27 @@ def _redis_argv(settings: Settings, state: Path, host: str, port: int) -> list[s
     return [_which("redis-server"), str(conf)]
 
 
+def _mail_owner() -> tuple[pwd.struct_passwd, dict[str, str]]:
+    """Who owns the mailboxes, and the accounts Dovecot's own processes run as."""
+    me = pwd.getpwuid(os.geteuid())
+    if me.pw_uid == 0:
+        # Dovecot never gives root mail access: the mailboxes belong to `nobody`, and
+        # Dovecot's own system users run its internal and (chrooted) login processes
+        return pwd.getpwnam("nobody"), {
+            "internal_user": "dovecot", "internal_group": "dovecot",
+            "login_user": "dovenull", "login_chroot": "login", "anvil_chroot": "empty"}
+    # rootless: everything runs as the caller, and only root may chroot
+    return me, {"internal_user": me.pw_name, "internal_group": grp.getgrgid(me.pw_gid).gr_name,
+                "login_user": me.pw_name, "login_chroot": "", "anvil_chroot": ""}
+
+
 def _imap_argv(state: Path, ports: tuple[int, int], users: Sequence[MailUser]) -> list[str]:
     home = state / "imap"
     mail = home / "mail"
     for folder in (home / "run", home / "lib", mail):
         folder.mkdir(parents=True, exist_ok=True)
-    me = pwd.getpwuid(os.geteuid())
-    if me.pw_uid == 0:
-        # Dovecot never gives root mail access: the mailboxes belong to `nobody`, and
-        # Dovecot's own system users run its internal and (chrooted) login processes
-        owner = pwd.getpwnam("nobody")
-        os.chown(mail, owner.pw_uid, owner.pw_gid)
-        accounts = {"internal_user": "dovecot", "internal_group": "dovecot",
-                    "login_user": "dovenull", "login_chroot": "login", "anvil_chroot": "empty"}
-    else:  # rootless: everything runs as the caller, and only root may chroot
-        owner = me
-        accounts = {"internal_user": me.pw_name, "internal_group": grp.getgrgid(me.pw_gid).gr_name,
-                    "login_user": me.pw_name, "login_chroot": "", "anvil_chroot": ""}
+    owner, accounts = _mail_owner()
+    os.chown(mail, owner.pw_uid, owner.pw_gid)
     users_file = home / "users"
     lines = []
     for user in users:
@@ -428,8 +441,26 @@ def _imap_argv(state: Path, ports: tuple[int, int], users: Sequence[MailUser]) -
         lines.append(f"{user.address}:{{PLAIN}}{user.password}:{owner.pw_uid}:{owner.pw_gid}"
                      f"::{mail / user.address}\n")
     users_file.write_text("".join(lines))
-    users_file.chmod(0o644)  # Dovecot's auth process reads it as its internal user
+    # mailboxes the SMTP relay created for customers; kept across restarts
+    customers_file = home / "customers"
+    customers_file.touch()
+    for listed in (users_file, customers_file):
+        listed.chmod(0o644)  # Dovecot's auth process reads them as its internal user
     conf = _render("dovecot.conf.in", home / "dovecot.conf", instance="switchboard",
                    base_dir=home / "run", lib_dir=home / "lib", host="127.0.0.1", mail_dir=mail,
-                   users_file=users_file, imap_port=ports[0], lmtp_port=ports[1], **accounts)
+                   users_file=users_file, customers_file=customers_file, imap_port=ports[0],
+                   lmtp_port=ports[1], **accounts)
     return [_which("dovecot"), "-F", "-c", str(conf)]
+
+
+def _smtp_argv(state: Path, settings: Settings) -> list[str]:
+    home = state / "imap"
+    owner, _ = _mail_owner()
+    (home / "customers").touch()
+    config = RelayConfig(host="127.0.0.1", port=settings.smtp_port, lmtp_port=settings.lmtp_port,
+                         users_file=home / "users", customers_file=home / "customers",
+                         mail_dir=home / "mail", uid=owner.pw_uid, gid=owner.pw_gid)
+    path = state / "smtp" / "relay.json"
+    config.write(path)
+    # by path: the relay needs nothing of this project, so any checkout's copy runs as itself
+    return [sys.executable, str(ROOT / "devtools" / "relay.py"), str(path)]

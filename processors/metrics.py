@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter as Tallies
+from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -17,6 +18,7 @@ __all__ = [
     "STAGE_LATENCY",
     "STAGE_RETRIES",
     "Tally",
+    "report_lag",
 ]
 
 STAGE_RETRIES = Counter("sb_stage_retries_total", "Batches or ticks run again after a failure",
@@ -61,3 +63,17 @@ class Tally:
                                 (DEDUPLICATED, self.dropped)):
             for channel, n in counts.items():
                 counter.labels(self.stage, channel).inc(n)
+
+
+def report_lag(lags: Mapping[tuple[str, int], int], before: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Set the lag of the partitions held now and drop those reported before but held no more.
+
+    A partition that moved to another worker must leave this one's metrics: its last value
+    would otherwise stay, and a sum over workers (what the autoscaler reads) would count it
+    twice, stale, for as long as this worker runs.
+    """
+    for topic, partition in before - lags.keys():
+        CONSUMER_LAG.remove(topic, str(partition))
+    for (topic, partition), lag in lags.items():
+        CONSUMER_LAG.labels(topic, str(partition)).set(max(0, lag))
+    return set(lags)

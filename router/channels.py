@@ -1,46 +1,76 @@
 """Which channels this process runs: every configured channel's source and sender.
 
 A channel runs when its settings section is present (or it is on by default); the
-registry says which classes implement it. Adding a channel is a connector package and a
-registry line.
+registry says which classes implement it. A channel without a sender of its own that
+names others in `reply_via` is answered through the first of them that runs here and
+can address the customer (connectors/spec.py). Adding a channel is a connector package
+and a registry line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 from connectors.base import CursorStore, Inbound, Outbound
 from connectors.registry import CHANNELS
 from processors.send.stage import SendFn
 from router.settings import Settings
+from schemas.outbound import DeliveryReceipt, OutboundMessage
 
 __all__ = ["Channels", "configured"]
 
 
 @dataclass(frozen=True)
 class Channels:
-    """The sources and senders this process runs, by channel name."""
+    """The sources and senders this process runs, by channel name, and who answers for whom."""
 
     sources: Mapping[str, Inbound[Any]]
     senders: Mapping[str, Outbound[Any]]
+    # channel → the running channels that answer for it, in order of preference
+    reply_via: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def send_functions(self) -> dict[str, SendFn]:
         """The send stage's view: channel name → send coroutine."""
-        return {name: sender.send for name, sender in self.senders.items()}
+        found: dict[str, SendFn] = {name: sender.send for name, sender in self.senders.items()}
+        for name, via in self.reply_via.items():
+            found.setdefault(name, self._through(name, via))
+        return found
+
+    def _through(self, name: str, via: tuple[str, ...]) -> SendFn:
+        """A sender for `name` that hands each reply to the first channel able to reach its recipient."""
+
+        async def send(message: OutboundMessage) -> DeliveryReceipt:
+            kind = message.recipient.kind
+            for target in via:
+                if kind in CHANNELS[target].addresses:
+                    return await self.senders[target].send(msgspec.structs.replace(message, channel=target))
+            return DeliveryReceipt(
+                reply_id=message.reply_id, conversation_id=message.conversation_id, channel=name,
+                status="failed", at=datetime.now(UTC),
+                reason=f"{name} replies go by {' or '.join(via)}, which cannot reach a {kind} identity")
+
+        return send
 
 
 def configured(settings: Settings, cursors: CursorStore) -> Channels:
     """Instantiate (without I/O) every channel whose settings section is present."""
     sources: dict[str, Inbound[Any]] = {}
     senders: dict[str, Outbound[Any]] = {}
+    running: list[str] = []
     for name, spec in CHANNELS.items():
         section = settings.section(spec.section, spec.settings)
         if section is None:
             continue
+        running.append(name)
         if spec.inbound is not None:
             sources[name] = spec.inbound(section, cursors)
         if spec.outbound is not None:
             senders[name] = spec.outbound(section)
-    return Channels(sources, senders)
+    reply_via = {name: via for name in running if name not in senders
+                 and (via := tuple(v for v in CHANNELS[name].reply_via if v in senders))}
+    return Channels(sources, senders, reply_via)

@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, cast
 
+import msgspec
 from aiohttp import web
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from connectors.routes import Refusal
+from connectors.routes import HoldState, Outlook, Refusal
+from processors.brain.acknowledge import prospect
+from processors.intake.identify import Binding, parse_identity
 from processors.metrics import MESSAGES_IN
 from processors.policy.model import Policy
 from processors.send.replies import reply_to
 from processors.stores.cards import CardStore
+from router.held import HeldStore, run_timer
 from router.http.integrations import Denied, Integrations, Scope
 from router.settings import Settings
-from schemas.codec import encode
+from schemas.codec import decode, encode
 from schemas.conversation import ConversationCard, ConversationEvent
 from schemas.errors import TransientError
 from schemas.inbound import InboundMessage
@@ -34,14 +39,19 @@ from schemas.topics import CONVERSATION, DELIVERY, INBOUND, OUTBOUND
 __all__ = ["Publisher", "RouterEdge"]
 
 log = logging.getLogger(__name__)
+_binding = msgspec.json.Decoder(Binding)
 Publisher = Callable[[str, bytes, bytes], Awaitable[None]]
+T = TypeVar("T")
+HELD_RELEASED = Counter("sb_held_released_total", "Held messages accepted at their deadline, not settled")
 
 
 class RouterEdge:
     """Implements connectors.routes.Edge for the routes this process serves."""
 
     def __init__(self, settings: Settings, publish: Publisher, redis: Callable[[], Redis],
-                 policy: Callable[[], Policy], access: Integrations, *, timeout: float = 2.0) -> None:
+                 policy: Callable[[], Policy], access: Integrations, *, timeout: float = 2.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 release_every: float = 1.0) -> None:
         self._settings = settings
         self._publish = publish
         self._redis = redis
@@ -50,6 +60,10 @@ class RouterEdge:
         # reads only: the card's TTL is the writers' business
         self._cards = CardStore(f"{settings.topic_prefix}sb", ttl_seconds=0)
         self._timeout = timeout
+        self._clock = clock
+        self._ns = f"{settings.topic_prefix}sb"
+        self._held = HeldStore(self._ns, ttl_seconds=settings.dedupe_ttl_seconds)
+        self._release_every = release_every
 
     def caller(self, request: web.Request, scope: str) -> str:
         """The integration a bearer token names, if it may use `scope`; else a 401/403 Refusal."""
@@ -68,6 +82,27 @@ class RouterEdge:
         """The policy's destinations of one tool kind, with their typed settings."""
         return {d.name: d.config for d in self._policy().destinations.values() if d.kind == kind}
 
+    async def outlook(self, channel: str, identity: str) -> Outlook:
+        """The acknowledgement's promise for this customer now: tier from the directory, else default."""
+        redis = self._redis()
+        try:
+            async with asyncio.timeout(self._timeout):
+                bound = await redis.get(f"{self._ns}:identity:{parse_identity(identity)}")
+                customer = None if bound is None else _binding.decode(bound).customer_id
+                pipe = redis.pipeline(transaction=False)
+                if customer is not None:
+                    pipe.hget(f"{self._ns}:profile:{customer}", "tier")
+                pipe.hgetall(f"{self._ns}:backlog")
+                *tier, backlog = await pipe.execute()
+        except (TimeoutError, RedisError) as e:
+            log.warning("customer store unavailable", extra={"reason": repr(e)})
+            raise TransientError("customer store unavailable") from e
+        known = tier[0].decode() if tier and tier[0] is not None else None
+        seen = prospect(channel=channel, tier=known, policy=self._policy(), now=self._clock(),
+                        backlog={k.decode(): int(v) for k, v in backlog.items()})
+        return Outlook(tier=seen.tier, open_now=seen.open_now, opens=seen.opens, expected=seen.expected,
+                       opens_text=seen.opens_text, expected_text=seen.expected_text)
+
     async def conversation_of(self, destination: str, reference: str) -> ConversationCard | None:
         """The card of the conversation a tool's thread belongs to."""
         redis = self._redis()
@@ -81,7 +116,7 @@ class RouterEdge:
 
     async def reply(self, card: ConversationCard, *, text: str, author: str, reply_id: str) -> None:
         """The agent's answer on the customer's channel, for the send stage."""
-        message = reply_to(card, text=text, author=author, reply_id=reply_id, now=datetime.now(UTC))
+        message = reply_to(card, text=text, author=author, reply_id=reply_id, now=self._clock())
         await self._put(OUTBOUND.named(self._settings.topic_prefix), card.conversation_id, encode(message),
                         "Kafka did not take the reply", reply_id=reply_id)
 
@@ -98,6 +133,54 @@ class RouterEdge:
         """A reply's receipt, which dispatch shows in the agent's tool."""
         await self._put(DELIVERY.named(self._settings.topic_prefix), receipt.conversation_id,
                         encode(receipt), "Kafka did not take the receipt", reply_id=receipt.reply_id)
+
+    async def hold(self, key: str, message: InboundMessage, *, after: timedelta,
+                   replace: bool = True) -> HoldState:
+        """Keep a message under `key` for `after`; the timer accepts it then, unless settled."""
+        until = (self._clock() + after).timestamp()
+        return await self._held_call(self._held.hold(self._redis(), key, encode(message), until,
+                                                     replace=replace))
+
+    async def settle(self, key: str, message: InboundMessage) -> HoldState:
+        """Accept `message` now in place of what `key` holds, unless the key is already final."""
+        raw = encode(message)
+        lease = self._clock().timestamp() + self._held.lease
+        # held with a short lease first: a kill before the publish leaves it to the timer
+        before = await self._held_call(self._held.hold(self._redis(), key, raw, lease))
+        if before in ("settled", "released"):
+            return before
+        await self.accept(message)
+        await self._held_call(self._held.done(self._redis(), key, raw, "settled"))
+        return before
+
+    async def release_due(self) -> int:
+        """Accept every held message past its deadline; how many."""
+        redis = self._redis()
+        due = await self._held_call(self._held.due(redis, self._clock().timestamp()))
+        for key, raw in due:
+            message = decode(raw, InboundMessage)
+            await self.accept(message)
+            if await self._held_call(self._held.done(redis, key, raw, "released")):
+                HELD_RELEASED.inc()
+                log.info("held message released at its deadline",
+                         extra={"event_id": message.event_id, "channel": message.channel})
+        return len(due)
+
+    async def releasing(self, _: web.Application) -> AsyncIterator[None]:
+        """The timer that releases held messages, for as long as the HTTP server runs."""
+        task = asyncio.create_task(run_timer(self.release_due, self._release_every), name="held-release")
+        yield
+        task.cancel()
+        # a tick stuck on a dead socket must not hold up the stop: what is due stays due
+        await asyncio.wait({task}, timeout=self._timeout)
+
+    async def _held_call(self, call: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await call
+        except (TimeoutError, RedisError) as e:
+            log.warning("held items store unavailable", extra={"reason": repr(e)})
+            raise TransientError("held items store unavailable") from e
 
     async def _put(self, topic: str, key: str, value: bytes, refusal: str, **ids: str) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -12,10 +13,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from router.settings import Settings
-from schemas.errors import TransientError
+from schemas.errors import ConfigError, TransientError
 from schemas.topics import ALL
 
-__all__ = ["client_options", "ensure_topics", "new_producer"]
+__all__ = ["client_options", "ensure_topics", "new_producer", "ssl_context"]
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,33 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
     }
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
     if settings.kafka_sasl_mechanism:
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism
         options["sasl_plain_username"] = settings.kafka_sasl_username
         if settings.kafka_sasl_password is not None:
             options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
     return options
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for SSL and SASL_SSL: brokers verified by name against the CA given."""
+    if not settings.kafka_security_protocol.endswith("SSL"):
+        return None
+    cafile = settings.kafka_ssl_cafile
+    try:
+        context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"cannot read the CA bundle: {e}", where="environment SB_KAFKA_SSL_CAFILE") from e
+    if settings.kafka_ssl_certfile and settings.kafka_ssl_keyfile:
+        try:
+            context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(f"cannot read the client certificate or key: {e}",
+                              where="environment SB_KAFKA_SSL_CERTFILE") from e
+    return context
 
 
 def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

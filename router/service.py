@@ -25,6 +25,8 @@ from router.http.server import Check, build_app, serve
 from router.kafka import ensure_topics, new_producer
 from router.logs import logging_config
 from router.policy_watch import PolicyHolder
+from router.probes import ProbeService, target_of
+from router.probes import configured as configured_probes
 from router.settings import Settings
 from router.sources import SourceRunner
 from router.tools import ToolBox
@@ -58,12 +60,11 @@ class HttpService(Service):
         # aiokafka binds to the running loop, so the producer is made here, not in __init__
         self.producer = new_producer(self.settings)
         await self.producer.start()
-        checks: dict[str, Check] = {
-            "kafka": self._kafka_ready,
-            "redis": self._redis_ready,
-            "workers": self._workers_ready,
-            "stages": self._stages_flowing,
-        }
+        checks: dict[str, Check] = {"kafka": self._kafka_ready, "redis": self._redis_ready}
+        if self.settings.stages:
+            # a process without stages (an HTTP API alone) has no partitions to wait for
+            checks["workers"] = self._workers_ready
+        checks["stages"] = self._stages_flowing
         if self.accept_messages:
             app = edge_app(self.settings, checks, publish=self._publish, publish_link=self._publish_link,
                            redis=lambda: self.pipeline.redis, policy=self.pipeline.current_policy)
@@ -172,6 +173,8 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_json))
     # topics are created up front with our partitioning, never by a first produce
     asyncio.run(ensure_topics(settings))
+    # Faust keeps its files in the state dir (router/app.py); it creates only the last level
+    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
     redis: Redis = Redis.from_url(settings.redis_dsn, socket_timeout=10)
     channels = configured(settings, RedisCursorStore(redis, f"{settings.topic_prefix}sb"))
@@ -183,9 +186,14 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
         HttpService(settings, pipeline, accept_messages=edge),
         SenderService(channels),
         tools,
+        # after the senders and tools they use, so they stop first
+        pipeline.stages,
     ]
     if edge:
         services += [SourceRunner(name, source, settings) for name, source in channels.sources.items()]
+        probes = configured_probes(settings, target_of(settings))
+        if probes and settings.probe_interval_seconds > 0:
+            services.append(ProbeService(settings, probes))
     worker = _Worker(
         pipeline.app,
         *services,

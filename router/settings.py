@@ -50,10 +50,15 @@ class Settings(BaseSettings):
     state_dir: Path = ROOT / ".local"
 
     kafka_bootstrap: str = "127.0.0.1:19092"
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    # TLS to Kafka (SSL, SASL_SSL): the CA bundle that signed the brokers (else the system's),
+    # and a client certificate and key when the brokers ask for one (mutual TLS)
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
     kafka_partitions: int = Field(default=4, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
     # how soon a dead worker's partitions move to a live one
@@ -62,6 +67,8 @@ class Settings(BaseSettings):
     # the local stack's Dovecot (deploy/local): IMAP for the mailbox, LMTP to deliver into it
     imap_port: int = Field(default=10143, ge=1, le=65535)
     lmtp_port: int = Field(default=10024, ge=1, le=65535)
+    # the local stack's SMTP relay (devtools/relay.py): delivers any mail into Dovecot over LMTP
+    smtp_port: int = Field(default=10025, ge=1, le=65535)
 
     # consumer group of the stream processors; workers sharing it share the work
     app_id: str = "switchboard"
@@ -104,10 +111,18 @@ class Settings(BaseSettings):
         "intake", "brain", "send", "dispatch")
     # sends per second per customer channel (e.g. {"x": 5}); channels not named are not limited
     send_rates: dict[str, float] = Field(default_factory=dict)
+    # how far back the dashboard of an edge reads the topics when it starts (what it can show
+    # of conversations still owed a response, and of "today")
+    dashboard_lookback_seconds: int = Field(default=48 * 3600, ge=3600)
     # how often the leader looks for SLA clocks that fell due
     sla_tick_seconds: float = Field(default=1.0, gt=0)
     # our own mail domains: an address there is never a customer's stated identity
     our_domains: Annotated[tuple[str, ...], NoDecode] = ()
+    # synthetic probes (router/probes.py): one per probed channel this often from the edge (0: never);
+    # routed later than probe_slow_seconds is slow, not routed within probe_timeout_seconds silent
+    probe_interval_seconds: float = Field(default=60.0, ge=0)
+    probe_slow_seconds: float = Field(default=30.0, gt=0)
+    probe_timeout_seconds: float = Field(default=120.0, gt=0)
     log_level: str = "INFO"
     log_json: bool | None = None
 
@@ -145,6 +160,21 @@ class Settings(BaseSettings):
                                    file_secret_settings: Any) -> tuple[Any, ...]:
         """The environment, plus each connector's section gathered from its variables."""
         return init_settings, env_settings, _Sections(settings_cls), dotenv_settings, file_secret_settings
+
+    @model_validator(mode="after")
+    def _check_kafka_auth(self) -> Settings:
+        """SASL settings and the security protocol must agree, or the start fails naming them."""
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_mechanism and self.kafka_sasl_username):
+            raise ConfigError(f"{self.kafka_security_protocol} needs SB_KAFKA_SASL_MECHANISM and "
+                              "SB_KAFKA_SASL_USERNAME", where="environment SB_KAFKA_SECURITY_PROTOCOL")
+        if self.kafka_sasl_mechanism and not sasl:
+            raise ConfigError("needs SB_KAFKA_SECURITY_PROTOCOL SASL_PLAINTEXT or SASL_SSL",
+                              where="environment SB_KAFKA_SASL_MECHANISM")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ConfigError("a client certificate needs its key, and a key its certificate",
+                              where="environment SB_KAFKA_SSL_CERTFILE / SB_KAFKA_SSL_KEYFILE")
+        return self
 
     @model_validator(mode="after")
     def _check_sections(self) -> Settings:

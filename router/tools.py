@@ -90,7 +90,10 @@ class ToolBox(Service):
             return
         fresh, unserved = build(self.settings, policy)
         if unserved:
-            log.warning("destinations this process does not serve; their deliveries go to their fallbacks",
+            # once per policy, never per message: dispatch passes them over quietly
+            log.warning("destinations not set up here; their deliveries go to their fallbacks: "
+                        + "; ".join(f"{name} ({why}) -> {policy.destinations[name].fallback or 'none'}"
+                                    for name, why in sorted(unserved.items())),
                         extra={"destinations": unserved})
         refused: set[int] = set()
         for tool in _unique(fresh):

@@ -12,6 +12,7 @@ import msgspec
 
 from schemas.identity import Identity
 from schemas.inbound import InboundMessage
+from schemas.probe import ProbeMark
 from schemas.routed import Decision, HistoryEntry
 
 __all__ = ["CustomerProfile", "HistoryEntry", "IdentifiedMessage", "IdentityLink"]
@@ -29,6 +30,9 @@ class IdentifiedMessage(msgspec.Struct, frozen=True, kw_only=True):
     message: InboundMessage
     identified_at: datetime
     decisions: tuple[Decision, ...]
+    # set by intake only for a message carrying a verified probe marker (schemas/probe.py):
+    # the brain reports its route on sb.probe.v1 and it goes no further
+    probe: ProbeMark | None = None
 
 
 class IdentityLink(msgspec.Struct, frozen=True, kw_only=True):

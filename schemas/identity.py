@@ -11,7 +11,7 @@ from schemas.errors import ParseError
 
 __all__ = ["Identity", "IdentityKind", "parse_sender"]
 
-IdentityKind = Literal["email", "phone", "x", "chat"]
+IdentityKind = Literal["email", "phone", "x", "xid", "chat"]
 
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -20,6 +20,9 @@ _HANDLE = re.compile(r"^@[A-Za-z0-9_]{1,15}$")
 
 class Identity(msgspec.Struct, frozen=True, kw_only=True):
     """One way to reach a customer, e.g. `email:ada@example.com` or `phone:+14155550100`."""
+
+    # an X account is `xid:<user id>` once the X channel has seen it (handles change, ids
+    # do not); `x:@handle` is what a person types
 
     kind: IdentityKind
     value: str

@@ -21,6 +21,7 @@ __all__ = [
     "delivery_id",
     "digest",
     "follow_up_event_id",
+    "held_key",
     "inbound_event_id",
     "lifecycle_event_id",
     "mail_nonce",
@@ -41,6 +42,11 @@ def digest(*parts: str | bytes, size: int) -> str:
 def inbound_event_id(channel: str, native_id: str) -> str:
     """An inbound message's event id from the channel's own id: a re-read yields the same id."""
     return "ev_" + digest(channel, native_id, size=WIDE)
+
+
+def held_key(source: str, native_id: str) -> str:
+    """The key of an item an edge holds for a later callback (a voicemail awaiting its transcript)."""
+    return "held_" + digest(source, native_id, size=WIDE)
 
 
 def customer_id_for(identity: Identity) -> str:

@@ -18,7 +18,9 @@ __all__ = [
     "EmailExtras",
     "Extras",
     "InboundMessage",
+    "PhoneExtras",
     "ReplyRef",
+    "XExtras",
 ]
 
 
@@ -121,7 +123,56 @@ class ChatExtras(msgspec.Struct, frozen=True, kw_only=True, tag="chat"):
     origin: str | None = None
 
 
-Extras = ApiExtras | EmailExtras | ChatExtras
+class PhoneExtras(msgspec.Struct, frozen=True, kw_only=True, tag="phone"):
+    """A call to our number: the voicemail's recording and transcript, and how far to trust the caller."""
+
+    call_sid: str
+    # the number the customer called (ours), E.164
+    to: str
+    # "voicemail", or "missed_call" when the caller hung up before leaving one
+    kind: str = "voicemail"
+    recording_sid: str | None = None
+    recording_url: str | None = None
+    recording_seconds: int | None = None
+    transcription_sid: str | None = None
+    # "completed", "failed", or None when no transcript came in time
+    transcription_status: str | None = None
+    # the carrier's STIR/SHAKEN verdict, e.g. "TN-Validation-Passed-A"; None when not given
+    stir_verstat: str | None = None
+    # only full attestation (A) vouches for the number; anything less may be spoofed
+    caller_verified: bool = False
+    caller_name: str | None = None
+    caller_country: str | None = None
+
+
+
+class XExtras(msgspec.Struct, frozen=True, kw_only=True, tag="x"):
+    """What an X post or DM carries beside the text: ids, the author's handle and name."""
+
+    # "post" for a public mention or reply, "dm" for a direct message
+    kind: str
+    # our account's user id, which the event was for
+    account: str
+    author_id: str
+    # handle (without @) and display name at the time of the event: attributes, not identity
+    handle: str | None = None
+    name: str | None = None
+    # the post's conversation id, or the DM conversation id
+    conversation_id: str | None = None
+    # the post this one replies to, when it is a reply
+    replied_to: str | None = None
+    lang: str | None = None
+    # the post @mentioned or quoted our account, so X lets us answer it publicly
+    summoned: bool = False
+    # the X Activity API delivery that carried it ("" when read by polling)
+    event_uuid: str = ""
+    # an encrypted DM: only ciphertext arrived, the text is our notice
+    encrypted: bool = False
+    # partial errors X returned beside the data (a protected or deleted post it references)
+    errors: tuple[str, ...] = ()
+
+
+Extras = ApiExtras | EmailExtras | PhoneExtras | XExtras | ChatExtras
 
 
 class InboundMessage(msgspec.Struct, frozen=True, kw_only=True):

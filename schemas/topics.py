@@ -9,13 +9,15 @@ from schemas.deadletter import DeadLetter
 from schemas.handoff import HandoffReceipt
 from schemas.identified import IdentifiedMessage, IdentityLink
 from schemas.inbound import InboundMessage
+from schemas.insights import InsightDigest
 from schemas.outbound import DeliveryReceipt, OutboundMessage
+from schemas.probe import ProbeEvent
 from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent
 
 __all__ = [
     "ALL", "CONVERSATION", "DEADLETTER", "DELIVERY", "HANDOFF", "IDENTIFIED", "IDENTITY", "INBOUND",
-    "OUTBOUND", "ROUTED", "SLA", "TopicSpec",
+    "INSIGHTS", "OUTBOUND", "PROBE", "ROUTED", "SLA", "TopicSpec",
 ]
 
 
@@ -48,7 +50,10 @@ DELIVERY = TopicSpec("delivery", 1, DeliveryReceipt, "conversation_id")
 CONVERSATION = TopicSpec("conversation", 1, ConversationEvent, "customer_id")
 HANDOFF = TopicSpec("handoff", 1, HandoffReceipt, "conversation_id")
 DEADLETTER = TopicSpec("deadletter", 1, DeadLetter, "stage")
+PROBE = TopicSpec("probe", 1, ProbeEvent, "channel")
+INSIGHTS = TopicSpec("insights", 1, InsightDigest, "digest_id: the window, '<since>/<until>'")
 
 ALL: tuple[TopicSpec, ...] = (
     INBOUND, IDENTIFIED, IDENTITY, ROUTED, SLA, CONVERSATION, OUTBOUND, DELIVERY, HANDOFF, DEADLETTER,
+    PROBE, INSIGHTS,
 )

@@ -117,10 +117,12 @@ async def delete_topics(settings: Settings, prefixes: Sequence[str]) -> int:
 
 async def wait_drained(settings: Settings, timeout: float = 90) -> None:
     """Wait until the deployment's workers have committed every stage's input to its end."""
-    from schemas.topics import CONVERSATION, IDENTIFIED, INBOUND, OUTBOUND
+    from router.app import STAGE_TOPICS
+    from router.loop import group_of
 
-    for spec in (INBOUND, IDENTIFIED, CONVERSATION, OUTBOUND):
-        await wait_committed(settings, settings.app_id, settings.topic(spec), timeout)
+    for stage in ("intake", "brain", "send"):
+        for spec in STAGE_TOPICS[stage]:
+            await wait_committed(settings, group_of(settings, stage), settings.topic(spec), timeout)
 
 
 async def rewind(settings: Settings, group: str, topic: str) -> None:

@@ -34,8 +34,9 @@ class Switchboard:
     def __init__(self, command: str, env: dict[str, str], log_dir: Path) -> None:
         self.command = command
         self.port = free_port()
-        self.env = {"SB_REPLY_TOKEN_KEY": TEST_KEY, **os.environ, **env, "SB_HTTP_PORT": str(self.port),
-                    "SB_LOG_JSON": "true"}
+        # the test's own state dir: Faust's files land there, not in the repository or .local
+        self.env = {"SB_REPLY_TOKEN_KEY": TEST_KEY, **os.environ, "SB_STATE_DIR": str(log_dir / "state"),
+                    **env, "SB_HTTP_PORT": str(self.port), "SB_LOG_JSON": "true"}
         self.log_path = log_dir / f"{command}-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -52,7 +52,9 @@ class Received:
         seen = cls()
         for mail in rig.smtp.mails:
             if mail.to_customer:
-                seen.replies[rig.journal.by_nonce.get(mail.nonce or "", mail.message_id)].append(mail.at)
+                # a plain reply id rides in the Message-ID as it is; any other, as its nonce
+                local = mail.nonce or mail.message_id
+                seen.replies[rig.journal.by_nonce.get(local, local)].append(mail.at)
             elif mail.nonce:
                 seen.deliveries.setdefault(mail.nonce, mail.at)
         for d in rig.webhook.deliveries:

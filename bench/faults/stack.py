@@ -71,7 +71,7 @@ class OwnStack:
         return cls(state, load(
             state_dir=state, kafka_bootstrap=f"127.0.0.1:{free_port(pair=True)}",
             redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"),
-            imap_port=free_port(), lmtp_port=free_port()))
+            imap_port=free_port(), lmtp_port=free_port(), smtp_port=free_port()))
 
     def up(self, services: tuple[str, ...] = SERVICES, timeout: float = 120) -> None:
         """Start what is not running and wait until each answers."""

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
+from router.loop import group_of
 from router.settings import Settings
 from schemas.topics import IDENTIFIED, INBOUND
 
@@ -40,10 +41,11 @@ async def trace_lost(settings: Settings, lost: set[str]) -> dict[str, list[str]]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        for spec, decode in ((INBOUND, _native_of_inbound), (IDENTIFIED, _native_of_identified)):
+        for stage, spec, decode in (("intake", INBOUND, _native_of_inbound),
+                                    ("brain", IDENTIFIED, _native_of_identified)):
             topic = settings.topic(spec)
             tps = [TopicPartition(topic, p) for p in range(settings.kafka_partitions)]
-            committed = await admin.list_consumer_group_offsets(settings.app_id, partitions=tps)
+            committed = await admin.list_consumer_group_offsets(group_of(settings, stage), partitions=tps)
             for tp, offset, native in await _records(settings, tps, decode):
                 if native not in lost:
                     continue

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from connectors.slack import events as slack_events
+from connectors.twitter import sign as x_sign
 from connectors.webhook.sign import sign
 from schemas.errors import ParseError
 
@@ -113,6 +114,19 @@ def webhook_verify() -> list[bytes]:
         b"t=abc,v1=00\n" + body,
         b"\n",
     ]
+
+
+def x_activity() -> list[bytes]:
+    """X Activity API deliveries: every recorded shape, mentions, DMs, errors, encrypted."""
+    return [path.read_bytes() for path in sorted((FIXTURES / "x" / "activity").glob("*.json"))]
+
+
+def x_verify() -> list[bytes]:
+    """`signature LF body`: correctly signed, another secret's, malformed, missing."""
+    body = (FIXTURES / "x" / "activity" / "mention.json").read_bytes()
+    return [x_sign.signature(SECRET, body).encode() + b"\n" + body,
+            x_sign.signature(b"other", body).encode() + b"\n" + body,
+            b"sha256=abc\n" + body, b"\n"]
 
 
 def settings() -> list[bytes]:

@@ -20,6 +20,9 @@ from connectors.api.parse import parse as parse_api
 from connectors.registry import sections
 from connectors.slack import errors as slack_errors
 from connectors.slack import events as slack_events
+from connectors.twitter import errors as x_errors
+from connectors.twitter import sign as x_sign
+from connectors.twitter.parse import parse_envelope as parse_x_activity
 from connectors.webhook import errors as webhook_errors
 from connectors.webhook.sign import verify as verify_webhook
 from processors.policy.load import parse_policy
@@ -86,6 +89,17 @@ def _webhook_verify(data: bytes) -> None:
     verify_webhook(seeds.SECRET, _header(header) or "", body or b"", seeds.NOW)
 
 
+def _x_activity(data: bytes) -> None:
+    found = parse_x_activity(data, "783214")
+    if isinstance(found, InboundMessage):
+        _round_trip(found, InboundMessage)
+
+
+def _x_verify(data: bytes) -> None:
+    header, body = _split(data, 2)
+    x_sign.verify(seeds.SECRET, body or b"", _header(header))
+
+
 def _bearer_token(data: bytes) -> None:
     _TOKENS.caller({"Authorization": _header(data) or ""})
 
@@ -131,6 +145,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("slack_verify", _slack_verify, (slack_errors.SignatureError,), seeds.slack_verify, ".txt"),
     Target("webhook_verify", _webhook_verify, (webhook_errors.SignatureError,), seeds.webhook_verify,
            ".txt"),
+    Target("x_activity", _x_activity, (ParseError,), seeds.x_activity, ".json"),
+    Target("x_verify", _x_verify, (x_errors.SignatureError,), seeds.x_verify, ".txt"),
     Target("bearer_token", _bearer_token, (), seeds.bearer_token, ".txt", max_len=512),
     Target("policy", _policy, (ConfigError,), seeds.policy, ".yaml", max_len=16_384),
     Target("settings", _settings, (ConfigError,), seeds.settings, ".json"),

@@ -13,6 +13,7 @@ from connectors.email.inbound import EmailInbound
 from connectors.email.mailbox import MailboxDestination, MailboxTool
 from connectors.email.outbound import EmailOutbound
 from connectors.email.parse import parse_email
+from connectors.email.probe import probe
 from connectors.email.settings import EmailSettings
 from connectors.spec import ConnectorSpec, Secrets, ToolSpec
 from schemas.inbound import EmailExtras, InboundMessage
@@ -35,6 +36,6 @@ def _unready(settings: EmailSettings, destination: MailboxDestination, secrets: 
 
 
 SPEC = ConnectorSpec(name="email", settings=EmailSettings, extras=EmailExtras, inbound=EmailInbound,
-                     outbound=EmailOutbound, parse=parse)
+                     outbound=EmailOutbound, parse=parse, addresses=frozenset({"email"}), probe=probe)
 MAILBOX = ToolSpec(kind="mailbox", destination=MailboxDestination, section="email",
                    settings=EmailSettings, build=_mailbox, unready=_unready)

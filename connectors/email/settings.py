@@ -152,6 +152,16 @@ class EmailSettings(_Frozen):
     # parse_cpu_seconds is dead-lettered (a 25 MB mail takes about 1 s)
     parse_workers: int = Field(default=1, ge=1, le=16)
     parse_cpu_seconds: float = Field(default=10.0, gt=0, le=600)
+    # where the synthetic probe mails to: an address whose mail lands in a mailbox read
+    # here; None: the first account whose login is an address
+    probe_to: str | None = None
+
+    @field_validator("probe_to")
+    @classmethod
+    def _probe_address(cls, value: str | None) -> str | None:
+        if value is not None and not _ADDRESS.match(value):
+            raise ValueError("expected an address like support@example.com")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

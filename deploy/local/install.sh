@@ -10,7 +10,9 @@ repo=$(cd "$here/../.." && pwd)
 state=${SB_STATE_DIR:-$repo/.local}
 pom=$here/pom.xml
 # faketime: `make test-clocks` runs the suite under a faked night and weekend
-packages=(openjdk-17-jre-headless maven redis-server dovecot-imapd dovecot-lmtpd faketime)
+# prometheus: its promtool checks and unit-tests the alert rules (deploy/prometheus)
+# openssl: the security tests make their own CA and certificates for Kafka and Redis TLS
+packages=(openjdk-17-jre-headless maven redis-server dovecot-imapd dovecot-lmtpd faketime prometheus openssl chromium)
 cleanup=()
 trap 'rm -rf "${cleanup[@]}"' EXIT
 

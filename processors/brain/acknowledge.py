@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from processors.brain import priority
 from processors.policy.calendar import Calendar, add_business_time, next_open
-from processors.policy.model import Policy, Template, format_duration
+from processors.policy.model import Policy, Template, choose_queue, format_duration
 
-__all__ = ["Ack", "AckDecision", "acknowledgement", "expected_answer", "status_update"]
+__all__ = ["Ack", "AckDecision", "Prospect", "acknowledgement", "expected_answer", "prospect",
+           "status_update"]
 
 Kind = Literal["acknowledgement", "status_update"]
 
@@ -129,3 +131,39 @@ def status_update(
         return AckDecision(None, ("no status update: already past due, escalation has it",))
     return _render(_Context("status_update", channel, name, reference, tier, queue, backlog,
                             handling_time, due, now), policy)
+
+
+@dataclass(frozen=True, slots=True)
+class Prospect:
+    """What a customer can be told before their message is routed: tier, hours, expected answer."""
+
+    tier: str
+    queue: str
+    open_now: bool
+    opens: datetime
+    expected: datetime
+    opens_text: str
+    expected_text: str
+
+
+def prospect(*, channel: str, tier: str | None, backlog: Mapping[str, int], policy: Policy,
+             now: datetime) -> Prospect:
+    """The acknowledgement's promise for a customer who has not said anything yet (a caller, a chat).
+
+    No text means no keyword or urgency evidence: the policy's default urgency and the
+    queue the channel and tier alone choose, so the promise is the one a plain message gets.
+    """
+    known = tier if tier is not None and tier in policy.tiers else policy.default_tier
+    urgency = policy.urgency.default
+    queue = choose_queue(policy, channel=channel, tier=known, urgency=urgency, text="",
+                         backlog=backlog).queue
+    calendar = policy.calendar_for(queue, known)
+    due = priority.first_response_due(now, known, urgency, queue, policy).at
+    expected, _ = expected_answer(now=now, due=due, backlog=backlog.get(queue, 0), handling_time=None,
+                                  calendar=calendar)
+    opens = next_open(now, calendar)
+    shown = policy.calendars[policy.queues[queue].calendar].timezone
+    fmt = policy.acknowledge.time_format
+    return Prospect(tier=known, queue=queue, open_now=opens == now, opens=opens, expected=expected,
+                    opens_text=opens.astimezone(shown).strftime(fmt),
+                    expected_text=expected.astimezone(shown).strftime(fmt))

@@ -39,11 +39,12 @@ from processors.stores.history import Append, HistoryStore, RecentWrite
 from processors.watch.lifecycle_watch import LifecycleSchedule, Planned
 from schemas.codec import encode
 from schemas.conversation import ConversationEvent
-from schemas.identified import IdentifiedMessage
+from schemas.identified import CustomerProfile, IdentifiedMessage
 from schemas.ids import automatic_reply_id
 from schemas.outbound import OutboundMessage
+from schemas.probe import ProbeEvent, ProbeMark
 from schemas.routed import RoutedConversation
-from schemas.topics import CONVERSATION, OUTBOUND, ROUTED
+from schemas.topics import CONVERSATION, OUTBOUND, PROBE, ROUTED
 
 __all__ = ["STAGE", "Brain", "Stores", "acknowledgement_message"]
 
@@ -114,17 +115,34 @@ class Brain:
         items, customers, threads, backlog = await self._read(decoded, tally)
         batch = _Batch(threads, backlog, self._policy(), datetime.now(UTC))
         debug = log.isEnabledFor(logging.DEBUG)  # once per batch: the check is not free
+        probes = {item.customer_id for item in items if isinstance(item, IdentifiedMessage) and item.probe}
         for item in items:
             customer = customers[item.customer_id]
+            if isinstance(item, IdentifiedMessage) and item.probe is not None:
+                outputs.append(self._probe(item, item.probe, batch))
+                continue  # not counted: probes never reach the business's numbers
             if isinstance(item, ConversationEvent):
                 self._event(item, customer, batch)
             else:
                 outputs += self._one(item, customer, batch, debug)
             tally.passed[_channel(item)] += 1
-        if items:
-            await self._write(customers, batch)
+        rest = {k: v for k, v in customers.items() if k not in probes}  # a probe leaves no trace
+        if items and rest:
+            await self._write(rest, batch)
         tally.report()
         return outputs
+
+    def _probe(self, identified: IdentifiedMessage, mark: ProbeMark, batch: _Batch) -> Output:
+        """Decide a probe's route as a new customer's, remember nothing, report it on sb.probe.v1."""
+        facts = route.Facts(profile=CustomerProfile(customer_id=identified.customer_id),
+                            backlog=batch.backlog)
+        queue = route.decide(identified, facts, batch.policy, self._rules, batch.now).routed.queue
+        event = ProbeEvent(event_id=f"{mark.probe_id}.routed", probe_id=mark.probe_id, channel=mark.channel,
+                           kind="routed", sent_at=mark.sent_at, at=batch.now, queue=queue,
+                           seconds=max(0.0, (batch.now - mark.sent_at).total_seconds()))
+        log.info("probe routed", extra={"event_id": identified.event_id, "probe_id": mark.probe_id,
+                                        "queue": queue, "seconds": event.seconds})
+        return Output(PROBE, mark.channel.encode(), encode(event))
 
     async def confirm(self, records: Sequence[Record]) -> None:
         """Mark the batch done once Kafka acknowledged its outputs (see processors.dedupe)."""
@@ -165,10 +183,13 @@ class Brain:
         fresh = []
         for claim, before, item in zip(claims, claimed, items, strict=True):
             channel = _channel(item)
-            tally.seen[channel] += 1
+            counted = not (isinstance(item, IdentifiedMessage) and item.probe)  # probes are no traffic
+            if counted:
+                tally.seen[channel] += 1
             verdict, reason = decide_claim(claim, before)
             if verdict is Novelty.DUPLICATE:
-                tally.dropped[channel] += 1
+                if counted:
+                    tally.dropped[channel] += 1
                 log.info("duplicate dropped", extra={"event_id": item.event_id, "reason": reason})
             else:
                 fresh.append(item)
@@ -188,10 +209,9 @@ class Brain:
         conversation = routed.conversation_id
         batch.threads[thread] = conversation
         batch.thread_writes[self._stores.threads.thread_key(*thread)] = conversation
-        if outcome.new_conversation:
-            batch.opened[routed.queue] += 1
-            batch.backlog[routed.queue] = batch.backlog.get(routed.queue, 0) + 1
+        before = customer.clocks.get(conversation)
         customer.remember(outcome, batch.policy)
+        _recount(batch, before.clock if before else None, customer.clocks[conversation].clock)
         outputs = [Output(ROUTED, routed.customer_id.encode(), encode(routed))]
         if outcome.ack is not None:
             ack = acknowledgement_message(routed, outcome.ack.text)
@@ -211,11 +231,7 @@ class Brain:
             log.warning("lifecycle event for an unknown conversation", extra=context)
             return
         log.info("lifecycle " + event.kind, extra={**context, "reason": change.reason})
-        if before is not None and _waiting(before.clock) and not _waiting(change.entry.clock):
-            # answered or resolved: no longer in the queue's backlog of first responses owed
-            queue = change.summary.queue
-            batch.opened[queue] -= 1
-            batch.backlog[queue] = max(0, batch.backlog.get(queue, 0) - 1)
+        _recount(batch, before.clock if before else None, change.entry.clock)
 
     async def _write(self, customers: dict[str, CaseFile], batch: _Batch) -> None:
         s = self._stores
@@ -249,6 +265,24 @@ class Brain:
 def _waiting(clock: SlaClock) -> bool:
     """Still owed its first response: what a queue's backlog counts."""
     return not (clock.replied or clock.resolved)
+
+
+def _recount(batch: _Batch, before: SlaClock | None, after: SlaClock) -> None:
+    """Keep the queues' backlogs true: a first response owed counts in the queue of its clock.
+
+    A new conversation adds one; an answer or a resolve takes it away; a transfer (sticky
+    routing, an escalation's reassignment) moves it to the new queue.
+    """
+    was = before.queue if before is not None and _waiting(before) else None
+    now = after.queue if _waiting(after) else None
+    if was == now:
+        return
+    if was is not None:
+        batch.opened[was] -= 1
+        batch.backlog[was] = max(0, batch.backlog.get(was, 0) - 1)
+    if now is not None:
+        batch.opened[now] += 1
+        batch.backlog[now] = batch.backlog.get(now, 0) + 1
 
 
 def _channel(item: Item) -> str:

@@ -64,6 +64,8 @@ class Outcome:
     attempts: int
     thread: str
     reason: str | None
+    # passed over for want of a tool: not set up here, reported once when the policy took effect
+    unserved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,7 @@ class _Tried:
     attempts: int
     thread: str = ""
     reason: str = ""
+    unserved: bool = False
 
 
 class Courier:
@@ -93,11 +96,12 @@ class Courier:
         """Deliver to `intended`, else along its fallback chain; `reached` already has the item."""
         notes: list[str] = []
         attempts = 0
+        unserved = False
         for name in fallback_chain(intended, destinations):
             if name in reached:
                 note = "" if name == intended else f"; its fallback {name} already has it"
                 return Outcome(intended, name, True, attempts, reached[name],
-                               "; ".join(notes) + note if notes else None)
+                               "; ".join(notes) + note if notes else None, unserved)
             handoff = make(name)
             config = destinations.get(name)
             tried = await self._one(handoff, config.deadline if config else DEFAULT_DEADLINE,
@@ -105,18 +109,22 @@ class Courier:
             attempts += tried.attempts
             if tried.ok:
                 reason = "; ".join(notes) + f"; delivered to its fallback {name}" if notes else None
-                return Outcome(intended, name, True, attempts, tried.thread, reason)
+                return Outcome(intended, name, True, attempts, tried.thread, reason, unserved)
             notes.append(f"{name}: {tried.reason}")
-            log.warning("destination gave up", extra={
+            unserved = unserved or (tried.unserved and name == intended)
+            # a destination without a tool was reported once at start: no news per message
+            log.log(logging.DEBUG if tried.unserved else logging.WARNING, "destination gave up", extra={
                 "delivery_id": handoff.delivery_id, "conversation_id": handoff.card.conversation_id,
                 "destination": name, "reason": tried.reason})
-        return Outcome(intended, intended, False, attempts, "", "; ".join(notes) + "; no fallback left")
+        return Outcome(intended, intended, False, attempts, "", "; ".join(notes) + "; no fallback left",
+                       unserved)
 
     async def _one(self, handoff: Handoff, deadline: timedelta, tool: HandoffTarget | None) -> _Tried:
         """Attempts at one destination until it takes the item or is given up on."""
         name = handoff.destination
         if tool is None:
-            return _Tried(False, 0, reason=f"no agents' tool is configured for destination {name!r}")
+            return _Tried(False, 0, reason=f"no agents' tool is configured for destination {name!r}",
+                          unserved=True)
         breaker = self.breakers[name]
         give_up_at = self._clock() + deadline.total_seconds()
         attempts = 0

@@ -44,6 +44,8 @@ class Target:
     destination: str
     verdict: HandoffAction
     reason: str
+    # what the delivery's key held before the claim
+    previous: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ def outputs_for(result: Result, now: datetime) -> list[Output]:
     target, o = result.target, result.outcome
     item = target.plan.item
     reason = o.reason
-    if target.verdict is HandoffAction.REDELIVER:
+    if target.verdict in (HandoffAction.REDELIVER, HandoffAction.REPEAT):
         reason = target.reason + (f"; {reason}" if reason else "")
     receipt = HandoffReceipt(
         delivery_id=delivery_id(item.source, o.actual), conversation_id=item.conversation_id,
@@ -84,7 +86,9 @@ def outputs_for(result: Result, now: datetime) -> list[Output]:
         outputs.append(dead_letter(item.record, f"handoff to {o.intended} failed: {reason}", stage=STAGE))
     elif o.actual != o.intended:
         HANDOFF_FALLBACK.labels(o.intended).inc()
-        log.warning("handoff delivered to a fallback", extra={**extra, "actual": o.actual})
+        # a destination not set up here was reported once at start; one that failed is news
+        log.log(logging.INFO if o.unserved else logging.WARNING, "handoff delivered to a fallback",
+                extra={**extra, "actual": o.actual})
     else:
         log.info("handoff delivered", extra=extra)
     return outputs

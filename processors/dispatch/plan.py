@@ -17,6 +17,7 @@ import msgspec
 from processors.dispatch.items import Item, receipt_notice
 from processors.policy.model import Policy
 from processors.send.replies import reply_reference
+from processors.stores.results import parse_result, result
 from schemas.conversation import ConversationCard
 from schemas.routed import RoutedConversation
 
@@ -25,10 +26,12 @@ __all__ = [
     "Plan",
     "applied",
     "card_for",
+    "delivery_result",
     "delivery_verdict",
     "escalation_destinations",
     "notice_destinations",
     "plan_batch",
+    "recorded",
     "recorded_destinations",
     "route_destinations",
 ]
@@ -56,17 +59,33 @@ class HandoffAction(Enum):
     DELIVER = "deliver"
     REDELIVER = "redeliver"
     DONE = "done"
+    # this record's own result, found again after a restart: its receipt is produced again
+    REPEAT = "repeat"
 
 
-def delivery_verdict(previous: bytes | None) -> tuple[HandoffAction, str]:
-    """Judge one delivery claim from what its key held before, with the reason."""
+def delivery_result(delivered: bool, owner: str, detail: str) -> str:
+    """What a delivery's key holds once tried: the outcome, the record, and where or why."""
+    return result("delivered" if delivered else "failed", owner, detail)
+
+
+def recorded(previous: bytes) -> tuple[bool, str]:
+    """Whether a result `delivery_result` wrote was a delivery, and where to (or why not)."""
+    done = parse_result(previous)
+    return done.status == "delivered", done.detail
+
+
+def delivery_verdict(previous: bytes | None, owner: str) -> tuple[HandoffAction, str]:
+    """Judge one delivery claim by `owner` (the record) from what its key held before."""
     if previous is None:
         return HandoffAction.DELIVER, "first attempt"
     state = previous.decode(errors="replace")
     if state.startswith("delivering:"):
         return HandoffAction.REDELIVER, (f"an earlier attempt ({state[11:]}) stopped before its result; "
-                                   "delivered again with the same delivery id")
-    return HandoffAction.DONE, f"already {state.partition(':')[0]}"
+                                         "delivered again with the same delivery id")
+    done = parse_result(previous)
+    if done.by(owner):
+        return HandoffAction.REPEAT, f"{done.status} by this record before a restart"
+    return HandoffAction.DONE, f"already {done.status}"
 
 
 def _queue_destinations(queue: str, policy: Policy) -> tuple[tuple[str, ...], str]:

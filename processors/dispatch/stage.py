@@ -8,8 +8,10 @@ outcome is a HandoffReceipt on `sb.handoff.v1`; one that no destination took is 
 dead letter, an error log and `switchboard_handoff_failed_total{destination}`: the alert.
 
 At least once, with an id. Every (item, destination) is claimed in Redis
-(`delivering:<record>`) before a tool is called and marked `delivered:<where>` or
-`failed:<reason>` after, so a replayed batch delivers nothing twice. A claim still
+(`delivering:<record>`) before a tool is called and marked `delivered:<record>|<where>`
+or `failed:<record>|<reason>` after, so a replayed batch delivers nothing twice; the same
+record read again after a restart gives its receipts again (they may not have reached
+Kafka), another record of the same item gives nothing. A claim still
 `delivering:` means a worker died mid-delivery; unlike a message to a customer
 (processors.send, at most once) it is delivered again, because an agent seeing a
 conversation twice beats never seeing it, and with the same delivery id
@@ -38,7 +40,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from processors.dispatch.breaker import Breakers
-from processors.dispatch.deliver import Courier, Retry
+from processors.dispatch.deliver import Courier, Outcome, Retry
 from processors.dispatch.items import Item, receipt_item, routed_item, sla_item
 from processors.dispatch.outcome import (
     HANDOFF_FAILED,
@@ -51,7 +53,15 @@ from processors.dispatch.outcome import (
     handoff_for,
     outputs_for,
 )
-from processors.dispatch.plan import HandoffAction, Plan, applied, delivery_verdict, plan_batch
+from processors.dispatch.plan import (
+    HandoffAction,
+    Plan,
+    applied,
+    delivery_result,
+    delivery_verdict,
+    plan_batch,
+    recorded,
+)
 from processors.dispatch.tools import HandoffTarget
 from processors.metrics import BATCH_SIZE, DEADLETTERED, REDIS_ROUNDTRIPS, Tally
 from processors.policy.model import Policy
@@ -164,7 +174,7 @@ class DispatchStage:
         answers = await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
         previous = answers[0] if wanted else []
-        return [Target(p, d, *delivery_verdict(before))
+        return [Target(p, d, *delivery_verdict(before, p.item.record.owner), previous=before)
                 for (p, d), before in zip(wanted, previous, strict=True)]
 
     async def _conversation(self, conversation: str, plans: Sequence[tuple[Plan, list[Target]]],
@@ -183,6 +193,9 @@ class DispatchStage:
                     if target.verdict is HandoffAction.DONE:
                         log.info("duplicate delivery skipped", extra=context(plan, target.destination,
                                                                                target.reason))
+                        continue
+                    if target.verdict is HandoffAction.REPEAT and target.previous is not None:
+                        done.append(Result(target, _repeated(target.destination, target.previous)))
                         continue
                     outcome = await self._courier.deliver(
                         partial(handoff_for, plan, threads), target.destination, policy.destinations,
@@ -203,15 +216,17 @@ class DispatchStage:
         for run in runs:
             for d in run.done:
                 o, item = d.outcome, d.target.plan.item
+                owner = item.record.owner
                 if o.delivered:
-                    finals.append((self._delivery_key(item.source, o.intended), f"delivered:{o.actual}"))
+                    done_there = delivery_result(True, owner, o.actual)
+                    finals.append((self._delivery_key(item.source, o.intended), done_there))
                     if o.actual != o.intended:
-                        finals.append((self._delivery_key(item.source, o.actual), f"delivered:{o.actual}"))
+                        finals.append((self._delivery_key(item.source, o.actual), done_there))
                     if o.thread:
                         back.append((self._cards.tool_thread_key(o.actual, o.thread), item.conversation_id))
                 else:
                     finals.append((self._delivery_key(item.source, o.intended),
-                                   f"failed:{(o.reason or '')[:_MAX_REASON]}"))
+                                   delivery_result(False, owner, (o.reason or "")[:_MAX_REASON])))
             if run.threads:
                 threads[run.conversation] = thread_fields(run.threads)
         if not finals:
@@ -241,6 +256,13 @@ class DispatchStage:
             if d.outcome.delivered:
                 tally.passed[channel_of(d.target.plan)] += 1
         tally.report()
+
+
+def _repeated(destination: str, previous: bytes) -> Outcome:
+    """The outcome a restarted record's own earlier result recorded, for its receipt again."""
+    delivered, detail = recorded(previous)
+    return Outcome(intended=destination, actual=detail if delivered else destination, delivered=delivered,
+                   attempts=0, thread="", reason=None if delivered else detail)
 
 
 def _decode(records: Sequence[Record], outputs: list[Output]) -> list[Item]:

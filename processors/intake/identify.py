@@ -57,13 +57,15 @@ NEW, KNOWN, LINKED = "new", "known", "linked"
 MAX_EVIDENCE_CHARS = 500
 _QUOTE_CHARS = 80
 _CHAT_SESSION_CHARS = 200
-_KINDS: dict[str, IdentityKind] = {"email": "email", "phone": "phone", "x": "x", "chat": "chat"}
+_KINDS: dict[str, IdentityKind] = {"email": "email", "phone": "phone", "x": "x", "xid": "xid",
+                                   "chat": "chat"}
+_X_USER_ID_DIGITS = 19
 
 
 
 
 def parse_identity(raw: str) -> Identity:
-    """Read `ada@example.com`, `+14155550100`, `@ada_x` or a `kind:value` such as `chat:s_81f`."""
+    """Read `ada@example.com`, `+14155550100`, `@ada_x` or a `kind:value` such as `chat:s_81f`, `xid:12`."""
     text = raw.strip()
     kind, sep, value = text.partition(":")
     if not sep or kind not in _KINDS:
@@ -72,6 +74,10 @@ def parse_identity(raw: str) -> Identity:
         if not value or len(value) > _CHAT_SESSION_CHARS or any(c.isspace() for c in value):
             raise ParseError(f"chat session {value[:80]!r} is empty, too long or has spaces")
         return Identity(kind="chat", value=value)
+    if kind == "xid":
+        if not value.isascii() or not value.isdigit() or len(value) > _X_USER_ID_DIGITS:
+            raise ParseError(f"{value[:80]!r} is not an X user id")
+        return Identity(kind="xid", value=value)
     identity = parse_sender(f"@{value}" if kind == "x" and not value.startswith("@") else value)
     if identity.kind != kind:
         raise ParseError(f"{value[:80]!r} is not a valid {kind} identity")

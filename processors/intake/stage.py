@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
+import msgspec
 from redis.asyncio import Redis
 
 from processors.intake import dedupe, evidence, identify
@@ -27,6 +28,7 @@ from processors.stores.identities import IdentityStore
 from schemas.codec import encode
 from schemas.identified import IdentifiedMessage
 from schemas.inbound import InboundMessage
+from schemas.probe import ProbeMark, find_mark
 from schemas.routed import Decision
 from schemas.topics import DELIVERY, IDENTIFIED, IDENTITY, OUTBOUND
 
@@ -45,6 +47,15 @@ def identified_message(message: InboundMessage, customer_id: str, dedupe_reason:
         event_id=message.event_id, customer_id=customer_id, message=message,
         identified_at=datetime.now(UTC),
         decisions=(Decision(stage="dedupe", outcome="new", reasons=(dedupe_reason,)), identified))
+
+
+def _probe(message: InboundMessage, mark: ProbeMark, dedupe_reason: str) -> Output:
+    """A probe goes on to the brain under its channel's probe customer, never identified or linked."""
+    customer = f"probe:{mark.channel}"  # no customer id has a colon: it cannot meet a real one
+    identified = Decision(stage="identify", outcome="probe",
+                          reasons=(f"synthetic probe {mark.probe_id}: signed marker verified",))
+    return Output(IDENTIFIED, customer.encode(), encode(msgspec.structs.replace(
+        identified_message(message, customer, dedupe_reason, identified), probe=mark)))
 
 
 class Intake:
@@ -76,13 +87,19 @@ class Intake:
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
         lookups = self._identities.parse_lookup(looked_up)
         tally = Tally(STAGE)
+        now = datetime.now(UTC)
         new: list[tuple[InboundMessage, str]] = []
         passed: list[tuple[InboundMessage, str]] = []
         answers: list[tuple[Record, InboundMessage, str]] = []
         for (record, message), claim, previous, sighting, lookup in zip(
                 decoded, claims, claimed, sightings, lookups, strict=True):
-            tally.seen[message.channel] += 1
+            mark = find_mark(message.text, message.channel, self._token_key, now)
             verdict, reason = dedupe.decide(claim, previous)
+            if mark is not None:  # a probe of ours: not a customer, never counted as one
+                if verdict is not dedupe.Novelty.DUPLICATE:
+                    outputs.append(_probe(message, mark, reason))
+                continue
+            tally.seen[message.channel] += 1
             if verdict is dedupe.Novelty.DUPLICATE:
                 tally.dropped[message.channel] += 1
                 log.info("duplicate dropped", extra={"event_id": message.event_id, "reason": reason})

@@ -12,9 +12,10 @@ from typing import Literal
 from processors.policy.model import GuardRule
 from schemas.outbound import GuardFlag
 
-__all__ = ["GuardAction", "check", "verdict"]
+__all__ = ["COLLISION", "GuardAction", "check", "collision", "verdict"]
 
 GuardAction = Literal["send", "warn", "hold"]
+COLLISION = "collision"
 
 
 def check(text: str, rules: Sequence[GuardRule], *, resolved: bool) -> tuple[GuardFlag, ...]:
@@ -28,6 +29,14 @@ def check(text: str, rules: Sequence[GuardRule], *, resolved: bool) -> tuple[Gua
         if matched:
             flags.append(GuardFlag(rule=rule.name, action=rule.action, matched=matched, reason=rule.reason))
     return tuple(flags)
+
+
+def collision(author: str | None, agent: str | None) -> GuardFlag | None:
+    """A warning when another agent already answers the conversation this reply is for."""
+    if not author or not agent or author == agent:
+        return None
+    return GuardFlag(rule=COLLISION, action="warn", matched=(agent,),
+                     reason=f"{agent} is already answering this conversation")
 
 
 def verdict(flags: Iterable[GuardFlag]) -> GuardAction:

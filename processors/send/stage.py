@@ -1,10 +1,13 @@
 """Send: every message to a customer sent at most once, guarded, and a receipt for each.
 
-The reply id is claimed in Redis (`sending:<record>`) before the send and marked
-`sent:`/`failed:`/`held:` after. A message whose claim is already final is a duplicate
-and is skipped. A claim still `sending` means an earlier attempt died between claim and
-result: the send may or may not have happened, so it is reported `uncertain` for a
-person to check, never blindly sent again.
+A batch claims its reply ids in Redis as `queued:<record>` in one round trip; just before
+one reply goes to its channel its claim moves to `sending:<record>`, and after, to its
+result (`sent:`/`failed:`/`held:` + the record). So a worker killed mid-batch leaves
+`sending` only on the replies it was actually sending: those may or may not have gone
+out and are reported `uncertain` for a person to check, never blindly sent again. Its
+`queued` replies were never tried and are sent by the next attempt. A result written by
+this very record (a restart after the results, before the receipts were produced) gives
+its receipt again; a result of another record is a duplicate and is skipped.
 
 An agent's reply first passes the policy's reply guard: a `hold` rule keeps it from the
 customer (the receipt tells the agent why), a `warn` rule lets it go with the flag. Once
@@ -20,19 +23,22 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from typing import cast
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from processors.metrics import REDIS_ROUNDTRIPS, Tally
 from processors.policy.model import Policy
-from processors.send import guard
+from processors.send import first_reply, guard
 from processors.send.ratelimit import RateLimits
 from processors.stage import Output, Record, decode_records
-from processors.stores.bulk import queue_claim_many, queue_set_many
+from processors.stores.bulk import queue_set_many, queue_take_many
 from processors.stores.cards import CardStore
+from processors.stores.results import parse_result, result
 from schemas.codec import encode
 from schemas.conversation import ConversationCard, ConversationEvent
-from schemas.errors import SwitchboardError
+from schemas.errors import SwitchboardError, TransientError
 from schemas.outbound import DeliveryReceipt, DeliveryStatus, GuardFlag, OutboundMessage
 from schemas.topics import CONVERSATION, DELIVERY
 
@@ -42,6 +48,15 @@ STAGE = "send"
 log = logging.getLogger(__name__)
 SendFn = Callable[[OutboundMessage], Awaitable[DeliveryReceipt]]
 _SOLVED = frozenset({"resolved", "closed"})
+QUEUED, SENDING = "queued:", "sending:"
+# this attempt's own queued claim becomes `sending`; anything else there means another attempt
+_TO_SENDING = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+"""
 
 
 class SendAction(Enum):
@@ -50,17 +65,28 @@ class SendAction(Enum):
     SEND = "send"
     DUPLICATE = "duplicate"
     UNCERTAIN = "uncertain"
+    # this record's own result, found again after a restart: its receipt is produced again
+    REPEAT = "repeat"
 
 
-def decide(previous: bytes | None) -> tuple[SendAction, str]:
-    """Judge one claim from what the reply's key held before it, with the reason."""
+def decide(previous: bytes | None, owner: str) -> tuple[SendAction, str]:
+    """Judge one claim by `owner` (the record) from what the reply's key held before it."""
     if previous is None:
         return SendAction.SEND, "first attempt"
     state = previous.decode()
-    if state.startswith("sending:"):
-        return SendAction.UNCERTAIN, (f"an earlier attempt ({state[8:]}) stopped between claim and "
-                                   "result; it may have been sent, so it is not sent again")
-    return SendAction.DUPLICATE, f"already {state.partition(':')[0]}"
+    if state.startswith(QUEUED):
+        return SendAction.SEND, f"an earlier attempt ({state[len(QUEUED):]}) stopped before sending it"
+    if state.startswith(SENDING):
+        return SendAction.UNCERTAIN, (f"an earlier attempt ({state[len(SENDING):]}) stopped between send "
+                                      "and result; it may have been sent, so it is not sent again")
+    done = parse_result(previous)
+    if done.by(owner):
+        return SendAction.REPEAT, f"{done.status} by this record before a restart"
+    return SendAction.DUPLICATE, f"already {done.status}"
+
+
+class _NotTried:
+    """A reply this attempt could not move to `sending` because Redis failed: the next one sends it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +96,7 @@ class _Claimed:
     verdict: SendAction
     reason: str
     card: ConversationCard | None = None
+    previous: bytes | None = None
 
 
 class SendStage:
@@ -94,67 +121,84 @@ class SendStage:
         if not decoded:
             return outputs
         claimed = await self._claim(decoded)
-        receipts = await asyncio.gather(*(self._one(c) for c in claimed))
+        attempts = await asyncio.gather(*(self._one(c) for c in claimed))
         tally = Tally(STAGE)
         for c in claimed:
             tally.seen[c.message.channel] += 1
             counts = tally.dropped if c.verdict is SendAction.DUPLICATE else tally.passed
             counts[c.message.channel] += 1
         tally.report()
-        final = [(self._prefix + c.message.reply_id, f"{receipt.status}:{receipt.reason or ''}")
-                 for c, receipt in zip(claimed, receipts, strict=True)
-                 if receipt is not None and c.verdict is SendAction.SEND]
+        final = [(self._prefix + c.message.reply_id, result(r.status, c.record.owner, r.reason))
+                 for c, r in zip(claimed, attempts, strict=True)
+                 if isinstance(r, DeliveryReceipt) and c.verdict is SendAction.SEND]
         if final:
             pipe = self._redis.pipeline(transaction=False)
             queue_set_many(pipe, final, self._ttl)
             await pipe.execute()
             REDIS_ROUNDTRIPS.labels(STAGE).inc()
-        for c, receipt in zip(claimed, receipts, strict=True):
-            if receipt is None:
+        if any(isinstance(r, _NotTried) for r in attempts):
+            # the results above stand; the batch runs again, sending what is still queued
+            # and giving the receipts of what was sent (REPEAT)
+            raise TransientError("could not mark replies as sending")
+        for c, receipt in zip(claimed, attempts, strict=True):
+            if not isinstance(receipt, DeliveryReceipt):
                 continue
             outputs.append(Output(DELIVERY, receipt.conversation_id.encode(), encode(receipt)))
             event = _answered(c, receipt)
             if event is not None:
                 outputs.append(Output(CONVERSATION, event.customer_id.encode(), encode(event)))
+                first_reply.observe(c.card, receipt, self._policy(), c.message.author)
         return outputs
 
     async def _claim(self, decoded: Sequence[tuple[Record, OutboundMessage]]) -> list[_Claimed]:
         """Claim every reply and read the conversations' cards, in one round trip."""
+        # a reply twice in one batch is claimed by its first record only
+        first: dict[str, Record] = {}
+        for record, message in decoded:
+            first.setdefault(message.reply_id, record)
         pipe = self._redis.pipeline(transaction=False)
-        queue_claim_many(pipe, [self._prefix + m.reply_id for _, m in decoded],
-                         [f"sending:{r.owner}" for r, _ in decoded], self._ttl)
+        queue_take_many(pipe, [self._prefix + reply_id for reply_id in first],
+                        [QUEUED + r.owner for r in first.values()], QUEUED, self._ttl)
         wanted = sorted({m.conversation_id for _, m in decoded})
         self._cards.queue_read(pipe, wanted)
         previous, *more = await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
         cards = dict(zip(wanted, self._cards.parse_read(more[0]), strict=True))
-        claimed, seen = [], set()
-        for (record, message), before in zip(decoded, previous, strict=True):
-            card = cards.get(message.conversation_id)
-            if message.reply_id in seen:  # the claim above is this batch's own
+        before = dict(zip(first, previous, strict=True))
+        claimed = []
+        for record, message in decoded:
+            if first[message.reply_id] is not record:
                 claimed.append(_Claimed(record, message, SendAction.DUPLICATE, "repeated in one batch"))
                 continue
-            seen.add(message.reply_id)
-            claimed.append(_Claimed(record, message, *decide(before), card=card))
+            held = before[message.reply_id]
+            claimed.append(_Claimed(record, message, *decide(held, record.owner),
+                                    card=cards.get(message.conversation_id), previous=held))
         return claimed
 
     def _flags(self, claimed: _Claimed) -> tuple[GuardFlag, ...]:
-        """The reply guard's flags on an agent's reply; machines' own messages are not guarded."""
+        """The reply guard's flags on an agent's reply, and a collision warning; not on machines' own."""
         if claimed.message.kind != "agent_reply":
             return ()
-        solved = claimed.card is not None and claimed.card.status in _SOLVED
-        return guard.check(claimed.message.text, self._policy().guard, resolved=solved)
+        card = claimed.card
+        solved = card is not None and card.status in _SOLVED
+        flags = guard.check(claimed.message.text, self._policy().guard, resolved=solved)
+        # two agents answering one customer: the second one's tool is told
+        crossed = guard.collision(claimed.message.author, card.agent if card else None)
+        return (*flags, crossed) if crossed else flags
 
-    async def _one(self, claimed: _Claimed) -> DeliveryReceipt | None:
+    async def _sending(self, claimed: _Claimed) -> bool:
+        """Move this attempt's queued claim to `sending`; False when another attempt holds it."""
+        owner = claimed.record.owner
+        moved = await self._redis.eval(_TO_SENDING, 1, self._prefix + claimed.message.reply_id,
+                                       QUEUED + owner, SENDING + owner)
+        return bool(moved)
+
+    async def _one(self, claimed: _Claimed) -> DeliveryReceipt | _NotTried | None:
         message = claimed.message
         context = {"reply_id": message.reply_id, "conversation_id": message.conversation_id,
                    "channel": message.channel}
-        if claimed.verdict is SendAction.DUPLICATE:
-            log.info("duplicate reply skipped", extra={**context, "reason": claimed.reason})
-            return None
-        if claimed.verdict is SendAction.UNCERTAIN:
-            log.error("reply send uncertain", extra={**context, "reason": claimed.reason})
-            return _receipt(message, "uncertain", claimed.reason)
+        if claimed.verdict is not SendAction.SEND:
+            return _settled(claimed, context)
         flags = self._flags(claimed)
         if guard.verdict(flags) == "hold":
             reason = "held by the reply guard: " + "; ".join(
@@ -169,17 +213,44 @@ class SendStage:
         async with self._limit:
             await self._rates.acquire(message.channel)
             try:
-                receipt = await sender(message)
-            except SwitchboardError as e:
-                receipt = _receipt(message, "failed", e.reason)
-            except Exception as e:  # noqa: BLE001 - one reply's surprise must not stop the others
-                # the sender did not say how far it got: never send it again, and say so
-                log.error("sender raised", extra={**context, "error": repr(e)})
-                receipt = _receipt(message, "uncertain", f"the {message.channel} sender failed "
-                                   f"unexpectedly ({type(e).__name__}); not sent again")
+                if not await self._sending(claimed):
+                    reason = "another attempt took this reply over; it may have been sent"
+                    log.error("reply send uncertain", extra={**context, "reason": reason})
+                    return _receipt(message, "uncertain", reason)
+            except (RedisError, TimeoutError) as e:
+                log.warning("could not mark a reply as sending", extra={**context, "error": repr(e)})
+                return _NotTried()
+            receipt = await _attempt(sender, message, context)
         receipt = _completed(receipt, message, flags)
         log.info("reply " + receipt.status, extra={**context, "reason": receipt.reason})
         return receipt
+
+
+def _settled(claimed: _Claimed, context: dict[str, str]) -> DeliveryReceipt | None:
+    """What a reply that is not ours to send gets: nothing, `uncertain`, or its receipt again."""
+    message = claimed.message
+    if claimed.verdict is SendAction.UNCERTAIN:
+        log.error("reply send uncertain", extra={**context, "reason": claimed.reason})
+        return _receipt(message, "uncertain", claimed.reason)
+    if claimed.verdict is SendAction.REPEAT and claimed.previous is not None:
+        done = parse_result(claimed.previous)
+        log.info("reply receipt repeated", extra={**context, "reason": claimed.reason})
+        return _receipt(message, cast(DeliveryStatus, done.status), done.detail or None)
+    log.info("duplicate reply skipped", extra={**context, "reason": claimed.reason})
+    return None
+
+
+async def _attempt(sender: SendFn, message: OutboundMessage, context: dict[str, str]) -> DeliveryReceipt:
+    """One send; any failure is this reply's receipt, never the batch's exception."""
+    try:
+        return await sender(message)
+    except SwitchboardError as e:
+        return _receipt(message, "failed", e.reason)
+    except Exception as e:  # noqa: BLE001 - one reply's surprise must not stop the others
+        # the sender did not say how far it got: never send it again, and say so
+        log.error("sender raised", extra={**context, "error": repr(e)})
+        return _receipt(message, "uncertain", f"the {message.channel} sender failed "
+                        f"unexpectedly ({type(e).__name__}); not sent again")
 
 
 def _completed(receipt: DeliveryReceipt, message: OutboundMessage,
@@ -192,7 +263,7 @@ def _completed(receipt: DeliveryReceipt, message: OutboundMessage,
         kind=message.kind, customer_id=customer, flags=flags)
 
 
-def _receipt(message: OutboundMessage, status: DeliveryStatus, reason: str,
+def _receipt(message: OutboundMessage, status: DeliveryStatus, reason: str | None,
              flags: tuple[GuardFlag, ...] = ()) -> DeliveryReceipt:
     return DeliveryReceipt(reply_id=message.reply_id, conversation_id=message.conversation_id,
                            channel=message.channel, status=status, at=datetime.now(UTC),

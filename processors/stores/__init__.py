@@ -22,7 +22,7 @@ stage that changes a family (decision 0005); anyone may read. TTLs come from set
 | `sla-due` | sorted set: clock → next due time | brain; SLA watch | none |
 | `lifecycle-due` | sorted set: follow-ups and closes | brain; lifecycle watch | none |
 | `backlog` | hash: queue → open conversations | brain | none |
-| `reply:<reply id>` | `sending:<record>`, then its outcome | send (send/stage.py) | dedupe |
-| `handoff:<delivery id>` | `delivering:<record>`, then its outcome | dispatch (dispatch/stage) | dedupe |
+| `reply:<reply id>` | `queued:`/`sending:<record>`, then outcome + record | send (send/stage.py) | dedupe |
+| `handoff:<delivery id>` | `delivering:<record>`, then outcome + record | dispatch | dedupe |
 | `cursor:<source>` | a source's checkpoint (IMAP UID, ...) | the edge (cursors.py) | none |
 """

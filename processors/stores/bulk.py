@@ -12,38 +12,50 @@ from typing import Any
 
 __all__ = [
     "CLAIM_MANY", "READ_EACH", "SET_MANY", "queue_claim_many", "queue_read_each", "queue_set_many",
+    "queue_take_many",
 ]
 
+# SET key value [EX ttl]: no TTL when ttl is 0
+_PUT = """
+local function put(key, value, ttl)
+  if ttl > 0 then
+    redis.call('SET', key, value, 'EX', ttl)
+  else
+    redis.call('SET', key, value)
+  end
+end
+"""
+
 # SET key value NX [EX ttl] for every key; returns what each key held before (nil = claimed)
-CLAIM_MANY = """
+CLAIM_MANY = _PUT + """
 local ttl = tonumber(ARGV[1])
 local out = {}
 for i, key in ipairs(KEYS) do
   local previous = redis.call('GET', key)
-  if previous then
-    out[i] = previous
-  else
-    if ttl > 0 then
-      redis.call('SET', key, ARGV[i + 1], 'EX', ttl)
-    else
-      redis.call('SET', key, ARGV[i + 1])
-    end
-    out[i] = false
-  end
+  if not previous then put(key, ARGV[i + 1], ttl) end
+  out[i] = previous or false
+end
+return out
+"""
+
+# CLAIM_MANY, but a key still holding a claim that starts with ARGV[2] (a weak, "nothing
+# done yet" claim) is taken over too; returns what each key held before
+TAKE_MANY = _PUT + """
+local ttl = tonumber(ARGV[1])
+local weak = ARGV[2]
+local out = {}
+for i, key in ipairs(KEYS) do
+  local previous = redis.call('GET', key)
+  if not previous or string.sub(previous, 1, #weak) == weak then put(key, ARGV[i + 2], ttl) end
+  out[i] = previous or false
 end
 return out
 """
 
 # SET key value [EX ttl] for every key
-SET_MANY = """
+SET_MANY = _PUT + """
 local ttl = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  if ttl > 0 then
-    redis.call('SET', key, ARGV[i + 1], 'EX', ttl)
-  else
-    redis.call('SET', key, ARGV[i + 1])
-  end
-end
+for i, key in ipairs(KEYS) do put(key, ARGV[i + 1], ttl) end
 return #KEYS
 """
 
@@ -52,6 +64,12 @@ def queue_claim_many(pipe: Any, keys: Sequence[str], values: Sequence[str | byte
                      ttl_seconds: int = 0) -> None:
     """Queue one claim of many keys; its answer lists each key's previous value or None."""
     pipe.eval(CLAIM_MANY, len(keys), *keys, ttl_seconds, *values)
+
+
+def queue_take_many(pipe: Any, keys: Sequence[str], values: Sequence[str | bytes], weak: str,
+                    ttl_seconds: int = 0) -> None:
+    """Queue one claim of many keys that also takes over claims starting with `weak`."""
+    pipe.eval(TAKE_MANY, len(keys), *keys, ttl_seconds, weak, *values)
 
 
 def queue_set_many(pipe: Any, pairs: Sequence[tuple[str, str | bytes]], ttl_seconds: int = 0) -> None:

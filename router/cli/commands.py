@@ -7,9 +7,11 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
+from router.cli import probe
 from router.http.integrations import SCOPES
 from router.settings import Settings, load
 from schemas.errors import SwitchboardError
@@ -30,9 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="stream processors only (health and metrics on HTTP)")
     worker.add_argument("--http-port", type=int, help="health/metrics port (0: any free port)")
 
-    stack = sub.add_parser("stack", help="the local Kafka, Redis and IMAP under .local/")
+    stack = sub.add_parser("stack", help="the local Kafka and Redis (and mail: IMAP, SMTP) under .local/")
     stack.add_argument("action", choices=["up", "down", "status"])
-    stack.add_argument("--with-imap", action="store_true", help="also start Dovecot IMAP")
+    stack.add_argument("--with-imap", action="store_true",
+                       help="also start the mail system: Dovecot IMAP and the SMTP relay into it")
 
     sub.add_parser("export-schemas",
                    help="write JSON Schema of every topic to schemas/json/ and docs/openapi.json")
@@ -74,6 +77,17 @@ def _parser() -> argparse.ArgumentParser:
     whatif.add_argument("--limit", type=int, help="at most this many records")
     whatif.add_argument("--json", action="store_true", help="one JSON document instead of tables")
 
+    digest = sub.add_parser(
+        "digest", help="volumes, sentiment, repeats, breaches, held replies and follow-ups of a window",
+        description="Summarises the routed, SLA, conversation and delivery events of a window: volumes "
+        "by intent, queue and channel, the sentiment trend, repeat contacts, the top breach causes, "
+        "replies the guard held and follow-up outcomes. Reads only; --publish also puts the digest "
+        "on sb.insights.v1.")
+    digest.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
+    digest.add_argument("--format", choices=["text", "json", "csv"], default="text",
+                        help="a readable report (default), one JSON document, or CSV rows")
+    digest.add_argument("--publish", action="store_true", help="also put it on sb.insights.v1")
+
     desk = sub.add_parser(
         "desk", help="a local agents' desk: receive the router's webhooks and print them",
         description="Listens where deploy/policy.example.yaml delivers (helpdesk-webhook; pager-webhook "
@@ -83,13 +97,35 @@ def _parser() -> argparse.ArgumentParser:
     desk.add_argument("--pager-port", type=int, default=18091, help="pager port (default 18091)")
     desk.add_argument("--api-url", default="http://127.0.0.1:18080",
                       help="the router's HTTP API, for the curl lines")
+    for recorded in (run, worker, desk):
+        recorded.add_argument("--pid-file", type=Path, help="write this process's PID here (make run)")
 
+    _local_commands(sub)
+    probe.add_parser(sub)
     tail = sub.add_parser("tail", help="print a topic's events as JSON lines")
     tail.add_argument("topic", help="routed, inbound, deadletter, outbound, delivery")
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--count", type=int, help="stop after this many events")
     tail.add_argument("--timeout", type=float, help="stop after this many seconds")
     return p
+
+
+def _local_commands(sub: Any) -> None:
+    """The commands of a local desk: stop what `make run` started, send and read its mail."""
+    stop = sub.add_parser("stop", help="stop the processes PID files name (what `--pid-file` wrote)",
+                          description="Signals a process only while it is the one that wrote the file "
+                          "(same PID, same start time); `make stop` uses it.")
+    stop.add_argument("files", nargs="+", metavar="PIDFILE")
+    mail = sub.add_parser("mail", help="send mail to support, or read a mailbox, on the local stack")
+    mail_sub = mail.add_subparsers(dest="mail_command", required=True, metavar="ACTION")
+    send = mail_sub.add_parser("send", help="mail support@example.com through the stack's SMTP server")
+    send.add_argument("text", help="the message")
+    send.add_argument("--from", dest="sender", default="ada@example.com", help="default ada@example.com")
+    send.add_argument("--subject", default="Hello support")
+    send.add_argument("--to", default="support@example.com")
+    read = mail_sub.add_parser("read", help="print a mailbox of the stack's Dovecot (a customer's)")
+    read.add_argument("address", help="e.g. ada@example.com")
+    read.add_argument("--password", default="customer", help="customers' mailboxes: customer")
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -148,10 +184,28 @@ def _whatif(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _digest(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from router.cli.digest import digest, publish
+    from router.cli.whatif import parse_since
+    from router.insights.render import as_csv, as_json, as_text
+
+    found = asyncio.run(digest(settings, parse_since(args.since), datetime.now(UTC)))
+    if args.publish:
+        asyncio.run(publish(settings, found))
+    if args.format == "json":
+        print(json.dumps(as_json(found), indent=2))
+    else:
+        sys.stdout.write(as_csv(found) if args.format == "csv" else as_text(found) + "\n")
+    return 0
+
+
 def _stack(settings: Settings, args: argparse.Namespace) -> int:
     from devtools import stack
 
-    services = ("kafka", "redis", "imap") if args.with_imap else ("kafka", "redis")
+    services = (*stack.DEFAULT_SERVICES, *(stack.MAIL_SERVICES if args.with_imap else ()))
     if args.action == "up":
         statuses = stack.up(settings, services)
     elif args.action == "down":
@@ -210,20 +264,37 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_settings(args: argparse.Namespace) -> int:
-    overrides = {"http_port": args.http_port} if getattr(args, "http_port", None) is not None else {}
-    settings = load(**overrides)
-    if args.command in ("run", "worker"):
-        from router.service import run_worker
+def _mail(settings: Settings, args: argparse.Namespace) -> int:
+    from devtools import mail
 
-        run_worker(settings, edge=args.command == "run")
+    if args.mail_command == "send":
+        sent = mail.send(settings, sender=args.sender, text=args.text, subject=args.subject, to=args.to)
+        print(f"sent {sent} to {args.to}")
         return 0
-    if args.command == "stack":
-        return _stack(settings, args)
-    if args.command == "publish":
-        return _publish(settings, args)
-    if args.command == "whatif":
-        return _whatif(settings, args)
+    shown = 0
+    for shown, block in enumerate(mail.read(settings, args.address, args.password), 1):
+        print(f"── {shown} " + "─" * 60 + f"\n{block}")
+    if not shown:
+        print(f"{args.address}: no mail yet")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from router.pidfile import stop
+
+    for file in args.files:
+        print(stop(Path(file)))
+    return 0
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from router.service import run_worker
+
+    run_worker(settings, edge=args.command == "run")
+    return 0
+
+
+def _tail(settings: Settings, args: argparse.Namespace) -> int:
     from router.cli.tail import run
 
     run(settings, args.topic, from_beginning=args.from_beginning, count=args.count,
@@ -231,11 +302,24 @@ def _with_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+_WITH_SETTINGS = {"run": _run, "worker": _run, "stack": _stack, "publish": _publish, "whatif": _whatif,
+                  "mail": _mail, "probe": probe.run, "tail": _tail, "digest": _digest}
+
+
+def _with_settings(args: argparse.Namespace) -> int:
+    overrides = {"http_port": args.http_port} if getattr(args, "http_port", None) is not None else {}
+    return _WITH_SETTINGS[args.command](load(**overrides), args)
+
+
 _OFFLINE = {"explain": _explain, "policy": _policy, "export-schemas": _export_schemas, "token": _token,
-            "desk": _desk}
+            "desk": _desk, "stop": _stop}
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "pid_file", None) is not None:
+        from router.pidfile import record
+
+        record(args.pid_file)  # first: `make stop` finds a process that is still starting
     return _OFFLINE.get(args.command, _with_settings)(args)
 
 

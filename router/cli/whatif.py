@@ -37,8 +37,9 @@ from schemas.codec import decode
 from schemas.errors import ParseError, SwitchboardError, TransientError
 from schemas.identified import CustomerProfile
 from schemas.inbound import InboundMessage
+from schemas.probe import find_mark
 from schemas.routed import RoutedConversation
-from schemas.topics import INBOUND
+from schemas.topics import INBOUND, TopicSpec
 
 __all__ = [
     "AS_IF_NEW",
@@ -297,6 +298,8 @@ def routable(values: Iterable[bytes | None], rules: thread.ThreadRules,
             skipped["bounce"] += 1
         elif answered_conversation(message, rules.token_key, our_domains) is not None:
             skipped["agent answer"] += 1
+        elif find_mark(message.text, message.channel, rules.token_key, message.received_at) is not None:
+            skipped["probe"] += 1  # judged fresh as of its arrival, as intake judged it
         else:
             messages.append(message)
         seen.add(message.event_id)
@@ -319,9 +322,9 @@ async def _partitions(settings: Settings, topic: str) -> list[int]:
 
 
 async def read_window(settings: Settings, since: datetime, limit: int | None,
-                      timeout: float = 30.0) -> tuple[str, list[bytes | None]]:
-    """Record values on the inbound topic from `since` to the ends found now; commits nothing."""
-    topic = settings.topic(INBOUND)
+                      timeout: float = 30.0, spec: TopicSpec = INBOUND) -> tuple[str, list[bytes | None]]:
+    """Record values on a topic (inbound unless told) from `since` to the ends found now; commits nothing."""
+    topic = settings.topic(spec)
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
     values: list[bytes | None] = []
     try:

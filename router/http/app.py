@@ -1,7 +1,7 @@
 """The edge's whole HTTP API in one application: what `switchboard run` serves.
 
 Health and metrics, every configured connector's routes (through the router's Edge),
-the customers and conversations APIs, and the OpenAPI document. Building it does no
+the customers and conversations APIs, the live dashboard, and the OpenAPI document. Building it does no
 I/O: Redis and Kafka are reached only when a request comes.
 """
 
@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from processors.policy.model import Policy
 from router.edge import Publisher, RouterEdge
-from router.http import conversations, customers, openapi
+from router.http import conversations, customers, dashboard, openapi
 from router.http.customers import PublishLink
 from router.http.integrations import Integrations
 from router.http.server import Check, build_app, connector_routes
@@ -30,8 +30,10 @@ def edge_app(settings: Settings, checks: dict[str, Check], *, publish: Publisher
     access = Integrations.from_settings(settings)
     edge = RouterEdge(settings, publish, redis, policy, access)
     app = build_app(settings, checks, connector_routes(settings, edge))
+    app.cleanup_ctx.append(edge.releasing)
     customers.add_routes(app, redis, publish_link, policy().tiers, access.caller_of,
                          namespace=f"{settings.topic_prefix}sb", history_cap=settings.history_cap)
     conversations.add_routes(app, settings, redis, publish, access)
+    dashboard.add_routes(app, dashboard.Dashboard(settings, redis, policy, access))
     openapi.add_route(app)
     return app

@@ -50,6 +50,7 @@ Scope = Literal[
     "conversations:write",  # replies, resolve, notes
     "customers:read",       # GET /v1/customers/{id}
     "customers:write",      # links, tiers, the CSV import
+    "dashboard:read",       # GET /v1/dashboard and its events
 ]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 # the caller name of every SB_API_TOKENS token; reserved, no integration may take it

@@ -291,6 +291,25 @@ def _operations() -> dict[str, Any]:
             "content": {"text/plain": {"schema": {"type": "string"}}}}})},
         "/v1/openapi.json": {"get": _operation("This document", None, {
             "200": _json({"type": "object"}, "The OpenAPI 3.1 document.")})},
+        **_dashboard(),
+    }
+
+
+def _dashboard() -> dict[str, Any]:
+    page = {"content": {"text/html": {"schema": {"type": "string"}}}}
+    snapshot = _json({"type": "object"}, "The dashboard's snapshot (README: Dashboard).")
+    return {
+        "/dashboard": {"get": _operation("The live dashboard page (no data without a token)", None, {
+            "200": {"description": "The page.", **page}})},
+        "/dashboard/{file}": {"get": _operation("The dashboard's script and style sheet", None, {
+            "200": {"description": "dashboard.js or dashboard.css."}, **_errors(404)},
+            parameters=(_path_param("file", r"^dashboard\.(js|css)$", "the asset"),))},
+        "/v1/dashboard": {"get": _operation("The dashboard's snapshot", "dashboard:read", {"200": snapshot})},
+        "/v1/dashboard/events": {"get": _operation(
+            "The dashboard's snapshots as server-sent events", "dashboard:read",
+            {"200": {"description": "`event: snapshot` lines whose data is the snapshot; the stream "
+                     "ends before the request deadline and the client reconnects.",
+                     "content": {"text/event-stream": {"schema": {"type": "string"}}}}})},
     }
 
 

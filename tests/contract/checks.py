@@ -7,7 +7,7 @@ half of the contract alone; the router's own Edge is exercised end to end in tes
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel, SecretStr
 
-from connectors.routes import Refusal
+from connectors.routes import HoldState, Outlook, Refusal
 from connectors.spec import ConnectorSpec, ToolSpec
 from router.http.server import build_app
 from router.settings import Settings
@@ -31,6 +31,10 @@ TOKEN = "contract-token"
 HOSTILE = [b"", b"\xff\xfe\x00\x01", b"{" * 100_000, b"[" * 50_000 + b"]" * 50_000,
            b"A" * 3_000_000, "\u202e\U0001f4a3".encode() * 10_000]
 PARSE_SECONDS = 5.0
+# a stub edge's customer: open now, answered within the hour
+_NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+OUTLOOK = Outlook(tier="standard", open_now=True, opens=_NOW, expected=_NOW.replace(hour=11),
+                  opens_text="Mon 02 Mar, 10:00 UTC", expected_text="Mon 02 Mar, 11:00 UTC")
 
 
 class StubEdge:
@@ -39,6 +43,7 @@ class StubEdge:
     def __init__(self) -> None:
         self.accepted: list[InboundMessage] = []
         self.replies: list[tuple[str, str]] = []
+        self.held: dict[str, tuple[HoldState, InboundMessage]] = {}
 
     def caller(self, request: web.Request, scope: str) -> str:
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -50,6 +55,9 @@ class StubEdge:
 
     def destinations(self, kind: str) -> dict[str, Any]:
         return {}
+
+    async def outlook(self, channel: str, identity: str) -> Outlook:
+        return OUTLOOK
 
     async def conversation_of(self, destination: str, reference: str) -> ConversationCard | None:
         return None
@@ -63,6 +71,20 @@ class StubEdge:
 
     async def receipt(self, receipt: DeliveryReceipt) -> None:
         self.replies.append((receipt.conversation_id, receipt.reply_id))
+
+    async def hold(self, key: str, message: InboundMessage, *, after: timedelta,
+                   replace: bool = True) -> HoldState:
+        before = self.held.get(key, ("new", message))[0]
+        if before == "new" or (before == "held" and replace):
+            self.held[key] = ("held", message)
+        return before
+
+    async def settle(self, key: str, message: InboundMessage) -> HoldState:
+        before = self.held.get(key, ("new", message))[0]
+        if before in ("new", "held"):
+            self.held[key] = ("settled", message)
+            self.accepted.append(message)
+        return before
 
 
 def settings_section(spec: ConnectorSpec[Any] | ToolSpec[Any, Any]) -> None:
@@ -117,7 +139,9 @@ async def serves_its_routes(settings: Any, spec: ConnectorSpec[Any] | ToolSpec[A
                 assert route.method == "GET" and response.status < 500, (route.path, response.status)
                 continue
             body = await response.json()
-            assert response.status == 401 and body["error"]["code"] in ("unauthorized", "bad_signature")
+            # a bad token is 401; a bad webhook signature 401 (Slack) or 403 (Twilio's own advice)
+            assert response.status in (401, 403)
+            assert body["error"]["code"] in ("unauthorized", "bad_signature")
         if sample is not None:
             content_type, raw = sample
             route = routes[0]

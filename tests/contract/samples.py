@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+from aiohttp import web
 from aiosmtpd.controller import Controller
 from redis import Redis
 
@@ -26,12 +28,16 @@ from schemas.inbound import InboundMessage
 from schemas.outbound import OutboundMessage
 from schemas.routed import RoutedConversation
 from tests.emulators.slack import SlackEmulator
+from tests.emulators.twilio import OUR_NUMBER, TwilioEmulator
+from tests.emulators.x import ADA as X_ADA
+from tests.emulators.x import XEmulator
 from tests.paths import FIXTURES
 from tests.processes import free_port
 from tests.receivers.webhook import WebhookReceiver
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 ADA = Identity(kind="email", value="ada@example.org")
+# who a channel's sender writes to, where an email address is not how it reaches people
 
 # native inputs each channel's parser must take (the ugly ones are in each channel's own tests)
 CHANNEL_SAMPLES: dict[str, list[bytes]] = {
@@ -43,9 +49,13 @@ CHANNEL_SAMPLES: dict[str, list[bytes]] = {
     "chat": [b'{"session": "s_Q2hhdFNhbXBsZVNlc3Npb2", "id": "m1", "text": "Is my parcel on its way?"}',
              b'{"session": "s_Q2hhdFNhbXBsZVNlc3Npb2", "id": "m-2", "text": "I typed it here",'
              b' "email": "ada@example.org"}'],
+    "phone": [(FIXTURES / "phone" / f"{name}.form").read_bytes().strip()
+              for name in ("transcription_completed", "transcription_failed", "voice_request_unattested")],
+    "x": [(FIXTURES / "x" / "activity" / name).read_bytes()
+          for name in ("mention.json", "dm.json", "partial_errors.json", "dm_encrypted.json")],
 }
-# what a reply on each channel cites, where the channel's own ids are not Message-IDs
-REPLY_CITES: dict[str, str] = {"chat": "s_Q2hhdFNhbXBsZVNlc3Npb2:m1"}
+# what a chat reply cites: the visitor's message, `<session>:<id>`
+CHAT_CITE = "s_Q2hhdFNhbXBsZVNlc3Npb2:m1"
 # a request each pushed channel's route must accept, with the token the stub edge knows
 ROUTE_SAMPLES: dict[str, tuple[str, bytes]] = {
     "api": ("application/json", CHANNEL_SAMPLES["api"][0]),
@@ -118,7 +128,7 @@ async def chat_log() -> AsyncIterator[Emulated]:
     """The chat sender's side is Redis itself (the local stack's), under a namespace of its own."""
     namespace = f"contract-{uuid.uuid4().hex[:12]}"
     redis = Redis.from_url(Settings().redis_dsn)
-    session = REPLY_CITES["chat"].partition(":")[0]
+    session = CHAT_CITE.partition(":")[0]
     try:
         yield Emulated({"namespace": namespace, "token_key": "contract-key"},
                        lambda: int(redis.llen(f"{namespace}:chat:{session}:log")))
@@ -127,19 +137,83 @@ async def chat_log() -> AsyncIterator[Emulated]:
         redis.close()
 
 
+async def email_probe_target() -> AsyncIterator[Emulated]:
+    """The SMTP server, and the address the probe mails (the mailbox the channel would read)."""
+    async with smtp_server() as emulated:
+        yield Emulated({**emulated.section, "probe_to": "support@example.com"}, emulated.received)
+
+
+@asynccontextmanager
+async def api_receiver() -> AsyncIterator[Emulated]:
+    """Our own `POST /v1/messages`, answering 202 to a well-formed body with a bearer token."""
+    posts: list[dict[str, Any]] = []
+
+    async def take(request: web.Request) -> web.Response:
+        body = await request.json()
+        signed = request.headers.get("Authorization") == "Bearer contract-token"
+        if not signed or "[sb-probe:" not in body["text"]:
+            return web.json_response({"error": "refused"}, status=401)
+        posts.append(body)
+        return web.json_response({"event_id": "ev_contract"}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", take)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield Emulated({}, lambda: len(posts), destination={"api_url": f"http://127.0.0.1:{port}"})
+    finally:
+        await runner.cleanup()
+
+
+# where each channel's synthetic probe enters in the suite
+PROBE_EMULATORS: dict[str, Callable[[], Any]] = {"email": email_probe_target, "api": api_receiver}
+
+
+@asynccontextmanager
+async def twilio_emulator() -> AsyncIterator[Emulated]:
+    emulator = await TwilioEmulator().start()
+    try:
+        yield Emulated({"account_sid": emulator.account_sid, "auth_token": emulator.auth_token,
+                        "api_base_url": emulator.base_url, "from_number": OUR_NUMBER},
+                       lambda: len(emulator.messages))
+    finally:
+        await emulator.stop()
+
+
+@asynccontextmanager
+async def x_emulator() -> AsyncIterator[Emulated]:
+    emulator = await XEmulator().start()
+    try:
+        yield Emulated({"account_id": emulator.account, "consumer_key": emulator.consumer_key,
+                        "consumer_secret": emulator.consumer_secret, "access_token": emulator.access_token,
+                        "access_token_secret": emulator.access_token_secret,
+                        "base_url": emulator.base_url}, lambda: len(emulator.sent))
+    finally:
+        await emulator.stop()
+
+
 # where each sender or tool delivers in the suite
-SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server, "chat": chat_log}
+SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server, "phone": twilio_emulator,
+                                                  "x": x_emulator, "chat": chat_log}
+# how a reply to Ada differs on a channel that does not reach her by email
+OUTBOUND_CHANGES: dict[str, dict[str, Any]] = {
+    "phone": {"recipient": Identity(kind="phone", value="+4915123456789")},
+    "x": {"recipient": Identity(kind="xid", value=X_ADA), "in_reply_to": None, "references": ()},
+    "chat": {"in_reply_to": CHAT_CITE, "references": ()}}
 TOOL_EMULATORS: dict[str, Callable[[], Any]] = {
     "webhook": webhook_receiver, "slack": slack_emulator, "mailbox": smtp_server}
 
 
 def outbound(channel: str) -> OutboundMessage:
     """An agent's reply to Ada on `channel`."""
-    return OutboundMessage(reply_id="rep_contract", conversation_id="con_contract", channel=channel,
-                           recipient=ADA, kind="agent_reply", text="A new parcel left today.",
-                           created_at=T0, subject="Re: Order 1234",
-                           in_reply_to=REPLY_CITES.get(channel, "<m-1@example.org>"),
-                           references=("<m-1@example.org>",), customer_id="cus_ada", queue="general")
+    message = OutboundMessage(reply_id="rep_contract", conversation_id="con_contract", channel=channel,
+                              recipient=ADA, kind="agent_reply", text="A new parcel left today.",
+                              created_at=T0, subject="Re: Order 1234", in_reply_to="<m-1@example.org>",
+                              references=("<m-1@example.org>",), customer_id="cus_ada", queue="general")
+    return msgspec.structs.replace(message, **OUTBOUND_CHANGES.get(channel, {}))
 
 
 def handoff(destination: str) -> Handoff:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from connectors.base import ProbeTarget
 from connectors.registry import CHANNELS
 from connectors.spec import ConnectorSpec
 from tests.contract import checks, samples
@@ -15,6 +17,7 @@ ids = [s.name for s in SPECS]
 parsers = [s for s in SPECS if s.parse is not None]
 pushed = [s for s in SPECS if s.routes is not None]
 senders = [s for s in SPECS if s.outbound is not None]
+probed = [s for s in SPECS if s.probe is not None]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=ids)
@@ -50,4 +53,29 @@ async def test_sends_through_its_emulator(spec: ConnectorSpec[Any]) -> None:
         finally:
             await sender.stop()
         assert (receipt.status, receipt.reply_id) == ("sent", "rep_contract")
+        assert emulated.received() == 1
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=ids)
+def test_answers_through_channels_that_can_send(spec: ConnectorSpec[Any]) -> None:
+    for name in spec.reply_via:
+        assert name in CHANNELS, f"{spec.name}.reply_via names {name!r}, which is not registered"
+        via = CHANNELS[name]
+        assert via.outbound is not None and via.addresses, (
+            f"{spec.name} answers through {name}, which has no sender or declares no addresses")
+    if spec.outbound is not None:
+        assert spec.addresses, f"{spec.name} has a sender: declare the identity kinds it reaches"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("spec", probed, ids=[s.name for s in probed])
+async def test_probes_through_its_emulator(spec: ConnectorSpec[Any]) -> None:
+    assert spec.probe is not None and spec.name in samples.PROBE_EMULATORS, (
+        f"add an emulator for {spec.name!r}'s probe to tests/contract/samples.py")
+    async with samples.PROBE_EMULATORS[spec.name]() as emulated:
+        target = ProbeTarget(api_url=emulated.destination.get("api_url", "http://127.0.0.1:1"),
+                             api_token=SecretStr("contract-token"))
+        probe = spec.probe(spec.settings.model_validate(emulated.section), target)
+        assert probe is not None, f"{spec.name} offers no probe with its emulator's settings"
+        await probe.send("prb_contract", "Switchboard probe [sb-probe:contract]")
         assert emulated.received() == 1

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from router.settings import Settings
+from tests.integration.email.conftest import Mailbox
 from tests.kafka_tools import unique_prefix
 from tests.policies import example_policy
-from tests.processes import Switchboard
+from tests.processes import Switchboard, free_port
+from tests.receivers.smtp import Inbox
 
 
 @pytest.fixture
@@ -39,3 +43,22 @@ def launch(deployment: Settings, tmp_path: Path) -> Iterator[object]:
     for proc in started:
         if proc.proc is not None and proc.proc.poll() is None:
             proc.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    """An SMTP server keeping what it is sent, and its port."""
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+@pytest.fixture
+async def mailbox(stack: Settings) -> AsyncIterator[Mailbox]:
+    """A fresh IMAP folder of the local Dovecot's support user, dropped afterwards."""
+    box = Mailbox(stack.imap_port, f"sb-e2e-{uuid.uuid4().hex[:12]}")
+    await box.create()
+    yield box
+    await box.delete()

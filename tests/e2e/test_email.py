@@ -9,52 +9,22 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from router.settings import Settings
 from schemas import DeliveryReceipt, Identity, OutboundMessage, RoutedConversation, decode, encode
 from schemas.topics import DELIVERY, INBOUND, OUTBOUND, ROUTED
 from tests.integration.email.conftest import PASSWORD, USER, Mailbox, make_mail
 from tests.kafka_tools import publish, read_all, wait_drained
-from tests.processes import Switchboard, free_port
+from tests.processes import Switchboard
+from tests.receivers.smtp import Inbox
 from tests.waiting import POLL_SECONDS
 
 pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
-
-
-class Inbox:
-    """An SMTP server on loopback that keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append(parsed)  # type: ignore[arg-type]
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
-
-
-@pytest.fixture
-async def mailbox(stack: Settings) -> AsyncIterator[Mailbox]:
-    box = Mailbox(stack.imap_port, f"sb-e2e-{uuid.uuid4().hex[:12]}")
-    await box.create()
-    yield box
-    await box.delete()
 
 
 def email_env(stack: Settings, mailbox: Mailbox, smtp_port: int) -> dict[str, str]:

@@ -9,6 +9,7 @@ comes back and every message is routed; nothing is lost; SIGTERM still stops the
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -132,3 +133,19 @@ async def test_sigterm_during_a_redis_outage_stops_the_worker_without_committing
     launch("worker", SB_REDIS_URL=own_redis.url, SB_BATCH_SIZE="25")
     await wait_drained(deployment, timeout=180)
     assert await routed_events(deployment) == expected, "a message was lost"
+
+
+async def test_an_edge_keeps_serving_through_a_redis_outage_and_stops_on_sigterm(
+        deployment: Settings, launch: Launch, own_redis: OwnRedis) -> None:
+    edge = launch("run", SB_REDIS_URL=own_redis.url)
+    own_redis.kill()
+    await until(lambda: redis_down(edge), "/readyz never said Redis is away")
+    # what needs Redis answers 503 with a reason that names no host; the edge stays up
+    status, body = edge.post("/v1/customers/cus_ada/tier", json.dumps({"tier": "premium"}).encode(),
+                             method="PUT")
+    assert status == 503, body
+    assert own_redis.url.rsplit(":", 1)[-1] not in json.dumps(body)
+    assert edge.get("/healthz")[0] == 200
+    started = time.monotonic()
+    assert edge.stop(signal.SIGTERM, timeout=60) == 0, edge.tail_log()
+    assert time.monotonic() - started < 45

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from router.loop import group_of
 from router.settings import Settings
 from schemas import RoutedConversation, decode
 from schemas.topics import IDENTIFIED, INBOUND, ROUTED
@@ -88,8 +89,8 @@ async def test_two_workers_share_the_stream_a_killed_one_loses_nothing_and_redel
 
     # every record delivered again, to a worker that never saw any of it: nothing is routed again
     assert second.stop() == 0
-    for spec in (INBOUND, IDENTIFIED):
-        await rewind(deployment, deployment.app_id, deployment.topic(spec))
+    await rewind(deployment, group_of(deployment, "intake"), deployment.topic(INBOUND))
+    await rewind(deployment, group_of(deployment, "brain"), deployment.topic(IDENTIFIED))
     third = launch("worker")
     await wait_drained(deployment)
     again = await read_all(deployment, deployment.topic(ROUTED))

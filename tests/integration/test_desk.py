@@ -132,6 +132,8 @@ async def test_a_routed_conversation_prints_who_why_and_how_to_answer(running: R
     assert "event ev_desk1 first seen" not in block
     assert f"  answer   {ANSWER}" in lines
     assert f"  resolve  {RESOLVE}" in lines
+    read = ".venv/bin/switchboard mail read ada@example.com"
+    assert f"  read     {read}  (the customer's mailbox on the local stack)" in lines
     assert block.endswith("\n\n")
 
 

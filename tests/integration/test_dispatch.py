@@ -286,8 +286,13 @@ async def test_the_same_records_again_deliver_nothing_twice(
     batch = [record(routed("ev_1"), 1), record(routed("ev_1"), 2), record(held, 3, "sb.delivery.v1")]
     first = receipts(await stage(redis, {"helpdesk": tool}, policy, ns).process(batch))
     assert [r.event_id for r in first] == ["ev_1", "rep_1"]
-    # a new worker (after a restart or a rebalance) reads the same records
-    assert await stage(redis, {"helpdesk": tool}, policy, ns).process(batch) == []
+    # a new worker (after a restart or a rebalance) reads the same records: nothing is
+    # delivered again, and their receipts come again (the first ones may never have reached Kafka)
+    again = receipts(await stage(redis, {"helpdesk": tool}, policy, ns).process(batch))
+    assert [(r.event_id, r.status) for r in again] == [("ev_1", "delivered"), ("rep_1", "delivered")]
+    # the same items in other records (a replay upstream) are duplicates: no receipt either
+    elsewhere = [record(routed("ev_1"), 11), record(held, 13, "sb.delivery.v1")]
+    assert await stage(redis, {"helpdesk": tool}, policy, ns).process(elsewhere) == []
     assert [d.event for d in a.deliveries] == ["conversation.routed", "reply.receipt"]
     card = await CardStore(ns, 600).get(redis, "con_1")
     assert card is not None and card.messages == 1

@@ -341,3 +341,22 @@ async def test_messages_and_events_of_one_batch_apply_in_the_batch_order(
     summary, _, card, lines = await w.state(conversation)
     assert (summary.status, card) == ("open", "open")
     assert [line.direction for line in lines[:4]] == ["in", "event", "event", "in"]
+
+
+async def test_a_transfer_takes_its_place_in_the_backlog_along(world_for: Callable[[Policy], World],
+                                                                redis: Redis) -> None:
+    w = world_for(POLICY)
+
+    async def backlog() -> dict[str, int]:
+        raw = await redis.hgetall(w.stores.backlog_key)
+        return {k.decode(): int(v) for k, v in raw.items() if int(v)}
+
+    await w.step(w.message(ADA, "My parcel is late"), w.message(BOB, "Mine too", thread="t-bob"))
+    conversation = w.routed[0].conversation_id
+    assert await backlog() == {"general": 2}
+    # an escalation's reassignment: the first response is now owed by billing
+    await w.step(w.event("transferred", conversation, queue="billing", source="sla"))
+    assert await backlog() == {"general": 1, "billing": 1}
+    # resolved there: billing owes nothing, and general's count is untouched (never below zero)
+    await w.step(w.event("resolved", conversation, author="ana"))
+    assert await backlog() == {"general": 1}

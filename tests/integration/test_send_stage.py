@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import time
 import uuid
@@ -35,11 +37,17 @@ def minimal_policy() -> Policy:
     return MINIMAL
 
 
+OWNER = "sb.outbound.v1/0/7"
+
+
 def test_claim_verdicts() -> None:
-    assert decide(None)[0] is SendAction.SEND
-    assert decide(b"sent:")[0] is SendAction.DUPLICATE
-    assert decide(b"failed:550 no such user")[0] is SendAction.DUPLICATE
-    verdict, reason = decide(b"sending:sb.outbound.v1/0/7")
+    assert decide(None, OWNER)[0] is SendAction.SEND
+    assert decide(b"queued:sb.outbound.v1/0/3", OWNER)[0] is SendAction.SEND
+    assert decide(b"sent:sb.outbound.v1/0/3|", OWNER)[0] is SendAction.DUPLICATE
+    assert decide(b"failed:sb.outbound.v1/0/3|550 no such user", OWNER)[0] is SendAction.DUPLICATE
+    assert decide(b"sent:", OWNER)[0] is SendAction.DUPLICATE  # written before the record was kept
+    assert decide(b"sent:sb.outbound.v1/0/7|", OWNER)[0] is SendAction.REPEAT
+    verdict, reason = decide(b"sending:sb.outbound.v1/0/7", OWNER)
     assert verdict is SendAction.UNCERTAIN and "may have been sent" in reason
 
 
@@ -89,10 +97,10 @@ async def test_each_reply_is_sent_once_and_receipted(redis: Redis) -> None:
     assert again == []
 
 
-async def test_a_claim_left_by_a_crash_is_uncertain_never_resent(redis: Redis) -> None:
+async def test_a_claim_left_by_a_crash_mid_send_is_uncertain_never_resent(redis: Redis) -> None:
     channel = Channel()
     ns = f"t{uuid.uuid4().hex}"
-    # what a worker killed between claim and send leaves behind
+    # what a worker killed while sending this reply leaves behind
     await redis.set(f"{ns}:reply:rep_c", "sending:sb.outbound.v1/0/9")
     stage = SendStage(redis, {"email": channel.send}, namespace=ns, ttl_seconds=600, policy=minimal_policy,
                       cards=CardStore(ns, 600))
@@ -100,6 +108,62 @@ async def test_a_claim_left_by_a_crash_is_uncertain_never_resent(redis: Redis) -
     receipt = decode(out.value, DeliveryReceipt)
     assert channel.sent == []
     assert receipt.status == "uncertain" and "not sent again" in (receipt.reason or "")
+
+
+class Stalled:
+    """A channel that sends its first reply, then hangs on the next as a dying worker would."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.hung = asyncio.Event()
+
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        if self.sent:
+            self.hung.set()
+            await asyncio.Event().wait()
+        self.sent.append(message.reply_id)
+        return DeliveryReceipt(reply_id=message.reply_id, conversation_id=message.conversation_id,
+                               channel=message.channel, status="sent", at=datetime.now(UTC))
+
+
+async def test_a_worker_killed_mid_batch_leaves_only_the_reply_it_was_sending_uncertain(redis: Redis) -> None:
+    ns = f"t{uuid.uuid4().hex}"
+    stalled = Stalled()
+    # one reply at a time, as a rate limit would: the third was never tried when the worker died
+    dying = SendStage(redis, {"email": stalled.send}, namespace=ns, ttl_seconds=600,
+                      policy=minimal_policy, cards=CardStore(ns, 600), concurrency=1)
+    batch = [record(reply("rep_1"), 1), record(reply("rep_2"), 2), record(reply("rep_3"), 3)]
+    attempt = asyncio.ensure_future(dying.process(batch))
+    await asyncio.wait_for(stalled.hung.wait(), 10)
+    attempt.cancel()  # kill -9: no results written, no receipts produced
+    with contextlib.suppress(asyncio.CancelledError):
+        await attempt
+    channel = Channel()
+    restarted = SendStage(redis, {"email": channel.send}, namespace=ns, ttl_seconds=600,
+                          policy=minimal_policy, cards=CardStore(ns, 600))
+    outs = await restarted.process(batch)
+    receipts = [decode(o.value, DeliveryReceipt) for o in outs if o.topic == DELIVERY]
+    # rep_1 went out and rep_2 may have: both uncertain; rep_3 was only queued, so it is sent now
+    assert channel.sent == ["rep_3"]
+    assert {r.reply_id: r.status for r in receipts} == {
+        "rep_1": "uncertain", "rep_2": "uncertain", "rep_3": "sent"}
+
+
+async def test_a_restart_after_the_results_gives_the_receipts_again_and_sends_nothing(redis: Redis) -> None:
+    ns = f"t{uuid.uuid4().hex}"
+    channel = Channel()
+    stage = SendStage(redis, {"email": channel.send}, namespace=ns, ttl_seconds=600,
+                      policy=minimal_policy, cards=CardStore(ns, 600))
+    batch = [record(reply("rep_r"), 5)]
+    first = await stage.process(batch)
+    # the worker died after writing the result, before Kafka had the receipt: the batch again
+    again = await stage.process(batch)
+    # the same reply in another record is a true duplicate: no second receipt
+    elsewhere = await stage.process([record(reply("rep_r"), 6)])
+    assert channel.sent == ["rep_r"]
+    assert [decode(o.value, DeliveryReceipt).status for o in first if o.topic == DELIVERY] == ["sent"]
+    assert [decode(o.value, DeliveryReceipt).status for o in again if o.topic == DELIVERY] == ["sent"]
+    assert elsewhere == []
 
 
 async def test_unknown_channel_and_bad_record_are_visible(redis: Redis) -> None:
@@ -177,8 +241,11 @@ async def test_guard_holds_or_warns_and_only_a_sent_reply_is_an_answer(redis: Re
     # held replies reached nobody, so they must not stop the customer's clock
     assert sorted(e.reply_id or "" for e in events) == ["rep_ok", "rep_warn"]
     assert {(e.kind, e.customer_id, e.source) for e in events} == {("agent_reply", "cus_ada", "send")}
-    # a held reply is final: the same record again is a duplicate, not a second verdict
-    assert await stage.process([record(agent_reply("rep_hold", "Please calm down."), 1)]) == []
+    # a held reply is final: the same record again (a restart) repeats its verdict, another
+    # record of it is a duplicate; neither is a second judgement
+    [repeated] = await stage.process([record(agent_reply("rep_hold", "Please calm down."), 1)])
+    assert decode(repeated.value, DeliveryReceipt).status == "held"
+    assert await stage.process([record(agent_reply("rep_hold", "Please calm down."), 99)]) == []
 
 
 async def test_upsell_is_allowed_once_the_problem_is_solved(redis: Redis) -> None:
@@ -232,5 +299,5 @@ async def test_a_sender_that_raises_fails_only_its_reply_and_never_sends_it_agai
     assert receipts["rep_ok"].status == "sent" and channel.sent == ["rep_ok"]
     bad = receipts["rep_bad"]
     assert bad.status == "uncertain" and "UnicodeEncodeError" in (bad.reason or "")
-    again = await stage.process([record(reply("rep_bad"), 1)])
-    assert not [o for o in again if o.topic is DELIVERY]  # settled: the same record is a duplicate now
+    again = await stage.process([record(reply("rep_bad"), 99)])
+    assert not [o for o in again if o.topic is DELIVERY]  # settled: another record of it is a duplicate

@@ -5,7 +5,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from processors.brain.acknowledge import AckDecision, acknowledgement, expected_answer, status_update
+from processors.brain.acknowledge import (
+    AckDecision,
+    acknowledgement,
+    expected_answer,
+    prospect,
+    status_update,
+)
 from processors.policy.calendar import ALWAYS_OPEN
 from processors.policy.load import load_policy
 from router.vocabulary import VOCABULARY
@@ -38,7 +44,7 @@ def ack(*, channel: str = "email", tags: tuple[str, ...] = (), name: str | None 
     (("bounce",), False, "email", "no acknowledgement: message tagged bounce"),
     (("spam",), False, "email", "no acknowledgement: message tagged spam"),  # the policy's own
     ((), True, "email", "no acknowledgement: continues a conversation already acknowledged"),
-    ((), False, "phone", "no acknowledgement: no template for channel phone"),
+    ((), False, "api", "no acknowledgement: no template for channel api"),
 ])
 def test_when_not_to_acknowledge(tags: tuple[str, ...], continuing: bool, channel: str, reason: str) -> None:
     decision = ack(tags=tags, continuing=continuing, channel=channel)
@@ -145,3 +151,30 @@ def test_always_open_calendar_estimate_is_plain_elapsed_time() -> None:
     when, _ = expected_answer(now=at(8, 3), due=at(8, 9), backlog=1, handling_time=timedelta(hours=1),
                               calendar=ALWAYS_OPEN)
     assert when == at(8, 5)
+
+
+SATURDAY_EVENING = at(7, 20)
+
+
+@pytest.mark.parametrize(("tier", "now", "shown", "open_now", "opens", "expected"), [
+    (None, MONDAY_10, "standard", True, "Mon 02 Mar, 10:00 CET", "Mon 02 Mar, 18:00 CET"),
+    ("premium", MONDAY_10, "premium", True, "Mon 02 Mar, 10:00 CET", "Mon 02 Mar, 12:00 CET"),
+    ("premium", SATURDAY_EVENING, "premium", False, "Mon 09 Mar, 08:00 CET", "Mon 09 Mar, 10:00 CET"),
+    # the tier's own 24x7 calendar: open on a Saturday night
+    ("enterprise", SATURDAY_EVENING, "enterprise", True, "Sat 07 Mar, 20:00 CET", "Sat 07 Mar, 21:00 CET"),
+    ("no-such-tier", SATURDAY_EVENING, "standard", False, "Mon 09 Mar, 08:00 CET", "Mon 09 Mar, 16:00 CET"),
+])
+def test_a_prospect_promises_what_a_plain_message_would_get(
+        tier: str | None, now: datetime, shown: str, open_now: bool, opens: str, expected: str) -> None:
+    seen = prospect(channel="email", tier=tier, backlog={}, policy=POLICY, now=now)
+    assert (seen.tier, seen.queue, seen.open_now) == (shown, "general", open_now)
+    assert (seen.opens_text, seen.expected_text) == (opens, expected)
+    assert (seen.opens == now) is open_now
+
+
+def test_a_prospect_is_the_acknowledgements_promise() -> None:
+    seen = prospect(channel="email", tier="premium", backlog={"general": 4}, policy=POLICY, now=MONDAY_10)
+    acked = ack(tier="premium", handling=None, due=seen.expected, now=MONDAY_10)
+    assert acked.ack is not None
+    assert acked.ack.expected == seen.expected
+    assert seen.expected_text in acked.ack.text

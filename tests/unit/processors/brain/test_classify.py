@@ -62,11 +62,19 @@ def test_sentiment_scores_are_identical_to_vader_on_the_support_corpus() -> None
 
 
 def test_sentiment_is_linear_in_text_length() -> None:
-    long_text = "I am very unhappy, but the agent was not bad at all. " * 800  # 42k characters
-    started = time.perf_counter()
-    score = sentiment(long_text)
-    assert time.perf_counter() - started < 0.25
-    assert -1.0 <= score <= 1.0
+    unit = "I am very unhappy, but the agent was not bad at all. "
+
+    def cpu(repeats: int) -> float:
+        # this process's CPU time, best of three: other load on the machine does not count
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            assert -1.0 <= sentiment(unit * repeats) <= 1.0
+            best = min(best, time.process_time() - started)
+        return best
+
+    # ten times the text (42k characters) costs about ten times the work; quadratic, a hundred
+    assert cpu(800) < 30 * max(cpu(80), 1e-3)
 
 
 # --- urgency rules -------------------------------------------------------------------------

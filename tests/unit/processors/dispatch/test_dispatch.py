@@ -19,9 +19,11 @@ from processors.dispatch.plan import (
     HandoffAction,
     applied,
     card_for,
+    delivery_result,
     delivery_verdict,
     notice_destinations,
     plan_batch,
+    recorded,
     recorded_destinations,
     route_destinations,
 )
@@ -105,19 +107,29 @@ def test_saved_destinations_round_trip_and_pending_means_plan_again() -> None:
     assert recorded_destinations(None) is None
 
 
+OWNER = "sb.routed.v1/0/7"
+
+
 @pytest.mark.parametrize(("previous", "verdict"), [
     (None, HandoffAction.DELIVER),
     (b"delivering:sb.routed.v1/0/7", HandoffAction.REDELIVER),
-    (b"delivered:hook", HandoffAction.DONE),
-    (b"delivered:mailbox", HandoffAction.DONE),
-    (b"failed:hook: HTTP 500", HandoffAction.DONE),
+    (delivery_result(True, "sb.routed.v1/0/3", "hook").encode(), HandoffAction.DONE),
+    (delivery_result(False, "sb.routed.v1/0/3", "hook: HTTP 500").encode(), HandoffAction.DONE),
+    (b"delivered:hook", HandoffAction.DONE),  # written before results named their record
+    (delivery_result(True, OWNER, "mailbox").encode(), HandoffAction.REPEAT),
+    (delivery_result(False, OWNER, "hook: HTTP 500").encode(), HandoffAction.REPEAT),
 ])
 def test_claim_verdicts(previous: bytes | None, verdict: HandoffAction) -> None:
-    assert delivery_verdict(previous)[0] is verdict
+    assert delivery_verdict(previous, OWNER)[0] is verdict
+
+
+def test_a_result_says_where_it_went_or_why_not() -> None:
+    assert recorded(delivery_result(True, OWNER, "mailbox").encode()) == (True, "mailbox")
+    assert recorded(delivery_result(False, OWNER, "hook: 500 | down").encode()) == (False, "hook: 500 | down")
 
 
 def test_a_crashed_claim_says_it_is_delivered_again_with_the_same_id() -> None:
-    assert "same delivery id" in delivery_verdict(b"delivering:x/0/1")[1]
+    assert "same delivery id" in delivery_verdict(b"delivering:x/0/1", OWNER)[1]
 
 
 # --- destinations ------------------------------------------------------------------------

@@ -104,3 +104,13 @@ def test_hold_wins_over_warn(actions: tuple[str, ...], verdict: str) -> None:
 
 def test_no_rules_means_nothing_is_flagged() -> None:
     assert guard.check("calm down", (), resolved=False) == ()
+
+
+@pytest.mark.parametrize(("author", "agent", "warned"), [
+    ("tom", "maria", True), ("maria", "maria", False), ("tom", None, False), (None, "maria", False)])
+def test_a_second_agent_answering_is_warned(author: str | None, agent: str | None, warned: bool) -> None:
+    flag = guard.collision(author, agent)
+    assert (flag is not None) is warned
+    if flag is not None:
+        assert (flag.rule, flag.action, flag.matched) == (guard.COLLISION, "warn", ("maria",))
+        assert flag.reason == "maria is already answering this conversation"

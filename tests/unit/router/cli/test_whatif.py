@@ -33,6 +33,7 @@ from schemas.identified import CustomerProfile
 from schemas.identity import Identity
 from schemas.ids import customer_id_for, inbound_event_id
 from schemas.inbound import InboundMessage
+from schemas.probe import make_marker
 from tests.paths import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "whatif"
@@ -177,10 +178,12 @@ def test_json_is_the_same_report_for_machines() -> None:
 def test_only_what_the_router_would_route_is_judged_once_each() -> None:
     plain = message(1, ADA, "hello")
     bounce = message(2, ADA, "returned mail", tags=("bounce",))
-    values = [encode(plain), b"{not json", None, encode(plain), encode(bounce)]
+    marker = make_marker("prb_0123456789abcdef0123", "api", T0 + timedelta(minutes=3), RULES.token_key)
+    probe = message(3, ADA, f"Switchboard probe {marker}")
+    values = [encode(plain), b"{not json", None, encode(plain), encode(bounce), encode(probe)]
     messages, skipped = routable(values, RULES, ())
     assert messages == [plain]
-    assert skipped == {"undecodable": 2, "duplicate": 1, "bounce": 1}
+    assert skipped == {"undecodable": 2, "duplicate": 1, "bounce": 1, "probe": 1}
 
 
 @pytest.mark.parametrize(("text", "span"), [("24h", timedelta(hours=24)), ("90m", timedelta(minutes=90)),

@@ -1,0 +1,99 @@
+"""Offline harness: the brain's work per message without Kafka or Redis, in microseconds.
+
+Decodes the bench workload's messages as the brain receives them, decides each with
+`route.decide` under the example policy against facts shaped like a returning
+customer's (history lines, recent conversations), and encodes what it would produce.
+A regression in the decision path shows here without a broker: `python -m bench.brain`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.workload import Workload
+from processors.brain import route
+from processors.brain.stage import acknowledgement_message
+from processors.brain.thread import ThreadRules
+from processors.intake.stage import identified_message
+from processors.policy.load import load_policy
+from processors.stores.history import ConversationSummary
+from router.vocabulary import VOCABULARY
+from schemas import Decision, HistoryEntry, InboundMessage, decode, encode
+from schemas.identified import CustomerProfile, IdentifiedMessage
+
+__all__ = ["main", "measure"]
+
+EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "deploy" / "policy.example.yaml"
+RULES = ThreadRules(token_key=b"bench-offline-key")
+FIRST_SEEN = Decision(stage="identify", outcome="known", reasons=("bench",))
+
+
+def _facts(now: datetime, lines: int) -> route.Facts:
+    """A returning customer: `lines` of history and two recent conversations."""
+    history = tuple(HistoryEntry(at=now - timedelta(hours=i), channel="email", direction="in",
+                                 conversation_id="con_bench0000000000000001", summary=f"earlier message {i}")
+                    for i in range(lines))
+    recent = (ConversationSummary(conversation_id="con_bench0000000000000001", queue="general",
+                                  status="resolved", last_at=now - timedelta(days=2)),
+              ConversationSummary(conversation_id="con_bench0000000000000002", queue="billing",
+                                  status="open", last_at=now - timedelta(hours=3)))
+    return route.Facts(profile=CustomerProfile(customer_id="cus_bench", tier="premium", name="Ada"),
+                       history=history, recent=recent, backlog={"general": 12, "billing": 3})
+
+
+def _outputs(outcome: route.Outcome) -> list[bytes]:
+    """What the brain produces for one outcome: the routed record and any acknowledgement."""
+    out = [encode(outcome.routed)]
+    if outcome.ack is not None:
+        out.append(encode(acknowledgement_message(outcome.routed, outcome.ack.text)))
+    return out
+
+
+def _timed(n: int, step: Callable[[int], object]) -> float:
+    started = time.perf_counter()
+    for i in range(n):
+        step(i)
+    return (time.perf_counter() - started) / n * 1e6
+
+
+def measure(messages: int, history: int) -> dict[str, float]:
+    """Microseconds a message for each step of the brain's pure work, and their sum."""
+    policy = load_policy(EXAMPLE_POLICY, VOCABULARY)
+    work = Workload("offline")
+    raw = [work.next()[1] for _ in range(messages)]
+    now = datetime.now(UTC)
+    facts = _facts(now, history)
+    inbound = [decode(v, InboundMessage) for v in raw]
+    identified = [encode(identified_message(m, "cus_bench", "bench", FIRST_SEEN)) for m in inbound]
+    decoded = [decode(v, IdentifiedMessage) for v in identified]
+    outcomes = [route.decide(m, facts, policy, RULES, now) for m in decoded]
+    steps = {
+        "decode": _timed(messages, lambda i: decode(identified[i], IdentifiedMessage)),
+        "decide": _timed(messages, lambda i: route.decide(decoded[i], facts, policy, RULES, now)),
+        "encode": _timed(messages, lambda i: _outputs(outcomes[i])),
+    }
+    sizes = [len(encode(o.routed)) for o in outcomes]
+    return {**{k: round(v, 1) for k, v in steps.items()}, "total": round(sum(steps.values()), 1),
+            "routed_bytes": round(sum(sizes) / len(sizes))}
+
+
+def main() -> None:
+    """Command-line entry: `python -m bench.brain`."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=5_000)
+    parser.add_argument("--history", type=int, default=10, help="history lines of the customer")
+    args = parser.parse_args()
+    result = measure(args.messages, args.history)
+    for step, value in result.items():
+        print(f"{step:>14}: {value}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The email channel's synthetic probe: a marked mail over SMTP to the mailbox we read."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import aiosmtplib
+
+from connectors.base import Probe, ProbeTarget
+from connectors.email.settings import EmailSettings, SmtpSettings
+from connectors.email.smtp import NETWORK, connect, where
+from schemas.errors import TransientError
+
+__all__ = ["EmailProbe", "probe"]
+
+
+class EmailProbe(Probe):
+    """Mails `to` (an address that lands in a mailbox the channel reads) through our SMTP server."""
+
+    def __init__(self, smtp: SmtpSettings, to: str) -> None:
+        self.smtp = smtp
+        self.to = to
+
+    async def send(self, probe_id: str, text: str) -> None:
+        """One probe mail, its own connection: probes are minutes apart."""
+        mail = EmailMessage()
+        mail["From"] = f"Switchboard probe <{self.smtp.from_address}>"
+        mail["To"] = self.to
+        mail["Subject"] = f"Switchboard probe {probe_id}"
+        mail["Message-ID"] = f"<{probe_id}@{self.smtp.message_id_domain}>"
+        mail.set_content(f"A synthetic probe: it times this mailbox's path to routing.\n{text}\n")
+        client = await connect(self.smtp)
+        try:
+            await client.send_message(mail)
+        except (aiosmtplib.SMTPException, *NETWORK) as e:
+            raise TransientError(f"{where(self.smtp)} did not take the probe: {e}") from e
+        finally:
+            if client.is_connected:
+                client.close()
+
+
+def probe(settings: EmailSettings, target: ProbeTarget) -> Probe | None:
+    """The probe of these settings: it needs SMTP and an account whose login is its address."""
+    to = settings.probe_to or next((a.username for a in settings.accounts if "@" in a.username), None)
+    if settings.smtp is None or to is None:
+        return None
+    return EmailProbe(settings.smtp, to)

@@ -1,0 +1,183 @@
+"""Replies to X customers: in their public thread when X allows it, else by DM or a DM invite.
+
+The reply reference the parser gave the customer's last message says how (parse.py):
+- summoned (their post @mentioned or quoted us): a public reply in the thread, if it fits
+  280 weighted characters and carries no private details (an email address, a phone
+  number); otherwise, or refused as not summoned, it goes by DM instead;
+- not summoned (a follow-up without a mention, which X refuses to answer publicly): a DM;
+- a DM: a DM back.
+A DM the customer does not accept (code 349) becomes a short public reply inviting a DM
+(`direct_message_deep_link`) when the thread allows one. Never a numbered self-thread.
+
+Every refusal is the receipt's reason, for the agent: duplicate content (X refuses the
+same text twice: vary it), not summoned with DMs closed, the daily budget, the plan's
+usage cap. A write whose answer was lost is `uncertain`, never repeated. The receipt's
+`provider_id` is the post id, or `dm:<DM event id>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from connectors.base import Outbound
+from connectors.twitter.client import XApi
+from connectors.twitter.errors import XRefused, XUnavailable
+from connectors.twitter.length import MAX_WEIGHTED, fits, has_url, weighted_length
+from connectors.twitter.limits import Account, Budget, Pacer
+from connectors.twitter.parse import DM_MODE, PUBLIC_MODE, UNSUMMONED_MODE
+from connectors.twitter.settings import XSettings
+from schemas.errors import ConfigError
+from schemas.outbound import DeliveryReceipt, DeliveryStatus, OutboundMessage
+
+__all__ = ["XSender", "deep_link", "private_details"]
+
+log = logging.getLogger(__name__)
+_EMAIL = re.compile(r"[^\s@<>()]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# digits maybe grouped; a phone number when it has 7+ digits after a +, or 10+ without
+_PHONE = re.compile(r"\+?\d[\d ().-]{5,}\d")
+
+
+def private_details(text: str) -> str | None:
+    """What in a reply must not be public (an email address, a phone number), or None."""
+    if _EMAIL.search(text):
+        return "an email address"
+    for found in _PHONE.finditer(text):
+        digits = sum(c.isdigit() for c in found.group())
+        if digits >= (7 if found.group().startswith("+") else 10):
+            return "a phone number"
+    return None
+
+
+def deep_link(account: str) -> str:
+    """The link that opens a DM to our account (X shows it as a button under the post)."""
+    return f"https://twitter.com/messages/compose?recipient_id={account}"
+
+
+class XSender(Outbound[XSettings]):
+    """Sends agents' replies as our account; the constructor does no I/O."""
+
+    def __init__(self, settings: XSettings, *, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 account: Account | None = None) -> None:
+        super().__init__(settings)
+        if account is None:  # its own, for a clock of its own
+            account = Account(Pacer(settings.limits, max_wait=settings.max_wait_seconds, clock=clock,
+                                    sleep=sleep),
+                              Budget(settings.account_id, settings.daily_budget_usd, clock=clock))
+        self.api = XApi(settings, pacer=account.pacer, budget=account.budget)
+
+    async def start(self) -> None:
+        """Open the client; without our account and its tokens there is nothing to send as."""
+        s = self.settings
+        if not s.account_id or not s.access_token.get_secret_value() or not s.consumer_key.get_secret_value():
+            raise ConfigError("x: account_id, consumer_key and access_token are needed to send",
+                              where="SB_X")
+        await self.api.start()
+
+    async def stop(self) -> None:
+        """Close the client; safe to call twice."""
+        await self.api.stop()
+
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        """Send one reply the way X allows; the receipt says how, or why not."""
+        context = {"reply_id": message.reply_id, "conversation_id": message.conversation_id}
+        try:
+            provider_id, how = await self._varied(message)
+        except XRefused as e:
+            log.warning("x reply refused", extra={**context, "code": e.code, "reason": e.reason})
+            return _receipt(message, "failed", f"{e.code}: {e.reason}")
+        except XUnavailable as e:
+            status: DeliveryStatus = "uncertain" if e.maybe_done else "failed"
+            log.warning("x reply not sent", extra={**context, "status": status, "reason": e.reason})
+            return _receipt(message, status, e.reason + ("; it may have gone out, not sent again"
+                                                         if e.maybe_done else ""))
+        log.info("x reply sent", extra={**context, "provider_id": provider_id, "how": how})
+        return _receipt(message, "sent", how, provider_id)
+
+    async def _varied(self, message: OutboundMessage) -> tuple[str, str]:
+        """Deliver; a canned message of ours X refuses as a duplicate goes once more, varied."""
+        try:
+            return await self._deliver(message)
+        except XRefused as e:
+            if e.code != "duplicate" or message.kind == "agent_reply":
+                raise  # an agent's own words are theirs to change: the receipt tells them
+        # nothing was posted; the reply id's tail makes the text this conversation's own
+        varied = msgspec.structs.replace(message, text=f"{message.text} ({message.reply_id[-4:]})")
+        provider_id, how = await self._deliver(varied)
+        return provider_id, how + "; varied, X refused the canned text as a duplicate"
+
+    async def _deliver(self, message: OutboundMessage) -> tuple[str, str]:
+        if message.recipient.kind != "xid":
+            raise XRefused(f"{message.recipient} is not an X user id", code="not_an_x_user")
+        mode = next((r for r in message.references if r.startswith("x:")),
+                    UNSUMMONED_MODE if message.in_reply_to else DM_MODE)
+        post = message.in_reply_to if mode == PUBLIC_MODE else None
+        text = message.text
+        private = private_details(text)
+        if post is not None and private:
+            why = f"it has {private}, which is never posted publicly"
+        elif post is not None and fits(text):
+            try:
+                return await self._post(text, post), "public reply in the customer's thread"
+            except XRefused as e:
+                if e.code != "not_summoned":
+                    raise
+                why = "X refused a public reply (not summoned)"
+        elif post is not None:
+            why = f"too long for a post ({weighted_length(text)}/{MAX_WEIGHTED} weighted characters)"
+        elif mode == UNSUMMONED_MODE:
+            why = "not summoned: X refuses a public reply"
+        else:
+            why = "a DM conversation"
+        try:
+            return await self._dm(message.recipient.value, text), f"DM ({why})"
+        except XRefused as e:
+            if e.code != "dm_closed" or post is None or why.startswith("X refused"):
+                raise XRefused(f"{why}; {e.reason}", code=e.code) from e
+        link, invite = deep_link(self.settings.account_id), self.settings.dm_invite
+        try:
+            posted = await self._post(invite, post, link=link)
+        except XRefused as e:
+            if e.code != "duplicate":
+                raise
+            # the same invite went to someone else lately: this one carries the reply's tail
+            posted = await self._post(f"{invite} ({message.reply_id[-4:]})", post, link=link)
+        return posted, f"public invite to DM ({why}; the customer's DMs are closed)"
+
+    async def _post(self, text: str, reply_to: str, *, link: str | None = None) -> str:
+        prices = self.settings.prices
+        price = prices.post_with_url if has_url(text) else prices.post
+        body = await self.api.call(
+            "post", lambda c: c.create_tweet(text=text, in_reply_to_tweet_id=reply_to,
+                                             direct_message_deep_link=link, user_auth=True),
+            cost=lambda _: price, write=True, estimate=price)
+        return str(_data(body)["id"])
+
+    async def _dm(self, user: str, text: str) -> str:
+        price = self.settings.prices.dm
+        body = await self.api.call(
+            "dm_send", lambda c: c.create_direct_message(participant_id=user, text=text, user_auth=True),
+            cost=lambda _: price, write=True, estimate=price)
+        return "dm:" + str(_data(body)["dm_event_id"])
+
+
+def _data(body: dict[str, Any]) -> dict[str, Any]:
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise XUnavailable(f"X answered without data: {str(body)[:200]}", maybe_done=True)
+    return data
+
+
+def _receipt(message: OutboundMessage, status: DeliveryStatus, reason: str | None,
+             provider_id: str | None = None) -> DeliveryReceipt:
+    return DeliveryReceipt(reply_id=message.reply_id, conversation_id=message.conversation_id,
+                           channel=message.channel, status=status, at=datetime.now(UTC), reason=reason,
+                           provider_id=provider_id, kind=message.kind, customer_id=message.customer_id)

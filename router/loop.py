@@ -1,0 +1,313 @@
+"""A stage's consume loop, shaped like the raw pipe: fetch a batch, process, produce, commit.
+
+`getmany` → the stage's `process` → every output sent → Kafka's acks awaited → the
+stage's `confirm` (the brain's "done" marks) → the batch's offsets committed. Nothing is
+committed before its outputs are in Kafka, so a worker killed at any point loses
+nothing: what it had not committed is read again by whoever takes the partitions, and
+the claims make that safe (decision 0003).
+
+A stage that fails (Redis or Kafka away, or a bug) runs the same batch again after a
+backoff, for as long as it takes, while readiness names the stalled stage. A stop
+cancels the batch in flight unless it finishes within the grace: it was not committed,
+so it is read again. A rebalance waits for the batch in flight before the partitions
+go, so the next owner starts where this one committed.
+
+Each stage has a consumer group of its own (`<app id>.<stage>`), so stages scale and
+stall apart. The range assignor hands out the same partition numbers of every topic a
+stage reads, keeping co-partitioned topics (the brain's messages and conversation
+events, both keyed by customer) on one worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
+from mode import Service
+
+from processors.metrics import STAGE_RETRIES, report_lag
+from processors.stage import Output, Record
+from router.kafka import client_options, new_producer
+from router.settings import Settings
+
+__all__ = ["Confirm", "Process", "StageLoop", "Stages", "adopt_offsets", "group_of", "produce"]
+
+log = logging.getLogger(__name__)
+Process = Callable[[Sequence[Record]], Awaitable[list[Output]]]
+Confirm = Callable[[Sequence[Record]], Awaitable[None]]
+RETRY_CAP_SECONDS = 30.0
+# how long a stop waits for the batch in flight before it is cancelled (and read again)
+STOP_GRACE_SECONDS = 10.0
+FETCH_WAIT_MS = 200
+LAG_EVERY_SECONDS = 2.0
+# how long a start waits for a group coordinator to read the Faust group's offsets
+ADOPT_SECONDS = 30.0
+
+
+def group_of(settings: Settings, stage: str) -> str:
+    """The consumer group of one stage."""
+    return f"{settings.app_id}.{stage}"
+
+
+async def produce(producer: AIOKafkaProducer, settings: Settings, outputs: Sequence[Output]) -> None:
+    """Send every output and wait until Kafka has all of them."""
+    pending = [await producer.send(settings.topic(o.topic), o.value, key=o.key) for o in outputs]
+    await asyncio.gather(*pending)
+
+
+async def adopt_offsets(settings: Settings, group: str, topics: Sequence[str]) -> None:
+    """A stage's new group starts where the Faust app's group (`<app id>`) committed, once.
+
+    Before the stages had groups of their own, one Faust group read every topic; an
+    upgrade without this would read every retained record again.
+    """
+    deadline = time.monotonic() + ADOPT_SECONDS
+    while True:
+        try:
+            legacy = await _legacy_offsets(settings, group)
+            break
+        except KafkaError as e:
+            # a broker that has just started has no group coordinator yet
+            if not e.retriable or time.monotonic() > deadline:
+                log.warning("could not read the Faust group's offsets; the stage's group starts "
+                            "where auto_offset_reset says", extra={"group": group, "error": repr(e)})
+                return
+            await asyncio.sleep(0.5)
+    wanted = {tp: mark.offset for tp, mark in legacy.items() if tp.topic in topics and mark.offset >= 0}
+    if not wanted:
+        return
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(wanted))
+        await consumer.commit(wanted)
+    finally:
+        await consumer.stop()
+    log.info("stage group starts where the Faust group committed", extra={"group": group,
+                                                                          "partitions": len(wanted)})
+
+
+async def _legacy_offsets(settings: Settings, group: str) -> dict[TopicPartition, Any]:
+    """The Faust group's committed offsets, or none when `group` has offsets of its own."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        if await admin.list_consumer_group_offsets(group):
+            return {}
+        return dict(await admin.list_consumer_group_offsets(settings.app_id))
+    finally:
+        await admin.close()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions leave only between batches; the lag gauges follow the assignment."""
+
+    def __init__(self, loop: StageLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        async with self._loop.between_batches:
+            await self._loop.commit()
+            self._loop.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self._loop.joined = True
+        log.info("partitions assigned", extra={"stage": self._loop.name,
+                                                "partitions": ",".join(f"{t.topic}/{t.partition}"
+                                                                       for t in sorted(assigned))})
+
+
+class StageLoop:
+    """One stage's consumer and its batch loop; `stalled` says why it is rerunning a batch."""
+
+    def __init__(self, name: str, topics: Sequence[str], process: Process, confirm: Confirm | None,
+                 *, settings: Settings, producer: Callable[[], AIOKafkaProducer],
+                 stalled: dict[str, str]) -> None:
+        self.name = name
+        self.topics = tuple(topics)
+        self._process = process
+        self._confirm = confirm
+        self._settings = settings
+        self._producer = producer
+        self._stalled = stalled
+        self.between_batches = asyncio.Lock()
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.joined = False
+        # the next offset to read of each partition this loop has processed, for the lag gauge
+        self._next: dict[TopicPartition, int] = {}
+        self._lag_at = 0.0
+        self._lag_reported: set[tuple[str, int]] = set()
+
+    def assigned(self) -> bool:
+        """True once this loop has joined its group (with more workers than partitions, idle)."""
+        return self.joined
+
+    async def start(self) -> None:
+        """Join the stage's group and start the loop."""
+        settings = self._settings
+        session_ms = int(settings.kafka_session_timeout_seconds * 1000)
+        self._consumer = AIOKafkaConsumer(
+            **client_options(settings),
+            group_id=group_of(settings, self.name),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            max_poll_records=settings.batch_size,
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=session_ms // 4,
+            # a batch rerun through an outage must not cost the partitions
+            max_poll_interval_ms=max(300_000, session_ms * 30),
+        )
+        await adopt_offsets(settings, group_of(settings, self.name), self.topics)
+        self._consumer.subscribe(list(self.topics), listener=_Rebalance(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"stage-{self.name}")
+
+    async def stop(self) -> None:
+        """Let the batch in flight finish within the grace, else cancel it; then leave the group."""
+        self._stopping = True
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_GRACE_SECONDS)
+            if not done:
+                log.warning("stopping with a batch unfinished; it was not committed and will be read again",
+                            extra={"stage": self.name})
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._consumer is not None:
+            with contextlib.suppress(KafkaError, TimeoutError):
+                await asyncio.wait_for(self._consumer.stop(), STOP_GRACE_SECONDS)
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while not self._stopping:
+            try:
+                fetched = await consumer.getmany(timeout_ms=FETCH_WAIT_MS,
+                                                 max_records=self._settings.batch_size)
+            except KafkaError as e:
+                STAGE_RETRIES.labels(self.name, type(e).__name__).inc()
+                log.warning("fetch failed; trying again", extra={"stage": self.name, "error": repr(e)})
+                await asyncio.sleep(1.0)
+                continue
+            if fetched:
+                async with self.between_batches:
+                    records = [Record(m.topic, m.partition, m.offset, m.value or b"")
+                               for messages in fetched.values() for m in messages]
+                    await self._until_done(records)
+                    for tp, messages in fetched.items():
+                        self._uncommitted[tp] = self._next[tp] = messages[-1].offset + 1
+                    await self.commit()
+            self._report_lag()
+
+    async def _until_done(self, records: Sequence[Record]) -> None:
+        """Run one batch until its outputs are in Kafka; only a stop (cancel) ends it sooner."""
+        attempt = 0
+        while True:
+            try:
+                await produce(self._producer(), self._settings, await self._process(records))
+                if self._confirm is not None:
+                    # shielded: a stop must not cut between "Kafka has it" and "done"
+                    await asyncio.shield(self._confirm(records))
+            except Exception as e:  # noqa: BLE001 - the batch is rerun, never skipped
+                attempt += 1
+                delay = min(RETRY_CAP_SECONDS, 0.2 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
+                STAGE_RETRIES.labels(self.name, type(e).__name__).inc()
+                self._stalled[self.name] = f"{type(e).__name__} on attempt {attempt}: {str(e)[:200]}"
+                log.warning("stage failed; the same batch runs again", extra={
+                    "stage": self.name, "attempt": attempt, "retry_in": round(delay, 2), "error": repr(e)})
+                await asyncio.sleep(delay)
+                continue
+            if self._stalled.pop(self.name, None) is not None:
+                log.info("stage recovered", extra={"stage": self.name, "attempts": attempt + 1})
+            return
+
+    async def commit(self) -> None:
+        """Commit what was processed; a failed commit is carried to the next one."""
+        if not self._uncommitted or self._consumer is None:
+            return
+        offsets = dict(self._uncommitted)
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as e:
+            # read again by whoever has the partition next: the claims make that safe
+            STAGE_RETRIES.labels(self.name, type(e).__name__).inc()
+            log.warning("commit failed; carried to the next batch", extra={"stage": self.name,
+                                                                           "error": repr(e)})
+            return
+        for tp, offset in offsets.items():
+            if self._uncommitted.get(tp) == offset:
+                del self._uncommitted[tp]
+
+    def forget(self, revoked: Sequence[TopicPartition]) -> None:
+        """Drop what could not be committed on partitions that went: their next owner reads it again."""
+        for tp in revoked:
+            self._uncommitted.pop(tp, None)
+            self._next.pop(tp, None)
+
+    def _report_lag(self) -> None:
+        """Records behind the end of each partition this loop holds, every couple of seconds."""
+        now = time.monotonic()
+        if self._consumer is None or now - self._lag_at < LAG_EVERY_SECONDS:
+            return
+        self._lag_at = now
+        lags = {}
+        for tp in self._consumer.assignment():
+            end, at = self._consumer.highwater(tp), self._next.get(tp)
+            if end is not None and at is not None:
+                lags[tp.topic, tp.partition] = end - at
+        # partitions that moved to another worker leave this one's gauges
+        self._lag_reported = report_lag(lags, self._lag_reported)
+
+
+class Stages(Service):
+    """The stage loops of a worker and the producer they share; started after the senders."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.loops: list[StageLoop] = []
+        self.stalled: dict[str, str] = {}
+        self._producer: AIOKafkaProducer | None = None
+
+    def add(self, name: str, topics: Sequence[str], process: Process, confirm: Confirm | None = None) -> None:
+        """A stage to run: its input topics, its batch function and its "done" step."""
+        self.loops.append(StageLoop(name, topics, process, confirm, settings=self.settings,
+                                    producer=self.producer, stalled=self.stalled))
+
+    def producer(self) -> AIOKafkaProducer:
+        """The started producer."""
+        assert self._producer is not None, "the stages' producer is not started"
+        return self._producer
+
+    def assigned(self) -> bool:
+        """True once every loop has joined its group."""
+        return all(loop.assigned() for loop in self.loops)
+
+    async def on_start(self) -> None:
+        """Start the producer, then every loop."""
+        if not self.loops:
+            return
+        self._producer = new_producer(self.settings)
+        await self._producer.start()
+        for loop in self.loops:
+            await loop.start()
+
+    async def on_stop(self) -> None:
+        """Stop every loop (each finishes or drops its batch), then the producer."""
+        await asyncio.gather(*(loop.stop() for loop in self.loops))
+        if self._producer is not None:
+            with contextlib.suppress(KafkaError, TimeoutError):
+                await asyncio.wait_for(self._producer.stop(), STOP_GRACE_SECONDS)

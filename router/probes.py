@@ -1,0 +1,263 @@
+"""Synthetic probes: a marked message through every probed channel's real path, timed to routed.
+
+Each configured channel whose spec offers a `probe` (connectors/spec.py) gets one: the
+edge (`switchboard run`) sends one every `probe_interval_seconds` per channel, and
+`switchboard probe` sends one round on demand. The marker (schemas/probe.py) makes intake
+take the message off the customer path; the brain reports its route on `sb.probe.v1`,
+where the prober waits for it. The prober's verdict goes on the same topic and into
+`sb_probe_seconds` / `sb_probe_failures_total`: `passed`, `slow` (routed after
+`probe_slow_seconds`), `silent` (not routed within `probe_timeout_seconds`) or `failed`
+(the channel would not even take it). Slow, silent and failed are logged as warnings:
+the events a dashboard shows red and an alert fires on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from mode import Service
+from prometheus_client import Counter, Histogram
+
+from connectors.base import Probe, ProbeTarget
+from connectors.registry import CHANNELS
+from router.kafka import client_options, new_producer
+from router.settings import Settings
+from schemas.codec import decode, encode
+from schemas.errors import ParseError, SwitchboardError, TransientError
+from schemas.probe import ProbeEvent, make_marker
+from schemas.topics import PROBE
+
+__all__ = ["PROBE_FAILURES", "PROBE_SECONDS", "ProbeService", "Results", "configured", "probe_once"]
+
+log = logging.getLogger(__name__)
+PROBE_SECONDS = Histogram("sb_probe_seconds", "A synthetic probe's time from sent to routed", ["channel"],
+                          buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300))
+PROBE_FAILURES = Counter("sb_probe_failures_total", "Synthetic probes slow, silent or not taken",
+                         ["channel", "kind"])
+Publish = Callable[[ProbeEvent], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def target_of(settings: Settings, api_url: str | None = None) -> ProbeTarget:
+    """Where pushed channels' probes enter: this deployment's own HTTP API."""
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    token = settings.api_tokens[0] if settings.api_tokens else None
+    return ProbeTarget(api_url=api_url or f"http://{host}:{settings.http_port}", api_token=token)
+
+
+def configured(settings: Settings, target: ProbeTarget) -> dict[str, Probe]:
+    """The probe of every configured channel that offers one, by channel name."""
+    found: dict[str, Probe] = {}
+    for name, spec in CHANNELS.items():
+        section = settings.section(spec.section, spec.settings)
+        if section is None or spec.probe is None:
+            continue
+        probe = spec.probe(section, target)
+        if probe is not None:
+            found[name] = probe
+        else:  # said once, at start: a channel nobody can probe is not a failing one
+            log.info("channel not probed: its settings give the probe no way in", extra={"channel": name})
+    return found
+
+
+class Results:
+    """Reads `sb.probe.v1` from its end and hands each `routed` report to the probe awaiting it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._waiting: dict[str, asyncio.Future[ProbeEvent]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, producer: AIOKafkaProducer, timeout: float = 30.0) -> None:
+        """Take every partition at its current end, so no report after this moment is missed."""
+        topic = self._settings.topic(PROBE)
+        consumer = AIOKafkaConsumer(**client_options(self._settings), group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="latest")
+        try:
+            partitions = await asyncio.wait_for(producer.partitions_for(topic), timeout)
+            assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+            await asyncio.wait_for(consumer.start(), timeout)
+            consumer.assign(assigned)
+            await consumer.seek_to_end(*assigned)
+            for tp in assigned:  # pin the end now: a lazy seek could land after a fast report
+                await asyncio.wait_for(consumer.position(tp), timeout)
+        except (KafkaError, TimeoutError, OSError) as e:
+            await consumer.stop()
+            raise TransientError(f"cannot read {topic}: {e!r}") from e
+        self._consumer = consumer
+        self._task = asyncio.ensure_future(self._read())
+
+    async def stop(self) -> None:
+        """Stop reading; safe to call twice."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    def expect(self, probe_id: str) -> asyncio.Future[ProbeEvent]:
+        """A future that holds the probe's `routed` report once it is read."""
+        future: asyncio.Future[ProbeEvent] = asyncio.get_running_loop().create_future()
+        self._waiting[probe_id] = future
+        return future
+
+    def forget(self, probe_id: str) -> None:
+        """Stop waiting for a probe (judged already)."""
+        self._waiting.pop(probe_id, None)
+
+    async def _read(self) -> None:
+        assert self._consumer is not None
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500)
+            except KafkaError as e:
+                log.warning("probe results unreadable; trying again", extra={"error": repr(e)})
+                await asyncio.sleep(1.0)
+                continue
+            for record in (r for records in batches.values() for r in records):
+                try:
+                    self.take(decode(record.value, ProbeEvent))
+                except ParseError:
+                    continue  # not ours to judge: the topic's other readers see it too
+
+    def take(self, event: ProbeEvent) -> None:
+        """Hand a `routed` report to the probe waiting for it; anything else is someone else's."""
+        future = self._waiting.get(event.probe_id)
+        if event.kind == "routed" and future is not None and not future.done():
+            future.set_result(event)
+
+
+async def probe_once(settings: Settings, channel: str, probe: Probe, results: Results, publish: Publish,
+                     *, clock: Clock = _now) -> ProbeEvent:
+    """Send one probe on `channel`, wait for its route, judge it, publish and count the verdict."""
+    probe_id = f"prb_{secrets.token_hex(10)}"
+    sent_at = clock()
+    marker = make_marker(probe_id, channel, sent_at, settings.reply_token_key.get_secret_value().encode())
+    waiter = results.expect(probe_id)
+    verdict: dict[str, Any]
+    try:
+        await probe.send(probe_id, f"Switchboard probe {marker}")
+        routed = await asyncio.wait_for(asyncio.shield(waiter), settings.probe_timeout_seconds)
+    except SwitchboardError as e:
+        verdict = {"kind": "failed", "reason": f"the {channel} channel did not take the probe: {e.reason}"}
+    except TimeoutError:
+        verdict = {"kind": "silent", "reason": f"not routed within {settings.probe_timeout_seconds:g}s"}
+    except Exception as e:  # noqa: BLE001 - a connector's surprise is this probe's failure, not the edge's
+        verdict = {"kind": "failed", "reason": f"the {channel} probe raised {type(e).__name__}: {e}"}
+    else:
+        seconds = routed.seconds or 0.0
+        slow = seconds > settings.probe_slow_seconds
+        verdict = {"kind": "slow" if slow else "passed", "seconds": seconds, "queue": routed.queue,
+                   "reason": (f"routed in {seconds:.2f}s, past {settings.probe_slow_seconds:g}s" if slow
+                              else f"routed in {seconds:.2f}s to queue {routed.queue}")}
+        PROBE_SECONDS.labels(channel).observe(seconds)
+    finally:
+        results.forget(probe_id)
+    event = ProbeEvent(event_id=f"{probe_id}.verdict", probe_id=probe_id, channel=channel, sent_at=sent_at,
+                       at=clock(), **verdict)
+    context = {"probe_id": probe_id, "channel": channel, "kind": event.kind, "reason": event.reason}
+    if event.kind == "passed":
+        log.info("probe passed", extra=context)
+    else:
+        PROBE_FAILURES.labels(channel, event.kind).inc()
+        log.warning(f"probe {event.kind}", extra=context)
+    await publish(event)
+    return event
+
+
+class ProbeService(Service):
+    """The edge's scheduled probes: one loop per probed channel, `probe_interval_seconds` apart."""
+
+    def __init__(self, settings: Settings, probes: Mapping[str, Probe], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.probes = dict(probes)
+        self._results = Results(settings)
+        self._producer: AIOKafkaProducer | None = None
+
+    async def on_start(self) -> None:
+        """Start the producer; results and the loops start in the background, never failing the start."""
+        self._producer = new_producer(self.settings)
+        await self._producer.start()
+        self.add_future(self._begin())
+
+    async def _begin(self) -> None:
+        """Read results (as long as it takes Kafka to answer), then one loop per channel."""
+        assert self._producer is not None
+        delay = 1.0
+        while not self.should_stop:
+            try:
+                await self._results.start(self._producer)
+                break
+            except TransientError as e:
+                log.warning("probes wait for their results topic", extra={"reason": e.reason})
+                await self.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        log.info("probing channels", extra={"channels": sorted(self.probes),
+                                            "every_seconds": self.settings.probe_interval_seconds})
+        for channel, probe in self.probes.items():
+            self.add_future(self._every(channel, probe))
+
+    async def on_stop(self) -> None:
+        """Stop reading and producing."""
+        await self._results.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _every(self, channel: str, probe: Probe) -> None:
+        while not self.should_stop:
+            try:
+                await probe_once(self.settings, channel, probe, self._results, self._publish)
+            except SwitchboardError as e:  # the verdict could not be published: the next round tries
+                log.warning("probe verdict not published", extra={"channel": channel, "reason": e.reason})
+            await self.sleep(self.settings.probe_interval_seconds)
+
+    async def _publish(self, event: ProbeEvent) -> None:
+        await publish_with(self._producer, self.settings, event)
+
+
+async def publish_with(producer: AIOKafkaProducer | None, settings: Settings, event: ProbeEvent) -> None:
+    """Put a verdict on `sb.probe.v1`, keyed by channel."""
+    if producer is None:
+        raise TransientError("the producer is not started")
+    try:
+        await asyncio.wait_for(producer.send_and_wait(settings.topic(PROBE), encode(event),
+                                                      key=event.channel.encode()), 10)
+    except (KafkaError, TimeoutError) as e:
+        raise TransientError(f"Kafka did not take the probe verdict: {e!r}") from e
+
+
+async def run_round(settings: Settings, probes: Mapping[str, Probe],
+                    channels: Sequence[str] = ()) -> list[ProbeEvent]:
+    """One probe per channel (all, or those named), side by side; for `switchboard probe`."""
+    chosen = {n: p for n, p in probes.items() if not channels or n in channels}
+    results = Results(settings)
+    producer = new_producer(settings)
+    await producer.start()
+    try:
+        await results.start(producer)
+
+        async def publish(event: ProbeEvent) -> None:
+            await publish_with(producer, settings, event)
+
+        return list(await asyncio.gather(*(probe_once(settings, name, probe, results, publish)
+                                           for name, probe in chosen.items())))
+    finally:
+        await results.stop()
+        await producer.stop()

@@ -1,0 +1,87 @@
+"""A stage's batch loop on real Kafka: reruns a failing batch, commits only after its outputs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from processors.stage import Output, Record
+from router.kafka import ensure_topics
+from router.loop import Stages, adopt_offsets, group_of
+from router.settings import Settings
+from schemas.topics import IDENTIFIED, INBOUND
+from tests.kafka_tools import publish, read_all, unique_prefix, wait_committed
+from tests.waiting import until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def deployment(stack: Settings) -> Settings:
+    prefix = unique_prefix()
+    settings = stack.model_copy(update={"topic_prefix": prefix, "app_id": f"{prefix}sb", "batch_size": 10})
+    await ensure_topics(settings)
+    return settings
+
+
+class Flaky:
+    """A stage that fails its first `failures` batches, then copies each record to IDENTIFIED."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts = 0
+
+    async def process(self, records: Sequence[Record]) -> list[Output]:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise ConnectionError("Redis away")
+        return [Output(IDENTIFIED, r.value, r.value) for r in records]
+
+
+@pytest.fixture
+async def stages(deployment: Settings) -> AsyncIterator[Stages]:
+    running = Stages(deployment)
+    yield running
+    await running.stop()
+
+
+async def test_a_failing_batch_runs_again_and_its_offsets_wait_for_its_outputs(
+        deployment: Settings, stages: Stages) -> None:
+    flaky = Flaky(failures=2)
+    stages.add("intake", [deployment.topic(INBOUND)], flaky.process)
+    await stages.start()
+    sent = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(25)]
+    await publish(deployment, deployment.topic(INBOUND), sent)
+    await until(lambda: flaky.attempts > flaky.failures and not stages.stalled, "the stage never recovered")
+    await wait_committed(deployment, group_of(deployment, "intake"), deployment.topic(INBOUND))
+    copied = sorted(r.value for r in await read_all(deployment, deployment.topic(IDENTIFIED)))
+    # every record out exactly once: the failed attempts produced nothing
+    assert copied == sorted(v for _, v in sent)
+    assert stages.assigned()
+
+
+async def test_a_stages_new_group_starts_where_the_faust_group_committed(deployment: Settings) -> None:
+    topic = deployment.topic(INBOUND)
+    legacy = AIOKafkaConsumer(bootstrap_servers=deployment.kafka_bootstrap, group_id=deployment.app_id,
+                              enable_auto_commit=False)
+    await legacy.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        legacy.assign([tp])
+        await legacy.commit({tp: 7})
+    finally:
+        await legacy.stop()
+    group = group_of(deployment, "intake")
+    await adopt_offsets(deployment, group, [topic])
+    # only once: a group that has offsets of its own keeps them
+    await adopt_offsets(deployment, group, [deployment.topic(IDENTIFIED)])
+    admin = AIOKafkaAdminClient(bootstrap_servers=deployment.kafka_bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    assert {t: m.offset for t, m in offsets.items()} == {TopicPartition(topic, 0): 7}

@@ -1,0 +1,64 @@
+"""A channel without a sender is answered through those its spec names, when they reach the customer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.base import Outbound
+from router.channels import Channels
+from schemas import DeliveryReceipt, Identity, OutboundMessage
+
+AT = datetime(2026, 12, 4, 6, 0, tzinfo=UTC)
+
+
+class Recording(Outbound[None]):
+    """A sender that keeps what it was given: the seam the send stage calls."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.sent: list[OutboundMessage] = []
+
+    async def start(self) -> None:
+        """Nothing to connect."""
+
+    async def stop(self) -> None:
+        """Nothing to close."""
+
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        self.sent.append(message)
+        return DeliveryReceipt(reply_id=message.reply_id, conversation_id=message.conversation_id,
+                               channel=message.channel, status="sent", at=AT)
+
+
+def reply(recipient: Identity) -> OutboundMessage:
+    return OutboundMessage(reply_id="rep_1", conversation_id="con_1", channel="api", recipient=recipient,
+                           kind="agent_reply", text="It arrives tomorrow.", created_at=AT)
+
+
+def channels(email: Recording) -> Channels:
+    senders: dict[str, Outbound[Any]] = {"email": email}
+    return Channels(sources={}, senders=senders, reply_via={"api": ("email",)})
+
+
+async def test_an_api_customer_with_an_email_address_is_answered_by_email() -> None:
+    email = Recording()
+    send = channels(email).send_functions()["api"]
+    receipt = await send(reply(Identity(kind="email", value="a@example.com")))
+    assert [m.channel for m in email.sent] == ["email"]
+    assert (receipt.status, receipt.channel) == ("sent", "email")
+
+
+async def test_a_customer_no_channel_can_reach_gets_a_failed_receipt_with_the_reason() -> None:
+    email = Recording()
+    send = channels(email).send_functions()["api"]
+    receipt = await send(reply(Identity(kind="phone", value="+14155550100")))
+    assert email.sent == []
+    assert (receipt.status, receipt.channel) == ("failed", "api")
+    assert receipt.reason == "api replies go by email, which cannot reach a phone identity"
+
+
+def test_a_channel_with_its_own_sender_keeps_it() -> None:
+    email = Recording()
+    found = Channels(sources={}, senders={"email": email}, reply_via={}).send_functions()
+    assert set(found) == {"email"}
