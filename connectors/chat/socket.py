@@ -150,9 +150,25 @@ class ChatSocket:
         await send({"type": "welcome", "session": session, "token": session_token(session, self._key),
                     "resumed": resumed, "last_seq": last, "email": meta.get("email"),
                     "email_verified": meta.get("verified") == "1"})
+        await self._status(session, meta, send)
         # resume after what the widget shows; never more than the replay limit of history
         start = max(min(hello.last_seq if resumed else 0, last), last - self._settings.replay_limit, 0)
         return Visitor(session=session, last_sent=start, send=send)
+
+    async def _status(self, session: str, meta: dict[str, str],
+                      send: Callable[[dict[str, Any]], Any]) -> None:
+        """Say honestly when to expect an answer: the time the acknowledgement would promise."""
+        identity = f"email:{meta['email']}" if meta.get("verified") == "1" else f"chat:{session}"
+        try:
+            outlook = await self._edge.outlook("chat", identity)
+        except TransientError as e:
+            log.warning("chat: no outlook for the waiting state", extra={"reason": e.reason})
+            return
+        await send({"type": "status", "tier": outlook.tier, "open_now": outlook.open_now,
+                    "opens": outlook.opens.isoformat(), "expected": outlook.expected.isoformat(),
+                    "opens_text": outlook.opens_text, "expected_text": outlook.expected_text,
+                    # away, or no answer within the visit: offer to continue by mail
+                    "offer_email": not outlook.open_now or meta.get("email") is None})
 
     async def _converse(self, ws: web.WebSocketResponse, request: web.Request, visitor: Visitor,
                         send: Callable[[dict[str, Any]], Any]) -> None:

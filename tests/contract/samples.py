@@ -137,6 +137,7 @@ async def chat_log() -> AsyncIterator[Emulated]:
         redis.close()
 
 
+@asynccontextmanager
 async def email_probe_target() -> AsyncIterator[Emulated]:
     """The SMTP server, and the address the probe mails (the mailbox the channel would read)."""
     async with smtp_server() as emulated:

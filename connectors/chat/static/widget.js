@@ -116,8 +116,10 @@
     } else if (frame.type === "accepted") {
       confirm(frame.id);
     } else if (frame.type === "status") {
-      status.textContent = frame.open_now ? ("We usually answer by " + frame.expected_text)
-        : ("We are away. Expect an answer " + frame.expected_text + ". Leave your email to continue by mail.");
+      status.textContent = frame.open_now ? ("We're here. Expect an answer by " + frame.expected_text + ".")
+        : ("We're away until " + frame.opens_text + ". Expect an answer by " + frame.expected_text +
+           "; leave your email and we'll continue by mail.");
+      offer.hidden = !frame.offer_email;
       root.dataset.waiting = frame.open_now ? "no" : "yes";
     } else if (frame.type === "email") {
       status.textContent = "We will email " + frame.address + " if you leave before we answer.";

@@ -21,6 +21,9 @@ async def test_a_new_visitor_gets_a_session_and_their_message_is_routed_once(cha
     visitor, welcome = await chat.visit()
     session = welcome["session"]
     assert session.startswith("s_") and welcome["token"] and not welcome["resumed"]
+    # the waiting state: the example policy's promise for a new customer, in its words
+    status = await visitor.next("status")
+    assert status["tier"] == "standard" and status["expected_text"] and status["offer_email"]
     accepted = await visitor.say("m1", "Where is my parcel?")
     shown = await visitor.next("message")
     assert accepted == {"type": "accepted", "id": "m1", "seq": 1}
