@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors import api, email, phone, slack, twitter, webhook
+from connectors import api, chat, email, phone, slack, twitter, webhook
 from connectors.spec import ConnectorSpec, ToolSpec
 from schemas.errors import ConfigError
 
@@ -17,6 +17,7 @@ __all__ = ["CHANNELS", "TOOLS", "channel", "sections"]
 CHANNELS: dict[str, ConnectorSpec[Any]] = {
     api.SPEC.name: api.SPEC,
     email.SPEC.name: email.SPEC,
+    chat.SPEC.name: chat.SPEC,
     phone.SPEC.name: phone.SPEC,
     twitter.SPEC.name: twitter.SPEC,
 }

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
+from weakref import WeakSet
 
 from aiohttp import web
 
@@ -31,22 +32,30 @@ from schemas.conversation import ConversationCard
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt
 
-__all__ = ["Edge", "Handler", "HoldState", "Outlook", "Refusal", "Route"]
+__all__ = ["OPEN_SOCKETS", "Edge", "Handler", "HoldState", "Outlook", "Refusal", "Route"]
 
 # a held key's state: "new" (never held), "held" (waiting), "settled" (accepted by a
 # callback) or "released" (accepted by the timer at its deadline)
 HoldState = Literal["new", "held", "settled", "released"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# a route that holds a WebSocket open adds it here, so the server closes it (1001, going
+# away) when it stops instead of waiting for the visitor to leave
+OPEN_SOCKETS = web.AppKey("open_sockets", WeakSet[web.WebSocketResponse])
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One HTTP route: method, path and the handler that serves it."""
+    """One HTTP route: method, path and the handler that serves it.
+
+    `public` routes serve anyone, with no token: a widget's files, a website visitor's
+    socket. Such a handler checks what it can instead (origin, a signed session, rates).
+    """
 
     method: str
     path: str
     handler: Handler
+    public: bool = False
 
 
 @dataclass(frozen=True, slots=True)

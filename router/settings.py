@@ -189,9 +189,12 @@ class Settings(BaseSettings):
             if raw is None and not on_by_default:
                 continue
             raw = dict(raw) if isinstance(raw, dict) else ({} if raw is None else raw)
-            if isinstance(raw, dict) and "token_key" in model.model_fields:
-                # one reply-token key for every channel that signs its threads
-                raw["token_key"] = self.reply_token_key
+            if isinstance(raw, dict):
+                # the deployment's own: one reply-token key for every channel that signs, one
+                # Redis and key namespace for every connector that keeps state there
+                deployment = {"token_key": self.reply_token_key, "redis_url": self.redis_url,
+                              "namespace": f"{self.topic_prefix}sb"}
+                raw |= {k: v for k, v in deployment.items() if k in model.model_fields}
             try:
                 section = model.model_validate(raw)
             except ValidationError as e:

@@ -12,6 +12,7 @@ from schemas.identity import Identity
 __all__ = [
     "ApiExtras",
     "Attachment",
+    "ChatExtras",
     "Citation",
     "DeliveryReport",
     "EmailExtras",
@@ -109,6 +110,19 @@ class EmailExtras(msgspec.Struct, frozen=True, kw_only=True, tag="email"):
         return None if report == DeliveryReport() else report
 
 
+class ChatExtras(msgspec.Struct, frozen=True, kw_only=True, tag="chat"):
+    """A web chat message's session and place in its log, and the address the visitor gave."""
+
+    session: str
+    # the message's number in the conversation's chat log (0: not logged, e.g. parsed for `explain`)
+    seq: int = 0
+    # an address typed into the widget is only an attribute: it links to no customer
+    # unless verified (the website's identity hash, or the visitor answering our mail)
+    email: str | None = None
+    email_verified: bool = False
+    origin: str | None = None
+
+
 class PhoneExtras(msgspec.Struct, frozen=True, kw_only=True, tag="phone"):
     """A call to our number: the voicemail's recording and transcript, and how far to trust the caller."""
 
@@ -158,7 +172,7 @@ class XExtras(msgspec.Struct, frozen=True, kw_only=True, tag="x"):
     errors: tuple[str, ...] = ()
 
 
-Extras = ApiExtras | EmailExtras | PhoneExtras | XExtras
+Extras = ApiExtras | EmailExtras | PhoneExtras | XExtras | ChatExtras
 
 
 class InboundMessage(msgspec.Struct, frozen=True, kw_only=True):

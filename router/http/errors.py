@@ -41,8 +41,10 @@ def json_errors(request_seconds: float) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # a WebSocket lives as long as its visitor: its handler bounds its own waits
+        socket = request.headers.get("Upgrade", "").lower() == "websocket"
         try:
-            async with asyncio.timeout(request_seconds) as deadline:
+            async with asyncio.timeout(None if socket else request_seconds) as deadline:
                 return await handler(request)
         except TimeoutError:
             if not deadline.expired():

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from weakref import WeakSet
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connectors.registry import CHANNELS, TOOLS
-from connectors.routes import Edge, Route
+from connectors.routes import OPEN_SOCKETS, Edge, Route
 from connectors.spec import ConnectorSpec, ToolSpec
 from router.http.errors import json_errors
 from router.settings import Settings
@@ -73,7 +74,16 @@ def build_app(settings: Settings, checks: dict[str, Check], routes: Iterable[Rou
     app.router.add_get("/metrics", health.metrics)
     for route in routes:
         app.router.add_route(route.method, route.path, route.handler)
+    app[OPEN_SOCKETS] = WeakSet()
+    app.on_shutdown.append(_close_sockets)
     return app
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Close every WebSocket still open, so stopping does not wait for visitors to leave."""
+    sockets: WeakSet[web.WebSocketResponse] = app[OPEN_SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping")
 
 
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from aiosmtpd.controller import Controller
+from redis import Redis
 
+from router.settings import Settings
 from schemas.conversation import ConversationCard
 from schemas.handoff import Handoff
 from schemas.identity import Identity
@@ -43,11 +46,16 @@ CHANNEL_SAMPLES: dict[str, list[bytes]] = {
     "email": [(FIXTURES / "email" / name).read_bytes()
               for name in ("apple_mail_reply.eml", "flowed.eml", "encoded_names.eml")],
     "echo": [b"ada@example.org: my parcel never arrived"],
+    "chat": [b'{"session": "s_Q2hhdFNhbXBsZVNlc3Npb2", "id": "m1", "text": "Is my parcel on its way?"}',
+             b'{"session": "s_Q2hhdFNhbXBsZVNlc3Npb2", "id": "m-2", "text": "I typed it here",'
+             b' "email": "ada@example.org"}'],
     "phone": [(FIXTURES / "phone" / f"{name}.form").read_bytes().strip()
               for name in ("transcription_completed", "transcription_failed", "voice_request_unattested")],
     "x": [(FIXTURES / "x" / "activity" / name).read_bytes()
           for name in ("mention.json", "dm.json", "partial_errors.json", "dm_encrypted.json")],
 }
+# what a chat reply cites: the visitor's message, `<session>:<id>`
+CHAT_CITE = "s_Q2hhdFNhbXBsZVNlc3Npb2:m1"
 # a request each pushed channel's route must accept, with the token the stub edge knows
 ROUTE_SAMPLES: dict[str, tuple[str, bytes]] = {
     "api": ("application/json", CHANNEL_SAMPLES["api"][0]),
@@ -116,6 +124,20 @@ async def slack_emulator() -> AsyncIterator[Emulated]:
 
 
 @asynccontextmanager
+async def chat_log() -> AsyncIterator[Emulated]:
+    """The chat sender's side is Redis itself (the local stack's), under a namespace of its own."""
+    namespace = f"contract-{uuid.uuid4().hex[:12]}"
+    redis = Redis.from_url(Settings().redis_dsn)
+    session = CHAT_CITE.partition(":")[0]
+    try:
+        yield Emulated({"namespace": namespace, "token_key": "contract-key"},
+                       lambda: int(redis.llen(f"{namespace}:chat:{session}:log")))
+    finally:
+        redis.delete(*(f"{namespace}:chat:{session}:{part}" for part in ("log", "ids", "meta")))
+        redis.close()
+
+
+@asynccontextmanager
 async def email_probe_target() -> AsyncIterator[Emulated]:
     """The SMTP server, and the address the probe mails (the mailbox the channel would read)."""
     async with smtp_server() as emulated:
@@ -176,11 +198,12 @@ async def x_emulator() -> AsyncIterator[Emulated]:
 
 # where each sender or tool delivers in the suite
 SENDER_EMULATORS: dict[str, Callable[[], Any]] = {"email": smtp_server, "phone": twilio_emulator,
-                                                  "x": x_emulator}
+                                                  "x": x_emulator, "chat": chat_log}
 # how a reply to Ada differs on a channel that does not reach her by email
 OUTBOUND_CHANGES: dict[str, dict[str, Any]] = {
     "phone": {"recipient": Identity(kind="phone", value="+4915123456789")},
-    "x": {"recipient": Identity(kind="xid", value=X_ADA), "in_reply_to": None, "references": ()}}
+    "x": {"recipient": Identity(kind="xid", value=X_ADA), "in_reply_to": None, "references": ()},
+    "chat": {"in_reply_to": CHAT_CITE, "references": ()}}
 TOOL_EMULATORS: dict[str, Callable[[], Any]] = {
     "webhook": webhook_receiver, "slack": slack_emulator, "mailbox": smtp_server}
 
