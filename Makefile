@@ -10,10 +10,6 @@ export SB_WEBHOOK_SECRET ?= demo-webhook-secret
 export SB_PAGER_SECRET ?= demo-pager-secret
 # the demo's reply-token key; `run` and `worker` refuse the built-in development one
 export SB_REPLY_TOKEN_KEY ?= make-run-demo-reply-token-key
-# the local mail system: the email channel reads support@example.com in the stack's Dovecot
-# and answers through the stack's SMTP relay, which delivers any address into Dovecot
-export SB_EMAIL ?= {"accounts": [{"name": "support", "host": "127.0.0.1", "port": 10143, "username": "support@example.com", "password": "support-secret", "tls": "none"}], "smtp": {"host": "127.0.0.1", "port": 10025, "tls": "none", "from_address": "support@example.com", "from_name": "Example Support", "message_id_domain": "support.example.com"}}
-export SB_OUR_DOMAINS ?= support.example.com
 # what this checkout starts, by PID file (router/pidfile.py): `make stop` stops exactly these
 RUN_DIR := .local/run
 PID_FILES := $(RUN_DIR)/router.pid $(RUN_DIR)/desk.pid
@@ -25,6 +21,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
+
+# the local mail system, for `make run` only (tests set up their own): the email channel
+# reads support@example.com in the stack's Dovecot and answers through the stack's SMTP
+# relay, which delivers any address into Dovecot
+run: export SB_EMAIL ?= {"accounts": [{"name": "support", "host": "127.0.0.1", "port": 10143, "username": "support@example.com", "password": "support-secret", "tls": "none"}], "smtp": {"host": "127.0.0.1", "port": 10025, "tls": "none", "from_address": "support@example.com", "from_name": "Example Support", "message_id_domain": "support.example.com"}}
+run: export SB_OUR_DOMAINS ?= support.example.com
 
 setup: $(STAMP)
 	bash deploy/local/install.sh
