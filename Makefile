@@ -5,11 +5,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export SB_API_TOKENS ?= ["demo-token"]
-export SB_WEBHOOK_SECRET ?= demo-webhook-secret
-export SB_PAGER_SECRET ?= demo-pager-secret
-# the demo's reply-token key; `run` and `worker` refuse the built-in development one
-export SB_REPLY_TOKEN_KEY ?= make-run-demo-reply-token-key
 # what this checkout starts, by PID file (router/pidfile.py): `make stop` stops exactly these
 RUN_DIR := .local/run
 PID_FILES := $(RUN_DIR)/router.pid $(RUN_DIR)/desk.pid
@@ -22,7 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# the local mail system, for `make run` only (tests set up their own): the email channel
+# the demo's settings, for `make run` only (the tests set up their own): a token, the
+# agents' desk's webhook secrets, and a reply-token key (`run` and `worker` refuse the
+# built-in development one)
+run: export SB_API_TOKENS ?= ["demo-token"]
+run: export SB_WEBHOOK_SECRET ?= demo-webhook-secret
+run: export SB_PAGER_SECRET ?= demo-pager-secret
+run: export SB_REPLY_TOKEN_KEY ?= make-run-demo-reply-token-key
+# the local mail system, for `make run` only: the email channel
 # reads support@example.com in the stack's Dovecot and answers through the stack's SMTP
 # relay, which delivers any address into Dovecot
 run: export SB_EMAIL ?= {"accounts": [{"name": "support", "host": "127.0.0.1", "port": 10143, "username": "support@example.com", "password": "support-secret", "tls": "none"}], "smtp": {"host": "127.0.0.1", "port": 10025, "tls": "none", "from_address": "support@example.com", "from_name": "Example Support", "message_id_domain": "support.example.com"}}

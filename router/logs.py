@@ -33,6 +33,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
+# errors the Kafka client logs and then retries by itself (a partition's leader moving,
+# a topic just created): a warning for the operator, not an error
+_RETRIED_BY_KAFKA = ("NotLeaderForPartitionError", "UnknownTopicOrPartitionError",
+                     "LeaderNotAvailableError", "GroupCoordinatorNotAvailableError",
+                     "NotCoordinatorForGroupError")
+
+
+class RetriedByKafka(logging.Filter):
+    """Shows aiokafka's errors that it retries itself as warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Demote the record when it names an error the client retries; keep every record."""
+        if record.levelno >= logging.ERROR and record.name.startswith("aiokafka"):
+            text = record.getMessage()
+            if any(name in text for name in _RETRIED_BY_KAFKA):
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def logging_config(level: str, json_lines: bool | None) -> dict[str, Any]:
     """A dictConfig for the whole process; JSON unless stderr is a terminal."""
     use_json = (not sys.stderr.isatty()) if json_lines is None else json_lines
@@ -45,7 +64,9 @@ def logging_config(level: str, json_lines: bool | None) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"main": formatter},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "main"}},
+        "filters": {"retried": {"()": RetriedByKafka}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "main",
+                                "filters": ["retried"]}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         # the stream library is chatty at INFO about every rebalance step
         "loggers": {"faust": {"level": "WARNING"}, "mode": {"level": "WARNING"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -34,8 +35,11 @@ class Switchboard:
     def __init__(self, command: str, env: dict[str, str], log_dir: Path) -> None:
         self.command = command
         self.port = free_port()
+        # only the test's own settings: none of the caller's SB_* (a developer's shell, make's
+        # demo exports) may change what the process under test does
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SB_")}
         # the test's own state dir: Faust's files land there, not in the repository or .local
-        self.env = {"SB_REPLY_TOKEN_KEY": TEST_KEY, **os.environ, "SB_STATE_DIR": str(log_dir / "state"),
+        self.env = {**inherited, "SB_REPLY_TOKEN_KEY": TEST_KEY, "SB_STATE_DIR": str(log_dir / "state"),
                     **env, "SB_HTTP_PORT": str(self.port), "SB_LOG_JSON": "true"}
         self.log_path = log_dir / f"{command}-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -97,6 +101,19 @@ class Switchboard:
             self.proc.kill()
             self.proc.wait(timeout=10)
             raise
+
+    async def reply(self, conversation_id: str, text: str, author: str = "maria",
+                    timeout: float = 60) -> tuple[int, Any]:
+        """POST an agent's reply once the conversation is known (dispatch writes its card after routing)."""
+        body = json.dumps({"text": text, "author": author}).encode()
+        deadline = time.monotonic() + timeout
+        while True:
+            status, answer = await asyncio.to_thread(
+                self.post, f"/v1/conversations/{conversation_id}/replies", body)
+            if status != 404:
+                return status, answer
+            assert time.monotonic() < deadline, f"conversation {conversation_id} never became known"
+            await asyncio.sleep(POLL_SECONDS)
 
     def tail_log(self, lines: int = 30) -> str:
         """The last lines of the process's log, for failure messages."""

@@ -72,9 +72,7 @@ async def test_a_visitor_chats_replies_arrive_reload_keeps_history_and_a_drop_lo
         [first] = await routed(deployment, 1, timeout=120)
         assert first.message.channel == "chat" and first.message.sender.kind == "chat"
 
-        status, body = await asyncio.to_thread(
-            edge.post, f"/v1/conversations/{first.conversation_id}/replies",
-            json.dumps({"text": "Sorry! A new parcel left today.", "author": "maria"}).encode())
+        status, body = await edge.reply(first.conversation_id, "Sorry! A new parcel left today.")
         assert status == 202, body
         rows = await showing(page, "Sorry! A new parcel left today.")
         contiguous(rows)
@@ -163,9 +161,7 @@ async def test_the_visitor_leaves_the_reply_comes_by_mail_through_dovecot_and_th
         await page.screenshot(path=str(ARTEFACTS / "chat-3-before-leaving.png"))
     # the visitor has left; the agent answers
     [first] = await routed(deployment, 1, timeout=120)
-    status, _ = await asyncio.to_thread(
-        edge.post, f"/v1/conversations/{first.conversation_id}/replies",
-        json.dumps({"text": "Order 77 ships Monday.", "author": "maria"}).encode())
+    status, _ = await edge.reply(first.conversation_id, "Order 77 ships Monday.")
     assert status == 202
     deadline = time.monotonic() + 120
     while not (mails := await support_mailbox.call(delivered_to(visitor))):
@@ -180,8 +176,8 @@ async def test_the_visitor_leaves_the_reply_comes_by_mail_through_dovecot_and_th
     answer = make_mail("Re: Your chat with Example Support", sender=visitor, body="Great, thanks!")
     answer = answer.replace(b"Subject:", b"In-Reply-To: " + mail["Message-ID"].encode() + b"\r\nSubject:", 1)
     await support_mailbox.append(answer)
-    second = (await routed(deployment, 2, timeout=120))[1]
-    assert second.message.channel == "email"
+    # the topic is read partition after partition: the answer is found by its channel, not its place
+    [second] = [r for r in await routed(deployment, 2, timeout=120) if r.message.channel == "email"]
     # the answer finds the chat's conversation by its token; the thread rule joins it only
     # once the address is linked to the visitor's customer (an agent's call: decision 0013)
     threaded = next(d for d in second.decisions if d.stage == "thread")

@@ -128,8 +128,7 @@ async def test_calls_in_hours_are_routed_with_their_transcript_and_texted_back(
     await bob.transcribe(session, "Please call me about my bill.")
     # read_all gives partitions one after another: Bob's is found by his number, not by order
     [third] = [r for r in await routed(deployment, 3) if str(r.message.sender) == f"phone:{BOB}"]
-    status, body = edge.post(f"/v1/conversations/{third.conversation_id}/replies",
-                             json.dumps({"text": "We will call you at 3.", "author": "maria"}).encode())
+    status, body = await edge.reply(third.conversation_id, "We will call you at 3.")
     assert status == 202
     refused = await _receipt(deployment, body["reply_id"])
     assert refused.status == "failed" and refused.reason is not None

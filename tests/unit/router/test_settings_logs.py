@@ -73,3 +73,18 @@ def test_a_value_nested_deeper_than_the_stack_is_a_config_error(monkeypatch: pyt
     with pytest.raises(ConfigError, match="nested too deeply") as caught:
         load()
     assert caught.value.where == "environment SB_*"
+
+
+def test_errors_kafka_retries_by_itself_are_warnings_and_others_stay_errors() -> None:
+    from router.logs import RetriedByKafka
+
+    def record(name: str, text: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, text, None, None)
+
+    moved = record("aiokafka.consumer.fetcher",
+                   "Failed fetch offsets from 1: [Error 6] NotLeaderForPartitionError: TopicPartition(...)")
+    other = record("aiokafka.consumer.fetcher", "Unexpected error in fetcher routine")
+    ours = record("router.loop", "NotLeaderForPartitionError in our own words")
+    for r in (moved, other, ours):
+        assert RetriedByKafka().filter(r)
+    assert [r.levelname for r in (moved, other, ours)] == ["WARNING", "ERROR", "ERROR"]
