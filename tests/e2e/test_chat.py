@@ -14,7 +14,7 @@ import imaplib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -120,14 +120,6 @@ def relay(stack: Settings) -> Iterator[int]:
     controller.stop()
 
 
-@pytest.fixture
-async def support_mailbox(stack: Settings) -> AsyncIterator[Mailbox]:
-    box = Mailbox(stack.imap_port, f"sb-chat-{uuid.uuid4().hex[:12]}")
-    await box.create()
-    yield box
-    await box.delete()
-
-
 def delivered_to(address: str) -> Callable[[imaplib.IMAP4], list[bytes]]:
     """An IMAP look into Dovecot's INBOX for the mails sent to `address`."""
     def work(conn: imaplib.IMAP4) -> list[bytes]:
@@ -142,12 +134,12 @@ def delivered_to(address: str) -> Callable[[imaplib.IMAP4], list[bytes]]:
 
 
 async def test_the_visitor_leaves_the_reply_comes_by_mail_through_dovecot_and_their_answer_names_it(
-        stack: Settings, deployment: Settings, launch: Launch, relay: int, support_mailbox: Mailbox) -> None:
+        stack: Settings, deployment: Settings, launch: Launch, relay: int, mailbox: Mailbox) -> None:
     visitor = f"visitor-{uuid.uuid4().hex[:8]}@example.org"
     chat = {"email_after_seconds": 1, "email_poll_seconds": 0.2, "smtp": {
         "host": "127.0.0.1", "port": relay, "tls": "none", "from_address": "support@example.com",
         "from_name": "Example Support", "message_id_domain": "support.example.com"}}
-    edge = launch("run", SB_CHAT=json.dumps(chat), **email_env(stack, support_mailbox, relay))
+    edge = launch("run", SB_CHAT=json.dumps(chat), **email_env(stack, mailbox, relay))
     async with open_page() as page:
         await page.goto(f"{edge.url}/chat/demo.html")
         await page.wait_for_selector(".sb-chat[data-state=open]")
@@ -164,7 +156,7 @@ async def test_the_visitor_leaves_the_reply_comes_by_mail_through_dovecot_and_th
     status, _ = await edge.reply(first.conversation_id, "Order 77 ships Monday.")
     assert status == 202
     deadline = time.monotonic() + 120
-    while not (mails := await support_mailbox.call(delivered_to(visitor))):
+    while not (mails := await mailbox.call(delivered_to(visitor))):
         assert time.monotonic() < deadline, "the continuation mail never reached Dovecot"
         await asyncio.sleep(POLL_SECONDS)
     [raw] = mails
@@ -175,7 +167,7 @@ async def test_the_visitor_leaves_the_reply_comes_by_mail_through_dovecot_and_th
 
     answer = make_mail("Re: Your chat with Example Support", sender=visitor, body="Great, thanks!")
     answer = answer.replace(b"Subject:", b"In-Reply-To: " + mail["Message-ID"].encode() + b"\r\nSubject:", 1)
-    await support_mailbox.append(answer)
+    await mailbox.append(answer)
     # the topic is read partition after partition: the answer is found by its channel, not its place
     [second] = [r for r in await routed(deployment, 2, timeout=120) if r.message.channel == "email"]
     # the answer finds the chat's conversation by its token; the thread rule joins it only
