@@ -114,7 +114,7 @@ class Pipeline:
         for stage in settings.stages:
             process, confirm = work[stage]
             self.stages.add(stage, [settings.topic(spec) for spec in STAGE_TOPICS[stage]], process, confirm)
-        self.app.timer(interval=2.0)(self._reload_policy)
+        self.app.timer(interval=settings.policy_reload_seconds)(self._reload_policy)
         # one worker watches the clocks, so each SLA event fires once
         self.app.timer(interval=settings.sla_tick_seconds, on_leader=True)(self._watch_sla)
         self.app.timer(interval=settings.sla_tick_seconds, on_leader=True)(self._watch_lifecycle)

@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     dashboard_lookback_seconds: int = Field(default=48 * 3600, ge=3600)
     # how often the leader looks for SLA clocks that fell due
     sla_tick_seconds: float = Field(default=1.0, gt=0)
+    # how often each worker looks whether the policy file changed
+    policy_reload_seconds: float = Field(default=2.0, gt=0)
     # our own mail domains: an address there is never a customer's stated identity
     our_domains: Annotated[tuple[str, ...], NoDecode] = ()
     # synthetic probes (router/probes.py): one per probed channel this often from the edge (0: never);

@@ -46,7 +46,8 @@ def policy_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def worker(deployment: Settings, policy_file: Path, tmp_path: Path) -> Iterator[Switchboard]:
     proc = Switchboard("worker", {"SB_TOPIC_PREFIX": deployment.topic_prefix, "SB_APP_ID": deployment.app_id,
-                                  "SB_POLICY_FILE": str(policy_file)}, tmp_path).start()
+                                  "SB_POLICY_FILE": str(policy_file),
+                                  "SB_POLICY_RELOAD_SECONDS": "0.2"}, tmp_path).start()
     yield proc
     proc.stop()
 
@@ -71,7 +72,7 @@ def reloads(worker: Switchboard, result: str) -> float:
 
 
 async def wait_reloads(worker: Switchboard, result: str, count: float, timeout: float = 15) -> None:
-    """Wait until the worker counted `count` reloads with `result` (it looks every 2 s)."""
+    """Wait until the worker counted `count` reloads with `result` (it looks every 0.2 s here)."""
     deadline = time.monotonic() + timeout
     while reloads(worker, result) < count:
         assert worker.proc is not None and worker.proc.poll() is None, worker.tail_log()
