@@ -56,6 +56,17 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+async def _led(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Return once every partition of these new topics has a leader (creation is asynchronous)."""
+    # a client that uses a topic before this sees UNKNOWN_TOPIC_OR_PARTITION
+    while True:
+        described = await admin.describe_topics(names)
+        if all(not d["error_code"] and d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])
+               for d in described):
+            return
+        await asyncio.sleep(0.05)
+
+
 def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent producer that waits for all in-sync replicas; not yet started."""
     options = client_options(settings) | {
@@ -82,6 +93,7 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
                     NewTopic(name, settings.kafka_partitions, settings.kafka_replication_factor)
                     for name in missing
                 ]), timeout)
+            await asyncio.wait_for(_led(admin, missing), timeout)
             log.info("created topics", extra={"topics": missing})
         return missing
     except (KafkaError, TimeoutError, OSError) as e:

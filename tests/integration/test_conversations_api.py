@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 from redis.asyncio import Redis
@@ -39,7 +37,6 @@ from schemas.topics import CONVERSATION, OUTBOUND
 from tests.kafka_tools import read_all, unique_prefix
 from tests.paths import EXAMPLE_POLICY
 from tests.processes import free_port
-from tests.waiting import POLL_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -93,20 +90,6 @@ def app_for(settings: Settings, redis: Redis, publish: Kafka) -> web.Application
                     policy=lambda: policy)
 
 
-async def topics_known(settings: Settings, timeout: float = 30) -> None:
-    """Wait until the brokers describe the topics ensure_topics just created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + timeout
-        names = [settings.topic(OUTBOUND), settings.topic(CONVERSATION)]
-        while any(d["error_code"] for d in await admin.describe_topics(names)):
-            assert time.monotonic() < deadline, f"topics {names} never appeared"
-            await asyncio.sleep(POLL_SECONDS)
-    finally:
-        await admin.close()
-
-
 @pytest.fixture
 async def api(stack: Settings) -> AsyncIterator[Api]:
     prefix = unique_prefix()
@@ -118,7 +101,6 @@ async def api(stack: Settings) -> AsyncIterator[Api]:
                          integration("crm", CRM, "customers:read")),
     })
     await ensure_topics(settings)
-    await topics_known(settings)
     redis = Redis.from_url(settings.redis_dsn)
     producer = new_producer(settings)
     await producer.start()
