@@ -31,6 +31,7 @@ from aiohttp import web
 from schemas.conversation import ConversationCard
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt
+from schemas.routed import ReplyMode
 
 __all__ = ["OPEN_SOCKETS", "Edge", "Handler", "HoldState", "Outlook", "Refusal", "Route"]
 
@@ -73,6 +74,8 @@ class Outlook:
     expected: datetime
     opens_text: str
     expected_text: str
+    # how the team will answer: in writing, or by calling back (the policy's, per tier)
+    reply_mode: ReplyMode = "text"
 
 
 class Refusal(Exception):

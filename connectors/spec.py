@@ -16,6 +16,12 @@ first of them that runs here and can address the customer's identity (its `addre
 identity kinds such as "email") sends the reply. The API channel answers by email that
 way, so a customer who wrote through an integration reads the answer in their mailbox.
 
+A channel says how a team can answer its customers (`reply_modes`, the first its default):
+every channel takes a written reply ("text"); one whose customers can also be called
+back (the phone) adds "callback". The policy picks one per tier among what the channel
+declares (`tiers.<tier>.reply_mode`), checked at load; the processors never ask which
+channel it is.
+
 A channel may offer a synthetic probe (`probe`): it builds a `Probe` that sends a marked
 message the way a customer would (a mail over SMTP to the mailbox we read, a POST to our
 API), so the router can time the whole path to routed. Without it, the channel is simply
@@ -37,6 +43,7 @@ from pydantic import BaseModel, SecretStr
 from connectors.base import AgentTool, CursorStore, Inbound, Outbound, Probe, ProbeTarget
 from connectors.routes import Edge, Route
 from schemas.inbound import InboundMessage
+from schemas.routed import ReplyMode
 
 __all__ = ["ConnectorSpec", "Secrets", "ToolSpec"]
 
@@ -64,6 +71,8 @@ class ConnectorSpec(Generic[S]):
     reply_via: tuple[str, ...] = ()
     # a synthetic probe through the channel's real path; None when these settings cannot probe
     probe: Callable[[S, ProbeTarget], Probe | None] | None = None
+    # how a team may answer this channel's customers, the default first
+    reply_modes: tuple[ReplyMode, ...] = ("text",)
 
     @property
     def section(self) -> str:

@@ -210,6 +210,11 @@ def _routed(routed: RoutedConversation, api_url: str, now: datetime) -> list[str
     reasons += [r for d in routed.decisions if d.stage in _BOOKKEEPING for r in d.reasons]
     shown = [*reasons[:REASONS], *([f"(+{len(reasons) - REASONS} more)"] if len(reasons) > REASONS else [])]
     lines += _field("why", shown or ["(no reasons given)"])
+    if routed.callback is not None:
+        task = routed.callback
+        lines += _field("callback", [f"{task.number or '(withheld: no number)'} · {_due(task.due, now)}"])
+        lines += _field("called", [f"curl -s {auth} -d '{{\"author\": \"you\"}}' {base}/callback"],
+                        clean=False)
     lines += _field("answer", [f"curl -s {auth} -d '{{\"text\": \"...\"}}' {base}/replies"], clean=False)
     lines += _field("resolve", [f"curl -s {auth} -d '{{}}' {base}/resolve"], clean=False)
     if message.sender.kind == "email" and _MAILBOX.fullmatch(message.sender.value):

@@ -101,7 +101,8 @@ class RouterEdge:
         seen = prospect(channel=channel, tier=known, policy=self._policy(), now=self._clock(),
                         backlog={k.decode(): int(v) for k, v in backlog.items()})
         return Outlook(tier=seen.tier, open_now=seen.open_now, opens=seen.opens, expected=seen.expected,
-                       opens_text=seen.opens_text, expected_text=seen.expected_text)
+                       opens_text=seen.opens_text, expected_text=seen.expected_text,
+                       reply_mode=seen.reply_mode)
 
     async def conversation_of(self, destination: str, reference: str) -> ConversationCard | None:
         """The card of the conversation a tool's thread belongs to."""

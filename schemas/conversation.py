@@ -8,6 +8,7 @@ from typing import Literal
 import msgspec
 
 from schemas.identity import Identity
+from schemas.routed import CallbackTask
 
 __all__ = ["ConversationCard", "ConversationEvent", "LifecycleKind", "Status"]
 
@@ -22,6 +23,7 @@ LifecycleKind = Literal[
     "follow_up_sent",       # the "is it really solved?" message went out
     "outcome",              # the customer's answer to the follow-up (`text` holds it)
     "transferred",          # moved to another queue (`queue` is the new one)
+    "called_back",          # an agent called the customer back and reached them: the answer is given
 ]
 
 
@@ -76,3 +78,5 @@ class ConversationCard(msgspec.Struct, frozen=True, kw_only=True):
     destinations: dict[str, str] = {}
     transfers: int = 0
     messages: int = 0
+    # the call the team owes the customer, when the policy answers this one by calling back
+    callback: CallbackTask | None = None

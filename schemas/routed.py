@@ -10,7 +10,12 @@ import msgspec
 from schemas.identity import Identity
 from schemas.inbound import InboundMessage
 
-__all__ = ["Decision", "HistoryEntry", "RoutedConversation"]
+__all__ = ["REPLY_MODES", "CallbackTask", "Decision", "HistoryEntry", "ReplyMode", "RoutedConversation"]
+
+# how a team answers a customer: "text" writes on their channel (a mail, a DM, an SMS);
+# "callback" is a person calling them back — a task for the team, done when an agent marks it
+ReplyMode = Literal["text", "callback"]
+REPLY_MODES: tuple[ReplyMode, ...] = ("text", "callback")
 
 
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,6 +37,14 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     stage: str
     outcome: str
     reasons: tuple[str, ...]
+
+
+class CallbackTask(msgspec.Struct, frozen=True, kw_only=True):
+    """A call the team owes the customer: the number to call and when, by the tier's SLA."""
+
+    # E.164; None when the caller withheld it and the customer has no number on file
+    number: str | None
+    due: datetime | None
 
 
 class RoutedConversation(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,6 +72,9 @@ class RoutedConversation(msgspec.Struct, frozen=True, kw_only=True):
     identities: tuple[Identity, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
     transfers: int = 0
+    # how the team answers, by the policy's tier (tiers.<tier>.reply_mode); a callback's task
+    reply_mode: ReplyMode = "text"
+    callback: CallbackTask | None = None
 
     @property
     def reasons(self) -> tuple[str, ...]:

@@ -136,6 +136,16 @@ def _body(handoff: Handoff) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _callback(routed: RoutedConversation) -> list[str]:
+    """The call the team owes, when the policy answers this customer by calling back."""
+    task = routed.callback
+    if task is None:
+        return []
+    due = task.due.isoformat(timespec="minutes") if task.due else "no due time"
+    return [f"CALL BACK {task.number or '(no number: withheld)'} by {due}; mark it done with "
+            f"POST /v1/conversations/{routed.conversation_id}/callback"]
+
+
 def _routed(routed: RoutedConversation) -> list[str]:
     due = routed.first_response_due.isoformat(timespec="minutes") if routed.first_response_due else "none"
     sentiment = f"{routed.sentiment:+.2f}" if routed.sentiment is not None else "n/a"
@@ -145,6 +155,7 @@ def _routed(routed: RoutedConversation) -> list[str]:
         f"Urgency: {routed.urgency} · priority {routed.priority} · first response due {due}",
         f"Sentiment: {sentiment} · transfers: {routed.transfers}"
         + (f" · agent: {routed.agent}" if routed.agent else ""),
+        *_callback(routed),
         "", routed.message.text.strip(), "",
     ]
     if routed.history:

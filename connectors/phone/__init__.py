@@ -17,4 +17,6 @@ from schemas.inbound import PhoneExtras
 __all__ = ["SPEC", "PhoneOutbound", "PhoneSettings"]
 
 SPEC = ConnectorSpec(name="phone", settings=PhoneSettings, extras=PhoneExtras, outbound=PhoneOutbound,
-                     routes=routes, parse=parse, addresses=frozenset({"phone"}))
+                     routes=routes, parse=parse, addresses=frozenset({"phone"}),
+                     # texted back (SMS), or called back: the policy chooses per tier
+                     reply_modes=("text", "callback"))

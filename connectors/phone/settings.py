@@ -53,6 +53,10 @@ class PhoneSettings(BaseModel):
                       "to you by {expected}.")
     closed_text: str = ("We are closed right now and open again {opens}. Please leave a message after "
                         "the tone; we will answer it first thing.")
+    # the same, for a caller whose tier the policy answers by calling back (reply_mode: callback)
+    callback_open_text: str = "Please leave a message after the tone. We will call you back by {expected}."
+    callback_closed_text: str = ("We are closed right now and open again {opens}. Please leave a message "
+                                 "after the tone; we will call you back first thing.")
     # a transcript is wanted: recordings then stop at two minutes, which Twilio transcribes
     transcribe: bool = True
     max_recording_seconds: int = Field(default=TRANSCRIBED_SECONDS, ge=5, le=3600)
@@ -87,7 +91,7 @@ class PhoneSettings(BaseModel):
             raise ValueError("must be an E.164 number like +14155550100")
         return number
 
-    @field_validator("open_text", "closed_text")
+    @field_validator("open_text", "closed_text", "callback_open_text", "callback_closed_text")
     @classmethod
     def _fields(cls, text: str) -> str:
         try:

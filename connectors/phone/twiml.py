@@ -51,12 +51,18 @@ PLAIN = "Please leave a message after the tone and we will get back to you."
 
 
 def greeting(outlook: Outlook | None, settings: PhoneSettings) -> str:
-    """What the caller hears before the tone: their tier's line, then the hours' promise."""
+    """What the caller hears before the tone: their tier's line, then the hours' promise.
+
+    The promise follows how the policy answers the caller's tier: a call back, or a reply.
+    """
     tiers = settings.tier_greetings
     hello = tiers.get(outlook.tier if outlook else "default") or tiers.get("default") or ""
     if outlook is None:
         return f"{hello} {PLAIN}".strip()
-    template = settings.open_text if outlook.open_now else settings.closed_text
+    if outlook.reply_mode == "callback":
+        template = settings.callback_open_text if outlook.open_now else settings.callback_closed_text
+    else:
+        template = settings.open_text if outlook.open_now else settings.closed_text
     said = template.format(expected=outlook.expected_text, opens=outlook.opens_text, tier=outlook.tier)
     return f"{hello} {said}".strip()
 

@@ -172,6 +172,10 @@ def _facts(routed: RoutedConversation, card: ConversationCard) -> list[tuple[str
         ("First response due", slack_date(routed.first_response_due)),
         ("Conversation", f"`{escape(card.conversation_id)}`"),
     ]
+    if routed.callback is not None:
+        # the policy answers this customer by calling back: the task, first thing after who it is
+        number = escape(routed.callback.number or "no number (withheld)")
+        facts.insert(1, ("Call back", f"{number} by {slack_date(routed.callback.due)}"))
     if routed.sentiment is not None:
         facts.append(("Sentiment", f"{routed.sentiment:+.2f}"))
     if routed.agent:

@@ -16,6 +16,7 @@ from typing import Literal
 from processors.brain import priority
 from processors.policy.calendar import Calendar, add_business_time, next_open
 from processors.policy.model import Policy, Template, choose_queue, format_duration
+from schemas.routed import ReplyMode
 
 __all__ = ["Ack", "AckDecision", "Prospect", "acknowledgement", "expected_answer", "prospect",
            "status_update"]
@@ -82,6 +83,10 @@ class _Context:
 
 
 def _render(ctx: _Context, policy: Policy) -> AckDecision:
+    if policy.reply_mode(ctx.channel, ctx.tier) == "callback":
+        # the caller heard when we call in the greeting; a text would only be noise beside the call
+        return AckDecision(None, (f"no {ctx.kind}: tier {ctx.tier} on {ctx.channel} is called back, "
+                                  "and the call is the answer",))
     templates = (policy.acknowledge.templates if ctx.kind == "acknowledgement"
                  else policy.acknowledge.status_updates)
     found = _template(templates, ctx.channel, ctx.tier)
@@ -144,6 +149,7 @@ class Prospect:
     expected: datetime
     opens_text: str
     expected_text: str
+    reply_mode: ReplyMode = "text"
 
 
 def prospect(*, channel: str, tier: str | None, backlog: Mapping[str, int], policy: Policy,
@@ -166,4 +172,5 @@ def prospect(*, channel: str, tier: str | None, backlog: Mapping[str, int], poli
     fmt = policy.acknowledge.time_format
     return Prospect(tier=known, queue=queue, open_now=opens == now, opens=opens, expected=expected,
                     opens_text=opens.astimezone(shown).strftime(fmt),
-                    expected_text=expected.astimezone(shown).strftime(fmt))
+                    expected_text=expected.astimezone(shown).strftime(fmt),
+                    reply_mode=policy.reply_mode(channel, known))

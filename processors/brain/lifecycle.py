@@ -218,6 +218,18 @@ def _agent_reply(e: _Event) -> Change:
     return Change(summary, entry, e.line("out", e.event.text or "agent replied"), why, event)
 
 
+def _called_back(e: _Event) -> Change:
+    if e.was == "closed":
+        return e.ignored("the conversation is closed")
+    # the call reached the customer: it is the team's answer, as a sent reply is
+    entry, event, why = e.clock("agent_public_reply")
+    by = f" by {e.event.author}" if e.event.author else ""
+    note = f": {e.event.text}" if e.event.text else ""
+    summary = replace(e.summary, agent=e.event.author or e.summary.agent,
+                      last_at=max(e.summary.last_at, e.event.at))
+    return Change(summary, entry, e.line("out", f"called back{by}{note}"), f"called back; {why}", event)
+
+
 def _note(e: _Event) -> Change:
     return Change(e.summary, e.entry, e.line("note", e.event.text or ""), "internal note added")
 
@@ -308,6 +320,7 @@ _HANDLERS: dict[LifecycleKind, Callable[[_Event], Change]] = {
     "follow_up_sent": _follow_up_sent,
     "outcome": _outcome,
     "transferred": _transferred,
+    "called_back": _called_back,
 }
 
 

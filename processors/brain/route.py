@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from processors.brain import acknowledge, classify, lifecycle, priority, sticky, thread
+from processors.brain import acknowledge, callback, classify, lifecycle, priority, sticky, thread
 from processors.policy.model import Policy, choose_queue
 from processors.stores.history import ConversationSummary
 from schemas.identified import CustomerProfile, IdentifiedMessage
@@ -131,6 +131,8 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
     rank = priority.priority(tier.name, judged.urgency, policy)
     due = priority.first_response_due(message.received_at, tier.name, judged.urgency, stuck.queue,
                                       policy)
+    answering = callback.decide(channel=message.channel, tier=tier.name, sender=message.sender,
+                                identities=facts.profile.identities, due=due.at, policy=policy)
     acked = acknowledge.acknowledgement(
         channel=message.channel, tags=message.tags, name=facts.profile.name,
         reference=conversation_id, tier=tier.name, queue=stuck.queue,
@@ -147,6 +149,7 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
         Decision(stage="route", outcome=stuck.queue,
                  reasons=(*stuck.reasons, *rank.reasons, *due.reasons)),
         *((answer.decision,) if answer.decision else ()),
+        *((answering.decision,) if answering.decision else ()),
         Decision(stage="acknowledge", outcome="send" if acked.ack else "skip", reasons=acked.reasons),
     )
     routed = RoutedConversation(
@@ -155,6 +158,7 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
         urgency=judged.urgency, first_response_due=due.at, routed_at=now, message=message,
         decisions=decisions, sentiment=round(judged.sentiment, 4), agent=stuck.agent,
         customer_name=facts.profile.name, identities=facts.profile.identities,
-        history=facts.history, transfers=stuck.transfers)
+        history=facts.history, transfers=stuck.transfers, reply_mode=answering.mode,
+        callback=answering.task)
     return Outcome(routed, acked.ack, stuck.outcome == "new", answer,
                    _transfer(stuck, before, policy))

@@ -166,7 +166,9 @@ def card_for(routed: RoutedConversation, previous: ConversationCard | None,
         first_response_due=routed.first_response_due,
         # thread references live in the card's own `dest:` fields (processors.cards)
         destinations={}, transfers=routed.transfers,
-        messages=(previous.messages if previous else 0) + 1)
+        messages=(previous.messages if previous else 0) + 1,
+        # a repeat call joins the task already owed; a written follow-up does not cancel it
+        callback=routed.callback or (previous.callback if previous else None))
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from processors.policy.model import (
 )
 from processors.policy.nodes import Node, frozen, root
 from schemas.errors import ConfigError
+from schemas.routed import ReplyMode
 
 __all__ = ["MAX_POLICY_BYTES", "check", "load_policy", "parse_policy", "read_policy"]
 
@@ -62,6 +63,8 @@ class _Names:
     channels: frozenset[str] | None
     # None without a `destinations:` section: queues then name destinations freely
     destinations: frozenset[str] | None
+    # channel → the ways its connector says a team may answer (a channel not listed: text only)
+    reply_modes: Mapping[str, tuple[ReplyMode, ...]]
 
     def channel(self, at: Node) -> str:
         """A channel name, checked when the caller said which channels exist."""
@@ -72,7 +75,8 @@ class _Names:
         return at.text() if self.destinations is None else at.ref(self.destinations, "destination")
 
 
-def _names(top: dict[str, Node], channels: Collection[str] | None) -> _Names:
+def _names(top: dict[str, Node], channels: Collection[str] | None,
+           reply_modes: Mapping[str, tuple[ReplyMode, ...]]) -> _Names:
     def keys(section: str) -> frozenset[str]:
         return frozenset(n for n, _ in top[section].entries()) if section in top else frozenset()
 
@@ -85,7 +89,7 @@ def _names(top: dict[str, Node], channels: Collection[str] | None) -> _Names:
         top["calendars"].fail(f"{ALWAYS_OPEN.name!r} is built in and cannot be redefined")
     return _Names(keys("tiers"), keys("queues"), calendars | {ALWAYS_OPEN.name},
                   keys("escalations"), levels, frozenset(channels) if channels is not None else None,
-                  keys("destinations") if "destinations" in top else None)
+                  keys("destinations") if "destinations" in top else None, reply_modes)
 
 
 def _targets(at: Node, names: _Names) -> dict[str, timedelta]:
@@ -97,17 +101,36 @@ def _tiers(at: Node, names: _Names) -> dict[str, Tier]:
     tiers: dict[str, Tier] = {}
     ranks: set[int] = set()
     for name, spec in at.entries():
-        f = spec.fields(("rank", "first_response", "next_response"), ("calendar",))
+        f = spec.fields(("rank", "first_response", "next_response"), ("calendar", "reply_mode"))
         rank = f["rank"].value(int, "a whole number")
         if rank in ranks:
             f["rank"].fail(f"rank {rank} is used by another tier; ranks order tiers")
         ranks.add(rank)
         calendar = f["calendar"].ref(names.calendars, "calendar") if "calendar" in f else None
+        modes = _reply_modes(f["reply_mode"], names) if "reply_mode" in f else {}
         tiers[name] = Tier(name, rank, frozen(_targets(f["first_response"], names)),
-                           frozen(_targets(f["next_response"], names)), calendar)
+                           frozen(_targets(f["next_response"], names)), calendar, frozen(modes))
     if not tiers:
         at.fail("must define at least one tier")
     return tiers
+
+
+def _reply_modes(at: Node, names: _Names) -> dict[str, ReplyMode]:
+    """A tier's `reply_mode`: channel → a way of answering that channel's connector declares."""
+    modes: dict[str, ReplyMode] = {}
+    for channel, mode_at in at.entries():
+        if names.channels is not None and channel not in names.channels:
+            mode_at.fail(f"unknown channel {channel!r}; known: {', '.join(sorted(names.channels))}")
+        offered = names.reply_modes.get(channel, ("text",))
+        mode = mode_at.text()
+        if mode not in offered:
+            ways = " or ".join(repr(m) for m in offered)
+            mode_at.fail(f"channel {channel!r} is answered by {ways} only, not {mode!r}"
+                         if len(offered) > 1 else
+                         f"channel {channel!r} is answered by {ways} only; {mode!r} needs a channel "
+                         f"that offers it")
+        modes[channel] = mode
+    return modes
 
 
 def _rule(at: Node, names: _Names) -> UrgencyRule:
@@ -324,7 +347,7 @@ def _planned(top: dict[str, Node], registered: frozenset[str]) -> frozenset[str]
 def parse_policy(text: str, source_name: str, vocabulary: Vocabulary) -> Policy:
     """Parse and validate policy YAML; `source_name` is what errors call the file."""
     top = root(text, source_name).fields(_TOP_REQUIRED, _TOP_OPTIONAL)
-    names = _names(top, vocabulary.channels | _planned(top, vocabulary.channels))
+    names = _names(top, vocabulary.channels | _planned(top, vocabulary.channels), vocabulary.reply_modes)
     calendars = {n: _calendar(n, at) for n, at in top["calendars"].entries()} if "calendars" in top else {}
     chains = {n: _chain(at, names) for n, at in top["escalations"].entries()} if "escalations" in top else {}
     destinations = (policy_agents.destinations(top["destinations"], vocabulary.tools)
@@ -396,5 +419,8 @@ def check(path: str | Path, vocabulary: Vocabulary) -> list[str]:
         f"sla: warn at {policy.sla.warn_at:.0%}, status update at {policy.sla.status_update_at:.0%}; "
         f"sticky window {format_duration(policy.sticky_window)}",
         "acknowledgements for channels: " + (", ".join(policy.acknowledge.templates) or "none"),
+        "answered otherwise than by text: " + (", ".join(
+            f"{t} on {c} by {m}" for t in policy.tiers_by_rank
+            for c, m in policy.tiers[t].reply_modes.items() if m != "text") or "none"),
         *policy_agents.describe(policy),
     ]

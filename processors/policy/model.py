@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from processors.policy.calendar import ALWAYS_OPEN, Calendar
+from schemas.routed import ReplyMode
 
 __all__ = [
     "Acknowledge",
@@ -125,6 +126,8 @@ class Tier:
     first_response: Mapping[str, timedelta]
     next_response: Mapping[str, timedelta]
     calendar: str | None = None
+    # channel → how this tier's customers there are answered; unlisted channels: "text"
+    reply_modes: Mapping[str, ReplyMode] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +273,9 @@ class Vocabulary:
 
     channels: frozenset[str]
     tools: Mapping[str, type[Any]]
+    # channel → the ways a team may answer its customers (the first is its default); a
+    # channel not listed takes a written reply only
+    reply_modes: Mapping[str, tuple[ReplyMode, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +337,10 @@ class Policy:
         """A tier's own calendar (e.g. 24x7 for enterprise) wins over the queue's."""
         own = self.tier(tier).calendar if tier else None
         return self.calendars[own or self.queues[queue].calendar]
+
+    def reply_mode(self, channel: str, tier: str | None) -> ReplyMode:
+        """How a customer of `tier` on `channel` is answered: the tier's choice, else a written reply."""
+        return self.tier(tier).reply_modes.get(channel, "text")
 
     @property
     def contact_window(self) -> timedelta:

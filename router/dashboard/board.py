@@ -141,7 +141,7 @@ class Board:
         if conv is None or not self._once("c:" + e.event_id, e.at):
             return
         conv.touched = e.at
-        if e.kind == "agent_reply":
+        if e.kind in ("agent_reply", "called_back"):  # a call that reached them answers as a reply does
             self._reply(conv, e)
         elif e.kind in ("waiting_on_customer", "resolved", "closed"):
             conv.owed_since = None

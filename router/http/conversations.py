@@ -4,6 +4,7 @@
     POST /v1/conversations/{id}/replies  conversations:write  {text, author?, then?} → 202 queued
     POST /v1/conversations/{id}/resolve  conversations:write  {author?, note?} → 202 queued
     POST /v1/conversations/{id}/notes    conversations:write  {text, author?} → 202 queued
+    POST /v1/conversations/{id}/callback conversations:write  {reached?, author?, note?} → 202 queued
 A reply is only put on sb.outbound.v1: the send stage emits its `agent_reply` event once
 the channel took it (decision 0005). With an `Idempotency-Key` header the reply and event
 ids are fixed by the integration and the key, so a retried request publishes the same
@@ -47,6 +48,7 @@ from schemas.topics import CONVERSATION, OUTBOUND
 
 __all__ = [
     "MAX_TEXT_CHARS",
+    "CallbackBody",
     "ConversationApi",
     "ConversationView",
     "EventQueued",
@@ -88,6 +90,14 @@ class ReplyBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class ResolveBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The team considers the conversation solved; an optional internal note says why."""
 
+    author: Author | None = None
+    note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE_CHARS)] | None = None
+
+
+class CallbackBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The call back the conversation's task asked for was made: reached (the answer is given) or not."""
+
+    reached: bool = True
     author: Author | None = None
     note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE_CHARS)] | None = None
 
@@ -135,6 +145,7 @@ class ConversationView(msgspec.Struct, frozen=True, kw_only=True):
 _reply_body = msgspec.json.Decoder(ReplyBody)
 _resolve_body = msgspec.json.Decoder(ResolveBody)
 _note_body = msgspec.json.Decoder(NoteBody)
+_callback_body = msgspec.json.Decoder(CallbackBody)
 _encoder = msgspec.json.Encoder()
 
 
@@ -254,6 +265,20 @@ class ConversationApi:
         card = await self._card(conversation_id, refuse_closed=False)
         return await self._queue(card, "note", caller, key, author=body.author, text=text)
 
+    async def post_callback(self, request: web.Request, caller: Caller) -> web.Response:
+        """Mark the conversation's call back made: reached, it is the answer; else a note of the try."""
+        conversation_id = _conversation_id(request)
+        key = _idempotency_key(request)
+        body = await self._body(request, _callback_body, empty_is={})
+        card = await self._card(conversation_id, refuse_closed=True)
+        if card.callback is None:
+            raise Refused(409, "no_callback", f"conversation {conversation_id} has no call back to mark; "
+                          "its tier is answered in writing", "id")
+        if body.reached:
+            return await self._queue(card, "called_back", caller, key, author=body.author, text=body.note)
+        tried = "called back, no answer" + (f": {body.note}" if body.note else "")
+        return await self._queue(card, "note", caller, key, author=body.author, text=tried)
+
     async def get_conversation(self, request: web.Request, caller: Caller) -> web.Response:
         """The card, the customer's history lines (this conversation's marked) and recent conversations."""
         conversation_id = _conversation_id(request)
@@ -334,4 +359,5 @@ def add_routes(app: web.Application, settings: Settings, redis_getter: RedisGett
     app.router.add_post("/v1/conversations/{id}/replies", api.guarded(api.post_reply, write))
     app.router.add_post("/v1/conversations/{id}/resolve", api.guarded(api.post_resolve, write))
     app.router.add_post("/v1/conversations/{id}/notes", api.guarded(api.post_note, write))
+    app.router.add_post("/v1/conversations/{id}/callback", api.guarded(api.post_callback, write))
     return api

@@ -21,6 +21,7 @@ from connectors.webhook.tool import WebhookBody
 from processors.stores.directory import ImportCounts
 from processors.stores.history import ConversationSummary
 from router.http.conversations import (
+    CallbackBody,
     ConversationView,
     EventQueued,
     NoteBody,
@@ -123,7 +124,7 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
 
 _STRUCTS: tuple[type, ...] = (
     Error, ApiMessage, MessageAccepted, CustomerView, LinkBody, IdentityLink, TierBody, TierSet,
-    ImportCounts, ReplyBody, ReplyQueued, ResolveBody, NoteBody, EventQueued, ConversationView,
+    ImportCounts, ReplyBody, ReplyQueued, ResolveBody, NoteBody, CallbackBody, EventQueued, ConversationView,
     Health, Readiness, WebhookBody,
 )
 # every error answer, by status: its name in components/responses and what it means
@@ -267,6 +268,14 @@ def _conversations() -> dict[str, Any]:
             "Add an internal note (never sent to the customer)", "conversations:write",
             {"202": _json(_ref(EventQueued), queued), **_errors(400, 404, 413, 415, 422, 503)},
             body=NoteBody, parameters=write)},
+        "/v1/conversations/{id}/callback": {"post": _operation(
+            "Mark the conversation's call back made", "conversations:write",
+            {"202": _json(_ref(EventQueued), queued), **_errors(400, 404, 409, 413, 415, 422, 503)},
+            body=CallbackBody, parameters=write,
+            description="Only for a conversation whose tier is answered by calling back (its card has "
+                        "a `callback`). Reached (the default): the call is the team's answer and the "
+                        "first-response clock stops. Not reached: a note of the try; the task stays "
+                        "open. The body may be empty.")},
     }
 
 
