@@ -33,6 +33,7 @@ from schemas.conversation import ConversationCard, ConversationEvent, Status
 from schemas.errors import TransientError
 from schemas.ids import agent_reply_id, lifecycle_event_id
 from schemas.outbound import OutboundMessage
+from schemas.routed import CallbackTask
 from schemas.topics import CONVERSATION, OUTBOUND
 from tests.kafka_tools import read_all, unique_prefix
 from tests.paths import EXAMPLE_POLICY
@@ -223,6 +224,30 @@ async def test_resolve_and_notes_are_conversation_events_never_messages(api: Api
         (note["event_id"], "note", "customer prefers a call", None)]
     assert all((e.customer_id, e.reply_id, e.source) == (CUSTOMER, None, "api:helpdesk") for e in events)
     assert await on_topic(api, OUTBOUND, OutboundMessage) == []
+
+
+async def test_a_call_back_is_marked_made_only_where_the_policy_asked_for_one(api: Api) -> None:
+    await put_card(api, card())  # a written conversation: nothing to call
+    path = f"/v1/conversations/{CONVERSATION_ID}/callback"
+    assert error(await call(api, "POST", path, 409, json={})) == ("no_callback", "id")
+    due = T0 + timedelta(hours=2)
+    phone = Identity(kind="phone", value="+4915123456789")
+    await put_card(api, card(channel="phone", recipient=phone,
+                             callback=CallbackTask(number=phone.value, due=due)))
+    missed = await call(api, "POST", path, 202, json={"reached": False, "author": "maria", "note": "voicemail"})
+    keyed: dict[str, Any] = {"headers": {"Idempotency-Key": "call-1"}}
+    reached = await call(api, "POST", path, 202, json={"author": "maria", "note": "fixed on the phone"},
+                         **keyed)
+    again = await call(api, "POST", path, 202, json={"author": "maria", "note": "fixed on the phone"},
+                       **keyed)
+    assert (missed["kind"], reached["kind"]) == ("note", "called_back") and reached == again
+    events = [e for _, e in await on_topic(api, CONVERSATION, ConversationEvent)]
+    assert [(e.kind, e.text, e.author) for e in events] == [
+        ("note", "called back, no answer: voicemail", "maria"),
+        ("called_back", "fixed on the phone", "maria"), ("called_back", "fixed on the phone", "maria")]
+    assert events[1].event_id == events[2].event_id  # the brain applies it once
+    assert await on_topic(api, OUTBOUND, OutboundMessage) == []
+    assert error(await call(api, "POST", path, 422, json={"reached": "yes"}))[0] == "invalid"
 
 
 async def test_a_conversation_reads_with_its_customers_history(api: Api) -> None:

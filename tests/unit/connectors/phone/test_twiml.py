@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 from xml.etree import ElementTree
@@ -34,6 +35,14 @@ def test_out_of_hours_when_the_line_opens_and_first_thing() -> None:
     said = greeting(CLOSED, SETTINGS)
     assert said.startswith(SETTINGS.tier_greetings["default"])  # no line of its own: the default
     assert "open again Tue 03 Mar, 08:00 CET" in said and "first thing" in said
+
+
+def test_a_tier_the_policy_calls_back_hears_when_it_will_be_called() -> None:
+    called = dataclasses.replace(OPEN, reply_mode="callback")
+    assert greeting(called, SETTINGS).endswith("We will call you back by Mon 02 Mar, 12:00 CET.")
+    closed = dataclasses.replace(CLOSED, reply_mode="callback")
+    said = greeting(closed, SETTINGS)
+    assert "open again Tue 03 Mar, 08:00 CET" in said and "we will call you back first thing" in said
 
 
 def test_without_an_outlook_nothing_is_promised() -> None:
