@@ -234,7 +234,8 @@ async def test_a_call_back_is_marked_made_only_where_the_policy_asked_for_one(ap
     phone = Identity(kind="phone", value="+4915123456789")
     await put_card(api, card(channel="phone", recipient=phone,
                              callback=CallbackTask(number=phone.value, due=due)))
-    missed = await call(api, "POST", path, 202, json={"reached": False, "author": "maria", "note": "voicemail"})
+    missed = await call(api, "POST", path, 202,
+                        json={"reached": False, "author": "maria", "note": "voicemail"})
     keyed: dict[str, Any] = {"headers": {"Idempotency-Key": "call-1"}}
     reached = await call(api, "POST", path, 202, json={"author": "maria", "note": "fixed on the phone"},
                          **keyed)

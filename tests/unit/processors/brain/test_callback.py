@@ -74,7 +74,8 @@ def test_a_standard_caller_is_texted_back_and_carries_no_task(policy: Policy) ->
 
 
 def test_the_same_premium_customer_by_mail_is_answered_in_writing(policy: Policy) -> None:
-    mail = msgspec.structs.replace(call(), channel="email", sender=Identity(kind="email", value="ada@example.com"))
+    mail = msgspec.structs.replace(call(), channel="email",
+                                   sender=Identity(kind="email", value="ada@example.com"))
     out = decide(mail, policy, "premium")
     assert (out.routed.reply_mode, out.routed.callback) == ("text", None)
     assert out.ack is not None
