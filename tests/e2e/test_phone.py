@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -28,12 +29,13 @@ from tests.emulators.twilio import OUR_NUMBER, Call, TwilioEmulator
 from tests.kafka_tools import read_all, wait_drained
 from tests.policies import ALWAYS_OPEN, example_policy
 from tests.processes import Switchboard
+from tests.receivers.webhook import WebhookReceiver
 from tests.waiting import POLL_SECONDS, until
 
 pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
 PUBLIC = "https://support.example.com"
-ADA, BOB = "+4915123456789", "+4917612345678"
+ADA, BOB, CAROL = "+4915123456789", "+4917612345678", "+4916098765432"
 # holidays on every day of eight years: the team is closed whenever the suite runs
 _DAYS = [date(2026, 1, 1) + timedelta(days=n) for n in range(8 * 365 + 2)]
 ALWAYS_CLOSED = ALWAYS_OPEN.replace("holidays: []", f"holidays: [{', '.join(map(str, _DAYS))}]")
@@ -80,7 +82,7 @@ async def test_calls_in_hours_are_routed_with_their_transcript_and_texted_back(
     status, twiml = await ada.answer(session)
     assert status == 200
     assert "As a premium customer, your message goes first." in twiml
-    assert "Someone from our team will get back to you by" in twiml
+    assert "We will call you back by" in twiml  # the example policy calls premium callers back
     assert 'maxLength="120"' in twiml and 'transcribe="true"' in twiml
     assert (await ada.record(session, seconds=31))[0] == 200
     assert (await ada.transcribe(session, "My fibre line is down since 8, order 1234."))[0] == 200
@@ -112,11 +114,9 @@ async def test_calls_in_hours_are_routed_with_their_transcript_and_texted_back(
     status, body = edge.post(f"/v1/conversations/{first.conversation_id}/replies",
                              json.dumps({"text": "A technician is on the way.", "author": "maria"}).encode())
     assert status == 202, body
-    texts = await until(lambda: len(twilio.messages) >= 2 and twilio.messages, "no reply reached Twilio")
-    thanks = "Thanks for calling, Ada Lovelace. We'll get back to you by"
-    [ack] = [m for m in texts if m.body.startswith(thanks)]
+    texts = await until(lambda: twilio.messages, "no reply reached Twilio")
     [sms] = [m for m in texts if m.body == "A technician is on the way."]
-    assert (ack.to, sms.to, sms.from_) == (ADA, ADA, OUR_NUMBER)
+    assert (sms.to, sms.from_) == (ADA, OUR_NUMBER)
     done = await _receipt(deployment, body["reply_id"])
     assert (done.status, done.provider_id, done.channel) == ("sent", sms.sid, "phone")
 
@@ -134,7 +134,7 @@ async def test_calls_in_hours_are_routed_with_their_transcript_and_texted_back(
     assert refused.status == "failed" and refused.reason is not None
     assert "21610" in refused.reason and "unsubscribed" in refused.reason
     await wait_drained(deployment)
-    assert len(twilio.messages) == 2, "Ada's acknowledgement and reply, once each; nothing to Bob"
+    assert len(twilio.messages) == 1, "Ada's reply once (she is called back: no acknowledgement), none to Bob"
 
 
 async def _receipt(settings: Settings, reply_id: str, timeout: float = 60) -> DeliveryReceipt:
@@ -184,3 +184,71 @@ async def test_killed_between_the_two_callbacks_the_voicemail_is_one_message(
     assert only.message.text == "Call me back please, it is urgent."
     await wait_drained(deployment)
     assert len(await routed(deployment, 1)) == 1, "the voicemail was routed twice"
+
+
+HOOK_SECRET = "phone-hook-secret"
+
+
+def tool_policy(tmp_path: Path, hook_url: str) -> Path:
+    """The example policy (premium callers called back, standard ones texted), delivering to our hook."""
+    return example_policy(tmp_path, {
+        "url: http://127.0.0.1:18090/switchboard": f"url: {hook_url}",
+        "destinations: [helpdesk-webhook, slack-support]": "destinations: [helpdesk-webhook]"})
+
+
+def delivered(receiver: WebhookReceiver, caller: str) -> list[dict[str, Any]]:
+    return [d.body for d in receiver.deliveries if d.event == "conversation.routed"
+            and d.body["routed"]["message"]["sender"]["value"] == caller]
+
+
+async def test_premium_callers_are_called_back_by_their_sla_and_standard_callers_texted_back(
+        deployment: Settings, launch: Launch, twilio: TwilioEmulator, session: aiohttp.ClientSession,
+        tmp_path: Path) -> None:
+    async with WebhookReceiver(HOOK_SECRET.encode()) as receiver:
+        env = {**phone_env(twilio), "SB_POLICY_FILE": str(tool_policy(tmp_path, receiver.url)),
+               "SB_WEBHOOK_SECRET": HOOK_SECRET}
+        edge = launch("run", **env)
+        launch("worker", **env)
+        directory = f"identity,tier,name\n{ADA},premium,Ada Lovelace\n".encode()
+        assert edge.post("/v1/customers/import", directory, headers={"Content-Type": "text/csv"})[0] == 200
+
+        ada, carol = call(edge, ADA), call(edge, CAROL)
+        ada_twiml, carol_twiml = (await ada.answer(session))[1], (await carol.answer(session))[1]
+        assert "We will call you back by" in ada_twiml
+        assert "Someone from our team will get back to you by" in carol_twiml
+        for caller, words in ((ada, "The router is dead, call me please."), (carol, "Where is my order?")):
+            await caller.record(session)
+            await caller.transcribe(session, words)
+
+        # the team's tool: Ada's is a call to make, with her number and the premium SLA's due time
+        [task] = await until(lambda: delivered(receiver, ADA), "Ada's call never reached the team")
+        routed, card = task["routed"], task["conversation"]
+        assert (routed["tier"], routed["reply_mode"]) == ("premium", "callback")
+        assert routed["callback"] == {"number": ADA, "due": routed["first_response_due"]}
+        assert card["callback"] == routed["callback"]
+        assert any(r.startswith("reply_mode=callback: tier premium on phone is called back")
+                   for d in routed["decisions"] for r in d["reasons"])
+        [texted] = await until(lambda: delivered(receiver, CAROL), "Carol's call never reached the team")
+        assert (texted["routed"]["reply_mode"], texted["routed"]["callback"]) == ("text", None)
+
+        # Carol is texted back; Ada is not: her answer is the call
+        [ack] = await until(lambda: [m for m in twilio.messages if m.to == CAROL], "Carol not texted back")
+        assert ack.body.startswith("Thanks for calling, there. We'll get back to you by")
+
+        # the agent calls Ada, then marks it: the call is the first response, in her history
+        conversation = card["conversation_id"]
+        status, body = edge.post(f"/v1/conversations/{conversation}/callback",
+                                 json.dumps({"author": "maria", "note": "router replaced"}).encode())
+        assert (status, body["kind"]) == (202, "called_back"), body
+
+        def called_back() -> list[dict[str, Any]]:
+            view = edge.get(f"/v1/conversations/{conversation}")[1] or {"history": []}
+            return [h for h in view["history"] if h["summary"] == "called back by maria: router replaced"]
+        [line] = await until(called_back, "the call back was never applied")
+        assert (line["direction"], line["agent"]) == ("out", "maria")
+        # Carol's conversation has no call to mark
+        status, body = edge.post(f"/v1/conversations/{texted['conversation']['conversation_id']}/callback",
+                                 b"{}")
+        assert (status, body["error"]["code"]) == (409, "no_callback")
+        await wait_drained(deployment)
+        assert [m.to for m in twilio.messages] == [CAROL], "Ada was texted, or Carol twice"
