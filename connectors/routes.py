@@ -131,6 +131,10 @@ class Edge(Protocol):
         """
         ...
 
+    async def holding(self, key: str) -> InboundMessage | None:
+        """What `key` holds while it waits, to carry into the final message; None when new or final."""
+        ...
+
     async def settle(self, key: str, message: InboundMessage) -> HoldState:
         """Accept `message` now in place of what `key` holds; returns the key's state before.
 

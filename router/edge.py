@@ -142,6 +142,11 @@ class RouterEdge:
         return await self._held_call(self._held.hold(self._redis(), key, encode(message), until,
                                                      replace=replace))
 
+    async def holding(self, key: str) -> InboundMessage | None:
+        """What `key` holds while it waits, to build on; None when new or final."""
+        raw = await self._held_call(self._held.peek(self._redis(), key))
+        return None if raw is None else decode(raw, InboundMessage)
+
     async def settle(self, key: str, message: InboundMessage) -> HoldState:
         """Accept `message` now in place of what `key` holds, unless the key is already final."""
         raw = encode(message)

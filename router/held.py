@@ -81,6 +81,11 @@ class HeldStore:
         """Mark `key` settled or released now that `message` is in Kafka."""
         return bool(await redis.eval(_DONE, 2, self._prefix + key, self._due, key, message, final, self._ttl))
 
+    async def peek(self, redis: Redis, key: str) -> bytes | None:
+        """The message `key` holds while it waits; None when it is new or final."""
+        state, message = await redis.hmget(self._prefix + key, ["state", "message"])
+        return message if state == b"held" and isinstance(message, bytes) else None
+
     async def due(self, redis: Redis, now: float, limit: int = 100) -> list[tuple[str, bytes]]:
         """The keys past their deadline with their messages, leased until `now + lease`."""
         flat = await redis.eval(_DUE, 1, self._due, now, now + self.lease, limit, self._prefix)

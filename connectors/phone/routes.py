@@ -49,6 +49,7 @@ from connectors.phone.twiml import answer, hang_up
 from connectors.routes import Edge, Outlook, Refusal, Route
 from schemas.errors import TransientError
 from schemas.ids import held_key
+from schemas.inbound import InboundMessage, PhoneExtras
 
 __all__ = ["WEBHOOKS", "PhoneWebhooks", "routes"]
 
@@ -125,10 +126,12 @@ class PhoneWebhooks:
         """A transcript: the call's voicemail, settled; a late one is a message of its own."""
         transcription = _read(read_transcription, await self._form(request, "transcription"), "transcription")
         call, now = transcription.call, self._clock()
+        key = held_key(CHANNEL, call.call_sid)
+        # the transcription callback does not name the recording's length: the held voicemail does
+        seconds = _seconds(await self._edge.holding(key))
         recording = Recording(call=call, status="completed", recording_sid=transcription.recording_sid,
-                              url=transcription.recording_url, seconds=None)
-        state = await self._edge.settle(held_key(CHANNEL, call.call_sid),
-                                        voicemail(recording, transcription, received_at=now))
+                              url=transcription.recording_url, seconds=seconds)
+        state = await self._edge.settle(key, voicemail(recording, transcription, received_at=now))
         if state == "released" and transcription.status == "completed" and transcription.text:
             await self._edge.accept(late_transcript(transcription, received_at=now))
             return _done("transcription", "late", call)
@@ -161,6 +164,12 @@ class PhoneWebhooks:
             log.warning("phone: no outlook for this call", extra={"call_sid": call.call_sid,
                                                                     "reason": str(e)})
         return None
+
+
+def _seconds(held: InboundMessage | None) -> int | None:
+    """The recording's length a held voicemail carries, if any."""
+    extras = held.extras if held is not None else None
+    return extras.recording_seconds if isinstance(extras, PhoneExtras) else None
 
 
 def _read(reader: Callable[[Mapping[str, str]], T], form: Mapping[str, str], route: str) -> T:

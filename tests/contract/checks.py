@@ -79,6 +79,10 @@ class StubEdge:
             self.held[key] = ("held", message)
         return before
 
+    async def holding(self, key: str) -> InboundMessage | None:
+        state, message = self.held.get(key, ("new", None))
+        return message if state == "held" else None
+
     async def settle(self, key: str, message: InboundMessage) -> HoldState:
         before = self.held.get(key, ("new", message))[0]
         if before in ("new", "held"):

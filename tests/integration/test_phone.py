@@ -153,6 +153,8 @@ async def test_a_voicemail_and_its_transcript_are_one_message_even_twice(phone: 
     assert isinstance(message.extras, PhoneExtras)
     assert (message.extras.call_sid, message.extras.recording_sid, message.extras.transcription_status) == (
         call.call_sid, call.recording_sid, "completed")
+    # the transcription callback does not name the length: it is carried over from the held voicemail
+    assert message.extras.recording_seconds == 41
     assert message.extras.caller_verified and message.tags == ()
     phone.clock.at += timedelta(hours=1)
     assert await phone.edge.release_due() == 0  # nothing left behind to route later
