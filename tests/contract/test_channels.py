@@ -10,6 +10,7 @@ from pydantic import SecretStr
 from connectors.base import ProbeTarget
 from connectors.registry import CHANNELS
 from connectors.spec import ConnectorSpec
+from schemas.routed import REPLY_MODES
 from tests.contract import checks, samples
 
 SPECS = list(CHANNELS.values())
@@ -79,3 +80,13 @@ async def test_probes_through_its_emulator(spec: ConnectorSpec[Any]) -> None:
         assert probe is not None, f"{spec.name} offers no probe with its emulator's settings"
         await probe.send("prb_contract", "Switchboard probe [sb-probe:contract]")
         assert emulated.received() == 1
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=ids)
+def test_declares_its_reply_modes_with_text_first(spec: ConnectorSpec[Any]) -> None:
+    # text is what the policy assumes for a channel it does not set: every channel must offer it
+    assert spec.reply_modes[0] == "text"
+    assert len(set(spec.reply_modes)) == len(spec.reply_modes)
+    assert set(spec.reply_modes) <= set(REPLY_MODES)
+    # a mode beyond text needs a way to reach the customer outside the channel's own thread
+    assert spec.reply_modes == ("text",) or spec.addresses

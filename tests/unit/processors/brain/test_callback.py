@@ -10,6 +10,7 @@ import pytest
 
 from processors.brain import acknowledge, callback, lifecycle, route, sla
 from processors.brain.thread import ThreadRules
+from processors.dispatch.plan import card_for
 from processors.intake.stage import identified_message
 from processors.policy.load import check, load_policy, parse_policy
 from processors.policy.model import Policy, Vocabulary
@@ -42,11 +43,13 @@ def call(sender: str = ADA, kind: str = "phone") -> InboundMessage:
 
 
 def decide(message: InboundMessage, policy: Policy, tier: str | None,
-           identities: tuple[Identity, ...] = ()) -> route.Outcome:
+           identities: tuple[Identity, ...] = (),
+           recent: tuple[ConversationSummary, ...] = ()) -> route.Outcome:
     identified = identified_message(message, "cus_1", "seen", Decision(stage="identify", outcome="new",
                                                                        reasons=("x",)))
     profile = CustomerProfile(customer_id="cus_1", tier=tier, name="Ada", identities=identities)
-    return route.decide(identified, route.Facts(profile=profile), policy, ThreadRules(token_key=b"k"), NOW)
+    return route.decide(identified, route.Facts(profile=profile, recent=recent), policy,
+                        ThreadRules(token_key=b"k"), NOW)
 
 
 def test_a_premium_caller_is_a_callback_task_due_by_the_tiers_sla_and_gets_no_text(policy: Policy) -> None:
@@ -91,6 +94,22 @@ def test_a_withheld_caller_is_called_on_a_number_on_file_or_the_task_says_there_
     assert nobody.routed.callback is not None and nobody.routed.callback.number is None
     [mode] = [d for d in nobody.routed.decisions if d.stage == "reply_mode"]
     assert "no number to call" in mode.reasons[1]
+
+
+def test_calling_again_joins_the_conversation_and_its_one_task(policy: Policy) -> None:
+    first = decide(call(), policy, "premium").routed
+    earlier = ConversationSummary(conversation_id=first.conversation_id, queue=first.queue, status="open",
+                                  last_at=NOW - timedelta(minutes=20))
+    again = msgspec.structs.replace(call(), event_id="ev_again", native_id="CA2", thread_key="call:CA2")
+    out = decide(again, policy, "premium", recent=(earlier,))
+    assert out.routed.conversation_id == first.conversation_id and not out.new_conversation
+    assert out.ack is None
+    card = card_for(first, None, NOW)
+    assert card.callback == first.callback
+    # the repeat call keeps the one task; so does a mail in the same conversation, answered by text
+    assert card_for(out.routed, card, NOW).callback == out.routed.callback
+    mail = msgspec.structs.replace(decide(call(), policy, None).routed, callback=None, reply_mode="text")
+    assert card_for(mail, card, NOW).callback == first.callback
 
 
 def test_number_to_call_prefers_the_sender_and_takes_only_e164() -> None:
