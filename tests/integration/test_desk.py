@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from pydantic import SecretStr
 
@@ -24,6 +25,7 @@ from schemas.conversation import ConversationCard
 from schemas.errors import ConfigError, SwitchboardError
 from schemas.handoff import Handoff
 from schemas.outbound import DeliveryReceipt, GuardFlag
+from schemas.routed import CallbackTask
 
 pytestmark = pytest.mark.integration
 
@@ -234,3 +236,15 @@ def test_the_desk_needs_the_webhook_secret_and_the_pager_is_optional(
     monkeypatch.setenv("SB_PAGER_SECRET", "pager-secret")
     assert [(e.name, e.port, e.path) for e in endpoints_for(load(), port=1, pager_port=2)] == [
         ("helpdesk-webhook", 1, "/switchboard"), ("pager-webhook", 2, "/page")]
+
+
+async def test_a_call_back_task_prints_the_number_the_due_time_and_how_to_mark_it(running: Running) -> None:
+    plain = routed("Please call me about my order.")
+    task = CallbackTask(number="+4915123456789", due=plain.first_response_due)
+    status, _ = await running.post(running.helpdesk, handoff(routed=msgspec.structs.replace(
+        plain, reply_mode="callback", callback=task)))
+    assert status == 200
+    lines = running.out.getvalue().splitlines()
+    assert any(line.startswith("  callback +4915123456789 · first response by ") for line in lines)
+    [called] = [line for line in lines if line.startswith("  called   curl ")]
+    assert called.endswith("-d '{\"author\": \"you\"}' http://127.0.0.1:18080/v1/conversations/con_desk1/callback")

@@ -25,6 +25,7 @@ from schemas import Decision, HistoryEntry, Identity, InboundMessage, RoutedConv
 from schemas.conversation import ConversationCard
 from schemas.inbound import Attachment
 from schemas.outbound import DeliveryReceipt, GuardFlag
+from schemas.routed import CallbackTask
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ADA = Identity(kind="email", value="ada@example.com")
@@ -184,6 +185,20 @@ def test_no_text_attachments_and_optional_facts() -> None:
     assert not any(f.startswith("*Sentiment*") for f in fields)
     assert message.blocks[2]["text"]["text"] == (
         "_(no text)_\n:paperclip: 2 attached: photo &lt;1&gt;.jpg, application/pdf")
+
+
+def test_a_call_back_task_is_the_second_fact() -> None:
+    phone = inbound("Call me <now>", channel="phone", sender=Identity(kind="phone", value="+4915123456789"))
+    task = CallbackTask(number="+4915123456789", due=T0 + timedelta(hours=2))
+    message = render(handoff(routed=routed(phone, reply_mode="callback", callback=task)))
+    within_limits(message)
+    fields = [f["text"] for f in message.blocks[1]["fields"]]
+    assert fields[1] == ("*Call back*\n+4915123456789 by "
+                         "<!date^1772373600^{date_short_pretty} {time}|2026-03-01 14:00 UTC>")
+    withheld = render(handoff(routed=routed(phone, reply_mode="callback",
+                                            callback=CallbackTask(number=None, due=None))))
+    assert withheld.blocks[1]["fields"][1]["text"] == "*Call back*\nno number (withheld) by none"
+    assert not any("Call back" in t for t in texts(render(handoff(routed=routed()))))
 
 
 def test_a_follow_up_in_the_thread_is_compact() -> None:
