@@ -66,6 +66,12 @@ async def test_a_known_customer_gets_their_tier_and_its_calendar(edge: tuple[Rou
     await Directory(identities).set_tier(redis, customer, "enterprise", "test")
     seen = await router.outlook("email", "ada@example.com")
     assert (seen.tier, seen.open_now, seen.expected_text) == ("enterprise", True, "Sat 07 Mar, 21:00 CET")
+    # by mail she is written to; on the phone the policy has her called back
+    assert seen.reply_mode == "text"
+    phone = Identity(kind="phone", value="+4915123456789")
+    await identities.link(redis, phone, customer, evidence="test", actor="test", at=SATURDAY_EVENING)
+    assert (await router.outlook("phone", str(phone))).reply_mode == "callback"
+    assert (await router.outlook("phone", "phone:+4917600000000")).reply_mode == "text"  # a stranger
 
 
 async def test_redis_away_is_a_transient_error_that_names_no_host(stack: Settings) -> None:
