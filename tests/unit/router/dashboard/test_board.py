@@ -62,6 +62,16 @@ def test_a_reply_meets_the_target_and_a_breach_misses_it_once() -> None:
     assert (row["waiting"], row["oldest_wait_seconds"]) == (1, 10800.0)
 
 
+def test_a_call_back_marked_made_is_the_reply_that_meets_the_target() -> None:
+    b = board()
+    start = NOW - timedelta(hours=1)
+    b.routed(routed("ev_1", start, tier="premium", channel="phone"))
+    b.lifecycle(lifecycle("called_back", "con_ev_1", start + timedelta(minutes=40), author="maria"))
+    row = segment(snapshot(b, NOW, {}), "premium", "phone")
+    assert row["sla"] == {"met": 1, "missed": 0, "attainment": 1.0}
+    assert (row["replied"], row["waiting"]) == (1, 0)
+
+
 def test_waiting_on_the_customer_and_resolve_end_what_is_owed() -> None:
     b = board()
     b.routed(routed("ev_1", NOW - timedelta(hours=1)))
