@@ -118,6 +118,11 @@ class Edge(Protocol):
         """An internal note: history for agents, never sent to the customer."""
         ...
 
+    async def called_back(self, card: ConversationCard, *, event_id: str, text: str | None, author: str,
+                          at: datetime, source: str) -> None:
+        """The conversation's call back made: the agent reached the customer (its first response)."""
+        ...
+
     async def receipt(self, receipt: DeliveryReceipt) -> None:
         """A receipt for a reply, shown back in the agent's tool (e.g. refused: closed)."""
         ...

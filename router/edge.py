@@ -130,6 +130,15 @@ class RouterEdge:
         await self._put(CONVERSATION.named(self._settings.topic_prefix), card.customer_id, encode(event),
                         "Kafka did not take the note", event_id=event_id)
 
+    async def called_back(self, card: ConversationCard, *, event_id: str, text: str | None, author: str,
+                          at: datetime, source: str) -> None:
+        """The call back made, as a conversation event the brain applies like a sent reply."""
+        event = ConversationEvent(event_id=event_id, conversation_id=card.conversation_id,
+                                  customer_id=card.customer_id, kind="called_back", at=at, author=author,
+                                  text=text, queue=card.queue, source=source)
+        await self._put(CONVERSATION.named(self._settings.topic_prefix), card.customer_id, encode(event),
+                        "Kafka did not take the call back", event_id=event_id)
+
     async def receipt(self, receipt: DeliveryReceipt) -> None:
         """A reply's receipt, which dispatch shows in the agent's tool."""
         await self._put(DELIVERY.named(self._settings.topic_prefix), receipt.conversation_id,

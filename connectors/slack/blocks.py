@@ -20,6 +20,7 @@ from schemas.outbound import DeliveryReceipt, GuardFlag
 from schemas.routed import HistoryEntry, RoutedConversation
 
 __all__ = [
+    "CALLBACK_HINT",
     "HISTORY_LINES",
     "MESSAGE_CHARS",
     "THREAD_HINT",
@@ -46,6 +47,9 @@ FALLBACK_CHARS = 300
 HISTORY_LINES = 5
 # the thread convention (connectors/slack/events.py), told where agents first see a conversation
 THREAD_HINT = "Reply in this thread to answer the customer; start with `note:` for an internal note"
+# a customer the policy has called back: the call is the answer, marked here once made
+CALLBACK_HINT = ("Call the customer back, then write `called:` and what came of it in this thread; "
+                 "`note:` for an internal note, anything else is sent to them")
 _ELLIPSIS = "…"
 _KINDS = {"agent_reply": "Reply", "acknowledgement": "Auto-acknowledgement",
           "status_update": "Status update", "follow_up": "Follow-up"}
@@ -113,7 +117,7 @@ def routed_message(routed: RoutedConversation, card: ConversationCard) -> SlackM
         blocks.append(_section(_history(routed.history)))
     if routed.reasons:
         blocks.append(_context(_reasons(routed.reasons)))
-    blocks.append(_context(THREAD_HINT))
+    blocks.append(_context(CALLBACK_HINT if routed.callback is not None else THREAD_HINT))
     text = (f"{fit(who, 100)} ({fit(routed.tier, 40)}, {fit(routed.urgency, 40)}, P{routed.priority}) "
             f"on {fit(routed.message.channel, 40)} in {fit(routed.queue, 100)}: "
             f"{fit(routed.message.text, FALLBACK_CHARS)}")

@@ -12,7 +12,9 @@ other event type are ignored with a reason.
 
 Agents also talk to each other in the thread: a message whose text starts with `note:`
 or `//` (any case, after trimming) is an internal note (`SlackNote`, its text without the
-prefix), which joins the conversation's history and never reaches the customer. Every
+prefix), which joins the conversation's history and never reaches the customer. A
+message starting with `called:` marks the conversation's call back made (`SlackCalled`):
+the agent reached the customer by phone, the words after it are kept as the note. Every
 other message in the thread is an answer to the customer.
 """
 
@@ -30,6 +32,7 @@ from schemas.codec import decode_json
 from schemas.errors import ParseError
 
 __all__ = [
+    "CALLED_PREFIX",
     "NOTE_PREFIXES",
     "RETRY_NUM_HEADER",
     "RETRY_REASON_HEADER",
@@ -37,6 +40,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "TOLERANCE_SECONDS",
     "Ignored",
+    "SlackCalled",
     "SlackEvent",
     "SlackNote",
     "SlackReply",
@@ -58,6 +62,8 @@ _SIGNED = re.compile(r"v0=[0-9a-fA-F]{64}")
 _REPLY_SUBTYPES = frozenset({None, "thread_broadcast"})
 # what marks a thread message as agents talking among themselves, not to the customer
 NOTE_PREFIXES = ("note:", "//")
+# what marks a thread message as "I called the customer back and reached them"
+CALLED_PREFIX = "called:"
 # <https://x|label>, <mailto:a@b|a@b>, <@U123>, <@U123|ana>, <#C123|general>, <!here>, ...
 _MARKUP = re.compile(r"<([^<>\n]*)>")
 
@@ -80,6 +86,11 @@ class SlackNote(SlackReply):
 
 
 @dataclass(frozen=True, slots=True)
+class SlackCalled(SlackReply):
+    """A person marking the conversation's call back made (`called:`), with what they say of it."""
+
+
+@dataclass(frozen=True, slots=True)
 class UrlVerification:
     """Slack checking the endpoint when the app's request URL is set: echo the challenge."""
 
@@ -94,7 +105,7 @@ class Ignored:
     event_id: str | None = None
 
 
-SlackEvent = SlackReply | SlackNote | UrlVerification | Ignored
+SlackEvent = SlackReply | SlackNote | SlackCalled | UrlVerification | Ignored
 
 
 class _Envelope(msgspec.Struct):
@@ -180,7 +191,7 @@ def parse(body: bytes) -> SlackEvent:
     return _reply(message, event_id or "")
 
 
-def _reply(m: _Message, event_id: str) -> SlackReply | SlackNote | Ignored:
+def _reply(m: _Message, event_id: str) -> SlackReply | SlackNote | SlackCalled | Ignored:
     """The agent's reply (or internal note) a message is, or why it is none."""
     user, thread_ts, text = m.user or "", m.thread_ts or "", plain_text(m.text or "")
     note = note_text(text)
@@ -206,6 +217,9 @@ def _reply(m: _Message, event_id: str) -> SlackReply | SlackNote | Ignored:
     if note is not None:
         return SlackNote(channel=m.channel, thread_ts=thread_ts, ts=m.ts, user=user, text=note,
                          event_id=event_id)
+    if text.strip()[:len(CALLED_PREFIX)].lower() == CALLED_PREFIX:
+        return SlackCalled(channel=m.channel, thread_ts=thread_ts, ts=m.ts, user=user,
+                           text=text.strip()[len(CALLED_PREFIX):].strip(), event_id=event_id)
     return SlackReply(channel=m.channel, thread_ts=thread_ts, ts=m.ts, user=user,
                       text=text, event_id=event_id)
 

@@ -8,9 +8,11 @@ publish the same reply, which the send stage claims once.
 
 Agents talk to each other in the same thread: a message starting with `note:` or `//`
 (any case, after trimming) is an internal note. It joins the conversation's history and
-never reaches the customer; a note on a closed conversation is still kept. A reply to a
-closed conversation is not sent: a "failed" receipt for the reply id it would have had
-is posted back into the thread, so the agent sees that the customer did not get it.
+never reaches the customer; a note on a closed conversation is still kept. `called:`
+marks the conversation's call back made (`Edge.called_back`) where the policy asked for
+one; elsewhere it is kept as a note. A reply to a closed conversation is not sent: a
+"failed" receipt for the reply id it would have had is posted back into the thread, so
+the agent sees that the customer did not get it.
 
 Slack waits three seconds and then retries any answer but a 2xx: a request we will
 never act on (an unknown thread, a bot's post) is answered 200 with the reason and a
@@ -36,6 +38,7 @@ from connectors.slack.events import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     Ignored,
+    SlackCalled,
     SlackEvent,
     SlackNote,
     SlackReply,
@@ -97,7 +100,7 @@ class SlackEvents:
         except ParseError as e:
             raise _refused(400, "bad_event", e.reason) from e
 
-    async def _reply(self, said: SlackReply | SlackNote, retry: str | None) -> web.Response:
+    async def _reply(self, said: SlackReply | SlackNote | SlackCalled, retry: str | None) -> web.Response:
         """The reply on the customer's channel or the internal note, published; or why there is none."""
         where: dict[str, Any] = {"event_id": said.event_id, "slack_channel": said.channel,
                                  "thread_ts": said.thread_ts, "slack_retry": retry}
@@ -111,6 +114,8 @@ class SlackEvents:
         if isinstance(said, SlackNote):
             # a note is history, never sent: a closed conversation still takes one
             return await self._note(said, card, where)
+        if isinstance(said, SlackCalled):
+            return await self._called(said, card, where)
         # fixed by the Slack message, so Slack's retries publish the same reply (or receipt)
         reply_id = agent_reply_id("slack", f"{said.channel}:{said.ts}")
         if card.status == "closed":
@@ -128,6 +133,22 @@ class SlackEvents:
         EVENTS.labels("note").inc()
         log.info("slack note queued", extra={**where, "note_event_id": event_id})
         return web.json_response({"ok": True, "note_id": event_id, "conversation_id": card.conversation_id})
+
+    async def _called(self, called: SlackCalled, card: ConversationCard,
+                      where: dict[str, Any]) -> web.Response:
+        """The conversation's call back made; without a task (or once closed) the words are a note."""
+        if card.callback is None or card.status == "closed":
+            why = "no call back was asked for" if card.callback is None else "the conversation is closed"
+            text = f"called ({why}): {called.text}".rstrip(": ")
+            return await self._note(SlackNote(channel=called.channel, thread_ts=called.thread_ts,
+                                              ts=called.ts, user=called.user, text=text,
+                                              event_id=called.event_id), card, where)
+        event_id = lifecycle_event_id(f"slack:{called.channel}:{called.ts}", "called_back")
+        await self._edge.called_back(card, event_id=event_id, text=called.text or None, author=called.user,
+                                     at=_written_at(called.ts), source="slack")
+        EVENTS.labels("called_back").inc()
+        log.info("slack call back marked", extra={**where, "event_id": event_id})
+        return web.json_response({"ok": True, "event_id": event_id, "conversation_id": card.conversation_id})
 
     async def _refuse_closed(self, card: ConversationCard, reply_id: str,
                              where: dict[str, Any]) -> web.Response:

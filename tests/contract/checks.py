@@ -69,6 +69,10 @@ class StubEdge:
                    at: datetime, source: str) -> None:
         self.replies.append((card.conversation_id, event_id))
 
+    async def called_back(self, card: ConversationCard, *, event_id: str, text: str | None, author: str,
+                          at: datetime, source: str) -> None:
+        self.replies.append((card.conversation_id, event_id))
+
     async def receipt(self, receipt: DeliveryReceipt) -> None:
         self.replies.append((receipt.conversation_id, receipt.reply_id))
 

@@ -41,6 +41,7 @@ from schemas.conversation import ConversationCard, ConversationEvent, Status
 from schemas.errors import AuthError, PermanentError, TransientError
 from schemas.ids import agent_reply_id
 from schemas.outbound import DeliveryReceipt, OutboundMessage
+from schemas.routed import CallbackTask
 from schemas.topics import CONVERSATION, DELIVERY, OUTBOUND, ROUTED
 from tests.emulators import slack
 from tests.emulators.slack import SlackEmulator
@@ -396,6 +397,26 @@ async def test_a_note_on_a_closed_conversation_is_still_kept(edge: Edge) -> None
     [(_, event)] = await edge.conversation_events()
     assert (event.kind, event.text) == ("note", "customer called")
     assert await edge.receipts() == []
+
+
+async def test_called_in_the_thread_marks_the_call_back_made_once(edge: Edge) -> None:
+    task = CallbackTask(number="+4915123456789", due=datetime(2026, 3, 1, 14, 0, tzinfo=UTC))
+    await put_card(edge, card("con_call", callback=task), "1772366000.000700")
+    called = slack.thread_reply(SUPPORT, "1772366000.000700", "Called: reached her, router swapped",
+                                ts="1772366900.000100")
+    first = await edge.send(called)
+    again = await edge.send(called, retry_num=1)  # Slack's retry: the same event id
+    assert first == again and first[0] == 200
+    [(key, one), (_, retried)] = await edge.conversation_events()
+    assert key == b"cus_ada" and one == retried and one.event_id == first[1]["event_id"]
+    assert (one.kind, one.text, one.author, one.source) == (
+        "called_back", "reached her, router swapped", slack.AGENT, "slack")
+    # a conversation the policy answers in writing has no call to mark: the words are kept as a note
+    await put_card(edge, card("con_written"), "1772366000.000800")
+    await edge.send(slack.thread_reply(SUPPORT, "1772366000.000800", "called: left a voicemail"))
+    [*_, (_, note)] = await edge.conversation_events()
+    assert (note.kind, note.text) == ("note", "called (no call back was asked for): left a voicemail")
+    assert await edge.outbound() == []
 
 
 async def test_a_reply_to_a_closed_conversation_comes_back_as_a_failed_receipt(edge: Edge) -> None:

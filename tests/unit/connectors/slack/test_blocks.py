@@ -12,6 +12,7 @@ from pydantic import SecretStr, ValidationError
 
 from connectors.base import Handoff
 from connectors.slack.blocks import (
+    CALLBACK_HINT,
     MESSAGE_CHARS,
     THREAD_HINT,
     SlackMessage,
@@ -192,6 +193,8 @@ def test_a_call_back_task_is_the_second_fact() -> None:
     task = CallbackTask(number="+4915123456789", due=T0 + timedelta(hours=2))
     message = render(handoff(routed=routed(phone, reply_mode="callback", callback=task)))
     within_limits(message)
+    assert message.blocks[-1]["elements"][0]["text"] == CALLBACK_HINT
+    assert CALLBACK_HINT.startswith("Call the customer back, then write `called:`")
     fields = [f["text"] for f in message.blocks[1]["fields"]]
     assert fields[1] == ("*Call back*\n+4915123456789 by "
                          "<!date^1772373600^{date_short_pretty} {time}|2026-03-01 14:00 UTC>")

@@ -10,6 +10,7 @@ import pytest
 from connectors.slack.errors import SignatureError
 from connectors.slack.events import (
     Ignored,
+    SlackCalled,
     SlackEvent,
     SlackNote,
     SlackReply,
@@ -115,6 +116,16 @@ def test_a_thread_message_starting_with_note_is_an_internal_note() -> None:
         text="customer is @bob's neighbour", event_id="Ev0REPLY")
     slashes = parse(body_of(reply_in_thread("  // refund approved &amp; booked")))
     assert isinstance(slashes, SlackNote) and slashes.text == "refund approved & booked"
+
+
+def test_called_marks_the_call_back_made_with_what_came_of_it() -> None:
+    assert parse(body_of(reply_in_thread("  CALLED: reached, all good"))) == SlackCalled(
+        channel=CHANNEL, thread_ts=THREAD, ts="1772366100.000200", user=slack.AGENT,
+        text="reached, all good", event_id="Ev0REPLY")
+    bare = parse(body_of(reply_in_thread("called:")))
+    assert isinstance(bare, SlackCalled) and bare.text == ""
+    # only as the first word: anything else is an answer to the customer
+    assert type(parse(body_of(reply_in_thread("We called: no answer")))) is SlackReply
 
 
 def test_a_note_outside_a_thread_is_still_ignored() -> None:
