@@ -95,9 +95,9 @@ class Budget:
         if cost:
             COST.labels(self.account, call).inc(cost)
 
-    async def notice_due(self) -> bool:
-        """True once per UTC day, to the first caller that finds the budget spent: it tells the agents."""
-        if not await self.exhausted():
+    async def notice_due(self, *, refused: bool = False) -> bool:
+        """True once per UTC day, to the first caller finding the budget spent or `refused` by it."""
+        if not refused and not await self.exhausted():
             return False
         key = self._key("notice", self._day())
         return bool(await self._shared.run("budget", lambda: self._shared.redis.set(key, 1, nx=True,

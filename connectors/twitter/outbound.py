@@ -90,7 +90,8 @@ class XSender(Outbound[XSettings]):
         """Send one reply the way X allows; the receipt says how, or why not (or until when not)."""
         receipt = await self._outcome(message)
         try:
-            if await self.api.budget.notice_due():
+            refused = (receipt.reason or "").startswith("budget:")
+            if await self.api.budget.notice_due(refused=refused):
                 receipt = msgspec.structs.replace(receipt, notice=self.api.budget.notice())
         except XUnavailable as e:  # Redis away: the next send tells the agents instead
             log.warning("x budget notice not checked", extra={"reason": e.reason})
