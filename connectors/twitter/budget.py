@@ -24,6 +24,7 @@ __all__ = ["CAPPED", "COST", "SPENT_TODAY", "Budget"]
 
 COST = Counter("sb_x_api_cost_usd_total", "US dollars spent on X's pay-per-use API", ["account", "call"])
 SPENT_TODAY = Gauge("sb_x_api_spent_today_usd", "US dollars spent on X's API since UTC midnight", ["account"])
+DAILY = Gauge("sb_x_api_daily_budget_usd", "The daily budget of an X account in US dollars", ["account"])
 CAPPED = Counter("sb_x_usage_capped_total", "X answers saying the plan's usage cap is reached",
                  ["account", "endpoint"])
 _DAY = 86_400
@@ -49,6 +50,7 @@ class Budget:
         self.account = account
         self.daily_usd = daily_usd
         self._shared = shared
+        DAILY.labels(account).set(daily_usd)
 
     def _day(self) -> int:
         return int(self._shared.clock() // _DAY)
