@@ -261,3 +261,19 @@ async def test_a_24_hour_cap_defers_the_reply_past_a_restart_and_sends_it_once(
     texts = [s.text for s in x.sent]
     assert texts.count("Unlocking it now.") == 1 and texts.count("Unlocked, try again.") == 1
     assert [r["status"] for r in receipts_of(team, first["reply_id"])][:1] == ["sent"]
+
+
+async def test_the_policy_moves_account_details_to_dm_with_a_public_note(
+        launch: Launch, x: XEmulator, team: WebhookReceiver, tmp_path: Path) -> None:
+    router = start(launch, x, team, tmp_path)
+    mention = x.mention("you billed me twice")
+    await x.deliver(router.url + PATH, x.envelope("post.mention.create", mention))
+    [delivered] = await until(lambda: routed(team), "the mention never reached the team", timeout=WAIT)
+    queued = await answer(router, delivered["conversation"]["conversation_id"],
+                          "Your invoice INV-7 is corrected, the second charge is returned.", "x-private")
+    [told] = await until(lambda: receipts_of(team, queued["reply_id"]), "no receipt", timeout=WAIT)
+    assert told["status"] == "sent" and "account-details-in-private" in told["reason"], told
+    [dm] = [s for s in x.sent if s.text.startswith("Your invoice INV-7")]
+    assert (dm.kind, dm.recipient) == ("dm", ADA) and told["provider_id"] == f"dm:{dm.id}"
+    [note] = [s for s in x.sent if s.text == "We've answered you in a private message."]
+    assert (note.kind, note.in_reply_to) == ("post", mention["id"])
