@@ -134,8 +134,7 @@ def account_for(settings: XSettings, *, clock: Callable[[], float] = time.time,
                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> Account:
     """An account's pacer and budget on the deployment's Redis; no I/O until the first call."""
     shared = Shared(connect(settings.redis_url.get_secret_value()),
-                    f"{settings.namespace}:x:{settings.account_id}", clock, sleep,
-                    patience=max(settings.max_wait_seconds, 5.0))
+                    f"{settings.namespace}:x:{settings.account_id}", clock, sleep)
     return Account(Pacer(shared, settings.limits, max_wait=settings.max_wait_seconds),
                    Budget(shared, settings.account_id, settings.daily_budget_usd))
 
