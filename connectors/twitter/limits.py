@@ -35,25 +35,31 @@ WAITS = Counter("sb_x_rate_limit_waits_total", "Waits for an X rate-limit window
 _KEEP = 2 * 86_400
 
 # one endpoint's window at ARGV[1] (now): with ARGV[4] = 1 a call is counted when inside every
-# limit; returns the seconds to wait (0: counted or free now), as a string to keep fractions
+# limit (our table's window and day, ARGV[6] calls a day or 0; X's headers); returns the
+# seconds to wait (0: counted or free now), as a string to keep fractions
 _ACQUIRE = """
 local h = KEYS[1]
 local now, calls, window, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
-local v = redis.call('HMGET', h, 'started', 'used', 'remaining', 'reset', 'day_remaining', 'day_reset')
+local v = redis.call('HMGET', h, 'started', 'used', 'remaining', 'reset', 'day_remaining', 'day_reset',
+                     'day_started', 'day_used')
 local started, used = tonumber(v[1]) or 0, tonumber(v[2]) or 0
 if now - started >= window then started, used = now, 0 end
+local per_day, day_started, day_used = tonumber(ARGV[6]), tonumber(v[7]) or 0, tonumber(v[8]) or 0
+if now - day_started >= 86400 then day_started, day_used = now, 0 end
 local wait = 0
 if used >= calls then wait = started + window - now end
+if per_day > 0 and day_used >= per_day then wait = math.max(wait, day_started + 86400 - now) end
 local rem, reset = tonumber(v[3]), tonumber(v[4]) or 0
 if rem and rem <= 0 and reset > now then wait = math.max(wait, reset - now) end
 local drem, dreset = tonumber(v[5]), tonumber(v[6]) or 0
 if drem and drem <= 0 and dreset > now then wait = math.max(wait, dreset - now) end
 if wait <= 0 and count then
-  used = used + 1
+  used, day_used = used + 1, day_used + 1
   if rem then redis.call('HSET', h, 'remaining', rem - 1) end
   if drem then redis.call('HSET', h, 'day_remaining', drem - 1) end
 end
-redis.call('HSET', h, 'started', tostring(started), 'used', used)
+redis.call('HSET', h, 'started', tostring(started), 'used', used, 'day_started', tostring(day_started),
+           'day_used', day_used)
 redis.call('EXPIRE', h, tonumber(ARGV[5]))
 return tostring(wait)
 """
@@ -77,7 +83,8 @@ class Pacer:
     async def _step(self, endpoint: str, *, count: bool) -> float:
         limit, now = self._limit(endpoint), self._shared.clock()
         raw = await self._shared.run("pacer", lambda: self._shared.redis.eval(
-            _ACQUIRE, 1, self._key(endpoint), now, limit.calls, limit.window_seconds, int(count), _KEEP))
+            _ACQUIRE, 1, self._key(endpoint), now, limit.calls, limit.window_seconds, int(count), _KEEP,
+            limit.per_day or 0))
         return float(raw)
 
     async def wait_for(self, endpoint: str) -> float:

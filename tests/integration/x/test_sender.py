@@ -223,6 +223,17 @@ async def test_the_apps_24_hour_cap_binds_too(world: World) -> None:
     assert world.x.sent == []
 
 
+async def test_our_tables_day_cap_defers_before_x_refuses(world: World) -> None:
+    # an older plan: one DM a day, from our table alone (X has not said so yet)
+    sender = await world.sender(limits={"dm_send": {"calls": 15, "per_day": 1}})
+    assert (await sender.send(reply("one", mode=DM_MODE))).status == "sent"
+    receipt = await sender.send(reply("two", mode=DM_MODE, n=2))
+    await sender.stop()
+    assert receipt.status == "deferred"
+    assert receipt.retry_at == datetime.fromtimestamp(world.clock.now + 86_400, UTC)
+    assert world.x.calls.count("dm_send") == 1
+
+
 async def test_two_processes_share_one_window(world: World) -> None:
     world.x.limit("post", 100, reset_in=900)
     # our own table says two posts per window; two senders (two workers) share it in Redis
