@@ -82,10 +82,10 @@ def receipt_text(receipt: DeliveryReceipt) -> str:
     """One line saying what became of a reply."""
     what = "Reply" if receipt.kind in (None, "agent_reply") else receipt.kind.replace("_", " ").capitalize()
     line = f"{what} {receipt.reply_id} was {receipt.status}"
-    if receipt.retry_at is not None:
-        line += f" until {receipt.retry_at:%Y-%m-%d %H:%M} UTC, then sent"
     if receipt.reason:
         line += f": {receipt.reason}"
+    if receipt.retry_at is not None:
+        line += f"; it goes out at {receipt.retry_at:%Y-%m-%d %H:%M} UTC"
     if receipt.flags:
         line += " [" + "; ".join(f"{f.action}: {f.rule}" for f in receipt.flags) + "]"
     if receipt.notice:
