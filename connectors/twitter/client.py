@@ -111,7 +111,14 @@ class XApi:
             raise
         finally:
             # a refused or failed call costs nothing; an answered one what X bills for it
-            await self.budget.settle(endpoint, estimate, spent, day)
+            await self._after(endpoint, self.budget.settle(endpoint, estimate, spent, day))
+
+    async def _after(self, endpoint: str, step: Awaitable[None]) -> None:
+        """Book-keeping after X answered: Redis away must not turn a made call into "not sent"."""
+        try:
+            await step
+        except XUnavailable as e:
+            log.error("x call made but not booked", extra={"endpoint": endpoint, "reason": e.reason})
 
     async def _paced(self, endpoint: str, call: Call, write: bool) -> dict[str, Any]:
         assert self._client is not None
@@ -144,7 +151,7 @@ class XApi:
                 raise XUnavailable(f"X could not be reached: {e!r}") from e
             except (aiohttp.ClientError, TimeoutError) as e:
                 raise XUnavailable(f"X did not answer: {e!r}", maybe_done=write) from e
-            await self.pacer.observe(endpoint, response.headers)
+            await self._after(endpoint, self.pacer.observe(endpoint, response.headers))
             body: dict[str, Any] = await response.json()
             return body
         raise AssertionError("unreachable: the second attempt returns or raises")
