@@ -192,4 +192,7 @@ def describe(policy: Policy) -> list[str]:
             for r in policy.guard) or "none"),
         f"lifecycle: close after {format_duration(life.close_after)}; {follow_up}; confirm words: "
         + (", ".join(life.confirm.words) if life.confirm else "none"),
+        "private replies: " + (", ".join(
+            r.name + (" (with a public note)" if r.public_note else "") for r in policy.private_replies)
+            or "none"),
     ]
