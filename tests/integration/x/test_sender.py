@@ -300,6 +300,17 @@ async def test_the_policy_moves_a_reply_to_dm_with_a_public_note(world: World) -
     assert receipt.provider_id == f"dm:{dm.id}"
 
 
+async def test_a_spent_budget_keeps_the_private_answer_but_not_its_public_note(world: World) -> None:
+    post = world.x.mention("my invoice")
+    sender = await world.sender(daily_budget_usd=0.02)
+    private = msgspec.structs.replace(reply("Corrected.", post=post["id"]), privately="billing: details",
+                                      public_note="We've sent you a DM.")
+    receipt = await sender.send(private)
+    await sender.stop()
+    assert receipt.status == "sent" and "the public note was not posted" in (receipt.reason or "")
+    assert [s.kind for s in world.x.sent] == ["dm"]
+
+
 async def test_a_private_reply_to_closed_dms_is_a_public_invite(world: World) -> None:
     post = world.x.mention("my invoice")
     world.x.dm_closed.add(ADA)
