@@ -269,7 +269,6 @@ class SendStage:
         log.info("reply " + receipt.status, extra={**context, "reason": receipt.reason})
         return receipt
 
-
     def _privately(self, claimed: _Claimed) -> OutboundMessage:
         """The message, marked private when a policy rule moves it out of public view."""
         message, card = claimed.message, claimed.card
