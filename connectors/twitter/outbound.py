@@ -8,6 +8,14 @@ The reply reference the parser gave the customer's last message says how (parse.
 - a DM: a DM back.
 A DM the customer does not accept (code 349) becomes a short public reply inviting a DM
 (`direct_message_deep_link`) when the thread allows one. Never a numbered self-thread.
+A reply the policy marks `privately` goes by DM even when summoned, and its `public_note`
+(optional: skipped once the budget is spent) is left in the thread with the DM button.
+
+A limit that resets later than `max_wait_seconds` (a 24-hour cap, the user's or the
+app's) is a `deferred` receipt with the reset as `retry_at`: the send stage sends it then.
+Acknowledgements, status updates and follow-ups are optional calls, refused once the
+day's budget is spent; an agent's reply is not. The first receipt after the budget is
+spent carries the day's `notice` for the agents' tools.
 
 Every refusal is the receipt's reason, for the agent: duplicate content (X refuses the
 same text twice: vary it), not summoned with DMs closed, the daily budget, the plan's
