@@ -55,7 +55,7 @@ class World:
         return XSettings(account_id=self.x.account, handle=self.x.handle, consumer_key=self.x.consumer_key,
                          consumer_secret=self.x.consumer_secret, access_token=self.x.access_token,
                          access_token_secret=self.x.access_token_secret, base_url=self.x.base_url,
-                         redis_url=REDIS, namespace=self.namespace, **changes)
+                         **({"redis_url": REDIS, "namespace": self.namespace} | changes))
 
     async def sender(self, **changes: Any) -> XSender:
         sender = XSender(self.settings(**changes), clock=self.clock, sleep=self.clock.sleep)
@@ -362,3 +362,12 @@ async def test_a_canned_message_refused_as_a_duplicate_is_varied_once(world: Wor
     await sender.stop()
     assert receipt.status == "sent" and "varied" in (receipt.reason or "")
     assert [s.text for s in world.x.sent] == ["Thanks, we're on it.", "Thanks, we're on it. (beef)"]
+
+
+async def test_redis_away_pauses_the_send_then_sends_nothing(world: World) -> None:
+    post = world.x.mention("one")
+    sender = await world.sender(redis_url="redis://127.0.0.1:1/0")  # the shared pacer is away
+    receipt = await sender.send(reply("Hi", post=post["id"]))
+    await sender.stop()
+    assert receipt.status == "failed" and "(Redis) is away" in (receipt.reason or "")
+    assert world.x.sent == [] and sum(world.clock.slept) >= 60  # it paused and tried again first
