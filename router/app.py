@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -101,7 +101,8 @@ class Pipeline:
             backlog_key=f"{ns}:backlog",
             history_limit=settings.history_attached), self.current_policy, settings.thread_rules)
         self.send = SendStage(redis, senders, namespace=ns, ttl_seconds=settings.dedupe_ttl_seconds,
-                              policy=self.current_policy, cards=cards, rates=settings.send_rates)
+                              policy=self.current_policy, cards=cards, rates=settings.send_rates,
+                              max_defer=timedelta(seconds=settings.send_max_defer_seconds))
         self.dispatch = DispatchStage(redis, tools, self.current_policy, namespace=ns,
                                       ttl_seconds=settings.dedupe_ttl_seconds, cards=cards,
                                       thread_ttl_seconds=settings.conversation_ttl_seconds)
@@ -115,6 +116,9 @@ class Pipeline:
             process, confirm = work[stage]
             self.stages.add(stage, [settings.topic(spec) for spec in STAGE_TOPICS[stage]], process, confirm)
         self.app.timer(interval=settings.policy_reload_seconds)(self._reload_policy)
+        if "send" in settings.stages:
+            # every send worker: a lease keeps two from taking the same due reply
+            self.app.timer(interval=settings.send_deferred_tick_seconds)(self._redeliver)
         # one worker watches the clocks, so each SLA event fires once
         self.app.timer(interval=settings.sla_tick_seconds, on_leader=True)(self._watch_sla)
         self.app.timer(interval=settings.sla_tick_seconds, on_leader=True)(self._watch_lifecycle)
@@ -127,6 +131,10 @@ class Pipeline:
         async with self._tick("policy reload"):
             # off the loop: reading and checking a large (bounded) file must not delay the stream
             await asyncio.to_thread(self.policy.reload_if_changed)
+
+    async def _redeliver(self) -> None:
+        async with self._tick("deferred replies"):
+            await self.send.redeliver(self._produce)
 
     async def _watch_sla(self) -> None:
         async with self._tick("sla watch"):

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
         "intake", "brain", "send", "dispatch")
     # sends per second per customer channel (e.g. {"x": 5}); channels not named are not limited
     send_rates: dict[str, float] = Field(default_factory=dict)
+    # the longest a reply may wait for a channel's limit to reset (a 24-hour cap) before it
+    # fails instead, counted from when it was written; and how often due ones are looked for
+    send_max_defer_seconds: int = Field(default=3 * 86_400, ge=60)
+    send_deferred_tick_seconds: float = Field(default=1.0, gt=0)
     # how far back the dashboard of an edge reads the topics when it starts (what it can show
     # of conversations still owed a response, and of "today")
     dashboard_lookback_seconds: int = Field(default=48 * 3600, ge=3600)

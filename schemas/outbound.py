@@ -12,7 +12,8 @@ from schemas.identity import Identity
 __all__ = ["DeliveryReceipt", "DeliveryStatus", "GuardFlag", "OutboundKind", "OutboundMessage"]
 
 OutboundKind = Literal["agent_reply", "acknowledgement", "status_update", "follow_up"]
-DeliveryStatus = Literal["sent", "failed", "uncertain", "held"]
+# "deferred": not sent yet, on purpose; the send stage tries again at `retry_at`, once
+DeliveryStatus = Literal["sent", "failed", "uncertain", "held", "deferred"]
 
 
 class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,6 +40,10 @@ class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
     # events find their way back (None for messages made before these existed)
     customer_id: str | None = None
     queue: str | None = None
+    # the policy wants this answer out of public view (its rule and reason), or None; a
+    # channel with public threads then answers privately, saying so in `public_note`
+    privately: str | None = None
+    public_note: str | None = None
 
 
 class GuardFlag(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,3 +69,7 @@ class DeliveryReceipt(msgspec.Struct, frozen=True, kw_only=True):
     customer_id: str | None = None
     # reply-guard flags: on "sent" they are warnings, on "held" the reasons it was not sent
     flags: tuple[GuardFlag, ...] = ()
+    # "deferred": when the send stage tries again (the channel's limit resets then)
+    retry_at: datetime | None = None
+    # something the channel wants the agents to know beyond this reply (a spent budget)
+    notice: str | None = None

@@ -23,12 +23,12 @@ __all__ = ["SPEC"]
 
 
 def polling(settings: XSettings, cursors: CursorStore) -> XPolling:
-    """The account's poller, on the account's one pacer and budget in this process."""
+    """The account's poller, on the account's pacer and budget (shared by every process in Redis)."""
     return XPolling(settings, cursors, account=shared_account(settings))
 
 
 def sender(settings: XSettings) -> XSender:
-    """The account's sender, on the account's one pacer and budget in this process."""
+    """The account's sender, on the account's pacer and budget (shared by every process in Redis)."""
     return XSender(settings, account=shared_account(settings))
 
 

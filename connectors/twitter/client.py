@@ -92,11 +92,36 @@ class XApi:
         self._session = self._client = None
 
     async def call(self, endpoint: str, call: Call, *, cost: Callable[[dict[str, Any]], float],
-                   write: bool, estimate: float = 0.0) -> dict[str, Any]:
-        """One paced, budgeted call; its JSON answer, or XRefused / XUnavailable / AuthError."""
+                   write: bool, estimate: float = 0.0, optional: bool = True) -> dict[str, Any]:
+        """One paced, budgeted call; its JSON answer, or XRefused / XUnavailable / AuthError.
+
+        An `optional` call is refused once the day's budget is spent; the estimate is set
+        aside before and settled after, so workers sharing the budget see each other's calls.
+        """
         if self._client is None:
             raise XUnavailable("the X client is not started")
-        self.budget.check(endpoint, estimate)
+        day = await self.budget.reserve(endpoint, estimate, optional=optional)
+        spent = 0.0
+        try:
+            body = await self._paced(endpoint, call, write)
+            spent = cost(body)
+            return body
+        except XUnavailable as e:
+            spent = estimate if e.maybe_done else 0.0  # it may have been made, and billed
+            raise
+        finally:
+            # a refused or failed call costs nothing; an answered one what X bills for it
+            await self._after(endpoint, self.budget.settle(endpoint, estimate, spent, day))
+
+    async def _after(self, endpoint: str, step: Awaitable[None]) -> None:
+        """Book-keeping after X answered: Redis away must not turn a made call into "not sent"."""
+        try:
+            await step
+        except XUnavailable as e:
+            log.error("x call made but not booked", extra={"endpoint": endpoint, "reason": e.reason})
+
+    async def _paced(self, endpoint: str, call: Call, write: bool) -> dict[str, Any]:
+        assert self._client is not None
         for attempt in (1, 2):
             await self.pacer.ready(endpoint)
             try:
@@ -107,7 +132,7 @@ class XApi:
                     log.error("x usage cap reached", extra={"endpoint": endpoint})
                     raise XRefused(f"X's usage cap is reached ({'; '.join(e.api_messages)}); "
                                    "nothing is sent until the plan allows it", code="usage_capped") from e
-                wait = self.pacer.refused(endpoint, e.response.headers)
+                wait = await self.pacer.refused(endpoint, e.response.headers)
                 if attempt == 2 or wait > self.settings.max_wait_seconds:
                     raise XUnavailable(f"X's {endpoint} limit is reached; it resets in {wait:.0f}s",
                                        status=429, retry_after=wait) from e
@@ -126,9 +151,8 @@ class XApi:
                 raise XUnavailable(f"X could not be reached: {e!r}") from e
             except (aiohttp.ClientError, TimeoutError) as e:
                 raise XUnavailable(f"X did not answer: {e!r}", maybe_done=write) from e
-            self.pacer.observe(endpoint, response.headers)
+            await self._after(endpoint, self.pacer.observe(endpoint, response.headers))
             body: dict[str, Any] = await response.json()
-            self.budget.spend(endpoint, cost(body))
             return body
         raise AssertionError("unreachable: the second attempt returns or raises")
 

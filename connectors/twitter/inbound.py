@@ -29,7 +29,7 @@ import msgspec
 from connectors.base import Arrival, CursorStore, Inbound
 from connectors.twitter.client import XApi
 from connectors.twitter.errors import XInputError, XRefused
-from connectors.twitter.limits import Account, Budget, Pacer
+from connectors.twitter.limits import Account, account_for
 from connectors.twitter.parse import Dm, Ignored, Includes, Post, Problem, dm_message, post_message, timestamp
 from connectors.twitter.settings import XSettings
 from schemas.deadletter import DeadLetter
@@ -103,9 +103,7 @@ class XPolling(Inbound[XSettings]):
         super().__init__(settings, cursors)
         self._clock, self._sleep = clock, sleep
         if account is None:  # its own, for a clock of its own
-            account = Account(Pacer(settings.limits, max_wait=settings.max_wait_seconds, clock=clock,
-                                    sleep=sleep),
-                              Budget(settings.account_id, settings.daily_budget_usd, clock=clock))
+            account = account_for(settings, clock=clock, sleep=sleep)
         self.budget = account.budget
         self.api = XApi(settings, pacer=account.pacer, budget=account.budget)
         self._cursors: dict[str, PollCursor] = {}
@@ -148,11 +146,11 @@ class XPolling(Inbound[XSettings]):
                 await self._sleep(wait)
                 continue
             due[endpoint] = self._clock() + self.settings.poll_interval(endpoint)
-            if self.budget.exhausted:
-                due[endpoint] = (self._clock() // _DAY + 1) * _DAY  # the next UTC day
-                log.warning("x budget spent today; polling paused", extra={"endpoint": endpoint})
-                continue
             try:
+                if await self.budget.exhausted():
+                    due[endpoint] = (self._clock() // _DAY + 1) * _DAY  # the next UTC day
+                    log.warning("x budget spent today; polling paused", extra={"endpoint": endpoint})
+                    continue
                 arrivals = await self.poll(endpoint)
             except AuthError as e:
                 # our credentials were refused: this connector stops, and says so loudly

@@ -1,15 +1,17 @@
-"""One account's shared call budget per endpoint, and its money budget per UTC day.
+"""One account's call budget per endpoint, shared by every process that calls X as it.
 
 `Pacer` starts from the settings' limit table and believes X's headers once it has seen
 them: `x-rate-limit-remaining/-reset` for the 15-minute window, `x-user-limit-24hour-*`
-for the day's. A call that would go over waits for the reset when that is within
-`max_wait` seconds; a longer wait is an `XUnavailable` naming when to come back. Every
-caller of one account goes through the one pacer, so waits are scheduled once, here,
-and not by tweepy (whose own wait-and-retry crashes under user auth).
+and `x-app-limit-24hour-*` for the day's. Its state is one Redis hash per endpoint,
+counted and read by one Lua step with the caller's clock, so N workers share one
+window instead of each spending a whole one. A call that would go over waits for the
+reset when that is within `max_wait` seconds; a longer wait is an `XUnavailable` naming
+when to come back (the sender turns it into a deferred reply). Every caller of one
+account goes through it, so waits are scheduled here and not by tweepy (whose own
+wait-and-retry crashes under user auth).
 
 `shared_account` gives every part of one account in a process (poller, sender) the same
-pacer and budget. `Budget` adds up what the calls cost (`sb_x_api_cost_usd_total`); once a day's spend
-reaches the setting, optional calls (polling) stop and sends are refused with the reason.
+pacer and budget (budget.py), on the deployment's Redis.
 """
 
 from __future__ import annotations
@@ -19,139 +21,112 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
+from redis.typing import EncodableT
 
-from connectors.twitter.errors import XRefused, XUnavailable
+from connectors.twitter.budget import CAPPED, COST, Budget
+from connectors.twitter.errors import XUnavailable
 from connectors.twitter.settings import DEFAULT_LIMITS, Limit, XSettings
+from connectors.twitter.state import Shared, connect
 
-__all__ = ["CAPPED", "COST", "Account", "Budget", "Pacer", "shared_account"]
+__all__ = ["CAPPED", "COST", "Account", "Budget", "Pacer", "account_for", "shared_account"]
 
-COST = Counter("sb_x_api_cost_usd_total", "US dollars spent on X's pay-per-use API", ["account", "call"])
-SPENT_TODAY = Gauge("sb_x_api_spent_today_usd", "US dollars spent on X's API since UTC midnight", ["account"])
-CAPPED = Counter("sb_x_usage_capped_total", "X answers saying the plan's usage cap is reached",
-                 ["account", "endpoint"])
 WAITS = Counter("sb_x_rate_limit_waits_total", "Waits for an X rate-limit window to reset", ["endpoint"])
-_DAY = 86_400.0
+_KEEP = 2 * 86_400
 
-
-@dataclass
-class _Window:
-    limit: Limit
-    used: int = 0
-    started: float = 0.0
-    # what X's headers said last; None until a header was seen
-    remaining: int | None = None
-    reset: float = 0.0
-    day_remaining: int | None = None
-    day_reset: float = 0.0
+# one endpoint's window at ARGV[1] (now): with ARGV[4] = 1 a call is counted when inside every
+# limit (our table's window and day, ARGV[6] calls a day or 0; X's headers); returns the
+# seconds to wait (0: counted or free now), as a string to keep fractions
+_ACQUIRE = """
+local h = KEYS[1]
+local now, calls, window, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
+local v = redis.call('HMGET', h, 'started', 'used', 'remaining', 'reset', 'day_remaining', 'day_reset',
+                     'day_started', 'day_used')
+local started, used = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+if now - started >= window then started, used = now, 0 end
+local per_day, day_started, day_used = tonumber(ARGV[6]), tonumber(v[7]) or 0, tonumber(v[8]) or 0
+if now - day_started >= 86400 then day_started, day_used = now, 0 end
+local wait = 0
+if used >= calls then wait = started + window - now end
+if per_day > 0 and day_used >= per_day then wait = math.max(wait, day_started + 86400 - now) end
+local rem, reset = tonumber(v[3]), tonumber(v[4]) or 0
+if rem and rem <= 0 and reset > now then wait = math.max(wait, reset - now) end
+local drem, dreset = tonumber(v[5]), tonumber(v[6]) or 0
+if drem and drem <= 0 and dreset > now then wait = math.max(wait, dreset - now) end
+if wait <= 0 and count then
+  used, day_used = used + 1, day_used + 1
+  if rem then redis.call('HSET', h, 'remaining', rem - 1) end
+  if drem then redis.call('HSET', h, 'day_remaining', drem - 1) end
+end
+redis.call('HSET', h, 'started', tostring(started), 'used', used, 'day_started', tostring(day_started),
+           'day_used', day_used)
+redis.call('EXPIRE', h, tonumber(ARGV[5]))
+return tostring(wait)
+"""
 
 
 class Pacer:
-    """Schedules one account's calls per endpoint inside its limits."""
+    """Schedules one account's calls per endpoint inside its limits, across processes."""
 
-    def __init__(self, limits: Mapping[str, Limit], *, max_wait: float = 900.0,
-                 clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(self, shared: Shared, limits: Mapping[str, Limit], *, max_wait: float = 900.0) -> None:
+        self._shared = shared
         self._limits = dict(limits)
-        self._windows: dict[str, _Window] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
         self._max_wait = max_wait
-        self._clock = clock
-        self._sleep = sleep
 
-    def _window(self, endpoint: str) -> _Window:
-        if endpoint not in self._windows:
-            # an endpoint the table leaves out keeps X's published limit
-            limit = self._limits.get(endpoint) or DEFAULT_LIMITS.get(endpoint) or Limit(calls=1_000_000)
-            self._windows[endpoint] = _Window(limit)
-        return self._windows[endpoint]
+    def _limit(self, endpoint: str) -> Limit:
+        # an endpoint the table leaves out keeps X's published limit
+        return self._limits.get(endpoint) or DEFAULT_LIMITS.get(endpoint) or Limit(calls=1_000_000)
 
-    def wait_for(self, endpoint: str) -> float:
-        """Seconds until `endpoint` may be called once more (0: now)."""
-        w, now = self._window(endpoint), self._clock()
-        if now - w.started >= w.limit.window_seconds:
-            w.used, w.started = 0, now
-        waits = [0.0]
-        if w.used >= w.limit.calls:
-            waits.append(w.started + w.limit.window_seconds - now)
-        if w.remaining is not None and w.remaining <= 0 and w.reset > now:
-            waits.append(w.reset - now)
-        if w.day_remaining is not None and w.day_remaining <= 0 and w.day_reset > now:
-            waits.append(w.day_reset - now)
-        return max(waits)
+    def _key(self, endpoint: str) -> str:
+        return f"{self._shared.prefix}:rate:{endpoint}"
+
+    async def _step(self, endpoint: str, *, count: bool) -> float:
+        limit, now = self._limit(endpoint), self._shared.clock()
+        raw = await self._shared.run("pacer", lambda: self._shared.redis.eval(
+            _ACQUIRE, 1, self._key(endpoint), now, limit.calls, limit.window_seconds, int(count), _KEEP,
+            limit.per_day or 0))
+        return float(raw)
+
+    async def wait_for(self, endpoint: str) -> float:
+        """Seconds until `endpoint` may be called once more (0: now); counts nothing."""
+        return await self._step(endpoint, count=False)
 
     async def ready(self, endpoint: str) -> None:
         """Wait until a call to `endpoint` is inside its limits and count it; XUnavailable if that is far."""
-        lock = self._locks.setdefault(endpoint, asyncio.Lock())
-        async with lock:
-            wait = self.wait_for(endpoint)
+        while (wait := await self._step(endpoint, count=True)) > 0:
             if wait > self._max_wait:
                 raise XUnavailable(f"X's {endpoint} limit is reached; it resets in {wait:.0f}s",
                                    status=429, retry_after=wait)
-            if wait > 0:
-                WAITS.labels(endpoint).inc()
-                await self._sleep(wait)
-                self.wait_for(endpoint)  # a new window starts counting from here
-            w = self._window(endpoint)
-            w.used += 1
-            if w.remaining is not None:
-                w.remaining -= 1
+            WAITS.labels(endpoint).inc()
+            await self._shared.sleep(wait)
 
-    def observe(self, endpoint: str, headers: Mapping[str, str]) -> None:
+    async def observe(self, endpoint: str, headers: Mapping[str, str]) -> None:
         """Believe X's rate-limit headers for `endpoint` from now on."""
-        w = self._window(endpoint)
+        fields: dict[EncodableT, EncodableT] = {}
         remaining, reset = _int(headers, "x-rate-limit-remaining"), _int(headers, "x-rate-limit-reset")
         if remaining is not None and reset is not None:
-            w.remaining, w.reset = remaining, float(reset)
-        day = _int(headers, "x-user-limit-24hour-remaining")
-        day_reset = _int(headers, "x-user-limit-24hour-reset")
-        if day is not None and day_reset is not None:
-            w.day_remaining, w.day_reset = day, float(day_reset)
+            fields |= {"remaining": remaining, "reset": reset}
+        # the user's and the app's day: the one with fewer calls left binds
+        days = [(left, at) for who in ("user", "app")
+                if (left := _int(headers, f"x-{who}-limit-24hour-remaining")) is not None
+                and (at := _int(headers, f"x-{who}-limit-24hour-reset")) is not None]
+        if days:
+            left, at = min(days)
+            fields |= {"day_remaining": left, "day_reset": at}
+        if fields:
+            key = self._key(endpoint)
+            await self._shared.run("pacer", lambda: self._shared.redis.hset(key, mapping=fields))
 
-    def refused(self, endpoint: str, headers: Mapping[str, str]) -> float:
+    async def refused(self, endpoint: str, headers: Mapping[str, str]) -> float:
         """After a 429: note the window as spent and return seconds until X resets it."""
-        self.observe(endpoint, headers)
-        w, now = self._window(endpoint), self._clock()
-        if w.remaining is None or w.remaining > 0:
+        await self.observe(endpoint, headers)
+        if await self.wait_for(endpoint) <= 0:
             # a 429 without usable headers: X's smallest window is 15 minutes
-            w.remaining, w.reset = 0, max(w.reset, now + w.limit.window_seconds)
-        return max(self.wait_for(endpoint), 1.0)
-
-
-class Budget:
-    """What one account spent today, against its daily budget in US dollars."""
-
-    def __init__(self, account: str, daily_usd: float, *, clock: Callable[[], float] = time.time) -> None:
-        self.account = account
-        self.daily_usd = daily_usd
-        self._clock = clock
-        self._day = -1
-        self.spent = 0.0
-
-    def _today(self) -> None:
-        day = int(self._clock() // _DAY)
-        if day != self._day:
-            self._day, self.spent = day, 0.0
-
-    @property
-    def exhausted(self) -> bool:
-        """Whether today's spend reached the budget: optional calls stop."""
-        self._today()
-        return self.spent >= self.daily_usd
-
-    def check(self, call: str, cost: float) -> None:
-        """Raise XRefused('budget') when `call` would take today's spend over the budget."""
-        self._today()
-        if self.spent + cost > self.daily_usd:
-            raise XRefused(f"today's X budget of ${self.daily_usd:.2f} is spent (${self.spent:.3f}); "
-                           f"{call} not made", code="budget")
-
-    def spend(self, call: str, cost: float) -> None:
-        """Count a call X made (and will bill)."""
-        self._today()
-        self.spent += cost
-        COST.labels(self.account, call).inc(cost)
-        SPENT_TODAY.labels(self.account).set(self.spent)
+            until = int(self._shared.clock() + self._limit(endpoint).window_seconds)
+            key = self._key(endpoint)
+            await self._shared.run("pacer", lambda: self._shared.redis.hset(
+                key, mapping={"remaining": 0, "reset": until}))
+        return max(await self.wait_for(endpoint), 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,15 +137,23 @@ class Account:
     budget: Budget
 
 
-_ACCOUNTS: dict[tuple[str, str], Account] = {}
+def account_for(settings: XSettings, *, clock: Callable[[], float] = time.time,
+                sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> Account:
+    """An account's pacer and budget on the deployment's Redis; no I/O until the first call."""
+    shared = Shared(connect(settings.redis_url.get_secret_value()),
+                    f"{settings.namespace}:x:{settings.account_id}", clock, sleep)
+    return Account(Pacer(shared, settings.limits, max_wait=settings.max_wait_seconds),
+                   Budget(shared, settings.account_id, settings.daily_budget_usd))
+
+
+_ACCOUNTS: dict[tuple[str, str, str, str], Account] = {}
 
 
 def shared_account(settings: XSettings) -> Account:
     """The one pacer and budget of an account in this process: its poller and sender share them."""
-    key = (settings.account_id, settings.base_url)
+    key = (settings.account_id, settings.base_url, settings.redis_url.get_secret_value(), settings.namespace)
     if key not in _ACCOUNTS:
-        _ACCOUNTS[key] = Account(Pacer(settings.limits, max_wait=settings.max_wait_seconds),
-                                 Budget(settings.account_id, settings.daily_budget_usd))
+        _ACCOUNTS[key] = account_for(settings)
     return _ACCOUNTS[key]
 
 

@@ -8,6 +8,14 @@ The reply reference the parser gave the customer's last message says how (parse.
 - a DM: a DM back.
 A DM the customer does not accept (code 349) becomes a short public reply inviting a DM
 (`direct_message_deep_link`) when the thread allows one. Never a numbered self-thread.
+A reply the policy marks `privately` goes by DM even when summoned, and its `public_note`
+(optional: skipped once the budget is spent) is left in the thread with the DM button.
+
+A limit that resets later than `max_wait_seconds` (a 24-hour cap, the user's or the
+app's) is a `deferred` receipt with the reset as `retry_at`: the send stage sends it then.
+Acknowledgements, status updates and follow-ups are optional calls, refused once the
+day's budget is spent; an agent's reply is not. The first receipt after the budget is
+spent carries the day's `notice` for the agents' tools.
 
 Every refusal is the receipt's reason, for the agent: duplicate content (X refuses the
 same text twice: vary it), not summoned with DMs closed, the daily budget, the plan's
@@ -31,7 +39,7 @@ from connectors.base import Outbound
 from connectors.twitter.client import XApi
 from connectors.twitter.errors import XRefused, XUnavailable
 from connectors.twitter.length import MAX_WEIGHTED, fits, has_url, weighted_length
-from connectors.twitter.limits import Account, Budget, Pacer
+from connectors.twitter.limits import Account, account_for
 from connectors.twitter.parse import DM_MODE, PUBLIC_MODE, UNSUMMONED_MODE
 from connectors.twitter.settings import XSettings
 from schemas.errors import ConfigError
@@ -70,10 +78,9 @@ class XSender(Outbound[XSettings]):
                  account: Account | None = None) -> None:
         super().__init__(settings)
         if account is None:  # its own, for a clock of its own
-            account = Account(Pacer(settings.limits, max_wait=settings.max_wait_seconds, clock=clock,
-                                    sleep=sleep),
-                              Budget(settings.account_id, settings.daily_budget_usd, clock=clock))
+            account = account_for(settings, clock=clock, sleep=sleep)
         self.api = XApi(settings, pacer=account.pacer, budget=account.budget)
+        self._clock = clock
 
     async def start(self) -> None:
         """Open the client; without our account and its tokens there is nothing to send as."""
@@ -88,7 +95,17 @@ class XSender(Outbound[XSettings]):
         await self.api.stop()
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
-        """Send one reply the way X allows; the receipt says how, or why not."""
+        """Send one reply the way X allows; the receipt says how, or why not (or until when not)."""
+        receipt = await self._outcome(message)
+        try:
+            refused = (receipt.reason or "").startswith("budget:")
+            if await self.api.budget.notice_due(refused=refused):
+                receipt = msgspec.structs.replace(receipt, notice=self.api.budget.notice())
+        except XUnavailable as e:  # Redis away: the next send tells the agents instead
+            log.warning("x budget notice not checked", extra={"reason": e.reason})
+        return receipt
+
+    async def _outcome(self, message: OutboundMessage) -> DeliveryReceipt:
         context = {"reply_id": message.reply_id, "conversation_id": message.conversation_id}
         try:
             provider_id, how = await self._varied(message)
@@ -96,6 +113,11 @@ class XSender(Outbound[XSettings]):
             log.warning("x reply refused", extra={**context, "code": e.code, "reason": e.reason})
             return _receipt(message, "failed", f"{e.code}: {e.reason}")
         except XUnavailable as e:
+            if e.status == 429 and e.retry_after is not None and not e.maybe_done:
+                # a limit that resets at a known time (a 24-hour cap): the send stage tries then
+                retry_at = datetime.fromtimestamp(self._clock() + e.retry_after, UTC)
+                log.warning("x reply deferred", extra={**context, "retry_at": retry_at.isoformat()})
+                return msgspec.structs.replace(_receipt(message, "deferred", e.reason), retry_at=retry_at)
             status: DeliveryStatus = "uncertain" if e.maybe_done else "failed"
             log.warning("x reply not sent", extra={**context, "status": status, "reason": e.reason})
             return _receipt(message, status, e.reason + ("; it may have gone out, not sent again"
@@ -123,11 +145,15 @@ class XSender(Outbound[XSettings]):
         post = message.in_reply_to if mode == PUBLIC_MODE else None
         text = message.text
         private = private_details(text)
+        optional = message.kind != "agent_reply"
+        if post is not None and message.privately:
+            return await self._privately(message, post, optional=optional)
         if post is not None and private:
             why = f"it has {private}, which is never posted publicly"
         elif post is not None and fits(text):
             try:
-                return await self._post(text, post), "public reply in the customer's thread"
+                posted = await self._post(text, post, optional=optional)
+                return posted, "public reply in the customer's thread"
             except XRefused as e:
                 if e.code != "not_summoned":
                     raise
@@ -139,34 +165,63 @@ class XSender(Outbound[XSettings]):
         else:
             why = "a DM conversation"
         try:
-            return await self._dm(message.recipient.value, text), f"DM ({why})"
+            return await self._dm(message.recipient.value, text, optional=optional), f"DM ({why})"
         except XRefused as e:
             if e.code != "dm_closed" or post is None or why.startswith("X refused"):
                 raise XRefused(f"{why}; {e.reason}", code=e.code) from e
-        link, invite = deep_link(self.settings.account_id), self.settings.dm_invite
+        return await self._invite(message, post, why, optional=optional)
+
+    async def _invite(self, message: OutboundMessage, post: str, why: str, *,
+                      optional: bool) -> tuple[str, str]:
+        """A short public reply with X's DM button, for a customer whose DMs are closed."""
+        posted = await self._canned(self.settings.dm_invite, post, message.reply_id, optional=optional)
+        return posted, f"public invite to DM ({why}; the customer's DMs are closed)"
+
+    async def _canned(self, text: str, post: str, reply_id: str, *, optional: bool) -> str:
+        """A canned public line of ours with X's DM button; refused as a duplicate, once more varied."""
+        link = deep_link(self.settings.account_id)
         try:
-            posted = await self._post(invite, post, link=link)
+            return await self._post(text, post, link=link, optional=optional)
         except XRefused as e:
             if e.code != "duplicate":
                 raise
-            # the same invite went to someone else lately: this one carries the reply's tail
-            posted = await self._post(f"{invite} ({message.reply_id[-4:]})", post, link=link)
-        return posted, f"public invite to DM ({why}; the customer's DMs are closed)"
+        # the same line went to someone else lately: this one carries the reply's tail
+        return await self._post(f"{text} ({reply_id[-4:]})", post, link=link, optional=optional)
 
-    async def _post(self, text: str, reply_to: str, *, link: str | None = None) -> str:
+    async def _privately(self, message: OutboundMessage, post: str, *, optional: bool) -> tuple[str, str]:
+        """The policy moves this answer out of the public thread: a DM, then the short public note."""
+        why = f"the policy answers privately: {message.privately}"
+        try:
+            sent = await self._dm(message.recipient.value, message.text, optional=optional)
+        except XRefused as e:
+            if e.code != "dm_closed":
+                raise XRefused(f"{why}; {e.reason}", code=e.code) from e
+            return await self._invite(message, post, why, optional=optional)
+        note = message.public_note
+        if not note:
+            return sent, f"DM ({why})"
+        try:
+            # optional: the answer is already with the customer
+            await self._canned(note, post, message.reply_id, optional=True)
+        except (XRefused, XUnavailable) as e:
+            log.warning("x public note not posted", extra={"reply_id": message.reply_id, "reason": e.reason})
+            return sent, f"DM ({why}); the public note was not posted: {e.reason}"
+        return sent, f"DM ({why}); a public note in the thread says so"
+
+    async def _post(self, text: str, reply_to: str, *, link: str | None = None, optional: bool) -> str:
         prices = self.settings.prices
         price = prices.post_with_url if has_url(text) else prices.post
         body = await self.api.call(
             "post", lambda c: c.create_tweet(text=text, in_reply_to_tweet_id=reply_to,
                                              direct_message_deep_link=link, user_auth=True),
-            cost=lambda _: price, write=True, estimate=price)
+            cost=lambda _: price, write=True, estimate=price, optional=optional)
         return str(_data(body)["id"])
 
-    async def _dm(self, user: str, text: str) -> str:
+    async def _dm(self, user: str, text: str, *, optional: bool) -> str:
         price = self.settings.prices.dm
         body = await self.api.call(
             "dm_send", lambda c: c.create_direct_message(participant_id=user, text=text, user_auth=True),
-            cost=lambda _: price, write=True, estimate=price)
+            cost=lambda _: price, write=True, estimate=price, optional=optional)
         return "dm:" + str(_data(body)["dm_event_id"])
 
 

@@ -50,6 +50,11 @@ class XSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
+    # the deployment's Redis and key namespace, filled in by the router: every process that
+    # calls X as this account shares one pacer and one budget there
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+    namespace: str = "sb"
+
     # our account's numeric user id: posts and DMs by it are ours and never routed
     # (empty only in a section that is not configured: nothing is then taken or sent)
     account_id: str = Field(default="", pattern=r"^[0-9]{0,19}$")

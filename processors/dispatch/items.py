@@ -71,6 +71,8 @@ def receipt_notice(receipt: DeliveryReceipt) -> tuple[bool, str]:
     """Whether agents hear of a send outcome: their own replies always, machines' only when amiss."""
     if receipt.kind in (None, "agent_reply"):
         return True, "an agent's reply"
+    if receipt.notice:
+        return True, f"{receipt.kind} carries a notice for agents"
     if receipt.status != "sent" or receipt.flags:
         return True, f"{receipt.kind} was {receipt.status}"
     return False, f"{receipt.kind} sent as expected: nothing for agents to do"
@@ -82,8 +84,12 @@ def receipt_text(receipt: DeliveryReceipt) -> str:
     line = f"{what} {receipt.reply_id} was {receipt.status}"
     if receipt.reason:
         line += f": {receipt.reason}"
+    if receipt.retry_at is not None:
+        line += f"; it goes out at {receipt.retry_at:%Y-%m-%d %H:%M} UTC"
     if receipt.flags:
         line += " [" + "; ".join(f"{f.action}: {f.rule}" for f in receipt.flags) + "]"
+    if receipt.notice:
+        line += f". Notice: {receipt.notice}"
     return " ".join(line.split())
 
 

@@ -16,10 +16,18 @@ from typing import Any, Literal, cast
 
 import msgspec
 
-from processors.policy.model import Destination, FollowUp, GuardRule, Lifecycle, Policy, format_duration
+from processors.policy.model import (
+    Destination,
+    FollowUp,
+    GuardRule,
+    Lifecycle,
+    Policy,
+    PrivateReply,
+    format_duration,
+)
 from processors.policy.nodes import Node, frozen
 
-__all__ = ["FOLLOW_UP_PLACEHOLDERS", "describe", "destinations", "guard", "lifecycle"]
+__all__ = ["FOLLOW_UP_PLACEHOLDERS", "describe", "destinations", "guard", "lifecycle", "private_replies"]
 
 FOLLOW_UP_PLACEHOLDERS = frozenset({"name", "reference"})
 _COMMON = ("kind", "fallback", "deadline")
@@ -110,6 +118,41 @@ def guard(at: Node) -> tuple[GuardRule, ...]:
     return tuple(rules)
 
 
+_PRIVATE_CONDITIONS = ("tiers", "queues", "channels", "keywords")
+MAX_PUBLIC_NOTE = 200
+
+
+def private_replies(at: Node, *, tiers: Collection[str], queues: Collection[str],
+                    channels: Collection[str] | None) -> tuple[PrivateReply, ...]:
+    """The `private_replies:` section: which replies leave public threads, first match wins."""
+    rules: list[PrivateReply] = []
+    for item in at.items():
+        f = item.fields(("name", "reason"), (*_PRIVATE_CONDITIONS, "public_note"))
+        name = f["name"].text()
+        if any(r.name == name for r in rules):
+            f["name"].fail(f"rule name {name!r} is used twice; names appear in the receipts agents see")
+        if not set(_PRIVATE_CONDITIONS) & f.keys():
+            item.fail(f"needs at least one condition: {', '.join(_PRIVATE_CONDITIONS)}")
+        reason = f["reason"].text()
+        if not reason.strip():
+            f["reason"].fail("must say why; it is shown with the receipt")
+        note = f["public_note"].text() if "public_note" in f else None
+        if note is not None and not 0 < len(note.strip()) <= MAX_PUBLIC_NOTE:
+            f["public_note"].fail(f"must be 1 to {MAX_PUBLIC_NOTE} characters: it is a short public line")
+        rules.append(PrivateReply(
+            name=name, reason=reason,
+            tiers=frozenset(i.ref(tiers, "tier") for i in f["tiers"].items()) if "tiers" in f
+            else frozenset(),
+            queues=frozenset(i.ref(queues, "queue") for i in f["queues"].items()) if "queues" in f
+            else frozenset(),
+            channels=frozenset(i.text() if channels is None else i.ref(channels, "channel")
+                               for i in f["channels"].items()) if "channels" in f else frozenset(),
+            keywords=f["keywords"].keywords() if "keywords" in f else None,
+            public_note=note,
+        ))
+    return tuple(rules)
+
+
 def _follow_up(at: Node, close_after: timedelta, tiers: Collection[str],
                channels: Collection[str] | None) -> FollowUp:
     f = at.fields(("delay", "templates"))
@@ -149,4 +192,7 @@ def describe(policy: Policy) -> list[str]:
             for r in policy.guard) or "none"),
         f"lifecycle: close after {format_duration(life.close_after)}; {follow_up}; confirm words: "
         + (", ".join(life.confirm.words) if life.confirm else "none"),
+        "private replies: " + (", ".join(
+            r.name + (" (with a public note)" if r.public_note else "") for r in policy.private_replies)
+            or "none"),
     ]

@@ -323,7 +323,7 @@ def _acknowledge(at: Node, names: _Names) -> Acknowledge:
 
 _TOP_REQUIRED = ("tiers", "default_tier", "urgency", "queues", "default_queue")
 _TOP_OPTIONAL = ("calendars", "escalations", "sla", "sticky", "acknowledge", "destinations",
-                 "guard", "lifecycle", "planned_channels")
+                 "guard", "lifecycle", "planned_channels", "private_replies")
 
 
 def _sticky_window(at: Node) -> timedelta:
@@ -372,6 +372,9 @@ def parse_policy(text: str, source_name: str, vocabulary: Vocabulary) -> Policy:
         guard=policy_agents.guard(top["guard"]) if "guard" in top else (),
         lifecycle=policy_agents.lifecycle(top["lifecycle"], tiers=names.tiers, channels=names.channels)
         if "lifecycle" in top else Lifecycle(),
+        private_replies=policy_agents.private_replies(
+            top["private_replies"], tiers=names.tiers, queues=names.queues, channels=names.channels)
+        if "private_replies" in top else (),
     )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "Lifecycle",
     "Overflow",
     "Policy",
+    "PrivateReply",
     "Queue",
     "QueueChoice",
     "QueueMatch",
@@ -292,6 +293,31 @@ class GuardRule:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivateReply:
+    """Replies that leave a public thread for a private message, and the short public note left.
+
+    Conditions all hold (empty ones hold always): the conversation's tier, queue and
+    channel, and keywords in the reply's own text. A channel without public threads
+    answers privately anyway and ignores it.
+    """
+
+    name: str
+    reason: str
+    tiers: frozenset[str] = frozenset()
+    queues: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
+    keywords: Keywords | None = None
+    # what stays in the public thread, e.g. "We've answered you in a private message."
+    public_note: str | None = None
+
+    def matches(self, *, tier: str | None, queue: str | None, channel: str, text: str) -> bool:
+        """Whether a reply with these facts goes privately by this rule."""
+        return ((not self.tiers or tier in self.tiers) and (not self.queues or queue in self.queues)
+                and (not self.channels or channel in self.channels)
+                and (self.keywords is None or self.keywords.find(text) is not None))
+
+
+@dataclass(frozen=True, slots=True)
 class FollowUp:
     """After resolve: wait `delay`, then ask the customer whether it is really solved."""
 
@@ -328,6 +354,7 @@ class Policy:
     destinations: Mapping[str, Destination] = field(default_factory=dict)
     guard: tuple[GuardRule, ...] = ()
     lifecycle: Lifecycle = Lifecycle()
+    private_replies: tuple[PrivateReply, ...] = ()
 
     def tier(self, name: str | None) -> Tier:
         """The named tier, or the default tier for an unknown or missing name."""

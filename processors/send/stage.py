@@ -9,6 +9,14 @@ out and are reported `uncertain` for a person to check, never blindly sent again
 this very record (a restart after the results, before the receipts were produced) gives
 its receipt again; a result of another record is a duplicate and is skipped.
 
+A policy's `private_replies` rule marks the message `privately` (with its public note)
+before the sender sees it; a channel with public threads answers privately then.
+
+A channel that cannot send now but knows when it can returns a `deferred` receipt with
+`retry_at` (processors/send/deferred.py): the claim records it, Redis keeps the message
+until then, the agent's tool is told it is delayed and until when, and the timer puts it
+back on the topic when due, to be sent once. A deferral past `max_defer` is a failure.
+
 An agent's reply first passes the policy's reply guard: a `hold` rule keeps it from the
 customer (the receipt tells the agent why), a `warn` rule lets it go with the flag. Once
 an agent's reply is sent, an `agent_reply` event on `sb.conversation.v1` tells the brain,
@@ -21,32 +29,38 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import cast
 
+import msgspec
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from processors.metrics import REDIS_ROUNDTRIPS, Tally
 from processors.policy.model import Policy
 from processors.send import first_reply, guard
+from processors.send.deferred import TAKE_DUE, Deferrals, deferred_result, due_of
 from processors.send.ratelimit import RateLimits
 from processors.stage import Output, Record, decode_records
-from processors.stores.bulk import queue_set_many, queue_take_many
+from processors.stores.bulk import queue_set_many
 from processors.stores.cards import CardStore
-from processors.stores.results import parse_result, result
-from schemas.codec import encode
+from processors.stores.results import Result, parse_result, result
+from schemas.codec import decode, encode
 from schemas.conversation import ConversationCard, ConversationEvent
 from schemas.errors import SwitchboardError, TransientError
 from schemas.outbound import DeliveryReceipt, DeliveryStatus, GuardFlag, OutboundMessage
-from schemas.topics import CONVERSATION, DELIVERY
+from schemas.topics import CONVERSATION, DELIVERY, OUTBOUND
 
 __all__ = ["SendAction", "SendFn", "SendStage", "decide"]
 
 STAGE = "send"
 log = logging.getLogger(__name__)
 SendFn = Callable[[OutboundMessage], Awaitable[DeliveryReceipt]]
+Produce = Callable[[Sequence[Output]], Awaitable[None]]
+DEFERRALS = Counter("sb_send_deferred_total", "Replies a channel asked to send later", ["channel"])
+REDELIVERED = Counter("sb_send_redelivered_total", "Deferred replies put back on the outbound topic when due")
 _SOLVED = frozenset({"resolved", "closed"})
 QUEUED, SENDING = "queued:", "sending:"
 # this attempt's own queued claim becomes `sending`; anything else there means another attempt
@@ -69,8 +83,8 @@ class SendAction(Enum):
     REPEAT = "repeat"
 
 
-def decide(previous: bytes | None, owner: str) -> tuple[SendAction, str]:
-    """Judge one claim by `owner` (the record) from what the reply's key held before it."""
+def decide(previous: bytes | None, owner: str, now: float = 0.0) -> tuple[SendAction, str]:
+    """Judge one claim by `owner` (the record) at `now` (epoch) from what the reply's key held before."""
     if previous is None:
         return SendAction.SEND, "first attempt"
     state = previous.decode()
@@ -79,10 +93,23 @@ def decide(previous: bytes | None, owner: str) -> tuple[SendAction, str]:
     if state.startswith(SENDING):
         return SendAction.UNCERTAIN, (f"an earlier attempt ({state[len(SENDING):]}) stopped between send "
                                       "and result; it may have been sent, so it is not sent again")
-    done = parse_result(previous)
+    return _after(parse_result(previous), owner, now)
+
+
+def _after(done: Result, owner: str, now: float) -> tuple[SendAction, str]:
+    """Judge a claim whose earlier attempt ended (sent, failed, held or deferred)."""
+    deferred = due_of(done)
+    if deferred is not None and deferred[0] <= now:
+        return SendAction.SEND, f"deferred by {done.owner} until {_when(deferred[0])}, now due"
     if done.by(owner):
         return SendAction.REPEAT, f"{done.status} by this record before a restart"
+    if deferred is not None:
+        return SendAction.DUPLICATE, f"deferred until {_when(deferred[0])}; it goes then"
     return SendAction.DUPLICATE, f"already {done.status}"
+
+
+def _when(epoch: float) -> str:
+    return f"{datetime.fromtimestamp(epoch, UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 class _NotTried:
@@ -104,7 +131,9 @@ class SendStage:
 
     def __init__(self, redis: Redis, senders: Mapping[str, SendFn], *, namespace: str,
                  ttl_seconds: int, policy: Callable[[], Policy], cards: CardStore,
-                 rates: Mapping[str, float] | None = None, concurrency: int = 16) -> None:
+                 rates: Mapping[str, float] | None = None, concurrency: int = 16,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 max_defer: timedelta = timedelta(days=3)) -> None:
         self._redis = redis
         self._senders = senders
         self._prefix = f"{namespace}:reply:"
@@ -113,6 +142,9 @@ class SendStage:
         self._cards = cards
         self._rates = RateLimits(rates or {})
         self._limit = asyncio.Semaphore(concurrency)
+        self._clock = clock
+        self._max_defer = max_defer
+        self.deferrals = Deferrals(namespace)
 
     async def process(self, records: Sequence[Record]) -> list[Output]:
         """Send what is ours to send in this batch; returns receipts, events and dead letters."""
@@ -128,11 +160,22 @@ class SendStage:
             counts = tally.dropped if c.verdict is SendAction.DUPLICATE else tally.passed
             counts[c.message.channel] += 1
         tally.report()
-        final = [(self._prefix + c.message.reply_id, result(r.status, c.record.owner, r.reason))
-                 for c, r in zip(claimed, attempts, strict=True)
-                 if isinstance(r, DeliveryReceipt) and c.verdict is SendAction.SEND]
+        final, later = [], []
+        for c, r in zip(claimed, attempts, strict=True):
+            if not isinstance(r, DeliveryReceipt) or c.verdict is not SendAction.SEND:
+                continue
+            key = self._prefix + c.message.reply_id
+            if r.status == "deferred" and r.retry_at is not None:
+                due = r.retry_at.timestamp()
+                final.append((key, deferred_result(c.record.owner, due, r.reason)))
+                later.append((c.message.reply_id, due, encode(c.message)))
+                DEFERRALS.labels(c.message.channel).inc()
+            else:
+                final.append((key, result(r.status, c.record.owner, r.reason)))
         if final:
             pipe = self._redis.pipeline(transaction=False)
+            # the schedule first: a claim that says "deferred" always has its message kept
+            self.deferrals.queue_schedule(pipe, later)
             queue_set_many(pipe, final, self._ttl)
             await pipe.execute()
             REDIS_ROUNDTRIPS.labels(STAGE).inc()
@@ -156,9 +199,10 @@ class SendStage:
         first: dict[str, Record] = {}
         for record, message in decoded:
             first.setdefault(message.reply_id, record)
+        now = self._clock().timestamp()
         pipe = self._redis.pipeline(transaction=False)
-        queue_take_many(pipe, [self._prefix + reply_id for reply_id in first],
-                        [QUEUED + r.owner for r in first.values()], QUEUED, self._ttl)
+        pipe.eval(TAKE_DUE, len(first), *(self._prefix + reply_id for reply_id in first),
+                  self._ttl, QUEUED, now, *(QUEUED + r.owner for r in first.values()))
         wanted = sorted({m.conversation_id for _, m in decoded})
         self._cards.queue_read(pipe, wanted)
         previous, *more = await pipe.execute()
@@ -171,7 +215,7 @@ class SendStage:
                 claimed.append(_Claimed(record, message, SendAction.DUPLICATE, "repeated in one batch"))
                 continue
             held = before[message.reply_id]
-            claimed.append(_Claimed(record, message, *decide(held, record.owner),
+            claimed.append(_Claimed(record, message, *decide(held, record.owner, now),
                                     card=cards.get(message.conversation_id), previous=held))
         return claimed
 
@@ -220,10 +264,49 @@ class SendStage:
             except (RedisError, TimeoutError) as e:
                 log.warning("could not mark a reply as sending", extra={**context, "error": repr(e)})
                 return _NotTried()
-            receipt = await _attempt(sender, message, context)
-        receipt = _completed(receipt, message, flags)
+            receipt = await _attempt(sender, self._privately(claimed), context)
+        receipt = self._bounded(_completed(receipt, message, flags), message)
         log.info("reply " + receipt.status, extra={**context, "reason": receipt.reason})
         return receipt
+
+    def _privately(self, claimed: _Claimed) -> OutboundMessage:
+        """The message, marked private when a policy rule moves it out of public view."""
+        message, card = claimed.message, claimed.card
+        queue = message.queue or (card.queue if card else None)
+        for rule in self._policy().private_replies:
+            if rule.matches(tier=card.tier if card else None, queue=queue, channel=message.channel,
+                            text=message.text):
+                return msgspec.structs.replace(message, privately=f"{rule.name}: {rule.reason}",
+                                               public_note=rule.public_note)
+        return message
+
+    def _bounded(self, receipt: DeliveryReceipt, message: OutboundMessage) -> DeliveryReceipt:
+        """A deferral without a time, or past the longest wait, is a failure the agent is told of."""
+        if receipt.status != "deferred":
+            return receipt
+        latest = message.created_at + self._max_defer
+        if receipt.retry_at is None or receipt.retry_at > latest:
+            when = f"until {receipt.retry_at:%Y-%m-%d %H:%M} UTC" if receipt.retry_at else "without a time"
+            why = f"{receipt.reason or 'deferred'}; not sent: it would wait {when}, past the longest " \
+                  f"wait of {self._max_defer}"
+            return msgspec.structs.replace(receipt, status="failed", reason=why, retry_at=None)
+        return receipt
+
+    async def redeliver(self, produce: Produce) -> int:
+        """Put the deferred replies that are due back on the outbound topic; returns how many."""
+        leased = await self.deferrals.lease(self._redis, self._clock().timestamp())
+        if not leased.messages:
+            return 0
+        outputs = []
+        for reply_id, body in leased.messages:
+            message = decode(body, OutboundMessage)
+            outputs.append(Output(OUTBOUND, message.conversation_id.encode(), body))
+            log.info("deferred reply due",
+                     extra={"reply_id": reply_id, "conversation_id": message.conversation_id})
+        await produce(outputs)  # a lease that lapses before this returns is taken again
+        await self.deferrals.forget(self._redis, leased)
+        REDELIVERED.inc(len(outputs))
+        return len(outputs)
 
 
 def _settled(claimed: _Claimed, context: dict[str, str]) -> DeliveryReceipt | None:
@@ -235,6 +318,10 @@ def _settled(claimed: _Claimed, context: dict[str, str]) -> DeliveryReceipt | No
     if claimed.verdict is SendAction.REPEAT and claimed.previous is not None:
         done = parse_result(claimed.previous)
         log.info("reply receipt repeated", extra={**context, "reason": claimed.reason})
+        deferred = due_of(done)
+        if deferred is not None:
+            return msgspec.structs.replace(_receipt(message, "deferred", deferred[1] or None),
+                                           retry_at=datetime.fromtimestamp(deferred[0], UTC))
         return _receipt(message, cast(DeliveryStatus, done.status), done.detail or None)
     log.info("duplicate reply skipped", extra={**context, "reason": claimed.reason})
     return None
@@ -260,7 +347,8 @@ def _completed(receipt: DeliveryReceipt, message: OutboundMessage,
     return DeliveryReceipt(
         reply_id=receipt.reply_id, conversation_id=receipt.conversation_id, channel=receipt.channel,
         status=receipt.status, at=receipt.at, reason=receipt.reason, provider_id=receipt.provider_id,
-        kind=message.kind, customer_id=customer, flags=flags)
+        kind=message.kind, customer_id=customer, flags=flags, retry_at=receipt.retry_at,
+        notice=receipt.notice)
 
 
 def _receipt(message: OutboundMessage, status: DeliveryStatus, reason: str | None,

@@ -191,7 +191,9 @@ async def x_emulator() -> AsyncIterator[Emulated]:
         yield Emulated({"account_id": emulator.account, "consumer_key": emulator.consumer_key,
                         "consumer_secret": emulator.consumer_secret, "access_token": emulator.access_token,
                         "access_token_secret": emulator.access_token_secret,
-                        "base_url": emulator.base_url}, lambda: len(emulator.sent))
+                        "base_url": emulator.base_url,
+                        # the account's pacer and budget are shared in Redis: this run's own
+                        "namespace": f"contract-{uuid.uuid4().hex[:12]}"}, lambda: len(emulator.sent))
     finally:
         await emulator.stop()
 

@@ -47,19 +47,19 @@ async def team() -> AsyncIterator[WebhookReceiver]:
         yield receiver
 
 
-def x_env(x: XEmulator) -> dict[str, str]:
+def x_env(x: XEmulator, **more: Any) -> dict[str, str]:
     return {"SB_X": json.dumps({
         "account_id": x.account, "handle": x.handle, "consumer_key": x.consumer_key,
         "consumer_secret": x.consumer_secret, "access_token": x.access_token,
-        "access_token_secret": x.access_token_secret, "base_url": x.base_url})}
+        "access_token_secret": x.access_token_secret, "base_url": x.base_url, **more})}
 
 
-def start(launch: Launch, x: XEmulator, team: WebhookReceiver, tmp_path: Path) -> Switchboard:
+def start(launch: Launch, x: XEmulator, team: WebhookReceiver, tmp_path: Path, **more: Any) -> Switchboard:
     """`switchboard run` with the X channel, its social queue delivering to our team's webhook."""
     policy = example_policy(tmp_path, {
         "url: http://127.0.0.1:18090/switchboard": f"url: {team.url}",
         "destinations: [slack-social]": "destinations: [helpdesk-webhook]"})
-    return launch("run", **x_env(x), SB_POLICY_FILE=str(policy), SB_WEBHOOK_SECRET=SECRET)
+    return launch("run", **x_env(x, **more), SB_POLICY_FILE=str(policy), SB_WEBHOOK_SECRET=SECRET)
 
 
 def routed(team: WebhookReceiver) -> list[dict[str, Any]]:
@@ -232,3 +232,48 @@ async def test_killed_mid_send_a_reply_is_never_posted_twice(
                            "no receipt after the restart", timeout=120)
     assert receipts[0]["status"] == "uncertain"
     assert [s.text for s in x.sent].count("Refunding one now.") == 1
+
+
+def receipts_of(team: WebhookReceiver, reply_id: str) -> list[dict[str, Any]]:
+    return [d.body["receipt"] for d in team.deliveries
+            if d.event == "reply.receipt" and d.body["receipt"]["reply_id"] == reply_id]
+
+
+async def test_a_24_hour_cap_defers_the_reply_past_a_restart_and_sends_it_once(
+        launch: Launch, x: XEmulator, team: WebhookReceiver, tmp_path: Path) -> None:
+    # no wait in the process at all: anything over the limit is deferred to the send stage
+    router = start(launch, x, team, tmp_path, max_wait_seconds=0)
+    dm = x.dm("my account is locked")
+    await x.deliver(router.url + PATH, x.envelope("dm.received", dm))
+    [delivered] = await until(lambda: routed(team), "the DM never reached the team", timeout=WAIT)
+    conversation = delivered["conversation"]["conversation_id"]
+    await until(lambda: x.calls.count("dm_send") >= 1, "the acknowledgement never went out", timeout=WAIT)
+    x.limit("dm_send", 15, per_day=1, day_reset_in=30)  # one DM left today; the day resets in 30 s
+    first = await answer(router, conversation, "Unlocking it now.", "x-cap-1")
+    second = await answer(router, conversation, "Unlocked, try again.", "x-cap-2")
+    [told] = await until(lambda: receipts_of(team, second["reply_id"]), "no deferred receipt", timeout=WAIT)
+    assert told["status"] == "deferred" and told["retry_at"], told
+    router.stop(signal.SIGKILL)  # the deferred reply lives in Redis, not in the process
+    start(launch, x, team, tmp_path, max_wait_seconds=0)
+    sent = await until(lambda: [r for r in receipts_of(team, second["reply_id"]) if r["status"] == "sent"],
+                       "the deferred reply was never sent", timeout=WAIT)
+    assert sent[0]["provider_id"].startswith("dm:")
+    texts = [s.text for s in x.sent]
+    assert texts.count("Unlocking it now.") == 1 and texts.count("Unlocked, try again.") == 1
+    assert [r["status"] for r in receipts_of(team, first["reply_id"])][:1] == ["sent"]
+
+
+async def test_the_policy_moves_account_details_to_dm_with_a_public_note(
+        launch: Launch, x: XEmulator, team: WebhookReceiver, tmp_path: Path) -> None:
+    router = start(launch, x, team, tmp_path)
+    mention = x.mention("you billed me twice")
+    await x.deliver(router.url + PATH, x.envelope("post.mention.create", mention))
+    [delivered] = await until(lambda: routed(team), "the mention never reached the team", timeout=WAIT)
+    queued = await answer(router, delivered["conversation"]["conversation_id"],
+                          "Your invoice INV-7 is corrected, the second charge is returned.", "x-private")
+    [told] = await until(lambda: receipts_of(team, queued["reply_id"]), "no receipt", timeout=WAIT)
+    assert told["status"] == "sent" and "account-details-in-private" in told["reason"], told
+    [dm] = [s for s in x.sent if s.text.startswith("Your invoice INV-7")]
+    assert (dm.kind, dm.recipient) == ("dm", ADA) and told["provider_id"] == f"dm:{dm.id}"
+    [note] = [s for s in x.sent if s.text == "We've answered you in a private message."]
+    assert (note.kind, note.in_reply_to) == ("post", mention["id"])

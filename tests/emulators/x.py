@@ -189,10 +189,12 @@ class XEmulator:
 
     # --- limits -----------------------------------------------------------------------
 
-    def limit(self, endpoint: str, calls: int, *, per_day: int | None = None, reset_in: int = 900) -> None:
-        """Give `endpoint` ("mentions", "dm_events", "post", "dm_send") `calls` per `reset_in` seconds."""
+    def limit(self, endpoint: str, calls: int, *, per_day: int | None = None, reset_in: int = 900,
+              day_reset_in: int = 86_400) -> None:
+        """Give `endpoint` ("mentions", "dm_events", "post", "dm_send") `calls` per `reset_in` seconds,
+        and `per_day` calls until the day resets in `day_reset_in` seconds (X's is a rolling day)."""
         now = int(self.clock())
-        self._windows[endpoint] = Window(calls, calls, now + reset_in, per_day, per_day, now + 86_400,
+        self._windows[endpoint] = Window(calls, calls, now + reset_in, per_day, per_day, now + day_reset_in,
                                          seconds=reset_in)
 
     def usage_cap(self, endpoint: str) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -11,10 +12,11 @@ import pytest
 from connectors.base import Arrival
 from connectors.twitter.inbound import XPolling
 from connectors.twitter.settings import XSettings
+from router.settings import Settings
 from schemas.inbound import InboundMessage, XExtras
 from tests.emulators.x import ADA, XEmulator
 from tests.integration.email.conftest import MemoryCursors
-from tests.integration.x.test_sender import Clock
+from tests.integration.x.test_sender import REDIS, Clock
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +26,7 @@ class World:
     x: XEmulator
     clock: Clock
     cursors: MemoryCursors
+    namespace: str = field(default_factory=lambda: f"t{uuid.uuid4().hex}")
 
     async def poller(self, sleep: Callable[[float], Awaitable[None]] | None = None,
                      **changes: Any) -> XPolling:
@@ -31,7 +34,8 @@ class World:
         given: dict[str, Any] = {
             "account_id": x.account, "handle": x.handle, "consumer_key": x.consumer_key,
             "consumer_secret": x.consumer_secret, "access_token": x.access_token,
-            "access_token_secret": x.access_token_secret, "base_url": x.base_url, "poll": True}
+            "access_token_secret": x.access_token_secret, "base_url": x.base_url, "poll": True,
+            "redis_url": REDIS, "namespace": self.namespace}
         settings = XSettings.model_validate(given | changes)
         poller = XPolling(settings, self.cursors, clock=self.clock, sleep=sleep or self.clock.sleep)
         await poller.start()
@@ -39,7 +43,7 @@ class World:
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[World]:
+async def world(stack: Settings) -> AsyncIterator[World]:
     clock = Clock()
     emulator = await XEmulator(clock=clock).start()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from prometheus_client import REGISTRY
 from connectors.twitter.outbound import XSender, deep_link
 from connectors.twitter.parse import DM_MODE, PUBLIC_MODE, UNSUMMONED_MODE
 from connectors.twitter.settings import XSettings
+from router.settings import Settings
 from schemas.identity import Identity
 from schemas.outbound import OutboundMessage
 from tests.emulators.x import ADA, DUPLICATE, XEmulator
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 BOB = "2244994945"
+REDIS = Settings().redis_dsn
 DM_INVITE = XSettings.model_fields["dm_invite"].default
 
 
@@ -45,10 +48,14 @@ class World:
     x: XEmulator
     clock: Clock
 
+    # the account's pacer and budget live in Redis: each test its own namespace
+    namespace: str = field(default_factory=lambda: f"t{uuid.uuid4().hex}")
+
     def settings(self, **changes: Any) -> XSettings:
         return XSettings(account_id=self.x.account, handle=self.x.handle, consumer_key=self.x.consumer_key,
                          consumer_secret=self.x.consumer_secret, access_token=self.x.access_token,
-                         access_token_secret=self.x.access_token_secret, base_url=self.x.base_url, **changes)
+                         access_token_secret=self.x.access_token_secret, base_url=self.x.base_url,
+                         **({"redis_url": REDIS, "namespace": self.namespace} | changes))
 
     async def sender(self, **changes: Any) -> XSender:
         sender = XSender(self.settings(**changes), clock=self.clock, sleep=self.clock.sleep)
@@ -57,7 +64,7 @@ class World:
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[World]:
+async def world(stack: Settings) -> AsyncIterator[World]:
     clock = Clock()
     emulator = await XEmulator(clock=clock).start()
     try:
@@ -191,14 +198,57 @@ async def test_a_429_is_waited_out_and_the_post_made_once(world: World) -> None:
     assert [s.text for s in world.x.sent] == ["First answer", "Second answer"]
 
 
-async def test_the_24_hour_dm_cap_fails_with_when_it_resets(world: World) -> None:
+async def test_the_24_hour_dm_cap_defers_the_reply_until_it_resets(world: World) -> None:
     world.x.limit("dm_send", 15, per_day=1)
     sender = await world.sender()
     assert (await sender.send(reply("one", mode=DM_MODE))).status == "sent"
     receipt = await sender.send(reply("two", mode=DM_MODE, n=2))
     await sender.stop()
-    assert receipt.status == "failed" and "resets in 86400s" in (receipt.reason or "")
+    assert receipt.status == "deferred" and "resets in 86400s" in (receipt.reason or "")
+    assert receipt.retry_at == datetime.fromtimestamp(world.clock.now + 86_400, UTC)
     assert world.clock.slept == [] and len(world.x.sent) == 1
+
+
+async def test_the_apps_24_hour_cap_binds_too(world: World) -> None:
+    sender = await world.sender()
+    resets = int(world.clock.now) + 7_200
+    await sender.api.pacer.observe("post", {"x-user-limit-24hour-remaining": "40",
+                                            "x-user-limit-24hour-reset": str(resets + 600),
+                                            "x-app-limit-24hour-remaining": "0",
+                                            "x-app-limit-24hour-reset": str(resets)})
+    post = world.x.mention("one")
+    receipt = await sender.send(reply("Hi", post=post["id"]))
+    await sender.stop()
+    assert receipt.status == "deferred" and receipt.retry_at == datetime.fromtimestamp(resets, UTC)
+    assert world.x.sent == []
+
+
+async def test_our_tables_day_cap_defers_before_x_refuses(world: World) -> None:
+    # an older plan: one DM a day, from our table alone (X has not said so yet)
+    sender = await world.sender(limits={"dm_send": {"calls": 15, "per_day": 1}})
+    assert (await sender.send(reply("one", mode=DM_MODE))).status == "sent"
+    receipt = await sender.send(reply("two", mode=DM_MODE, n=2))
+    await sender.stop()
+    assert receipt.status == "deferred"
+    assert receipt.retry_at == datetime.fromtimestamp(world.clock.now + 86_400, UTC)
+    assert world.x.calls.count("dm_send") == 1
+
+
+async def test_two_processes_share_one_window(world: World) -> None:
+    world.x.limit("post", 100, reset_in=900)
+    # our own table says two posts per window; two senders (two workers) share it in Redis
+    first, second = await world.sender(limits={"post": {"calls": 2}}), await world.sender(
+        limits={"post": {"calls": 2}})
+    assert first.api.pacer is not second.api.pacer
+    posts = [world.x.mention(f"n{i}") for i in range(3)]
+    one = await first.send(reply("First", post=posts[0]["id"]))
+    two = await second.send(reply("Second", post=posts[1]["id"], n=2))
+    world.clock.slept.clear()
+    three = await first.send(reply("Third", post=posts[2]["id"], n=3))
+    await first.stop()
+    await second.stop()
+    assert (one.status, two.status, three.status) == ("sent", "sent", "sent")
+    assert world.clock.slept == [900.0]  # the third waited for the shared window
 
 
 async def test_usage_capped_is_refused_and_counted_not_slept(world: World) -> None:
@@ -213,14 +263,63 @@ async def test_usage_capped_is_refused_and_counted_not_slept(world: World) -> No
     assert world.clock.slept == []
 
 
-async def test_the_daily_budget_stops_sends(world: World) -> None:
-    first, second = world.x.mention("one"), world.x.mention("two")
+async def test_a_spent_budget_stops_optional_calls_and_tells_the_agents_once(world: World) -> None:
+    posts = [world.x.mention(f"n{i}") for i in range(4)]
     sender = await world.sender(daily_budget_usd=0.02)
-    assert (await sender.send(reply("First answer", post=first["id"]))).status == "sent"
-    receipt = await sender.send(reply("Second answer", post=second["id"], n=2))
+    other = await world.sender(daily_budget_usd=0.02)  # another worker, the same account
+    first = await sender.send(reply("First answer", post=posts[0]["id"]))
+    ack = msgspec.structs.replace(reply("Thanks, we're on it.", post=posts[1]["id"], n=2),
+                                  kind="acknowledgement")
+    refused = await other.send(ack)
+    agents = await other.send(reply("Second answer", post=posts[2]["id"], n=3))
+    later = await sender.send(reply("Third answer", post=posts[3]["id"], n=4))
     await sender.stop()
-    assert receipt.status == "failed" and (receipt.reason or "").startswith("budget:")
-    assert len(world.x.sent) == 1
+    await other.stop()
+    assert first.status == "sent" and first.notice is None
+    # the acknowledgement is optional: refused, and its receipt tells the agents, once a day
+    assert refused.status == "failed" and (refused.reason or "").startswith("budget:")
+    assert refused.notice is not None and "budget of $0.02 is spent" in refused.notice
+    # an agent's reply is not optional: it goes, counted; the notice is not repeated
+    assert (agents.status, agents.notice, later.status, later.notice) == ("sent", None, "sent", None)
+    assert [s.text for s in world.x.sent] == ["First answer", "Second answer", "Third answer"]
+    assert await sender.api.budget.spent() == pytest.approx(0.045)
+
+
+async def test_the_policy_moves_a_reply_to_dm_with_a_public_note(world: World) -> None:
+    post = world.x.mention("my invoice is wrong")
+    sender = await world.sender()
+    private = msgspec.structs.replace(reply("Your invoice INV-7 is corrected.", post=post["id"]),
+                                      privately="billing: account details",
+                                      public_note="We've sent you a DM.")
+    receipt = await sender.send(private)
+    await sender.stop()
+    assert receipt.status == "sent" and "policy answers privately: billing" in (receipt.reason or "")
+    dm, note = world.x.sent
+    assert (dm.kind, dm.recipient, dm.text) == ("dm", ADA, "Your invoice INV-7 is corrected.")
+    assert (note.kind, note.in_reply_to, note.text) == ("post", post["id"], "We've sent you a DM.")
+    assert receipt.provider_id == f"dm:{dm.id}"
+
+
+async def test_a_spent_budget_keeps_the_private_answer_but_not_its_public_note(world: World) -> None:
+    post = world.x.mention("my invoice")
+    sender = await world.sender(daily_budget_usd=0.02)
+    private = msgspec.structs.replace(reply("Corrected.", post=post["id"]), privately="billing: details",
+                                      public_note="We've sent you a DM.")
+    receipt = await sender.send(private)
+    await sender.stop()
+    assert receipt.status == "sent" and "the public note was not posted" in (receipt.reason or "")
+    assert [s.kind for s in world.x.sent] == ["dm"]
+
+
+async def test_a_private_reply_to_closed_dms_is_a_public_invite(world: World) -> None:
+    post = world.x.mention("my invoice")
+    world.x.dm_closed.add(ADA)
+    sender = await world.sender()
+    private = msgspec.structs.replace(reply("Details inside.", post=post["id"]), privately="billing: details")
+    receipt = await sender.send(private)
+    await sender.stop()
+    assert receipt.status == "sent" and "DMs are closed" in (receipt.reason or "")
+    assert [(s.kind, s.text) for s in world.x.sent] == [("post", DM_INVITE)]
 
 
 async def test_a_lost_answer_is_uncertain_and_not_repeated(world: World) -> None:
@@ -263,3 +362,12 @@ async def test_a_canned_message_refused_as_a_duplicate_is_varied_once(world: Wor
     await sender.stop()
     assert receipt.status == "sent" and "varied" in (receipt.reason or "")
     assert [s.text for s in world.x.sent] == ["Thanks, we're on it.", "Thanks, we're on it. (beef)"]
+
+
+async def test_redis_away_pauses_the_send_then_sends_nothing(world: World) -> None:
+    post = world.x.mention("one")
+    sender = await world.sender(redis_url="redis://127.0.0.1:1/0")  # the shared pacer is away
+    receipt = await sender.send(reply("Hi", post=post["id"]))
+    await sender.stop()
+    assert receipt.status == "failed" and "(Redis) is away" in (receipt.reason or "")
+    assert world.x.sent == [] and sum(world.clock.slept) >= 60  # it paused and tried again first

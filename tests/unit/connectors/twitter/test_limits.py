@@ -1,13 +1,15 @@
-"""One account's parts share one pacer and budget; the budget counts per UTC day."""
+"""One account's parts share one pacer and budget; while Redis is away they pause, then give up."""
 
 from __future__ import annotations
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from connectors.twitter import SPEC
-from connectors.twitter.errors import XRefused
-from connectors.twitter.limits import Budget
+from connectors.twitter.errors import XUnavailable
+from connectors.twitter.limits import account_for
 from connectors.twitter.settings import XSettings
+from connectors.twitter.state import Shared, connect
 
 
 def test_the_poller_and_the_sender_of_one_account_share_its_budget() -> None:
@@ -19,15 +21,37 @@ def test_the_poller_and_the_sender_of_one_account_share_its_budget() -> None:
     assert SPEC.outbound(other).api.budget is not sender.api.budget
 
 
-def test_a_budget_refuses_past_its_day_and_starts_again_the_next() -> None:
-    now = [86_400.0 * 20_000 + 10]
-    budget = Budget("42", 0.02, clock=lambda: now[0])
-    budget.spend("post", 0.015)
-    with pytest.raises(XRefused, match="budget"):
-        budget.check("post", 0.015)
-    now[0] += 86_400
-    budget.check("post", 0.015)
-    assert not budget.exhausted
+async def test_redis_away_pauses_and_tries_again_until_it_answers() -> None:
+    now, slept = [1000.0], []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    answers: list[Exception | int] = [RedisConnectionError("down"), RedisConnectionError("down"), 7]
+
+    async def step() -> int:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    shared = Shared(connect("redis://127.0.0.1:1/0"), "t", lambda: now[0], sleep, patience=60)
+    assert await shared.run("pacer", step) == 7
+    assert slept == [0.2, 0.4]
+
+
+async def test_redis_away_past_the_patience_sends_nothing() -> None:
+    now = [1000.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    settings = XSettings(account_id="42", base_url="http://127.0.0.1:1", redis_url="redis://127.0.0.1:1/0")
+    account = account_for(settings, clock=lambda: now[0], sleep=sleep)
+    with pytest.raises(XUnavailable, match="Redis"):
+        await account.pacer.ready("post")
+    assert now[0] >= 1060  # paused a minute, trying again, before giving up
 
 
 class _NoCursors:

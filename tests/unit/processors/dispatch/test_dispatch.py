@@ -208,6 +208,17 @@ def test_a_flagged_machine_message_is_told() -> None:
         "Acknowledgement rep_1 was sent: held by the reply guard [warn: r]")
 
 
+def test_a_deferred_reply_says_until_when_and_a_notice_is_always_told() -> None:
+    later = replace(receipt("deferred", "agent_reply"), reason="X's dm_send limit is reached",
+                    retry_at=NOW + timedelta(hours=20))
+    assert receipt_item(record(), later).text == (
+        "Reply rep_1 was deferred: X's dm_send limit is reached; it goes out at 2026-03-04 05:00 UTC")
+    told = replace(receipt("sent", "acknowledgement"), reason=None, notice="X's daily budget is spent")
+    assert receipt_notice(told)[0]
+    assert receipt_item(record(), told).text == (
+        "Acknowledgement rep_1 was sent. Notice: X's daily budget is spent")
+
+
 def test_sla_notices_are_one_line() -> None:
     breach = SlaEvent(event_id="s1", kind="breach", conversation_id="con_1", customer_id="cus_ada",
                       target="first_response", due_at=NOW, at=NOW, reasons=("tier=premium", "2h\ntarget"))
