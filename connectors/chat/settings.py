@@ -42,6 +42,8 @@ class ChatSettings(BaseModel):
     # replies the visitor has not seen go by mail after this window, batched
     email_after_seconds: float = Field(default=120.0, gt=0)
     email_poll_seconds: float = Field(default=1.0, gt=0)
+    # days an answer to a continuation mail may join the chat (and link the visitor's address)
+    continuation_days: int = Field(default=30, ge=1, le=365)
     # messages quoted in the continuation mail's recap
     recap_messages: int = Field(default=6, ge=0, le=50)
     # the server continuation mail goes through; None: replies wait for the visitor's return
