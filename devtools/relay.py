@@ -6,9 +6,9 @@ recipient gets a mailbox: an address Dovecot does not know yet is added to the s
 customers file (Dovecot re-reads it when it changes) with `CUSTOMER_PASSWORD`, so a reply
 to any customer can be read back with IMAP. A plus-address of an account
 (`support+TAG@example.com`, our Reply-To) is delivered to that account, as a mail server
-with a recipient delimiter does; the headers keep the tag for the email channel to read. Run by `switchboard stack up --with-imap` as
-`python -m devtools.relay CONFIG` (a JSON file the stack writes; its path in the command
-line marks the process as the stack's own).
+with a recipient delimiter does; the headers keep the tag for the email channel to read.
+Run by `switchboard stack up --with-imap` as `python -m devtools.relay CONFIG` (a JSON
+file the stack writes; its path in the command line marks the process as the stack's own).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # aiosmtpd is a development package: imported only where the relay runs
     from aiosmtpd.smtp import SMTP, Envelope, Session
 
-__all__ = ["CUSTOMER_PASSWORD", "Relay", "RelayConfig", "ensure_mailbox", "main", "mailbox_of"]
+__all__ = ["CUSTOMER_PASSWORD", "Relay", "RelayConfig", "ensure_mailbox", "mailbox_of", "main"]
 
 # the IMAP password of every mailbox the relay creates: a demo's customers, not secrets
 CUSTOMER_PASSWORD = "customer"

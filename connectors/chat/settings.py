@@ -23,7 +23,8 @@ class ChatSettings(BaseModel):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
     namespace: str = "sb"
 
-    # pages allowed to open the socket (`https://shop.example.com`); empty: any page
+    # pages allowed to open the socket (`https://shop.example.com`); empty: any page. When set,
+    # a socket without an Origin header (no browser sends none) is refused too
     allowed_origins: tuple[str, ...] = ()
     # characters of one visitor message, and bytes of one WebSocket frame (transport limit)
     max_message_chars: int = Field(default=4_000, ge=1, le=100_000)
