@@ -1,8 +1,8 @@
 """The web chat end to end in a real browser: widget → socket → routed → agent reply → page.
 
 Debian's chromium opens the test page `switchboard run` serves, with the widget embedded
-by its one tag; a `worker` shares the stages, so a reply may be sent by either process
-and still reaches the socket the edge holds. The visitor who leaves gets the reply by mail
+by its one tag; a `worker` runs the send stage alone, so every reply is sent by another
+process than the one holding the socket, and still reaches it. The visitor who leaves gets the reply by mail
 through the stack's own SMTP relay (devtools/relay.py) into Dovecot, answers it by SMTP,
 and the answer joins the chat's conversation. Screenshots land in tests/artefacts/.
 """
@@ -60,10 +60,11 @@ def contiguous(rows: list[tuple[int, str, str]]) -> None:
 
 async def test_a_visitor_chats_replies_arrive_reload_keeps_history_and_a_drop_loses_nothing(
         deployment: Settings, launch: Launch) -> None:
-    chat = {"email_after_seconds": 600}
-    edge = launch("run", SB_CHAT=json.dumps(chat))
-    chat["allowed_origins"] = [edge.url]  # type: ignore[assignment]
-    launch("worker", SB_CHAT=json.dumps(chat))
+    chat: dict[str, object] = {"email_after_seconds": 600}
+    # the edge holding the socket does not send: every reply comes from the other process
+    edge = launch("run", SB_CHAT=json.dumps(chat), SB_STAGES="intake,brain,dispatch")
+    chat["allowed_origins"] = [edge.url]
+    launch("worker", SB_CHAT=json.dumps(chat), SB_STAGES="send")
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     async with open_page() as page:
         await page.goto(f"{edge.url}/chat/demo.html")
