@@ -4,8 +4,10 @@ A conversation that continued by mail when the customer left its channel (a chat
 continuation token bound to the address it mailed (schemas.tokens). Intake checks it here:
 - verified: the writer reads that mailbox, so the conversation's customer identity (the chat
   session) is linked to the address's customer — its history and conversations move with
-  it — and the answer joins the conversation as that customer's own; a copy of it goes to
-  the conversation's channel as a `transcript`, so the customer sees it there too;
+  it — and the answer joins the conversation as that customer's own, tagged `continuation`
+  (the conversation stays where it lives: replies keep going to its channel, which mails
+  them on); a copy of it goes to that channel as a `transcript`, so the customer sees it
+  there too;
 - from another address, altered (or not ours) or expired: nothing is linked, the refusal is
   counted with its reason and the message goes on as an ordinary one (the thread rule then
   keeps it out of a conversation that is not the sender's).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import msgspec
 from prometheus_client import Counter
 
 from schemas.conversation import ConversationCard
@@ -24,8 +27,10 @@ from schemas.inbound import InboundMessage
 from schemas.outbound import OutboundMessage
 from schemas.tokens import Continued, check_continuation, continuation_key
 
-__all__ = ["CONTINUATIONS", "checked", "linked_identity", "transcript"]
+__all__ = ["CONTINUATIONS", "TAG", "checked", "linked_identity", "tagged", "transcript"]
 
+# the marker of a verified answer: the conversation's card keeps its channel (processors.dispatch.plan)
+TAG = "continuation"
 CONTINUATIONS = Counter("sb_continuation_answers_total",
                         "Answers carrying a continuation token, by verdict", ["verdict"])
 
@@ -53,3 +58,8 @@ def transcript(message: InboundMessage, card: ConversationCard, customer_id: str
         created_at=message.received_at, subject=message.subject, author=message.sender.value,
         in_reply_to=card.in_reply_to, references=card.references, customer_id=customer_id,
         queue=card.queue)
+
+
+def tagged(message: InboundMessage) -> InboundMessage:
+    """The verified answer, marked as continuing its conversation where that conversation lives."""
+    return message if TAG in message.tags else msgspec.structs.replace(message, tags=(*message.tags, TAG))

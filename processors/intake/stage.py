@@ -170,6 +170,7 @@ class Intake:
                 copy = continuation.transcript(message, card, customer)
                 if copy is not None:
                     outputs.append(Output(OUTBOUND, card.conversation_id.encode(), encode(copy)))
+                message = continuation.tagged(message)  # noqa: PLW2901 - the same message, marked
             outputs.append(Output(IDENTIFIED, customer.encode(), encode(
                 identified_message(message, customer, reason, decision))))
 

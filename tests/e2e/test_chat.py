@@ -191,6 +191,8 @@ async def test_the_visitor_leaves_the_reply_comes_by_mail_and_their_answer_joins
             await asyncio.sleep(POLL_SECONDS)
         mine = [line for line in view["history"] if line["this_conversation"]]
         assert {line["channel"] for line in mine} >= {"chat", "email"}, mine
+        # the conversation still lives in the chat: the next reply goes there (and on by mail)
+        assert (view["card"]["channel"], view["card"]["recipient"]["kind"]) == ("chat", "chat"), view["card"]
 
         # the visitor comes back to the chat: their mail is in it, and the address is verified
         await page.goto(f"{edge.url}/chat/demo.html")
@@ -201,4 +203,9 @@ async def test_the_visitor_leaves_the_reply_comes_by_mail_and_their_answer_joins
         assert [(a, t) for _, a, t in rows if t in words] == list(zip(
             ["visitor", "agent", "visitor"], words, strict=True)), rows
         assert "Who is this?" not in [t for _, _, t in rows]
+        status, _ = await edge.reply(first.conversation_id, "Glad to help!")
+        assert status == 202
+        final = await showing(page, "Glad to help!")
+        contiguous(final)
+        assert [t for _, _, t in final if t in [*words, "Glad to help!"]] == [*words, "Glad to help!"]
         await page.screenshot(path=str(ARTEFACTS / "chat-4-answer-by-mail.png"))

@@ -115,7 +115,7 @@ async def test_the_visitors_answer_links_the_session_to_their_address_and_copies
 
     mine = customer_id_for(Identity(kind="email", value=VISITOR))
     identified = decode(by_topic[IDENTIFIED].value, IdentifiedMessage)
-    assert identified.customer_id == mine
+    assert identified.customer_id == mine and "continuation" in identified.message.tags
     decision = identified.decisions[-1]
     assert decision.stage == "identify" and decision.outcome == "linked"
     assert f"{chat.session} linked to {mine}" in decision.reasons[-1]
@@ -183,6 +183,7 @@ async def test_a_token_from_elsewhere_altered_or_expired_links_nothing(
     decision = identified.decisions[-1]
     assert decision.outcome == "new" and words in decision.reasons[-1], decision
     assert identified.customer_id == customer_id_for(Identity(kind="email", value=sender))
+    assert "continuation" not in identified.message.tags
     assert set(await chat.identities.identities(redis, chat.customer)) == {chat.session}
 
 
