@@ -46,6 +46,8 @@ def recap_text(team: str, earlier: Sequence[Entry], new: Sequence[Entry]) -> str
     parts = [f"You have {'a new reply' if len(new) == 1 else 'new replies'} in your chat with {team}:", ""]
     parts += [line(e) + "\n" for e in new]
     parts.append("Answer this email to continue the conversation, or go back to the chat.")
+    # answering links the chat to this mailbox (decision 0014): whoever did not chat must not
+    parts.append("Did not chat with us? Please ignore this email: an answer would join that chat.")
     if earlier:
         parts += ["", "-- Earlier in the chat --", *(line(e) for e in earlier)]
     return "\n".join(parts)
