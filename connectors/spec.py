@@ -69,6 +69,9 @@ class ConnectorSpec(Generic[S]):
     addresses: frozenset[str] = frozenset()
     # without a sender of its own: channels that answer for it, in order of preference
     reply_via: tuple[str, ...] = ()
+    # keeps a record of the conversation the customer reads back (a chat log): takes `transcript`s,
+    # the customer's words that joined from another channel; any other sender never sees one
+    transcripts: bool = False
     # a synthetic probe through the channel's real path; None when these settings cannot probe
     probe: Callable[[S, ProbeTarget], Probe | None] | None = None
     # how a team may answer this channel's customers, the default first

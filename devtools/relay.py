@@ -4,9 +4,11 @@ Development only, on loopback. It is what the email channel of `make run` sends 
 through, and what a newcomer sends a first mail to (`support@example.com`). Every
 recipient gets a mailbox: an address Dovecot does not know yet is added to the stack's
 customers file (Dovecot re-reads it when it changes) with `CUSTOMER_PASSWORD`, so a reply
-to any customer can be read back with IMAP. Run by `switchboard stack up --with-imap` as
-`python -m devtools.relay CONFIG` (a JSON file the stack writes; its path in the command
-line marks the process as the stack's own).
+to any customer can be read back with IMAP. A plus-address of an account
+(`support+TAG@example.com`, our Reply-To) is delivered to that account, as a mail server
+with a recipient delimiter does; the headers keep the tag for the email channel to read.
+Run by `switchboard stack up --with-imap` as `python -m devtools.relay CONFIG` (a JSON
+file the stack writes; its path in the command line marks the process as the stack's own).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # aiosmtpd is a development package: imported only where the relay runs
     from aiosmtpd.smtp import SMTP, Envelope, Session
 
-__all__ = ["CUSTOMER_PASSWORD", "Relay", "RelayConfig", "ensure_mailbox", "main"]
+__all__ = ["CUSTOMER_PASSWORD", "Relay", "RelayConfig", "ensure_mailbox", "mailbox_of", "main"]
 
 # the IMAP password of every mailbox the relay creates: a demo's customers, not secrets
 CUSTOMER_PASSWORD = "customer"
@@ -88,6 +90,16 @@ def ensure_mailbox(config: RelayConfig, address: str) -> bool:
     return True
 
 
+def mailbox_of(config: RelayConfig, address: str) -> str:
+    """The account a recipient's mail goes to: an account's plus-address is the account's."""
+    local, at, domain = address.lower().rpartition("@")
+    base, plus, _ = local.partition("+")
+    if at and plus and f"{base}@{domain}" in _known(config.users_file) | _known(config.customers_file):
+        return f"{base}@{domain}"
+    ensure_mailbox(config, address)
+    return address.lower()
+
+
 class Relay:
     """The aiosmtpd handler: accepts any well-formed recipient, hands the mail to LMTP."""
 
@@ -98,10 +110,10 @@ class Relay:
                           rcpt_options: list[str]) -> str:
         """Accept a recipient, giving it a mailbox first."""
         try:
-            await asyncio.to_thread(ensure_mailbox, self.config, address)
+            account = await asyncio.to_thread(mailbox_of, self.config, address)
         except ValueError as e:
             return f"550 5.1.3 {e}"
-        envelope.rcpt_tos.append(address)
+        envelope.rcpt_tos.append(account)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:

@@ -36,9 +36,12 @@ class Channels:
 
     def send_functions(self) -> dict[str, SendFn]:
         """The send stage's view: channel name → send coroutine."""
-        found: dict[str, SendFn] = {name: sender.send for name, sender in self.senders.items()}
+        found: dict[str, SendFn] = {}
+        for name, sender in self.senders.items():
+            keeps = (spec := CHANNELS.get(name)) is not None and spec.transcripts
+            found[name] = sender.send if keeps else _recordless(name, sender.send)
         for name, via in self.reply_via.items():
-            found.setdefault(name, self._through(name, via))
+            found.setdefault(name, _recordless(name, self._through(name, via)))
         return found
 
     def _through(self, name: str, via: tuple[str, ...]) -> SendFn:
@@ -55,6 +58,19 @@ class Channels:
                 reason=f"{name} replies go by {' or '.join(via)}, which cannot reach a {kind} identity")
 
         return send
+
+
+def _recordless(name: str, send: SendFn) -> SendFn:
+    """A sender that keeps no conversation record: a transcript is settled, never sent to the customer."""
+
+    async def guarded(message: OutboundMessage) -> DeliveryReceipt:
+        if message.kind != "transcript":
+            return await send(message)
+        return DeliveryReceipt(
+            reply_id=message.reply_id, conversation_id=message.conversation_id, channel=name, status="sent",
+            at=datetime.now(UTC), kind="transcript", reason=f"not recorded: {name} keeps no transcript")
+
+    return guarded
 
 
 def configured(settings: Settings, cursors: CursorStore) -> Channels:

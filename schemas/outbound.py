@@ -11,7 +11,9 @@ from schemas.identity import Identity
 
 __all__ = ["DeliveryReceipt", "DeliveryStatus", "GuardFlag", "OutboundKind", "OutboundMessage"]
 
-OutboundKind = Literal["agent_reply", "acknowledgement", "status_update", "follow_up"]
+# "transcript": the customer's own words that joined the conversation from another channel,
+# for the record of the conversation's channel (a chat log); only a sender that keeps one takes it
+OutboundKind = Literal["agent_reply", "acknowledgement", "status_update", "follow_up", "transcript"]
 # "deferred": not sent yet, on purpose; the send stage tries again at `retry_at`, once
 DeliveryStatus = Literal["sent", "failed", "uncertain", "held", "deferred"]
 

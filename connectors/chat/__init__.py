@@ -18,4 +18,4 @@ __all__ = ["SPEC", "ChatOutbound", "ChatSettings"]
 
 # the sender reaches a visitor by their session, whoever the customer turned out to be
 SPEC = ConnectorSpec(name="chat", settings=ChatSettings, extras=ChatExtras, outbound=ChatOutbound,
-                     routes=routes, parse=parse, addresses=frozenset({"chat"}))
+                     routes=routes, parse=parse, addresses=frozenset({"chat"}), transcripts=True)

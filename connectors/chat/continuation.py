@@ -5,9 +5,11 @@ When a reply is logged, its session is queued for a look `email_after_seconds` l
 worker claims the session first mails every reply numbered after both what the widget
 displayed and what was mailed before, if the visitor gave an address. The `mailed` mark
 moves before the mail goes: a crash loses that mail (the chat keeps the replies), never
-doubles it. The mail is the email channel's own reply, so its Reply-To, Message-ID and
-`[ref:]` line carry the conversation's token and the visitor's answer joins the
-conversation through the email channel.
+doubles it. The mail is the email channel's own reply; its Message-ID carries the
+conversation's token, and its Reply-To and `[ref:]` line a continuation token bound to
+the address mailed (schemas/tokens.py): an answer from that address with it proves the
+visitor reads that mailbox, so intake links the session to the address's customer and the
+answer joins the chat's conversation. From another address, altered or expired, it does not.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
 from pydantic import SecretStr
@@ -27,6 +29,7 @@ from connectors.email.settings import EmailSettings, SmtpSettings
 from schemas.errors import TransientError
 from schemas.identity import Identity
 from schemas.outbound import OutboundMessage
+from schemas.tokens import continuation_key, continuation_token
 
 __all__ = ["Continuation", "recap_text"]
 
@@ -43,6 +46,8 @@ def recap_text(team: str, earlier: Sequence[Entry], new: Sequence[Entry]) -> str
     parts = [f"You have {'a new reply' if len(new) == 1 else 'new replies'} in your chat with {team}:", ""]
     parts += [line(e) + "\n" for e in new]
     parts.append("Answer this email to continue the conversation, or go back to the chat.")
+    # answering links the chat to this mailbox (decision 0016): whoever did not chat must not
+    parts.append("Did not chat with us? Please ignore this email: an answer would join that chat.")
     if earlier:
         parts += ["", "-- Earlier in the chat --", *(line(e) for e in earlier)]
     return "\n".join(parts)
@@ -52,12 +57,14 @@ class Continuation:
     """Looks for due sessions every `email_poll_seconds` and mails their unseen replies."""
 
     def __init__(self, log_: ChatLog, smtp: SmtpSettings, token_key: str, *, recap: int,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], token_days: int = 30) -> None:
         self._log = log_
         self._smtp = smtp
         self._mail = EmailOutbound(EmailSettings(smtp=smtp, token_key=SecretStr(token_key)))
+        self._key = continuation_key(token_key.encode())
         self._recap = recap
         self._clock = clock
+        self._token_days = token_days
 
     async def start(self) -> None:
         """Connect to the SMTP server, so a bad one shows at start."""
@@ -97,13 +104,15 @@ class Continuation:
         earlier = [e for seq, e in entries if seq < first][-self._recap:] if self._recap else []
         if not await self._log.raise_mark(session, "mailed", last):
             return self._count("raced")
+        now = datetime.fromtimestamp(self._clock(), UTC)
         message = OutboundMessage(
             reply_id=f"chat{session[2:].replace('-', '').replace('_', '')}n{last}",
             conversation_id=conversation, channel="email", recipient=Identity(kind="email", value=address),
-            kind="agent_reply", created_at=datetime.fromtimestamp(self._clock(), UTC),
-            subject=f"Your chat with {self._smtp.from_name}",
+            kind="agent_reply", created_at=now, subject=f"Your chat with {self._smtp.from_name}",
             text=recap_text(self._smtp.from_name, earlier, new))
-        receipt = await self._mail.send(message)
+        token = continuation_token(conversation, address, (now + timedelta(days=self._token_days)).date(),
+                                   self._key)
+        receipt = await self._mail.send(message, reply_token=token)
         log.info("chat: continuation mail %s", receipt.status,
                  extra={"conversation_id": conversation, "reason": receipt.reason})
         return self._count(receipt.status)

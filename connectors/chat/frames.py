@@ -17,8 +17,8 @@ import msgspec
 from connectors.chat.errors import FrameError
 from schemas.codec import decode_json
 
-__all__ = ["Ack", "ClientFrame", "Entry", "GiveEmail", "Hello", "Say", "decode_frame", "error_frame",
-           "message_frame"]
+__all__ = ["Ack", "Author", "ClientFrame", "Entry", "GiveEmail", "Hello", "Say", "decode_frame",
+           "error_frame", "message_frame"]
 
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 Author = Literal["visitor", "agent", "system"]

@@ -4,6 +4,9 @@ Whichever worker sends, the reply lands in Redis and the edge process holding th
 visitor's socket pushes it (hub.py). A reply the visitor has not displayed after
 `email_after_seconds` goes on by mail when an address is known (continuation.py).
 Appending is idempotent by reply id, so a retry after a Redis hiccup is still one message.
+A `transcript` is the visitor's own answer to a continuation mail, verified by intake: it
+joins the log as theirs ("by email"), and the address it came from becomes the session's
+verified email.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from prometheus_client import Counter
 
 from connectors.base import Outbound
 from connectors.chat.continuation import Continuation
-from connectors.chat.frames import Entry
+from connectors.chat.frames import Author, Entry
 from connectors.chat.log import ChatLog, connect
 from connectors.chat.parse import session_of
 from connectors.chat.settings import ChatSettings
@@ -29,6 +32,7 @@ __all__ = ["ChatOutbound"]
 log = logging.getLogger(__name__)
 SENT = Counter("sb_chat_replies_total", "Replies into the chat by final status", ["status"])
 ATTEMPTS = 3
+_AUTHORS: dict[str, Author] = {"agent_reply": "agent", "transcript": "visitor"}
 
 
 class ChatOutbound(Outbound[ChatSettings]):
@@ -48,7 +52,8 @@ class ChatOutbound(Outbound[ChatSettings]):
         await self._log.last("s_" + "0" * 22)  # a round trip: Redis answers now, or the start says so
         if s.smtp is not None:
             self._continuation = Continuation(self._log, s.smtp, s.token_key.get_secret_value(),
-                                              recap=s.recap_messages, clock=time.time)
+                                              recap=s.recap_messages, clock=time.time,
+                                              token_days=s.continuation_days)
             await self._continuation.start()
             self._task = asyncio.create_task(self._continuation.run(s.email_poll_seconds), name="chat-mail")
 
@@ -73,13 +78,16 @@ class ChatOutbound(Outbound[ChatSettings]):
             message.recipient.value if message.recipient.kind == "chat" else None)
         if session is None:
             return self._receipt(message, "failed", "the reply names no chat session")
-        entry = Entry(id=message.reply_id, author="agent" if message.kind == "agent_reply" else "system",
+        entry = Entry(id=message.reply_id, author=_AUTHORS.get(message.kind, "system"),
                       name=message.author, text=message.text, at=message.created_at, kind=message.kind)
+        # intake verified the visitor reads this mailbox before it sent the transcript
+        proven = ({"email": message.author.lower(), "verified": "1"}
+                  if message.kind == "transcript" and message.author else {})
         last = ""
         for attempt in range(ATTEMPTS):
             try:
                 seq, _ = await self._log.append(session, entry)
-                await self._log.remember(session, conversation=message.conversation_id)
+                await self._log.remember(session, conversation=message.conversation_id, **proven)
                 if self._continuation is not None and entry.author == "agent":
                     await self._log.mail_later(session, time.time() + self.settings.email_after_seconds)
             except TransientError as e:

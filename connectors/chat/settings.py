@@ -23,7 +23,8 @@ class ChatSettings(BaseModel):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
     namespace: str = "sb"
 
-    # pages allowed to open the socket (`https://shop.example.com`); empty: any page
+    # pages allowed to open the socket (`https://shop.example.com`); empty: any page. When set,
+    # a socket without an Origin header (no browser sends none) is refused too
     allowed_origins: tuple[str, ...] = ()
     # characters of one visitor message, and bytes of one WebSocket frame (transport limit)
     max_message_chars: int = Field(default=4_000, ge=1, le=100_000)
@@ -42,6 +43,8 @@ class ChatSettings(BaseModel):
     # replies the visitor has not seen go by mail after this window, batched
     email_after_seconds: float = Field(default=120.0, gt=0)
     email_poll_seconds: float = Field(default=1.0, gt=0)
+    # days an answer to a continuation mail may join the chat (and link the visitor's address)
+    continuation_days: int = Field(default=30, ge=1, le=365)
     # messages quoted in the continuation mail's recap
     recap_messages: int = Field(default=6, ge=0, le=50)
     # the server continuation mail goes through; None: replies wait for the visitor's return

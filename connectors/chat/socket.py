@@ -63,7 +63,9 @@ class ChatSocket:
         """Check the origin, upgrade, greet, then take frames until the visitor goes."""
         origin = request.headers.get("Origin")
         allowed = self._settings.allowed_origins
-        if origin is not None and allowed and origin.rstrip("/") not in allowed:
+        if allowed and origin is None:
+            raise Refusal(403, "origin_required", "the chat opens from a page: an Origin header is required")
+        if allowed and origin is not None and origin.rstrip("/") not in allowed:
             raise Refusal(403, "origin_not_allowed", f"pages on {origin[:200]!r} may not open the chat")
         ws = web.WebSocketResponse(max_msg_size=self._settings.ws_max_size,
                                    heartbeat=self._settings.heartbeat_seconds)

@@ -162,11 +162,15 @@ def _html_body(message: OutboundMessage, token: str) -> str:
 
 
 def build_reply(message: OutboundMessage, smtp: SmtpSettings, key: bytes, *,
-                now: datetime) -> BuiltReply:
-    """The MIME reply to send for `message`; PermanentError when it cannot be addressed."""
+                now: datetime, reply_token: str | None = None) -> BuiltReply:
+    """The MIME reply to send for `message`; PermanentError when it cannot be addressed.
+
+    `reply_token`, when given, is what Reply-To and the `[ref:]` line carry instead of the
+    conversation's token (the Message-ID keeps it: threading and bounces read it there).
+    """
     if message.recipient.kind != "email":
         raise PermanentError(f"recipient {message.recipient} is not an email address")
-    token = make_token(message.conversation_id, key)
+    token = reply_token or make_token(message.conversation_id, key)
     own_id = message_id_for(message.conversation_id, message.reply_id, key, smtp.message_id_domain)
     recipient = _ascii_domain(message.recipient.value)
     mail = EmailMessage(policy=MAIL_POLICY)

@@ -73,12 +73,16 @@ class EmailOutbound(Outbound[EmailSettings]):
             if archive is not None:
                 await archive.close()
 
-    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
-        """Send one reply; the receipt says sent, failed (with the reason) or uncertain."""
+    async def send(self, message: OutboundMessage, *, reply_token: str | None = None) -> DeliveryReceipt:
+        """Send one reply; the receipt says sent, failed (with the reason) or uncertain.
+
+        `reply_token` replaces the conversation's token in Reply-To and `[ref:]` (a
+        continuation token, bound to the recipient); the Message-ID keeps the conversation's.
+        """
         smtp = self._config
         try:
             built = build_reply(message, smtp, self.settings.token_key.get_secret_value().encode(),
-                                now=datetime.now(UTC))
+                                now=datetime.now(UTC), reply_token=reply_token)
         except PermanentError as e:
             return self._receipt(message, "failed", e.reason)
         except Exception as e:  # noqa: BLE001 - building is pure: nothing left, this reply fails alone

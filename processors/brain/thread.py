@@ -4,7 +4,8 @@ Signals, strongest first:
 1. a signed token of ours in an earlier message this one cites (`cites`: our Message-IDs in
    In-Reply-To / References carry one);
 2. the token the message itself carries (`reply_token`: our plus-addressed Reply-To, a
-   `[ref:…]` line the customer kept);
+   `[ref:…]` line the customer kept), or a continuation token bound to the sender's address
+   (its expiry and the identity link it brings are intake's business);
 3. the channel's own thread (an email thread root, an API thread id) already known.
 Tokens are verified, so a forged one is ignored. A message joins only a conversation of
 its own customer (or of an identity linked to them): a valid token or a known thread of
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from schemas.ids import new_conversation_id
 from schemas.inbound import InboundMessage
 from schemas.routed import Decision
-from schemas.tokens import find_tokens, verify_token
+from schemas.tokens import check_continuation, continuation_key, find_tokens, verify_token
 
 __all__ = [
     "ThreadContext",
@@ -77,6 +78,10 @@ def _token_signal(message: InboundMessage, key: bytes) -> tuple[str, str] | None
                 return conversation, f"{cited.via} matches our reply <{cited.native_id}>"
     if message.reply_token and (conversation := verify_token(message.reply_token, key)):
         return conversation, "the customer wrote to our reply address token"
+    continued = check_continuation(message.reply_token, message.sender.value, message.received_at,
+                                   continuation_key(key))
+    if continued is not None and continued.verdict in ("verified", "expired"):
+        return continued.conversation_id, "the sender answered with the continuation token mailed to them"
     return None
 
 

@@ -15,10 +15,12 @@ from enum import Enum
 import msgspec
 
 from processors.dispatch.items import Item, receipt_notice
+from processors.intake.continuation import TAG as CONTINUATION_TAG
 from processors.policy.model import Policy
 from processors.send.replies import reply_reference
 from processors.stores.results import parse_result, result
 from schemas.conversation import ConversationCard
+from schemas.inbound import ReplyRef
 from schemas.routed import RoutedConversation
 
 __all__ = [
@@ -149,12 +151,22 @@ def escalation_destinations(action: str | None, target: str | None,
 
 def card_for(routed: RoutedConversation, previous: ConversationCard | None,
              now: datetime) -> ConversationCard:
-    """The card after a routed message: its latest facts, its history kept."""
+    """The card after a routed message: its latest facts, its history kept.
+
+    A verified answer to a continuation mail (tagged `continuation` by intake) leaves the
+    conversation where it lives: replies keep going to its channel and recipient, which
+    carry them on by mail (a chat the visitor left).
+    """
     message = routed.message
     ref = reply_reference(message)
+    if previous is not None and CONTINUATION_TAG in message.tags:
+        channel, recipient = previous.channel, previous.recipient
+        ref = ReplyRef(in_reply_to=previous.in_reply_to or ref.in_reply_to, references=previous.references)
+    else:
+        channel, recipient = message.channel, message.sender
     return ConversationCard(
         conversation_id=routed.conversation_id, customer_id=routed.customer_id,
-        channel=message.channel, recipient=message.sender, queue=routed.queue, tier=routed.tier,
+        channel=channel, recipient=recipient, queue=routed.queue, tier=routed.tier,
         urgency=routed.urgency, priority=routed.priority,
         # the brain owns the status; a new conversation starts open
         status=previous.status if previous else "open",

@@ -2,9 +2,11 @@
 
 decode → dedupe + identify (one Redis round trip for the batch) → IdentifiedMessage on
 `sb.identified.v1`, keyed by customer; a bounce becomes a failed DeliveryReceipt; an
-identity the customer states in a private message is linked (an IdentityLink event); an
-agent's answer from a team mailbox becomes their reply on `sb.outbound.v1`; whatever
-cannot be decoded becomes a DeadLetter.
+identity the customer states in a private message is suggested (an IdentityLink event); an
+answer carrying a verified continuation token links the conversation's customer identity
+to the sender's customer first (processors.intake.continuation); an agent's answer from a
+team mailbox becomes their reply on `sb.outbound.v1`; whatever cannot be decoded becomes
+a DeadLetter.
 """
 
 from __future__ import annotations
@@ -17,19 +19,21 @@ from typing import TypeVar
 import msgspec
 from redis.asyncio import Redis
 
-from processors.intake import dedupe, evidence, identify
+from processors.intake import continuation, dedupe, evidence, identify
 from processors.intake.agent_mail import answered_conversation, reply_from_mail
 from processors.intake.bounce import receipt_for_bounce
 from processors.metrics import BATCH_SIZE, DEADLETTERED, REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
 from processors.stage import Output, Record, dead_letter, decode_records
 from processors.stores.cards import CardStore
 from processors.stores.claims import Claim, ClaimStore
-from processors.stores.identities import IdentityStore
+from processors.stores.identities import IdentityStore, LinkRefused
 from schemas.codec import encode
+from schemas.conversation import ConversationCard
 from schemas.identified import IdentifiedMessage
 from schemas.inbound import InboundMessage
 from schemas.probe import ProbeMark, find_mark
 from schemas.routed import Decision
+from schemas.tokens import Continued
 from schemas.topics import DELIVERY, IDENTIFIED, IDENTITY, OUTBOUND
 
 __all__ = ["STAGE", "Intake", "identified_message"]
@@ -37,6 +41,8 @@ __all__ = ["STAGE", "Intake", "identified_message"]
 STAGE = "intake"
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# an identified message held back until its continuation's link is made
+Continuing = tuple[InboundMessage, str, str, Decision, Continued]
 _latency = STAGE_LATENCY.labels(STAGE)  # labels() costs a lock and a lookup: once, not per message
 
 
@@ -91,6 +97,7 @@ class Intake:
         new: list[tuple[InboundMessage, str]] = []
         passed: list[tuple[InboundMessage, str]] = []
         answers: list[tuple[Record, InboundMessage, str]] = []
+        continuing: list[Continuing] = []
         for (record, message), claim, previous, sighting, lookup in zip(
                 decoded, claims, claimed, sightings, lookups, strict=True):
             mark = find_mark(message.text, message.channel, self._token_key, now)
@@ -115,13 +122,81 @@ class Intake:
             if decision.outcome == identify.NEW:
                 new.append((message, customer))
             passed.append((message, customer))
-            outputs.append(Output(IDENTIFIED, customer.encode(), encode(
-                identified_message(message, customer, reason, decision))))
             tally.passed[message.channel] += 1
+            held = self._continuing(message, now, (message, customer, reason, decision), continuing)
+            if held is not None:
+                outputs.append(Output(IDENTIFIED, customer.encode(), encode(
+                    identified_message(message, customer, reason, held))))
         tally.report()
         await self._after(new, passed, outputs)
+        await self._continuations(continuing, outputs)
         await self._agent_answers(answers, outputs)
         return outputs
+
+    def _continuing(self, message: InboundMessage, now: datetime,
+                    identified: tuple[InboundMessage, str, str, Decision],
+                    continuing: list[Continuing]) -> Decision | None:
+        """The identify decision to pass on now, or None when a verified continuation holds it back."""
+        decision = identified[3]
+        found = continuation.checked(message, self._token_key, now)
+        if found is None:
+            return decision
+        if found.verdict == "verified":
+            continuing.append((*identified, found))
+            return None
+        log.info("continuation refused", extra={"event_id": message.event_id, "reason": found.verdict,
+                                                "conversation_id": found.conversation_id})
+        return _also(decision, f"continuation of {found.conversation_id} refused: {found.reason}")
+
+    async def _continuations(self, continuing: Sequence[Continuing], outputs: list[Output]) -> None:
+        """Verified continuation answers: link the conversation's customer identity, then pass them on.
+
+        Runs after first sightings are registered, so a sender never seen before is a
+        customer the link can join. A replay finds the link made and changes nothing.
+        """
+        if not continuing:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        self._cards.queue_read(pipe, [found.conversation_id for *_, found in continuing])
+        [raw] = await pipe.execute()
+        REDIS_ROUNDTRIPS.labels(STAGE).inc()
+        for (message, customer, reason, before, found), card in zip(
+                continuing, self._cards.parse_read(raw), strict=True):
+            if card is None:
+                decision = _also(before, f"continuation of {found.conversation_id}: {found.reason}, "
+                                         "but that conversation is no longer known; nothing linked")
+            else:
+                decision = await self._link((message, customer, before, found), card, outputs)
+                copy = continuation.transcript(message, card, customer)
+                if copy is not None:
+                    outputs.append(Output(OUTBOUND, card.conversation_id.encode(), encode(copy)))
+                message = continuation.tagged(message)  # noqa: PLW2901 - the same message, marked
+            outputs.append(Output(IDENTIFIED, customer.encode(), encode(
+                identified_message(message, customer, reason, decision))))
+
+    async def _link(self, answer: tuple[InboundMessage, str, Decision, Continued], card: ConversationCard,
+                    outputs: list[Output]) -> Decision:
+        """Move the conversation's customer identity to the sender's customer; the decision says so."""
+        message, customer, decision, found = answer
+        context = {"event_id": message.event_id, "conversation_id": card.conversation_id}
+        if not continuation.linked_identity(card, message, customer):
+            return _also(decision, f"continuation of {card.conversation_id}: {found.reason}; "
+                                   "the conversation is already theirs")
+        try:
+            linked = await self._identities.link(
+                self._redis, card.recipient, customer, actor=f"continuation answer {message.event_id}",
+                evidence=f"{found.reason} (conversation {card.conversation_id})", at=message.received_at)
+        except LinkRefused as e:
+            if e.code != "already_linked":  # already linked: a replay of this batch, or an earlier answer
+                log.warning("continuation not linked", extra={**context, "reason": e.reason})
+                return _also(decision, f"continuation of {card.conversation_id}: {found.reason}, "
+                                       f"but not linked: {e.reason}")
+        else:
+            outputs.append(Output(IDENTITY, linked.customer_id.encode(), encode(linked)))
+            log.info("continuation linked", extra={**context, "customer_id": customer})
+        return Decision(stage=decision.stage, outcome=identify.LINKED, reasons=(
+            *decision.reasons, f"{card.recipient} linked to {customer}: {found.reason} "
+            f"(conversation {card.conversation_id}); its history and conversations are theirs now"))
 
     async def _agent_answers(self, answers: Sequence[tuple[Record, InboundMessage, str]],
                              outputs: list[Output]) -> None:
@@ -169,3 +244,8 @@ class Intake:
         log.info("bounce", extra={"event_id": message.event_id, "reply_id": receipt.reply_id,
                                   "conversation_id": receipt.conversation_id})
         return Output(DELIVERY, receipt.conversation_id.encode(), encode(receipt))
+
+
+def _also(decision: Decision, reason: str) -> Decision:
+    """The decision with one more reason."""
+    return Decision(stage=decision.stage, outcome=decision.outcome, reasons=(*decision.reasons, reason))

@@ -92,6 +92,7 @@
     item.dataset.seq = String(frame.seq);
     item.dataset.id = frame.id;
     if (frame.author !== "visitor") { item.appendChild(el("span", "sb-who", frame.name || "Support")); }
+    if (frame.kind === "transcript") { item.appendChild(el("span", "sb-who", "You, by email")); }
     item.appendChild(el("span", "sb-text", frame.text));
     list.appendChild(item);
     lastSeq = frame.seq;

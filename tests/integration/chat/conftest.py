@@ -26,7 +26,7 @@ from router.settings import Settings
 from schemas import Identity, InboundMessage, decode
 from schemas.outbound import OutboundMessage
 from schemas.topics import INBOUND
-from tests.integration.test_conversations_api import Kafka, app_for, topics_known
+from tests.integration.test_conversations_api import Kafka, app_for
 from tests.kafka_tools import read_all, unique_prefix
 from tests.waiting import POLL_SECONDS
 
@@ -125,7 +125,6 @@ async def chat(stack: Settings, chat_config: dict[str, Any]) -> AsyncIterator[Ch
     section = settings.section("chat", ChatSettings)
     assert section is not None and section.namespace == f"{prefix}sb"
     await ensure_topics(settings)
-    await topics_known(settings)
     redis = Redis.from_url(settings.redis_dsn)
     producer = new_producer(settings)
     await producer.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -12,7 +13,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from prometheus_client import REGISTRY
 
-from schemas.tokens import make_token
+from schemas import Identity, OutboundMessage
+from schemas.tokens import check_continuation, continuation_key, make_token
 from tests.integration.chat.conftest import Chat
 from tests.processes import free_port
 from tests.waiting import until
@@ -66,13 +68,23 @@ async def test_unseen_replies_are_mailed_once_batched_with_a_recap_that_threads_
     await chat.reply(session, "m1", "rep_1", "Not lost: it is in customs.", CONVERSATION)
     await chat.reply(session, "m1", "rep_2", "It should clear tomorrow.", CONVERSATION)
     [mail] = await until(lambda: mails_to(inbox, address), "the continuation mail never came", timeout=30)
-    token = make_token(CONVERSATION, chat.section.token_key.get_secret_value().encode())
-    assert mail["Reply-To"].addresses[0].addr_spec == f"support+{token}@example.com"
-    assert token in mail["Message-ID"]
+    key = chat.section.token_key.get_secret_value().encode()
+    # the Message-ID threads by the conversation's token; Reply-To and [ref:] carry one for this address
+    assert make_token(CONVERSATION, key) in mail["Message-ID"]
+    base, _, tag = mail["Reply-To"].addresses[0].addr_spec.partition("@")[0].partition("+")
+    assert base == "support"
+    now, ckey = mail["Date"].datetime, continuation_key(key)  # the sender's clock stamped both
+    found = check_continuation(tag, address, now, ckey)
+    assert found is not None and (found.conversation_id, found.verdict) == (CONVERSATION, "verified")
+    elsewhere = check_continuation(tag, "someone@example.org", now, ckey)
+    assert elsewhere is not None and elsewhere.verdict == "other_address"
+    # it lasts the configured days, not one more
+    late = check_continuation(tag, address, now + timedelta(days=31), ckey)
+    assert late is not None and late.verdict == "expired"
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert text.index("maria: Not lost: it is in customs.") < text.index("maria: It should clear tomorrow.")
     assert text.index("It should clear tomorrow.") < text.index("You: Is my parcel lost?")
-    assert f"[ref:{token}]" in text
+    assert f"[ref:{tag}]" in text
 
     # a later reply starts a new batch holding only itself
     await chat.reply(session, "m1", "rep_3", "Cleared!", CONVERSATION)
@@ -102,3 +114,30 @@ async def test_replies_the_visitor_saw_or_with_no_address_stay_in_the_chat(chat:
     assert not mails_to(inbox, "present@example.org")
     back, _ = await chat.visit(session=other["session"], token=other["token"], last_seq=1)
     assert (await back.next("message"))["text"] == "Answer for the chat only."
+
+
+async def test_the_visitors_answer_by_mail_joins_the_chat_as_theirs_and_verifies_the_address(
+        chat: Chat) -> None:
+    visitor, welcome = await chat.visit()
+    session = welcome["session"]
+    await visitor.send(type="email", address="typed@example.org")
+    await visitor.say("m1", "Is my parcel lost?")
+    await visitor.ws.close()
+    await chat.reply(session, "m1", "rep_1", "Not lost: it is in customs.", CONVERSATION)
+    # what intake sends once the answer's continuation token is verified (processors.intake.continuation)
+    copy = OutboundMessage(
+        reply_id="tra_1", conversation_id=CONVERSATION, channel="chat",
+        recipient=Identity(kind="chat", value=session), kind="transcript", text="Great, thanks!",
+        created_at=datetime(2026, 3, 2, 11, 0, tzinfo=UTC),
+        author="Typed@Example.org", in_reply_to=f"{session}:m1")
+    receipt = await chat.sender.send(copy)
+    again = await chat.sender.send(copy)  # a resend is the same message
+    assert receipt.status == again.status == "sent"
+    assert receipt.provider_id == again.provider_id == f"{session}#3"
+
+    back, hello = await chat.visit(session=session, token=welcome["token"], last_seq=1)
+    assert (hello["email"], hello["email_verified"]) == ("typed@example.org", True)
+    [reply, answer] = await back.messages(2)
+    assert (reply["author"], reply["text"]) == ("agent", "Not lost: it is in customs.")
+    assert (answer["seq"], answer["author"], answer["kind"], answer["text"]) == (
+        3, "visitor", "transcript", "Great, thanks!")

@@ -137,8 +137,14 @@ async def test_a_page_from_another_origin_is_refused_before_the_upgrade(chat: Ch
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await chat.client.ws_connect(SOCKET, origin="https://evil.example.net")
     assert refused.value.status == 403
-    response = await chat.client.get(SOCKET)
+    # with an allow-list, a socket that names no page at all is refused too
+    with pytest.raises(aiohttp.WSServerHandshakeError) as nameless:
+        await chat.client.ws_connect(SOCKET)
+    assert nameless.value.status == 403
+    response = await chat.client.get(SOCKET, headers={"Origin": ORIGIN})
     assert response.status == 426 and (await response.json())["error"]["code"] == "upgrade_required"
+    refused = await chat.client.get(SOCKET)
+    assert (await refused.json())["error"]["code"] == "origin_required"
 
 
 @pytest.mark.parametrize("chat_config", [{"messages_per_minute": 3}], indirect=True)

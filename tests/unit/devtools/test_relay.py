@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.relay import CUSTOMER_PASSWORD, RelayConfig, ensure_mailbox
+from devtools.relay import CUSTOMER_PASSWORD, RelayConfig, ensure_mailbox, mailbox_of
 
 
 def config(tmp_path: Path) -> RelayConfig:
@@ -30,6 +30,15 @@ def test_staff_mailboxes_are_left_alone(tmp_path: Path) -> None:
     relay = config(tmp_path)
     assert ensure_mailbox(relay, "support@example.com") is False
     assert not relay.customers_file.exists()
+
+
+def test_an_accounts_plus_address_is_delivered_to_the_account(tmp_path: Path) -> None:
+    relay = config(tmp_path)
+    assert mailbox_of(relay, "support+con_1.abc@example.com") == "support@example.com"
+    assert not relay.customers_file.exists()
+    # a plus-address of nobody we know is a mailbox of its own, like any new customer's
+    assert mailbox_of(relay, "ada+shop@example.org") == "ada+shop@example.org"
+    assert "ada+shop@example.org:" in relay.customers_file.read_text()
 
 
 @pytest.mark.parametrize("address", ["no-at-sign", "ada@example.com\n", "a:b@example.com",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from connectors.base import Outbound
 from router.channels import Channels
 from schemas import DeliveryReceipt, Identity, OutboundMessage
@@ -62,3 +64,19 @@ def test_a_channel_with_its_own_sender_keeps_it() -> None:
     email = Recording()
     found = Channels(sources={}, senders={"email": email}, reply_via={}).send_functions()
     assert set(found) == {"email"}
+
+
+async def test_a_transcript_reaches_only_a_channel_that_keeps_one() -> None:
+    email, chat = Recording(), Recording()
+    senders: dict[str, Outbound[Any]] = {"email": email, "chat": chat}
+    send = Channels(sources={}, senders=senders, reply_via={"api": ("email",)}).send_functions()
+    copy = msgspec.structs.replace(reply(Identity(kind="email", value="a@example.com")), kind="transcript")
+    for name in ("email", "api"):
+        receipt = await send[name](msgspec.structs.replace(copy, channel=name))
+        assert (receipt.status, receipt.kind) == ("sent", "transcript")
+        assert receipt.reason == f"not recorded: {name} keeps no transcript"
+    assert email.sent == []  # nobody is mailed their own words
+    await send["chat"](msgspec.structs.replace(copy, channel="chat"))
+    assert [m.kind for m in chat.sent] == ["transcript"]
+    await send["email"](reply(Identity(kind="email", value="a@example.com")))
+    assert [m.kind for m in email.sent] == ["agent_reply"]

@@ -17,7 +17,8 @@ def test_the_recap_quotes_the_new_replies_then_the_earlier_chat() -> None:
     assert recap_text("Example Support", earlier, new) == (
         "You have a new reply in your chat with Example Support:\n\n"
         "Maria: It left today.\n\n"
-        "Answer this email to continue the conversation, or go back to the chat.\n\n"
+        "Answer this email to continue the conversation, or go back to the chat.\n"
+        "Did not chat with us? Please ignore this email: an answer would join that chat.\n\n"
         "-- Earlier in the chat --\n"
         "You: Where is my parcel?\n"
         "Example Support: We will answer by 11:00.")

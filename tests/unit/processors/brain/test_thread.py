@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -9,7 +9,7 @@ from processors.brain.thread import ThreadContext, ThreadRules, decide, normalis
 from processors.intake.bounce import receipt_for_bounce, reply_of
 from schemas import EmailExtras, Identity, InboundMessage
 from schemas.ids import new_conversation_id
-from schemas.tokens import make_token
+from schemas.tokens import continuation_key, continuation_token, make_token
 
 KEY = b"test-key"
 RULES = ThreadRules(token_key=KEY)
@@ -17,6 +17,8 @@ T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 OURS = "con_00000000000000000001"
 TOKEN = make_token(OURS, KEY)
 FORGED = "con_00000000000000000002.0123456789"
+# a continuation mail's Reply-To token, for ada's address, good until a day after T0
+CONTINUED = continuation_token(OURS, "ada@example.com", date(2026, 5, 5), continuation_key(KEY))
 
 
 def mail(subject: str | None = "Order", at: datetime = T0, **extras: object) -> InboundMessage:
@@ -38,6 +40,13 @@ def mail(subject: str | None = "Order", at: datetime = T0, **extras: object) -> 
          ThreadContext(), OURS, "token", "References matches our reply"),
         (mail(reply_token=TOKEN), ThreadContext(), OURS, "token", "reply address token"),
         (mail(in_reply_to=(f"sb.{FORGED}.x@s.example",)), ThreadContext(), None, "new", "no token"),
+        # the answer to a continuation mail whose client dropped In-Reply-To and References
+        (mail(reply_token=CONTINUED), ThreadContext(), OURS, "token", "continuation token mailed to them"),
+        # expired: it still names the conversation; whether it may join is the thread guard's (ownership)
+        (mail(reply_token=CONTINUED, at=T0 + timedelta(days=3)), ThreadContext(), OURS, "token",
+         "continuation token"),
+        # altered (a later last day): no conversation of ours
+        (mail(reply_token=CONTINUED.replace(".0", ".f", 1)), ThreadContext(), None, "new", "no token"),
         (mail(), ThreadContext(known_thread="con_thread00000000000000"),
          "con_thread00000000000000", "channel_thread", "already this conversation"),
         (mail(), ThreadContext(), None, "new", "no token of ours and no known channel thread"),
@@ -80,3 +89,11 @@ def test_bounce_of_our_reply_becomes_a_failed_receipt() -> None:
     assert (receipt.reply_id, receipt.conversation_id, receipt.status) == ("rep_42", OURS, "failed")
     assert receipt.reason == "bounced: 5.1.1; user unknown"
     assert receipt_for_bounce(mail(bounce_message_ids=("other@x",)), KEY) is None
+
+
+def test_a_continuation_token_from_another_address_names_no_conversation() -> None:
+    other = InboundMessage(
+        event_id="ev_m2", channel="email", native_id="m2@x", thread_key="m2@x",
+        sender=Identity(kind="email", value="eve@example.net"), received_at=T0, text="hi",
+        reply_token=CONTINUED)
+    assert not decide(other, ThreadContext(), RULES).joined

@@ -189,6 +189,20 @@ def test_a_follow_up_keeps_what_the_conversation_had() -> None:
     assert (c.in_reply_to, c.references) == ("n-ev_2", ())
 
 
+def test_an_answer_to_a_continuation_mail_leaves_the_conversation_on_its_channel() -> None:
+    chat = replace(card_for(routed(channel="chat"), None, NOW), recipient=Identity(kind="chat", value="s_1"),
+                   in_reply_to="s_1:m1", references=())
+    answer = routed("ev_2", channel="email", extras=EmailExtras(message_id="m9@example.org"))
+    tagged = replace(answer, message=replace(answer.message, tags=("continuation",)))
+    c = card_for(tagged, chat, NOW)
+    assert (c.channel, c.recipient, c.in_reply_to, c.references, c.messages) == (
+        "chat", Identity(kind="chat", value="s_1"), "s_1:m1", (), 2)
+    # the same mail without the verified marker is the email conversation's latest message
+    assert card_for(answer, chat, NOW).channel == "email"
+    # and a first message cannot keep what was never there
+    assert card_for(tagged, None, NOW).channel == "email"
+
+
 # --- notices -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("status", "kind", "wanted"), [
