@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from connectors.phone.outbound import PhoneOutbound
 from connectors.phone.parse import parse
+from connectors.phone.probe import probe
 from connectors.phone.routes import routes
 from connectors.phone.settings import PhoneSettings
 from connectors.spec import ConnectorSpec
@@ -17,4 +18,5 @@ from schemas.inbound import PhoneExtras
 __all__ = ["SPEC", "PhoneOutbound", "PhoneSettings"]
 
 SPEC = ConnectorSpec(name="phone", settings=PhoneSettings, extras=PhoneExtras, outbound=PhoneOutbound,
-                     routes=routes, parse=parse, addresses=frozenset({"phone"}))
+                     routes=routes, parse=parse, addresses=frozenset({"phone"}),
+                     probe=probe)
