@@ -64,6 +64,8 @@ class Timing:
     day: date
     seconds: float
     key: str
+    # who, under the key: the agent of an account's first reply
+    by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,8 @@ class Board:
             took = max(0.0, (e.at - conv.opened_at).total_seconds())
             self.first_replies.append(Timing(e.at, self.day(e.at), took, e.author or UNKNOWN))
             if conv.account is not None:
-                self.account_replies.append(Timing(e.at, self.day(e.at), took, conv.account))
+                self.account_replies.append(Timing(e.at, self.day(e.at), took, conv.account,
+                                                   e.author or UNKNOWN))
         self.answers.append((conv.queue, e.at))
         conv.owed_since, conv.replied, conv.breached = None, True, False
 

@@ -111,6 +111,20 @@ def _first_replies(timings: Iterable[Timing], today: date, label: str) -> list[d
     return [{label: key, **_spread(values)} for key, values in sorted(by.items())]
 
 
+def _accounts(timings: Sequence[Timing], today: date, names: Mapping[str, str]) -> dict[str, Any]:
+    """First replies by our account (its handle where known), and by account and agent."""
+    pairs: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    for t in timings:
+        if t.day == today:
+            pairs[(t.key, t.by)].append(t.seconds)
+    return {
+        "accounts": [{**row, "name": names.get(row["account"], row["account"])}
+                     for row in _first_replies(timings, today, "account")],
+        "account_agents": [{"account": account, "name": names.get(account, account), "agent": agent,
+                            **_spread(values)} for (account, agent), values in sorted(pairs.items())],
+    }
+
+
 def _throughput(board: Board, now: datetime) -> dict[str, Any]:
     last = int(now.timestamp()) // 60
     minutes = list(range(last - SERIES_MINUTES + 1, last + 1))
@@ -142,8 +156,9 @@ def _connectors(board: Board, facts: Sequence[ConnectorFacts], today: date) -> l
 
 
 def snapshot(board: Board, now: datetime, backlog: Mapping[str, int],
-             connectors: Sequence[ConnectorFacts] = ()) -> dict[str, Any]:
-    """Everything the page shows, at `now`."""
+             connectors: Sequence[ConnectorFacts] = (),
+             account_names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Everything the page shows, at `now`; `account_names` shows our accounts by handle."""
     today = board.day(now)
     local = now.astimezone(board.zone)
     dead_today = {stage: n for (d, stage), n in sorted(board.dead_letters.items()) if d == today}
@@ -159,6 +174,6 @@ def snapshot(board: Board, now: datetime, backlog: Mapping[str, int],
                          "latest": [{"at": d.at.isoformat(), "stage": d.stage, "channel": d.channel,
                                      "reason": d.reason} for d in reversed(board.latest_dead)]},
         "agents": _first_replies(board.first_replies, today, "agent"),
-        "accounts": _first_replies(board.account_replies, today, "account"),
+        **_accounts(board.account_replies, today, account_names or {}),
         "throughput": _throughput(board, now),
     }

@@ -197,10 +197,13 @@ function drawAgents(s) {
     ["p90", (a) => duration(a.p90_seconds)],
   ];
   const parts = [table("First replies by agent", [["agent", (a) => a.agent], ...timing], s.agents, "agents")];
-  // by the account customers wrote to (a mailbox, an X account), once a channel names one
+  // by the account customers wrote to (a mailbox, an X handle), once a channel names one
   if (s.accounts.length) {
-    parts.push(table("First replies by account", [["account", (a) => a.account], ...timing], s.accounts,
+    parts.push(table("First replies by account", [["account", (a) => a.name], ...timing], s.accounts,
       "accounts"));
+    parts.push(table("First replies by account and agent",
+      [["account and agent", (a) => `${a.name} \u00b7 ${a.agent}`], ...timing], s.account_agents,
+      "account-agents"));
   }
   $("agents").replaceChildren(...parts);
 }

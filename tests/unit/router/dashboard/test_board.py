@@ -8,12 +8,15 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from connectors.twitter.settings import XSettings
 from router.dashboard.board import Board
 from router.dashboard.connectors import MetricReader
 from router.dashboard.feed import apply
 from router.dashboard.view import ConnectorFacts, snapshot
+from router.http.dashboard import account_names
 from schemas import EmailExtras
 from schemas.codec import encode
+from schemas.inbound import XExtras
 from tests.conversation_events import ack_sent, dead, handoff, held, lifecycle, routed, sla
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -132,9 +135,26 @@ def test_first_reply_by_the_account_customers_wrote_to() -> None:
         b.routed(routed(f"ev_{i}", at, extras=extras))
         b.lifecycle(lifecycle("agent_reply", f"con_ev_{i}", at + timedelta(seconds=after), author="maria"))
     assert snapshot(b, NOW, {})["accounts"] == [
-        {"account": "email:billing", "count": 1, "p50_seconds": 600.0, "p90_seconds": 600.0},
-        {"account": "email:support", "count": 2, "p50_seconds": 60.0, "p90_seconds": 120.0},
+        {"account": "email:billing", "count": 1, "p50_seconds": 600.0, "p90_seconds": 600.0,
+         "name": "email:billing"},
+        {"account": "email:support", "count": 2, "p50_seconds": 60.0, "p90_seconds": 120.0,
+         "name": "email:support"},
     ]
+
+
+def test_first_reply_by_x_handle_and_agent() -> None:
+    b = board()
+    for i, (agent, after) in enumerate([("maria", 60), ("ana", 600), ("maria", 120)]):
+        at = NOW - timedelta(hours=1, minutes=i)
+        extras = XExtras(kind="post", account="1072250532645998596", author_id=f"75{i}", summoned=True)
+        b.routed(routed(f"ev_{i}", at, extras=extras, channel="x"))
+        b.lifecycle(lifecycle("agent_reply", f"con_ev_{i}", at + timedelta(seconds=after), author=agent))
+    names = account_names({"x": XSettings(account_id="1072250532645998596", handle="AcmeHelp"), "api": None})
+    view = snapshot(b, NOW, {}, account_names=names)
+    assert view["accounts"] == [{"account": "x:1072250532645998596", "name": "x:@AcmeHelp", "count": 3,
+                                 "p50_seconds": 120.0, "p90_seconds": 600.0}]
+    assert [(r["name"], r["agent"], r["count"], r["p50_seconds"]) for r in view["account_agents"]] == [
+        ("x:@AcmeHelp", "ana", 1, 600.0), ("x:@AcmeHelp", "maria", 2, 60.0)]
 
 
 def test_queue_backlog_and_eta_at_the_last_hours_pace() -> None:
