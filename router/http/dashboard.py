@@ -83,6 +83,7 @@ class Dashboard:
         self._channels = [name for name, section in sections.items() if section is not None]
         self._account_names = account_names(sections)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._cached: tuple[float, dict[str, Any]] | None = None
         # a stream ends before the request deadline cuts it; the page reconnects
         self.stream_seconds = max(1.0, settings.http_request_seconds - 2.0)
@@ -90,6 +91,10 @@ class Dashboard:
     async def start(self, _: web.Application) -> None:
         """Start following the topics."""
         self._task = asyncio.create_task(self.feed.run(), name="dashboard-feed")
+
+    async def shutdown(self, _: web.Application) -> None:
+        """End the open streams within a second: stopping never waits for a viewer to leave."""
+        self._stopping = True
 
     async def stop(self, _: web.Application) -> None:
         """Stop following."""
@@ -165,7 +170,7 @@ class Dashboard:
 
     async def _views(self, until: float) -> AsyncIterator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
-        while (left := until - loop.time()) > 0:
+        while (left := until - loop.time()) > 0 and not self._stopping:
             self.feed.changed.clear()
             yield await self.current()
             # at once when the feed applied something; at least every second, for the ages
@@ -192,4 +197,5 @@ def add_routes(app: web.Application, dashboard: Dashboard) -> None:
     app.router.add_get("/v1/dashboard", dashboard.data)
     app.router.add_get("/v1/dashboard/events", dashboard.events)
     app.on_startup.append(dashboard.start)
+    app.on_shutdown.append(dashboard.shutdown)
     app.on_cleanup.append(dashboard.stop)
