@@ -248,6 +248,9 @@ class ProbeService(Service):
         self.settings = settings
         self.probes = dict(probes)
         self.lease = Lease(redis, f"{settings.topic_prefix}sb")
+        for channel in self.probes:  # at 0 from the start: an alert's increase() sees the first failure
+            for kind in ("slow", "silent", "failed"):
+                PROBE_FAILURES.labels(channel, kind)
         self._results = Results(settings)
         self._producer: AIOKafkaProducer | None = None
 

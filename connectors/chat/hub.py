@@ -82,7 +82,10 @@ class Hub:
 
     async def _pump(self, visitor: Visitor) -> None:
         """Send the socket every message after the last it was sent, whenever woken."""
-        while True:
+        task = asyncio.current_task()
+        # a cancel a library swallowed (a Redis read, a socket write) still ends the pump: a stop
+        # with a socket open once waited here for the 30 s stop deadline
+        while task is None or not task.cancelling():
             await visitor.wake.wait()
             visitor.wake.clear()
             try:

@@ -121,7 +121,9 @@ async def test_a_silent_x_probe_shows_red_and_first_replies_show_by_handle_and_a
         await page.get_by_role("button", name="Show").click()
         connectors = page.get_by_test_id("connectors")
         await expect(connectors.get_by_role("row", name="x")).to_contain_text("down", timeout=WAIT_MS)
-        await expect(connectors.get_by_role("row", name="x").locator(".pill")).to_have_class("pill down")
+        x_row = connectors.get_by_role("row", name="x")
+        await expect(x_row.locator(".pill")).to_have_class("pill down")
+        await expect(x_row.locator('td[data-col="probe"] .bad')).to_have_text("failing")
         await expect(connectors.get_by_role("row", name="chat")).not_to_contain_text("down")
         handle = f"x:@{x.handle}"
         await expect(page.get_by_test_id("accounts").get_by_role("row", name=handle)).to_contain_text(

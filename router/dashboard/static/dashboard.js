@@ -179,13 +179,15 @@ function drawConnectors(s) {
   const columns = [
     ["connector", (c) => c.name],
     ["status", (c) => pill(c)],
-    ["last message", (c) => when(c.last_message_at)],
+    ["last", (c) => when(c.last_message_at)],
     ["today", (c) => c.messages_today],
     ["errors", (c) => c.errors_today],
   ];
   // the probe column appears once a probe reports (sb_probe_seconds / sb_probe_failures_total)
   if (s.connectors.some((c) => c.probe)) {
-    columns.push(["probe", (c) => (c.probe ? `${duration(c.probe.seconds)}${c.probe.failing ? " failing" : ""}` : "–")]);
+    // a failing probe says so in red words, not colour alone; a passing one shows its time
+    columns.push(["probe", (c) => (!c.probe ? "–" : c.probe.failing ? el("span", { class: "bad" }, "failing")
+      : duration(c.probe.seconds))]);
   }
   $("connectors").replaceChildren(table("Connectors", columns, s.connectors, "connectors"));
 }
