@@ -64,6 +64,11 @@ if holder == false or holder == ARGV[1] then
 end
 return 0
 """
+# give the lease up only if it is still ours
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def _now() -> datetime:
@@ -238,6 +243,15 @@ class Lease:
             return True
         return bool(taken)
 
+    async def release(self, channels: Sequence[str]) -> None:
+        """Give up the leases this edge holds, so another takes over at its next round."""
+        if self._redis is None:
+            return
+        for channel in channels:
+            with contextlib.suppress(RedisError, TimeoutError, OSError):
+                await asyncio.wait_for(self._redis.eval(
+                    _RELEASE, 1, f"{self._namespace}:probe:lease:{channel}", self.holder), 2)
+
 
 class ProbeService(Service):
     """The edge's scheduled probes: one loop per probed channel, `probe_interval_seconds` apart."""
@@ -278,7 +292,8 @@ class ProbeService(Service):
             self.add_future(self._every(channel, probe))
 
     async def on_stop(self) -> None:
-        """Stop reading and producing."""
+        """Give up the leases, stop reading and producing."""
+        await self.lease.release(sorted(self.probes))
         await self._results.stop()
         if self._producer is not None:
             await self._producer.stop()

@@ -35,7 +35,13 @@ async def test_one_edge_holds_a_channel_until_its_lease_lapses(redis: Redis) -> 
     # the holder stops renewing (it stopped): the other edge takes over once the lease lapses
     await until_async(lambda: second.take("email", 60), "the lapsed lease was never taken over")
     assert not await first.take("email", 60)
-    await redis.delete(*(f"{namespace}:probe:lease:{c}" for c in ("email", "chat")))
+    # a stopping edge gives its leases up at once; never one another edge holds
+    await first.release(["email", "chat"])
+    assert await redis.get(f"{namespace}:probe:lease:email") == b"edge-b"
+    await second.release(["email", "chat"])
+    assert await first.take("email", 60) and await first.take("chat", 60)
+    await first.release(["email", "chat"])
+    assert await redis.exists(f"{namespace}:probe:lease:email", f"{namespace}:probe:lease:chat") == 0
 
 
 async def test_an_edge_that_cannot_reach_redis_probes_anyway() -> None:
