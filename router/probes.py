@@ -13,8 +13,8 @@ then removed from the channel (`Probe.remove`: the mail in our mailbox, the publ
 
 With several edges, each channel is probed by one of them: the holder of the channel's
 lease in Redis (`<ns>:probe:lease:<channel>`), taken and renewed each round, so another
-edge takes over within about two intervals when the holder stops. An edge that cannot
-reach Redis probes anyway: a probe twice is better than none.
+edge takes over when the holder stops (it gives the lease up) or within two rounds when
+it dies. An edge that cannot reach Redis probes anyway: a probe twice is better than none.
 """
 
 from __future__ import annotations
@@ -302,8 +302,9 @@ class ProbeService(Service):
         every = interval_of(self.settings, probe)
         leading: bool | None = None
         while not self.should_stop:
-            # held past the next round (and its probe's wait): the holder renews it in time
-            lead = await self.lease.take(channel, 2 * every + self.settings.probe_timeout_seconds)
+            # held past the next round, however long this one takes (the probe's wait, its send and
+            # removal, the verdict's publish): a loaded holder must not lose it to a slow round
+            lead = await self.lease.take(channel, 2 * (every + self.settings.probe_timeout_seconds) + 30)
             if lead != leading:
                 leading = lead
                 log.info("probing this channel" if lead else "another edge probes this channel",

@@ -137,22 +137,34 @@ def _connectors(board: Board, facts: Sequence[ConnectorFacts], today: date) -> l
     known = {f.name: f for f in facts}
     routed = _today(board.counts.get("routed", {}), today)
     messages = Counter({c: n for (_, c), n in routed.items()})
-    names = sorted(set(known) | set(board.last_message))
+    names = sorted(set(known) | set(board.last_message) | set(board.probes))
     rows = []
     for name in names:
         f = known.get(name) or ConnectorFacts(name, configured=False)
         errors = board.channel_errors[(today, name)]
         last = board.last_message.get(name)
-        down = f.connected is False or f.probe_failing
+        probe = _probe(board, f)
+        down = f.connected is False or (probe is not None and probe["failing"])
         rows.append({
             "name": name, "configured": f.configured, "connected": f.connected,
             "last_message_at": last.isoformat() if last else None,
-            "messages_today": messages[name], "errors_today": errors,
-            "probe": None if f.probe_seconds is None and f.probe_failures is None else {
-                "seconds": f.probe_seconds, "failures": f.probe_failures, "failing": f.probe_failing},
+            "messages_today": messages[name], "errors_today": errors, "probe": probe,
             "status": "down" if down else ("errors" if errors else "ok"),
         })
     return rows
+
+
+def _probe(board: Board, f: ConnectorFacts) -> dict[str, Any] | None:
+    """The channel's probe: its latest verdict on the topic (any edge's), else this process's metrics."""
+    verdict = board.probes.get(f.name)
+    if verdict is not None:
+        # failing until a probe passes again: a probe an hour apart (X) stays red in between
+        return {"seconds": board.probe_seconds.get(f.name), "failures": f.probe_failures,
+                "failing": verdict.kind != "passed", "verdict": verdict.kind, "reason": verdict.reason,
+                "at": verdict.at.isoformat()}
+    if f.probe_seconds is None and f.probe_failures is None:
+        return None
+    return {"seconds": f.probe_seconds, "failures": f.probe_failures, "failing": f.probe_failing}
 
 
 def snapshot(board: Board, now: datetime, backlog: Mapping[str, int],

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import expect
+from redis.asyncio import Redis
 
 from connectors.twitter.webhook import PATH
 from router.settings import Settings
@@ -98,14 +99,25 @@ async def test_chat_phone_and_x_probes_pass_and_never_reach_agents(
         assert f'sb_messages_in_total{{channel="{channel}",stage="intake"}}' not in metrics
 
 
-async def test_a_silent_x_probe_shows_red_and_first_replies_show_by_handle_and_agent(
+async def test_one_of_two_edges_probes_a_silent_x_red_on_both_and_first_replies_by_handle_and_agent(
         deployment: Settings, launch: Launch, x: XEmulator, tmp_path: Path) -> None:
     # no polling, and X delivers to no webhook here: the probe's mention is never read
-    router = launch("run", SB_CHAT="{}", **x_env(x, poll=False), SB_PROBE_INTERVAL_SECONDS="1",
-                    SB_PROBE_TIMEOUT_SECONDS="3")
+    env = {"SB_CHAT": "{}", **x_env(x, poll=False), "SB_PROBE_INTERVAL_SECONDS": "1",
+           "SB_PROBE_TIMEOUT_SECONDS": "3"}
+    edges = [launch("run", **env), launch("run", **env)]
     await until_verdicts(deployment, lambda f: has("silent", "x")(f) and has("passed", "chat")(f),
                          "no silent X probe beside a passing chat probe", timeout=120)
     assert not x.deleted, "a silent probe's post stays, for an operator to look at"
+    # one edge holds each channel's lease and probes it; the other only watches
+    lease = Redis.from_url(deployment.redis_dsn)
+    try:
+        holder = (await lease.get(f"{deployment.topic_prefix}sb:probe:lease:x") or b"").decode()
+    finally:
+        await lease.aclose()
+    [prober] = [e for e in edges if e.proc is not None and f":{e.proc.pid}:" in holder]
+    [router] = [e for e in edges if e is not prober]
+    await until(lambda: said(router, "another edge probes this channel", "x"), "the other stood not back")
+    assert said(prober, "probing this channel", "x") and not said(router, "probing this channel", "x")
     # a customer's mention, delivered by X's webhook, answered by maria
     mention = x.mention("My parcel never arrived")
     status, _ = await x.deliver(router.url + PATH, x.envelope("post.mention.create", mention))
@@ -115,6 +127,7 @@ async def test_a_silent_x_probe_shows_red_and_first_replies_show_by_handle_and_a
     status, answer = await router.reply(conversation, "Sorry, it ships today.", author="maria")
     assert status == 202, answer
 
+    # the dashboard of the edge that does not probe X shows it red: verdicts come from the topic
     async with open_page() as page:
         await page.goto(router.url + "/dashboard")
         await page.get_by_label("API token").fill("test-token")
@@ -123,7 +136,7 @@ async def test_a_silent_x_probe_shows_red_and_first_replies_show_by_handle_and_a
         await expect(connectors.get_by_role("row", name="x")).to_contain_text("down", timeout=WAIT_MS)
         x_row = connectors.get_by_role("row", name="x")
         await expect(x_row.locator(".pill")).to_have_class("pill down")
-        await expect(x_row.locator('td[data-col="probe"] .bad')).to_have_text("failing")
+        await expect(x_row.locator('td[data-col="probe"] .bad')).to_have_text("silent")
         await expect(connectors.get_by_role("row", name="chat")).not_to_contain_text("down")
         handle = f"x:@{x.handle}"
         await expect(page.get_by_test_id("accounts").get_by_role("row", name=handle)).to_contain_text(
@@ -131,6 +144,13 @@ async def test_a_silent_x_probe_shows_red_and_first_replies_show_by_handle_and_a
         pair = page.get_by_test_id("account-agents").get_by_role("row", name=f"{handle} \N{MIDDLE DOT} maria")
         await expect(pair).to_contain_text("1")
         await page.screenshot(path=str(ARTEFACTS / "dashboard-probes.png"), full_page=True)
+
+
+def said(edge: Switchboard, message: str, channel: str) -> bool:
+    """Whether the edge's log has `message` about `channel`."""
+    lines = edge.log_path.read_text(errors="replace").splitlines()
+    logged = [json.loads(line) for line in lines if line.startswith("{")]
+    return any(m.get("msg") == message and m.get("channel") == channel for m in logged)
 
 
 async def until_records(settings: Settings) -> list[Any]:

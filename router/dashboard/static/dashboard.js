@@ -185,8 +185,10 @@ function drawConnectors(s) {
   ];
   // the probe column appears once a probe reports (sb_probe_seconds / sb_probe_failures_total)
   if (s.connectors.some((c) => c.probe)) {
-    // a failing probe says so in red words, not colour alone; a passing one shows its time
-    columns.push(["probe", (c) => (!c.probe ? "–" : c.probe.failing ? el("span", { class: "bad" }, "failing")
+    // a failing probe says how in red words (silent, slow, failed), not colour alone, its reason
+    // on hover; a passing one shows its time
+    const failing = (p) => el("span", { class: "bad", title: p.reason || "" }, p.verdict || "failing");
+    columns.push(["probe", (c) => (!c.probe ? "–" : c.probe.failing ? failing(c.probe)
       : duration(c.probe.seconds))]);
   }
   $("connectors").replaceChildren(table("Connectors", columns, s.connectors, "connectors"));

@@ -17,6 +17,7 @@ from router.http.dashboard import account_names
 from schemas import EmailExtras
 from schemas.codec import encode
 from schemas.inbound import XExtras
+from schemas.probe import ProbeEvent
 from tests.conversation_events import ack_sent, dead, handoff, held, lifecycle, routed, sla
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -275,3 +276,34 @@ def test_records_are_applied_by_topic_and_bad_ones_skipped() -> None:
     assert not apply(b, "t1-sb.routed.v1", b"{not json")
     assert not apply(b, "t1-sb.inbound.v1", encode(routed("ev_2", NOW)))
     assert segment(snapshot(b, NOW, {}), "standard", "email")["routed"] == 1
+
+
+def verdict(channel: str, kind: str, at: datetime, seconds: float | None = None) -> ProbeEvent:
+    probe_id = f"prb_{at.timestamp():.0f}"
+    return ProbeEvent(event_id=f"{probe_id}.{channel}.verdict", probe_id=probe_id, channel=channel,
+                      kind=kind, sent_at=at, at=at, seconds=seconds,  # type: ignore[arg-type]
+                      reason=f"{kind} for the test")
+
+
+def test_probe_verdicts_of_any_edge_colour_their_channel_until_the_next_probe_passes() -> None:
+    b = board()
+    # read from sb.probe.v1: the edge that probes may be another process than this one
+    for record in (verdict("x", "passed", NOW - timedelta(hours=2), 2.5),
+                   verdict("x", "routed", NOW - timedelta(hours=1), 0.4),
+                   verdict("x", "silent", NOW - timedelta(hours=1)),
+                   verdict("chat", "passed", NOW - timedelta(minutes=1), 0.07)):
+        assert apply(b, "t0.sb.probe.v1", encode(record))
+    rows = {row["name"]: row for row in snapshot(b, NOW, {})["connectors"]}
+    # X probes hourly: an hour after its silent probe it is still red, with the last time it passed
+    assert rows["x"]["status"] == "down"
+    assert (rows["x"]["probe"]["failing"], rows["x"]["probe"]["verdict"], rows["x"]["probe"]["seconds"]) == (
+        True, "silent", 2.5)
+    assert (rows["chat"]["status"], rows["chat"]["probe"]["failing"]) == ("ok", False)
+    # an older verdict read late changes nothing; the next passing probe turns it green
+    b.probe(verdict("x", "passed", NOW - timedelta(hours=3), 1.0))
+    assert snapshot(b, NOW, {})["connectors"][1]["probe"]["failing"] is True
+    b.probe(verdict("x", "passed", NOW, 3.0))
+    x_row = next(r for r in snapshot(b, NOW, {})["connectors"] if r["name"] == "x")
+    assert (x_row["status"], x_row["probe"]["seconds"]) == ("ok", 3.0)
+    b.forget(NOW + timedelta(days=3))
+    assert b.probes == {}
