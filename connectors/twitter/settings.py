@@ -8,9 +8,10 @@ constants: X changes them per plan and per year, and an operator edits them here
 
 from __future__ import annotations
 
+from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = ["DEFAULT_LIMITS", "Limit", "Prices", "XProbeAccount", "XSettings"]
 
@@ -58,6 +59,12 @@ class XProbeAccount(BaseModel):
     consumer_secret: SecretStr = SecretStr("")
     # every probe is a billed post: at most one this often, however often the others run
     interval_seconds: float = Field(default=3600.0, ge=1)
+
+    @model_validator(mode="after")
+    def _one_app(self) -> Self:
+        if bool(self.consumer_key.get_secret_value()) != bool(self.consumer_secret.get_secret_value()):
+            raise ValueError("consumer_key and consumer_secret go together (or neither: the channel's app)")
+        return self
 
 
 class XSettings(BaseModel):

@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from connectors.base import Probe, ProbeTarget
 from connectors.registry import CHANNELS
+from connectors.twitter.settings import XProbeAccount
 from router.probes import Results, interval_of, probe_once
 from router.settings import Settings, load
 from schemas.errors import TransientError
@@ -130,3 +132,8 @@ def test_a_channel_is_probed_only_when_its_settings_give_the_probe_a_way_in(
     assert spec.probe is not None
     made = spec.probe(spec.settings.model_validate(section), ProbeTarget(api_url="http://127.0.0.1:1"))
     assert (made is not None) == probed
+
+
+def test_the_x_probe_account_names_its_app_whole_or_not_at_all() -> None:
+    with pytest.raises(ValidationError, match="go together"):
+        XProbeAccount.model_validate({"access_token": "t", "access_token_secret": "s", "consumer_key": "k"})
