@@ -124,11 +124,21 @@ class ProbeTarget:
 class Probe(ABC):
     """A synthetic probe: one message carrying `text` through the channel's real path to us.
 
-    `send` does its own I/O and cleans up after itself (probes are rare); it raises
+    `send` does its own I/O and closes its connections (probes are rare); it raises
     TransientError (or another SwitchboardError) with the reason when the message could
     not even be handed to the channel. What arrives is judged by Switchboard, not here.
+    Once the probe was routed, `remove` takes what it left with the other side away (the
+    mail in our mailbox, the public post), so probes do not pile up where people look.
+    A channel whose every probe costs money says how often at most it may run.
     """
+
+    # the shortest time between two probes of this channel; None: the router's interval
+    min_interval_seconds: float | None = None
 
     @abstractmethod
     async def send(self, probe_id: str, text: str) -> None:
         """Send one probe message with `text` (it carries the marker); `probe_id` is unique."""
+
+    async def remove(self, probe_id: str) -> None:
+        """Take a routed probe's traces away from the channel; nothing to do by default."""
+        return None

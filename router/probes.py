@@ -8,7 +8,13 @@ where the prober waits for it. The prober's verdict goes on the same topic and i
 `sb_probe_seconds` / `sb_probe_failures_total`: `passed`, `slow` (routed after
 `probe_slow_seconds`), `silent` (not routed within `probe_timeout_seconds`) or `failed`
 (the channel would not even take it). Slow, silent and failed are logged as warnings:
-the events a dashboard shows red and an alert fires on.
+the events a dashboard shows red and an alert fires on. A routed probe's traces are
+then removed from the channel (`Probe.remove`: the mail in our mailbox, the public post).
+
+With several edges, each channel is probed by one of them: the holder of the channel's
+lease in Redis (`<ns>:probe:lease:<channel>`), taken and renewed each round, so another
+edge takes over when the holder stops (it gives the lease up) or within two rounds when
+it dies. An edge that cannot reach Redis probes anyway: a probe twice is better than none.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +33,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from mode import Service
 from prometheus_client import Counter, Histogram
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from connectors.base import Probe, ProbeTarget
 from connectors.registry import CHANNELS
@@ -35,7 +45,8 @@ from schemas.errors import ParseError, SwitchboardError, TransientError
 from schemas.probe import ProbeEvent, make_marker
 from schemas.topics import PROBE
 
-__all__ = ["PROBE_FAILURES", "PROBE_SECONDS", "ProbeService", "Results", "configured", "probe_once"]
+__all__ = ["PROBE_FAILURES", "PROBE_SECONDS", "Lease", "ProbeService", "Results", "configured", "interval_of",
+           "probe_once"]
 
 log = logging.getLogger(__name__)
 PROBE_SECONDS = Histogram("sb_probe_seconds", "A synthetic probe's time from sent to routed", ["channel"],
@@ -44,6 +55,20 @@ PROBE_FAILURES = Counter("sb_probe_failures_total", "Synthetic probes slow, sile
                          ["channel", "kind"])
 Publish = Callable[[ProbeEvent], Awaitable[None]]
 Clock = Callable[[], datetime]
+# take the lease when it is free or already ours, for PX milliseconds
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+# give the lease up only if it is still ours
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def _now() -> datetime:
@@ -162,6 +187,7 @@ async def probe_once(settings: Settings, channel: str, probe: Probe, results: Re
         verdict = {"kind": "failed", "reason": f"the {channel} probe raised {type(e).__name__}: {e}"}
     else:
         seconds = routed.seconds or 0.0
+        await _remove(channel, probe, probe_id)
         slow = seconds > settings.probe_slow_seconds
         verdict = {"kind": "slow" if slow else "passed", "seconds": seconds, "queue": routed.queue,
                    "reason": (f"routed in {seconds:.2f}s, past {settings.probe_slow_seconds:g}s" if slow
@@ -181,13 +207,64 @@ async def probe_once(settings: Settings, channel: str, probe: Probe, results: Re
     return event
 
 
+async def _remove(channel: str, probe: Probe, probe_id: str) -> None:
+    """Take a routed probe's traces away; a failure is logged, the verdict stands."""
+    try:
+        await probe.remove(probe_id)
+    except Exception as e:  # noqa: BLE001 - cleaning up never turns a passed probe into a failure
+        log.warning("probe left behind", extra={"probe_id": probe_id, "channel": channel,
+                                                "reason": getattr(e, "reason", repr(e))})
+
+
+def interval_of(settings: Settings, probe: Probe) -> float:
+    """Seconds between two probes of a channel: the router's interval, or longer if the channel asks."""
+    return max(settings.probe_interval_seconds, probe.min_interval_seconds or 0.0)
+
+
+class Lease:
+    """Which edge probes a channel: the holder of its key in Redis, renewed each round."""
+
+    def __init__(self, redis: Redis | None, namespace: str, holder: str | None = None) -> None:
+        self._redis = redis
+        self._namespace = namespace
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+    async def take(self, channel: str, seconds: float) -> bool:
+        """Whether this edge probes `channel` for the next `seconds`; True when Redis cannot say."""
+        if self._redis is None:
+            return True
+        key = f"{self._namespace}:probe:lease:{channel}"
+        try:
+            taken = await asyncio.wait_for(
+                self._redis.eval(_LEASE, 1, key, self.holder, str(max(1, int(seconds * 1000)))), 5)
+        except (RedisError, TimeoutError, OSError) as e:
+            log.warning("probe lease unreadable; probing anyway",
+                        extra={"channel": channel, "error": repr(e)})
+            return True
+        return bool(taken)
+
+    async def release(self, channels: Sequence[str]) -> None:
+        """Give up the leases this edge holds, so another takes over at its next round."""
+        if self._redis is None:
+            return
+        for channel in channels:
+            with contextlib.suppress(RedisError, TimeoutError, OSError):
+                await asyncio.wait_for(self._redis.eval(
+                    _RELEASE, 1, f"{self._namespace}:probe:lease:{channel}", self.holder), 2)
+
+
 class ProbeService(Service):
     """The edge's scheduled probes: one loop per probed channel, `probe_interval_seconds` apart."""
 
-    def __init__(self, settings: Settings, probes: Mapping[str, Probe], **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, probes: Mapping[str, Probe], redis: Redis | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.probes = dict(probes)
+        self.lease = Lease(redis, f"{settings.topic_prefix}sb")
+        for channel in self.probes:  # at 0 from the start: an alert's increase() sees the first failure
+            for kind in ("slow", "silent", "failed"):
+                PROBE_FAILURES.labels(channel, kind)
         self._results = Results(settings)
         self._producer: AIOKafkaProducer | None = None
 
@@ -215,18 +292,29 @@ class ProbeService(Service):
             self.add_future(self._every(channel, probe))
 
     async def on_stop(self) -> None:
-        """Stop reading and producing."""
+        """Give up the leases, stop reading and producing."""
+        await self.lease.release(sorted(self.probes))
         await self._results.stop()
         if self._producer is not None:
             await self._producer.stop()
 
     async def _every(self, channel: str, probe: Probe) -> None:
+        every = interval_of(self.settings, probe)
+        leading: bool | None = None
         while not self.should_stop:
-            try:
-                await probe_once(self.settings, channel, probe, self._results, self._publish)
-            except SwitchboardError as e:  # the verdict could not be published: the next round tries
-                log.warning("probe verdict not published", extra={"channel": channel, "reason": e.reason})
-            await self.sleep(self.settings.probe_interval_seconds)
+            # held past the next round, however long this one takes (the probe's wait, its send and
+            # removal, the verdict's publish): a loaded holder must not lose it to a slow round
+            lead = await self.lease.take(channel, 2 * (every + self.settings.probe_timeout_seconds) + 30)
+            if lead != leading:
+                leading = lead
+                log.info("probing this channel" if lead else "another edge probes this channel",
+                         extra={"channel": channel, "every_seconds": every})
+            if lead:
+                try:
+                    await probe_once(self.settings, channel, probe, self._results, self._publish)
+                except SwitchboardError as e:  # the verdict could not be published: the next round tries
+                    log.warning("probe verdict not published", extra={"channel": channel, "reason": e.reason})
+            await self.sleep(every)
 
     async def _publish(self, event: ProbeEvent) -> None:
         await publish_with(self._producer, self.settings, event)

@@ -193,7 +193,7 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
         services += [SourceRunner(name, source, settings) for name, source in channels.sources.items()]
         probes = configured_probes(settings, target_of(settings))
         if probes and settings.probe_interval_seconds > 0:
-            services.append(ProbeService(settings, probes))
+            services.append(ProbeService(settings, probes, redis))
     worker = _Worker(
         pipeline.app,
         *services,

@@ -9,6 +9,7 @@ from schemas.conversation import ConversationEvent
 from schemas.deadletter import DeadLetter
 from schemas.handoff import HandoffReceipt
 from schemas.ids import automatic_reply_id
+from schemas.inbound import XExtras
 from schemas.outbound import GuardFlag
 from schemas.routed import Decision
 
@@ -16,7 +17,8 @@ from schemas.routed import Decision
 def routed(event: str, at: datetime, *, conversation: str | None = None, tier: str = "standard",
            channel: str = "email", queue: str = "general", customer: str = "cus_ada",
            sentiment: float | None = 0.0, reasons: tuple[str, ...] = (),
-           lifecycle: Decision | None = None, extras: EmailExtras | None = None) -> RoutedConversation:
+           lifecycle: Decision | None = None,
+           extras: EmailExtras | XExtras | None = None) -> RoutedConversation:
     """A routed message received at `at` (routed a second later)."""
     message = InboundMessage(event_id=event, channel=channel, native_id=f"n-{event}", thread_key=f"t-{event}",
                              sender=Identity(kind="email", value=f"{customer}@example.com"),

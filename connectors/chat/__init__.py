@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from connectors.chat.outbound import ChatOutbound
 from connectors.chat.parse import parse
+from connectors.chat.probe import probe
 from connectors.chat.routes import routes
 from connectors.chat.settings import ChatSettings
 from connectors.spec import ConnectorSpec
@@ -18,4 +19,5 @@ __all__ = ["SPEC", "ChatOutbound", "ChatSettings"]
 
 # the sender reaches a visitor by their session, whoever the customer turned out to be
 SPEC = ConnectorSpec(name="chat", settings=ChatSettings, extras=ChatExtras, outbound=ChatOutbound,
-                     routes=routes, parse=parse, addresses=frozenset({"chat"}), transcripts=True)
+                     routes=routes, parse=parse, addresses=frozenset({"chat"}), transcripts=True,
+                     probe=probe)

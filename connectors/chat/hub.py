@@ -82,7 +82,7 @@ class Hub:
 
     async def _pump(self, visitor: Visitor) -> None:
         """Send the socket every message after the last it was sent, whenever woken."""
-        while True:
+        while not _cancelled():
             await visitor.wake.wait()
             visitor.wake.clear()
             try:
@@ -99,13 +99,13 @@ class Hub:
 
     async def _listen(self) -> None:
         """Follow the announcements channel for as long as this process holds sockets."""
-        while True:
+        while not _cancelled():
             pubsub = self._log.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._log.channel)
                 # whatever was announced while we were not listening: every socket looks again
                 self._wake()
-                while True:
+                while not _cancelled():
                     message = await pubsub.get_message(timeout=30.0)
                     if message is not None and message.get("type") == "message":
                         session, _, _ = bytes(message["data"]).decode(errors="replace").partition(" ")
@@ -115,3 +115,14 @@ class Hub:
                 await asyncio.sleep(self._retry)
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _cancelled() -> bool:
+    """Whether this task was cancelled, even if a library swallowed the CancelledError.
+
+    On Python 3.11 a cancel that meets a timeout inside redis-py (`get_message(timeout=…)`,
+    a read under `asyncio.timeout`) can come out as a timeout; the pump or listener then
+    looped on and a stop with a socket open waited for the 30 s stop deadline.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

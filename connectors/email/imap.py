@@ -220,6 +220,20 @@ class ImapSession:
             uids.update(int(n) for n in bytes(line).split() if n.isdigit())
         return sorted(u for u in uids if u > last)
 
+    async def with_message_id(self, fragment: str) -> list[int]:
+        """UIDs of messages whose Message-ID contains `fragment` (letters, digits, `_`, `.`, `-` only)."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", fragment):
+            raise ValueError(f"not a Message-ID fragment to search for: {fragment[:40]!r}")
+        response = await self._ok("UID SEARCH", self._client.uid_search(f'HEADER Message-ID "{fragment}"',
+                                                                          charset=None))
+        return sorted({int(n) for line in response.lines[:-1] for n in bytes(line).split() if n.isdigit()})
+
+    async def delete(self, uids: Sequence[int]) -> None:
+        """Flag messages deleted and expunge them (with UIDPLUS: never expunging what others flagged)."""
+        await self._ok("UID STORE", self._client.uid("store", uid_set(uids), "+FLAGS.SILENT", "(\\Deleted)"))
+        if self._client.has_capability("UIDPLUS"):
+            await self._ok("UID EXPUNGE", self._client.uid("expunge", uid_set(uids)))
+
     async def describe(self, uids: Sequence[int]) -> dict[int, Fetched]:
         """Size and arrival time of each message still there."""
         response = await self._ok("UID FETCH sizes", self._client.uid(
@@ -247,9 +261,7 @@ class ImapSession:
             await self._ok("UID MOVE", self._client.uid("move", uid_set(uids), target))
             return
         await self._ok("UID COPY", self._client.uid("copy", uid_set(uids), target))
-        await self._ok("UID STORE", self._client.uid("store", uid_set(uids), "+FLAGS.SILENT", "(\\Deleted)"))
-        if self._client.has_capability("UIDPLUS"):
-            await self._ok("UID EXPUNGE", self._client.uid("expunge", uid_set(uids)))
+        await self.delete(uids)
 
     async def wait_for_mail(self, seconds: float) -> None:
         """IDLE until the server announces new mail, `wake()` is called or `seconds` pass."""

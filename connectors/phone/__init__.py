@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from connectors.phone.outbound import PhoneOutbound
 from connectors.phone.parse import parse
+from connectors.phone.probe import probe
 from connectors.phone.routes import routes
 from connectors.phone.settings import PhoneSettings
 from connectors.spec import ConnectorSpec
@@ -19,4 +20,4 @@ __all__ = ["SPEC", "PhoneOutbound", "PhoneSettings"]
 SPEC = ConnectorSpec(name="phone", settings=PhoneSettings, extras=PhoneExtras, outbound=PhoneOutbound,
                      routes=routes, parse=parse, addresses=frozenset({"phone"}),
                      # texted back (SMS), or called back: the policy chooses per tier
-                     reply_modes=("text", "callback"))
+                     reply_modes=("text", "callback"), probe=probe)

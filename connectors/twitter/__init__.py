@@ -14,6 +14,7 @@ from connectors.twitter.inbound import XPolling
 from connectors.twitter.limits import shared_account
 from connectors.twitter.outbound import XSender
 from connectors.twitter.parse import parse
+from connectors.twitter.probe import probe
 from connectors.twitter.settings import XSettings
 from connectors.twitter.webhook import routes
 from schemas.inbound import XExtras
@@ -33,4 +34,5 @@ def sender(settings: XSettings) -> XSender:
 
 
 SPEC = ConnectorSpec(name="x", settings=XSettings, extras=XExtras, inbound=polling, outbound=sender,
-                     routes=routes, parse=parse, addresses=frozenset({"xid"}))
+                     routes=routes, parse=parse, addresses=frozenset({"xid"}),
+                     probe=probe)

@@ -8,11 +8,12 @@ constants: X changes them per plan and per year, and an operator edits them here
 
 from __future__ import annotations
 
+from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-__all__ = ["DEFAULT_LIMITS", "Limit", "Prices", "XSettings"]
+__all__ = ["DEFAULT_LIMITS", "Limit", "Prices", "XProbeAccount", "XSettings"]
 
 
 class Limit(BaseModel):
@@ -43,6 +44,27 @@ class Prices(BaseModel):
     post: float = Field(default=0.015, ge=0)
     post_with_url: float = Field(default=0.20, ge=0)
     dm: float = Field(default=0.015, ge=0)
+
+
+class XProbeAccount(BaseModel):
+    """A second X account, ours too, that posts the synthetic probe's mention of our account."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    # OAuth 1.0a user context of the probe account
+    access_token: SecretStr
+    access_token_secret: SecretStr
+    # the app it authorised; empty: the channel's own app
+    consumer_key: SecretStr = SecretStr("")
+    consumer_secret: SecretStr = SecretStr("")
+    # every probe is a billed post: at most one this often, however often the others run
+    interval_seconds: float = Field(default=3600.0, ge=1)
+
+    @model_validator(mode="after")
+    def _one_app(self) -> Self:
+        if bool(self.consumer_key.get_secret_value()) != bool(self.consumer_secret.get_secret_value()):
+            raise ValueError("consumer_key and consumer_secret go together (or neither: the channel's app)")
+        return self
 
 
 class XSettings(BaseModel):
@@ -83,6 +105,8 @@ class XSettings(BaseModel):
     # the short public answer inviting a DM (X adds its "Send a private message" button)
     dm_invite: str = Field(default="We'd like to help with this in a private message.",
                            min_length=1, max_length=200)
+    # the synthetic probe's account (router/probes.py); None: the X channel is not probed
+    probe: XProbeAccount | None = None
 
     @field_validator("base_url")
     @classmethod

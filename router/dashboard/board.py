@@ -24,6 +24,7 @@ from schemas.deadletter import DeadLetter
 from schemas.handoff import HandoffReceipt
 from schemas.ids import automatic_reply_id
 from schemas.outbound import DeliveryReceipt
+from schemas.probe import ProbeEvent
 from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent
 
@@ -64,6 +65,8 @@ class Timing:
     day: date
     seconds: float
     key: str
+    # who, under the key: the agent of an account's first reply
+    by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,9 @@ class Board:
     tools: dict[str, Counter[tuple[date, str]]] = field(default_factory=dict)
     dead_letters: Counter[tuple[date, str]] = field(default_factory=Counter)
     latest_dead: deque[DeadLetterLine] = field(default_factory=lambda: deque(maxlen=LATEST_DEAD_LETTERS))
+    # channel → its latest probe verdict, and the time of its latest passed probe
+    probes: dict[str, ProbeEvent] = field(default_factory=dict)
+    probe_seconds: dict[str, float] = field(default_factory=dict)
     _acks: dict[str, tuple[Segment, datetime]] = field(default_factory=dict)
     # every applied event's key and when it happened, so a replay counts once
     _seen: dict[str, datetime] = field(default_factory=dict)
@@ -157,7 +163,8 @@ class Board:
             took = max(0.0, (e.at - conv.opened_at).total_seconds())
             self.first_replies.append(Timing(e.at, self.day(e.at), took, e.author or UNKNOWN))
             if conv.account is not None:
-                self.account_replies.append(Timing(e.at, self.day(e.at), took, conv.account))
+                self.account_replies.append(Timing(e.at, self.day(e.at), took, conv.account,
+                                                   e.author or UNKNOWN))
         self.answers.append((conv.queue, e.at))
         conv.owed_since, conv.replied, conv.breached = None, True, False
 
@@ -204,6 +211,17 @@ class Board:
             self.channel_errors[(self.day(d.at), d.channel)] += 1
         self.latest_dead.append(DeadLetterLine(d.at, d.stage, d.channel, d.reason[:_REASON_CHARS]))
 
+    def probe(self, e: ProbeEvent) -> None:
+        """A probe's verdict (whichever edge probed): the channel's probe state until the next one."""
+        if e.kind == "routed":  # the prober's verdict follows; that is what counts
+            return
+        latest = self.probes.get(e.channel)
+        if latest is not None and latest.at > e.at:
+            return
+        self.probes[e.channel] = e
+        if e.kind in ("passed", "slow") and e.seconds is not None:
+            self.probe_seconds[e.channel] = e.seconds
+
     def _segment_of(self, conversation_id: str, channel: str) -> Segment:
         conv = self.conversations.get(conversation_id)
         return conv.segment if conv is not None else (UNKNOWN, channel)
@@ -233,6 +251,8 @@ class Board:
         self._acks = {k: v for k, v in self._acks.items() if v[1] >= horizon}
         self.conversations = {c: v for c, v in self.conversations.items()
                               if v.owed_since is not None or (v.touched or v.opened_at) >= horizon}
+        # a channel nobody probed for that long has no probe state to show
+        self.probes = {c: e for c, e in self.probes.items() if e.at >= horizon}
 
 
 def _account(r: RoutedConversation) -> str | None:

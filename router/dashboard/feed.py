@@ -1,7 +1,7 @@
 """The dashboard's feed: the topics it needs, read from a look-back window into the board.
 
 A consumer in no group (it commits nothing and takes no partition from a worker) is
-assigned every partition of the six topics, starts at `now - lookback` and then follows
+assigned every partition of the seven topics, starts at `now - lookback` and then follows
 the ends. Bad records are skipped and counted; Kafka away is waited out. It lives in the
 edge process, next to the HTTP server that serves the dashboard.
 """
@@ -25,16 +25,18 @@ from router.kafka import client_options
 from router.settings import Settings
 from schemas.codec import decode
 from schemas.errors import ParseError
-from schemas.topics import CONVERSATION, DEADLETTER, DELIVERY, HANDOFF, ROUTED, SLA, TopicSpec
+from schemas.topics import CONVERSATION, DEADLETTER, DELIVERY, HANDOFF, PROBE, ROUTED, SLA, TopicSpec
 
 __all__ = ["TOPICS", "Feed", "apply"]
 
 log = logging.getLogger(__name__)
 SKIPPED = Counter("sb_dashboard_skipped_total", "Records the dashboard could not read", ["topic"])
-TOPICS: tuple[TopicSpec, ...] = (ROUTED, CONVERSATION, SLA, DELIVERY, HANDOFF, DEADLETTER)
+TOPICS: tuple[TopicSpec, ...] = (ROUTED, CONVERSATION, SLA, DELIVERY, HANDOFF, DEADLETTER, PROBE)
 _APPLY: dict[str, Callable[[Board, Any], None]] = {
     ROUTED.name: Board.routed, CONVERSATION.name: Board.lifecycle, SLA.name: Board.sla,
     DELIVERY.name: Board.delivery, HANDOFF.name: Board.handoff, DEADLETTER.name: Board.dead_letter,
+    # verdicts of whichever edge probes a channel: the lease holder may be another process
+    PROBE.name: Board.probe,
 }
 _MODELS = {spec.name: spec.model for spec in TOPICS}
 

@@ -111,6 +111,20 @@ def _first_replies(timings: Iterable[Timing], today: date, label: str) -> list[d
     return [{label: key, **_spread(values)} for key, values in sorted(by.items())]
 
 
+def _accounts(timings: Sequence[Timing], today: date, names: Mapping[str, str]) -> dict[str, Any]:
+    """First replies by our account (its handle where known), and by account and agent."""
+    pairs: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    for t in timings:
+        if t.day == today:
+            pairs[(t.key, t.by)].append(t.seconds)
+    return {
+        "accounts": [{**row, "name": names.get(row["account"], row["account"])}
+                     for row in _first_replies(timings, today, "account")],
+        "account_agents": [{"account": account, "name": names.get(account, account), "agent": agent,
+                            **_spread(values)} for (account, agent), values in sorted(pairs.items())],
+    }
+
+
 def _throughput(board: Board, now: datetime) -> dict[str, Any]:
     last = int(now.timestamp()) // 60
     minutes = list(range(last - SERIES_MINUTES + 1, last + 1))
@@ -123,27 +137,40 @@ def _connectors(board: Board, facts: Sequence[ConnectorFacts], today: date) -> l
     known = {f.name: f for f in facts}
     routed = _today(board.counts.get("routed", {}), today)
     messages = Counter({c: n for (_, c), n in routed.items()})
-    names = sorted(set(known) | set(board.last_message))
+    names = sorted(set(known) | set(board.last_message) | set(board.probes))
     rows = []
     for name in names:
         f = known.get(name) or ConnectorFacts(name, configured=False)
         errors = board.channel_errors[(today, name)]
         last = board.last_message.get(name)
-        down = f.connected is False or f.probe_failing
+        probe = _probe(board, f)
+        down = f.connected is False or (probe is not None and probe["failing"])
         rows.append({
             "name": name, "configured": f.configured, "connected": f.connected,
             "last_message_at": last.isoformat() if last else None,
-            "messages_today": messages[name], "errors_today": errors,
-            "probe": None if f.probe_seconds is None and f.probe_failures is None else {
-                "seconds": f.probe_seconds, "failures": f.probe_failures, "failing": f.probe_failing},
+            "messages_today": messages[name], "errors_today": errors, "probe": probe,
             "status": "down" if down else ("errors" if errors else "ok"),
         })
     return rows
 
 
+def _probe(board: Board, f: ConnectorFacts) -> dict[str, Any] | None:
+    """The channel's probe: its latest verdict on the topic (any edge's), else this process's metrics."""
+    verdict = board.probes.get(f.name)
+    if verdict is not None:
+        # failing until a probe passes again: a probe an hour apart (X) stays red in between
+        return {"seconds": board.probe_seconds.get(f.name), "failures": f.probe_failures,
+                "failing": verdict.kind != "passed", "verdict": verdict.kind, "reason": verdict.reason,
+                "at": verdict.at.isoformat()}
+    if f.probe_seconds is None and f.probe_failures is None:
+        return None
+    return {"seconds": f.probe_seconds, "failures": f.probe_failures, "failing": f.probe_failing}
+
+
 def snapshot(board: Board, now: datetime, backlog: Mapping[str, int],
-             connectors: Sequence[ConnectorFacts] = ()) -> dict[str, Any]:
-    """Everything the page shows, at `now`."""
+             connectors: Sequence[ConnectorFacts] = (),
+             account_names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Everything the page shows, at `now`; `account_names` shows our accounts by handle."""
     today = board.day(now)
     local = now.astimezone(board.zone)
     dead_today = {stage: n for (d, stage), n in sorted(board.dead_letters.items()) if d == today}
@@ -159,6 +186,6 @@ def snapshot(board: Board, now: datetime, backlog: Mapping[str, int],
                          "latest": [{"at": d.at.isoformat(), "stage": d.stage, "channel": d.channel,
                                      "reason": d.reason} for d in reversed(board.latest_dead)]},
         "agents": _first_replies(board.first_replies, today, "agent"),
-        "accounts": _first_replies(board.account_replies, today, "account"),
+        **_accounts(board.account_replies, today, account_names or {}),
         "throughput": _throughput(board, now),
     }

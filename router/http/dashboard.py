@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from router.http.errors import error
 from router.http.integrations import Denied, Integrations
 from router.settings import Settings
 
-__all__ = ["STATIC", "Dashboard", "add_routes", "policy_zone"]
+__all__ = ["STATIC", "Dashboard", "account_names", "add_routes", "policy_zone"]
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "dashboard" / "static"
@@ -43,6 +43,20 @@ _FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 Clock = Callable[[], datetime]
 # viewers within this long of each other share one snapshot
 _SHARED_SECONDS = 0.2
+
+
+def account_names(sections: Mapping[str, object]) -> dict[str, str]:
+    """`channel:@handle` for `channel:<account id>` of every configured channel whose settings name both.
+
+    Read by name, like the extras' `account`: a channel that has a numeric account and a
+    handle (X) is shown by its handle, with no code per channel.
+    """
+    names = {}
+    for channel, section in sections.items():
+        account, handle = getattr(section, "account_id", None), getattr(section, "handle", None)
+        if isinstance(account, str) and account and isinstance(handle, str) and handle:
+            names[f"{channel}:{account}"] = f"{channel}:@{handle}"
+    return names
 
 
 def policy_zone(policy: Policy) -> Any:
@@ -65,9 +79,11 @@ class Dashboard:
         self.feed = Feed(settings, self.board, clock, timedelta(seconds=settings.dashboard_lookback_seconds))
         self._metrics = MetricReader()
         self._backlog_key = f"{settings.topic_prefix}sb:backlog"
-        self._channels = [name for name, spec in CHANNELS.items()
-                          if settings.section(spec.section, spec.settings) is not None]
+        sections = {name: settings.section(spec.section, spec.settings) for name, spec in CHANNELS.items()}
+        self._channels = [name for name, section in sections.items() if section is not None]
+        self._account_names = account_names(sections)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._cached: tuple[float, dict[str, Any]] | None = None
         # a stream ends before the request deadline cuts it; the page reconnects
         self.stream_seconds = max(1.0, settings.http_request_seconds - 2.0)
@@ -75,6 +91,10 @@ class Dashboard:
     async def start(self, _: web.Application) -> None:
         """Start following the topics."""
         self._task = asyncio.create_task(self.feed.run(), name="dashboard-feed")
+
+    async def shutdown(self, _: web.Application) -> None:
+        """End the open streams within a second: stopping never waits for a viewer to leave."""
+        self._stopping = True
 
     async def stop(self, _: web.Application) -> None:
         """Stop following."""
@@ -107,7 +127,8 @@ class Dashboard:
             problems.append("queue backlogs unavailable: Redis did not answer")
         if not self.feed.caught_up.is_set():
             problems.append("still reading the topics: counts are rising to their values")
-        view = snapshot(self.board, now, backlog, self._metrics.read(self._channels, now))
+        facts = self._metrics.read(self._channels, now)
+        view = snapshot(self.board, now, backlog, facts, self._account_names)
         return {**view, "problems": problems}
 
     def _authorize(self, request: web.Request) -> web.Response | None:
@@ -149,7 +170,7 @@ class Dashboard:
 
     async def _views(self, until: float) -> AsyncIterator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
-        while (left := until - loop.time()) > 0:
+        while (left := until - loop.time()) > 0 and not self._stopping:
             self.feed.changed.clear()
             yield await self.current()
             # at once when the feed applied something; at least every second, for the ages
@@ -176,4 +197,5 @@ def add_routes(app: web.Application, dashboard: Dashboard) -> None:
     app.router.add_get("/v1/dashboard", dashboard.data)
     app.router.add_get("/v1/dashboard/events", dashboard.events)
     app.on_startup.append(dashboard.start)
+    app.on_shutdown.append(dashboard.shutdown)
     app.on_cleanup.append(dashboard.stop)

@@ -17,9 +17,12 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from aiosmtpd.controller import Controller
 from redis import Redis
 
+from connectors.registry import CHANNELS
+from router.http.server import build_app
 from router.settings import Settings
 from schemas.conversation import ConversationCard
 from schemas.handoff import Handoff
@@ -169,8 +172,50 @@ async def api_receiver() -> AsyncIterator[Emulated]:
         await runner.cleanup()
 
 
+def own_routes(channel: str, section: dict[str, Any]) -> Callable[[], Any]:
+    """A pushed channel's probe enters through the channel's own routes, served with a stub edge."""
+
+    @asynccontextmanager
+    async def serve() -> AsyncIterator[Emulated]:
+        from tests.contract.checks import StubEdge  # here: checks imports these samples
+
+        spec, edge = CHANNELS[channel], StubEdge()
+        assert spec.routes is not None
+        routes = list(spec.routes(spec.settings.model_validate(section), edge))
+        server = TestServer(build_app(Settings(sections={}), {}, routes))
+        await server.start_server()
+        try:
+            yield Emulated(section, lambda: sum("[sb-probe:" in m.text for m in edge.accepted),
+                           destination={"api_url": str(server.make_url("")).rstrip("/")})
+        finally:
+            await server.close()
+
+    return serve
+
+
+@asynccontextmanager
+async def x_probe_account() -> AsyncIterator[Emulated]:
+    """The local X, with a second account of ours whose mentions of the support account are counted."""
+    emulator = await XEmulator().start()
+    token, secret = emulator.user("1500000000000000001", "acme_probe")
+    section = {"account_id": emulator.account, "handle": emulator.handle,
+               "consumer_key": emulator.consumer_key, "consumer_secret": emulator.consumer_secret,
+               "access_token": emulator.access_token, "access_token_secret": emulator.access_token_secret,
+               "base_url": emulator.base_url, "probe": {"access_token": token, "access_token_secret": secret}}
+    try:
+        yield Emulated(section, lambda: sum(p["author_id"] == "1500000000000000001" and "entities" in p
+                                            for p in emulator.posts.values()))
+    finally:
+        await emulator.stop()
+
+
 # where each channel's synthetic probe enters in the suite
-PROBE_EMULATORS: dict[str, Callable[[], Any]] = {"email": email_probe_target, "api": api_receiver}
+PROBE_EMULATORS: dict[str, Callable[[], Any]] = {
+    "email": email_probe_target, "api": api_receiver, "x": x_probe_account,
+    "chat": own_routes("chat", {"namespace": f"contract-{uuid.uuid4().hex[:12]}", "token_key": "contract"}),
+    "phone": own_routes("phone", {"auth_token": "contract-auth-token", "from_number": OUR_NUMBER,
+                                  "public_base_url": "https://support.example.com"}),
+}
 
 
 @asynccontextmanager

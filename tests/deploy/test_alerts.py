@@ -20,7 +20,7 @@ BUILT_IN = {"up"}
 _NOT_METRICS = {"sum", "max", "min", "avg", "count", "rate", "increase", "deriv", "histogram_quantile",
                 "by", "without", "and", "or", "unless", "on", "ignoring", "group_left", "group_right",
                 "le", "topic", "partition", "stage", "error", "destination", "account", "outcome",
-                "kind", "result", "code", "connector", "job", "instance", "endpoint"}
+                "kind", "result", "code", "connector", "channel", "job", "instance", "endpoint"}
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from router.settings import Settings
 from schemas import RoutedConversation, decode
 from schemas.probe import ProbeEvent, make_marker
 from schemas.topics import HANDOFF, OUTBOUND, PROBE, ROUTED, SLA
-from tests.e2e.mail_stack import MailStack, mail_stack  # noqa: F401 - the fixture
+from tests.e2e.mail_stack import SUPPORT, SUPPORT_PASSWORD, MailStack, mail_stack  # noqa: F401 - the fixture
 from tests.kafka_tools import read_all
 from tests.processes import ROOT, TEST_KEY, Switchboard
 from tests.waiting import POLL_SECONDS
@@ -38,6 +38,12 @@ async def until_verdicts(settings: Settings, wanted: Callable[[list[ProbeEvent]]
         assert time.monotonic() < deadline, f"{what}; verdicts so far: {[(v.channel, v.kind) for v in found]}"
         await asyncio.sleep(POLL_SECONDS * 10)
     return found
+
+
+def metric(text: str, series: str) -> float:
+    """The value of one series in a /metrics text."""
+    [value] = [line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(series + " ")]
+    return float(value)
 
 
 def has(kind: str, channel: str) -> Callable[[list[ProbeEvent]], bool]:
@@ -61,6 +67,10 @@ async def test_probes_pass_through_email_and_api_and_never_reach_agents(
     assert done.returncode == 0, done.stdout + done.stderr
     printed = [json.loads(line) for line in done.stdout.splitlines()]
     assert sorted((p["channel"], p["kind"]) for p in printed) == [("api", "passed"), ("email", "passed")]
+    # a routed probe's mail is deleted from the support mailbox: at most the one in flight is there
+    passed = sum((v.channel, v.kind) == ("email", "passed") for v in await verdicts(deployment))
+    in_mailbox = [m for m in mail_stack.inbox(SUPPORT, SUPPORT_PASSWORD) if b"Switchboard probe" in m]
+    assert passed >= 2 and len(in_mailbox) <= 1, (passed, len(in_mailbox))
 
     _, metrics = router.get("/metrics")
     assert 'sb_probe_seconds_count{channel="email"}' in metrics
@@ -87,8 +97,10 @@ async def test_a_mailbox_read_too_rarely_makes_the_email_probe_silent_and_slowne
     silent = next(v for v in found if (v.channel, v.kind) == ("email", "silent"))
     assert silent.reason == "not routed within 4s" and silent.seconds is None
     _, metrics = router.get("/metrics")
-    assert 'sb_probe_failures_total{channel="email",kind="silent"}' in metrics
-    assert 'sb_probe_failures_total{channel="api",kind="slow"}' in metrics
+    assert metric(metrics, 'sb_probe_failures_total{channel="email",kind="silent"}') >= 1
+    assert metric(metrics, 'sb_probe_failures_total{channel="api",kind="slow"}') >= 1
+    # (counted from 0, so an alert's increase() sees the first failure)
+    assert metric(metrics, 'sb_probe_failures_total{channel="api",kind="failed"}') == 0
 
 
 async def test_a_forged_stale_or_misplaced_marker_is_an_ordinary_customer_message(

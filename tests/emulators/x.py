@@ -100,6 +100,10 @@ class XEmulator:
     dm_closed: set[str] = field(default_factory=set)
     # partial errors to add to the next mentions answer
     partial_errors: list[dict[str, Any]] = field(default_factory=list)
+    # other accounts authorised in our app: access token → (its secret, user id)
+    tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # posts deleted by their authors
+    deleted: list[str] = field(default_factory=list)
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -146,6 +150,13 @@ class XEmulator:
             post["referenced_tweets"] = [*post.get("referenced_tweets", []), {"type": "quoted", "id": quotes}]
         self.posts[post_id] = post
         return post
+
+    def user(self, user_id: str, username: str) -> tuple[str, str]:
+        """Another account that may post through the API; returns its access token and secret."""
+        self.users[user_id] = {"id": user_id, "name": username, "username": username}
+        token, secret = f"{user_id}-{secrets.token_hex(8)}", secrets.token_hex(16)
+        self.tokens[token] = (secret, user_id)
+        return token, secret
 
     def dm(self, text: str, *, sender: str = ADA) -> dict[str, Any]:
         """A customer's DM to our account, visible to polling; returns the DM event."""
@@ -246,6 +257,7 @@ class XEmulator:
         app.router.add_get("/2/users/{id}/mentions", self._mentions)
         app.router.add_get("/2/dm_events", self._dm_events)
         app.router.add_post("/2/tweets", self._create_post)
+        app.router.add_delete("/2/tweets/{id}", self._delete_post)
         app.router.add_post("/2/dm_conversations/with/{participant}/messages", self._send_dm)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -271,17 +283,24 @@ class XEmulator:
         auth = request.headers.get("Authorization", "")
         ok = auth.startswith("Bearer ") and not user
         if auth.startswith("OAuth "):
-            ok = self._signed(request, auth)
+            ok = self._signed(request, auth) is not None
         if ok:
             return None
         return _problem(401, "Unauthorized", "Unauthorized", "about:blank", {})
 
-    def _signed(self, request: web.Request, auth: str) -> bool:
-        """Whether the OAuth 1.0a header is ours and signs this request as X checks it (RFC 5849)."""
+    def _author(self, request: web.Request) -> str:
+        """The user an authorised request acts as: ours, or another account's by its token."""
+        auth = request.headers.get("Authorization", "")
+        return (self._signed(request, auth) if auth.startswith("OAuth ") else None) or self.account
+
+    def _signed(self, request: web.Request, auth: str) -> str | None:
+        """The user whose OAuth 1.0a header signs this request as X checks it (RFC 5849), or None."""
         given = dict(oauth_utils.parse_authorization_header(auth))
-        who = (given.get("oauth_consumer_key"), given.get("oauth_token"))
-        if who != (self.consumer_key, self.access_token):
-            return False
+        token = given.get("oauth_token") or ""
+        secret, user = ((self.access_token_secret, self.account) if token == self.access_token
+                        else self.tokens.get(token, ("", "")))
+        if given.get("oauth_consumer_key") != self.consumer_key or not user:
+            return None
         # the client signed the URL as it is on X, whatever host it was sent to
         params = oauth_signature.collect_parameters(uri_query=request.query_string,
                                                     headers={"Authorization": auth})
@@ -289,10 +308,10 @@ class XEmulator:
             request.method, oauth_signature.base_string_uri(f"https://api.twitter.com{request.path}"),
             oauth_signature.normalize_parameters(params))
         ours = OAuthClient(self.consumer_key, client_secret=self.consumer_secret,
-                           resource_owner_key=self.access_token,
-                           resource_owner_secret=self.access_token_secret)
+                           resource_owner_key=token, resource_owner_secret=secret)
         expected = oauth_signature.sign_hmac_sha1_with_client(base, ours)
-        return hmac.compare_digest(expected, oauth_utils.unescape(given.get("oauth_signature", "")))
+        good = hmac.compare_digest(expected, oauth_utils.unescape(given.get("oauth_signature", "")))
+        return user if good else None
 
     async def _me(self, request: web.Request) -> web.Response:
         self.calls.append("me")
@@ -358,6 +377,11 @@ class XEmulator:
             self.sent.append(Sent("post", self.new_id(), str(body.get("text", ""))))
             await self._release.wait()
         text = str(body.get("text", ""))
+        author = self._author(request)
+        if author != self.account:  # another account posts: to us, a customer's post
+            post = self._by_other(author, text)
+            return _json({"data": {"edit_history_tweet_ids": [post["id"]], "id": post["id"], "text": text}},
+                         201, headers)
         reply_to = (body.get("reply") or {}).get("in_reply_to_tweet_id")
         if any(s.kind == "post" and s.text == text for s in self.sent):
             return _problem(403, "Forbidden", DUPLICATE, "about:blank", headers)
@@ -379,6 +403,32 @@ class XEmulator:
                                "conversation_id": parent["conversation_id"] if parent else post_id}
         created = {"edit_history_tweet_ids": [post_id], "id": post_id, "text": text}
         return _json({"data": created}, 201, headers)
+
+    def _by_other(self, author: str, text: str) -> dict[str, Any]:
+        """Another account's post, with the mention entities X finds in its text."""
+        post_id = self.new_id()
+        post: dict[str, Any] = {"id": post_id, "edit_history_tweet_ids": [post_id], "text": text,
+                                "author_id": author, "conversation_id": post_id,
+                                "created_at": x_time(self.clock()), "lang": "en"}
+        tag = f"@{self.handle}"
+        mentions = [{"start": at, "end": at + len(tag), "username": self.handle, "id": self.account}
+                    for at in range(len(text)) if text.startswith(tag, at)]
+        if mentions:
+            post["entities"] = {"mentions": mentions}
+        self.posts[post_id] = post
+        return post
+
+    async def _delete_post(self, request: web.Request) -> web.Response:
+        self.calls.append("delete")
+        refused = self._authorised(request, user=True)
+        if refused is not None:
+            return refused
+        post = self.posts.get(request.match_info["id"])
+        if post is None or post["author_id"] != self._author(request):
+            return _problem(403, "Forbidden", "You are not allowed to delete this Tweet.", "about:blank", {})
+        del self.posts[post["id"]]
+        self.deleted.append(post["id"])
+        return _json({"data": {"deleted": True}}, 200, self._take("delete")[1])
 
     async def _send_dm(self, request: web.Request) -> web.Response:
         self.calls.append("dm_send")

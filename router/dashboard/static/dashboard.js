@@ -179,13 +179,17 @@ function drawConnectors(s) {
   const columns = [
     ["connector", (c) => c.name],
     ["status", (c) => pill(c)],
-    ["last message", (c) => when(c.last_message_at)],
+    ["last", (c) => when(c.last_message_at)],
     ["today", (c) => c.messages_today],
     ["errors", (c) => c.errors_today],
   ];
   // the probe column appears once a probe reports (sb_probe_seconds / sb_probe_failures_total)
   if (s.connectors.some((c) => c.probe)) {
-    columns.push(["probe", (c) => (c.probe ? `${duration(c.probe.seconds)}${c.probe.failing ? " failing" : ""}` : "–")]);
+    // a failing probe says how in red words (silent, slow, failed), not colour alone, its reason
+    // on hover; a passing one shows its time
+    const failing = (p) => el("span", { class: "bad", title: p.reason || "" }, p.verdict || "failing");
+    columns.push(["probe", (c) => (!c.probe ? "–" : c.probe.failing ? failing(c.probe)
+      : duration(c.probe.seconds))]);
   }
   $("connectors").replaceChildren(table("Connectors", columns, s.connectors, "connectors"));
 }
@@ -197,10 +201,13 @@ function drawAgents(s) {
     ["p90", (a) => duration(a.p90_seconds)],
   ];
   const parts = [table("First replies by agent", [["agent", (a) => a.agent], ...timing], s.agents, "agents")];
-  // by the account customers wrote to (a mailbox, an X account), once a channel names one
+  // by the account customers wrote to (a mailbox, an X handle), once a channel names one
   if (s.accounts.length) {
-    parts.push(table("First replies by account", [["account", (a) => a.account], ...timing], s.accounts,
+    parts.push(table("First replies by account", [["account", (a) => a.name], ...timing], s.accounts,
       "accounts"));
+    parts.push(table("First replies by account and agent",
+      [["account and agent", (a) => `${a.name} \u00b7 ${a.agent}`], ...timing], s.account_agents,
+      "account-agents"));
   }
   $("agents").replaceChildren(...parts);
 }

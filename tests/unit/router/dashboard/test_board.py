@@ -8,12 +8,16 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from connectors.twitter.settings import XSettings
 from router.dashboard.board import Board
 from router.dashboard.connectors import MetricReader
 from router.dashboard.feed import apply
 from router.dashboard.view import ConnectorFacts, snapshot
+from router.http.dashboard import account_names
 from schemas import EmailExtras
 from schemas.codec import encode
+from schemas.inbound import XExtras
+from schemas.probe import ProbeEvent
 from tests.conversation_events import ack_sent, dead, handoff, held, lifecycle, routed, sla
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -142,9 +146,26 @@ def test_first_reply_by_the_account_customers_wrote_to() -> None:
         b.routed(routed(f"ev_{i}", at, extras=extras))
         b.lifecycle(lifecycle("agent_reply", f"con_ev_{i}", at + timedelta(seconds=after), author="maria"))
     assert snapshot(b, NOW, {})["accounts"] == [
-        {"account": "email:billing", "count": 1, "p50_seconds": 600.0, "p90_seconds": 600.0},
-        {"account": "email:support", "count": 2, "p50_seconds": 60.0, "p90_seconds": 120.0},
+        {"account": "email:billing", "count": 1, "p50_seconds": 600.0, "p90_seconds": 600.0,
+         "name": "email:billing"},
+        {"account": "email:support", "count": 2, "p50_seconds": 60.0, "p90_seconds": 120.0,
+         "name": "email:support"},
     ]
+
+
+def test_first_reply_by_x_handle_and_agent() -> None:
+    b = board()
+    for i, (agent, after) in enumerate([("maria", 60), ("ana", 600), ("maria", 120)]):
+        at = NOW - timedelta(hours=1, minutes=i)
+        extras = XExtras(kind="post", account="1072250532645998596", author_id=f"75{i}", summoned=True)
+        b.routed(routed(f"ev_{i}", at, extras=extras, channel="x"))
+        b.lifecycle(lifecycle("agent_reply", f"con_ev_{i}", at + timedelta(seconds=after), author=agent))
+    names = account_names({"x": XSettings(account_id="1072250532645998596", handle="AcmeHelp"), "api": None})
+    view = snapshot(b, NOW, {}, account_names=names)
+    assert view["accounts"] == [{"account": "x:1072250532645998596", "name": "x:@AcmeHelp", "count": 3,
+                                 "p50_seconds": 120.0, "p90_seconds": 600.0}]
+    assert [(r["name"], r["agent"], r["count"], r["p50_seconds"]) for r in view["account_agents"]] == [
+        ("x:@AcmeHelp", "ana", 1, 600.0), ("x:@AcmeHelp", "maria", 2, 60.0)]
 
 
 def test_queue_backlog_and_eta_at_the_last_hours_pace() -> None:
@@ -265,3 +286,34 @@ def test_records_are_applied_by_topic_and_bad_ones_skipped() -> None:
     assert not apply(b, "t1-sb.routed.v1", b"{not json")
     assert not apply(b, "t1-sb.inbound.v1", encode(routed("ev_2", NOW)))
     assert segment(snapshot(b, NOW, {}), "standard", "email")["routed"] == 1
+
+
+def verdict(channel: str, kind: str, at: datetime, seconds: float | None = None) -> ProbeEvent:
+    probe_id = f"prb_{at.timestamp():.0f}"
+    return ProbeEvent(event_id=f"{probe_id}.{channel}.verdict", probe_id=probe_id, channel=channel,
+                      kind=kind, sent_at=at, at=at, seconds=seconds,  # type: ignore[arg-type]
+                      reason=f"{kind} for the test")
+
+
+def test_probe_verdicts_of_any_edge_colour_their_channel_until_the_next_probe_passes() -> None:
+    b = board()
+    # read from sb.probe.v1: the edge that probes may be another process than this one
+    for record in (verdict("x", "passed", NOW - timedelta(hours=2), 2.5),
+                   verdict("x", "routed", NOW - timedelta(hours=1), 0.4),
+                   verdict("x", "silent", NOW - timedelta(hours=1)),
+                   verdict("chat", "passed", NOW - timedelta(minutes=1), 0.07)):
+        assert apply(b, "t0.sb.probe.v1", encode(record))
+    rows = {row["name"]: row for row in snapshot(b, NOW, {})["connectors"]}
+    # X probes hourly: an hour after its silent probe it is still red, with the last time it passed
+    assert rows["x"]["status"] == "down"
+    assert (rows["x"]["probe"]["failing"], rows["x"]["probe"]["verdict"], rows["x"]["probe"]["seconds"]) == (
+        True, "silent", 2.5)
+    assert (rows["chat"]["status"], rows["chat"]["probe"]["failing"]) == ("ok", False)
+    # an older verdict read late changes nothing; the next passing probe turns it green
+    b.probe(verdict("x", "passed", NOW - timedelta(hours=3), 1.0))
+    assert snapshot(b, NOW, {})["connectors"][1]["probe"]["failing"] is True
+    b.probe(verdict("x", "passed", NOW, 3.0))
+    x_row = next(r for r in snapshot(b, NOW, {})["connectors"] if r["name"] == "x")
+    assert (x_row["status"], x_row["probe"]["seconds"]) == ("ok", 3.0)
+    b.forget(NOW + timedelta(days=3))
+    assert b.probes == {}
