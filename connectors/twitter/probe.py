@@ -8,10 +8,15 @@ post is deleted again so the public timeline does not fill with probes.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from connectors.base import Probe, ProbeTarget
+from connectors.twitter.budget import Budget
 from connectors.twitter.client import XApi
-from connectors.twitter.limits import Budget, Pacer
+from connectors.twitter.limits import Pacer
 from connectors.twitter.settings import XProbeAccount, XSettings
+from connectors.twitter.state import Shared, connect
 
 __all__ = ["XProbe", "probe"]
 
@@ -37,8 +42,10 @@ class XProbe(Probe):
         self.min_interval_seconds = account.interval_seconds
         as_probe = _as_probe_account(settings, account)
         # the probe account's own limits and spend, apart from our account's
-        self.api = XApi(as_probe, pacer=Pacer(settings.limits, max_wait=60.0),
-                        budget=Budget("probe", settings.daily_budget_usd))
+        shared = Shared(connect(settings.redis_url.get_secret_value()), f"{settings.namespace}:x:probe",
+                        time.time, asyncio.sleep)
+        self.api = XApi(as_probe, pacer=Pacer(shared, settings.limits, max_wait=60.0),
+                        budget=Budget(shared, "probe", settings.daily_budget_usd))
         self._posts: dict[str, str] = {}
 
     async def send(self, probe_id: str, text: str) -> None:
