@@ -10,7 +10,8 @@ to identical scores on a support corpus.
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -195,6 +196,7 @@ class _Facts:
     tier: str
     tags: frozenset[str]
     sentiment: float
+    # oldest first, so a window's count is two bisections
     recent_contacts: Sequence[datetime]
     at: datetime
 
@@ -231,7 +233,8 @@ def _repeated(rule: UrgencyRule, facts: _Facts) -> str | None:
         return ""
     within = rule.repeated_contacts.within
     since = facts.at - within
-    count = 1 + sum(1 for t in facts.recent_contacts if since <= t <= facts.at)
+    times = facts.recent_contacts
+    count = 1 + bisect_right(times, facts.at) - bisect_left(times, since)
     if count < rule.repeated_contacts.count:
         return None
     return f"{count} messages from this customer within {format_duration(within)}"
@@ -244,19 +247,35 @@ def _keyword(rule: UrgencyRule, facts: _Facts) -> str | None:
     return f"keyword {found!r}" if found is not None else None
 
 
-# cheapest first: a rule stops at its first failing condition
-_CHECKS = (_channel, _tier, _tag, _sentiment, _repeated, _keyword)
+Check = Callable[[UrgencyRule, _Facts], "str | None"]
+# the checks each rule has conditions for, cheapest first, worked out once per rule
+_plans: dict[int, tuple[UrgencyRule, tuple[Check, ...]]] = {}
+_PLANS_KEPT = 1024
+
+
+def _checks(rule: UrgencyRule) -> tuple[Check, ...]:
+    known = _plans.get(id(rule))
+    if known is not None and known[0] is rule:
+        return known[1]
+    wanted: tuple[tuple[Check, object], ...] = (
+        (_channel, rule.channels), (_tier, rule.tiers), (_tag, rule.tags),
+        (_sentiment, rule.sentiment_at_most is not None),
+        (_repeated, rule.repeated_contacts is not None), (_keyword, rule.keywords is not None))
+    checks = tuple(check for check, needed in wanted if needed)
+    if len(_plans) >= _PLANS_KEPT:  # policies come and go with reloads: keep the memory bounded
+        _plans.clear()
+    _plans[id(rule)] = (rule, checks)
+    return checks
 
 
 def _evidence(rule: UrgencyRule, facts: _Facts) -> str | None:
-    """Why every condition of `rule` holds for the message, or None when one does not."""
+    """Why every condition of `rule` holds for the message, or None when one does not (cheapest first)."""
     found: list[str] = []
-    for check in _CHECKS:
+    for check in _checks(rule):
         evidence = check(rule, facts)
         if evidence is None:
             return None
-        if evidence:
-            found.append(evidence)
+        found.append(evidence)
     return ", ".join(found)
 
 
@@ -268,7 +287,7 @@ def classify(
     # recent_contacts: times of the customer's earlier messages on any channel, as far back
     # as policy.contact_window; `at`: this message's time; tags: the connector's markers
     urgency = policy.urgency
-    facts = _Facts(text, channel, tier, frozenset(tags), sentiment(text), recent_contacts, at)
+    facts = _Facts(text, channel, tier, frozenset(tags), sentiment(text), sorted(recent_contacts), at)
     fired = [(rule, ev) for rule in urgency.rules if (ev := _evidence(rule, facts)) is not None]
     level, reasons = urgency.rank(urgency.default), []
     for rule, ev in fired:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from processors.brain import acknowledge, classify, lifecycle, priority, sticky, thread
+from processors.brain.memo import Memo
 from processors.policy.model import Policy, choose_queue
 from processors.stores.history import ConversationSummary
 from schemas.identified import CustomerProfile, IdentifiedMessage
@@ -96,8 +97,12 @@ def _transfer(stuck: sticky.StickyDecision, before: ConversationSummary | None,
 
 
 def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
-           rules: thread.ThreadRules, now: datetime) -> Outcome:
-    """Route one identified message; the reasons of every step travel with the result."""
+           rules: thread.ThreadRules, now: datetime, memo: Memo | None = None) -> Outcome:
+    """Route one identified message; the reasons of every step travel with the result.
+
+    `memo` reuses priorities and due times across messages (the brain's batches); the
+    result is the same with or without it.
+    """
     message = identified.message
     threaded = thread.guarded(thread.decide(message, thread.ThreadContext(known_thread=facts.known_thread),
                                             rules), message, {c.conversation_id for c in facts.recent})
@@ -128,9 +133,14 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
         (s for s in facts.recent if s.conversation_id == conversation_id), None)
     answer = lifecycle.on_message(before, message.text, queue=stuck.queue, agent=stuck.agent,
                                   policy=policy)
-    rank = priority.priority(tier.name, judged.urgency, policy)
-    due = priority.first_response_due(message.received_at, tier.name, judged.urgency, stuck.queue,
-                                      policy)
+    if memo is None:
+        rank = priority.priority(tier.name, judged.urgency, policy)
+        due = priority.first_response_due(message.received_at, tier.name, judged.urgency, stuck.queue,
+                                          policy)
+    else:
+        rank = memo.priority(tier.name, judged.urgency, policy)
+        due = memo.due("first_response", message.received_at, tier=tier.name, urgency=judged.urgency,
+                       queue=stuck.queue, policy=policy)
     acked = acknowledge.acknowledgement(
         channel=message.channel, tags=message.tags, name=facts.profile.name,
         reference=conversation_id, tier=tier.name, queue=stuck.queue,

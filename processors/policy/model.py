@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from processors.policy.calendar import ALWAYS_OPEN, Calendar
@@ -58,8 +59,10 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
+@lru_cache(maxsize=1024)
 def format_duration(value: timedelta) -> str:
     """Write a duration the way the policy file does: "2h", "1h30m", "45s"."""
+    # cached: reasons name the same few policy durations for every message
     total = int(value.total_seconds())
     hours, rest = divmod(total, 3600)
     minutes, seconds = divmod(rest, 60)
