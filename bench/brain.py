@@ -77,10 +77,10 @@ def measure(messages: int, history: int) -> dict[str, float]:
     identified = [encode(identified_message(m, "cus_bench", "bench", FIRST_SEEN)) for m in inbound]
     decoded = [decode(v, IdentifiedMessage) for v in identified]
     memo = Memo(lambda: now)  # the brain's: one per worker, across batches
-    outcomes = [route.decide(m, facts, policy, RULES, now, memo) for m in decoded]
+    outcomes = [route.decide(m, facts, policy, RULES, now, memo=memo) for m in decoded]
     steps = {
         "decode": _timed(messages, lambda i: decode(identified[i], IdentifiedMessage)),
-        "decide": _timed(messages, lambda i: route.decide(decoded[i], facts, policy, RULES, now, memo)),
+        "decide": _timed(messages, lambda i: route.decide(decoded[i], facts, policy, RULES, now, memo=memo)),
         "encode": _timed(messages, lambda i: _outputs(outcomes[i])),
     }
     sizes = [len(encode(o.routed)) for o in outcomes]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from processors.brain import priority
+from processors.brain.priority import Due, Priority, Target
 from processors.policy.model import Policy
 
 __all__ = ["Memo"]
@@ -36,7 +37,7 @@ class _Minute:
     """A minute's due time at its first instant, whether it moves with arrival, and its reasons."""
 
     start: datetime
-    first: priority.Due
+    first: Due
     moves: bool
     # the reasons before the one naming the due time, that one's words up to the time, the rest
     head: tuple[str, ...]
@@ -44,7 +45,7 @@ class _Minute:
     tail: tuple[str, ...]
 
 
-Key = tuple[priority.Target, str, str, str, int]
+Key = tuple[Target, str, str, str, int]
 
 
 class Memo:
@@ -53,7 +54,7 @@ class Memo:
     def __init__(self, clock: Callable[[], datetime]) -> None:
         self._clock = clock
         self._policy: Policy | None = None
-        self._ranks: dict[tuple[str, str], priority.Priority] = {}
+        self._ranks: dict[tuple[str, str], Priority] = {}
         self._minutes: dict[Key, _Minute | None] = {}
         self._minute = 0
 
@@ -70,7 +71,7 @@ class Memo:
             if len(self._minutes) > _MAX_ENTRIES:
                 self._minutes.clear()
 
-    def priority(self, tier: str, urgency: str, policy: Policy) -> priority.Priority:
+    def priority(self, tier: str, urgency: str, policy: Policy) -> Priority:
         """`priority.priority`, once per tier and urgency."""
         if policy is not self._policy:
             self._fresh(policy)
@@ -79,8 +80,8 @@ class Memo:
             found = self._ranks[tier, urgency] = priority.priority(tier, urgency, policy)
         return found
 
-    def due(self, target: priority.Target, start: datetime, *, tier: str, urgency: str, queue: str,
-            policy: Policy) -> priority.Due:
+    def due(self, target: Target, start: datetime, *, tier: str, urgency: str, queue: str,
+            policy: Policy) -> Due:
         """`priority.due`, with one calendar walk per minute of arrival."""
         self._fresh(policy)
         minute = _minute_of(start)
@@ -88,13 +89,13 @@ class Memo:
         if key in self._minutes:
             entry = self._minutes[key]
         else:
-            entry = self._minutes[key] = _learn(target, minute, tier, urgency, queue, policy)
+            entry = self._minutes[key] = _learn(key, policy)
         if entry is None:
             return priority.due(target, start, tier=tier, urgency=urgency, queue=queue, policy=policy)
         if not entry.moves:
             return entry.first
         at = entry.first.at + (start - entry.start)
-        return priority.Due(at, entry.first.target, entry.first.calendar,
+        return Due(at, entry.first.target, entry.first.calendar,
                             (*entry.head, entry.lead + at.isoformat(), *entry.tail))
 
 
@@ -102,9 +103,9 @@ def _minute_of(at: datetime) -> int:
     return (at - _EPOCH) // _MINUTE
 
 
-def _learn(target: priority.Target, minute: int, tier: str, urgency: str, queue: str,
-           policy: Policy) -> _Minute | None:
+def _learn(key: Key, policy: Policy) -> _Minute | None:
     """One minute's entry, or None when its due time neither moves with arrival nor stays."""
+    target, tier, urgency, queue, minute = key
     start = _EPOCH + minute * _MINUTE
     first = priority.due(target, start, tier=tier, urgency=urgency, queue=queue, policy=policy)
     last = priority.due(target, start + _LAST, tier=tier, urgency=urgency, queue=queue, policy=policy)

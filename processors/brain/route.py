@@ -97,7 +97,7 @@ def _transfer(stuck: sticky.StickyDecision, before: ConversationSummary | None,
 
 
 def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
-           rules: thread.ThreadRules, now: datetime, memo: Memo | None = None) -> Outcome:
+           rules: thread.ThreadRules, now: datetime, *, memo: Memo | None = None) -> Outcome:
     """Route one identified message; the reasons of every step travel with the result.
 
     `memo` reuses priorities and due times across messages (the brain's batches); the
