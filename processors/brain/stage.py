@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from processors.brain import route
 from processors.brain.casefile import CaseFile
+from processors.brain.memo import Memo
 from processors.brain.sla import SlaClock
 from processors.brain.thread import ThreadRules
 from processors.intake.dedupe import Novelty
@@ -97,11 +98,14 @@ class Brain:
     """Runs the brain over a batch of identified messages and lifecycle events."""
 
     def __init__(self, redis: Redis, stores: Stores, policy: Callable[[], Policy],
-                 rules: ThreadRules) -> None:
+                 rules: ThreadRules, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._redis = redis
         self._stores = stores
         self._policy = policy
         self._rules = rules
+        self._clock = clock
+        # priorities and due times, worked out once a minute per tier, urgency and queue
+        self._memo = Memo(clock)
         # the fresh claims of batches processed but not yet confirmed, by record owner
         self._unconfirmed: dict[str, Claim] = {}
 
@@ -113,7 +117,7 @@ class Brain:
             return outputs
         tally = Tally(STAGE)
         items, customers, threads, backlog = await self._read(decoded, tally)
-        batch = _Batch(threads, backlog, self._policy(), datetime.now(UTC))
+        batch = _Batch(threads, backlog, self._policy(), self._clock())
         debug = log.isEnabledFor(logging.DEBUG)  # once per batch: the check is not free
         probes = {item.customer_id for item in items if isinstance(item, IdentifiedMessage) and item.probe}
         for item in items:
@@ -204,7 +208,7 @@ class Brain:
             profile=customer.profile, history=tuple(customer.history[: self._stores.history_limit]),
             recent=sorted(customer.recent.values(), key=lambda r: r.last_at, reverse=True),
             known_thread=batch.threads.get(thread), backlog=batch.backlog)
-        outcome = route.decide(identified, facts, batch.policy, self._rules, batch.now)
+        outcome = route.decide(identified, facts, batch.policy, self._rules, batch.now, memo=self._memo)
         routed = outcome.routed
         conversation = routed.conversation_id
         batch.threads[thread] = conversation
