@@ -169,12 +169,20 @@ def sentiment(text: str) -> float:
     text = _describe_emojis(text, lex).strip()
     words = [_token(w) for w in text.split()]
     low = [w.lower() for w in words]
-    cap_diff = vader.allcap_differential(words)
-    scores: list[float] = []
-    for i, word in enumerate(low):
-        skip = word in _BOOST or (word == "kind" and i < len(low) - 1 and low[i + 1] == "of")
-        scores.append(_valence(words, low, i, cap_diff, lex.words)
-                      if not skip and word in lex.words else 0.0)
+    words_lex = lex.words
+    # most words carry no sentiment: score only those that do (VADER scores the rest 0)
+    hits = [i for i, word in enumerate(low) if word in words_lex]
+    if not hits:
+        return 0.0
+    capitals = sum(1 for w in words if w.isupper())
+    cap_diff = 0 < len(words) - capitals < len(words)  # VADER's allcap_differential
+    scores = [0.0] * len(low)
+    last = len(low) - 1
+    for i in hits:
+        word = low[i]
+        if word in _BOOST or (word == "kind" and i < last and low[i + 1] == "of"):
+            continue
+        scores[i] = _valence(words, low, i, cap_diff, words_lex)
     if "but" in low:
         _but(scores, low.index("but"))
     return _compound(scores, text)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any, Literal
@@ -387,6 +387,34 @@ def _match_evidence(match: QueueMatch, msg: _Message, policy: Policy) -> tuple[l
     return evidence, found
 
 
+# the queues a message of one channel, tier, urgency and language can match, in order, each
+# with its evidence and the keywords it still needs: worked out once, not per message
+_Candidate = tuple[str, tuple[str, ...], "Keywords | None"]
+_CANDIDATES_KEPT = 4096
+_candidates_seen: dict[tuple[int, str, str, str, str | None], tuple[Policy, tuple[_Candidate, ...]]] = {}
+
+
+def _candidates(policy: Policy, msg: _Message) -> tuple[_Candidate, ...]:
+    key = (id(policy), msg.channel, msg.tier, msg.urgency, msg.language)
+    known = _candidates_seen.get(key)
+    if known is not None and known[0] is policy:
+        return known[1]
+    found: list[_Candidate] = []
+    for candidate in policy.queues.values():
+        if candidate.match is None:
+            continue
+        words = candidate.match.keywords
+        matched = _match_evidence(replace(candidate.match, keywords=None), msg, policy)
+        if matched is not None:
+            found.append((candidate.name, tuple(matched[0]), words))
+            if words is None:
+                break  # nothing after a match that needs no keyword is ever reached
+    if len(_candidates_seen) >= _CANDIDATES_KEPT:  # policies come and go: bounded
+        _candidates_seen.clear()
+    _candidates_seen[key] = (policy, tuple(found))
+    return tuple(found)
+
+
 def _available(start: str, policy: Policy, down: frozenset[str]) -> tuple[str, list[str]]:
     """Follow fallbacks from `start` until a queue has a destination that is up."""
     queue, reasons, seen = start, [], {start}
@@ -407,16 +435,17 @@ def choose_queue(
     down: frozenset[str] = frozenset(),
 ) -> QueueChoice:
     """First queue whose match holds (else the default), then overflow, then fallback."""
-    msg = _Message(channel, tier, urgency, text, language)
     queue, keyword, reasons = policy.default_queue, None, [
         f"queue={policy.default_queue}: no queue matched, default queue"]
-    for candidate in policy.queues.values():
-        matched = _match_evidence(candidate.match, msg, policy) if candidate.match else None
-        if matched is not None:
-            evidence, keyword = matched
-            queue = candidate.name
-            reasons = [f"queue={queue}: " + (", ".join(evidence) or "matches every message")]
-            break
+    for name, evidence, words in _candidates(policy, _Message(channel, tier, urgency, "", language)):
+        if words is not None:
+            keyword = words.find(text)
+            if keyword is None:
+                continue
+            evidence = (*evidence, f"keyword {keyword!r}")
+        queue = name
+        reasons = [f"queue={queue}: " + (", ".join(evidence) or "matches every message")]
+        break
     overflow = policy.queues[queue].overflow
     waiting = (backlog or {}).get(queue, 0)
     if overflow is not None and waiting > overflow.above:
