@@ -207,6 +207,7 @@ class _Facts:
     # oldest first, so a window's count is two bisections
     recent_contacts: Sequence[datetime]
     at: datetime
+    folded: str
 
 
 # each check gives its evidence, "" when the rule has no such condition, None when it fails
@@ -251,7 +252,7 @@ def _repeated(rule: UrgencyRule, facts: _Facts) -> str | None:
 def _keyword(rule: UrgencyRule, facts: _Facts) -> str | None:
     if rule.keywords is None:
         return ""
-    found = rule.keywords.find(facts.text)
+    found = rule.keywords.find_folded(facts.folded)
     return f"keyword {found!r}" if found is not None else None
 
 
@@ -295,7 +296,8 @@ def classify(
     # recent_contacts: times of the customer's earlier messages on any channel, as far back
     # as policy.contact_window; `at`: this message's time; tags: the connector's markers
     urgency = policy.urgency
-    facts = _Facts(text, channel, tier, frozenset(tags), sentiment(text), sorted(recent_contacts), at)
+    facts = _Facts(text, channel, tier, frozenset(tags), sentiment(text), sorted(recent_contacts), at,
+                   text.casefold())
     fired = [(rule, ev) for rule in urgency.rules if (ev := _evidence(rule, facts)) is not None]
     level, reasons = urgency.rank(urgency.default), []
     for rule, ev in fired:

@@ -56,20 +56,33 @@ class Memo:
         self._policy: Policy | None = None
         self._ranks: dict[tuple[str, str], Priority] = {}
         self._minutes: dict[Key, _Minute | None] = {}
+        self._windows: list[timedelta] = []
         self._minute = 0
 
     def _fresh(self, policy: Policy) -> None:
-        """Forget everything of another policy, and minutes the clock has left behind."""
+        """Forget everything of another policy."""
         if policy is not self._policy:
             self._policy = policy
             self._ranks.clear()
             self._minutes.clear()
+            self._windows.clear()
+
+    def _expire(self) -> None:
+        """Forget minutes the clock has left behind (on a miss only: hits never read the clock)."""
         minute = _minute_of(self._clock())
         if minute != self._minute or len(self._minutes) > _MAX_ENTRIES:
             self._minute = minute
             self._minutes = {k: v for k, v in self._minutes.items() if k[4] >= minute - 1}
             if len(self._minutes) > _MAX_ENTRIES:
                 self._minutes.clear()
+
+    def contact_window(self, policy: Policy) -> timedelta:
+        """`policy.contact_window`, once per policy."""
+        if policy is not self._policy:
+            self._fresh(policy)
+        if not self._windows:
+            self._windows.append(policy.contact_window)
+        return self._windows[0]
 
     def priority(self, tier: str, urgency: str, policy: Policy) -> Priority:
         """`priority.priority`, once per tier and urgency."""
@@ -83,12 +96,13 @@ class Memo:
     def due(self, target: Target, start: datetime, *, tier: str, urgency: str, queue: str,
             policy: Policy) -> Due:
         """`priority.due`, with one calendar walk per minute of arrival."""
-        self._fresh(policy)
-        minute = _minute_of(start)
-        key: Key = (target, tier, urgency, queue, minute)
+        if policy is not self._policy:
+            self._fresh(policy)
+        key: Key = (target, tier, urgency, queue, _minute_of(start))
         if key in self._minutes:
             entry = self._minutes[key]
         else:
+            self._expire()
             entry = self._minutes[key] = _learn(key, policy)
         if entry is None:
             return priority.due(target, start, tier=tier, urgency=urgency, queue=queue, policy=policy)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 
 from processors.policy.model import Policy, Queue, QueueChoice, format_duration
@@ -54,7 +55,12 @@ def _age(record: ConversationRecord, at: datetime) -> str:
     seconds = max(0, int((at - record.last_activity).total_seconds()))
     if seconds < 60:
         return "just now"
-    return f"{format_duration(timedelta(minutes=seconds // 60))} ago"
+    return _minutes_ago(seconds // 60)
+
+
+@lru_cache(maxsize=4096)
+def _minutes_ago(minutes: int) -> str:
+    return f"{format_duration(timedelta(minutes=minutes))} ago"
 
 
 def _new(fresh: QueueChoice, why: str) -> StickyDecision:

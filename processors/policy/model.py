@@ -79,7 +79,10 @@ class Keywords:
 
     def find(self, text: str) -> str | None:
         """The first keyword found in `text`, case-folded, or None."""
-        folded = text.casefold()
+        return self.find_folded(text.casefold())
+
+    def find_folded(self, folded: str) -> str | None:
+        """`find` on a text already case-folded (one fold for all of a message's rules)."""
         start = 0
         while (match := self.pattern.search(folded, start)) is not None:
             at = match.start()
