@@ -397,11 +397,13 @@ _CANDIDATES_KEPT = 4096
 _candidates_seen: dict[tuple[int, str, str, str, str | None], tuple[Policy, tuple[_Candidate, ...]]] = {}
 
 
-def _candidates(policy: Policy, msg: _Message) -> tuple[_Candidate, ...]:
-    key = (id(policy), msg.channel, msg.tier, msg.urgency, msg.language)
+def _candidates(policy: Policy, channel: str, tier: str, urgency: str,
+                language: str | None) -> tuple[_Candidate, ...]:
+    key = (id(policy), channel, tier, urgency, language)
     known = _candidates_seen.get(key)
     if known is not None and known[0] is policy:
         return known[1]
+    msg = _Message(channel, tier, urgency, "", language)
     found: list[_Candidate] = []
     for candidate in policy.queues.values():
         if candidate.match is None:
@@ -420,6 +422,8 @@ def _candidates(policy: Policy, msg: _Message) -> tuple[_Candidate, ...]:
 
 def _available(start: str, policy: Policy, down: frozenset[str]) -> tuple[str, list[str]]:
     """Follow fallbacks from `start` until a queue has a destination that is up."""
+    if not down and policy.queues[start].destinations:
+        return start, []  # the common case: nothing is down
     queue, reasons, seen = start, [], {start}
     while all(d in down for d in policy.queues[queue].destinations):
         fallback = policy.queues[queue].fallback
@@ -438,17 +442,21 @@ def choose_queue(
     down: frozenset[str] = frozenset(),
 ) -> QueueChoice:
     """First queue whose match holds (else the default), then overflow, then fallback."""
-    queue, keyword, reasons = policy.default_queue, None, [
-        f"queue={policy.default_queue}: no queue matched, default queue"]
-    for name, evidence, words in _candidates(policy, _Message(channel, tier, urgency, "", language)):
+    queue, keyword, reasons = policy.default_queue, None, None
+    folded = None
+    for name, evidence, words in _candidates(policy, channel, tier, urgency, language):
+        found = evidence
         if words is not None:
-            keyword = words.find(text)
+            folded = text.casefold() if folded is None else folded
+            keyword = words.find_folded(folded)
             if keyword is None:
                 continue
-            evidence = (*evidence, f"keyword {keyword!r}")
+            found = (*evidence, f"keyword {keyword!r}")
         queue = name
-        reasons = [f"queue={queue}: " + (", ".join(evidence) or "matches every message")]
+        reasons = [f"queue={queue}: " + (", ".join(found) or "matches every message")]
         break
+    if reasons is None:
+        reasons = [f"queue={policy.default_queue}: no queue matched, default queue"]
     overflow = policy.queues[queue].overflow
     waiting = (backlog or {}).get(queue, 0)
     if overflow is not None and waiting > overflow.above:
