@@ -20,6 +20,7 @@ from processors.policy.load import load_policy
 from processors.stage import Output, Record
 from processors.stores.cards import CardStore
 from processors.stores.claims import ClaimStore
+from processors.stores.client import packed
 from processors.stores.clocks import ClockStore
 from processors.stores.conversations import ConversationStore
 from processors.stores.directory import Directory
@@ -40,8 +41,8 @@ POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
 TOKEN_KEY = b"roundtrip-test-key"
 
 
-class Counting(Connection):
-    """A real connection that counts what it writes to Redis: one write per command or pipeline."""
+class Counting(packed(Connection)):  # type: ignore[misc]
+    """Our client's connection, counting what it writes to Redis: one write per command or pipeline."""
 
     sent = 0
 
@@ -53,7 +54,7 @@ class Counting(Connection):
 
 @pytest.fixture
 async def redis(stack: Settings) -> AsyncIterator[Redis]:
-    # built as router.service builds the worker's client, on connections that count
+    # built as router.service builds the worker's client (new_redis), on connections that count
     client = Redis.from_url(stack.redis_dsn, socket_timeout=10, connection_class=Counting)
     await client.ping()
     yield client
