@@ -5,12 +5,19 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
+from bench.workload import Workload
 from processors.brain.memo import Memo
 from processors.brain.priority import due, priority
+from processors.brain.route import Facts, decide
+from processors.brain.thread import ThreadRules
+from processors.intake.stage import identified_message
 from processors.policy.load import load_policy
 from router.vocabulary import VOCABULARY
+from schemas import Decision, InboundMessage, decode
+from schemas.identified import CustomerProfile
 from tests.paths import ROOT
 
 POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
@@ -102,3 +109,21 @@ def test_the_clock_moving_on_keeps_answers_exact() -> None:
         assert memo.due("first_response", start, tier="standard", urgency="low", queue="general",
                         policy=POLICY) == due("first_response", start, tier="standard", urgency="low",
                                               queue="general", policy=POLICY)
+
+
+def test_routing_with_the_memo_is_routing_without_it() -> None:
+    # real support texts from many senders, over an afternoon that runs past the 18:00 close
+    work = Workload("memo", customers=50)
+    rules = ThreadRules(token_key=b"memo-test-key")
+    memo = Memo(lambda: CLOCK)
+    start = datetime(2026, 3, 27, 16, 0, tzinfo=BERLIN)
+    seen = Decision(stage="identify", outcome="known", reasons=("test",))
+    for i in range(400):
+        message = msgspec.structs.replace(decode(work.next()[1], InboundMessage),
+                                          received_at=start + timedelta(seconds=i * 17.3))
+        tier = ("standard", "premium", "enterprise")[i % 3]
+        facts = Facts(profile=CustomerProfile(customer_id=f"cus_{i % 50}", tier=tier))
+        identified = identified_message(message, f"cus_{i % 50}", "test", seen)
+        now = message.received_at
+        assert decide(identified, facts, POLICY, rules, now, memo=memo) == decide(
+            identified, facts, POLICY, rules, now)
