@@ -163,14 +163,15 @@ class Brain:
         decided afresh from the state before it.
         """
         pending, self._pending = self._pending, None
+        if pending is not None and pending[0] != _owners(records):
+            # never another batch's state: the loop runs this batch again, process first
+            raise RuntimeError("confirm of a batch other than the one last processed")
         # only the claims this batch made or replayed: a duplicate's claim belongs to another record
         claims = [c for r in records if (c := self._unconfirmed.pop(r.owner, None)) is not None]
-        writes = pending is not None and pending[0] == _owners(records)
-        if not (claims or writes):
+        if not (claims or pending):
             return
         pipe = self._redis.pipeline(transaction=False)
-        if writes:
-            assert pending is not None
+        if pending is not None:
             self._queue_write(pipe, pending[1], pending[2])
         if claims:
             self._stores.claims.queue_done(pipe, claims)

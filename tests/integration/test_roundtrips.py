@@ -142,3 +142,22 @@ def _resolved(routed: Output) -> bytes:
         event_id=f"ev_resolved_{conversation.event_id}", kind="resolved",
         conversation_id=conversation.conversation_id, customer_id=conversation.customer_id,
         at=datetime.now(UTC), author="ana"))
+
+
+async def test_the_state_is_written_only_by_the_confirm_of_its_own_batch(
+        redis: Redis, stages: Stages) -> None:
+    ns, intake, brain = stages.ns, stages.intake, stages.brain
+    work = Workload(ns, customers=5)
+    outputs = await intake.process(_records(f"{ns}-{INBOUND.name}", [work.next()[1] for _ in range(10)]))
+    identified = _records(f"{ns}-{IDENTIFIED.name}", [o.value for o in outputs if o.topic is IDENTIFIED])
+    routed = await brain.process(identified)
+    customer = _customer_of(routed)
+    # nothing is written before Kafka has the outputs
+    assert not await redis.exists(stages.history.recent_key(customer))
+    with pytest.raises(RuntimeError, match="other than the one last processed"):
+        await brain.confirm(identified[:3])
+    assert not await redis.exists(stages.history.recent_key(customer))
+    # the loop runs the batch again: decided afresh, then confirmed
+    await brain.process(identified)
+    await brain.confirm(identified)
+    assert await redis.exists(stages.history.recent_key(customer))
