@@ -197,7 +197,7 @@ class Classification:
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per message and private: not frozen, which costs a setattr per field
 class _Facts:
     text: str
     channel: str

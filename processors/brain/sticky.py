@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from processors.policy.model import Policy, Queue, QueueChoice, format_duration
 
@@ -22,9 +22,11 @@ __all__ = ["ConversationRecord", "Outcome", "StickyDecision", "decide"]
 Outcome = Literal["new", "continue", "transfer", "escalate"]
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationRecord:
+class ConversationRecord(NamedTuple):
     """What routing needs to know of one of the customer's open or recent conversations."""
+
+    # a named tuple, not a frozen dataclass: one is built per recent conversation per message,
+    # and a frozen dataclass sets each field through object.__setattr__
 
     # status: "closed" is never continued, "resolved" is reopened until the policy's
     # lifecycle closes it (`close_after`), any other ("open", "waiting_on_customer") is live
