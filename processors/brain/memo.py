@@ -110,7 +110,7 @@ class Memo:
             return entry.first
         at = entry.first.at + (start - entry.start)
         return Due(at, entry.first.target, entry.first.calendar,
-                            (*entry.head, entry.lead + at.isoformat(), *entry.tail))
+                   (*entry.head, entry.lead + at.isoformat(), *entry.tail))
 
 
 def _minute_of(at: datetime) -> int:
