@@ -117,6 +117,7 @@ class Brain:
 
     async def process(self, records: Sequence[Record]) -> list[Output]:
         """Route messages and apply events; returns routed conversations and acknowledgements."""
+        self._pending = None  # a batch processed again, or another one, starts from Redis' state
         outputs: list[Output] = []
         decoded = _decode(records, outputs)
         if not decoded:
