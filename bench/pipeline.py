@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -29,10 +29,11 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.scaleout import Lag, Workers, free_port
 from bench.topics import delete_topics
 from bench.workload import Workload
 from router.settings import Settings, load
-from schemas.topics import INBOUND, ROUTED
+from schemas.topics import IDENTIFIED, INBOUND, ROUTED
 
 __all__ = ["Collector", "Result", "main", "percentile", "process"]
 
@@ -69,6 +70,9 @@ class Result:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    # the chain only: each worker's msg/s in the burst, and each stage group's peak lag
+    per_worker: list[int] = field(default_factory=list)
+    lag_peak: dict[str, int] = field(default_factory=dict)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -150,7 +154,8 @@ async def _publish(producer: AIOKafkaProducer, topic: str, work: Workload, n: in
 
 
 async def _measure(name: str, settings: Settings, *, source: str, sink: str,
-                   stamp: Callable[[bytes], float], args: argparse.Namespace) -> Result:
+                   stamp: Callable[[bytes], float], args: argparse.Namespace,
+                   workers: Workers | None = None, lag: Lag | None = None) -> Result:
     work = Workload(uuid.uuid4().hex[:8])
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     await producer.start()
@@ -169,14 +174,21 @@ async def _measure(name: str, settings: Settings, *, source: str, sink: str,
         latencies = collector.latencies[base:]
         # throughput: a burst as fast as we can publish, until the last one is out
         base = len(collector.latencies)
+        if workers is not None:
+            await workers.start()
+        if lag is not None:
+            await lag.start()
         started = await _publish(producer, source, work, args.messages, None)
         if not await collector.wait_for(base + args.messages, 300):
             raise SystemExit(f"{name}: lost messages in the throughput phase")
         seconds = collector.last_at - started
+        shares = await workers.rates(seconds) if workers is not None else []
+        if lag is not None:
+            await lag.stop()
         return Result(name, args.messages, round(seconds, 3), round(args.messages / seconds),
                       args.rate, round(percentile(latencies, 0.5) * 1000, 1),
                       round(percentile(latencies, 0.99) * 1000, 1),
-                      round(max(latencies) * 1000, 1))
+                      round(max(latencies) * 1000, 1), shares, dict(lag.peak) if lag else {})
     finally:
         await collector.stop()
         await producer.stop()
@@ -256,12 +268,19 @@ async def _measure_all(settings: Settings, run_id: str, args: argparse.Namespace
             "SB_TOPIC_PREFIX": prefix, "SB_APP_ID": f"bench-{run_id}", "SB_HTTP_PORT": "0",
             "SB_LOG_LEVEL": "WARNING", "SB_STAGES": json.dumps(["intake", "brain"])}
     sb = Settings(topic_prefix=prefix)
+    ports = [free_port() for _ in range(args.workers)]
     with contextlib.ExitStack() as workers:
-        for _ in range(args.workers):
-            workers.enter_context(process([sys.executable, "-m", "router.cli", "worker"], env))
+        for port in ports:
+            workers.enter_context(process([sys.executable, "-m", "router.cli", "worker"],
+                                          env | {"SB_HTTP_PORT": str(port)}))
         name = "switchboard pipeline" + (f", {args.workers} workers" if args.workers > 1 else "")
-        results.append(await _measure(name, settings, source=sb.topic(INBOUND),
-                                      sink=sb.topic(ROUTED), stamp=_stamp_routed, args=args))
+        shares = Workers(ports)
+        await shares.ready()
+        lag = Lag(settings.kafka_bootstrap, {f"bench-{run_id}.intake": sb.topic(INBOUND),
+                                             f"bench-{run_id}.brain": sb.topic(IDENTIFIED)},
+                  settings.kafka_partitions)
+        results.append(await _measure(name, settings, source=sb.topic(INBOUND), sink=sb.topic(ROUTED),
+                                      stamp=_stamp_routed, args=args, workers=shares, lag=lag))
     return results
 
 
@@ -275,8 +294,7 @@ def _report(results: list[Result], workers: int) -> None:
     print(f"throughput ratio switchboard/raw: {sb.per_second / raw.per_second:.2f}; "
           f"switchboard/raw two hops: {sb.per_second / two_hops.per_second:.2f}")
     print(f"throughput ratio faust-forward/raw: {forward.per_second / raw.per_second:.2f}")
-    if workers > 1:
-        print(f"per worker: {sb.per_second / workers:.0f} msg/s")
+    print(f"per worker (brain, msg/s in the burst): {sb.per_worker}; peak consumer lag: {sb.lag_peak}")
     print(f"p99 latency ratio switchboard/raw: {sb.p99_ms / raw.p99_ms:.2f}")
     print(json.dumps({"results": [asdict(r) for r in results], "workers": workers,
                       "throughput_ratio": round(sb.per_second / raw.per_second, 3),
@@ -292,7 +310,15 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1_000, help="offered rate for latency, msg/s")
     parser.add_argument("--seconds", type=int, default=5, help="length of the latency phase")
     parser.add_argument("--workers", type=int, default=1, help="switchboard worker processes")
+    parser.add_argument("--backlog", type=int, default=0,
+                        help="instead: drain a backlog of this many messages (bench.backlog)")
+    parser.add_argument("--drain-timeout", type=float, default=900, help="seconds a drain may take")
     args = parser.parse_args()
+    if args.backlog:
+        from bench import backlog  # imports this module: only when asked for
+
+        backlog.report(asyncio.run(backlog.drain(args)))
+        return
     _report(asyncio.run(run(args)), args.workers)
 
 

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 from redis.asyncio import Redis
 
+from processors.stores.client import new_redis
 from processors.stores.cursors import RedisCursorStore
 from router.app import Pipeline
 from router.channels import Channels, configured
@@ -176,7 +177,7 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     # Faust keeps its files in the state dir (router/app.py); it creates only the last level
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
-    redis: Redis = Redis.from_url(settings.redis_dsn, socket_timeout=10)
+    redis: Redis = new_redis(settings.redis_dsn, socket_timeout=10)
     channels = configured(settings, RedisCursorStore(redis, f"{settings.topic_prefix}sb"))
     policy = PolicyHolder(settings.policy_path)
     policy.load()  # a bad policy file stops the start here, naming its file, line and key

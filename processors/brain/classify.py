@@ -10,7 +10,8 @@ to identical scores on a support corpus.
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -168,12 +169,20 @@ def sentiment(text: str) -> float:
     text = _describe_emojis(text, lex).strip()
     words = [_token(w) for w in text.split()]
     low = [w.lower() for w in words]
-    cap_diff = vader.allcap_differential(words)
-    scores: list[float] = []
-    for i, word in enumerate(low):
-        skip = word in _BOOST or (word == "kind" and i < len(low) - 1 and low[i + 1] == "of")
-        scores.append(_valence(words, low, i, cap_diff, lex.words)
-                      if not skip and word in lex.words else 0.0)
+    words_lex = lex.words
+    # most words carry no sentiment: score only those that do (VADER scores the rest 0)
+    hits = [i for i, word in enumerate(low) if word in words_lex]
+    if not hits:
+        return 0.0
+    capitals = sum(1 for w in words if w.isupper())
+    cap_diff = 0 < len(words) - capitals < len(words)  # VADER's allcap_differential
+    scores = [0.0] * len(low)
+    last = len(low) - 1
+    for i in hits:
+        word = low[i]
+        if word in _BOOST or (word == "kind" and i < last and low[i + 1] == "of"):
+            continue
+        scores[i] = _valence(words, low, i, cap_diff, words_lex)
     if "but" in low:
         _but(scores, low.index("but"))
     return _compound(scores, text)
@@ -188,15 +197,17 @@ class Classification:
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per message and private: not frozen, which costs a setattr per field
 class _Facts:
     text: str
     channel: str
     tier: str
     tags: frozenset[str]
     sentiment: float
+    # oldest first, so a window's count is two bisections
     recent_contacts: Sequence[datetime]
     at: datetime
+    folded: str
 
 
 # each check gives its evidence, "" when the rule has no such condition, None when it fails
@@ -231,7 +242,8 @@ def _repeated(rule: UrgencyRule, facts: _Facts) -> str | None:
         return ""
     within = rule.repeated_contacts.within
     since = facts.at - within
-    count = 1 + sum(1 for t in facts.recent_contacts if since <= t <= facts.at)
+    times = facts.recent_contacts
+    count = 1 + bisect_right(times, facts.at) - bisect_left(times, since)
     if count < rule.repeated_contacts.count:
         return None
     return f"{count} messages from this customer within {format_duration(within)}"
@@ -240,23 +252,39 @@ def _repeated(rule: UrgencyRule, facts: _Facts) -> str | None:
 def _keyword(rule: UrgencyRule, facts: _Facts) -> str | None:
     if rule.keywords is None:
         return ""
-    found = rule.keywords.find(facts.text)
+    found = rule.keywords.find_folded(facts.folded)
     return f"keyword {found!r}" if found is not None else None
 
 
-# cheapest first: a rule stops at its first failing condition
-_CHECKS = (_channel, _tier, _tag, _sentiment, _repeated, _keyword)
+Check = Callable[[UrgencyRule, _Facts], "str | None"]
+# the checks each rule has conditions for, cheapest first, worked out once per rule
+_plans: dict[int, tuple[UrgencyRule, tuple[Check, ...]]] = {}
+_PLANS_KEPT = 1024
+
+
+def _checks(rule: UrgencyRule) -> tuple[Check, ...]:
+    known = _plans.get(id(rule))
+    if known is not None and known[0] is rule:
+        return known[1]
+    wanted: tuple[tuple[Check, object], ...] = (
+        (_channel, rule.channels), (_tier, rule.tiers), (_tag, rule.tags),
+        (_sentiment, rule.sentiment_at_most is not None),
+        (_repeated, rule.repeated_contacts is not None), (_keyword, rule.keywords is not None))
+    checks = tuple(check for check, needed in wanted if needed)
+    if len(_plans) >= _PLANS_KEPT:  # policies come and go with reloads: keep the memory bounded
+        _plans.clear()
+    _plans[id(rule)] = (rule, checks)
+    return checks
 
 
 def _evidence(rule: UrgencyRule, facts: _Facts) -> str | None:
-    """Why every condition of `rule` holds for the message, or None when one does not."""
+    """Why every condition of `rule` holds for the message, or None when one does not (cheapest first)."""
     found: list[str] = []
-    for check in _CHECKS:
+    for check in _checks(rule):
         evidence = check(rule, facts)
         if evidence is None:
             return None
-        if evidence:
-            found.append(evidence)
+        found.append(evidence)
     return ", ".join(found)
 
 
@@ -268,7 +296,8 @@ def classify(
     # recent_contacts: times of the customer's earlier messages on any channel, as far back
     # as policy.contact_window; `at`: this message's time; tags: the connector's markers
     urgency = policy.urgency
-    facts = _Facts(text, channel, tier, frozenset(tags), sentiment(text), recent_contacts, at)
+    facts = _Facts(text, channel, tier, frozenset(tags), sentiment(text), sorted(recent_contacts), at,
+                   text.casefold())
     fired = [(rule, ev) for rule in urgency.rules if (ev := _evidence(rule, facts)) is not None]
     level, reasons = urgency.rank(urgency.default), []
     for rule, ev in fired:

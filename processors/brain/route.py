@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from processors.brain import acknowledge, callback, classify, lifecycle, priority, sticky, thread
+from processors.brain.memo import Memo
 from processors.policy.model import Policy, choose_queue
 from processors.stores.history import ConversationSummary
 from schemas.identified import CustomerProfile, IdentifiedMessage
@@ -53,8 +54,8 @@ def _records(recent: Sequence[ConversationSummary]) -> list[sticky.ConversationR
                                       s.transfers) for s in recent]
 
 
-def _contacts(history: Sequence[HistoryEntry], policy: Policy, at: datetime) -> list[datetime]:
-    since = at - policy.contact_window
+def _contacts(history: Sequence[HistoryEntry], window: timedelta, at: datetime) -> list[datetime]:
+    since = at - window
     return [e.at for e in history if e.direction == "in" and since <= e.at < at]
 
 
@@ -96,16 +97,21 @@ def _transfer(stuck: sticky.StickyDecision, before: ConversationSummary | None,
 
 
 def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
-           rules: thread.ThreadRules, now: datetime) -> Outcome:
-    """Route one identified message; the reasons of every step travel with the result."""
+           rules: thread.ThreadRules, now: datetime, *, memo: Memo | None = None) -> Outcome:
+    """Route one identified message; the reasons of every step travel with the result.
+
+    `memo` reuses priorities and due times across messages (the brain's batches); the
+    result is the same with or without it.
+    """
     message = identified.message
     threaded = thread.guarded(thread.decide(message, thread.ThreadContext(known_thread=facts.known_thread),
                                             rules), message, {c.conversation_id for c in facts.recent})
     tier, tier_reasons = priority.tier_for(facts.profile.tier, policy)
     # tier_for explains only a fallback; a tier it found came from the directory
     tier_reasons = tier_reasons or (f"tier={tier.name}: from the customer directory",)
+    window = policy.contact_window if memo is None else memo.contact_window(policy)
     judged = classify.classify(message.text, message.channel, tier.name,
-                               _contacts(facts.history, policy, message.received_at), policy,
+                               _contacts(facts.history, window, message.received_at), policy,
                                at=message.received_at, tags=message.tags)
     fresh = choose_queue(policy, channel=message.channel, tier=tier.name, urgency=judged.urgency,
                          text=message.text, backlog=facts.backlog)
@@ -123,14 +129,21 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
              "ones: queue chosen afresh", *fresh.reasons))
     if stuck.outcome == "new" and not fresh.keyword:
         stuck = _same_subject(message, facts.recent, stuck, policy) or stuck
-    conversation_id = stuck.conversation_id or new_conversation_id(message.event_id)
+    # an unjoined thread already named the new conversation (the same id: no second digest)
+    conversation_id = stuck.conversation_id or (
+        threaded.conversation_id if not threaded.joined else new_conversation_id(message.event_id))
     before = None if stuck.outcome == "new" else next(
         (s for s in facts.recent if s.conversation_id == conversation_id), None)
     answer = lifecycle.on_message(before, message.text, queue=stuck.queue, agent=stuck.agent,
                                   policy=policy)
-    rank = priority.priority(tier.name, judged.urgency, policy)
-    due = priority.first_response_due(message.received_at, tier.name, judged.urgency, stuck.queue,
-                                      policy)
+    if memo is None:
+        rank = priority.priority(tier.name, judged.urgency, policy)
+        due = priority.first_response_due(message.received_at, tier.name, judged.urgency, stuck.queue,
+                                          policy)
+    else:
+        rank = memo.priority(tier.name, judged.urgency, policy)
+        due = memo.due("first_response", message.received_at, tier=tier.name, urgency=judged.urgency,
+                       queue=stuck.queue, policy=policy)
     answering = callback.decide(channel=message.channel, tier=tier.name, sender=message.sender,
                                 identities=facts.profile.identities, due=due.at, policy=policy)
     acked = acknowledge.acknowledgement(

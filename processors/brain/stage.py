@@ -7,7 +7,10 @@ customer. It reads everything the batch's customers need in one round trip (thre
 history, recent conversations, profiles, clocks, queue backlogs), applies messages (the
 pure `route.decide`) and events (the pure `lifecycle.apply`) in batch order — later ones
 see earlier ones' effects — and writes every change back in a second round trip:
-history, summaries, clocks, card statuses and the lifecycle plans.
+history, summaries, clocks, card statuses and the lifecycle plans. That write waits for
+Kafka's acknowledgement of the batch's outputs and carries the "done" marks (`confirm`),
+so two round trips a batch in all, and a batch rerun after a failure is decided again
+from the state before it, never from its own half-written effects.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from redis.asyncio import Redis
 
 from processors.brain import route
 from processors.brain.casefile import CaseFile
+from processors.brain.memo import Memo
 from processors.brain.sla import SlaClock
 from processors.brain.thread import ThreadRules
 from processors.intake.dedupe import Novelty
@@ -97,23 +102,29 @@ class Brain:
     """Runs the brain over a batch of identified messages and lifecycle events."""
 
     def __init__(self, redis: Redis, stores: Stores, policy: Callable[[], Policy],
-                 rules: ThreadRules) -> None:
+                 rules: ThreadRules, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._redis = redis
         self._stores = stores
         self._policy = policy
         self._rules = rules
+        self._clock = clock
+        # priorities and due times, worked out once a minute per tier, urgency and queue
+        self._memo = Memo(clock)
         # the fresh claims of batches processed but not yet confirmed, by record owner
         self._unconfirmed: dict[str, Claim] = {}
+        # the last batch's state changes, written by its confirm
+        self._pending: tuple[tuple[str, ...], dict[str, CaseFile], _Batch] | None = None
 
     async def process(self, records: Sequence[Record]) -> list[Output]:
         """Route messages and apply events; returns routed conversations and acknowledgements."""
+        self._pending = None  # a batch processed again, or another one, starts from Redis' state
         outputs: list[Output] = []
         decoded = _decode(records, outputs)
         if not decoded:
             return outputs
         tally = Tally(STAGE)
         items, customers, threads, backlog = await self._read(decoded, tally)
-        batch = _Batch(threads, backlog, self._policy(), datetime.now(UTC))
+        batch = _Batch(threads, backlog, self._policy(), self._clock())
         debug = log.isEnabledFor(logging.DEBUG)  # once per batch: the check is not free
         probes = {item.customer_id for item in items if isinstance(item, IdentifiedMessage) and item.probe}
         for item in items:
@@ -127,8 +138,8 @@ class Brain:
                 outputs += self._one(item, customer, batch, debug)
             tally.passed[_channel(item)] += 1
         rest = {k: v for k, v in customers.items() if k not in probes}  # a probe leaves no trace
-        if items and rest:
-            await self._write(rest, batch)
+        # written with the "done" marks once Kafka holds the outputs: one round trip, not two
+        self._pending = (_owners(records), rest, batch) if items and rest else None
         tally.report()
         return outputs
 
@@ -145,14 +156,28 @@ class Brain:
         return Output(PROBE, mark.channel.encode(), encode(event))
 
     async def confirm(self, records: Sequence[Record]) -> None:
-        """Mark the batch done once Kafka acknowledged its outputs (see processors.dedupe)."""
+        """Write the batch's state and mark it done, once Kafka acknowledged its outputs.
+
+        One round trip: the state first, then the "done" marks (processors.dedupe), so a
+        Redis that loses a suffix of writes never keeps a mark without the state before it.
+        A stop or crash before this leaves the claims pending: the batch is read again and
+        decided afresh from the state before it.
+        """
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] != _owners(records):
+            # never another batch's state: the loop runs this batch again, process first
+            raise RuntimeError("confirm of a batch other than the one last processed")
         # only the claims this batch made or replayed: a duplicate's claim belongs to another record
         claims = [c for r in records if (c := self._unconfirmed.pop(r.owner, None)) is not None]
+        if not (claims or pending):
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        if pending is not None:
+            self._queue_write(pipe, pending[1], pending[2])
         if claims:
-            pipe = self._redis.pipeline(transaction=False)
             self._stores.claims.queue_done(pipe, claims)
-            await pipe.execute()
-            REDIS_ROUNDTRIPS.labels(STAGE).inc()
+        await pipe.execute()
+        REDIS_ROUNDTRIPS.labels(STAGE).inc()
 
     async def _read(self, decoded: Sequence[tuple[Record, Item]], tally: Tally) -> tuple[
             list[Item], dict[str, CaseFile], dict[tuple[str, str], str], dict[str, int]]:
@@ -204,7 +229,7 @@ class Brain:
             profile=customer.profile, history=tuple(customer.history[: self._stores.history_limit]),
             recent=sorted(customer.recent.values(), key=lambda r: r.last_at, reverse=True),
             known_thread=batch.threads.get(thread), backlog=batch.backlog)
-        outcome = route.decide(identified, facts, batch.policy, self._rules, batch.now)
+        outcome = route.decide(identified, facts, batch.policy, self._rules, batch.now, memo=self._memo)
         routed = outcome.routed
         conversation = routed.conversation_id
         batch.threads[thread] = conversation
@@ -233,7 +258,7 @@ class Brain:
         log.info("lifecycle " + event.kind, extra={**context, "reason": change.reason})
         _recount(batch, before.clock if before else None, change.entry.clock)
 
-    async def _write(self, customers: dict[str, CaseFile], batch: _Batch) -> None:
+    def _queue_write(self, pipe: Any, customers: dict[str, CaseFile], batch: _Batch) -> None:
         s = self._stores
         appends: list[Append] = []
         recent: list[RecentWrite] = []
@@ -247,7 +272,6 @@ class Brain:
             clocks += w.clocks
             statuses |= {cid: status_fields(status) for cid, status in w.statuses.items()}
             plans += w.plans
-        pipe = self._redis.pipeline(transaction=False)
         s.threads.queue_write_threads(pipe, list(batch.thread_writes.items()))
         s.history.queue_append(pipe, appends)
         # summaries before plans: a watch reading in between sees the new status, not a stale plan
@@ -258,8 +282,6 @@ class Brain:
         for queue, n in batch.opened.items():
             if n:
                 pipe.hincrby(s.backlog_key, queue, n)
-        await pipe.execute()
-        REDIS_ROUNDTRIPS.labels(STAGE).inc()
 
 
 def _waiting(clock: SlaClock) -> bool:
@@ -283,6 +305,11 @@ def _recount(batch: _Batch, before: SlaClock | None, after: SlaClock) -> None:
     if now is not None:
         batch.opened[now] += 1
         batch.backlog[now] = batch.backlog.get(now, 0) + 1
+
+
+def _owners(records: Sequence[Record]) -> tuple[str, ...]:
+    """Which records a batch is: its state is written only by the confirm of the same batch."""
+    return tuple(r.owner for r in records)
 
 
 def _channel(item: Item) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from functools import lru_cache
+from typing import Literal, NamedTuple
 
 from processors.policy.model import Policy, Queue, QueueChoice, format_duration
 
@@ -21,9 +22,11 @@ __all__ = ["ConversationRecord", "Outcome", "StickyDecision", "decide"]
 Outcome = Literal["new", "continue", "transfer", "escalate"]
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationRecord:
+class ConversationRecord(NamedTuple):
     """What routing needs to know of one of the customer's open or recent conversations."""
+
+    # a named tuple, not a frozen dataclass: one is built per recent conversation per message,
+    # and a frozen dataclass sets each field through object.__setattr__
 
     # status: "closed" is never continued, "resolved" is reopened until the policy's
     # lifecycle closes it (`close_after`), any other ("open", "waiting_on_customer") is live
@@ -54,7 +57,12 @@ def _age(record: ConversationRecord, at: datetime) -> str:
     seconds = max(0, int((at - record.last_activity).total_seconds()))
     if seconds < 60:
         return "just now"
-    return f"{format_duration(timedelta(minutes=seconds // 60))} ago"
+    return _minutes_ago(seconds // 60)
+
+
+@lru_cache(maxsize=4096)
+def _minutes_ago(minutes: int) -> str:
+    return f"{format_duration(timedelta(minutes=minutes))} ago"
 
 
 def _new(fresh: QueueChoice, why: str) -> StickyDecision:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from processors.policy.calendar import ALWAYS_OPEN, Calendar
@@ -60,8 +61,10 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
+@lru_cache(maxsize=1024)
 def format_duration(value: timedelta) -> str:
     """Write a duration the way the policy file does: "2h", "1h30m", "45s"."""
+    # cached: reasons name the same few policy durations for every message
     total = int(value.total_seconds())
     hours, rest = divmod(total, 3600)
     minutes, seconds = divmod(rest, 60)
@@ -78,7 +81,10 @@ class Keywords:
 
     def find(self, text: str) -> str | None:
         """The first keyword found in `text`, case-folded, or None."""
-        folded = text.casefold()
+        return self.find_folded(text.casefold())
+
+    def find_folded(self, folded: str) -> str | None:
+        """`find` on a text already case-folded (one fold for all of a message's rules)."""
         start = 0
         while (match := self.pattern.search(folded, start)) is not None:
             at = match.start()
@@ -421,8 +427,40 @@ def _match_evidence(match: QueueMatch, msg: _Message, policy: Policy) -> tuple[l
     return evidence, found
 
 
+# the queues a message of one channel, tier, urgency and language can match, in order, each
+# with its evidence and the keywords it still needs: worked out once, not per message
+_Candidate = tuple[str, tuple[str, ...], "Keywords | None"]
+_CANDIDATES_KEPT = 4096
+_candidates_seen: dict[tuple[int, str, str, str, str | None], tuple[Policy, tuple[_Candidate, ...]]] = {}
+
+
+def _candidates(policy: Policy, channel: str, tier: str, urgency: str,
+                language: str | None) -> tuple[_Candidate, ...]:
+    key = (id(policy), channel, tier, urgency, language)
+    known = _candidates_seen.get(key)
+    if known is not None and known[0] is policy:
+        return known[1]
+    msg = _Message(channel, tier, urgency, "", language)
+    found: list[_Candidate] = []
+    for candidate in policy.queues.values():
+        if candidate.match is None:
+            continue
+        words = candidate.match.keywords
+        matched = _match_evidence(replace(candidate.match, keywords=None), msg, policy)
+        if matched is not None:
+            found.append((candidate.name, tuple(matched[0]), words))
+            if words is None:
+                break  # nothing after a match that needs no keyword is ever reached
+    if len(_candidates_seen) >= _CANDIDATES_KEPT:  # policies come and go: bounded
+        _candidates_seen.clear()
+    _candidates_seen[key] = (policy, tuple(found))
+    return tuple(found)
+
+
 def _available(start: str, policy: Policy, down: frozenset[str]) -> tuple[str, list[str]]:
     """Follow fallbacks from `start` until a queue has a destination that is up."""
+    if not down and policy.queues[start].destinations:
+        return start, []  # the common case: nothing is down
     queue, reasons, seen = start, [], {start}
     while all(d in down for d in policy.queues[queue].destinations):
         fallback = policy.queues[queue].fallback
@@ -441,16 +479,21 @@ def choose_queue(
     down: frozenset[str] = frozenset(),
 ) -> QueueChoice:
     """First queue whose match holds (else the default), then overflow, then fallback."""
-    msg = _Message(channel, tier, urgency, text, language)
-    queue, keyword, reasons = policy.default_queue, None, [
-        f"queue={policy.default_queue}: no queue matched, default queue"]
-    for candidate in policy.queues.values():
-        matched = _match_evidence(candidate.match, msg, policy) if candidate.match else None
-        if matched is not None:
-            evidence, keyword = matched
-            queue = candidate.name
-            reasons = [f"queue={queue}: " + (", ".join(evidence) or "matches every message")]
-            break
+    queue, keyword, reasons = policy.default_queue, None, None
+    folded = None
+    for name, evidence, words in _candidates(policy, channel, tier, urgency, language):
+        found = evidence
+        if words is not None:
+            folded = text.casefold() if folded is None else folded
+            keyword = words.find_folded(folded)
+            if keyword is None:
+                continue
+            found = (*evidence, f"keyword {keyword!r}")
+        queue = name
+        reasons = [f"queue={queue}: " + (", ".join(found) or "matches every message")]
+        break
+    if reasons is None:
+        reasons = [f"queue={policy.default_queue}: no queue matched, default queue"]
     overflow = policy.queues[queue].overflow
     waiting = (backlog or {}).get(queue, 0)
     if overflow is not None and waiting > overflow.above:

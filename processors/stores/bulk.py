@@ -26,13 +26,31 @@ local function put(key, value, ttl)
 end
 """
 
+# the values of a call as one NUL-joined argument (ARGV[2]): the client packs one argument
+# instead of one per key, which was most of a batch's cost on the client
+_SPLIT = """
+local function split(blob)
+  local out, at = {}, 1
+  while true do
+    local stop = string.find(blob, '\\0', at, true)
+    if not stop then
+      out[#out + 1] = string.sub(blob, at)
+      return out
+    end
+    out[#out + 1] = string.sub(blob, at, stop - 1)
+    at = stop + 1
+  end
+end
+"""
+
 # SET key value NX [EX ttl] for every key; returns what each key held before (nil = claimed)
-CLAIM_MANY = _PUT + """
+CLAIM_MANY = _PUT + _SPLIT + """
 local ttl = tonumber(ARGV[1])
+local values = split(ARGV[2])
 local out = {}
 for i, key in ipairs(KEYS) do
   local previous = redis.call('GET', key)
-  if not previous then put(key, ARGV[i + 1], ttl) end
+  if not previous then put(key, values[i], ttl) end
   out[i] = previous or false
 end
 return out
@@ -52,18 +70,45 @@ end
 return out
 """
 
-# SET key value [EX ttl] for every key
-SET_MANY = _PUT + """
+# SET key value [EX ttl] for every key, the values NUL-joined in ARGV[2]
+SET_MANY = _PUT + _SPLIT + """
+local ttl = tonumber(ARGV[1])
+local values = split(ARGV[2])
+for i, key in ipairs(KEYS) do put(key, values[i], ttl) end
+return #KEYS
+"""
+# the same, one argument per value: for values that hold a NUL byte themselves
+_SET_EACH = _PUT + """
 local ttl = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do put(key, ARGV[i + 1], ttl) end
 return #KEYS
 """
+_CLAIM_EACH = _PUT + """
+local ttl = tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local previous = redis.call('GET', key)
+  if not previous then put(key, ARGV[i + 1], ttl) end
+  out[i] = previous or false
+end
+return out
+"""
+
+
+def _joined(values: Sequence[str | bytes]) -> bytes | None:
+    """The values NUL-joined as one argument, or None when one of them holds a NUL itself."""
+    raw = [v.encode() if isinstance(v, str) else v for v in values]
+    return None if any(b"\x00" in v for v in raw) else b"\x00".join(raw)
 
 
 def queue_claim_many(pipe: Any, keys: Sequence[str], values: Sequence[str | bytes],
                      ttl_seconds: int = 0) -> None:
     """Queue one claim of many keys; its answer lists each key's previous value or None."""
-    pipe.eval(CLAIM_MANY, len(keys), *keys, ttl_seconds, *values)
+    blob = _joined(values)
+    if blob is None:
+        pipe.eval(_CLAIM_EACH, len(keys), *keys, ttl_seconds, *values)
+    else:
+        pipe.eval(CLAIM_MANY, len(keys), *keys, ttl_seconds, blob)
 
 
 def queue_take_many(pipe: Any, keys: Sequence[str], values: Sequence[str | bytes], weak: str,
@@ -74,7 +119,12 @@ def queue_take_many(pipe: Any, keys: Sequence[str], values: Sequence[str | bytes
 
 def queue_set_many(pipe: Any, pairs: Sequence[tuple[str, str | bytes]], ttl_seconds: int = 0) -> None:
     """Queue one write of many keys."""
-    pipe.eval(SET_MANY, len(pairs), *(k for k, _ in pairs), ttl_seconds, *(v for _, v in pairs))
+    values = [v for _, v in pairs]
+    blob = _joined(values)
+    if blob is None:
+        pipe.eval(_SET_EACH, len(pairs), *(k for k, _ in pairs), ttl_seconds, *values)
+    else:
+        pipe.eval(SET_MANY, len(pairs), *(k for k, _ in pairs), ttl_seconds, blob)
 
 # one read command applied to every key: ARGV = the command and its extra arguments
 READ_EACH = """

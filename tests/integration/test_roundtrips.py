@@ -1,0 +1,163 @@
+"""Redis round trips per batch, counted on the wire of a real Redis: intake and brain stay at ≤ 2."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
+
+from bench.workload import Workload
+from processors.brain.stage import Brain, Stores
+from processors.brain.thread import ThreadRules
+from processors.intake.stage import Intake
+from processors.policy.load import load_policy
+from processors.stage import Output, Record
+from processors.stores.cards import CardStore
+from processors.stores.claims import ClaimStore
+from processors.stores.client import packed
+from processors.stores.clocks import ClockStore
+from processors.stores.conversations import ConversationStore
+from processors.stores.directory import Directory
+from processors.stores.history import HistoryStore
+from processors.stores.identities import IdentityStore
+from processors.watch.lifecycle_watch import LifecycleSchedule
+from router.settings import Settings
+from router.vocabulary import VOCABULARY
+from schemas.codec import decode, encode
+from schemas.conversation import ConversationEvent
+from schemas.routed import RoutedConversation
+from schemas.topics import CONVERSATION, IDENTIFIED, INBOUND, ROUTED
+from tests.paths import ROOT
+
+pytestmark = pytest.mark.integration
+
+POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
+TOKEN_KEY = b"roundtrip-test-key"
+
+
+class Counting(packed(Connection)):  # type: ignore[misc]
+    """Our client's connection, counting what it writes to Redis: one write per command or pipeline."""
+
+    sent = 0
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """Count, then send as usual."""
+        type(self).sent += 1
+        await super().send_packed_command(command, check_health)
+
+
+@pytest.fixture
+async def redis(stack: Settings) -> AsyncIterator[Redis]:
+    # built as router.service builds the worker's client (new_redis), on connections that count
+    client = Redis.from_url(stack.redis_dsn, socket_timeout=10, connection_class=Counting)
+    await client.ping()
+    yield client
+    await client.aclose()
+
+
+async def _counted(step: Any) -> tuple[Any, int]:
+    before = Counting.sent
+    result = await step
+    return result, Counting.sent - before
+
+
+def _records(topic: str, values: Sequence[bytes], offset: int = 0) -> list[Record]:
+    return [Record(topic, 0, offset + i, v) for i, v in enumerate(values)]
+
+
+@dataclass
+class Stages:
+    """Intake and brain wired as the worker wires them, under a namespace of their own."""
+
+    ns: str
+    history: HistoryStore
+    intake: Intake
+    brain: Brain
+
+
+@pytest.fixture
+def stages(redis: Redis) -> Stages:
+    ns = f"rt{uuid.uuid4().hex[:10]}"
+    history = HistoryStore(ns)
+    identities = IdentityStore(ns, history)
+    cards = CardStore(ns, 3600)
+    intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=600), identities, TOKEN_KEY, cards=cards)
+    brain = Brain(redis, Stores(
+        claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=600),
+        threads=ConversationStore(ns, 3600), history=history, directory=Directory(identities),
+        clocks=ClockStore(ns), cards=cards, schedule=LifecycleSchedule(ns), backlog_key=f"{ns}:backlog"),
+        lambda: POLICY, ThreadRules(token_key=TOKEN_KEY))
+    return Stages(ns, history, intake, brain)
+
+
+async def test_a_batch_costs_intake_and_brain_two_round_trips_each(redis: Redis, stages: Stages) -> None:
+    ns, history, intake, brain = stages.ns, stages.history, stages.intake, stages.brain
+    # 40 customers writing 200 messages: a batch of the size the stages take
+    work = Workload(ns, customers=40)
+    for round_ in range(2):  # first sightings, then customers the stores know
+        inbound = _records(f"{ns}-{INBOUND.name}", [work.next()[1] for _ in range(200)], round_ * 200)
+        outputs, trips = await _counted(intake.process(inbound))
+        assert trips <= 2, f"intake made {trips} round trips (round {round_})"
+        identified = _records(f"{ns}-{IDENTIFIED.name}",
+                              [o.value for o in outputs if o.topic is IDENTIFIED], round_ * 200)
+        assert len(identified) == 200
+        routed, read = await _counted(brain.process(identified))
+        _, write = await _counted(brain.confirm(identified))
+        assert (read, write) == (1, 1), f"brain: {read} + {write} round trips (round {round_})"
+        assert sum(o.topic is ROUTED for o in routed) == 200
+    # a state the brain wrote on confirm: the customers' recent conversations are there
+    assert await redis.exists(history.recent_key(_customer_of(routed)))
+
+
+async def test_lifecycle_events_ride_the_same_two_round_trips(stages: Stages) -> None:
+    ns, intake, brain = stages.ns, stages.intake, stages.brain
+    work = Workload(ns, customers=10)
+    outputs = await intake.process(_records(f"{ns}-{INBOUND.name}", [work.next()[1] for _ in range(20)]))
+    identified = _records(f"{ns}-{IDENTIFIED.name}", [o.value for o in outputs if o.topic is IDENTIFIED])
+    routed = await brain.process(identified)
+    await brain.confirm(identified)
+    events = [_resolved(o) for o in routed if o.topic is ROUTED]
+    mixed = [*_records(f"{ns}-{CONVERSATION.name}", events), *_records(
+        f"{ns}-{IDENTIFIED.name}", [o.value for o in (await intake.process(_records(
+            f"{ns}-{INBOUND.name}", [work.next()[1] for _ in range(20)], 20))) if o.topic is IDENTIFIED], 20)]
+    _, read = await _counted(brain.process(mixed))
+    _, write = await _counted(brain.confirm(mixed))
+    assert (read, write) == (1, 1)
+
+
+def _customer_of(outputs: Sequence[Output]) -> str:
+    return next(o.key for o in outputs if o.topic is ROUTED).decode()
+
+
+def _resolved(routed: Output) -> bytes:
+    """A "resolved" lifecycle event for a routed conversation, as the API would publish it."""
+    conversation = decode(routed.value, RoutedConversation)
+    return encode(ConversationEvent(
+        event_id=f"ev_resolved_{conversation.event_id}", kind="resolved",
+        conversation_id=conversation.conversation_id, customer_id=conversation.customer_id,
+        at=datetime.now(UTC), author="ana"))
+
+
+async def test_the_state_is_written_only_by_the_confirm_of_its_own_batch(
+        redis: Redis, stages: Stages) -> None:
+    ns, intake, brain = stages.ns, stages.intake, stages.brain
+    work = Workload(ns, customers=5)
+    outputs = await intake.process(_records(f"{ns}-{INBOUND.name}", [work.next()[1] for _ in range(10)]))
+    identified = _records(f"{ns}-{IDENTIFIED.name}", [o.value for o in outputs if o.topic is IDENTIFIED])
+    routed = await brain.process(identified)
+    customer = _customer_of(routed)
+    # nothing is written before Kafka has the outputs
+    assert not await redis.exists(stages.history.recent_key(customer))
+    with pytest.raises(RuntimeError, match="other than the one last processed"):
+        await brain.confirm(identified[:3])
+    assert not await redis.exists(stages.history.recent_key(customer))
+    # the loop runs the batch again: decided afresh, then confirmed
+    await brain.process(identified)
+    await brain.confirm(identified)
+    assert await redis.exists(stages.history.recent_key(customer))
