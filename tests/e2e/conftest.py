@@ -9,6 +9,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from router.settings import Settings
+from tests.emulators.twilio import TwilioEmulator
+from tests.emulators.x import XEmulator
 from tests.integration.email.conftest import Mailbox
 from tests.kafka_tools import unique_prefix
 from tests.policies import example_policy
@@ -62,3 +64,19 @@ async def mailbox(stack: Settings) -> AsyncIterator[Mailbox]:
     await box.create()
     yield box
     await box.delete()
+
+
+@pytest.fixture
+async def x() -> AsyncIterator[XEmulator]:
+    """The X API emulator, on a free loopback port."""
+    emulator = await XEmulator().start()
+    yield emulator
+    await emulator.stop()
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[TwilioEmulator]:
+    """The Twilio API emulator, on a free loopback port."""
+    emulator = await TwilioEmulator().start()
+    yield emulator
+    await emulator.stop()

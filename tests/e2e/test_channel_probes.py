@@ -8,7 +8,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +33,6 @@ pytestmark = pytest.mark.e2e
 Launch = Callable[..., Switchboard]
 PROBER = "1500000000000000001"
 WAIT_MS = 90_000
-
-
-@pytest.fixture
-async def x() -> AsyncIterator[XEmulator]:
-    emulator = await XEmulator().start()
-    yield emulator
-    await emulator.stop()
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[TwilioEmulator]:
-    emulator = await TwilioEmulator().start()
-    yield emulator
-    await emulator.stop()
 
 
 def x_env(x: XEmulator, *, poll: bool) -> dict[str, str]:

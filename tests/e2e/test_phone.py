@@ -42,13 +42,6 @@ ALWAYS_CLOSED = ALWAYS_OPEN.replace("holidays: []", f"holidays: [{', '.join(map(
 
 
 @pytest.fixture
-async def twilio() -> AsyncIterator[TwilioEmulator]:
-    emulator = await TwilioEmulator().start()
-    yield emulator
-    await emulator.stop()
-
-
-@pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client:
         yield client

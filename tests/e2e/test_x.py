@@ -35,13 +35,6 @@ WAIT = 120
 
 
 @pytest.fixture
-async def x() -> AsyncIterator[XEmulator]:
-    emulator = await XEmulator().start()
-    yield emulator
-    await emulator.stop()
-
-
-@pytest.fixture
 async def team() -> AsyncIterator[WebhookReceiver]:
     async with WebhookReceiver(SECRET.encode()) as receiver:
         yield receiver
