@@ -30,7 +30,7 @@ from router.held import HeldStore, run_timer
 from router.http.integrations import Denied, Integrations, Scope
 from router.settings import Settings
 from schemas.codec import decode, encode
-from schemas.conversation import ConversationCard, ConversationEvent
+from schemas.conversation import ConversationCard, ConversationEvent, LifecycleKind
 from schemas.errors import TransientError
 from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt
@@ -124,20 +124,22 @@ class RouterEdge:
     async def note(self, card: ConversationCard, *, event_id: str, text: str, author: str,
                    at: datetime, source: str) -> None:
         """An internal note, as a conversation event keyed by customer like every lifecycle event."""
-        event = ConversationEvent(event_id=event_id, conversation_id=card.conversation_id,
-                                  customer_id=card.customer_id, kind="note", at=at, author=author,
-                                  text=text, queue=card.queue, source=source)
-        await self._put(CONVERSATION.named(self._settings.topic_prefix), card.customer_id, encode(event),
-                        "Kafka did not take the note", event_id=event_id)
+        await self._event(card, "note", event_id=event_id, text=text, author=author, at=at, source=source)
 
     async def called_back(self, card: ConversationCard, *, event_id: str, text: str | None, author: str,
                           at: datetime, source: str) -> None:
         """The call back made, as a conversation event the brain applies like a sent reply."""
+        await self._event(card, "called_back", event_id=event_id, text=text, author=author, at=at,
+                          source=source)
+
+    async def _event(self, card: ConversationCard, kind: LifecycleKind, *, event_id: str,
+                     text: str | None, author: str, at: datetime, source: str) -> None:
+        """One conversation event by an agent, keyed by customer like every lifecycle event."""
         event = ConversationEvent(event_id=event_id, conversation_id=card.conversation_id,
-                                  customer_id=card.customer_id, kind="called_back", at=at, author=author,
+                                  customer_id=card.customer_id, kind=kind, at=at, author=author,
                                   text=text, queue=card.queue, source=source)
         await self._put(CONVERSATION.named(self._settings.topic_prefix), card.customer_id, encode(event),
-                        "Kafka did not take the call back", event_id=event_id)
+                        f"Kafka did not take the {kind} event", event_id=event_id)
 
     async def receipt(self, receipt: DeliveryReceipt) -> None:
         """A reply's receipt, which dispatch shows in the agent's tool."""
