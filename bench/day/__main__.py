@@ -17,8 +17,8 @@ def parser() -> argparse.ArgumentParser:
     """The command line of `bench.day` and `switchboard simulate`."""
     p = argparse.ArgumentParser(prog="switchboard simulate", description=__doc__)
     p.add_argument("--seed", type=int, default=16)
-    p.add_argument("--per-day", type=float, default=240, help="first contacts in the whole day")
-    p.add_argument("--speed", type=float, default=240, help="simulated seconds per real second")
+    p.add_argument("--per-day", type=float, default=200, help="first contacts in the whole day")
+    p.add_argument("--speed", type=float, default=100, help="simulated seconds per real second")
     p.add_argument("--hours", default="0-24", help="local hours simulated, e.g. 8-12")
     p.add_argument("--staffing", type=float, default=1.0, help="share of the nominal agents")
     p.add_argument("--compare", action="store_true", help="run nominal and half staffing, side by side")

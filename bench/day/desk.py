@@ -35,6 +35,7 @@ __all__ = ["GUARD_BAIT", "Desk", "Item", "Shift", "Team", "staffed"]
 GUARD_BAIT = (("Please calm down, we are looking into it. ", "telling-feelings"),
               ("Due to company policy we have to check this first. ", "policy-quoting"))
 _CONVERSATION = re.compile(r"\bcon_[A-Za-z0-9_-]+")
+_PRESSING = re.compile(r"priority (\d+) · first response due (\S+)")
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,10 @@ class Desk:
         if found is None:
             return
         if event == "conversation.routed":
-            team.add(Item(priority=50, due=self.clock.now(), key="mail:" + str(mail.get("X-Switchboard-Delivery")),
+            pressing = _PRESSING.search(text)
+            priority = int(pressing.group(1)) if pressing else 50
+            due = _due(pressing.group(2) if pressing and pressing.group(2) != "none" else None, self.clock.now())
+            team.add(Item(priority=priority, due=due, key="mail:" + str(mail.get("X-Switchboard-Delivery")),
                           conversation_id=found.group(0), customer_id="", text=text, reply_to=mail))
         elif event == "reply.receipt" and " was held" in text:
             team.add(Item(priority=0, due=self.clock.now(), key="held:" + str(mail.get("X-Switchboard-Delivery")),
@@ -213,7 +217,7 @@ class Desk:
                 continue
             team.busy += 1
             try:
-                minutes = 3.0 if item.kind == "rewrite" else self.rng.lognormvariate(math.log(9), 0.5)
+                minutes = 3.0 if item.kind == "rewrite" else self.rng.lognormvariate(math.log(6), 0.5)
                 await asyncio.sleep(self.clock.real_seconds(timedelta(minutes=minutes)))
                 await self._work(team, item, f"{team.name}-{seat}")
             finally:

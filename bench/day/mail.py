@@ -14,6 +14,7 @@ import imaplib
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from email import message_from_bytes
 from email.message import EmailMessage, Message
 from email.mime.message import MIMEMessage
@@ -21,7 +22,6 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import default
 from email.utils import format_datetime
-from datetime import datetime
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -143,8 +143,8 @@ class Sink:
         """Stop listening."""
         self._controller.stop()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        """aiosmtpd's hook: hand the mail to the simulator's loop, once per recipient."""
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        """Aiosmtpd's hook: hand the mail to the simulator's loop, once per recipient."""
         message = message_from_bytes(envelope.content, policy=default)
         for recipient in envelope.rcpt_tos:
             self._loop.call_soon_threadsafe(self._on_mail, recipient.lower(), message)

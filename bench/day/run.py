@@ -39,13 +39,13 @@ from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent
 from schemas.topics import CONVERSATION, DELIVERY, HANDOFF, OUTBOUND, ROUTED, SLA
 
-__all__ = ["DayOptions", "DayResult", "SHIFTS", "last_weekday", "read_recorded", "run_day"]
+__all__ = ["SHIFTS", "DayOptions", "DayResult", "last_weekday", "read_recorded", "run_day"]
 
 ZONE = ZoneInfo("Europe/Berlin")
 TOKEN = "day-token"
 SHIFTS: dict[str, tuple[Shift, ...]] = {
     # the general team: a morning and an afternoon shift, thin over lunch, one person on call at night
-    "general": (Shift(0, 8, 1), Shift(8, 12, 4), Shift(12, 13, 2), Shift(13, 18, 4), Shift(18, 24, 1)),
+    "general": (Shift(0, 8, 1), Shift(8, 12, 6), Shift(12, 13, 3), Shift(13, 18, 5), Shift(18, 24, 1)),
     "billing": (Shift(8, 18, 2),),
     "escalations": (Shift(0, 24, 1),),
 }
@@ -56,10 +56,10 @@ class DayOptions:
     """What day to simulate and how."""
 
     seed: int = 16
-    per_day: float = 240
-    speed: float = 240
+    per_day: float = 200
+    speed: float = 100
     hours: range = range(24)
-    tail_hours: float = 3.0
+    tail_hours: float = 2.0
     staffing: float = 1.0
     policy: Path = EXAMPLE
     day: datetime | None = None  # the local day simulated (default: the next Monday)
@@ -236,7 +236,7 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
            "SB_REPLY_TOKEN_KEY": f"day-reply-key-{run}", "SB_STATE_DIR": str(out / "state"),
            "SB_WEBHOOK_SECRET": secrets["helpdesk-webhook"].decode(),
            "SB_PAGER_SECRET": secrets["pager-webhook"].decode(),
-           "SB_SLA_TICK_SECONDS": "0.25", "SB_PROBE_INTERVAL_SECONDS": "0", "SB_LOG_JSON": "true",
+           "SB_SLA_TICK_SECONDS": "1", "SB_PROBE_INTERVAL_SECONDS": "0", "SB_LOG_JSON": "true",
            "SB_KAFKA_BOOTSTRAP": base.kafka_bootstrap, "SB_REDIS_URL": base.redis_dsn}
     router = _Router(env, clock, out / "router.log", router_port)
     end = plan.end + timedelta(hours=opts.tail_hours)
@@ -250,7 +250,6 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
                     raise RuntimeError(f"customer import refused: {r.status} {await r.text()}")
         await crowd.play()
         await asyncio.sleep(max(0.0, clock.real_at(end) - clock.real()))
-        await desk.stop()
         await asyncio.sleep(3)  # the last receipts reach their topics
         recorded = await read_recorded(deployment)
     finally:
@@ -267,7 +266,9 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         crowd.counts.__dict__), "desk": dict(desk.stats.__dict__), "mail_filed": folder.filed,
         "staffing": opts.staffing, "seed": opts.seed, "speed": opts.speed}
     result = DayResult(card, prefix, plan.start, end, time.monotonic() - began, sim)
-    (out / "scorecard.json").write_text(json.dumps({"scorecard": card.as_json(), "sim": sim,
+    options = {"seed": opts.seed, "per_day": opts.per_day, "speed": opts.speed, "hours": [opts.hours.start,
+               opts.hours.stop], "staffing": opts.staffing, "policy": str(opts.policy), "prefix": prefix}
+    (out / "scorecard.json").write_text(json.dumps({"scorecard": card.as_json(), "sim": sim, "options": options,
                                                     "start": plan.start.isoformat(), "end": end.isoformat()},
                                                    indent=2, default=str))
     return result

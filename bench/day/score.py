@@ -22,7 +22,7 @@ from schemas.outbound import DeliveryReceipt, OutboundMessage
 from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent
 
-__all__ = ["Recorded", "Scorecard", "TARGETS", "promised_time", "score"]
+__all__ = ["TARGETS", "Recorded", "Scorecard", "promised_time", "score"]
 
 # the targets at nominal staffing
 TARGETS = {"premium_sla": 0.99, "promises_kept": 0.95, "status_before_breach": 1.0, "duplicates": 0,
