@@ -47,5 +47,10 @@ class SimClock:
     def faketime_env(self) -> dict[str, str]:
         """Environment that puts a process started right now on this clock (libfaketime)."""
         moment = self.now().astimezone(UTC)
-        return {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"@{moment:%Y-%m-%d %H:%M:%S} x{self.speed:g}",
-                "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1", "TZ": "UTC"}
+        return {
+            "LD_PRELOAD": str(LIBFAKETIME),
+            "FAKETIME": f"@{moment:%Y-%m-%d %H:%M:%S} x{self.speed:g}",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "FAKETIME_NO_CACHE": "1",
+            "TZ": "UTC",
+        }

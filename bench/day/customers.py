@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import Message
+from email.message import EmailMessage
 
 import aiohttp
 
@@ -24,18 +24,22 @@ from bench.day.plan import Contact, Customer, DayPlan
 
 __all__ = ["Crowd", "kind_of"]
 
-CHASE = ("Any update on this? I wrote earlier and I am still waiting for an answer.",
-         "Hello?? Still nothing from you about my request. Please answer.")
+CHASE = (
+    "Any update on this? I wrote earlier and I am still waiting for an answer.",
+    "Hello?? Still nothing from you about my request. Please answer.",
+)
 NOT_SOLVED = "No, it is still broken. The same problem happened again this morning."
 SOLVED = "Yes, works now. Thank you!"
-ANSWER_BACK = ("Thanks, but one more question: how long will that take?",
-               "Thank you. Can you also confirm the change by email?")
+ANSWER_BACK = (
+    "Thanks, but one more question: how long will that take?",
+    "Thank you. Can you also confirm the change by email?",
+)
 
 
 def kind_of(text: str) -> str:
     """What one of our mails is, as the customer reads it."""
     lowered = text.lower()
-    if "haven't forgotten you" in lowered or "haven’t forgotten you" in lowered:
+    if "haven't forgotten you" in lowered or "haven\u2019t forgotten you" in lowered:
         return "status_update"
     if "is everything working" in lowered:
         return "follow_up"
@@ -46,7 +50,7 @@ def kind_of(text: str) -> str:
 
 @dataclass
 class _State:
-    last: Message | None = None  # our latest mail, to answer in its thread
+    last: EmailMessage | None = None  # our latest mail, to answer in its thread
     answered_at: datetime | None = None
     wrote_at: datetime | None = None
     auto_replied: bool = False
@@ -70,8 +74,17 @@ class Counts:
 class Crowd:
     """Every customer of the day and their reactions."""
 
-    def __init__(self, plan: DayPlan, *, clock: SimClock, folder: Folder, api: str, token: str,
-                 rng: random.Random, spawn: Callable[[Awaitable[None]], None]) -> None:
+    def __init__(
+        self,
+        plan: DayPlan,
+        *,
+        clock: SimClock,
+        folder: Folder,
+        api: str,
+        token: str,
+        rng: random.Random,
+        spawn: Callable[[Awaitable[None]], None],
+    ) -> None:
         self.plan, self.clock, self.folder, self.api, self.token = plan, clock, folder, api, token
         self.rng, self._spawn = rng, spawn
         self.by_address = {c.address: c for c in plan.customers}
@@ -115,33 +128,43 @@ class Crowd:
         self.counts.chasers += 1
         await self.write(who, channel, self.rng.choice(CHASE), "Re: " + contact.subject)
 
-    async def write(self, who: Customer, channel: str, text: str, subject: str,
-                    reply_to: Message | None = None, auto: bool = False) -> None:
+    async def write(
+        self,
+        who: Customer,
+        channel: str,
+        text: str,
+        subject: str,
+        *,
+        reply_to: EmailMessage | None = None,
+        auto: bool = False,
+    ) -> None:
         """One message from a customer on a channel."""
         if channel == "email":
-            raw, _ = customer_mail(who.address, who.name, subject, text, self.clock.now(), reply_to=reply_to,
-                                   auto=auto)
+            raw, _ = customer_mail(
+                who.address, who.name, subject, text, self.clock.now(), reply_to=reply_to, auto=auto
+            )
             await self.folder.file(raw, self.clock.now())
             return
         assert self._session is not None
         body = {"sender": who.address, "text": text, "subject": subject, "message_id": uuid.uuid4().hex}
         for _ in range(20):
             try:
-                async with self._session.post(f"{self.api}/v1/messages", json=body,
-                                              headers={"Authorization": f"Bearer {self.token}"}) as r:
+                async with self._session.post(
+                    f"{self.api}/v1/messages", json=body, headers={"Authorization": f"Bearer {self.token}"}
+                ) as r:
                     if r.status in (200, 202):
                         return
             except (aiohttp.ClientError, TimeoutError):
                 pass
             await asyncio.sleep(0.5)
 
-    def mail(self, recipient: str, message: Message) -> None:
+    def mail(self, recipient: str, message: EmailMessage) -> None:
         """One of our mails reached a customer's mailbox (the SMTP sink's callback)."""
         who = self.by_address.get(recipient)
         if who is None:
             return
         body = message.get_body(preferencelist=("plain",))
-        text = body.get_content() if body is not None else ""  # type: ignore[attr-defined]
+        text = body.get_content() if body is not None else ""
         kind = kind_of(text)
         self.counts.mail_received[kind] = self.counts.mail_received.get(kind, 0) + 1
         st = self.state[who.address]
@@ -154,8 +177,16 @@ class Crowd:
         if who.out_of_office and not st.auto_replied:
             st.auto_replied = True
             self.counts.auto_replies += 1
-            self._spawn(self.write(who, "email", "I am out of the office until Monday with limited access "
-                                   "to email.", "", reply_to=message, auto=True))
+            self._spawn(
+                self.write(
+                    who,
+                    "email",
+                    "I am out of the office until Monday with limited access to email.",
+                    "",
+                    reply_to=message,
+                    auto=True,
+                )
+            )
             return
         if kind == "answer":
             st.answered_at = self.clock.now()
@@ -169,6 +200,8 @@ class Crowd:
             words = SOLVED if who.satisfied_after_resolve or st.follow_ups > 1 else NOT_SOLVED
             self._spawn(self._later(who, message, words, minutes=30))
 
-    async def _later(self, who: Customer, message: Message, text: str, minutes: float) -> None:
-        await asyncio.sleep(self.clock.real_seconds(timedelta(minutes=self.rng.uniform(minutes / 2, minutes * 2))))
+    async def _later(self, who: Customer, message: EmailMessage, text: str, minutes: float) -> None:
+        await asyncio.sleep(
+            self.clock.real_seconds(timedelta(minutes=self.rng.uniform(minutes / 2, minutes * 2)))
+        )
         await self.write(who, "email", text, "", reply_to=message)

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import Message
+from email.message import EmailMessage
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,8 +32,10 @@ from connectors.webhook.sign import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEA
 __all__ = ["GUARD_BAIT", "Desk", "Item", "Shift", "Team", "staffed"]
 
 # phrases the example policy's reply guard knows: (text, rule); "calm down" is held, the other warned
-GUARD_BAIT = (("Please calm down, we are looking into it. ", "telling-feelings"),
-              ("Due to company policy we have to check this first. ", "policy-quoting"))
+GUARD_BAIT = (
+    ("Please calm down, we are looking into it. ", "telling-feelings"),
+    ("Due to company policy we have to check this first. ", "policy-quoting"),
+)
 _CONVERSATION = re.compile(r"\bcon_[A-Za-z0-9_-]+")
 _PRESSING = re.compile(r"priority (\d+) · first response due (\S+)")
 
@@ -63,7 +65,7 @@ class Item:
     customer_id: str = field(compare=False)
     text: str = field(compare=False, default="")
     kind: str = field(compare=False, default="answer")  # answer | rewrite
-    reply_to: Message | None = field(compare=False, default=None)  # the handoff mail, from a mailbox
+    reply_to: EmailMessage | None = field(compare=False, default=None)  # the handoff mail, from a mailbox
 
 
 @dataclass
@@ -106,10 +108,21 @@ class Stats:
 class Desk:
     """Every team's agents, the webhook receivers they read and the way they answer."""
 
-    def __init__(self, *, clock: SimClock, zone: ZoneInfo, teams: dict[str, Team], secrets: dict[str, bytes],
-                 api: str, token: str, rng: random.Random, answer_text: Callable[[str], str],
-                 transfer: Callable[[str, str, str], Awaitable[None]], mail_answer: Callable[[Message, str], Awaitable[None]],
-                 down: tuple[datetime, datetime] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: SimClock,
+        zone: ZoneInfo,
+        teams: dict[str, Team],
+        secrets: dict[str, bytes],
+        api: str,
+        token: str,
+        rng: random.Random,
+        answer_text: Callable[[str], str],
+        transfer: Callable[[str, str, str], Awaitable[None]],
+        mail_answer: Callable[[EmailMessage, str], Awaitable[None]],
+        down: tuple[datetime, datetime] | None = None,
+    ) -> None:
         self.clock, self.zone, self.teams, self.secrets = clock, zone, teams, secrets
         self.api, self.token, self.rng = api, token, rng
         self._answer_text, self._transfer, self._mail_answer = answer_text, transfer, mail_answer
@@ -166,8 +179,13 @@ class Desk:
             if secret is None:
                 raise SignatureError(f"no secret for {destination}")
             # the sender signs with the simulated clock; so does the receiver check
-            verify(secret, request.headers.get(SIGNATURE_HEADER, ""), body, self.clock.now().timestamp(),
-                   tolerance=3600)
+            verify(
+                secret,
+                request.headers.get(SIGNATURE_HEADER, ""),
+                body,
+                self.clock.now().timestamp(),
+                tolerance=3600,
+            )
         except SignatureError as e:
             self.stats.refused_signatures += 1
             return web.Response(status=401, text=str(e))
@@ -177,34 +195,69 @@ class Desk:
         delivery = request.headers.get(DELIVERY_HEADER, "")
         if event == "conversation.routed" and payload.get("routed"):
             r = payload["routed"]
-            team.add(Item(priority=int(r["priority"]), due=_due(r.get("first_response_due"), self.clock.now()),
-                          key=r["event_id"], conversation_id=r["conversation_id"], customer_id=r["customer_id"],
-                          text=r["message"]["text"]))
+            team.add(
+                Item(
+                    priority=int(r["priority"]),
+                    due=_due(r.get("first_response_due"), self.clock.now()),
+                    key=r["event_id"],
+                    conversation_id=r["conversation_id"],
+                    customer_id=r["customer_id"],
+                    text=r["message"]["text"],
+                )
+            )
         elif event == "reply.receipt" and (receipt := payload.get("receipt")) and receipt["status"] == "held":
             card = payload["conversation"]
-            team.add(Item(priority=0, due=self.clock.now(), key="held:" + receipt["reply_id"],
-                          conversation_id=card["conversation_id"], customer_id=card["customer_id"], kind="rewrite"))
+            team.add(
+                Item(
+                    priority=0,
+                    due=self.clock.now(),
+                    key="held:" + receipt["reply_id"],
+                    conversation_id=card["conversation_id"],
+                    customer_id=card["customer_id"],
+                    kind="rewrite",
+                )
+            )
         _ = delivery
         return web.Response(status=200, text="ok")
 
-    def team_mail(self, recipient: str, mail: Message) -> None:
+    def team_mail(self, recipient: str, mail: EmailMessage) -> None:
         """A handoff mail reached a team mailbox."""
         team = self.teams[_team_of(recipient)]
         event = str(mail.get("X-Switchboard-Event", ""))
         body = mail.get_body(preferencelist=("plain",))
-        text = body.get_content() if body is not None else ""  # type: ignore[attr-defined]
+        text = body.get_content() if body is not None else ""
         found = _CONVERSATION.search(text)
         if found is None:
             return
         if event == "conversation.routed":
             pressing = _PRESSING.search(text)
             priority = int(pressing.group(1)) if pressing else 50
-            due = _due(pressing.group(2) if pressing and pressing.group(2) != "none" else None, self.clock.now())
-            team.add(Item(priority=priority, due=due, key="mail:" + str(mail.get("X-Switchboard-Delivery")),
-                          conversation_id=found.group(0), customer_id="", text=text, reply_to=mail))
+            due = _due(
+                pressing.group(2) if pressing and pressing.group(2) != "none" else None, self.clock.now()
+            )
+            team.add(
+                Item(
+                    priority=priority,
+                    due=due,
+                    key="mail:" + str(mail.get("X-Switchboard-Delivery")),
+                    conversation_id=found.group(0),
+                    customer_id="",
+                    text=text,
+                    reply_to=mail,
+                )
+            )
         elif event == "reply.receipt" and " was held" in text:
-            team.add(Item(priority=0, due=self.clock.now(), key="held:" + str(mail.get("X-Switchboard-Delivery")),
-                          conversation_id=found.group(0), customer_id="", kind="rewrite", reply_to=mail))
+            team.add(
+                Item(
+                    priority=0,
+                    due=self.clock.now(),
+                    key="held:" + str(mail.get("X-Switchboard-Delivery")),
+                    conversation_id=found.group(0),
+                    customer_id="",
+                    kind="rewrite",
+                    reply_to=mail,
+                )
+            )
 
     # --- the agents ----------------------------------------------------------------
     async def _agent(self, team: Team, seat: int) -> None:
@@ -225,8 +278,13 @@ class Desk:
 
     async def _work(self, team: Team, item: Item, agent: str) -> None:
         rng = self.rng
-        if (item.kind == "answer" and team.name == "general" and item.customer_id
-                and item.conversation_id not in self.transferred and rng.random() < 0.06):
+        if (
+            item.kind == "answer"
+            and team.name == "general"
+            and item.customer_id
+            and item.conversation_id not in self.transferred
+            and rng.random() < 0.06
+        ):
             # "that's billing": passed on, once per conversation
             self.transferred.add(item.conversation_id)
             self.stats.transfers += 1
@@ -256,8 +314,10 @@ class Desk:
         for _ in range(20):
             try:
                 async with self._session.post(
-                        f"{self.api}/v1/conversations/{conversation_id}/replies", json=body,
-                        headers={"Authorization": f"Bearer {self.token}", "Idempotency-Key": key}) as r:
+                    f"{self.api}/v1/conversations/{conversation_id}/replies",
+                    json=body,
+                    headers={"Authorization": f"Bearer {self.token}", "Idempotency-Key": key},
+                ) as r:
                     if r.status in (200, 201, 202, 409):
                         return
             except (aiohttp.ClientError, TimeoutError):

@@ -32,8 +32,16 @@ SUPPORT, SUPPORT_PASSWORD = "support@example.com", "support-secret"
 TEAM_DOMAIN = "support.example.com"
 
 
-def customer_mail(sender: str, name: str, subject: str, text: str, at: datetime, *,
-                  reply_to: Message | None = None, auto: bool = False) -> tuple[bytes, str]:
+def customer_mail(
+    sender: str,
+    name: str,
+    subject: str,
+    text: str,
+    at: datetime,
+    *,
+    reply_to: EmailMessage | None = None,
+    auto: bool = False,
+) -> tuple[bytes, str]:
     """A customer's mail (or an answer in the thread of one of ours) and its Message-ID."""
     mail = EmailMessage()
     own = f"<{uuid.uuid4().hex}@customers.example.org>"
@@ -67,8 +75,10 @@ def bounce(original: Message, recipient: str, at: datetime) -> bytes:
     report["Auto-Submitted"] = "auto-replied"
     report.attach(MIMEText(f"Your message to {recipient} could not be delivered: mailbox unavailable.\n"))
     status = Message()
-    status.set_payload(f"Reporting-MTA: dns; mx.customers.example.org\n\nFinal-Recipient: rfc822; {recipient}\n"
-                       "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 mailbox unavailable\n")
+    status.set_payload(
+        f"Reporting-MTA: dns; mx.customers.example.org\n\nFinal-Recipient: rfc822; {recipient}\n"
+        "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 mailbox unavailable\n"
+    )
     part = MIMEMessage(status, "delivery-status")
     report.attach(part)
     headers = MIMEText("".join(f"{k}: {v}\n" for k, v in original.items()), "rfc822-headers")
@@ -128,8 +138,9 @@ class Folder:
 class Sink:
     """The SMTP server Switchboard sends to; each mail goes to `on_mail(recipient, message)`."""
 
-    def __init__(self, port: int, on_mail: Callable[[str, Message], None],
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, port: int, on_mail: Callable[[str, EmailMessage], None], loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.port = port
         self._on_mail, self._loop = on_mail, loop
         self.accepted = 0

@@ -19,8 +19,13 @@ from bench.day.curve import arrivals
 
 __all__ = ["ANGRY", "SUPPORT_TEXT", "Contact", "Customer", "DayPlan", "Texts", "plan_day"]
 
-SUPPORT_TEXT = (Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "support-text"
-                / "bitext-customer-support-6480.csv")
+SUPPORT_TEXT = (
+    Path(__file__).resolve().parents[2]
+    / "tests"
+    / "fixtures"
+    / "support-text"
+    / "bitext-customer-support-6480.csv"
+)
 Tier = Literal["enterprise", "premium", "standard"]
 Channel = Literal["email", "api"]
 TIERS: tuple[tuple[Tier, float], ...] = (("enterprise", 0.1), ("premium", 0.25), ("standard", 0.65))
@@ -67,7 +72,7 @@ class Customer:
     tier: Tier
     channels: tuple[Channel, ...]
     out_of_office: bool = False  # their mail server answers our mail automatically
-    dead_mailbox: bool = False   # our mail to them bounces (they write through the API)
+    dead_mailbox: bool = False  # our mail to them bounces (they write through the API)
     patience: timedelta = timedelta(hours=2)  # unanswered this long, they chase
     chases: bool = False
     answers_back: bool = False  # replies to our answer with one more question
@@ -104,8 +109,33 @@ class DayPlan:
         return ("identity,tier,name\n" + "\n".join(rows) + "\n").encode()
 
 
-FIRST = ("Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas", "Kemal", "Lena",
-         "Mo", "Nora", "Omar", "Pia", "Quinn", "Rosa", "Sami", "Tess", "Umar", "Vera", "Wen", "Yara", "Zoe")
+FIRST = (
+    "Ada",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elif",
+    "Femi",
+    "Greta",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kemal",
+    "Lena",
+    "Mo",
+    "Nora",
+    "Omar",
+    "Pia",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tess",
+    "Umar",
+    "Vera",
+    "Wen",
+    "Yara",
+    "Zoe",
+)
 
 
 def _tier(rng: random.Random) -> Tier:
@@ -117,8 +147,16 @@ def _tier(rng: random.Random) -> Tier:
     return "standard"
 
 
-def plan_day(seed: int, day: datetime, zone: ZoneInfo, *, per_day: float, run: str,
-             texts: Texts, hours: range = range(24)) -> DayPlan:
+def plan_day(
+    seed: int,
+    day: datetime,
+    zone: ZoneInfo,
+    *,
+    per_day: float,
+    run: str,
+    texts: Texts,
+    hours: range = range(24),
+) -> DayPlan:
     """A reproducible day: the same seed gives the same customers, texts and arrival times."""
     rng = random.Random(seed)
     moments = arrivals(rng, day, per_day, zone, hours)
@@ -132,13 +170,22 @@ def plan_day(seed: int, day: datetime, zone: ZoneInfo, *, per_day: float, run: s
         else:
             name = f"{rng.choice(FIRST)} {run[-4:]}{len(customers)}"
             dead = rng.random() < 0.03
-            channels: tuple[Channel, ...] = ("api",) if dead else rng.choice(
-                (("email",), ("email",), ("email", "api"), ("api", "email")))
+            channels: tuple[Channel, ...] = (
+                ("api",) if dead else rng.choice((("email",), ("email",), ("email", "api"), ("api", "email")))
+            )
             who = Customer(
-                n=len(customers), name=name, address=f"c{len(customers)}.{run}@customers.example.org",
-                tier=_tier(rng), channels=channels, out_of_office=rng.random() < 0.05, dead_mailbox=dead,
-                patience=timedelta(minutes=rng.uniform(60, 240)), chases=rng.random() < 0.2,
-                answers_back=rng.random() < 0.3, satisfied_after_resolve=rng.random() < 0.8)
+                n=len(customers),
+                name=name,
+                address=f"c{len(customers)}.{run}@customers.example.org",
+                tier=_tier(rng),
+                channels=channels,
+                out_of_office=rng.random() < 0.05,
+                dead_mailbox=dead,
+                patience=timedelta(minutes=rng.uniform(60, 240)),
+                chases=rng.random() < 0.2,
+                answers_back=rng.random() < 0.3,
+                satisfied_after_resolve=rng.random() < 0.8,
+            )
             customers.append(who)
         intent = rng.choice(intents)
         text = rng.choice(texts.requests[intent])
@@ -148,8 +195,23 @@ def plan_day(seed: int, day: datetime, zone: ZoneInfo, *, per_day: float, run: s
         if rng.random() < 0.03:
             text = f"{OUTAGE} {text}"
         subject = text[:60].split(".")[0] or "Help"
-        contacts.append(Contact(at=at, customer=who, channel=who.channels[0], intent=intent, text=text,
-                                subject=subject, angry=angry, n=i))
+        contacts.append(
+            Contact(
+                at=at,
+                customer=who,
+                channel=who.channels[0],
+                intent=intent,
+                text=text,
+                subject=subject,
+                angry=angry,
+                n=i,
+            )
+        )
     start = day.astimezone(zone).replace(hour=hours.start, minute=0, second=0, microsecond=0)
-    return DayPlan(seed=seed, start=start, end=start + timedelta(hours=len(hours)), customers=customers,
-                   contacts=contacts)
+    return DayPlan(
+        seed=seed,
+        start=start,
+        end=start + timedelta(hours=len(hours)),
+        customers=customers,
+        contacts=contacts,
+    )

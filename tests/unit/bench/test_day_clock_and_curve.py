@@ -19,7 +19,9 @@ MONDAY = datetime(2026, 11, 30, tzinfo=BERLIN)
 
 def test_the_clock_runs_speed_times_faster_from_its_origin() -> None:
     real = [1000.0]
-    clock = SimClock(start=datetime(2026, 11, 30, 7, tzinfo=UTC), speed=120, origin=1000.0, real=lambda: real[0])
+    clock = SimClock(
+        start=datetime(2026, 11, 30, 7, tzinfo=UTC), speed=120, origin=1000.0, real=lambda: real[0]
+    )
     assert clock.now() == datetime(2026, 11, 30, 7, tzinfo=UTC)
     real[0] = 1030.0  # half a real minute is an hour
     assert clock.now() == datetime(2026, 11, 30, 8, tzinfo=UTC)
@@ -28,7 +30,9 @@ def test_the_clock_runs_speed_times_faster_from_its_origin() -> None:
 
 
 def test_processes_get_the_same_clock_through_libfaketime() -> None:
-    clock = SimClock(start=datetime(2026, 11, 30, 7, tzinfo=UTC), speed=120, origin=1000.0, real=lambda: 1015.0)
+    clock = SimClock(
+        start=datetime(2026, 11, 30, 7, tzinfo=UTC), speed=120, origin=1000.0, real=lambda: 1015.0
+    )
     env = clock.faketime_env()
     assert env["FAKETIME"] == "@2026-11-30 07:30:00 x120"
     assert env["FAKETIME_DONT_FAKE_MONOTONIC"] == "1"  # timeouts and Kafka sessions stay real
@@ -64,7 +68,8 @@ def test_a_plan_is_reproducible_and_has_every_kind_of_customer() -> None:
     one = plan_day(16, MONDAY, BERLIN, per_day=400, run="abcd1234", texts=texts)
     two = plan_day(16, MONDAY, BERLIN, per_day=400, run="abcd1234", texts=texts)
     assert [(c.at, c.text, c.customer.address) for c in one.contacts] == [
-        (c.at, c.text, c.customer.address) for c in two.contacts]
+        (c.at, c.text, c.customer.address) for c in two.contacts
+    ]
     tiers = Counter(c.tier for c in one.customers)
     assert set(tiers) == {"enterprise", "premium", "standard"}
     assert any(c.angry for c in one.contacts)
@@ -75,9 +80,9 @@ def test_a_plan_is_reproducible_and_has_every_kind_of_customer() -> None:
 
 def test_shifts_and_half_staffing() -> None:
     general = SHIFTS["general"]
-    assert staffed(general, 10.5) == 4 and staffed(general, 12.5) == 2 and staffed(general, 3) == 1
+    assert staffed(general, 10.5) == 6 and staffed(general, 12.5) == 3 and staffed(general, 3) == 1
     half = scaled(general, 0.5)
-    assert staffed(half, 10.5) == 2 and staffed(half, 3) == 1  # someone stays on call
+    assert staffed(half, 10.5) == 3 and staffed(half, 3) == 1  # someone stays on call
     assert staffed((Shift(8, 18, 0),), 9) == 0
 
 
