@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 from pathlib import Path
 
 from bench.day.report import table
@@ -47,9 +48,14 @@ def _options(args: argparse.Namespace, staffing: float) -> DayOptions:
     )
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the day's finally blocks stop its router and drop its folder
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the day(s), print the scorecard table and the failures; 0 when it ran."""
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupted)
     if args.rescore:
         from bench.day.whatif import rescore
 

@@ -21,6 +21,7 @@ import aiohttp
 from bench.day.clock import SimClock
 from bench.day.mail import Folder, bounce, customer_mail
 from bench.day.plan import Contact, Customer, DayPlan
+from tests.emulators.x import XEmulator
 
 __all__ = ["Crowd", "kind_of"]
 
@@ -68,6 +69,7 @@ class Counts:
     auto_replies: int = 0
     bounces: int = 0
     follow_up_answers: int = 0
+    x_deliveries: int = 0
     mail_received: dict[str, int] = field(default_factory=dict)
 
 
@@ -84,9 +86,17 @@ class Crowd:
         token: str,
         rng: random.Random,
         spawn: Callable[[Awaitable[None]], None],
+        x: XEmulator | None = None,
+        x_webhook: str = "",
     ) -> None:
         self.plan, self.clock, self.folder, self.api, self.token = plan, clock, folder, api, token
         self.rng, self._spawn = rng, spawn
+        self.x, self.x_webhook = x, x_webhook
+        if x is not None:
+            for c in plan.customers:
+                if c.x_id:
+                    handle = c.name.lower().replace(" ", "_")
+                    x.users[c.x_id] = {"id": c.x_id, "name": c.name, "username": handle}
         self.by_address = {c.address: c for c in plan.customers}
         self.state = {c.address: _State() for c in plan.customers}
         self.counts = Counts()
@@ -139,6 +149,9 @@ class Crowd:
         auto: bool = False,
     ) -> None:
         """One message from a customer on a channel."""
+        if channel == "x" and self.x is not None and who.x_id:
+            await self._on_x(who, text)
+            return
         if channel == "email":
             raw, _ = customer_mail(
                 who.address, who.name, subject, text, self.clock.now(), reply_to=reply_to, auto=auto
@@ -154,6 +167,24 @@ class Crowd:
                 ) as r:
                     if r.status in (200, 202):
                         return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.5)
+
+    async def _on_x(self, who: Customer, text: str) -> None:
+        """A public mention most of the time, a DM (saying their address) otherwise; X signs the delivery."""
+        assert self.x is not None and who.x_id is not None
+        if self.rng.random() < 0.7:
+            envelope = self.x.envelope("post.mention.create", self.x.mention(text[:250], author=who.x_id))
+        else:
+            said = f"{text} My email is {who.address}."
+            envelope = self.x.envelope("dm.received", self.x.dm(said, sender=who.x_id))
+        for _ in range(20):
+            try:
+                status, _ = await self.x.deliver(self.x_webhook, envelope)
+                if status == 200:
+                    self.counts.x_deliveries += 1
+                    return
             except (aiohttp.ClientError, TimeoutError):
                 pass
             await asyncio.sleep(0.5)

@@ -146,9 +146,10 @@ class Sink:
         self.accepted = 0
         self._controller = Controller(self, hostname="127.0.0.1", port=port)
 
-    def start(self) -> None:
+    def start(self) -> Sink:
         """Listen (in the controller's thread)."""
         self._controller.start()
+        return self
 
     def stop(self) -> None:
         """Stop listening."""

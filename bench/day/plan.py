@@ -27,7 +27,7 @@ SUPPORT_TEXT = (
     / "bitext-customer-support-6480.csv"
 )
 Tier = Literal["enterprise", "premium", "standard"]
-Channel = Literal["email", "api"]
+Channel = Literal["email", "api", "x"]
 TIERS: tuple[tuple[Tier, float], ...] = (("enterprise", 0.1), ("premium", 0.25), ("standard", 0.65))
 # what an upset customer adds to their request
 ANGRY = (
@@ -77,6 +77,7 @@ class Customer:
     chases: bool = False
     answers_back: bool = False  # replies to our answer with one more question
     satisfied_after_resolve: bool = True
+    x_id: str | None = None  # their X user id, when they write on X
 
 
 @dataclass
@@ -109,6 +110,15 @@ class DayPlan:
         return ("identity,tier,name\n" + "\n".join(rows) + "\n").encode()
 
 
+# email alone is the most common; one in six writes on X first (and has an email address too)
+CHANNEL_MIXES: tuple[tuple[Channel, ...], ...] = (
+    ("email",),
+    ("email",),
+    ("email", "api"),
+    ("api", "email"),
+    ("email",),
+    ("x", "email"),
+)
 FIRST = (
     "Ada",
     "Ben",
@@ -170,9 +180,7 @@ def plan_day(
         else:
             name = f"{rng.choice(FIRST)} {run[-4:]}{len(customers)}"
             dead = rng.random() < 0.03
-            channels: tuple[Channel, ...] = (
-                ("api",) if dead else rng.choice((("email",), ("email",), ("email", "api"), ("api", "email")))
-            )
+            channels: tuple[Channel, ...] = ("api",) if dead else rng.choice(CHANNEL_MIXES)
             who = Customer(
                 n=len(customers),
                 name=name,
@@ -185,6 +193,7 @@ def plan_day(
                 chases=rng.random() < 0.2,
                 answers_back=rng.random() < 0.3,
                 satisfied_after_resolve=rng.random() < 0.8,
+                x_id=str(4_000_000_000 + len(customers)) if "x" in channels else None,
             )
             customers.append(who)
         intent = rng.choice(intents)

@@ -38,6 +38,7 @@ from schemas.outbound import DeliveryReceipt, OutboundMessage
 from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent
 from schemas.topics import CONVERSATION, DELIVERY, HANDOFF, OUTBOUND, ROUTED, SLA
+from tests.emulators.x import XEmulator
 
 __all__ = ["SHIFTS", "DayOptions", "DayResult", "last_weekday", "read_recorded", "run_day"]
 
@@ -223,6 +224,21 @@ def _router_env(
     }
 
 
+def _x_settings(x: XEmulator) -> str:
+    """SB_X for our account on the emulator (its webhook is the edge's /v1/x/webhook)."""
+    return json.dumps(
+        {
+            "account_id": x.account,
+            "handle": x.handle,
+            "consumer_key": x.consumer_key,
+            "consumer_secret": x.consumer_secret,
+            "access_token": x.access_token,
+            "access_token_secret": x.access_token_secret,
+            "base_url": x.base_url,
+        }
+    )
+
+
 async def _import_customers(api: str, directory: bytes) -> None:
     async with (
         aiohttp.ClientSession() as s,
@@ -359,6 +375,7 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         down=down,
     )
     await desk.start()
+    x = await XEmulator(clock=lambda: clock.now().timestamp()).start()
     crowd = Crowd(
         plan,
         clock=clock,
@@ -367,14 +384,15 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         token=TOKEN,
         rng=random.Random(opts.seed + 2),
         spawn=background.spawn,
+        x=x,
+        x_webhook=f"{api}/v1/x/webhook",
     )
 
     def on_mail(recipient: str, message: EmailMessage) -> None:
         (desk.team_mail if recipient.endswith("@" + TEAM_DOMAIN) else crowd.mail)(recipient, message)
 
-    sink = Sink(_free_port(), on_mail, asyncio.get_running_loop())
-    sink.start()
-    env = _router_env(
+    sink = Sink(_free_port(), on_mail, asyncio.get_running_loop()).start()
+    env = {"SB_X": _x_settings(x)} | _router_env(
         base,
         prefix=prefix,
         folder=folder.name,
@@ -400,9 +418,11 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         router.stop()
         sink.stop()
         await hands.producer.stop()
+        await x.stop()
         await asyncio.to_thread(folder.drop)
     card = score(recorded, until=end, zones=(ZONE,), speed=opts.speed)
     sim = {
+        "x_posts_and_dms_sent": len(x.sent),
         "contacts": len(plan.contacts),
         "customers": len(plan.customers),
         "customer_side": msgspec.to_builtins(crowd.counts.__dict__),
@@ -412,12 +432,12 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         "seed": opts.seed,
         "speed": opts.speed,
     }
-    result = DayResult(card, prefix, plan.start, end, time.monotonic() - began, sim)
-    write_result(out / "scorecard.json", result, opts)
-    return result
+    return write_result(
+        out / "scorecard.json", DayResult(card, prefix, plan.start, end, time.monotonic() - began, sim), opts
+    )
 
 
-def write_result(path: Path, result: DayResult, opts: DayOptions) -> None:
+def write_result(path: Path, result: DayResult, opts: DayOptions) -> DayResult:
     """The scorecard, what the simulator did, and the options that replay the day."""
     options = {
         "seed": opts.seed,
@@ -441,3 +461,4 @@ def write_result(path: Path, result: DayResult, opts: DayOptions) -> None:
             default=str,
         )
     )
+    return result
