@@ -29,7 +29,7 @@ from bench.day.clock import SimClock
 from connectors.webhook.errors import SignatureError
 from connectors.webhook.sign import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, verify
 
-__all__ = ["GUARD_BAIT", "Desk", "Item", "Shift", "Team", "staffed"]
+__all__ = ["GUARD_BAIT", "QUEUE_TEAMS", "Desk", "Item", "Shift", "Team", "staffed"]
 
 # phrases the example policy's reply guard knows: (text, rule); "calm down" is held, the other warned
 GUARD_BAIT = (
@@ -37,6 +37,9 @@ GUARD_BAIT = (
     ("Due to company policy we have to check this first. ", "policy-quoting"),
 )
 _CONVERSATION = re.compile(r"\bcon_[A-Za-z0-9_-]+")
+_QUEUE_TAG = re.compile(r"\[([\w.-]+)\] ")
+# which team works which queue of the example policy (social is the general team's, by mail)
+QUEUE_TEAMS = {"general": "general", "social": "general", "billing": "billing", "escalations": "escalations"}
 _PRESSING = re.compile(r"priority (\d+) · first response due (\S+)")
 
 
@@ -217,8 +220,26 @@ class Desk:
                     kind="rewrite",
                 )
             )
+        elif event == "conversation.event":
+            self._moved_here(team, payload["conversation"], None)
         _ = delivery
         return web.Response(status=200, text="ok")
+
+    def _moved_here(self, team: Team, card: dict[str, Any], mail: EmailMessage | None) -> None:
+        """A notice about a conversation now in one of this team's queues (reassigned to it): work."""
+        if QUEUE_TEAMS.get(card["queue"], "general") != team.name or card.get("status") not in ("open", None):
+            return
+        due = card.get("first_response_due")
+        team.add(
+            Item(
+                priority=int(card.get("priority", 50)),
+                due=_due(due, self.clock.now()),
+                key=f"moved:{card['conversation_id']}:{card['queue']}",
+                conversation_id=card["conversation_id"],
+                customer_id=card.get("customer_id", ""),
+                reply_to=mail,
+            )
+        )
 
     def team_mail(self, recipient: str, mail: EmailMessage) -> None:
         """A handoff mail reached a team mailbox."""
@@ -246,6 +267,8 @@ class Desk:
                     reply_to=mail,
                 )
             )
+        elif event == "conversation.event" and (queue := _QUEUE_TAG.match(str(mail.get("Subject", "")))):
+            self._moved_here(team, {"queue": queue.group(1), "conversation_id": found.group(0)}, mail)
         elif event == "reply.receipt" and " was held" in text:
             team.add(
                 Item(

@@ -180,7 +180,7 @@ def _status_updates(d: _Day) -> dict[str, Any]:
     }
 
 
-def _duplicates(d: _Day) -> dict[str, int]:
+def _duplicates(d: _Day, sticky: timedelta) -> dict[str, int]:
     conversations_of: dict[str, set[str]] = defaultdict(set)
     for r in d.rec.routed:
         conversations_of[r.event_id].add(r.conversation_id)
@@ -189,12 +189,26 @@ def _duplicates(d: _Day) -> dict[str, int]:
     by_customer: dict[str, list[RoutedConversation]] = defaultdict(list)
     for r in d.opening.values():
         by_customer[r.customer_id].append(r)
-    parallel = sum(
-        1
-        for rs in by_customer.values()
-        for i, later in enumerate(rs)
-        if any(ended.get(e.conversation_id, d.until) > later.routed_at for e in rs[:i])
-    )
+    parallel = 0
+    for rs in by_customer.values():
+        for i, later in enumerate(rs):
+            # a new conversation while an earlier one was open and active within the sticky window:
+            # the policy promises that such a message continues the earlier one
+            for earlier in rs[:i]:
+                active = max(
+                    (
+                        r.routed_at
+                        for r in d.routed
+                        if r.conversation_id == earlier.conversation_id and r.routed_at < later.routed_at
+                    ),
+                    default=earlier.routed_at,
+                )
+                if (
+                    ended.get(earlier.conversation_id, d.until) > later.routed_at
+                    and later.routed_at - active <= sticky
+                ):
+                    parallel += 1
+                    break
     if doubled or parallel:
         d.failures.append(
             f"duplicates: {doubled} events in two conversations, {parallel} parallel conversations"
@@ -277,7 +291,14 @@ def _tool_down(d: _Day, speed: float) -> dict[str, Any]:
     }
 
 
-def score(rec: Recorded, *, until: datetime, zones: Sequence[ZoneInfo] = (), speed: float = 1.0) -> Scorecard:
+def score(
+    rec: Recorded,
+    *,
+    until: datetime,
+    zones: Sequence[ZoneInfo] = (),
+    speed: float = 1.0,
+    sticky: timedelta = timedelta(hours=2),
+) -> Scorecard:
     """The scorecard of everything recorded up to `until` (the end of the simulated day)."""
     routed = sorted({r.event_id: r for r in rec.routed}.values(), key=lambda r: r.routed_at)
     opening: dict[str, RoutedConversation] = {}
@@ -292,7 +313,7 @@ def score(rec: Recorded, *, until: datetime, zones: Sequence[ZoneInfo] = (), spe
         "first_response_sla": _sla(d),
         "promises": _promises(d, zones),
         **_status_updates(d),
-        "duplicates": _duplicates(d),
+        "duplicates": _duplicates(d, sticky),
         "transfers": _transfers(d),
         "history": _history(d),
         "guard": _guard(d),

@@ -242,6 +242,10 @@ def test_duplicates_transfers_history_guard_and_fallbacks() -> None:
     )
     n = score(rec, until=T0 + timedelta(hours=4)).numbers
     assert n["duplicates"] == {"events_in_two_conversations": 0, "parallel_conversations": 1}
+    # a new request hours after the last word of an open one is a new conversation, not a duplicate
+    later = routed(5, "con_e", "alice", "standard", at=timedelta(hours=3, minutes=1), due=timedelta(hours=9))
+    rec.routed = [r for r in rec.routed if r.conversation_id != "con_b"] + [later]
+    assert score(rec, until=T0 + timedelta(hours=4)).numbers["duplicates"]["parallel_conversations"] == 0
     assert n["transfers"] == {"conversations_transferred": 1, "max": 2, "share_at_most_one": 0.6667}
     assert n["history"] == {"routed_after_earlier_contact": 2, "carrying_history": 1, "share": 0.5}
     assert n["guard"] == {"held": 1, "sent_with_warning": 1, "rules": {"telling-feelings": 1, "blame": 1}}
