@@ -276,7 +276,14 @@ def _after_resolution(d: _Day) -> dict[str, int]:
 
 def _tool_down(d: _Day, speed: float) -> dict[str, Any]:
     routed_at = {r.event_id: r.routed_at for r in d.routed}
-    taken = [h for h in d.rec.handoffs if h.status == "delivered" and h.destination != h.intended]
+    # taken over because the intended tool failed, not because it is not set up here at all
+    taken = [
+        h
+        for h in d.rec.handoffs
+        if h.status == "delivered"
+        and h.destination != h.intended
+        and "no agents' tool is configured" not in (h.reason or "")
+    ]
     waits = sorted((h.at - routed_at[h.event_id]).total_seconds() for h in taken if h.event_id in routed_at)
     p50 = waits[len(waits) // 2] if waits else None
     worst = waits[-1] if waits else None

@@ -229,6 +229,17 @@ def test_duplicates_transfers_history_guard_and_fallbacks() -> None:
                 at=T0 + timedelta(minutes=2),
             ),
             HandoffReceipt(
+                delivery_id="d0",
+                conversation_id="con_c",
+                event_id="ev_3",
+                destination="support-mailbox",
+                intended="slack-social",
+                status="delivered",
+                attempts=1,
+                at=T0,
+                reason="slack-social: no agents' tool is configured for destination 'slack-social'",
+            ),
+            HandoffReceipt(
                 delivery_id="d2",
                 conversation_id="con_a",
                 event_id="ev_1",
