@@ -19,6 +19,22 @@ from schemas.errors import SwitchboardError
 __all__ = ["main"]
 
 
+def _add_whatif(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    whatif = sub.add_parser(
+        "whatif", help="replay recorded inbound messages under a new policy; no side effects",
+        description="Judges the inbound messages recorded since a time under the policy in force "
+        "(SB_POLICY_FILE) and under a new one, and compares queues, priorities and first-response "
+        "times. Produces nothing, writes nothing, commits nothing; each message is judged as if new.")
+    whatif.add_argument("--policy", required=True, metavar="NEW.yaml", help="the policy to compare")
+    whatif.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
+    whatif.add_argument("--limit", type=int, help="at most this many records")
+    whatif.add_argument("--json", action="store_true", help="one JSON document instead of tables")
+    whatif.add_argument("--day", type=Path, metavar="SCORECARD.json",
+                        help="replay a simulated day (`switchboard simulate`) under the new policy and "
+                        "print both scorecards side by side")
+
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="switchboard",
@@ -67,15 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--text", help="message text")
     publish.add_argument("--subject")
 
-    whatif = sub.add_parser(
-        "whatif", help="replay recorded inbound messages under a new policy; no side effects",
-        description="Judges the inbound messages recorded since a time under the policy in force "
-        "(SB_POLICY_FILE) and under a new one, and compares queues, priorities and first-response "
-        "times. Produces nothing, writes nothing, commits nothing; each message is judged as if new.")
-    whatif.add_argument("--policy", required=True, metavar="NEW.yaml", help="the policy to compare")
-    whatif.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
-    whatif.add_argument("--limit", type=int, help="at most this many records")
-    whatif.add_argument("--json", action="store_true", help="one JSON document instead of tables")
+    _add_whatif(sub)
+    sub.add_parser("simulate", help="a simulated support day on the local stack and its scorecard; "
+                   "`switchboard simulate --help` for its options (bench/day)")
 
     digest = sub.add_parser(
         "digest", help="volumes, sentiment, repeats, breaches, held replies and follow-ups of a window",
@@ -173,6 +183,12 @@ def _whatif(settings: Settings, args: argparse.Namespace) -> int:
     from router.cli.whatif import as_json, parse_since, render, whatif
     from router.vocabulary import vocabulary
 
+    if args.day is not None:
+        from bench.day.whatif import replay
+
+        load_policy(args.policy, vocabulary())  # a bad file fails before the day starts
+        print(replay(args.day, Path(args.policy)))
+        return 0
     since = parse_since(args.since)
     if args.limit is not None and args.limit < 1:
         raise SwitchboardError("--limit must be at least 1")
@@ -325,6 +341,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors print one line and exit non-zero, never a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:  # its own options, --help included, belong to bench/day
+        from bench.day.__main__ import main as simulate
+
+        return simulate(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)

@@ -1,0 +1,89 @@
+"""The scorecard as a table, one column per run (nominal, understaffed, a what-if)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["rows", "table"]
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def rows(n: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) lines of one scorecard's numbers."""
+    out = [("messages routed / conversations", f"{n['messages_routed']} / {n['conversations']}")]
+    for tier, c in n["first_response_sla"].items():
+        out.append(
+            (
+                f"first-response SLA {tier}",
+                f"{_pct(c.get('attainment'))} ({c.get('met', 0)} met, "
+                f"{c.get('missed', 0)} missed, {c.get('pending', 0)} open)",
+            )
+        )
+    p = n["promises"]
+    out.append(
+        (
+            "promises kept",
+            f"{_pct(p['share_kept'])} ({p['kept']} kept, {p['broken']} broken, {p['open']} open)",
+        )
+    )
+    out.append(
+        (
+            "status update before breach",
+            f"{_pct(n['share_status_before_breach'])} "
+            f"({n['status_update_before_breach']} of {n['breaches']} breaches)",
+        )
+    )
+    d = n["duplicates"]
+    out.append(
+        (
+            "duplicate conversations",
+            f"{d['events_in_two_conversations']} events doubled, {d['parallel_conversations']} parallel",
+        )
+    )
+    t = n["transfers"]
+    out.append(
+        (
+            "conversations with <= 1 transfer",
+            f"{_pct(t['share_at_most_one'])} ({t['conversations_transferred']} transferred, max {t['max']})",
+        )
+    )
+    h = n["history"]
+    out.append(
+        (
+            "repeat contacts carrying history",
+            f"{_pct(h['share'])} ({h['carrying_history']} of {h['routed_after_earlier_contact']})",
+        )
+    )
+    g = n["guard"]
+    out.append(("guard held / warned", f"{g['held']} / {g['sent_with_warning']}"))
+    a = n["after_resolution"]
+    out.append(
+        (
+            "resolved / follow-ups / reopened / closed",
+            f"{a['resolved']} / {a['follow_ups_sent']} / {a['reopened']} / {a['closed']}",
+        )
+    )
+    d2 = n["tool_down"]
+    p50, worst = d2["seconds_to_hand_off_p50"], d2["seconds_to_hand_off_max"]
+    out.append(
+        (
+            "tool down: to fallback, hand-off p50/max",
+            f"{d2['handed_to_fallback']}, {p50 and round(p50 / 60, 1)} / {worst and round(worst / 60, 1)} min"
+            f" ({d2['failed_handoffs']} failed)",
+        )
+    )
+    return out
+
+
+def table(titles: Sequence[str], numbers: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of several scorecards side by side."""
+    columns = [rows(n) for n in numbers]
+    lines = ["| | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
+    for i, (label, _) in enumerate(columns[0]):
+        values = [c[i][1] if i < len(c) else "" for c in columns]
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,464 @@
+"""One simulated day on the real stack: the router as a real process on the simulated clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import msgspec
+
+from bench.day.clock import SimClock
+from bench.day.customers import Crowd
+from bench.day.desk import Desk, Shift, Team
+from bench.day.mail import SUPPORT, SUPPORT_PASSWORD, TEAM_DOMAIN, Folder, Sink, customer_mail
+from bench.day.plan import DayPlan, Texts, plan_day
+from bench.day.policy import EXAMPLE, day_policy
+from bench.day.score import Recorded, Scorecard, score
+from router.cli.whatif import read_window
+from router.kafka import new_producer
+from router.settings import ROOT, Settings
+from schemas.codec import decode, encode
+from schemas.conversation import ConversationEvent
+from schemas.handoff import HandoffReceipt
+from schemas.outbound import DeliveryReceipt, OutboundMessage
+from schemas.routed import RoutedConversation
+from schemas.sla import SlaEvent
+from schemas.topics import CONVERSATION, DELIVERY, HANDOFF, OUTBOUND, ROUTED, SLA
+from tests.emulators.x import XEmulator
+
+__all__ = ["SHIFTS", "DayOptions", "DayResult", "last_weekday", "read_recorded", "run_day"]
+
+ZONE = ZoneInfo("Europe/Berlin")
+TOKEN = "day-token"
+SHIFTS: dict[str, tuple[Shift, ...]] = {
+    # the general team: a morning and an afternoon shift, thin over lunch, one person on call at night
+    "general": (Shift(0, 8, 1), Shift(8, 12, 6), Shift(12, 13, 3), Shift(13, 18, 5), Shift(18, 24, 1)),
+    "billing": (Shift(8, 18, 2),),
+    "escalations": (Shift(0, 24, 1),),
+}
+
+
+@dataclass(frozen=True)
+class DayOptions:
+    """What day to simulate and how."""
+
+    seed: int = 16
+    per_day: float = 200
+    speed: float = 100
+    hours: range = range(24)
+    tail_hours: float = 2.0
+    staffing: float = 1.0
+    policy: Path = EXAMPLE
+    day: datetime | None = None  # the local day simulated (default: the next Monday)
+    down: tuple[int, int] | None = (10, 11)  # local hours the helpdesk webhook is down
+    out: Path = ROOT / ".local" / "day"
+
+
+@dataclass
+class DayResult:
+    """The scorecard and how the day went."""
+
+    scorecard: Scorecard
+    prefix: str
+    start: datetime
+    end: datetime
+    real_seconds: float
+    sim: dict[str, Any] = field(default_factory=dict)
+
+
+def last_weekday(now: datetime, weekday: int = 0) -> datetime:
+    """The latest local midnight on `weekday` (Mon=0) at least two days before `now`.
+
+    The day is simulated in the past: Dovecot stamps mail with its own (real) clock and
+    keeps a given INTERNALDATE only when it is not in the future.
+    """
+    local = (now - timedelta(days=2)).astimezone(ZONE).replace(hour=0, minute=0, second=0, microsecond=0)
+    return local - timedelta(days=(local.weekday() - weekday) % 7)
+
+
+def scaled(shifts: tuple[Shift, ...], staffing: float) -> tuple[Shift, ...]:
+    """Shifts with `staffing` times the agents; a shift that had someone keeps at least one."""
+    return tuple(Shift(s.begin, s.end, max(1, int(s.agents * staffing)) if s.agents else 0) for s in shifts)
+
+
+async def read_recorded(settings: Settings, timeout: float = 60) -> Recorded:
+    """Every event of the day's topics."""
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+
+    async def values(spec: Any) -> list[bytes]:
+        _, found = await read_window(settings, since, None, timeout, spec=spec)
+        return [v for v in found if v]
+
+    rec = Recorded()
+    rec.routed = [decode(v, RoutedConversation) for v in await values(ROUTED)]
+    rec.sla = [decode(v, SlaEvent) for v in await values(SLA)]
+    rec.lifecycle = [decode(v, ConversationEvent) for v in await values(CONVERSATION)]
+    rec.outbound = [decode(v, OutboundMessage) for v in await values(OUTBOUND)]
+    rec.receipts = [decode(v, DeliveryReceipt) for v in await values(DELIVERY)]
+    rec.handoffs = [decode(v, HandoffReceipt) for v in await values(HANDOFF)]
+    return rec
+
+
+class _Router:
+    """`switchboard run` as a real process, started on the simulated clock."""
+
+    def __init__(self, env: dict[str, str], clock: SimClock, log: Path, port: int) -> None:
+        self.env, self.clock, self.log, self.port = env, clock, log, port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self, timeout: float = 120) -> None:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SB_")}
+        env = {
+            **inherited,
+            **self.env,
+            "SB_HTTP_PORT": str(self.port),
+            "PYTHONPATH": str(ROOT),
+            **self.clock.faketime_env(),
+        }
+        self.proc = self._popen(env)
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
+            await self._ready(s, deadline)
+
+    def _popen(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "router.cli", "run"],
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
+
+    async def _ready(self, s: aiohttp.ClientSession, deadline: float) -> None:
+        while True:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"switchboard run exited, see {self.log}")
+            try:
+                async with s.get(f"http://127.0.0.1:{self.port}/readyz") as r:
+                    if r.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"switchboard run never ready, see {self.log}")
+            await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def _router_env(
+    base: Settings,
+    *,
+    prefix: str,
+    folder: str,
+    smtp_port: int,
+    policy: Path,
+    secrets: dict[str, bytes],
+    out: Path,
+) -> dict[str, str]:
+    """The settings of the day's `switchboard run`: its own topics, folder, SMTP sink and desk."""
+    email = {
+        "accounts": [
+            {
+                "name": "support",
+                "host": "127.0.0.1",
+                "port": base.imap_port,
+                "username": SUPPORT,
+                "password": SUPPORT_PASSWORD,
+                "mailbox": folder,
+                "tls": "none",
+                "timeout": 10,
+            }
+        ],
+        "smtp": {
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "tls": "none",
+            "from_address": SUPPORT,
+            "from_name": "Example Support",
+            "message_id_domain": TEAM_DOMAIN,
+            "max_attempts": 3,
+        },
+        "token_key": f"{prefix}token-key",
+    }
+    return {
+        "SB_TOPIC_PREFIX": prefix,
+        "SB_APP_ID": f"{prefix}sb",
+        "SB_API_TOKENS": json.dumps([TOKEN]),
+        "SB_POLICY_FILE": str(policy),
+        "SB_EMAIL": json.dumps(email),
+        "SB_OUR_DOMAINS": TEAM_DOMAIN,
+        "SB_REPLY_TOKEN_KEY": f"{prefix}reply-key",
+        "SB_STATE_DIR": str(out / "state"),
+        "SB_WEBHOOK_SECRET": secrets["helpdesk-webhook"].decode(),
+        "SB_PAGER_SECRET": secrets["pager-webhook"].decode(),
+        # a tick is two simulated minutes at speed 120: SLA notices fire within that of their time
+        "SB_SLA_TICK_SECONDS": "1",
+        "SB_PROBE_INTERVAL_SECONDS": "0",
+        "SB_LOG_JSON": "true",
+        "SB_KAFKA_BOOTSTRAP": base.kafka_bootstrap,
+        "SB_REDIS_URL": base.redis_dsn,
+    }
+
+
+def _x_settings(x: XEmulator) -> str:
+    """SB_X for our account on the emulator (its webhook is the edge's /v1/x/webhook)."""
+    return json.dumps(
+        {
+            "account_id": x.account,
+            "handle": x.handle,
+            "consumer_key": x.consumer_key,
+            "consumer_secret": x.consumer_secret,
+            "access_token": x.access_token,
+            "access_token_secret": x.access_token_secret,
+            "base_url": x.base_url,
+        }
+    )
+
+
+async def _import_customers(api: str, directory: bytes) -> None:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{api}/v1/customers/import",
+            data=directory,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/csv"},
+        ) as r,
+    ):
+        if r.status != 200:
+            raise RuntimeError(f"customer import refused: {r.status} {await r.text()}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Background:
+    """Customers' later reactions, each a task the day cancels at its end."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Run `work` in the background."""
+
+        async def run_it() -> None:
+            await work
+
+        task = asyncio.create_task(run_it())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def cancel(self) -> None:
+        """Stop whatever is still pending."""
+        for task in list(self.tasks):
+            task.cancel()
+
+
+class _Hands:
+    """What agents do outside the replies API: transfers, and answers to the team mailbox."""
+
+    def __init__(
+        self,
+        deployment: Settings,
+        *,
+        clock: SimClock,
+        folder: Folder,
+        plan: DayPlan,
+        texts: Texts,
+        rng: random.Random,
+    ) -> None:
+        self.deployment, self.clock, self.folder, self.texts, self.rng = deployment, clock, folder, texts, rng
+        self.intents = {c.text[:60]: c.intent for c in plan.contacts}
+        self.producer = new_producer(deployment)
+
+    async def transfer(self, conversation_id: str, customer_id: str, queue: str) -> None:
+        """Move a conversation to another queue."""
+        # agents have no transfer call in the replies API: their helpdesk writes the lifecycle event
+        event = ConversationEvent(
+            event_id=f"ev_transfer_{uuid.uuid4().hex}",
+            conversation_id=conversation_id,
+            customer_id=customer_id,
+            kind="transferred",
+            at=self.clock.now(),
+            queue=queue,
+            author="desk",
+            source="api",
+        )
+        await self.producer.send_and_wait(
+            self.deployment.topic(CONVERSATION), encode(event), key=customer_id.encode()
+        )
+
+    async def mail_answer(self, handoff: EmailMessage, text: str) -> None:
+        """Answer a handoff mail from the team mailbox (it threads back by the agent token)."""
+        now = self.clock.now()
+        raw, _ = customer_mail(f"agent@{TEAM_DOMAIN}", "Agent", "", text, now, reply_to=handoff)
+        await self.folder.file(raw, now)
+
+    def answer_text(self, request: str) -> str:
+        """A real agent's answer to the request's intent."""
+        intent = next((i for t, i in self.intents.items() if t in request), None)
+        return self.texts.answer(self.rng, intent or self.rng.choice(sorted(self.texts.answers)))
+
+
+async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResult:
+    """Simulate one day on the real stack and score it from the topics."""
+    began = time.monotonic()
+    base = settings or Settings()
+    run = uuid.uuid4().hex[:8]
+    prefix = f"day-{run}-"
+    deployment = base.model_copy(update={"topic_prefix": prefix, "app_id": f"{prefix}sb"})
+    out = opts.out / prefix.rstrip("-")
+    out.mkdir(parents=True, exist_ok=True)
+    texts = Texts.load()
+    plan = plan_day(
+        opts.seed,
+        opts.day or last_weekday(datetime.now(UTC)),
+        ZONE,
+        per_day=opts.per_day,
+        run=run,
+        texts=texts,
+        hours=opts.hours,
+    )
+    # the day starts once the router had time to start (it starts "before the day")
+    clock = SimClock(start=plan.start, speed=opts.speed, origin=time.time() + 30)
+    background = _Background()
+    folder = Folder(base.imap_port, f"sb-day-{run}")
+    await asyncio.to_thread(folder.create)
+    api = f"http://127.0.0.1:{_free_port()}"
+    hands = _Hands(
+        deployment, clock=clock, folder=folder, plan=plan, texts=texts, rng=random.Random(opts.seed + 1)
+    )
+    await hands.producer.start()
+    secrets = {"helpdesk-webhook": uuid.uuid4().hex.encode(), "pager-webhook": uuid.uuid4().hex.encode()}
+    down = (
+        (plan.start.replace(hour=opts.down[0]), plan.start.replace(hour=opts.down[1])) if opts.down else None
+    )
+    desk = Desk(
+        clock=clock,
+        zone=ZONE,
+        teams={n: Team(n, scaled(s, opts.staffing)) for n, s in SHIFTS.items()},
+        secrets=secrets,
+        api=api,
+        token=TOKEN,
+        rng=hands.rng,
+        answer_text=hands.answer_text,
+        transfer=hands.transfer,
+        mail_answer=hands.mail_answer,
+        down=down,
+    )
+    await desk.start()
+    x = await XEmulator(clock=lambda: clock.now().timestamp()).start()
+    crowd = Crowd(
+        plan,
+        clock=clock,
+        folder=folder,
+        api=api,
+        token=TOKEN,
+        rng=random.Random(opts.seed + 2),
+        spawn=background.spawn,
+        x=x,
+        x_webhook=f"{api}/v1/x/webhook",
+    )
+
+    def on_mail(recipient: str, message: EmailMessage) -> None:
+        (desk.team_mail if recipient.endswith("@" + TEAM_DOMAIN) else crowd.mail)(recipient, message)
+
+    sink = Sink(_free_port(), on_mail, asyncio.get_running_loop()).start()
+    env = {"SB_X": _x_settings(x)} | _router_env(
+        base,
+        prefix=prefix,
+        folder=folder.name,
+        smtp_port=sink.port,
+        policy=day_policy(opts.policy, out / "policy.yaml", desk.url),
+        secrets=secrets,
+        out=out,
+    )
+    router = _Router(env, clock, out / "router.log", int(api.rpartition(":")[2]))
+    end = plan.end + timedelta(hours=opts.tail_hours)
+    try:
+        await router.start()
+        await crowd.start()
+        await _import_customers(api, plan.directory_csv(TEAM_DOMAIN))
+        await crowd.play()
+        await asyncio.sleep(max(0.0, clock.real_at(end) - clock.real()))
+        await asyncio.sleep(3)  # the last receipts reach their topics
+        recorded = await read_recorded(deployment)
+    finally:
+        background.cancel()
+        await crowd.stop()
+        await desk.stop()
+        router.stop()
+        sink.stop()
+        await hands.producer.stop()
+        await x.stop()
+        await asyncio.to_thread(folder.drop)
+    card = score(recorded, until=end, zones=(ZONE,), speed=opts.speed)
+    sim = {
+        "x_posts_and_dms_sent": len(x.sent),
+        "contacts": len(plan.contacts),
+        "customers": len(plan.customers),
+        "customer_side": msgspec.to_builtins(crowd.counts.__dict__),
+        "desk": dict(desk.stats.__dict__),
+        "mail_filed": folder.filed,
+        "staffing": opts.staffing,
+        "seed": opts.seed,
+        "speed": opts.speed,
+    }
+    return write_result(
+        out / "scorecard.json", DayResult(card, prefix, plan.start, end, time.monotonic() - began, sim), opts
+    )
+
+
+def write_result(path: Path, result: DayResult, opts: DayOptions) -> DayResult:
+    """The scorecard, what the simulator did, and the options that replay the day."""
+    options = {
+        "seed": opts.seed,
+        "per_day": opts.per_day,
+        "speed": opts.speed,
+        "hours": [opts.hours.start, opts.hours.stop],
+        "staffing": opts.staffing,
+        "policy": str(opts.policy),
+        "prefix": result.prefix,
+    }
+    path.write_text(
+        json.dumps(
+            {
+                "scorecard": result.scorecard.as_json(),
+                "sim": result.sim,
+                "options": options,
+                "start": result.start.isoformat(),
+                "end": result.end.isoformat(),
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    return result

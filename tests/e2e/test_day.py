@@ -1,0 +1,36 @@
+"""A short simulated support day on the real stack: its scorecard holds the facts that never bend."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.day.run import DayOptions, run_day
+from router.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_a_short_day_has_no_duplicates_and_every_repeat_contact_carries_history(
+    stack: Settings, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    # two morning hours (the helpdesk down in the second), half an hour of aftercare, 240x compressed
+    day = await run_day(DayOptions(seed=7, per_day=160, speed=240, hours=range(9, 11), tail_hours=0.5,
+                                   down=(10, 11), out=tmp_path), settings=stack)
+    n = day.scorecard.numbers
+    assert 15 <= day.sim["contacts"] <= 60, day.sim
+    # every first contact was routed, and the reactions to our answers with them
+    assert n["messages_routed"] >= day.sim["contacts"]
+    assert n["duplicates"] == {"events_in_two_conversations": 0, "parallel_conversations": 0}
+    assert n["history"]["carrying_history"] == n["history"]["routed_after_earlier_contact"]
+    # mail went both ways through Dovecot and SMTP: acknowledgements reached customers, agents answered
+    assert day.sim["customer_side"]["mail_received"].get("acknowledgement", 0) > 0
+    assert sum(t.get("met", 0) + t.get("missed", 0) for t in n["first_response_sla"].values()) > 0
+    # the helpdesk's outage hour was covered by its fallback, and nothing was left unhanded
+    assert day.sim["desk"]["down_refusals"] > 0
+    assert n["tool_down"]["handed_to_fallback"] > 0
+    assert (tmp_path / day.prefix.rstrip("-") / "scorecard.json").exists()
+    assert time.monotonic() - started < 120
