@@ -71,7 +71,10 @@ class Feed:
     async def run(self) -> None:
         """Read and follow, starting over after Kafka errors (the board skips what it saw)."""
         delay = 0.5
-        while True:
+        task = asyncio.current_task()
+        # a cancel that meets aiokafka's own retry under a timeout can come out as a KafkaError
+        # or TimeoutError: the task's cancel count says the stop was asked for all the same
+        while task is None or not task.cancelling():
             try:
                 await self._follow()
             except (KafkaError, OSError, TimeoutError) as e:

@@ -98,10 +98,11 @@ class Dashboard:
 
     async def stop(self, _: web.Application) -> None:
         """Stop following."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # a feed stuck in a Kafka call must not hold up the edge's stop: it reads, never writes
+            await asyncio.wait({task}, timeout=5.0)
 
     async def current(self) -> dict[str, Any]:
         """The snapshot now, shared by every viewer for a moment: a big board takes a while to read."""
