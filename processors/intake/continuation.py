@@ -25,7 +25,7 @@ from schemas.conversation import ConversationCard
 from schemas.ids import automatic_reply_id
 from schemas.inbound import InboundMessage
 from schemas.outbound import OutboundMessage
-from schemas.tokens import Continued, check_continuation, continuation_key
+from schemas.tokens import Continued, check_continuation
 
 __all__ = ["CONTINUATIONS", "TAG", "checked", "linked_identity", "tagged", "transcript"]
 
@@ -35,9 +35,12 @@ CONTINUATIONS = Counter("sb_continuation_answers_total",
                         "Answers carrying a continuation token, by verdict", ["verdict"])
 
 
-def checked(message: InboundMessage, token_key: bytes, now: datetime) -> Continued | None:
-    """The verdict on the continuation token a message carries, counted; None when it carries none."""
-    found = check_continuation(message.reply_token, message.sender.value, now, continuation_key(token_key))
+def checked(message: InboundMessage, key: bytes, now: datetime) -> Continued | None:
+    """The verdict on the continuation token a message carries, counted; None when it carries none.
+
+    `key` is `continuation_key(reply-token key)`, derived once per stage, not per message.
+    """
+    found = check_continuation(message.reply_token, message.sender.value, now, key)
     if found is not None:
         CONTINUATIONS.labels(found.verdict).inc()
     return found

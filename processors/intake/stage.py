@@ -33,7 +33,7 @@ from schemas.identified import IdentifiedMessage
 from schemas.inbound import InboundMessage
 from schemas.probe import ProbeMark, find_mark
 from schemas.routed import Decision
-from schemas.tokens import Continued
+from schemas.tokens import Continued, continuation_key
 from schemas.topics import DELIVERY, IDENTIFIED, IDENTITY, OUTBOUND
 
 __all__ = ["STAGE", "Intake", "identified_message"]
@@ -75,6 +75,7 @@ class Intake:
         self._claims = claims
         self._identities = identities
         self._token_key = token_key
+        self._continuation_key = continuation_key(token_key)
         self._our_domains = tuple(our_domains)
 
     async def process(self, records: Sequence[Record]) -> list[Output]:
@@ -138,7 +139,7 @@ class Intake:
                     continuing: list[Continuing]) -> Decision | None:
         """The identify decision to pass on now, or None when a verified continuation holds it back."""
         decision = identified[3]
-        found = continuation.checked(message, self._token_key, now)
+        found = continuation.checked(message, self._continuation_key, now)
         if found is None:
             return decision
         if found.verdict == "verified":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -141,7 +141,7 @@ def _resolved(routed: Output) -> bytes:
     return encode(ConversationEvent(
         event_id=f"ev_resolved_{conversation.event_id}", kind="resolved",
         conversation_id=conversation.conversation_id, customer_id=conversation.customer_id,
-        at=datetime.now(UTC), author="ana"))
+        at=conversation.routed_at + timedelta(minutes=5), author="ana"))
 
 
 async def test_the_state_is_written_only_by_the_confirm_of_its_own_batch(
