@@ -7,7 +7,7 @@ I/O: Redis and Kafka are reached only when a request comes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -28,12 +28,16 @@ def edge_app(settings: Settings, checks: dict[str, Check], *, publish: Publisher
              policy: Callable[[], Policy]) -> web.Application:
     """The application of an edge process, every route mounted."""
     access = Integrations.from_settings(settings)
+
+    def queues() -> Collection[str]:
+        return policy().queues.keys()  # read per call: a policy reload adds or removes queues
+
     edge = RouterEdge(settings, publish, redis, policy, access)
     app = build_app(settings, checks, connector_routes(settings, edge))
     app.cleanup_ctx.append(edge.releasing)
     customers.add_routes(app, redis, publish_link, policy().tiers, access.caller_of,
                          namespace=f"{settings.topic_prefix}sb", history_cap=settings.history_cap)
-    conversations.add_routes(app, settings, redis, publish, access)
+    conversations.add_routes(app, settings, redis, publish, access, queues=queues)
     dashboard.add_routes(app, dashboard.Dashboard(settings, redis, policy, access))
     openapi.add_route(app)
     return app

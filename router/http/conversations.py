@@ -22,7 +22,7 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -102,6 +102,14 @@ class CallbackBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE_CHARS)] | None = None
 
 
+class TransferBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Move the conversation to another queue; the note says why, for the new team."""
+
+    queue: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    author: Author | None = None
+    note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE_CHARS)] | None = None
+
+
 class NoteBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """An internal note: it joins the history and never reaches the customer."""
 
@@ -146,6 +154,7 @@ _reply_body = msgspec.json.Decoder(ReplyBody)
 _resolve_body = msgspec.json.Decoder(ResolveBody)
 _note_body = msgspec.json.Decoder(NoteBody)
 _callback_body = msgspec.json.Decoder(CallbackBody)
+_transfer_body = msgspec.json.Decoder(TransferBody)
 _encoder = msgspec.json.Encoder()
 
 
@@ -199,7 +208,8 @@ class ConversationApi:
     """The handlers, bound to Redis, the Kafka publisher and the integrations' tokens."""
 
     def __init__(self, settings: Settings, redis_getter: RedisGetter, publish: Publisher,
-                 access: Integrations, *, timeout: float = 10.0) -> None:
+                 access: Integrations, *, timeout: float = 10.0,
+                 queues: Callable[[], Collection[str]] = frozenset) -> None:
         namespace = f"{settings.topic_prefix}sb"
         self._redis = redis_getter
         self._publish = publish
@@ -210,6 +220,7 @@ class ConversationApi:
         self._conversation = settings.topic(CONVERSATION)
         self._max_body = settings.max_body_bytes
         self._timeout = timeout
+        self._queues = queues
 
     def guarded(self, handler: Handler, scope: Scope) -> Callable[[web.Request], Awaitable[web.Response]]:
         """Ask for a token holding `scope` first; every refusal and outage becomes a JSON error."""
@@ -279,6 +290,20 @@ class ConversationApi:
         tried = "called back, no answer" + (f": {body.note}" if body.note else "")
         return await self._queue(card, "note", caller, key, author=body.author, text=tried)
 
+    async def post_transfer(self, request: web.Request, caller: Caller) -> web.Response:
+        """Move the conversation to another queue: the brain hands it to that queue's team."""
+        conversation_id = _conversation_id(request)
+        key = _idempotency_key(request)
+        body = await self._body(request, _transfer_body)
+        if body.queue not in self._queues():
+            raise Refused(422, "unknown_queue", f"the policy has no queue {body.queue!r}", "queue")
+        card = await self._card(conversation_id, refuse_closed=True)
+        if card.queue == body.queue:
+            raise Refused(409, "same_queue", f"conversation {conversation_id} is already in queue "
+                          f"{body.queue}", "queue")
+        return await self._queue(card, "transferred", caller, key, author=body.author, text=body.note,
+                                 queue=body.queue)
+
     async def get_conversation(self, request: web.Request, caller: Caller) -> web.Response:
         """The card, the customer's history lines (this conversation's marked) and recent conversations."""
         conversation_id = _conversation_id(request)
@@ -297,12 +322,13 @@ class ConversationApi:
         return _json(ConversationView(card=card, history=marked, conversations=conversations))
 
     async def _queue(self, card: ConversationCard, kind: LifecycleKind, caller: Caller, key: str | None,
-                     *, author: str | None, text: str | None) -> web.Response:
+                     *, author: str | None, text: str | None, queue: str | None = None) -> web.Response:
         # with a key the id is fixed by who asked and the key; the kind keeps a note and a
         # resolve sent with one key apart
         cause = f"api:{caller.name}:{key}" if key else secrets.token_hex(16)
         event_id = lifecycle_event_id(cause, kind)
-        await self._emit(card, kind, event_id, datetime.now(UTC), caller, author=_author(author), text=text)
+        await self._emit(card, kind, event_id, datetime.now(UTC), caller, author=_author(author), text=text,
+                         queue=queue)
         log.info("conversation event queued", extra={"event_id": event_id, "kind": kind,
                                                      "conversation_id": card.conversation_id,
                                                      "integration": caller.name})
@@ -310,10 +336,11 @@ class ConversationApi:
 
     async def _emit(self, card: ConversationCard, kind: LifecycleKind, event_id: str, at: datetime,
                     caller: Caller, *, author: str | None, text: str | None = None,
-                    reply_id: str | None = None) -> None:
+                    reply_id: str | None = None, queue: str | None = None) -> None:
+        # a transfer names the new queue; every other event the one it happened in
         event = ConversationEvent(event_id=event_id, conversation_id=card.conversation_id,
                                   customer_id=card.customer_id, kind=kind, at=at, author=author, text=text,
-                                  queue=card.queue, source=f"api:{caller.name}", reply_id=reply_id)
+                                  queue=queue or card.queue, source=f"api:{caller.name}", reply_id=reply_id)
         await self._publish(self._conversation, card.customer_id.encode(), encode(event))
 
     async def _body(self, request: web.Request, decoder: msgspec.json.Decoder[T],
@@ -350,9 +377,9 @@ def _unavailable(message: str) -> web.Response:
 
 
 def add_routes(app: web.Application, settings: Settings, redis_getter: RedisGetter, publish: Publisher,
-               access: Integrations) -> ConversationApi:
+               access: Integrations, *, queues: Callable[[], Collection[str]] = frozenset) -> ConversationApi:
     """Mount the conversations API on an application and return it."""
-    api = ConversationApi(settings, redis_getter, publish, access)
+    api = ConversationApi(settings, redis_getter, publish, access, queues=queues)
     read: Scope = "conversations:read"
     write: Scope = "conversations:write"
     app.router.add_get("/v1/conversations/{id}", api.guarded(api.get_conversation, read))
@@ -360,4 +387,5 @@ def add_routes(app: web.Application, settings: Settings, redis_getter: RedisGett
     app.router.add_post("/v1/conversations/{id}/resolve", api.guarded(api.post_resolve, write))
     app.router.add_post("/v1/conversations/{id}/notes", api.guarded(api.post_note, write))
     app.router.add_post("/v1/conversations/{id}/callback", api.guarded(api.post_callback, write))
+    app.router.add_post("/v1/conversations/{id}/transfer", api.guarded(api.post_transfer, write))
     return api

@@ -28,6 +28,7 @@ from router.http.conversations import (
     ReplyBody,
     ReplyQueued,
     ResolveBody,
+    TransferBody,
 )
 from router.http.customers import LinkBody, TierBody
 from router.http.integrations import SCOPES, Scope
@@ -276,6 +277,13 @@ def _conversations() -> dict[str, Any]:
                         "a `callback`). Reached (the default): the call is the team's answer and the "
                         "first-response clock stops. Not reached: a note of the try; the task stays "
                         "open. The body may be empty.")},
+        "/v1/conversations/{id}/transfer": {"post": _operation(
+            "Transfer the conversation to another queue", "conversations:write",
+            {"202": _json(_ref(EventQueued), queued), **_errors(400, 404, 409, 413, 415, 422, 503)},
+            body=TransferBody, parameters=write,
+            description="Publishes a `transferred` event; the new queue's team is handed the "
+                        "conversation with its history and the note. An unknown queue is 422 "
+                        "(`unknown_queue`); the queue it is already in, or a closed conversation, is 409.")},
     }
 
 

@@ -386,3 +386,24 @@ async def test_the_openapi_document_is_served_without_a_token(api: Api) -> None:
     assert response.status == 200 and response.content_type == "application/json"
     assert await response.text() == openapi.render()
     assert json.loads(openapi.render())["paths"]["/v1/conversations/{id}/replies"]
+
+
+async def test_a_transfer_is_an_event_naming_the_new_queue_and_refuses_what_cannot_move(api: Api) -> None:
+    await put_card(api, card())  # in billing
+    path = f"/v1/conversations/{CONVERSATION_ID}/transfer"
+    keyed: dict[str, Any] = {"headers": {"Idempotency-Key": "move-1"}}
+    body = {"queue": "general", "author": "maria", "note": "a login fault, not a charge"}
+    first = await call(api, "POST", path, 202, json=body, **keyed)
+    again = await call(api, "POST", path, 202, json=body, **keyed)
+    assert first == again and first["kind"] == "transferred"
+    assert first["event_id"] == lifecycle_event_id("api:helpdesk:move-1", "transferred")
+    assert error(await call(api, "POST", path, 422, json={"queue": "nowhere"})) == ("unknown_queue", "queue")
+    assert error(await call(api, "POST", path, 409, json={"queue": "billing"})) == ("same_queue", "queue")
+    assert error(await call(api, "POST", path, 422, json={"queue": "general", "x": 1}))[0] == "invalid"
+    await call(api, "POST", path, 403, token=VIEWER, json={"queue": "general"})
+    await put_card(api, card(), status="closed")
+    assert error(await call(api, "POST", path, 409, json={"queue": "general"})) == ("closed", "id")
+    events = [e for _, e in await on_topic(api, CONVERSATION, ConversationEvent)]
+    assert [(e.event_id, e.kind, e.queue, e.author, e.text, e.source) for e in events] == [
+        (first["event_id"], "transferred", "general", "maria", "a login fault, not a charge",
+         "api:helpdesk")] * 2
