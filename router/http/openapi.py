@@ -125,7 +125,8 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
 
 _STRUCTS: tuple[type, ...] = (
     Error, ApiMessage, MessageAccepted, CustomerView, LinkBody, IdentityLink, TierBody, TierSet,
-    ImportCounts, ReplyBody, ReplyQueued, ResolveBody, NoteBody, CallbackBody, EventQueued, ConversationView,
+    ImportCounts, ReplyBody, ReplyQueued, ResolveBody, NoteBody, CallbackBody, TransferBody, EventQueued,
+    ConversationView,
     Health, Readiness, WebhookBody,
 )
 # every error answer, by status: its name in components/responses and what it means
