@@ -34,6 +34,7 @@ from connectors.webhook.sign import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 from connectors.webhook.tool import WebhookBody
 from router.settings import Settings
 from schemas.codec import decode
+from schemas.conversation import ConversationCard
 from schemas.errors import ConfigError, ParseError, SwitchboardError
 from schemas.outbound import DeliveryReceipt
 from schemas.routed import RoutedConversation
@@ -181,7 +182,7 @@ def render(body: WebhookBody, *, where: str, api_url: str = API_URL, now: dateti
     title = f"── {body.event} · {card.conversation_id} · {where} · {body.delivery_id} "
     lines = [_printable(title) + "─" * max(3, 100 - len(title))]
     if body.routed is not None:
-        lines += _routed(body.routed, api_url, now or datetime.now(UTC))
+        lines += _routed(body.routed, card, api_url, now or datetime.now(UTC))
     elif body.receipt is not None:
         lines += _receipt(body.receipt)
     else:
@@ -190,9 +191,12 @@ def render(body: WebhookBody, *, where: str, api_url: str = API_URL, now: dateti
     return "\n".join(lines) + "\n\n"
 
 
-def _routed(routed: RoutedConversation, api_url: str, now: datetime) -> list[str]:
+def _routed(routed: RoutedConversation, card: ConversationCard, api_url: str, now: datetime) -> list[str]:
     message = routed.message
-    who = f"{routed.customer_name} <{message.sender}>" if routed.customer_name else str(message.sender)
+    # a transfer brings no message: the conversation's own customer, channel and subject
+    sender, channel = (message.sender, message.channel) if message else (card.recipient, card.channel)
+    subject = message.subject if message else card.subject
+    who = f"{routed.customer_name} <{sender}>" if routed.customer_name else str(sender)
     conversation = quote(routed.conversation_id, safe="")
     base = f"{api_url}/v1/conversations/{conversation}"
     auth = f"-H 'Authorization: Bearer {DEMO_TOKEN}' -H 'Content-Type: application/json'"
@@ -200,11 +204,14 @@ def _routed(routed: RoutedConversation, api_url: str, now: datetime) -> list[str
         *_field("queue", [f"{routed.queue} · P{routed.priority} · {routed.tier} · {routed.urgency} urgency"
                           + (f" · agent {routed.agent}" if routed.agent else "")]),
         *_field("due", [_due(routed.first_response_due, now)]),
-        *_field("customer", [f"{who} ({routed.customer_id}) on {message.channel}"]),
+        *_field("customer", [f"{who} ({routed.customer_id}) on {channel}"]),
     ]
-    if message.subject:
-        lines += _field("subject", [message.subject])
-    lines += _field("message", list(_first_lines(message.text)) or ["(no text)"])
+    if subject:
+        lines += _field("subject", [subject])
+    if routed.transfer is not None:
+        lines += _field("transfer", [routed.transfer.words()])
+    if message is not None:
+        lines += _field("message", list(_first_lines(message.text)) or ["(no text)"])
     # why it ranks and goes where it does first: the routing stages' reasons lead
     reasons = [r for d in routed.decisions if d.stage not in _BOOKKEEPING for r in d.reasons]
     reasons += [r for d in routed.decisions if d.stage in _BOOKKEEPING for r in d.reasons]
@@ -217,9 +224,9 @@ def _routed(routed: RoutedConversation, api_url: str, now: datetime) -> list[str
                         clean=False)
     lines += _field("answer", [f"curl -s {auth} -d '{{\"text\": \"...\"}}' {base}/replies"], clean=False)
     lines += _field("resolve", [f"curl -s {auth} -d '{{}}' {base}/resolve"], clean=False)
-    if message.sender.kind == "email" and _MAILBOX.fullmatch(message.sender.value):
+    if sender.kind == "email" and _MAILBOX.fullmatch(sender.value):
         # where the answer lands on the local stack: its SMTP server delivers every address
-        read = f".venv/bin/switchboard mail read {message.sender.value}"
+        read = f".venv/bin/switchboard mail read {sender.value}"
         lines += _field("read", [f"{read}  (the customer's mailbox on the local stack)"], clean=False)
     return lines
 

@@ -21,6 +21,7 @@ __all__ = [
     "delivery_id",
     "digest",
     "follow_up_event_id",
+    "handoff_event_id",
     "held_key",
     "inbound_event_id",
     "lifecycle_event_id",
@@ -72,6 +73,11 @@ def agent_reply_id(source: str, native_id: str) -> str:
 def lifecycle_event_id(cause: str, kind: str) -> str:
     """A conversation event's id, from what caused it: a retried cause is the same event."""
     return "evt_" + digest(cause, kind, size=TOOL)
+
+
+def handoff_event_id(event_id: str) -> str:
+    """The routed record handing a transferred conversation to its new team, from the transfer."""
+    return "ho_" + digest(event_id, size=WIDE)
 
 
 def sla_event_id(conversation_id: str, point: str, prefix: str = "sla_") -> str:

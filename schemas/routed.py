@@ -10,7 +10,8 @@ import msgspec
 from schemas.identity import Identity
 from schemas.inbound import InboundMessage
 
-__all__ = ["REPLY_MODES", "CallbackTask", "Decision", "HistoryEntry", "ReplyMode", "RoutedConversation"]
+__all__ = ["REPLY_MODES", "CallbackTask", "Decision", "HistoryEntry", "ReplyMode", "RoutedConversation",
+           "TransferNote"]
 
 # how a team answers a customer: "text" writes on their channel (a mail, a DM, an SMS);
 # "callback" is a person calling them back — a task for the team, done when an agent marks it
@@ -47,10 +48,29 @@ class CallbackTask(msgspec.Struct, frozen=True, kw_only=True):
     due: datetime | None
 
 
+class TransferNote(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a conversation came to its new queue without a new message: who moved it, and their note."""
+
+    from_queue: str
+    at: datetime
+    # the agent who moved it (None when the SLA chain reassigned it) and what they told the new team
+    by: str | None = None
+    note: str | None = None
+    # what moved it: "api", "slack", "sla", ...
+    source: str = "api"
+
+    def words(self) -> str:
+        """One line the new team reads first: from where, by whom, and the note."""
+        by = f" by {self.by}" if self.by else (" by the SLA escalation" if self.source == "sla" else "")
+        return f"Transferred from {self.from_queue}{by}" + (f": {self.note}" if self.note else "")
+
+
 class RoutedConversation(msgspec.Struct, frozen=True, kw_only=True):
     """A message placed in a queue with its priority, due time and the reasons.
 
     Topic `sb.routed.v1`, keyed by `customer_id` so one customer's events stay in order.
+    A transfer (an agent's, or the SLA chain's reassignment) is routed too, so the new
+    team is handed the conversation: then `message` is None and `transfer` says why.
     """
 
     event_id: str
@@ -62,7 +82,7 @@ class RoutedConversation(msgspec.Struct, frozen=True, kw_only=True):
     urgency: str
     first_response_due: datetime | None
     routed_at: datetime
-    message: InboundMessage
+    message: InboundMessage | None
     decisions: tuple[Decision, ...]
     # what the agent needs so the customer never repeats themself
     sentiment: float | None = None
@@ -75,6 +95,7 @@ class RoutedConversation(msgspec.Struct, frozen=True, kw_only=True):
     # how the team answers, by the policy's tier (tiers.<tier>.reply_mode); a callback's task
     reply_mode: ReplyMode = "text"
     callback: CallbackTask | None = None
+    transfer: TransferNote | None = None
 
     @property
     def reasons(self) -> tuple[str, ...]:

@@ -157,6 +157,11 @@ def _promises(d: _Day, zones: Sequence[ZoneInfo]) -> dict[str, Any]:
     return {"kept": kept, "broken": broken, "open": still_open, "share_kept": _share(kept, kept + broken)}
 
 
+def _channel(opening: RoutedConversation | None) -> str:
+    """The channel a conversation opened on, "?" when it opened before the day was recorded."""
+    return opening.message.channel if opening is not None and opening.message is not None else "?"
+
+
 def _status_updates(d: _Day) -> dict[str, Any]:
     status_ids = {o.reply_id for o in d.rec.outbound if o.kind == "status_update"}
     updates: dict[str, list[datetime]] = defaultdict(list)
@@ -166,7 +171,7 @@ def _status_updates(d: _Day) -> dict[str, Any]:
     breaches = [s for s in {s.event_id: s for s in d.rec.sla}.values() if s.kind == "breach"]
     told = [s for s in breaches if any(at <= s.at for at in updates.get(s.conversation_id, []))]
     untold = Counter(
-        d.opening[s.conversation_id].message.channel if s.conversation_id in d.opening else "?"
+        _channel(d.opening.get(s.conversation_id))
         for s in breaches
         if s not in told
     )
@@ -307,7 +312,9 @@ def score(
     sticky: timedelta = timedelta(hours=2),
 ) -> Scorecard:
     """The scorecard of everything recorded up to `until` (the end of the simulated day)."""
-    routed = sorted({r.event_id: r for r in rec.routed}.values(), key=lambda r: r.routed_at)
+    # a transfer's handoff carries no message: the day counts customers' messages
+    routed = sorted({r.event_id: r for r in rec.routed if r.message is not None}.values(),
+                    key=lambda r: r.routed_at)
     opening: dict[str, RoutedConversation] = {}
     for r in routed:
         opening.setdefault(r.conversation_id, r)

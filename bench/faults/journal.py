@@ -41,7 +41,8 @@ class _Routed(msgspec.Struct):
     event_id: str
     conversation_id: str
     customer_id: str
-    message: _Message
+    # None: a transfer's handoff, routed again without a message (not a customer's message)
+    message: _Message | None = None
 
 
 class _Outbound(msgspec.Struct):
@@ -132,6 +133,8 @@ class Journal:
         topic = r.topic[len(self.settings.topic_prefix):]
         if topic == ROUTED.name:
             routed = msgspec.json.decode(r.value, type=_Routed)
+            if routed.message is None:
+                return
             self.routed[routed.message.native_id].append((routed.conversation_id, at, routed.event_id))
             self.routed_at.append((at, routed.message.channel))
             if routed.message.channel == "email" and routed.message.sender.kind == "email":

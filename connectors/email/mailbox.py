@@ -24,6 +24,7 @@ from connectors.email.errors import SmtpTransient
 from connectors.email.mime import MAIL_POLICY
 from connectors.email.settings import EmailSettings, SmtpSettings
 from connectors.email.smtp import NETWORK, classified, connect, where
+from schemas.conversation import ConversationCard
 from schemas.errors import ConfigError, PermanentError
 from schemas.ids import mail_nonce
 from schemas.routed import RoutedConversation
@@ -122,7 +123,7 @@ def _body(handoff: Handoff) -> str:
     card = handoff.card
     lines = []
     if handoff.routed is not None:
-        lines += _routed(handoff.routed)
+        lines += _routed(handoff.routed, card)
     elif handoff.receipt is not None:
         r = handoff.receipt
         lines.append(f"Your reply {r.reply_id} was {r.status}" + (f": {r.reason}" if r.reason else "."))
@@ -146,17 +147,20 @@ def _callback(routed: RoutedConversation) -> list[str]:
             f"POST /v1/conversations/{routed.conversation_id}/callback"]
 
 
-def _routed(routed: RoutedConversation) -> list[str]:
+def _routed(routed: RoutedConversation, card: ConversationCard) -> list[str]:
     due = routed.first_response_due.isoformat(timespec="minutes") if routed.first_response_due else "none"
     sentiment = f"{routed.sentiment:+.2f}" if routed.sentiment is not None else "n/a"
+    message = routed.message
+    # a transfer brings no message: the conversation's own customer and channel, and the note
+    sender, channel = (message.sender, message.channel) if message else (card.recipient, card.channel)
+    said = message.text.strip() if message else (routed.transfer.words() if routed.transfer else "")
     lines = [
-        f"Customer: {routed.customer_name or routed.message.sender.value} "
-        f"({routed.tier}), via {routed.message.channel}",
+        f"Customer: {routed.customer_name or sender.value} ({routed.tier}), via {channel}",
         f"Urgency: {routed.urgency} · priority {routed.priority} · first response due {due}",
         f"Sentiment: {sentiment} · transfers: {routed.transfers}"
         + (f" · agent: {routed.agent}" if routed.agent else ""),
         *_callback(routed),
-        "", routed.message.text.strip(), "",
+        "", said, "",
     ]
     if routed.history:
         lines.append("History (newest last):")

@@ -16,6 +16,7 @@ from typing import Any
 
 from connectors.base import Handoff
 from schemas.conversation import ConversationCard
+from schemas.identity import Identity
 from schemas.outbound import DeliveryReceipt, GuardFlag
 from schemas.routed import HistoryEntry, RoutedConversation
 
@@ -95,7 +96,7 @@ def render(handoff: Handoff) -> SlackMessage:
     """The message for one handoff: a new thread's first post, or a post in its thread."""
     if handoff.routed is not None:
         if handoff.thread:
-            return follow_up_message(handoff.routed)
+            return follow_up_message(handoff.routed, handoff.card)
         return routed_message(handoff.routed, handoff.card)
     if handoff.receipt is not None:
         return receipt_message(handoff.receipt)
@@ -104,14 +105,14 @@ def render(handoff: Handoff) -> SlackMessage:
 
 def routed_message(routed: RoutedConversation, card: ConversationCard) -> SlackMessage:
     """A conversation's first post: who, how urgent, where, the words, history, why, how to answer."""
-    who = _who(routed)
+    who = _who(routed, card)
     header = f"{who} · {routed.tier} · {routed.urgency} urgency · P{routed.priority}"
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(header, HEADER_CHARS),
                                     "emoji": False}},
         {"type": "section", "fields": [_mrkdwn(f"*{name}*\n{value}") for name, value in
                                        _facts(routed, card)][:MAX_FIELDS]},
-        _section(_words(routed)),
+        _section(_words(routed, card)),
     ]
     if routed.history:
         blocks.append(_section(_history(routed.history)))
@@ -119,21 +120,21 @@ def routed_message(routed: RoutedConversation, card: ConversationCard) -> SlackM
         blocks.append(_context(_reasons(routed.reasons)))
     blocks.append(_context(CALLBACK_HINT if routed.callback is not None else THREAD_HINT))
     text = (f"{fit(who, 100)} ({fit(routed.tier, 40)}, {fit(routed.urgency, 40)}, P{routed.priority}) "
-            f"on {fit(routed.message.channel, 40)} in {fit(routed.queue, 100)}: "
-            f"{fit(routed.message.text, FALLBACK_CHARS)}")
+            f"on {fit(_channel(routed, card), 40)} in {fit(routed.queue, 100)}: "
+            f"{fit(_said(routed), FALLBACK_CHARS)}")
     return SlackMessage(text=text, blocks=tuple(blocks))
 
 
-def follow_up_message(routed: RoutedConversation) -> SlackMessage:
-    """The customer wrote again: their words in the conversation's thread, and why it ranks so."""
-    who = fit(_who(routed), 100)
-    lead = (f"*{who} wrote again* · {fit(routed.urgency, 40)} urgency · P{routed.priority}"
+def follow_up_message(routed: RoutedConversation, card: ConversationCard) -> SlackMessage:
+    """The customer wrote again (or the conversation was moved): in its thread, and why it ranks so."""
+    who = fit(_who(routed, card), 100)
+    what = "wrote again" if routed.transfer is None else f"moved to {fit(routed.queue, 100)}"
+    lead = (f"*{who} {what}* · {fit(routed.urgency, 40)} urgency · P{routed.priority}"
             f" · first response due {slack_date(routed.first_response_due)}")
-    blocks: list[Block] = [_section(lead), _section(_words(routed))]
+    blocks: list[Block] = [_section(lead), _section(_words(routed, card))]
     if routed.reasons:
         blocks.append(_context(_reasons(routed.reasons)))
-    return SlackMessage(text=f"{who} wrote again: {fit(routed.message.text, FALLBACK_CHARS)}",
-                        blocks=tuple(blocks))
+    return SlackMessage(text=f"{who} {what}: {fit(_said(routed), FALLBACK_CHARS)}", blocks=tuple(blocks))
 
 
 def receipt_message(receipt: DeliveryReceipt) -> SlackMessage:
@@ -164,14 +165,30 @@ def notice_message(text: str, card: ConversationCard) -> SlackMessage:
     return SlackMessage(text=lead, blocks=(_section(lead), _context(context)))
 
 
-def _who(routed: RoutedConversation) -> str:
-    return routed.customer_name or routed.message.sender.value
+def _who(routed: RoutedConversation, card: ConversationCard) -> str:
+    return routed.customer_name or _sender(routed, card).value
+
+
+def _sender(routed: RoutedConversation, card: ConversationCard) -> Identity:
+    """Who wrote, or for a transfer (no message) who the conversation answers."""
+    return routed.message.sender if routed.message is not None else card.recipient
+
+
+def _channel(routed: RoutedConversation, card: ConversationCard) -> str:
+    return routed.message.channel if routed.message is not None else card.channel
+
+
+def _said(routed: RoutedConversation) -> str:
+    """The customer's words, or for a transfer what the new team reads first."""
+    if routed.message is not None:
+        return routed.message.text
+    return routed.transfer.words() if routed.transfer is not None else ""
 
 
 def _facts(routed: RoutedConversation, card: ConversationCard) -> list[tuple[str, str]]:
     facts = [
-        ("From", fit(str(routed.message.sender), 200)),
-        ("Channel", fit(routed.message.channel, 200)),
+        ("From", fit(str(_sender(routed, card)), 200)),
+        ("Channel", fit(_channel(routed, card), 200)),
         ("Queue", fit(routed.queue, 200)),
         ("First response due", slack_date(routed.first_response_due)),
         ("Conversation", f"`{escape(card.conversation_id)}`"),
@@ -189,8 +206,11 @@ def _facts(routed: RoutedConversation, card: ConversationCard) -> list[tuple[str
     return facts
 
 
-def _words(routed: RoutedConversation) -> str:
+def _words(routed: RoutedConversation, card: ConversationCard) -> str:
     message = routed.message
+    if message is None:  # a transfer: who moved it and their note lead, under the conversation's subject
+        subject = f"*{fit(card.subject, 200)}*\n" if card.subject else ""
+        return f"{subject}:arrow_right: {fit(_said(routed), MESSAGE_CHARS)}"
     subject = f"*{fit(message.subject, 200)}*\n" if message.subject else ""
     text = message.text.strip()
     words = fit(text, MESSAGE_CHARS, f" _(cut: {len(text):,} characters in all)_") if text else "_(no text)_"

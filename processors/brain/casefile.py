@@ -70,6 +70,8 @@ class CaseFile:
         """A routed message: its history lines, its conversation's summary, clock and plans."""
         routed, answer = outcome.routed, outcome.answer
         message = routed.message
+        if message is None:
+            raise ValueError("a routed message without its message: only a transfer's handoff has none")
         conversation = routed.conversation_id
         if outcome.transfer is not None:
             self._add(None, lifecycle.transfer_line(

@@ -214,6 +214,14 @@ def next_due(clock: SlaClock, policy: Policy) -> datetime | None:
     return add_business_time(clock.running_since, left, _calendar(clock, policy))
 
 
+def due_at(clock: SlaClock, policy: Policy) -> datetime | None:
+    """When the running target falls due (is breached), in business time; None when no clock runs."""
+    if clock.target is None or clock.running_since is None:
+        return None
+    left = max(clock.budget - clock.used, timedelta(0))
+    return add_business_time(clock.running_since, left, _calendar(clock, policy))
+
+
 def mark_fired(clock: SlaClock, events: list[DueEvent]) -> SlaClock:
     """The clock after `events` were acted on, so they never fire twice."""
     return replace(clock, fired=clock.fired | {e.key for e in events})

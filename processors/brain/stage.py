@@ -3,8 +3,9 @@
 The one writer of a customer's state. Its batches mix customer messages
 (`sb.identified.v1`) and their conversations' lifecycle events (`sb.conversation.v1`:
 replies sent, notes, waiting, resolved, closed, follow-ups, transfers), both keyed by
-customer. It reads everything the batch's customers need in one round trip (thread keys,
-history, recent conversations, profiles, clocks, queue backlogs), applies messages (the
+customer; a transfer is routed again, to hand the conversation to its new team. It
+reads everything the batch's customers need in one round trip (thread keys, history,
+recent conversations, profiles, clocks, queue backlogs), applies messages (the
 pure `route.decide`) and events (the pure `lifecycle.apply`) in batch order — later ones
 see earlier ones' effects — and writes every change back in a second round trip:
 history, summaries, clocks, card statuses and the lifecycle plans. That write waits for
@@ -26,6 +27,7 @@ from redis.asyncio import Redis
 
 from processors.brain import route
 from processors.brain.casefile import CaseFile
+from processors.brain.handover import handover
 from processors.brain.memo import Memo
 from processors.brain.sla import SlaClock
 from processors.brain.thread import ThreadRules
@@ -90,6 +92,8 @@ def acknowledgement_message(routed: RoutedConversation, text: str, kind: str = "
                             ) -> OutboundMessage:
     """The outbound message carrying an acknowledgement, in the customer's thread."""
     message = routed.message
+    if message is None:
+        raise ValueError("an acknowledgement answers a message; a transfer's handoff has none")
     ref = reply_reference(message)
     return OutboundMessage(
         reply_id=automatic_reply_id(kind, routed.event_id), conversation_id=routed.conversation_id,
@@ -133,7 +137,7 @@ class Brain:
                 outputs.append(self._probe(item, item.probe, batch))
                 continue  # not counted: probes never reach the business's numbers
             if isinstance(item, ConversationEvent):
-                self._event(item, customer, batch)
+                outputs += self._event(item, customer, batch)
             else:
                 outputs += self._one(item, customer, batch, debug)
             tally.passed[_channel(item)] += 1
@@ -247,16 +251,23 @@ class Brain:
                                        "queue": routed.queue, "priority": routed.priority})
         return outputs
 
-    def _event(self, event: ConversationEvent, customer: CaseFile, batch: _Batch) -> None:
+    def _event(self, event: ConversationEvent, customer: CaseFile, batch: _Batch) -> list[Output]:
         context = {"event_id": event.event_id, "conversation_id": event.conversation_id,
                    "kind": event.kind}
         before = customer.clocks.get(event.conversation_id)
+        was = customer.recent.get(event.conversation_id)
         change = customer.apply(event, batch.policy)
         if change is None:
             log.warning("lifecycle event for an unknown conversation", extra=context)
-            return
+            return []
         log.info("lifecycle " + event.kind, extra={**context, "reason": change.reason})
         _recount(batch, before.clock if before else None, change.entry.clock)
+        if event.kind != "transferred" or change.ignored or was is None:
+            return []
+        # the new team hears of it now, with the case file, not when the customer next writes
+        routed = handover(event, change, customer, from_queue=was.queue, policy=batch.policy,
+                          now=batch.now, history_limit=self._stores.history_limit)
+        return [Output(ROUTED, routed.customer_id.encode(), encode(routed))]
 
     def _queue_write(self, pipe: Any, customers: dict[str, CaseFile], batch: _Batch) -> None:
         s = self._stores

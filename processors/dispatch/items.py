@@ -1,4 +1,4 @@
-"""What dispatch hands over: routed messages, reply receipts and SLA notices as one item type.
+"""What dispatch hands over: routed messages and transfers, reply receipts and SLA notices as one item type.
 
 Each item has a `source`, unique across the three topics, from which its claims and its
 delivery ids derive, and the words an agent reads about it.
@@ -17,6 +17,7 @@ __all__ = [
     "NOTICE",
     "RECEIPT",
     "ROUTED",
+    "TRANSFERRED",
     "Item",
     "receipt_item",
     "receipt_notice",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 ROUTED = "conversation.routed"
+# a transfer's handoff: `routed` carries no message, its `transfer` says from where and why
+TRANSFERRED = "conversation.transferred"
 RECEIPT = "reply.receipt"
 NOTICE = "conversation.event"
 
@@ -50,9 +53,9 @@ class Item:
 
 
 def routed_item(record: Record, routed: RoutedConversation) -> Item:
-    """A routed message, for the queue's destinations."""
+    """A routed message, or a transfer's handoff, for the queue's destinations."""
     return Item(record, f"routed:{routed.event_id}", routed.event_id, routed.conversation_id,
-                ROUTED, routed=routed)
+                ROUTED if routed.transfer is None else TRANSFERRED, routed=routed)
 
 
 def receipt_item(record: Record, receipt: DeliveryReceipt) -> Item:

@@ -135,29 +135,30 @@ def escalation_destinations(action: str | None, target: str | None,
                             policy: Policy) -> tuple[tuple[str, ...], str]:
     """Who an escalation step reaches besides the conversation's own tools.
 
-    A reassignment reaches the target queue's team, which now owns the conversation; a
-    page or notify reaches the destination of that name, when the policy defines one
-    (other targets are names the conversation's own tools understand).
+    A page or notify reaches the destination of that name, when the policy defines one
+    (other targets are names the conversation's own tools understand). A reassignment
+    reaches no one more here: its transfer is handed to the new team whole, as a routed
+    conversation (processors.brain.handover), not as a one-line notice.
     """
-    if not action or not target:
+    if not action or not target or action == "reassign":
         return (), ""
-    if action == "reassign" and target in policy.queues:
-        names, why = _queue_destinations(target, policy)
-        return names, f"reassigned: {why}"
     if target in policy.destinations:
         return (target,), f"{action} {target}"
     return (), ""
 
 
 def card_for(routed: RoutedConversation, previous: ConversationCard | None,
-             now: datetime) -> ConversationCard:
+             now: datetime) -> ConversationCard | None:
     """The card after a routed message: its latest facts, its history kept.
 
     A verified answer to a continuation mail (tagged `continuation` by intake) leaves the
     conversation where it lives: replies keep going to its channel and recipient, which
-    carry them on by mail (a chat the visitor left).
+    carry them on by mail (a chat the visitor left). A transfer's handoff brings no
+    message: the card moves queue and keeps the rest; None when there is no card to move.
     """
     message = routed.message
+    if message is None:
+        return None if previous is None else _moved(routed, previous, now)
     ref = reply_reference(message)
     if previous is not None and CONTINUATION_TAG in message.tags:
         channel, recipient = previous.channel, previous.recipient
@@ -181,6 +182,15 @@ def card_for(routed: RoutedConversation, previous: ConversationCard | None,
         messages=(previous.messages if previous else 0) + 1,
         # a repeat call joins the task already owed; a written follow-up does not cancel it
         callback=routed.callback or (previous.callback if previous else None))
+
+
+def _moved(routed: RoutedConversation, previous: ConversationCard, now: datetime) -> ConversationCard:
+    """The card of a transferred conversation: the new queue and ranking, the customer's thread kept."""
+    return msgspec.structs.replace(
+        previous, queue=routed.queue, tier=routed.tier, urgency=routed.urgency, priority=routed.priority,
+        updated_at=now, agent=None, transfers=routed.transfers, destinations={},
+        customer_name=routed.customer_name or previous.customer_name,
+        first_response_due=routed.first_response_due or previous.first_response_due)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +234,10 @@ def plan_batch(items: Sequence[Item], previous: Sequence[bytes | None],
             skip = None if card is not None or not recorded else "no card for the conversation"
             plans.append(Plan(item, card, recorded, "a replay goes where the first delivery went",
                               new=False, skip=skip))
+            continue
+        if routed is not None and routed.message is None and card is None:
+            plans.append(Plan(item, None, (), "", new=True,
+                              skip="a transfer of a conversation never dispatched, or whose card expired"))
             continue
         if routed is not None:
             chosen, why = route_destinations(routed, card, here, policy)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import msgspec
 from prometheus_client import Counter
@@ -19,7 +19,6 @@ from redis.asyncio import Redis
 
 from processors.brain import acknowledge, sla
 from processors.metrics import REDIS_ROUNDTRIPS
-from processors.policy.calendar import add_business_time
 from processors.policy.model import Policy
 from processors.stage import Output
 from processors.stores.clocks import ClockStore, SlaEntry, Write
@@ -58,7 +57,7 @@ def fire(entry: SlaEntry, now: datetime, policy: Policy) -> tuple[Write, list[Ou
     events = sla.due_events(entry.clock, now, policy)
     target = entry.clock.target or "first_response"
     outputs: list[Output] = []
-    breach_at = _breach_at(entry.clock, policy) or now
+    breach_at = sla.due_at(entry.clock, policy) or now
     for e in events:
         kind = _KINDS[e.kind]
         FIRED.labels(kind).inc()
@@ -87,16 +86,6 @@ def _reassigned(entry: SlaEntry, key: str, queue: str, at: datetime,
         event_id=sla_event_id(entry.conversation_id, key, "esc_"), conversation_id=entry.conversation_id,
         customer_id=entry.customer_id, kind="transferred", at=at, queue=queue, source="sla",
         text="escalated: " + "; ".join(reasons) if reasons else "escalated")
-
-
-def _breach_at(clock: sla.SlaClock, policy: Policy) -> datetime | None:
-    """When the running target is breached: the budget left, counted in business time."""
-    if clock.running_since is None or clock.target is None:
-        return None
-    left = max(clock.budget - clock.used, timedelta(0))
-    if clock.queue not in policy.queues:  # a queue the policy no longer has: count plain time
-        return clock.running_since + left
-    return add_business_time(clock.running_since, left, policy.calendar_for(clock.queue, clock.tier))
 
 
 class SlaWatch:

@@ -85,7 +85,8 @@ class Judgement:
         due = routed.first_response_due
         reasons = tuple(r for d in routed.decisions if d.stage in _JUDGED_STAGES for r in d.reasons)
         return cls(routed.queue, routed.priority, routed.tier, routed.urgency,
-                   None if due is None else due - routed.message.received_at, reasons)
+                   None if due is None or routed.message is None else due - routed.message.received_at,
+                   reasons)
 
 
 @dataclass(frozen=True, slots=True)

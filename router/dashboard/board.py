@@ -23,6 +23,7 @@ from schemas.conversation import ConversationEvent
 from schemas.deadletter import DeadLetter
 from schemas.handoff import HandoffReceipt
 from schemas.ids import automatic_reply_id
+from schemas.inbound import InboundMessage
 from schemas.outbound import DeliveryReceipt
 from schemas.probe import ProbeEvent
 from schemas.routed import RoutedConversation
@@ -123,22 +124,24 @@ class Board:
 
     def routed(self, r: RoutedConversation) -> None:
         """A customer's message, routed: it opens or continues a conversation and owes a response."""
-        if not self._once("r:" + r.event_id, r.routed_at):
+        message = r.message
+        # a transfer's handoff is no message: its `transferred` event moves the conversation
+        if message is None or not self._once("r:" + r.event_id, r.routed_at):
             return
-        received = r.message.received_at
+        received = message.received_at
         conv = self.conversations.get(r.conversation_id)
         if conv is None:
-            conv = Conversation(r.tier, r.message.channel, r.queue, received, account=_account(r))
+            conv = Conversation(r.tier, message.channel, r.queue, received, account=_account(message))
             self.conversations[r.conversation_id] = conv
         conv.tier, conv.queue, conv.touched = r.tier, r.queue, received
         if conv.owed_since is None:
             conv.owed_since = received
         self.count("routed", received, conv.segment)
         minute = int(received.timestamp()) // 60
-        self.minutes.setdefault(minute, Counter())[r.message.channel] += 1
-        last = self.last_message.get(r.message.channel)
+        self.minutes.setdefault(minute, Counter())[message.channel] += 1
+        last = self.last_message.get(message.channel)
         if last is None or received > last:
-            self.last_message[r.message.channel] = received
+            self.last_message[message.channel] = received
         self._acks[automatic_reply_id("acknowledgement", r.event_id)] = (conv.segment, received)
 
     def lifecycle(self, e: ConversationEvent) -> None:
@@ -255,8 +258,8 @@ class Board:
         self.probes = {c: e for c, e in self.probes.items() if e.at >= horizon}
 
 
-def _account(r: RoutedConversation) -> str | None:
+def _account(message: InboundMessage) -> str | None:
     """`channel:account` when the channel names our account it arrived on (mailbox, X account)."""
     # read by name: every channel's extras that know an account call it `account`
-    account = getattr(r.message.extras, "account", "")
-    return f"{r.message.channel}:{account}" if isinstance(account, str) and account else None
+    account = getattr(message.extras, "account", "")
+    return f"{message.channel}:{account}" if isinstance(account, str) and account else None

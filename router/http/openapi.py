@@ -372,8 +372,8 @@ def _webhooks() -> dict[str, Any]:
         "parameters": [
             {**header, "name": SIGNATURE_HEADER, "description": "t=<unix seconds>,v1=<hex HMAC>"},
             {**header, "name": DELIVERY_HEADER, "description": "stable across retries and restarts"},
-            {**header, "name": EVENT_HEADER, "description": "conversation.routed, reply.receipt or "
-                                                            "conversation.event"},
+            {**header, "name": EVENT_HEADER, "description": "conversation.routed, conversation.transferred, "
+                                                            "reply.receipt or conversation.event"},
         ],
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(WebhookBody)}}},
         "responses": {"2XX": {"description": "Taken; not sent again."},

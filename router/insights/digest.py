@@ -58,7 +58,8 @@ class Events:
     def add(self, event: Event) -> None:
         """Keep an event unless one with its id was kept already."""
         if isinstance(event, RoutedConversation):
-            if self._new("r:" + event.event_id):
+            # a transfer's handoff is no customer message: its `transferred` event counts it
+            if event.message is not None and self._new("r:" + event.event_id):
                 self.routed.append(event)
         elif isinstance(event, SlaEvent):
             if self._new("s:" + event.event_id):
@@ -96,7 +97,8 @@ def _sentiment(routed: Sequence[RoutedConversation], since: datetime, until: dat
     step = timedelta(hours=1) if until - since <= timedelta(hours=48) else timedelta(days=1)
     slices: defaultdict[int, list[float | None]] = defaultdict(list)
     for r in routed:
-        slices[int((r.message.received_at - since) / step)].append(r.sentiment)
+        if r.message is not None:
+            slices[int((r.message.received_at - since) / step)].append(r.sentiment)
     points = []
     for i in range(int((until - since) / step) + (1 if (until - since) % step else 0)):
         scores = [s for s in slices.get(i, []) if s is not None]
@@ -112,7 +114,7 @@ def _repeats(routed: Sequence[RoutedConversation]) -> list[RepeatContact]:
         by[r.customer_id].append(r)
     repeats = [RepeatContact(customer_id=c, messages=len(rs),
                              conversations=len({r.conversation_id for r in rs}),
-                             channels=tuple(sorted({r.message.channel for r in rs})))
+                             channels=tuple(sorted({r.message.channel for r in rs if r.message})))
                for c, rs in by.items() if len(rs) > 1]
     return sorted(repeats, key=lambda r: (-r.messages, r.customer_id))
 
@@ -172,7 +174,7 @@ def summarise(events: Events, since: datetime, until: datetime, *, now: datetime
     def inside(at: datetime) -> bool:
         return since <= at < until
 
-    routed = [r for r in events.routed if inside(r.message.received_at)]
+    routed = [r for r in events.routed if r.message is not None and inside(r.message.received_at)]
     # breaches are explained by their conversations, routed in the window or before it
     known: defaultdict[str, list[RoutedConversation]] = defaultdict(list)
     for r in sorted(events.routed, key=lambda r: r.routed_at):
@@ -187,7 +189,7 @@ def summarise(events: Events, since: datetime, until: datetime, *, now: datetime
         messages=len(routed), conversations=len({r.conversation_id for r in routed}),
         by_intent=_counts(Counter(i for r in routed for i in intents(r))),
         by_queue=_counts(Counter(r.queue for r in routed)),
-        by_channel=_counts(Counter(r.message.channel for r in routed)),
+        by_channel=_counts(Counter(r.message.channel for r in routed if r.message)),
         sentiment=_sentiment(routed, since, until),
         repeat_customers=len(repeats), repeat_messages=sum(r.messages for r in repeats),
         top_repeat=tuple(repeats[:TOP]),

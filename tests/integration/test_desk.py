@@ -25,7 +25,7 @@ from schemas.conversation import ConversationCard
 from schemas.errors import ConfigError, SwitchboardError
 from schemas.handoff import Handoff
 from schemas.outbound import DeliveryReceipt, GuardFlag
-from schemas.routed import CallbackTask
+from schemas.routed import CallbackTask, TransferNote
 
 pytestmark = pytest.mark.integration
 
@@ -137,6 +137,22 @@ async def test_a_routed_conversation_prints_who_why_and_how_to_answer(running: R
     read = ".venv/bin/switchboard mail read ada@example.com"
     assert f"  read     {read}  (the customer's mailbox on the local stack)" in lines
     assert block.endswith("\n\n")
+
+
+async def test_a_transfer_prints_who_moved_it_and_the_conversations_own_subject(running: Running) -> None:
+    note = TransferNote(from_queue="billing", at=NOW, by="maria", note="a login fault")
+    moved = msgspec.structs.replace(routed("unused"), message=None, transfer=note)
+    status, _ = await running.post(running.helpdesk, Handoff(
+        delivery_id="dlv_move1", destination="helpdesk-webhook", event="conversation.transferred",
+        card=card(subject="Cannot log in"), routed=moved))
+    assert status == 200
+    lines = running.out.getvalue().splitlines()
+    assert lines[0].startswith("── conversation.transferred · con_desk1 · helpdesk-webhook · dlv_move1 ")
+    assert "  customer Ada Lovelace <email:ada@example.com> (cus_ada) on email" in lines
+    assert "  subject  Cannot log in" in lines
+    assert "  transfer Transferred from billing by maria: a login fault" in lines
+    assert not any(line.startswith("  message") for line in lines)
+    assert f"  answer   {ANSWER}" in lines
 
 
 async def test_a_bad_signature_is_401_and_prints_no_delivery(running: Running) -> None:

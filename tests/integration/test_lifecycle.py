@@ -364,3 +364,40 @@ async def test_a_transfer_takes_its_place_in_the_backlog_along(world_for: Callab
     # resolved there: billing owes nothing, and general's count is untouched (never below zero)
     await w.step(w.event("resolved", conversation, author="ana"))
     assert await backlog() == {"general": 1}
+
+
+async def test_a_transfer_is_handed_to_the_new_team_with_the_case_file(
+        world_for: Callable[[Policy], World]) -> None:
+    w = world_for(POLICY)
+    await w.step(w.message(ADA, "My parcel is late"))
+    [opened] = w.routed
+    conversation = opened.conversation_id
+    move = w.event("transferred", conversation, queue="billing", author="maria",
+                   text="a refund question, not a delivery one")
+    outputs = await w.step(move)
+
+    # the new team hears of it now, not when the customer next writes
+    [handoff] = [decode(o.value, RoutedConversation) for o in outputs if o.topic is ROUTED]
+    assert [o.key for o in outputs if o.topic is ROUTED] == [customer(ADA).encode()]
+    assert (handoff.conversation_id, handoff.queue, handoff.message, handoff.transfers) == (
+        conversation, "billing", None, 1)
+    assert handoff.transfer is not None
+    assert (handoff.transfer.from_queue, handoff.transfer.by, handoff.transfer.note) == (
+        "general", "maria", "a refund question, not a delivery one")
+    assert handoff.transfer.words() == (
+        "Transferred from general by maria: a refund question, not a delivery one")
+    # the story so far travels with it: the customer's words and the move, newest first
+    assert [(h.direction, h.summary) for h in handoff.history[:2]] == [
+        ("event", "transferred from general to billing: transfer 1 of at most 3"),
+        ("in", "My parcel is late")]
+    # the first response is still owed, by the same deadline the clock keeps
+    _, entry, _, _ = await w.state(conversation)
+    assert entry.clock.queue == "billing"
+    assert handoff.first_response_due == opened.first_response_due
+    assert (handoff.tier, handoff.urgency, handoff.priority) == (opened.tier, opened.urgency, opened.priority)
+
+    # the same transfer again (a retried call): applied once, handed over once
+    assert not [o for o in await w.step(move) if o.topic is ROUTED]
+    # a transfer to the queue it is in moves nothing and tells no one
+    again = w.event("transferred", conversation, queue="billing", author="maria")
+    assert not [o for o in await w.step(again) if o.topic is ROUTED]

@@ -26,7 +26,7 @@ from schemas import Decision, HistoryEntry, Identity, InboundMessage, RoutedConv
 from schemas.conversation import ConversationCard
 from schemas.inbound import Attachment
 from schemas.outbound import DeliveryReceipt, GuardFlag
-from schemas.routed import CallbackTask
+from schemas.routed import CallbackTask, TransferNote
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ADA = Identity(kind="email", value="ada@example.com")
@@ -212,6 +212,38 @@ def test_a_follow_up_in_the_thread_is_compact() -> None:
     assert message.blocks[0]["text"]["text"].startswith("*Ada &amp; Co wrote again* · high urgency · P2")
     assert message.blocks[1]["text"]["text"] == "*Refund &lt;urgent&gt;*\nAny news? &lt;3"
     assert message.text == "Ada &amp; Co wrote again: Any news? &lt;3"
+
+
+def transferred() -> RoutedConversation:
+    """A transfer's handoff: no message, a note from the agent who moved it."""
+    note = TransferNote(from_queue="general", at=T0, by="maria <m>", note="refund, not <delivery>")
+    return replace(routed(), message=None, transfer=note, customer_name=None, sentiment=None)
+
+
+def test_a_transfer_is_a_new_thread_for_the_new_team_led_by_the_note() -> None:
+    message = render(Handoff(delivery_id="dlv_2", destination="slack-billing",
+                             event="conversation.transferred", card=card(subject="Refund <urgent>"),
+                             routed=transferred()))
+    within_limits(message)
+    assert [b["type"] for b in message.blocks][:3] == ["header", "section", "section"]
+    # who and where come from the conversation's card: the customer, not the agent who moved it
+    assert message.blocks[0]["text"]["text"] == "ada@example.com · premium · high urgency · P2"
+    fields = [f["text"] for f in message.blocks[1]["fields"]]
+    assert "*From*\nemail:ada@example.com" in fields and "*Channel*\nemail" in fields
+    assert message.blocks[2]["text"]["text"] == (
+        "*Refund &lt;urgent&gt;*\n:arrow_right: Transferred from general by maria &lt;m&gt;: "
+        "refund, not &lt;delivery&gt;")
+    assert THREAD_HINT in texts(message)
+    assert message.text == ("ada@example.com (premium, high, P2) on email in billing: "
+                            "Transferred from general by maria &lt;m&gt;: refund, not &lt;delivery&gt;")
+
+
+def test_a_transfer_into_a_thread_the_team_already_has_says_it_moved() -> None:
+    message = render(Handoff(delivery_id="dlv_2", destination="slack-billing",
+                             event="conversation.transferred", card=card(), thread="1700000000.000100",
+                             routed=transferred()))
+    assert message.blocks[0]["text"]["text"].startswith("*ada@example.com moved to billing* · high urgency")
+    assert message.text.startswith("ada@example.com moved to billing: Transferred from general by maria")
 
 
 def receipt(status: str, **changes: Any) -> DeliveryReceipt:

@@ -36,6 +36,7 @@ from schemas.conversation import ConversationCard
 from schemas.errors import PermanentError, TransientError
 from schemas.ids import delivery_id
 from schemas.outbound import GuardFlag
+from schemas.routed import TransferNote
 from tests.paths import FIXTURES
 
 NOW = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
@@ -296,6 +297,36 @@ def test_a_transfer_forgets_the_old_threads() -> None:
     [p] = plan([routed_item(record(), routed(queue="billing", transfers=1))],
                cards={"con_1": card(destinations={"hook": "", "mailbox": "m1"})})
     assert p.transfer and p.forget == ("hook", "mailbox") and p.intended == ("billing-hook", "slack")
+
+
+def handoff(queue: str = "billing") -> RoutedConversation:
+    """A transfer's handoff: routed again with no message, and why."""
+    note = TransferNote(from_queue="general", at=NOW, by="maria", note="a refund, not a parcel")
+    return replace(routed("ho_1", queue=queue, transfers=1), message=None, transfer=note, agent=None,
+                   priority=2, first_response_due=None)
+
+
+def test_a_transfers_handoff_moves_the_card_to_the_new_team_and_keeps_the_customers_thread() -> None:
+    before = replace(card(destinations={"hook": "h1"}), messages=2, status="pending")
+    item = routed_item(record(), handoff())
+    assert item.event == "conversation.transferred"
+    [p] = plan([item], cards={"con_1": before})
+    assert p.transfer and p.forget == ("hook",) and p.intended == ("billing-hook", "slack")
+    assert p.reason.startswith("transferred from general")
+    moved = p.card
+    assert (moved.queue, moved.priority, moved.transfers, moved.agent) == ("billing", 2, 1, None)
+    # no new message: the customer, their thread, the count and the status stay as they were
+    kept = ("channel", "recipient", "in_reply_to", "references", "subject", "messages", "status",
+            "opened_at", "customer_name", "first_response_due")
+    assert {k: getattr(moved, k) for k in kept} == {k: getattr(before, k) for k in kept}
+    assert moved.destinations == {} and moved.updated_at == NOW
+
+
+def test_a_handoff_without_a_card_is_skipped_with_its_reason() -> None:
+    [p] = plan([routed_item(record(), handoff())])
+    assert p.skip is not None and "never dispatched" in p.skip and p.card is None
+    [replayed] = plan([routed_item(record(), handoff())], [applied(["billing-hook"]).encode()])
+    assert replayed.skip == "no card for the conversation"
 
 
 def test_notices_need_a_card_and_unremarkable_receipts_are_not_told() -> None:

@@ -64,7 +64,7 @@ def test_nothing_moves_before_the_breach() -> None:
 
 
 @pytest.mark.parametrize(("action", "target", "expected"), [
-    ("reassign", "escalations", ("pager-webhook",)),  # the new team's own tools
+    ("reassign", "escalations", ()),                   # the transfer's handoff reaches the new team
     ("page", "pager-webhook", ("pager-webhook",)),      # a destination of that name
     ("notify", "team-lead", ()),                        # a name the conversation's tools understand
     ("raise_priority", None, ()),
