@@ -123,6 +123,11 @@ class Edge(Protocol):
         """The conversation's call back made: the agent reached the customer (its first response)."""
         ...
 
+    async def transfer(self, card: ConversationCard, *, event_id: str, queue: str, text: str | None,
+                       author: str, at: datetime, source: str) -> None:
+        """Move the conversation to `queue`, whose team is handed it; Refusal when it cannot move there."""
+        ...
+
     async def receipt(self, receipt: DeliveryReceipt) -> None:
         """A receipt for a reply, shown back in the agent's tool (e.g. refused: closed)."""
         ...

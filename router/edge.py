@@ -132,12 +132,28 @@ class RouterEdge:
         await self._event(card, "called_back", event_id=event_id, text=text, author=author, at=at,
                           source=source)
 
+    async def transfer(self, card: ConversationCard, *, event_id: str, queue: str, text: str | None,
+                       author: str, at: datetime, source: str) -> None:
+        """The conversation moved to `queue`, checked against the live policy as the API checks it."""
+        queues = self._policy().queues
+        if queue not in queues:
+            raise Refusal(422, "unknown_queue", f"the policy has no queue {queue!r}; "
+                          f"it has {', '.join(sorted(queues))}")
+        if queue == card.queue:
+            raise Refusal(409, "same_queue", f"the conversation is already in queue {queue}")
+        if card.status == "closed":
+            raise Refusal(409, "closed", "the conversation is closed")
+        await self._event(card, "transferred", event_id=event_id, text=text, author=author, at=at,
+                          source=source, queue=queue)
+
     async def _event(self, card: ConversationCard, kind: LifecycleKind, *, event_id: str,
-                     text: str | None, author: str, at: datetime, source: str) -> None:
+                     text: str | None, author: str, at: datetime, source: str,
+                     queue: str | None = None) -> None:
         """One conversation event by an agent, keyed by customer like every lifecycle event."""
+        # a transfer names the new queue; every other event the one it happened in
         event = ConversationEvent(event_id=event_id, conversation_id=card.conversation_id,
                                   customer_id=card.customer_id, kind=kind, at=at, author=author,
-                                  text=text, queue=card.queue, source=source)
+                                  text=text, queue=queue or card.queue, source=source)
         await self._put(CONVERSATION.named(self._settings.topic_prefix), card.customer_id, encode(event),
                         f"Kafka did not take the {kind} event", event_id=event_id)
 

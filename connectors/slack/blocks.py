@@ -47,10 +47,12 @@ MESSAGE_CHARS = 2800
 FALLBACK_CHARS = 300
 HISTORY_LINES = 5
 # the thread convention (connectors/slack/events.py), told where agents first see a conversation
-THREAD_HINT = "Reply in this thread to answer the customer; start with `note:` for an internal note"
+THREAD_HINT = ("Reply in this thread to answer the customer; start with `note:` for an internal note, "
+               "`transfer: <queue> <why>` to hand it to another team")
 # a customer the policy has called back: the call is the answer, marked here once made
 CALLBACK_HINT = ("Call the customer back, then write `called:` and what came of it in this thread; "
-                 "`note:` for an internal note, anything else is sent to them")
+                 "`note:` for an internal note, `transfer: <queue> <why>` to hand it to another team, "
+                 "anything else is sent to them")
 _ELLIPSIS = "…"
 _KINDS = {"agent_reply": "Reply", "acknowledgement": "Auto-acknowledgement",
           "status_update": "Status update", "follow_up": "Follow-up"}

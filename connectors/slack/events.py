@@ -14,8 +14,10 @@ Agents also talk to each other in the thread: a message whose text starts with `
 or `//` (any case, after trimming) is an internal note (`SlackNote`, its text without the
 prefix), which joins the conversation's history and never reaches the customer. A
 message starting with `called:` marks the conversation's call back made (`SlackCalled`):
-the agent reached the customer by phone, the words after it are kept as the note. Every
-other message in the thread is an answer to the customer.
+the agent reached the customer by phone, the words after it are kept as the note. A
+message starting with `transfer:` moves the conversation to the queue named next, the
+rest being the note for that queue's team (`SlackTransfer`: "transfer: billing wants a
+refund"). Every other message in the thread is an answer to the customer.
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "TOLERANCE_SECONDS",
+    "TRANSFER_PREFIX",
     "Ignored",
     "SlackCalled",
     "SlackEvent",
     "SlackNote",
     "SlackReply",
+    "SlackTransfer",
     "UrlVerification",
     "note_text",
     "parse",
@@ -64,6 +68,8 @@ _REPLY_SUBTYPES = frozenset({None, "thread_broadcast"})
 NOTE_PREFIXES = ("note:", "//")
 # what marks a thread message as "I called the customer back and reached them"
 CALLED_PREFIX = "called:"
+# what marks a thread message as "this belongs to another queue": the queue, then the note
+TRANSFER_PREFIX = "transfer:"
 # <https://x|label>, <mailto:a@b|a@b>, <@U123>, <@U123|ana>, <#C123|general>, <!here>, ...
 _MARKUP = re.compile(r"<([^<>\n]*)>")
 
@@ -91,6 +97,13 @@ class SlackCalled(SlackReply):
 
 
 @dataclass(frozen=True, slots=True)
+class SlackTransfer(SlackReply):
+    """A person moving the conversation to `queue` (`transfer:`); `text` is their note for its team."""
+
+    queue: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class UrlVerification:
     """Slack checking the endpoint when the app's request URL is set: echo the challenge."""
 
@@ -105,7 +118,7 @@ class Ignored:
     event_id: str | None = None
 
 
-SlackEvent = SlackReply | SlackNote | SlackCalled | UrlVerification | Ignored
+SlackEvent = SlackReply | SlackNote | SlackCalled | SlackTransfer | UrlVerification | Ignored
 
 
 class _Envelope(msgspec.Struct):
@@ -191,7 +204,7 @@ def parse(body: bytes) -> SlackEvent:
     return _reply(message, event_id or "")
 
 
-def _reply(m: _Message, event_id: str) -> SlackReply | SlackNote | SlackCalled | Ignored:
+def _reply(m: _Message, event_id: str) -> SlackReply | SlackNote | SlackCalled | SlackTransfer | Ignored:
     """The agent's reply (or internal note) a message is, or why it is none."""
     user, thread_ts, text = m.user or "", m.thread_ts or "", plain_text(m.text or "")
     note = note_text(text)
@@ -220,6 +233,13 @@ def _reply(m: _Message, event_id: str) -> SlackReply | SlackNote | SlackCalled |
     if text.strip()[:len(CALLED_PREFIX)].lower() == CALLED_PREFIX:
         return SlackCalled(channel=m.channel, thread_ts=thread_ts, ts=m.ts, user=user,
                            text=text.strip()[len(CALLED_PREFIX):].strip(), event_id=event_id)
+    if text.strip()[:len(TRANSFER_PREFIX)].lower() == TRANSFER_PREFIX:
+        # "transfer: billing, wants a refund": the queue's name, then the note (either may be empty)
+        words = text.strip()[len(TRANSFER_PREFIX):].split(maxsplit=1)
+        queue = words[0].rstrip(":,.") if words else ""
+        note = words[1].lstrip("-:, ").strip() if len(words) > 1 else ""
+        return SlackTransfer(channel=m.channel, thread_ts=thread_ts, ts=m.ts, user=user, text=note,
+                             event_id=event_id, queue=queue)
     return SlackReply(channel=m.channel, thread_ts=thread_ts, ts=m.ts, user=user,
                       text=text, event_id=event_id)
 

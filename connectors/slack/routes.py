@@ -10,7 +10,10 @@ Agents talk to each other in the same thread: a message starting with `note:` or
 (any case, after trimming) is an internal note. It joins the conversation's history and
 never reaches the customer; a note on a closed conversation is still kept. `called:`
 marks the conversation's call back made (`Edge.called_back`) where the policy asked for
-one; elsewhere it is kept as a note. A reply to a closed conversation is not sent: a
+one; elsewhere it is kept as a note. `transfer: <queue> <note>` moves the conversation
+to that queue (`Edge.transfer`), whose team is handed it with the note; a transfer the
+policy refuses (no such queue, the queue it is in, closed) is kept as a note saying why,
+so the agent's words are not lost. A reply to a closed conversation is not sent: a
 "failed" receipt for the reply id it would have had is posted back into the thread, so
 the agent sees that the customer did not get it.
 
@@ -42,6 +45,7 @@ from connectors.slack.events import (
     SlackEvent,
     SlackNote,
     SlackReply,
+    SlackTransfer,
     UrlVerification,
     parse,
     verify,
@@ -100,7 +104,8 @@ class SlackEvents:
         except ParseError as e:
             raise _refused(400, "bad_event", e.reason) from e
 
-    async def _reply(self, said: SlackReply | SlackNote | SlackCalled, retry: str | None) -> web.Response:
+    async def _reply(self, said: SlackReply | SlackNote | SlackCalled | SlackTransfer,
+                     retry: str | None) -> web.Response:
         """The reply on the customer's channel or the internal note, published; or why there is none."""
         where: dict[str, Any] = {"event_id": said.event_id, "slack_channel": said.channel,
                                  "thread_ts": said.thread_ts, "slack_retry": retry}
@@ -111,11 +116,8 @@ class SlackEvents:
         where |= {"destination": destination, "conversation_id": card and card.conversation_id}
         if card is None:
             return _ignored("not the thread of a conversation we know", **where)
-        if isinstance(said, SlackNote):
-            # a note is history, never sent: a closed conversation still takes one
-            return await self._note(said, card, where)
-        if isinstance(said, SlackCalled):
-            return await self._called(said, card, where)
+        if isinstance(said, SlackNote | SlackCalled | SlackTransfer):
+            return await self._for_agents(said, card, where)
         # fixed by the Slack message, so Slack's retries publish the same reply (or receipt)
         reply_id = agent_reply_id("slack", f"{said.channel}:{said.ts}")
         if card.status == "closed":
@@ -124,6 +126,16 @@ class SlackEvents:
         EVENTS.labels("reply").inc()
         log.info("slack reply queued", extra={**where, "reply_id": reply_id})
         return web.json_response({"ok": True, "reply_id": reply_id, "conversation_id": card.conversation_id})
+
+    async def _for_agents(self, said: SlackNote | SlackCalled | SlackTransfer, card: ConversationCard,
+                          where: dict[str, Any]) -> web.Response:
+        """What agents tell Switchboard in the thread, not the customer: a note, a call made, a move."""
+        if isinstance(said, SlackCalled):
+            return await self._called(said, card, where)
+        if isinstance(said, SlackTransfer):
+            return await self._transfer(said, card, where)
+        # a note is history, never sent: a closed conversation still takes one
+        return await self._note(said, card, where)
 
     async def _note(self, note: SlackNote, card: ConversationCard, where: dict[str, Any]) -> web.Response:
         """An internal note in the conversation's history."""
@@ -149,6 +161,25 @@ class SlackEvents:
         EVENTS.labels("called_back").inc()
         log.info("slack call back marked", extra={**where, "event_id": event_id})
         return web.json_response({"ok": True, "event_id": event_id, "conversation_id": card.conversation_id})
+
+    async def _transfer(self, move: SlackTransfer, card: ConversationCard,
+                        where: dict[str, Any]) -> web.Response:
+        """The conversation moved to the queue named; refused, the words are kept as a note saying why."""
+        event_id = lifecycle_event_id(f"slack:{move.channel}:{move.ts}", "transferred")
+        try:
+            await self._edge.transfer(card, event_id=event_id, queue=move.queue, text=move.text or None,
+                                      author=move.user, at=_written_at(move.ts), source="slack")
+        except Refusal as e:
+            EVENTS.labels("transfer_refused").inc()
+            log.info("slack transfer refused", extra={**where, "queue": move.queue, "reason": e.message})
+            text = f"transfer to {move.queue or '(no queue named)'} refused: {e.message}"
+            return await self._note(SlackNote(channel=move.channel, thread_ts=move.thread_ts, ts=move.ts,
+                                              user=move.user, text=f"{text}. {move.text}".rstrip(". "),
+                                              event_id=move.event_id), card, where)
+        EVENTS.labels("transfer").inc()
+        log.info("slack transfer queued", extra={**where, "event_id": event_id, "queue": move.queue})
+        return web.json_response({"ok": True, "event_id": event_id, "conversation_id": card.conversation_id,
+                                  "queue": move.queue})
 
     async def _refuse_closed(self, card: ConversationCard, reply_id: str,
                              where: dict[str, Any]) -> web.Response:

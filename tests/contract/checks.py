@@ -73,6 +73,10 @@ class StubEdge:
                           at: datetime, source: str) -> None:
         self.replies.append((card.conversation_id, event_id))
 
+    async def transfer(self, card: ConversationCard, *, event_id: str, queue: str, text: str | None,
+                       author: str, at: datetime, source: str) -> None:
+        self.replies.append((card.conversation_id, event_id))
+
     async def receipt(self, receipt: DeliveryReceipt) -> None:
         self.replies.append((receipt.conversation_id, receipt.reply_id))
 

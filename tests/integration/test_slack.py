@@ -419,6 +419,34 @@ async def test_called_in_the_thread_marks_the_call_back_made_once(edge: Edge) ->
     assert await edge.outbound() == []
 
 
+async def test_transfer_in_the_thread_moves_the_conversation_and_a_refused_one_is_kept_as_a_note(
+        edge: Edge) -> None:
+    await put_card(edge, card("con_move"), "1772366000.000900")
+    move = slack.thread_reply(SUPPORT, "1772366000.000900", "transfer: general a login fault, not billing",
+                              ts="1772367000.000100")
+    first = await edge.send(move)
+    again = await edge.send(move, retry_num=1)  # Slack's retry: the same transfer
+    assert first == again and first[0] == 200 and first[1]["queue"] == "general"
+    [(key, one), (_, retried)] = await edge.conversation_events()
+    assert key == b"cus_ada" and one == retried and one.event_id == first[1]["event_id"]
+    assert (one.kind, one.queue, one.text, one.author, one.source) == (
+        "transferred", "general", "a login fault, not billing", slack.AGENT, "slack")
+    # a queue the policy lacks (a typo): nothing moves, the words stay in the history with why
+    status, body = await edge.send(slack.thread_reply(SUPPORT, "1772366000.000900", "transfer: genral asap",
+                                                      ts="1772367000.000200"))
+    assert status == 200 and "note_id" in body
+    [*_, (_, kept)] = await edge.conversation_events()
+    assert (kept.kind, kept.text) == (
+        "note", "transfer to genral refused: the policy has no queue 'genral'; it has general. asap")
+    # the queue it is in already: refused the same way
+    await put_card(edge, card("con_here", queue="general"), "1772366000.001000")
+    await edge.send(slack.thread_reply(SUPPORT, "1772366000.001000", "transfer: general"))
+    [*_, (_, here)] = await edge.conversation_events()
+    assert (here.kind, here.text) == (
+        "note", "transfer to general refused: the conversation is already in queue general")
+    assert await edge.outbound() == []
+
+
 async def test_a_reply_to_a_closed_conversation_comes_back_as_a_failed_receipt(edge: Edge) -> None:
     await put_card(edge, card("con_closed"), "1772366000.000300", status="closed")
     reply = slack.thread_reply(SUPPORT, "1772366000.000300", "one more thing", ts="1772366800.000100")

@@ -146,7 +146,8 @@ def test_routed_conversation_blocks() -> None:
                    "queue=billing: rule &lt;money&gt;")
     hint = message.blocks[5]["elements"][0]["text"]
     assert hint == THREAD_HINT
-    assert hint == "Reply in this thread to answer the customer; start with `note:` for an internal note"
+    assert hint == ("Reply in this thread to answer the customer; start with `note:` for an internal note, "
+                    "`transfer: <queue> <why>` to hand it to another team")
     assert message.text.startswith(
         "Ada &amp; Co (premium, high, P2) on email in billing: My order &lt;1234&gt;")
 

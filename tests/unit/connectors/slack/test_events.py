@@ -14,6 +14,7 @@ from connectors.slack.events import (
     SlackEvent,
     SlackNote,
     SlackReply,
+    SlackTransfer,
     UrlVerification,
     note_text,
     parse,
@@ -116,6 +117,22 @@ def test_a_thread_message_starting_with_note_is_an_internal_note() -> None:
         text="customer is @bob's neighbour", event_id="Ev0REPLY")
     slashes = parse(body_of(reply_in_thread("  // refund approved &amp; booked")))
     assert isinstance(slashes, SlackNote) and slashes.text == "refund approved & booked"
+
+
+@pytest.mark.parametrize(("text", "queue", "note"), [
+    ("transfer: billing wants a refund", "billing", "wants a refund"),
+    ("  TRANSFER:billing,   - double charge\nsee the invoice", "billing", "double charge\nsee the invoice"),
+    ("transfer: escalations", "escalations", ""),
+    ("transfer:", "", ""),
+])
+def test_transfer_names_the_queue_then_the_note(text: str, queue: str, note: str) -> None:
+    said = parse(body_of(reply_in_thread(text)))
+    assert isinstance(said, SlackTransfer)
+    assert (said.queue, said.text) == (queue, note)
+
+
+def test_a_transfer_mentioned_mid_sentence_is_an_answer() -> None:
+    assert type(parse(body_of(reply_in_thread("We can transfer: no problem")))) is SlackReply
 
 
 def test_called_marks_the_call_back_made_with_what_came_of_it() -> None:
