@@ -154,9 +154,12 @@ class PhoneWebhooks:
         return self._settings.transcribe and (recording.seconds or 0) <= TRANSCRIBED_SECONDS
 
     async def _outlook(self, call: Call) -> Outlook | None:
-        # a withheld number has no tier: our own number stands in, which no customer has
+        # a withheld number has no tier: our own number stands in, which no customer has; so
+        # does a number the network does not vouch for, which anyone may be spoofing: a
+        # stranger must not hear the tier, promise or name of the number's owner
+        caller = call.caller if call.verified else None
         try:
-            return await self._edge.outlook(CHANNEL, f"phone:{call.caller or call.to}")
+            return await self._edge.outlook(CHANNEL, f"phone:{caller or call.to}")
         except TransientError as e:
             log.warning("phone: no outlook, greeting without times", extra={"call_sid": call.call_sid,
                                                                              "reason": e.reason})

@@ -95,7 +95,10 @@ async def test_calls_in_hours_are_routed_with_their_transcript_and_texted_back(
 
     # Ada calls again, and this time the network does not vouch for her number
     again = call(edge, ADA, stir_verstat="TN-Validation-Passed-C")
-    await again.answer(session)
+    _, unvouched = await again.answer(session)
+    # ...so the greeting may be a stranger's: not her tier, not her call-back promise
+    assert "premium" not in unvouched and "call you back" not in unvouched
+    assert "Thank you for calling support." in unvouched
     await again.record(session)
     await again.transcribe(session, "It's me again, still nothing.")
     second = (await routed(deployment, 2))[1]
