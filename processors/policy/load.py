@@ -375,6 +375,7 @@ def parse_policy(text: str, source_name: str, vocabulary: Vocabulary) -> Policy:
         private_replies=policy_agents.private_replies(
             top["private_replies"], tiers=names.tiers, queues=names.queues, channels=names.channels)
         if "private_replies" in top else (),
+        reach=vocabulary.reach,
     )
 
 

@@ -38,7 +38,7 @@ def test_example_policy_loads() -> None:
     assert list(policy.queues) == ["social", "billing", "general", "escalations"]
     assert policy.calendars["eu-support"].timezone.key == "Europe/Berlin"
     assert [s.label for s in policy.escalations["standard"]] == ["warn", "breach", "breach", "breach+30m"]
-    assert set(policy.acknowledge.templates) == {"email", "x", "phone"}
+    assert set(policy.acknowledge.templates) == {"email", "api", "x", "phone"}
     assert {"auto_reply", "mailing_list", "bounce", "spam"} <= policy.acknowledge.skip_tags
 
 
