@@ -380,10 +380,17 @@ def _kafka_address(settings: Settings) -> tuple[str, int]:
     return _loopback(host.strip("[]"), where), int(port)
 
 
+def kafka_libs(settings: Settings) -> Path:
+    """The Kafka jars a stack runs: its state dir's own (an older install), else the shared cache."""
+    own = settings.state_dir / "kafka" / "libs"
+    for libs in (own, settings.kafka_libs):
+        if (libs / ".installed").exists():
+            return libs
+    raise ConfigError(f"no Kafka jars in {settings.kafka_libs}; {INSTALL_HINT}")
+
+
 def _kafka_argv(settings: Settings, state: Path, host: str, port: int) -> list[str]:
-    libs = state / "kafka" / "libs"
-    if not (libs / ".installed").exists():
-        raise ConfigError(f"no Kafka jars in {libs}; {INSTALL_HINT}")
+    libs = kafka_libs(settings)
     data = state / "kafka" / "data"
     props = _render("server.properties.in", state / "kafka" / "server.properties",
                     host=host, port=port, controller_port=port + 1, data_dir=data,
