@@ -48,8 +48,8 @@ class Settings(BaseSettings):
 
     # where the project keeps its local state: stack data, logs, PID files
     state_dir: Path = ROOT / ".local"
-    # the Kafka broker's jars, one cache for every state dir (deploy/local/install.sh fetches them)
-    kafka_libs: Path = ROOT / ".local" / "kafka" / "libs"
+    # the local stack's Kafka jars; unset: the state dir's own, else the checkout's .local cache
+    kafka_libs: Path | None = None
 
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
