@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import get_args
 
 from connectors.registry import CHANNELS, TOOLS
 from processors.policy.model import Vocabulary
 from processors.policy.reach import Reach
-from schemas.identity import IdentityKind
 
 __all__ = ["VOCABULARY", "reach", "vocabulary"]
 
@@ -17,9 +15,9 @@ def reach(running: Collection[str] | None = None) -> Reach:
     """Who each running channel's replies reach (every registered channel when `running` is None).
 
     The same rule the senders follow (router/channels.py): a channel with a sender of its
-    own answers its customers (the identity kinds it `addresses`; any, when it names none);
-    one without answers through the first running `reply_via` channel that addresses the
-    customer's identity kind.
+    own answers the identity kinds it `addresses` (the contract suite checks those cover
+    the senders it parses); one without answers through the first running `reply_via`
+    channel that addresses the customer's identity kind.
     """
     names = set(CHANNELS) if running is None else set(running) & set(CHANNELS)
     senders = {name for name in names if CHANNELS[name].outbound is not None}
@@ -28,7 +26,7 @@ def reach(running: Collection[str] | None = None) -> Reach:
     for name in sorted(names):
         spec = CHANNELS[name]
         if name in senders:
-            kinds[name], via[name] = spec.addresses or frozenset(get_args(IdentityKind)), (name,)
+            kinds[name], via[name] = spec.addresses, (name,)
         elif through := tuple(v for v in spec.reply_via if v in senders):
             kinds[name] = frozenset().union(*(CHANNELS[v].addresses for v in through))
             via[name] = through
