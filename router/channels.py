@@ -85,16 +85,16 @@ def configured(settings: Settings, cursors: CursorStore) -> Channels:
     """Instantiate (without I/O) every channel whose settings section is present."""
     sources: dict[str, Inbound[Any]] = {}
     senders: dict[str, Outbound[Any]] = {}
-    running: list[str] = []
+    names: list[str] = []
     for name, spec in CHANNELS.items():
         section = settings.section(spec.section, spec.settings)
         if section is None:
             continue
-        running.append(name)
+        names.append(name)
         if spec.inbound is not None:
             sources[name] = spec.inbound(section, cursors)
         if spec.outbound is not None:
             senders[name] = spec.outbound(section)
-    reply_via = {name: via for name in running if name not in senders
+    reply_via = {name: via for name in names if name not in senders
                  and (via := tuple(v for v in CHANNELS[name].reply_via if v in senders))}
-    return Channels(sources, senders, reply_via, frozenset(running))
+    return Channels(sources, senders, reply_via, frozenset(names))
