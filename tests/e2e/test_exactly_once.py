@@ -93,13 +93,9 @@ async def test_several_replies_in_flight_when_killed_are_each_sent_at_most_once(
         stack: Settings, deployment: Settings, launch: Launch,
         mailbox: Mailbox, holding_smtp: tuple[HoldingInbox, int]) -> None:
     inbox, port = holding_smtp
-    env = {**email_env(stack, mailbox, port), "SB_STAGES": '["send"]'}
-    first = launch("worker", **env)
-    replies = [OutboundMessage(
-        reply_id=f"rep_{uuid.uuid4().hex[:12]}", conversation_id="con_" + uuid.uuid4().hex[:20],
-        channel="email", recipient=Identity(kind="email", value=f"customer{n}@example.org"),
-        kind="agent_reply", text=f"Your refund left today (marker{n}x).", created_at=datetime.now(UTC),
-        subject="Refund", customer_id=f"cus_{n}", author="maria") for n in range(6)]
+    replies = [refund(n) for n in range(6)]
+    senders_only = {**email_env(stack, mailbox, port), "SB_STAGES": '["send"]'}
+    first = launch("worker", **senders_only)
     await publish(deployment, deployment.topic(OUTBOUND),
                   [(r.conversation_id.encode(), encode(r)) for r in replies])
     # a pool of connections: more than one mail is at the server at once (a serial sender stops at one)
@@ -107,7 +103,7 @@ async def test_several_replies_in_flight_when_killed_are_each_sent_at_most_once(
     first.stop(signal.SIGKILL)
     inbox.release.set()
 
-    launch("worker", **env)
+    launch("worker", **senders_only)
 
     async def receipts() -> list[DeliveryReceipt]:
         found = [decode(r.value, DeliveryReceipt) for r in
@@ -130,3 +126,12 @@ async def test_several_replies_in_flight_when_killed_are_each_sent_at_most_once(
             assert status[reply.reply_id] == "uncertain"
             assert copies[reply.reply_id] <= 1, "a reply reached its customer twice"
     assert list(status.values()).count("uncertain") >= 2  # each in-flight reply had its own claim
+
+
+def refund(n: int) -> OutboundMessage:
+    """Agent Maria's reply to customer n, its text marked so each copy can be counted."""
+    return OutboundMessage(
+        reply_id=f"rep_{uuid.uuid4().hex[:12]}", conversation_id="con_" + uuid.uuid4().hex[:20],
+        channel="email", recipient=Identity(kind="email", value=f"customer{n}@example.org"),
+        kind="agent_reply", text=f"Your refund left today (marker{n}x).", created_at=datetime.now(UTC),
+        subject="Refund", customer_id=f"cus_{n}", author="maria")
