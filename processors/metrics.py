@@ -46,7 +46,7 @@ BATCH_SIZE = Histogram(
 REDIS_ROUNDTRIPS = Counter("sb_redis_roundtrips_total", "Redis round trips", ["stage"])
 UNREACHABLE = Counter(
     "sb_acknowledge_unreachable_total",
-    "Acknowledgements and status updates not planned: the channel cannot reach the customer",
+    "Acknowledgements, status updates and follow-ups not planned: the channel cannot reach the customer",
     ["kind", "channel", "identity"])
 CONSUMER_LAG = Gauge(
     "sb_consumer_lag", "Records between the committed offset and the end", ["topic", "partition"]
