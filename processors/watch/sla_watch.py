@@ -17,8 +17,9 @@ import msgspec
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
+from processors import metrics
 from processors.brain import acknowledge, sla
-from processors.metrics import REDIS_ROUNDTRIPS, UNREACHABLE
+from processors.metrics import REDIS_ROUNDTRIPS
 from processors.policy.calendar import add_business_time
 from processors.policy.model import Policy
 from processors.stage import Output
@@ -47,7 +48,7 @@ def _status_update(entry: SlaEntry, due: datetime, policy: Policy, now: datetime
         queue=clock.queue, backlog=0, handling_time=None, due=due, policy=policy, now=now)
     if decided.ack is None:
         if decided.unreachable:
-            UNREACHABLE.labels("status_update", entry.channel, entry.recipient.kind).inc()
+            metrics.UNREACHABLE.labels("status_update", entry.channel, entry.recipient.kind).inc()
             log.info("no status update", extra={"conversation_id": entry.conversation_id,
                                                 "reason": decided.reasons[0]})
         return None
