@@ -380,10 +380,22 @@ def _kafka_address(settings: Settings) -> tuple[str, int]:
     return _loopback(host.strip("[]"), where), int(port)
 
 
+def kafka_libs(settings: Settings) -> Path:
+    """The Kafka jars a stack runs: SB_KAFKA_LIBS, else its state dir's own, else the checkout's cache.
+
+    The same places, in the same order, as deploy/local/install.sh: a stack with a private
+    state dir shares the jars already fetched instead of needing its own.
+    """
+    places = ([settings.kafka_libs] if settings.kafka_libs is not None
+              else [settings.state_dir / "kafka" / "libs", ROOT / ".local" / "kafka" / "libs"])
+    for libs in places:
+        if (libs / ".installed").exists():
+            return libs
+    raise ConfigError(f"no Kafka jars in {' or '.join(map(str, places))}; {INSTALL_HINT}")
+
+
 def _kafka_argv(settings: Settings, state: Path, host: str, port: int) -> list[str]:
-    libs = state / "kafka" / "libs"
-    if not (libs / ".installed").exists():
-        raise ConfigError(f"no Kafka jars in {libs}; {INSTALL_HINT}")
+    libs = kafka_libs(settings)
     data = state / "kafka" / "data"
     props = _render("server.properties.in", state / "kafka" / "server.properties",
                     host=host, port=port, controller_port=port + 1, data_dir=data,

@@ -17,6 +17,7 @@ __all__ = [
     "REDIS_ROUNDTRIPS",
     "STAGE_LATENCY",
     "STAGE_RETRIES",
+    "UNREACHABLE",
     "Tally",
     "report_lag",
 ]
@@ -43,6 +44,10 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
 REDIS_ROUNDTRIPS = Counter("sb_redis_roundtrips_total", "Redis round trips", ["stage"])
+UNREACHABLE = Counter(
+    "sb_acknowledge_unreachable_total",
+    "Acknowledgements, status updates and follow-ups not planned: the channel cannot reach the customer",
+    ["kind", "channel", "identity"])
 CONSUMER_LAG = Gauge(
     "sb_consumer_lag", "Records between the committed offset and the end", ["topic", "partition"]
 )

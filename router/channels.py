@@ -22,7 +22,7 @@ from processors.send.stage import SendFn
 from router.settings import Settings
 from schemas.outbound import DeliveryReceipt, OutboundMessage
 
-__all__ = ["Channels", "configured"]
+__all__ = ["Channels", "configured", "running"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class Channels:
     senders: Mapping[str, Outbound[Any]]
     # channel → the running channels that answer for it, in order of preference
     reply_via: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # every channel configured here, with or without a source or sender
+    running: frozenset[str] = frozenset()
 
     def send_functions(self) -> dict[str, SendFn]:
         """The send stage's view: channel name → send coroutine."""
@@ -73,20 +75,26 @@ def _recordless(name: str, send: SendFn) -> SendFn:
     return guarded
 
 
+def running(settings: Settings) -> frozenset[str]:
+    """The channels these settings run: a section present, or on by default."""
+    return frozenset(name for name, spec in CHANNELS.items()
+                     if settings.section(spec.section, spec.settings) is not None)
+
+
 def configured(settings: Settings, cursors: CursorStore) -> Channels:
     """Instantiate (without I/O) every channel whose settings section is present."""
     sources: dict[str, Inbound[Any]] = {}
     senders: dict[str, Outbound[Any]] = {}
-    running: list[str] = []
+    names: list[str] = []
     for name, spec in CHANNELS.items():
         section = settings.section(spec.section, spec.settings)
         if section is None:
             continue
-        running.append(name)
+        names.append(name)
         if spec.inbound is not None:
             sources[name] = spec.inbound(section, cursors)
         if spec.outbound is not None:
             senders[name] = spec.outbound(section)
-    reply_via = {name: via for name in running if name not in senders
+    reply_via = {name: via for name in names if name not in senders
                  and (via := tuple(v for v in CHANNELS[name].reply_via if v in senders))}
-    return Channels(sources, senders, reply_via)
+    return Channels(sources, senders, reply_via, frozenset(names))

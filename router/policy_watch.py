@@ -15,7 +15,7 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge
 
 from processors.policy.load import parse_policy, read_policy
-from processors.policy.model import Policy
+from processors.policy.model import Policy, Vocabulary
 from router.vocabulary import vocabulary
 from schemas.errors import ConfigError
 
@@ -32,8 +32,10 @@ class PolicyHolder:
     The constructor only remembers the path: `load()` reads the file the first time.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, names: Vocabulary | None = None) -> None:
         self.path = path
+        # the registries, with who this deployment's channels reach; all of them when not given
+        self._names = names or vocabulary()
         self._digest = ""  # of the text in force
         self._seen = ""  # of the text checked last: a refused file is not checked again until it changes
         self._refused: str | None = None  # the last refusal, so it is reported once
@@ -83,7 +85,7 @@ class PolicyHolder:
 
     def _parse(self, text: str) -> Policy:
         try:
-            return parse_policy(text, str(self.path), vocabulary())
+            return parse_policy(text, str(self.path), self._names)
         except ConfigError:
             raise
         except Exception as e:  # a checker's own bug refuses the edit, it never stops the workers

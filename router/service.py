@@ -31,6 +31,7 @@ from router.probes import configured as configured_probes
 from router.settings import Settings
 from router.sources import SourceRunner
 from router.tools import ToolBox
+from router.vocabulary import vocabulary
 from schemas.codec import encode
 from schemas.errors import AuthError, ConfigError, TransientError
 from schemas.identified import IdentityLink
@@ -179,7 +180,8 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
     redis: Redis = new_redis(settings.redis_dsn, socket_timeout=10)
     channels = configured(settings, RedisCursorStore(redis, f"{settings.topic_prefix}sb"))
-    policy = PolicyHolder(settings.policy_path)
+    # acknowledgements are planned only for customers the channels running here can reach
+    policy = PolicyHolder(settings.policy_path, vocabulary(channels.running))
     policy.load()  # a bad policy file stops the start here, naming its file, line and key
     tools = ToolBox(settings, policy)
     pipeline = Pipeline(settings, redis, channels.send_functions(), policy, tools.current)

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
 
     # where the project keeps its local state: stack data, logs, PID files
     state_dir: Path = ROOT / ".local"
+    # the local stack's Kafka jars; unset: the state dir's own, else the checkout's .local cache
+    kafka_libs: Path | None = None
 
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import redis
 
+from devtools.stack import kafka_libs
 from router.kafka import client_options
 from router.settings import Settings, load
 from tests.paths import ROOT
@@ -155,7 +156,7 @@ def _kafka_properties(folder: Path, ports: tuple[int, int, int], pem: Path) -> P
 
 
 def _kafka_argv(folder: Path, password: str, cert: Path, key: Path) -> list[str]:
-    libs = load().state_dir / "kafka" / "libs"
+    libs = kafka_libs(load())
     java = shutil.which("java")
     assert java and (libs / ".installed").exists(), f"no Java or no Kafka jars in {libs}: run make setup"
     pem = folder / "server.pem"

@@ -1,4 +1,9 @@
-"""SMTP out: one reply per send over a reused connection, bounded retries, a receipt always.
+"""SMTP out: one reply per send over a pool of reused connections, bounded retries, a receipt always.
+
+Up to `smtp.connections` replies are in flight at once, each on its own connection (opened
+when first needed, kept for the next reply); a reply waiting for a free one waits its turn.
+Which replies are sent, and how often, is still the send stage's claim (decision 0003):
+the pool only lets several claimed replies travel at the same time.
 
 4xx answers and network errors before the message data was sent are retried with
 exponential backoff and full jitter; 5xx fails at once with the server's words. A
@@ -10,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import aiosmtplib
@@ -41,13 +48,26 @@ class _Stale(SmtpTransient):
     """The connection was gone before the first command of a transaction."""
 
 
+class _Line:
+    """One SMTP connection of the pool, or the place for one when it is not open."""
+
+    __slots__ = ("client",)
+
+    def __init__(self) -> None:
+        self.client: aiosmtplib.SMTP | None = None
+
+
 class EmailOutbound(Outbound[EmailSettings]):
     """Sends replies through the configured SMTP server and optionally files them in Sent."""
 
     def __init__(self, settings: EmailSettings) -> None:
         super().__init__(settings)
-        self._smtp: aiosmtplib.SMTP | None = None
-        self._lock = asyncio.Lock()
+        size = settings.smtp.connections if settings.smtp is not None else 1
+        # last in, first out: a lone reply reuses the warm connection, not a cold one
+        self._idle: asyncio.LifoQueue[_Line] = asyncio.LifoQueue()
+        for _ in range(size):
+            self._idle.put_nowait(_Line())
+        self._size = size
         self._archive: ImapSession | None = None
         self._archive_ready = False
         self._archive_refused = False
@@ -60,14 +80,19 @@ class EmailOutbound(Outbound[EmailSettings]):
         return self.settings.smtp
 
     async def start(self) -> None:
-        """Connect and log in once, so bad credentials show at start."""
-        async with self._lock:
-            await self._connection()
+        """Connect and log in once, so bad credentials show at start; the others open when needed."""
+        async with self._line() as line:
+            await self._connection(line)
 
     async def stop(self) -> None:
-        """Say QUIT and close both connections; safe to call twice."""
-        async with self._lock:
-            await self._drop()
+        """Wait for the replies in flight, say QUIT on every connection; safe to call twice."""
+        lines = [await self._idle.get() for _ in range(self._size)]
+        try:
+            for line in lines:
+                await self._drop(line)
+        finally:
+            for line in lines:
+                self._idle.put_nowait(line)
         async with self._archive_lock:
             archive, self._archive = self._archive, None
             if archive is not None:
@@ -110,8 +135,9 @@ class EmailOutbound(Outbound[EmailSettings]):
         last = ""
         for attempt in range(1, smtp.max_attempts + 1):
             try:
-                async with self._lock:
-                    await self._transaction(built)
+                # a connection per attempt: the backoff below holds none
+                async with self._line() as line:
+                    await self._transaction(line, built)
             except SmtpRejected as e:
                 ATTEMPTS.labels("rejected").inc()
                 return "failed", e.reason
@@ -131,69 +157,78 @@ class EmailOutbound(Outbound[EmailSettings]):
                 return "sent", None
         return "failed", f"gave up after {smtp.max_attempts} attempts; last: {last}"
 
-    async def _transaction(self, built: BuiltReply) -> None:
-        """MAIL, RCPT, DATA on the shared connection; a stale reused one is renewed once."""
-        reused = self._smtp is not None and self._smtp.is_connected
-        client = await self._connection()
+    @asynccontextmanager
+    async def _line(self) -> AsyncIterator[_Line]:
+        """A connection of the pool for one transaction, given back after it, whatever happened."""
+        line = await self._idle.get()
         try:
-            await self._envelope(client, built)
+            yield line
+        finally:
+            self._idle.put_nowait(line)
+
+    async def _transaction(self, line: _Line, built: BuiltReply) -> None:
+        """MAIL, RCPT, DATA on one pooled connection; a stale reused one is renewed once."""
+        reused = line.client is not None and line.client.is_connected
+        client = await self._connection(line)
+        try:
+            await self._envelope(line, client, built)
         except _Stale:
             if not reused:
                 raise
             # servers drop idle connections: that costs a reconnect, not an attempt
-            client = await self._connection()
-            await self._envelope(client, built)
-        await self._data(client, built)
+            client = await self._connection(line)
+            await self._envelope(line, client, built)
+        await self._data(line, client, built)
 
-    async def _envelope(self, client: aiosmtplib.SMTP, built: BuiltReply) -> None:
+    async def _envelope(self, line: _Line, client: aiosmtplib.SMTP, built: BuiltReply) -> None:
         try:
             await client.mail(built.sender)
         except aiosmtplib.SMTPResponseException as e:
-            await self._reset(client)
+            await self._reset(line, client)
             raise classified(e, "MAIL FROM") from e
         except NETWORK as e:
-            await self._drop()
+            await self._drop(line)
             raise _Stale(f"MAIL FROM: {e!r}") from e
-        await self._recipient(client, built)
+        await self._recipient(line, client, built)
 
-    async def _recipient(self, client: aiosmtplib.SMTP, built: BuiltReply) -> None:
+    async def _recipient(self, line: _Line, client: aiosmtplib.SMTP, built: BuiltReply) -> None:
         try:
             await client.rcpt(built.recipient)
         except aiosmtplib.SMTPResponseException as e:
-            await self._reset(client)
+            await self._reset(line, client)
             raise classified(e, "RCPT TO") from e
         except NETWORK as e:
-            await self._drop()
+            await self._drop(line)
             raise SmtpTransient(f"RCPT TO: {e!r}") from e
         except ValueError as e:  # an address aiosmtplib will not put on the wire
-            await self._reset(client)
+            await self._reset(line, client)
             raise SmtpRejected(f"recipient {built.recipient!r}: {e}", 501) from e
 
-    async def _data(self, client: aiosmtplib.SMTP, built: BuiltReply) -> None:
+    async def _data(self, line: _Line, client: aiosmtplib.SMTP, built: BuiltReply) -> None:
         try:
             await client.data(built.data)
         except aiosmtplib.SMTPResponseException as e:
-            await self._reset(client)
+            await self._reset(line, client)
             raise classified(e, "DATA") from e
         except NETWORK as e:
-            await self._drop()
+            await self._drop(line)
             raise _InFlight(f"connection lost during DATA, the server may have the message: {e!r}") from e
 
-    async def _reset(self, client: aiosmtplib.SMTP) -> None:
+    async def _reset(self, line: _Line, client: aiosmtplib.SMTP) -> None:
         """Clear a failed envelope so the connection can carry the next one."""
         try:
             await client.rset()
         except (aiosmtplib.SMTPException, *NETWORK):
-            await self._drop()
+            await self._drop(line)
 
-    async def _connection(self) -> aiosmtplib.SMTP:
-        """The shared connection, (re)connected and logged in as needed."""
-        if self._smtp is None or not self._smtp.is_connected:
-            self._smtp = await connect(self._config)
-        return self._smtp
+    async def _connection(self, line: _Line) -> aiosmtplib.SMTP:
+        """The connection on `line`, (re)connected and logged in as needed."""
+        if line.client is None or not line.client.is_connected:
+            line.client = await connect(self._config)
+        return line.client
 
-    async def _drop(self) -> None:
-        client, self._smtp = self._smtp, None
+    async def _drop(self, line: _Line) -> None:
+        client, line.client = line.client, None
         if client is None:
             return
         if client.is_connected:

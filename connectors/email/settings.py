@@ -103,6 +103,8 @@ class SmtpSettings(_Frozen):
     timeout: float = Field(default=30.0, gt=0)
     tls_ca_file: FilePath | None = None
     max_attempts: int = Field(default=5, ge=1, le=50)
+    # replies in flight at once, one SMTP connection each (opened when first needed)
+    connections: int = Field(default=4, ge=1, le=32)
     backoff_base_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)
     # keep a copy of every reply in an IMAP folder, as mail clients do

@@ -2,12 +2,19 @@
 # Installs what the local stack (router/stack.py) runs on a Debian 12 machine:
 # Java + Maven for Kafka, Redis, Dovecot IMAP/LMTP, and the Kafka broker jars.
 # Idempotent: a second run changes nothing and touches no network.
-# State goes to $SB_STATE_DIR, default <repo>/.local (git-ignored).
+# The Kafka jars: a complete set already in $SB_KAFKA_LIBS, $SB_STATE_DIR/kafka/libs or
+# <repo>/.local/kafka/libs is used as it is (the stack looks in the same places), so a
+# stack with a private SB_STATE_DIR shares them; else they are fetched into $SB_KAFKA_LIBS,
+# default <repo>/.local/kafka/libs (git-ignored).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-state=${SB_STATE_DIR:-$repo/.local}
+libs=${SB_KAFKA_LIBS:-$repo/.local/kafka/libs}
+places=("$libs")
+if [[ -z ${SB_KAFKA_LIBS:-} && -n ${SB_STATE_DIR:-} ]]; then
+    places=("$SB_STATE_DIR/kafka/libs" "$libs")
+fi
 pom=$here/pom.xml
 # faketime: `make test-clocks` runs the suite under a faked night and weekend
 # prometheus: its promtool checks and unit-tests the alert rules (deploy/prometheus)
@@ -47,17 +54,16 @@ fi
 # marker records both; any change to the pom fetches them again.
 kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom")
 want="kafka=$kafka_version pom=$(sha256sum "$pom" | cut -d' ' -f1)"
-libs=$state/kafka/libs
-marker=$libs/.installed
-
-if [[ -f $marker && $(<"$marker") == "$want" ]]; then
-    echo "install.sh: Kafka $kafka_version jars present in $libs"
-    exit 0
-fi
+for place in "${places[@]}"; do
+    if [[ -f $place/.installed && $(<"$place/.installed") == "$want" ]]; then
+        echo "install.sh: Kafka $kafka_version jars present in $place"
+        exit 0
+    fi
+done
 
 echo "install.sh: fetching Kafka $kafka_version jars into $libs"
-mkdir -p "$state/kafka"
-tmp=$(mktemp -d "$state/kafka/libs.XXXXXX")
+mkdir -p "$(dirname "$libs")"
+tmp=$(mktemp -d "$libs.XXXXXX")
 cleanup+=("$tmp")
 # Debian's Maven 3.8 prints stray colour resets even in batch mode; errors still show
 mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \

@@ -3,7 +3,9 @@
 The expected time is meant to be true: the team's current backlog times its recent
 average handling time, counted in business hours from now (so from opening time when
 the team is closed), and never later than the SLA due time, which escalation enforces.
-Machines are never answered: auto-replies, mailing lists and bounces would loop.
+Machines are never answered: auto-replies, mailing lists and bounces would loop. Nor is a
+customer the channel cannot reach (`Policy.reach`): an API caller known only by a phone
+number gets nothing rather than a failed delivery, and the decision says why.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class AckDecision:
 
     ack: Ack | None
     reasons: tuple[str, ...]
+    # one was due, but the channel cannot reach this customer (counted, never a failed delivery)
+    unreachable: bool = False
 
 
 def expected_answer(*, now: datetime, due: datetime, backlog: int,
@@ -72,6 +76,8 @@ def _template(templates: Mapping[str, Mapping[str, Template]], channel: str,
 class _Context:
     kind: Kind
     channel: str
+    # the identity kind the message would go to ("email", "phone", ...)
+    recipient: str
     name: str | None
     reference: str
     tier: str
@@ -93,6 +99,9 @@ def _render(ctx: _Context, policy: Policy) -> AckDecision:
     if found is None:
         return AckDecision(None, (f"no {ctx.kind}: no template for channel {ctx.channel}",))
     template, label = found
+    unreachable = policy.reach.unreachable(ctx.channel, ctx.recipient)
+    if unreachable is not None:
+        return AckDecision(None, (f"no {ctx.kind}: {unreachable}",), unreachable=True)
     calendar = policy.calendar_for(ctx.queue, ctx.tier)
     expected, why = expected_answer(now=ctx.now, due=ctx.due, backlog=ctx.backlog,
                                     handling_time=ctx.handling_time, calendar=calendar)
@@ -113,7 +122,7 @@ def _render(ctx: _Context, policy: Policy) -> AckDecision:
 
 
 def acknowledgement(
-    *, channel: str, tags: Sequence[str], name: str | None, reference: str, tier: str,
+    *, channel: str, recipient: str, tags: Sequence[str], name: str | None, reference: str, tier: str,
     queue: str, backlog: int, handling_time: timedelta | None, due: datetime, policy: Policy,
     now: datetime, continuing: bool = False,
 ) -> AckDecision:
@@ -123,18 +132,18 @@ def acknowledgement(
         return AckDecision(None, (f"no acknowledgement: message tagged {skipped[0]}",))
     if continuing:
         return AckDecision(None, ("no acknowledgement: continues a conversation already acknowledged",))
-    return _render(_Context("acknowledgement", channel, name, reference, tier, queue, backlog,
+    return _render(_Context("acknowledgement", channel, recipient, name, reference, tier, queue, backlog,
                             handling_time, due, now), policy)
 
 
 def status_update(
-    *, channel: str, name: str | None, reference: str, tier: str, queue: str, backlog: int,
+    *, channel: str, recipient: str, name: str | None, reference: str, tier: str, queue: str, backlog: int,
     handling_time: timedelta | None, due: datetime, policy: Policy, now: datetime,
 ) -> AckDecision:
     """The "we haven't forgotten you" update for a conversation waiting past its share."""
     if due <= now:
         return AckDecision(None, ("no status update: already past due, escalation has it",))
-    return _render(_Context("status_update", channel, name, reference, tier, queue, backlog,
+    return _render(_Context("status_update", channel, recipient, name, reference, tier, queue, backlog,
                             handling_time, due, now), policy)
 
 

@@ -47,6 +47,8 @@ class Outcome:
     # what the message does to the conversation's life, and the move between queues if any
     answer: lifecycle.Answer
     transfer: lifecycle.Transfer | None = None
+    # an acknowledgement was due but the channel cannot reach the customer
+    unreachable: bool = False
 
 
 def _records(recent: Sequence[ConversationSummary]) -> list[sticky.ConversationRecord]:
@@ -147,7 +149,7 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
     answering = callback.decide(channel=message.channel, tier=tier.name, sender=message.sender,
                                 identities=facts.profile.identities, due=due.at, policy=policy)
     acked = acknowledge.acknowledgement(
-        channel=message.channel, tags=message.tags, name=facts.profile.name,
+        channel=message.channel, recipient=message.sender.kind, tags=message.tags, name=facts.profile.name,
         reference=conversation_id, tier=tier.name, queue=stuck.queue,
         backlog=facts.backlog.get(stuck.queue, 0), handling_time=None, due=due.at, policy=policy,
         now=now, continuing=stuck.outcome != "new")
@@ -163,7 +165,8 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
                  reasons=(*stuck.reasons, *rank.reasons, *due.reasons)),
         *((answer.decision,) if answer.decision else ()),
         *((answering.decision,) if answering.decision else ()),
-        Decision(stage="acknowledge", outcome="send" if acked.ack else "skip", reasons=acked.reasons),
+        Decision(stage="acknowledge", outcome="send" if acked.ack else
+                 "unreachable" if acked.unreachable else "skip", reasons=acked.reasons),
     )
     routed = RoutedConversation(
         event_id=identified.event_id, conversation_id=conversation_id,
@@ -174,4 +177,4 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
         history=facts.history, transfers=stuck.transfers, reply_mode=answering.mode,
         callback=answering.task)
     return Outcome(routed, acked.ack, stuck.outcome == "new", answer,
-                   _transfer(stuck, before, policy))
+                   _transfer(stuck, before, policy), unreachable=acked.unreachable)

@@ -33,7 +33,7 @@ from processors.brain.sla import SlaClock
 from processors.brain.thread import ThreadRules
 from processors.intake.dedupe import Novelty
 from processors.intake.dedupe import decide as decide_claim
-from processors.metrics import REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
+from processors.metrics import REDIS_ROUNDTRIPS, STAGE_LATENCY, UNREACHABLE, Tally
 from processors.policy.model import Policy
 from processors.send.replies import reply_reference
 from processors.stage import Output, Record, decode_records
@@ -245,6 +245,8 @@ class Brain:
         if outcome.ack is not None:
             ack = acknowledgement_message(routed, outcome.ack.text)
             outputs.append(Output(OUTBOUND, conversation.encode(), encode(ack)))
+        elif outcome.unreachable:
+            UNREACHABLE.labels("acknowledgement", message.channel, message.sender.kind).inc()
         _latency.observe(max(0.0, batch.now.timestamp() - message.received_at.timestamp()))
         if debug:
             log.debug("routed", extra={"event_id": routed.event_id, "conversation_id": conversation,

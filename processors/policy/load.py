@@ -375,6 +375,7 @@ def parse_policy(text: str, source_name: str, vocabulary: Vocabulary) -> Policy:
         private_replies=policy_agents.private_replies(
             top["private_replies"], tiers=names.tiers, queues=names.queues, channels=names.channels)
         if "private_replies" in top else (),
+        reach=vocabulary.reach,
     )
 
 
@@ -403,6 +404,15 @@ def load_policy(path: str | Path, vocabulary: Vocabulary) -> Policy:
     return parse_policy(read_policy(path), str(path), vocabulary)
 
 
+def _reached(policy: Policy, channel: str) -> str:
+    """A channel with the identity kinds its acknowledgements can reach, e.g. `api (email)`."""
+    kinds = policy.reach.kinds
+    if kinds is None:
+        return channel
+    reached = kinds.get(channel)
+    return f"{channel} ({', '.join(sorted(reached)) if reached else 'no one: nothing sends its replies'})"
+
+
 def check(path: str | Path, vocabulary: Vocabulary) -> list[str]:
     """Validate the policy file and summarise it in lines for `switchboard policy check`."""
     policy = load_policy(path, vocabulary)
@@ -421,7 +431,8 @@ def check(path: str | Path, vocabulary: Vocabulary) -> list[str]:
             for n, steps in policy.escalations.items()) or "none"),
         f"sla: warn at {policy.sla.warn_at:.0%}, status update at {policy.sla.status_update_at:.0%}; "
         f"sticky window {format_duration(policy.sticky_window)}",
-        "acknowledgements for channels: " + (", ".join(policy.acknowledge.templates) or "none"),
+        "acknowledgements for channels: " + (", ".join(
+            _reached(policy, c) for c in policy.acknowledge.templates) or "none"),
         "answered otherwise than by text: " + (", ".join(
             f"{t} on {c} by {m}" for t in policy.tiers_by_rank
             for c, m in policy.tiers[t].reply_modes.items() if m != "text") or "none"),

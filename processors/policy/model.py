@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from processors.policy.calendar import ALWAYS_OPEN, Calendar
+from processors.policy.reach import Reach
 from schemas.routed import ReplyMode
 
 __all__ = [
@@ -283,6 +284,8 @@ class Vocabulary:
     # channel → the ways a team may answer its customers (the first is its default); a
     # channel not listed takes a written reply only
     reply_modes: Mapping[str, tuple[ReplyMode, ...]] = field(default_factory=dict)
+    # which customers each channel's replies reach in this deployment
+    reach: Reach = field(default_factory=Reach)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +364,8 @@ class Policy:
     guard: tuple[GuardRule, ...] = ()
     lifecycle: Lifecycle = Lifecycle()
     private_replies: tuple[PrivateReply, ...] = ()
+    # not from the file: the deployment's channels (Vocabulary.reach), so no plan is undeliverable
+    reach: Reach = field(default_factory=Reach)
 
     def tier(self, name: str | None) -> Tier:
         """The named tier, or the default tier for an unknown or missing name."""

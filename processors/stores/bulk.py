@@ -12,7 +12,6 @@ from typing import Any
 
 __all__ = [
     "CLAIM_MANY", "READ_EACH", "SET_MANY", "queue_claim_many", "queue_read_each", "queue_set_many",
-    "queue_take_many",
 ]
 
 # SET key value [EX ttl]: no TTL when ttl is 0
@@ -51,20 +50,6 @@ local out = {}
 for i, key in ipairs(KEYS) do
   local previous = redis.call('GET', key)
   if not previous then put(key, values[i], ttl) end
-  out[i] = previous or false
-end
-return out
-"""
-
-# CLAIM_MANY, but a key still holding a claim that starts with ARGV[2] (a weak, "nothing
-# done yet" claim) is taken over too; returns what each key held before
-TAKE_MANY = _PUT + """
-local ttl = tonumber(ARGV[1])
-local weak = ARGV[2]
-local out = {}
-for i, key in ipairs(KEYS) do
-  local previous = redis.call('GET', key)
-  if not previous or string.sub(previous, 1, #weak) == weak then put(key, ARGV[i + 2], ttl) end
   out[i] = previous or false
 end
 return out
@@ -109,12 +94,6 @@ def queue_claim_many(pipe: Any, keys: Sequence[str], values: Sequence[str | byte
         pipe.eval(_CLAIM_EACH, len(keys), *keys, ttl_seconds, *values)
     else:
         pipe.eval(CLAIM_MANY, len(keys), *keys, ttl_seconds, blob)
-
-
-def queue_take_many(pipe: Any, keys: Sequence[str], values: Sequence[str | bytes], weak: str,
-                    ttl_seconds: int = 0) -> None:
-    """Queue one claim of many keys that also takes over claims starting with `weak`."""
-    pipe.eval(TAKE_MANY, len(keys), *keys, ttl_seconds, weak, *values)
 
 
 def queue_set_many(pipe: Any, pairs: Sequence[tuple[str, str | bytes]], ttl_seconds: int = 0) -> None:

@@ -21,7 +21,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from processors.brain.lifecycle import DueKind, follow_up_text
-from processors.metrics import REDIS_ROUNDTRIPS
+from processors.metrics import REDIS_ROUNDTRIPS, UNREACHABLE
 from processors.policy.model import Policy, format_duration
 from processors.stage import Output
 from processors.stores.clocks import ClockStore, SlaEntry
@@ -134,6 +134,10 @@ def _follow_up(planned: Planned, summary: ConversationSummary, entry: SlaEntry, 
                           reference=summary.conversation_id)
     if text is None:
         return [], f"no follow-up template for channel {entry.channel}"
+    unreachable = policy.reach.unreachable(entry.channel, entry.recipient.kind)
+    if unreachable is not None:
+        UNREACHABLE.labels("follow_up", entry.channel, entry.recipient.kind).inc()
+        return [], f"no follow-up: {unreachable}"
     message = OutboundMessage(
         reply_id=_id("fol_", summary), conversation_id=summary.conversation_id,
         channel=entry.channel, recipient=entry.recipient, kind="follow_up", text=text,

@@ -17,6 +17,7 @@ import msgspec
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
+from processors import metrics
 from processors.brain import acknowledge, sla
 from processors.metrics import REDIS_ROUNDTRIPS
 from processors.policy.model import Policy
@@ -41,9 +42,14 @@ def _status_update(entry: SlaEntry, due: datetime, policy: Policy, now: datetime
                    ) -> OutboundMessage | None:
     clock = entry.clock
     decided = acknowledge.status_update(
-        channel=entry.channel, name=entry.name, reference=entry.conversation_id, tier=clock.tier,
+        channel=entry.channel, recipient=entry.recipient.kind, name=entry.name,
+        reference=entry.conversation_id, tier=clock.tier,
         queue=clock.queue, backlog=0, handling_time=None, due=due, policy=policy, now=now)
     if decided.ack is None:
+        if decided.unreachable:
+            metrics.UNREACHABLE.labels("status_update", entry.channel, entry.recipient.kind).inc()
+            log.info("no status update", extra={"conversation_id": entry.conversation_id,
+                                                "reason": decided.reasons[0]})
         return None
     return OutboundMessage(
         reply_id=sla_event_id(entry.conversation_id, f"status-update@{due.isoformat()}", "upd_"),

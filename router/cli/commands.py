@@ -141,12 +141,14 @@ def _local_commands(sub: Any) -> None:
 def _explain(args: argparse.Namespace) -> int:
     from connectors.registry import channel
     from processors.policy.load import load_policy
+    from router.channels import running
     from router.cli.explain import explain_paths, render
     from router.vocabulary import vocabulary
 
     channel(args.channel)  # an unknown channel fails before any input is read
     settings = load()
-    policy = load_policy(args.policy or settings.policy_path, vocabulary())
+    # acknowledgements as this deployment would plan them: only for customers its channels reach
+    policy = load_policy(args.policy or settings.policy_path, vocabulary(running(settings)))
     results = explain_paths(args.channel, args.files, sys.stdin.buffer.read, settings.thread_rules,
                             policy)
     if len(args.files) == 1:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, SecretStr
 
 from connectors.routes import HoldState, Outlook, Refusal
 from connectors.spec import ConnectorSpec, ToolSpec
+from router import vocabulary
 from router.http.server import build_app
 from router.settings import Settings
 from schemas.codec import decode, encode
@@ -119,6 +120,16 @@ def parses_its_samples(spec: ConnectorSpec[Any]) -> None:
         if spec.extras is not None:
             assert isinstance(message.extras, spec.extras)
         assert decode(encode(message), InboundMessage) == message
+
+
+def reaches_its_own_customers(spec: ConnectorSpec[Any]) -> None:
+    """Each sample's sender is an identity kind the channel's reach (router/vocabulary.py) covers."""
+    assert spec.parse is not None
+    reach = vocabulary.reach({spec.name})
+    for raw in samples.CHANNEL_SAMPLES[spec.name]:
+        sender = spec.parse(raw).sender
+        assert reach.unreachable(spec.name, sender.kind) is None, (
+            f"{spec.name} parses {sender.kind} senders but its sender addresses {sorted(spec.addresses)}")
 
 
 def refuses_hostile_input(spec: ConnectorSpec[Any]) -> None:

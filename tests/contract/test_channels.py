@@ -19,6 +19,7 @@ parsers = [s for s in SPECS if s.parse is not None]
 pushed = [s for s in SPECS if s.routes is not None]
 senders = [s for s in SPECS if s.outbound is not None]
 probed = [s for s in SPECS if s.probe is not None]
+answering = [s for s in parsers if s.outbound is not None]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=ids)
@@ -66,6 +67,12 @@ def test_answers_through_channels_that_can_send(spec: ConnectorSpec[Any]) -> Non
             f"{spec.name} answers through {name}, which has no sender or declares no addresses")
     if spec.outbound is not None:
         assert spec.addresses, f"{spec.name} has a sender: declare the identity kinds it reaches"
+
+
+@pytest.mark.parametrize("spec", answering, ids=[s.name for s in answering])
+def test_its_sender_reaches_the_customers_it_parses(spec: ConnectorSpec[Any]) -> None:
+    # else every acknowledgement to its own customers would be planned `unreachable`
+    checks.reaches_its_own_customers(spec)
 
 
 @pytest.mark.integration

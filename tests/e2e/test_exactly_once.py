@@ -87,3 +87,51 @@ async def test_killed_between_claim_and_result_is_uncertain_never_resent(
     assert [(r.reply_id, r.status) for r in found] == [(reply.reply_id, "uncertain")]
     assert "not sent again" in (found[0].reason or "")
     assert len(inbox.received) == 1, "the reply reached the customer twice"
+
+
+async def test_several_replies_in_flight_when_killed_are_each_sent_at_most_once(
+        stack: Settings, deployment: Settings, launch: Launch,
+        mailbox: Mailbox, holding_smtp: tuple[HoldingInbox, int]) -> None:
+    inbox, port = holding_smtp
+    replies = [refund(n) for n in range(6)]
+    senders_only = {**email_env(stack, mailbox, port), "SB_STAGES": '["send"]'}
+    first = launch("worker", **senders_only)
+    await publish(deployment, deployment.topic(OUTBOUND),
+                  [(r.conversation_id.encode(), encode(r)) for r in replies])
+    # a pool of connections: more than one mail is at the server at once (a serial sender stops at one)
+    await until(lambda: len(inbox.received) >= 2, "replies never travelled together")
+    first.stop(signal.SIGKILL)
+    inbox.release.set()
+
+    launch("worker", **senders_only)
+
+    async def receipts() -> list[DeliveryReceipt]:
+        found = [decode(r.value, DeliveryReceipt) for r in
+                 await read_all(deployment, deployment.topic(DELIVERY))]
+        return found if len(found) >= len(replies) else []
+
+    deadline = time.monotonic() + 90
+    while not (found := await receipts()):
+        assert time.monotonic() < deadline, "the restarted worker did not report every reply"
+        await asyncio.sleep(POLL_SECONDS)
+    status = {r.reply_id: r.status for r in found}
+    assert len(found) == len(status) == len(replies)  # one receipt each
+    copies = {r.reply_id: sum(f"marker{n}x".encode() in m for m in inbox.received)
+              for n, r in enumerate(replies)}
+    for reply in replies:
+        # sent: delivered exactly once; uncertain (in flight at the kill): never sent again
+        if status[reply.reply_id] == "sent":
+            assert copies[reply.reply_id] == 1
+        else:
+            assert status[reply.reply_id] == "uncertain"
+            assert copies[reply.reply_id] <= 1, "a reply reached its customer twice"
+    assert list(status.values()).count("uncertain") >= 2  # each in-flight reply had its own claim
+
+
+def refund(n: int) -> OutboundMessage:
+    """Agent Maria's reply to customer n, its text marked so each copy can be counted."""
+    return OutboundMessage(
+        reply_id=f"rep_{uuid.uuid4().hex[:12]}", conversation_id="con_" + uuid.uuid4().hex[:20],
+        channel="email", recipient=Identity(kind="email", value=f"customer{n}@example.org"),
+        kind="agent_reply", text=f"Your refund left today (marker{n}x).", created_at=datetime.now(UTC),
+        subject="Refund", customer_id=f"cus_{n}", author="maria")

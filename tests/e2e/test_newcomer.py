@@ -149,12 +149,60 @@ async def test_an_api_message_from_an_email_address_is_answered_by_email(
                                  token="demo-token")
     assert status == 202, queued
 
-    mails = await until(lambda: bodies(mail_stack.inbox(bob)), "the answer never reached Bob's mailbox")
-    assert [text_of(m).splitlines()[0] for m in mails] == ["Bob, it arrives tomorrow."]
-    [receipt] = await eventually(lambda: read_all(deployment, deployment.topic(DELIVERY)), "no receipt")
-    sent = decode(receipt.value, DeliveryReceipt)
-    assert (sent.status, sent.channel, sent.reply_id) == ("sent", "email", queued["reply_id"])
+    # the acknowledgement came first, by email too (the API's own template), then the answer
+    mails = await until(lambda: found if len(found := bodies(mail_stack.inbox(bob))) >= 2 else [],
+                        "the acknowledgement and the answer never reached Bob's mailbox")
+    ack, answer = sorted(mails, key=lambda m: m["Auto-Submitted"] != "auto-replied")
+    assert text_of(ack).startswith("Hi there, thanks for getting in touch. We have your request")
+    assert text_of(answer).splitlines()[0] == "Bob, it arrives tomorrow."
+    receipts = await eventually(lambda: receipts_of(deployment, 2), "no receipts")
+    assert sorted((r.kind, r.status, r.channel) for r in receipts) == [
+        ("acknowledgement", "sent", "email"), ("agent_reply", "sent", "email")]
+    assert queued["reply_id"] in {r.reply_id for r in receipts}
     assert_clean_log(router)
+
+
+async def test_an_api_caller_without_an_address_gets_no_acknowledgement_and_no_failed_delivery(
+    deployment: Settings, router: Switchboard, mail_stack: MailStack, desk: AgentsDesk,  # noqa: F811
+) -> None:
+    # known only by a phone number, on a channel that answers by email: out of reach
+    caller = f"+4930{uuid.uuid4().int % 10**8:08d}"
+    status, accepted = router.post("/v1/messages", json.dumps(
+        {"sender": caller, "text": "Where is my parcel?"}).encode(), token="demo-token")
+    assert status == 202, accepted
+    # a second caller, reachable, is acknowledged after it: the first one's turn has passed
+    carol = f"carol-{uuid.uuid4().hex[:8]}@example.com"
+    status, _ = router.post("/v1/messages", json.dumps({"sender": carol, "text": "Where is my parcel?"})
+                            .encode(), token="demo-token")
+    assert status == 202
+    await until(lambda: bodies(mail_stack.inbox(carol)), "Carol's acknowledgement never came")
+
+    routed = {r.message.sender.value: r for r in
+              await eventually(lambda: routed_of(deployment, 2), "not routed")}
+    decision = next(d for d in routed[caller].decisions if d.stage == "acknowledge")
+    assert decision.outcome == "unreachable"
+    assert decision.reasons == ("no acknowledgement: api replies go by email, which reaches email "
+                                "identities, not this customer's phone one",)
+    receipts = await eventually(lambda: receipts_of(deployment, 1), "no receipts")
+    assert [(r.conversation_id, r.status) for r in receipts] == [(routed[carol].conversation_id, "sent")]
+    status, metrics = router.get("/metrics")
+    assert status == 200
+    assert ('sb_acknowledge_unreachable_total{channel="api",identity="phone",kind="acknowledgement"} 1.0'
+            in metrics)
+    assert_clean_log(router)
+
+
+async def receipts_of(deployment: Settings, at_least: int) -> list[DeliveryReceipt]:
+    """The delivery receipts so far, once there are `at_least` of them."""
+    found = [decode(r.value, DeliveryReceipt) for r in await read_all(deployment, deployment.topic(DELIVERY))]
+    return found if len(found) >= at_least else []
+
+
+async def routed_of(deployment: Settings, at_least: int) -> list[RoutedConversation]:
+    """The routed conversations so far, once there are `at_least` of them."""
+    records = await read_all(deployment, deployment.topic(ROUTED))
+    found = [decode(r.value, RoutedConversation) for r in records]
+    return found if len(found) >= at_least else []
 
 
 async def eventually(read: Callable[[], Awaitable[list[T]]], what: str, timeout: float = 60) -> list[T]:

@@ -63,10 +63,9 @@ def isolated(stack: Settings) -> Iterator[Settings]:
     # not under pytest's 0700 tmp: Dovecot's mail user must be able to reach its mailboxes
     state = Path(tempfile.mkdtemp(prefix="sb-stack-"))
     state.chmod(0o755)
-    # the jars are the same for every stack; install.sh fetched them for the default one
-    (state / "kafka").mkdir()
-    (state / "kafka" / "libs").symlink_to(stack.state_dir.resolve() / "kafka" / "libs")
-    settings = load(state_dir=state, kafka_bootstrap="127.0.0.1:29092",
+    # nothing of Kafka's in the new state dir: it shares the jars the default stack runs
+    settings = load(state_dir=state, kafka_libs=local_stack.kafka_libs(stack),
+                    kafka_bootstrap="127.0.0.1:29092",
                     redis_url=SecretStr("redis://127.0.0.1:26379/0"),
                     imap_port=20143, lmtp_port=20024, smtp_port=20025)
     try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -277,3 +279,54 @@ async def test_implicit_tls(
     sender = await outbounds(smtp_settings(server.port, tls="implicit", tls_ca_file=certificate.cert))
     assert (await sender.send(reply())).status == "sent"
     assert len(handler.envelopes) == 1
+
+
+@dataclass
+class Gate(Recorder):
+    """A Recorder that holds every DATA until `together` transactions are in DATA at once."""
+
+    together: int = 1
+    inflight: int = 0
+    peak: int = 0
+    _open: asyncio.Event | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self._open = self._open or asyncio.Event()  # made in the server's own loop
+        self.inflight += 1
+        self.peak = max(self.peak, self.inflight)
+        if self.inflight >= self.together:
+            self._open.set()
+        try:
+            await asyncio.wait_for(self._open.wait(), 20)
+        except TimeoutError:
+            return "451 4.3.0 the others never came"
+        finally:
+            self.inflight -= 1
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_replies_travel_together_on_at_most_the_pools_connections(
+        smtp_servers: StartServer, outbounds: Callable[..., Awaitable[EmailOutbound]]) -> None:
+    # a serial sender would hold the first DATA alone until the gate gives up
+    handler = Gate(together=3)
+    server = await smtp_servers(handler)
+    sender = await outbounds(smtp_settings(server.port, connections=3, max_attempts=1))
+    replies = [reply() for _ in range(7)]
+    receipts = await asyncio.gather(*(sender.send(r) for r in replies))
+    assert [r.status for r in receipts] == ["sent"] * 7, [r.reason for r in receipts]
+    assert handler.peak == 3  # three at once, never a fourth
+    assert len(handler.envelopes) == 7  # each once
+    assert handler.ehlos == 3  # the connections are kept and reused
+
+
+async def test_a_lone_reply_after_a_burst_reuses_a_warm_connection(
+        smtp_servers: StartServer, outbounds: Callable[..., Awaitable[EmailOutbound]]) -> None:
+    handler = Recorder()
+    server = await smtp_servers(handler)
+    sender = await outbounds(smtp_settings(server.port, connections=4))
+    for _ in range(3):
+        assert (await sender.send(reply())).status == "sent"
+    assert handler.ehlos == 1  # one at a time needs one connection, not four
+    await sender.stop()
+    await sender.stop()  # safe twice, and nothing is left open
+    assert (await sender.send(reply())).status == "sent"  # a stopped sender reconnects when used

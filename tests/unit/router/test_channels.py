@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
+import pytest
 
 from connectors.base import Outbound
 from router.channels import Channels
+from router.vocabulary import reach
 from schemas import DeliveryReceipt, Identity, OutboundMessage
+from schemas.identity import IdentityKind
 
 AT = datetime(2026, 12, 4, 6, 0, tzinfo=UTC)
 
@@ -80,3 +83,13 @@ async def test_a_transcript_reaches_only_a_channel_that_keeps_one() -> None:
     assert [m.kind for m in chat.sent] == ["transcript"]
     await send["email"](reply(Identity(kind="email", value="a@example.com")))
     assert [m.kind for m in email.sent] == ["agent_reply"]
+
+
+@pytest.mark.parametrize("kind", get_args(IdentityKind))
+async def test_the_acknowledgements_reach_is_exactly_what_the_senders_deliver(kind: IdentityKind) -> None:
+    # an acknowledgement is planned for a customer exactly when a reply to them would go out
+    email = Recording()
+    send = channels(email).send_functions()["api"]
+    receipt = await send(reply(Identity(kind=kind, value="x")))
+    planned = reach({"api", "email"}).unreachable("api", kind) is None
+    assert planned == (receipt.status == "sent"), (kind, receipt.reason)

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from processors.policy.load import load_policy
 from router.policy_watch import PolicyHolder
-from router.vocabulary import VOCABULARY
+from router.vocabulary import VOCABULARY, vocabulary
 from schemas.errors import ConfigError
 from tests.hostile_policies import HOSTILE
 from tests.paths import FIXTURES
@@ -98,3 +98,14 @@ def test_a_missing_file_is_refused_and_its_return_applies(path: Path,
     assert "cannot read the policy file" in refusals(caplog)[0]
     path.write_text(NEWER)
     assert holder.reload_if_changed() is True
+
+
+def test_a_reload_keeps_whom_this_deployments_channels_reach(path: Path) -> None:
+    # a deployment without the email channel: nothing answers the API's customers
+    holder = PolicyHolder(path, vocabulary({"api"}))
+    unreachable = "nothing running here sends api replies"
+    assert holder.load().reach.unreachable("api", "email") == unreachable
+    path.write_text(NEWER)
+    assert holder.reload_if_changed()
+    assert holder.current.reach.unreachable("api", "email") == unreachable
+    assert PolicyHolder(path).load().reach.unreachable("api", "email") is None  # every channel

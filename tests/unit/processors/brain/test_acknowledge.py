@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,9 @@ from processors.brain.acknowledge import (
 )
 from processors.policy.calendar import ALWAYS_OPEN
 from processors.policy.load import load_policy
-from router.vocabulary import VOCABULARY
+from processors.policy.model import Policy
+from processors.policy.reach import Reach
+from router.vocabulary import VOCABULARY, reach
 from tests.paths import ROOT
 
 POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
@@ -30,12 +33,14 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 MONDAY_10, MONDAY_NOON = at(2, 10), at(2, 12)
 
 
-def ack(*, channel: str = "email", tags: tuple[str, ...] = (), name: str | None = "Ada",
-        tier: str = "premium", backlog: int = 0, handling: timedelta | None = timedelta(minutes=20),
-        due: datetime = MONDAY_NOON, now: datetime = MONDAY_10, continuing: bool = False) -> AckDecision:
-    return acknowledgement(channel=channel, tags=tags, name=name, reference="con_1", tier=tier,
+def ack(*, channel: str = "email", recipient: str = "email", tags: tuple[str, ...] = (),
+        name: str | None = "Ada", tier: str = "premium", backlog: int = 0,
+        handling: timedelta | None = timedelta(minutes=20), due: datetime = MONDAY_NOON,
+        now: datetime = MONDAY_10, continuing: bool = False, policy: Policy = POLICY) -> AckDecision:
+    return acknowledgement(channel=channel, recipient=recipient, tags=tags, name=name,
+                           reference="con_1", tier=tier,
                            queue="general", backlog=backlog, handling_time=handling, due=due,
-                           policy=POLICY, now=now, continuing=continuing)
+                           policy=policy, now=now, continuing=continuing)
 
 
 @pytest.mark.parametrize(("tags", "continuing", "channel", "reason"), [
@@ -44,12 +49,52 @@ def ack(*, channel: str = "email", tags: tuple[str, ...] = (), name: str | None 
     (("bounce",), False, "email", "no acknowledgement: message tagged bounce"),
     (("spam",), False, "email", "no acknowledgement: message tagged spam"),  # the policy's own
     ((), True, "email", "no acknowledgement: continues a conversation already acknowledged"),
-    ((), False, "api", "no acknowledgement: no template for channel api"),
+    ((), False, "chat", "no acknowledgement: no template for channel chat"),
 ])
 def test_when_not_to_acknowledge(tags: tuple[str, ...], continuing: bool, channel: str, reason: str) -> None:
-    decision = ack(tags=tags, continuing=continuing, channel=channel)
+    decision = ack(tags=tags, continuing=continuing, channel=channel, recipient=channel)
     assert decision.ack is None
     assert decision.reasons == (reason,)
+    assert not decision.unreachable
+
+
+def test_an_api_caller_with_an_email_address_is_acknowledged_by_the_api_template() -> None:
+    decision = ack(channel="api", recipient="email")
+    assert decision.ack is not None and decision.ack.template == "api/default/open"
+    assert decision.ack.text.startswith("Hi Ada, thanks for getting in touch. We have your request")
+
+
+@pytest.mark.parametrize(("running", "recipient", "reason"), [
+    # the API answers by email: a caller known by a phone number or a handle is out of reach
+    (None, "phone", "no acknowledgement: api replies go by email, which reaches email identities, "
+                    "not this customer's phone one"),
+    (None, "x", "no acknowledgement: api replies go by email, which reaches email identities, "
+                "not this customer's x one"),
+    # without the email channel running, nothing answers the API at all
+    ({"api", "phone"}, "email", "no acknowledgement: nothing running here sends api replies"),
+])
+def test_an_unreachable_api_caller_gets_no_acknowledgement_and_the_reason(
+        running: set[str] | None, recipient: str, reason: str) -> None:
+    policy = replace(POLICY, reach=reach(running))
+    decision = ack(channel="api", recipient=recipient, policy=policy)
+    assert decision.ack is None
+    assert decision.unreachable
+    assert decision.reasons == (reason,)
+
+
+def test_channels_with_their_own_sender_reach_their_own_customers() -> None:
+    known = reach({"email", "phone", "x", "chat"})
+    assert [known.unreachable(c, k) for c, k in
+            [("email", "email"), ("phone", "phone"), ("x", "xid"), ("chat", "chat")]] == [None] * 4
+    assert known.unreachable("phone", "email") == (
+        "phone replies go by phone, which reaches phone identities, not this customer's email one")
+    assert known.unreachable("api", "email") == "nothing running here sends api replies"  # not configured
+    assert reach({"api", "email"}).unreachable("api", "email") is None  # through email, which runs
+
+
+def test_a_policy_loaded_without_the_deployment_takes_every_customer_as_reachable() -> None:
+    assert Reach().unreachable("api", "phone") is None
+    assert ack(channel="api", recipient="phone", policy=replace(POLICY, reach=Reach())).ack is not None
 
 
 def test_open_team_with_a_short_backlog_promises_the_estimate() -> None:
@@ -101,7 +146,7 @@ def test_closed_team_says_when_it_opens() -> None:
     ("x", "premium", "x/default/open", "Thanks Ada, we're on it"),
 ])
 def test_template_by_channel_then_tier(channel: str, tier: str, template: str, starts: str) -> None:
-    decision = ack(channel=channel, tier=tier)
+    decision = ack(channel=channel, recipient="xid" if channel == "x" else "email", tier=tier)
     assert decision.ack is not None
     assert decision.ack.template == template
     assert decision.ack.text.startswith(starts)
@@ -126,7 +171,8 @@ def test_customer_text_with_braces_is_not_a_template() -> None:
 
 
 def test_status_update_before_due() -> None:
-    decision = status_update(channel="email", name="Ada", reference="con_1", tier="premium",
+    decision = status_update(channel="email", recipient="email", name="Ada", reference="con_1",
+                             tier="premium",
                              queue="general", backlog=0, handling_time=None, due=at(2, 12),
                              policy=POLICY, now=at(2, 11))
     assert decision.ack is not None
@@ -137,10 +183,13 @@ def test_status_update_before_due() -> None:
 
 @pytest.mark.parametrize(("channel", "now", "reason"), [
     ("email", at(2, 12), "no status update: already past due, escalation has it"),
-    ("api", at(2, 11), "no status_update: no template for channel api"),
+    ("chat", at(2, 11), "no status_update: no template for channel chat"),
+    ("api", at(2, 11), "no status_update: api replies go by email, which reaches email identities, "
+                       "not this customer's phone one"),
 ])
 def test_no_status_update(channel: str, now: datetime, reason: str) -> None:
-    decision = status_update(channel=channel, name="Ada", reference="con_1", tier="premium",
+    decision = status_update(channel=channel, recipient="phone" if channel == "api" else channel,
+                             name="Ada", reference="con_1", tier="premium",
                              queue="general", backlog=0, handling_time=None, due=at(2, 12),
                              policy=POLICY, now=now)
     assert decision.ack is None

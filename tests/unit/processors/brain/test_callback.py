@@ -119,7 +119,8 @@ def test_number_to_call_prefers_the_sender_and_takes_only_e164() -> None:
 
 
 def test_status_updates_are_not_texted_to_a_tier_that_is_called_back(policy: Policy) -> None:
-    common = {"channel": "phone", "name": "Ada", "reference": "con_1", "queue": "general", "backlog": 0,
+    common = {"channel": "phone", "recipient": "phone", "name": "Ada", "reference": "con_1",
+              "queue": "general", "backlog": 0,
               "handling_time": None, "due": NOW + timedelta(hours=2), "policy": policy, "now": NOW}
     assert acknowledge.status_update(tier="premium", **common).ack is None  # type: ignore[arg-type]
 

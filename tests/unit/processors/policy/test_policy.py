@@ -10,7 +10,7 @@ from connectors.slack.settings import SlackDestination
 from connectors.webhook.settings import WebhookDestination
 from processors.policy.load import check, load_policy, parse_policy
 from processors.policy.model import choose_queue, format_duration, keywords, parse_duration
-from router.vocabulary import VOCABULARY
+from router.vocabulary import VOCABULARY, vocabulary
 from schemas.errors import ConfigError
 from tests.paths import ROOT
 
@@ -38,7 +38,7 @@ def test_example_policy_loads() -> None:
     assert list(policy.queues) == ["social", "billing", "general", "escalations"]
     assert policy.calendars["eu-support"].timezone.key == "Europe/Berlin"
     assert [s.label for s in policy.escalations["standard"]] == ["warn", "breach", "breach", "breach+30m"]
-    assert set(policy.acknowledge.templates) == {"email", "x", "phone"}
+    assert set(policy.acknowledge.templates) == {"email", "api", "x", "phone"}
     assert {"auto_reply", "mailing_list", "bounce", "spam"} <= policy.acknowledge.skip_tags
 
 
@@ -47,6 +47,12 @@ def test_check_summarises_a_valid_file() -> None:
     assert lines[0].endswith("valid")
     assert any("queues (first match wins): social, billing, general, escalations" in ln for ln in lines)
     assert any("breach+30m page" in ln for ln in lines)
+    # whom each channel's acknowledgements can reach: the API's go by email
+    assert "acknowledgements for channels: email (email), api (email), x (xid), phone (phone)" in lines
+    alone = check(EXAMPLE, vocabulary({"api", "x"}))  # no email or phone channel configured
+    assert ("acknowledgements for channels: email (no one: nothing sends its replies), "
+            "api (no one: nothing sends its replies), x (xid), "
+            "phone (no one: nothing sends its replies)") in alone
 
 
 def test_loaded_policy_is_immutable() -> None:

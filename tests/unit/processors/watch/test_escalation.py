@@ -11,10 +11,10 @@ from processors.dispatch.plan import escalation_destinations
 from processors.policy.load import load_policy, parse_policy
 from processors.stores.clocks import SlaEntry
 from processors.watch.sla_watch import fire
-from router.vocabulary import VOCABULARY
-from schemas import Identity, SlaEvent, decode
+from router.vocabulary import VOCABULARY, vocabulary
+from schemas import Identity, OutboundMessage, SlaEvent, decode
 from schemas.conversation import ConversationEvent
-from schemas.topics import CONVERSATION, SLA
+from schemas.topics import CONVERSATION, OUTBOUND, SLA
 from tests.paths import ROOT
 
 EXAMPLE = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
@@ -73,3 +73,36 @@ def test_nothing_moves_before_the_breach() -> None:
 def test_who_else_an_escalation_reaches(action: str | None, target: str | None,
                                         expected: tuple[str, ...]) -> None:
     assert escalation_destinations(action, target, EXAMPLE)[0] == expected
+
+
+UPDATES = parse_policy("""
+default_tier: standard
+tiers:
+  standard: {rank: 1, first_response: {normal: 1h, high: 1h}, next_response: {normal: 1h, high: 1h}}
+urgency: {levels: [normal, high]}
+queues:
+  general: {match: {channels: [api]}, destinations: [helpdesk]}
+default_queue: general
+sla: {status_update_at: 0.5}
+acknowledge:
+  status_update:
+    api:
+      default: {open: "Still on it, {name}.", closed: "Still on it, {name}."}
+""", "updates.yaml", vocabulary({"api", "email"}))
+
+
+@pytest.mark.parametrize(("identity", "sent"), [
+    (Identity(kind="email", value="ada@example.com"), True),  # the API answers by email
+    (Identity(kind="phone", value="+4930123456"), False),     # out of reach: no message at all
+])
+def test_a_status_update_goes_only_to_a_customer_the_channel_reaches(identity: Identity, sent: bool) -> None:
+    start = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    clock, _ = sla.apply(sla.SlaClock(tier="standard", urgency="normal", queue="general"),
+                         sla.ClockEvent("customer_message", start), UPDATES)
+    entry = SlaEntry(conversation_id="con_1", customer_id="cus_1", channel="api", recipient=identity,
+                     clock=clock)
+    _, outputs = fire(entry, datetime(2026, 11, 23, 9, 31, tzinfo=UTC), UPDATES)
+    assert [decode(o.value, SlaEvent).kind for o in outputs if o.topic is SLA] == ["status_update"]
+    updates = [decode(o.value, OutboundMessage) for o in outputs if o.topic is OUTBOUND]
+    assert [(u.kind, u.channel, u.recipient) for u in updates] == (
+        [("status_update", "api", identity)] if sent else [])

@@ -23,9 +23,11 @@ def test_explain_prints_message_and_decisions(tmp_path: Path, capsys: pytest.Cap
     assert stages == ["dedupe", "identify", "thread", "enrich", "classify", "route", "acknowledge"]
     assert out["decision"]["queue"] == "general"
     assert out["decision"]["tier"] == "standard"
-    assert "acknowledgement" not in out  # the API channel has nothing to push one to
+    # the API answers by email, and no email channel is configured here
+    assert "acknowledgement" not in out
     ack = next(d for d in out["decision"]["decisions"] if d["stage"] == "acknowledge")
-    assert ack["outcome"] == "skip"
+    assert (ack["outcome"], ack["reasons"]) == (
+        "unreachable", ["no acknowledgement: nothing running here sends api replies"])
 
 
 def test_explain_shows_urgency_rules_and_queue_choice(
