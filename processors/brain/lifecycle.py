@@ -299,6 +299,8 @@ def _transferred(e: _Event) -> Change:
     to = e.event.queue
     if not to or to == e.summary.queue:
         return e.ignored("it names no other queue")
+    if to not in e.policy.queues:  # checked where it was asked; a reload may have dropped it since
+        return e.ignored(f"the policy has no queue {to!r}")
     queue = e.policy.queues.get(e.summary.queue)
     transfer = Transfer(e.summary.queue, to, e.summary.transfers + 1,
                         queue.max_transfers if queue else None)

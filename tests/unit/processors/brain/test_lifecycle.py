@@ -202,6 +202,8 @@ def test_a_transfer_is_counted_and_visible_in_history() -> None:
     assert change.line.summary == "transferred from general to billing: transfer 2 of at most 3"
     assert (change.line.queue, change.line.agent) == ("billing", "lead")
     assert lifecycle.apply(event("transferred", queue="general"), summary(), entry(), POLICY).ignored
+    gone = lifecycle.apply(event("transferred", queue="dropped"), summary(), entry(), POLICY)
+    assert gone.ignored and gone.reason == "transferred ignored: the policy has no queue 'dropped'"
 
 
 def test_transfer_words() -> None:
