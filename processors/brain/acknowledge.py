@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+import msgspec
+
 from processors.brain import priority
 from processors.policy.calendar import Calendar, add_business_time, next_open
 from processors.policy.model import Policy, Template, choose_queue, format_duration
@@ -24,8 +26,7 @@ __all__ = ["Ack", "AckDecision", "Prospect", "acknowledgement", "expected_answer
 Kind = Literal["acknowledgement", "status_update"]
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(msgspec.Struct, frozen=True):
     """The rendered text for the customer, the time it promises, and its template."""
 
     kind: Kind
@@ -34,8 +35,7 @@ class Ack:
     template: str
 
 
-@dataclass(frozen=True, slots=True)
-class AckDecision:
+class AckDecision(msgspec.Struct, frozen=True):
     """An acknowledgement or status update to send (or None), and why."""
 
     ack: Ack | None
@@ -68,8 +68,7 @@ def _template(templates: Mapping[str, Mapping[str, Template]], channel: str,
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
+class _Context(msgspec.Struct, frozen=True):
     kind: Kind
     channel: str
     name: str | None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
+import msgspec
 from vaderSentiment import vaderSentiment as vader
 
 from processors.policy.model import Policy, UrgencyRule, format_duration
@@ -188,8 +189,7 @@ def sentiment(text: str) -> float:
     return _compound(scores, text)
 
 
-@dataclass(frozen=True, slots=True)
-class Classification:
+class Classification(msgspec.Struct, frozen=True):
     """How urgent a message is, its sentiment, and every rule that fired, with evidence."""
 
     urgency: str
@@ -257,35 +257,53 @@ def _keyword(rule: UrgencyRule, facts: _Facts) -> str | None:
 
 
 Check = Callable[[UrgencyRule, _Facts], "str | None"]
-# the checks each rule has conditions for, cheapest first, worked out once per rule
-_plans: dict[int, tuple[UrgencyRule, tuple[Check, ...]]] = {}
-_PLANS_KEPT = 1024
+# a rule that can still fire for a (channel, tier, tags): the evidence those give, joined,
+# and the checks left for each message (sentiment, repeated contacts, keywords), cheapest first
+_Step = tuple[UrgencyRule, tuple[str, ...], str, tuple[Check, ...]]
+_STATIC: tuple[Check, ...] = (_channel, _tier, _tag)
+_DYNAMIC: tuple[Check, ...] = (_sentiment, _repeated, _keyword)
+_StepsKey = tuple[int, str, str, frozenset[str]]
+_steps_seen: dict[_StepsKey, tuple[tuple[UrgencyRule, ...], tuple[_Step, ...]]] = {}
+_STEPS_KEPT = 1024
 
 
-def _checks(rule: UrgencyRule) -> tuple[Check, ...]:
-    known = _plans.get(id(rule))
-    if known is not None and known[0] is rule:
+def _steps(rules: tuple[UrgencyRule, ...], facts: _Facts) -> tuple[_Step, ...]:
+    """The rules that the message's channel, tier and tags allow, worked out once per combination."""
+    key = (id(rules), facts.channel, facts.tier, facts.tags)
+    known = _steps_seen.get(key)
+    if known is not None and known[0] is rules:
         return known[1]
-    wanted: tuple[tuple[Check, object], ...] = (
-        (_channel, rule.channels), (_tier, rule.tiers), (_tag, rule.tags),
-        (_sentiment, rule.sentiment_at_most is not None),
-        (_repeated, rule.repeated_contacts is not None), (_keyword, rule.keywords is not None))
-    checks = tuple(check for check, needed in wanted if needed)
-    if len(_plans) >= _PLANS_KEPT:  # policies come and go with reloads: keep the memory bounded
-        _plans.clear()
-    _plans[id(rule)] = (rule, checks)
-    return checks
+    steps: list[_Step] = []
+    for rule in rules:
+        static = [check(rule, facts) for check in _STATIC]
+        if any(evidence is None for evidence in static):
+            continue
+        found = tuple(evidence for evidence in static if evidence)
+        steps.append((rule, found, ", ".join(found), tuple(check for check, needed in zip(_DYNAMIC, (
+            rule.sentiment_at_most is not None, rule.repeated_contacts is not None,
+            rule.keywords is not None), strict=True) if needed)))
+    if len(_steps_seen) >= _STEPS_KEPT:  # policies come and go with reloads: keep the memory bounded
+        _steps_seen.clear()
+    _steps_seen[key] = (rules, tuple(steps))
+    return _steps_seen[key][1]
 
 
-def _evidence(rule: UrgencyRule, facts: _Facts) -> str | None:
-    """Why every condition of `rule` holds for the message, or None when one does not (cheapest first)."""
-    found: list[str] = []
-    for check in _checks(rule):
-        evidence = check(rule, facts)
-        if evidence is None:
-            return None
-        found.append(evidence)
-    return ", ".join(found)
+def _fired(rules: tuple[UrgencyRule, ...], facts: _Facts) -> list[tuple[UrgencyRule, str]]:
+    """Every rule whose conditions all hold, in the policy's order, with why (cheapest check first)."""
+    fired: list[tuple[UrgencyRule, str]] = []
+    for rule, static, joined, dynamic in _steps(rules, facts):
+        if not dynamic:
+            fired.append((rule, joined))
+            continue
+        found = list(static)
+        for check in dynamic:
+            evidence = check(rule, facts)
+            if evidence is None:
+                break
+            found.append(evidence)
+        else:
+            fired.append((rule, ", ".join(found)))
+    return fired
 
 
 def classify(
@@ -298,7 +316,7 @@ def classify(
     urgency = policy.urgency
     facts = _Facts(text, channel, tier, frozenset(tags), sentiment(text), sorted(recent_contacts), at,
                    text.casefold())
-    fired = [(rule, ev) for rule in urgency.rules if (ev := _evidence(rule, facts)) is not None]
+    fired = _fired(urgency.rules, facts)
     level, reasons = urgency.rank(urgency.default), []
     for rule, ev in fired:
         if rule.raise_to is not None:

@@ -11,8 +11,10 @@ in `Facts`, read from Redis once per batch; nothing here does I/O, so `explain` 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+import msgspec
 
 from processors.brain import acknowledge, callback, classify, lifecycle, priority, sticky, thread
 from processors.brain.memo import Memo
@@ -37,8 +39,7 @@ class Facts:
     backlog: Mapping[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
     """The routed conversation, and the acknowledgement to send (if any), with reasons."""
 
     routed: RoutedConversation
@@ -83,8 +84,8 @@ def _closed_thread(stuck: sticky.StickyDecision, thread_conversation: str,
     """A reply in a closed conversation's thread starts a new one (or joins a live one)."""
     if not any(s.conversation_id == thread_conversation and s.status == "closed" for s in recent):
         return None
-    return replace(stuck, reasons=(f"conversation {thread_conversation} of this thread is closed: "
-                                   "it is not continued", *stuck.reasons))
+    why = f"conversation {thread_conversation} of this thread is closed: it is not continued"
+    return msgspec.structs.replace(stuck, reasons=(why, *stuck.reasons))
 
 
 def _transfer(stuck: sticky.StickyDecision, before: ConversationSummary | None,

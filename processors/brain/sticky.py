@@ -10,10 +10,11 @@ continues it at any age. Only transfers between queues are counted; past a queue
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Literal, NamedTuple
+
+import msgspec
 
 from processors.policy.model import Policy, Queue, QueueChoice, format_duration
 
@@ -40,8 +41,7 @@ class ConversationRecord(NamedTuple):
     channel: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StickyDecision:
+class StickyDecision(msgspec.Struct, frozen=True):
     """New conversation, or which one it continues, in which queue, with which agent, and why."""
 
     outcome: Outcome
