@@ -27,6 +27,7 @@ _NEGATE = frozenset(vader.NEGATE)
 _BOOST = vader.BOOSTER_DICT
 _SPECIAL = vader.SPECIAL_CASES
 _SO_THIS = ("so", "this")
+_PUNCTUATION = string.punctuation
 _N_SCALAR = float(vader.N_SCALAR)
 _C_INCR = float(vader.C_INCR)
 
@@ -61,11 +62,6 @@ def _describe_emojis(text: str, lex: _Lexicon) -> str:
             out.append(ch)
             prev_space = ch == " "
     return "".join(out)
-
-
-def _token(word: str) -> str:
-    stripped = word.strip(string.punctuation)
-    return word if len(stripped) <= 2 else stripped  # short leftovers were emoticons
 
 
 def _negated(word: str) -> bool:
@@ -168,14 +164,15 @@ def sentiment(text: str) -> float:
     """VADER's compound score of `text`, -1 (most negative) to 1, in linear time."""
     lex = _lexicon()
     text = _describe_emojis(text, lex).strip()
-    words = [_token(w) for w in text.split()]
+    # a word without its punctuation, unless that leaves 2 characters or fewer (an emoticon)
+    words = [w if len(stripped := w.strip(_PUNCTUATION)) <= 2 else stripped for w in text.split()]
     low = [w.lower() for w in words]
     words_lex = lex.words
     # most words carry no sentiment: score only those that do (VADER scores the rest 0)
     hits = [i for i, word in enumerate(low) if word in words_lex]
     if not hits:
         return 0.0
-    capitals = sum(1 for w in words if w.isupper())
+    capitals = sum(map(str.isupper, words))
     cap_diff = 0 < len(words) - capitals < len(words)  # VADER's allcap_differential
     scores = [0.0] * len(low)
     last = len(low) - 1
