@@ -117,7 +117,7 @@ def acknowledgement(
     now: datetime, continuing: bool = False,
 ) -> AckDecision:
     """The acknowledgement for a newly routed message, or None with the reason why not."""
-    skipped = sorted(set(tags) & policy.acknowledge.skip_tags)
+    skipped = sorted(set(tags) & policy.acknowledge.skip_tags) if tags else None
     if skipped:
         return AckDecision(None, (f"no acknowledgement: message tagged {skipped[0]}",))
     if continuing:
