@@ -37,6 +37,8 @@ class _Lexicon:
     words: dict[str, float]
     emojis: dict[str, str]
     emoji_chars: frozenset[str]
+    # no emoji of VADER's is an ASCII character: an ASCII text has none to describe
+    ascii_free: bool
 
 
 @cache
@@ -44,11 +46,12 @@ def _lexicon() -> _Lexicon:
     # loading VADER's lexicon files takes ~100 ms: once per process, on first use
     analyzer = vader.SentimentIntensityAnalyzer()
     emojis: dict[str, str] = analyzer.emojis
-    return _Lexicon(analyzer.lexicon, emojis, frozenset(e for e in emojis if len(e) == 1))
+    chars = frozenset(e for e in emojis if len(e) == 1)
+    return _Lexicon(analyzer.lexicon, emojis, chars, not any(c.isascii() for c in chars))
 
 
 def _describe_emojis(text: str, lex: _Lexicon) -> str:
-    if lex.emoji_chars.isdisjoint(text):
+    if (lex.ascii_free and text.isascii()) or lex.emoji_chars.isdisjoint(text):
         return text
     out: list[str] = []
     prev_space = True
@@ -160,18 +163,29 @@ def _compound(sentiments: list[float], text: str) -> float:
     return round(float(vader.normalize(total)), 4)
 
 
+def _words(text: str) -> list[str]:
+    """Each word without its punctuation, unless that leaves 2 characters or fewer (an emoticon)."""
+    return [w if len(stripped := w.strip(_PUNCTUATION)) <= 2 else stripped for w in text.split()]
+
+
 def sentiment(text: str) -> float:
     """VADER's compound score of `text`, -1 (most negative) to 1, in linear time."""
     lex = _lexicon()
     text = _describe_emojis(text, lex).strip()
-    # a word without its punctuation, unless that leaves 2 characters or fewer (an emoticon)
-    words = [w if len(stripped := w.strip(_PUNCTUATION)) <= 2 else stripped for w in text.split()]
-    low = [w.lower() for w in words]
+    words: list[str] | None = None
+    if text.isascii():
+        # lower case keeps an ASCII word's length and punctuation: one lower() for the whole text
+        low = _words(text.lower())
+    else:
+        words = _words(text)
+        low = [w.lower() for w in words]
     words_lex = lex.words
     # most words carry no sentiment: score only those that do (VADER scores the rest 0)
     hits = [i for i, word in enumerate(low) if word in words_lex]
     if not hits:
         return 0.0
+    if words is None:
+        words = _words(text)
     capitals = sum(map(str.isupper, words))
     cap_diff = 0 < len(words) - capitals < len(words)  # VADER's allcap_differential
     scores = [0.0] * len(low)
