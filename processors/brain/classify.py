@@ -10,7 +10,7 @@ to identical scores on a support corpus.
 from __future__ import annotations
 
 import string
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -138,15 +138,23 @@ def _valence(words: list[str], low: list[str], i: int, cap_diff: bool, lex: dict
 
 def _but(sentiments: list[float], but_at: int) -> None:
     # VADER finds each score's position with list.index, so equal scores are scaled at
-    # their first position: kept on purpose for identical results; zeros never change
+    # their first position: kept on purpose for identical results; zeros never change.
+    # Positions holding each value, ascending, stand in for list.index: linear, not quadratic
+    holding: dict[float, list[int]] = {}
     nonzero = [k for k, v in enumerate(sentiments) if v != 0]
     for k in nonzero:
+        holding.setdefault(sentiments[k], []).append(k)
+    for k in nonzero:
         value = sentiments[k]
-        first = next(p for p in nonzero if sentiments[p] == value)
-        if first < but_at:
-            sentiments[first] = value * 0.5
-        elif first > but_at:
-            sentiments[first] = value * 1.5
+        first = holding[value][0]
+        if first == but_at:
+            continue
+        scaled = value * (0.5 if first < but_at else 1.5)
+        sentiments[first] = scaled
+        holding[value].pop(0)
+        if not holding[value]:
+            del holding[value]
+        insort(holding.setdefault(scaled, []), first)
 
 
 def _compound(sentiments: list[float], text: str) -> float:
@@ -208,8 +216,9 @@ class Classification(msgspec.Struct, frozen=True):
     reasons: tuple[str, ...]
 
 
-@dataclass(slots=True)  # one per message and private: not frozen, which costs a setattr per field
-class _Facts:
+class _Facts(msgspec.Struct):
+    """One message's facts as the rules read them (one per message: a struct is built in C)."""
+
     text: str
     channel: str
     tier: str

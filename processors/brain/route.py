@@ -11,7 +11,6 @@ in `Facts`, read from Redis once per batch; nothing here does I/O, so `explain` 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import msgspec
@@ -28,15 +27,14 @@ from schemas.routed import Decision, HistoryEntry, RoutedConversation
 __all__ = ["Facts", "Outcome", "decide"]
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
+class Facts(msgspec.Struct, frozen=True):
     """What Redis knew about a message's customer and thread when its batch was read."""
 
     profile: CustomerProfile
     history: tuple[HistoryEntry, ...] = ()
     recent: Sequence[ConversationSummary] = ()
     known_thread: str | None = None
-    backlog: Mapping[str, int] = field(default_factory=dict)
+    backlog: Mapping[str, int] = msgspec.field(default_factory=dict)
 
 
 class Outcome(msgspec.Struct, frozen=True):

@@ -32,6 +32,7 @@ TRICKY = [
     "Sentiment analysis has never been this good!",
     "no no bad, nor good",
     "good good but good good bad bad",
+    "bad good bad but good bad good nice bad good but great good",  # scores scaled onto equal ones
     "great, but great and great??",
     "The book was only kind of good.",
     "With VADER, sentiment analysis is the shit!",
