@@ -180,20 +180,14 @@ def sentiment(text: str) -> float:
     """VADER's compound score of `text`, -1 (most negative) to 1, in linear time."""
     lex = _lexicon()
     text = _describe_emojis(text, lex).strip()
-    words: list[str] | None = None
-    if text.isascii():
-        # lower case keeps an ASCII word's length and punctuation: one lower() for the whole text
-        low = _words(text.lower())
-    else:
-        words = _words(text)
-        low = [w.lower() for w in words]
+    words = _words(text)
+    # words hold no whitespace and none is empty: one lower() for all of them, in C
+    low = " ".join(words).lower().split(" ") if words else []
     words_lex = lex.words
     # most words carry no sentiment: score only those that do (VADER scores the rest 0)
     hits = [i for i, word in enumerate(low) if word in words_lex]
     if not hits:
         return 0.0
-    if words is None:
-        words = _words(text)
     capitals = sum(map(str.isupper, words))
     cap_diff = 0 < len(words) - capitals < len(words)  # VADER's allcap_differential
     scores = [0.0] * len(low)
@@ -314,6 +308,11 @@ def _fired(rules: tuple[UrgencyRule, ...], facts: _Facts) -> list[tuple[UrgencyR
     for rule, static, joined, dynamic in _steps(rules, facts):
         if not dynamic:
             fired.append((rule, joined))
+            continue
+        if len(dynamic) == 1:  # the common rule: one condition a message has to meet
+            evidence = dynamic[0](rule, facts)
+            if evidence is not None:
+                fired.append((rule, f"{joined}, {evidence}" if joined else evidence))
             continue
         found = list(static)
         for check in dynamic:

@@ -59,6 +59,8 @@ def _contacts(history: Sequence[HistoryEntry], window: timedelta, at: datetime) 
 
 
 SUBJECT_WINDOW = timedelta(days=7)
+_NO_THREAD = Decision(stage="thread", outcome="none",
+                      reasons=("no token of ours and no known channel thread",))
 
 
 def _same_subject(message: InboundMessage, recent: Sequence[ConversationSummary],
@@ -152,8 +154,7 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
         now=now, continuing=stuck.outcome != "new")
     decisions = (
         *identified.decisions,
-        threaded.decision if threaded.joined or threaded.decision.outcome == "refused_join" else Decision(
-            stage="thread", outcome="none", reasons=("no token of ours and no known channel thread",)),
+        threaded.decision if threaded.joined or threaded.decision.outcome == "refused_join" else _NO_THREAD,
         Decision(stage="enrich", outcome=tier.name, reasons=(
             *tier_reasons, f"history: {len(facts.history)} earlier lines, "
             f"{len(facts.recent)} recent conversations")),

@@ -196,11 +196,15 @@ def test_every_condition_of_a_rule_is_evidence_in_the_files_order() -> None:
         "- {name: invoice, keywords: [invoice], raise_to: normal}",
         "- {name: invoice, keywords: [invoice], raise_to: normal}\n"
         "    - {name: loud, channels: [x], tiers: [enterprise], tags: [public], "
-        "sentiment_at_most: -0.2, keywords: [refund], raise_by: 1}"), "loud.yaml", VOCABULARY)
+        "sentiment_at_most: -0.2, keywords: [refund], raise_by: 1}\n"
+        "    - {name: vip-angry, tiers: [enterprise], sentiment_at_most: -0.2, raise_by: 1}"),
+        "loud.yaml", VOCABULARY)
     loud = "I hate this awful refund mess"
     c = classify(loud, "x", "enterprise", [], policy, at=AT, tags=("public", "dm"))
     assert any(r.startswith("urgency +1: channel x, tier enterprise, tag public, sentiment -0.")
                and r.endswith(", keyword 'refund' (rule loud)") for r in c.reasons)
+    assert any(r.startswith("urgency +1: tier enterprise, sentiment -0.") and r.endswith("(rule vip-angry)")
+               for r in c.reasons)
     # the same text on another channel, tier or without the tag: the rule does not fire
     for channel, tier, tags in (("email", "enterprise", ("public",)), ("x", "standard", ("public",)),
                                 ("x", "enterprise", ("dm",))):
