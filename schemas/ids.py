@@ -36,7 +36,7 @@ WIDE, NARROW, TOOL, NONCE = 16, 10, 12, 8
 
 def digest(*parts: str | bytes, size: int) -> str:
     """Hex BLAKE2b of the parts joined by NUL, `size` bytes long."""
-    raw = b"\x00".join(p.encode() if isinstance(p, str) else p for p in parts)
+    raw = b"\x00".join([p.encode() if isinstance(p, str) else p for p in parts])
     return hashlib.blake2b(raw, digest_size=size).hexdigest()
 
 

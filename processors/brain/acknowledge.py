@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+import msgspec
+
 from processors.brain import priority
 from processors.policy.calendar import Calendar, add_business_time, next_open
 from processors.policy.model import Policy, Template, choose_queue, format_duration
@@ -26,8 +28,7 @@ __all__ = ["Ack", "AckDecision", "Prospect", "acknowledgement", "expected_answer
 Kind = Literal["acknowledgement", "status_update"]
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(msgspec.Struct, frozen=True):
     """The rendered text for the customer, the time it promises, and its template."""
 
     kind: Kind
@@ -36,8 +37,7 @@ class Ack:
     template: str
 
 
-@dataclass(frozen=True, slots=True)
-class AckDecision:
+class AckDecision(msgspec.Struct, frozen=True):
     """An acknowledgement or status update to send (or None), and why."""
 
     ack: Ack | None
@@ -72,8 +72,7 @@ def _template(templates: Mapping[str, Mapping[str, Template]], channel: str,
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
+class _Context(msgspec.Struct, frozen=True):
     kind: Kind
     channel: str
     # the identity kind the message would go to ("email", "phone", ...)
@@ -127,7 +126,7 @@ def acknowledgement(
     now: datetime, continuing: bool = False,
 ) -> AckDecision:
     """The acknowledgement for a newly routed message, or None with the reason why not."""
-    skipped = sorted(set(tags) & policy.acknowledge.skip_tags)
+    skipped = sorted(set(tags) & policy.acknowledge.skip_tags) if tags else None
     if skipped:
         return AckDecision(None, (f"no acknowledgement: message tagged {skipped[0]}",))
     if continuing:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
+
+import msgspec
 
 from processors.policy.model import Policy
 from schemas.identity import Identity
@@ -24,8 +25,7 @@ __all__ = ["Plan", "decide", "number_to_call"]
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(msgspec.Struct, frozen=True):
     """The reply mode, the callback task when it is one, and why (a written reply needs no why)."""
 
     mode: ReplyMode

@@ -10,12 +10,13 @@ to identical scores on a support corpus.
 from __future__ import annotations
 
 import string
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
+import msgspec
 from vaderSentiment import vaderSentiment as vader
 
 from processors.policy.model import Policy, UrgencyRule, format_duration
@@ -26,6 +27,7 @@ _NEGATE = frozenset(vader.NEGATE)
 _BOOST = vader.BOOSTER_DICT
 _SPECIAL = vader.SPECIAL_CASES
 _SO_THIS = ("so", "this")
+_PUNCTUATION = string.punctuation
 _N_SCALAR = float(vader.N_SCALAR)
 _C_INCR = float(vader.C_INCR)
 
@@ -35,6 +37,8 @@ class _Lexicon:
     words: dict[str, float]
     emojis: dict[str, str]
     emoji_chars: frozenset[str]
+    # no emoji of VADER's is an ASCII character: an ASCII text has none to describe
+    ascii_free: bool
 
 
 @cache
@@ -42,11 +46,12 @@ def _lexicon() -> _Lexicon:
     # loading VADER's lexicon files takes ~100 ms: once per process, on first use
     analyzer = vader.SentimentIntensityAnalyzer()
     emojis: dict[str, str] = analyzer.emojis
-    return _Lexicon(analyzer.lexicon, emojis, frozenset(e for e in emojis if len(e) == 1))
+    chars = frozenset(e for e in emojis if len(e) == 1)
+    return _Lexicon(analyzer.lexicon, emojis, chars, not any(c.isascii() for c in chars))
 
 
 def _describe_emojis(text: str, lex: _Lexicon) -> str:
-    if lex.emoji_chars.isdisjoint(text):
+    if (lex.ascii_free and text.isascii()) or lex.emoji_chars.isdisjoint(text):
         return text
     out: list[str] = []
     prev_space = True
@@ -60,11 +65,6 @@ def _describe_emojis(text: str, lex: _Lexicon) -> str:
             out.append(ch)
             prev_space = ch == " "
     return "".join(out)
-
-
-def _token(word: str) -> str:
-    stripped = word.strip(string.punctuation)
-    return word if len(stripped) <= 2 else stripped  # short leftovers were emoticons
 
 
 def _negated(word: str) -> bool:
@@ -138,15 +138,23 @@ def _valence(words: list[str], low: list[str], i: int, cap_diff: bool, lex: dict
 
 def _but(sentiments: list[float], but_at: int) -> None:
     # VADER finds each score's position with list.index, so equal scores are scaled at
-    # their first position: kept on purpose for identical results; zeros never change
+    # their first position: kept on purpose for identical results; zeros never change.
+    # Positions holding each value, ascending, stand in for list.index: linear, not quadratic
+    holding: dict[float, list[int]] = {}
     nonzero = [k for k, v in enumerate(sentiments) if v != 0]
     for k in nonzero:
+        holding.setdefault(sentiments[k], []).append(k)
+    for k in nonzero:
         value = sentiments[k]
-        first = next(p for p in nonzero if sentiments[p] == value)
-        if first < but_at:
-            sentiments[first] = value * 0.5
-        elif first > but_at:
-            sentiments[first] = value * 1.5
+        first = holding[value][0]
+        if first == but_at:
+            continue
+        scaled = value * (0.5 if first < but_at else 1.5)
+        sentiments[first] = scaled
+        holding[value].pop(0)
+        if not holding[value]:
+            del holding[value]
+        insort(holding.setdefault(scaled, []), first)
 
 
 def _compound(sentiments: list[float], text: str) -> float:
@@ -163,18 +171,24 @@ def _compound(sentiments: list[float], text: str) -> float:
     return round(float(vader.normalize(total)), 4)
 
 
+def _words(text: str) -> list[str]:
+    """Each word without its punctuation, unless that leaves 2 characters or fewer (an emoticon)."""
+    return [w if len(stripped := w.strip(_PUNCTUATION)) <= 2 else stripped for w in text.split()]
+
+
 def sentiment(text: str) -> float:
     """VADER's compound score of `text`, -1 (most negative) to 1, in linear time."""
     lex = _lexicon()
     text = _describe_emojis(text, lex).strip()
-    words = [_token(w) for w in text.split()]
-    low = [w.lower() for w in words]
+    words = _words(text)
+    # words hold no whitespace and none is empty: one lower() for all of them, in C
+    low = " ".join(words).lower().split(" ") if words else []
     words_lex = lex.words
     # most words carry no sentiment: score only those that do (VADER scores the rest 0)
     hits = [i for i, word in enumerate(low) if word in words_lex]
     if not hits:
         return 0.0
-    capitals = sum(1 for w in words if w.isupper())
+    capitals = sum(map(str.isupper, words))
     cap_diff = 0 < len(words) - capitals < len(words)  # VADER's allcap_differential
     scores = [0.0] * len(low)
     last = len(low) - 1
@@ -188,8 +202,7 @@ def sentiment(text: str) -> float:
     return _compound(scores, text)
 
 
-@dataclass(frozen=True, slots=True)
-class Classification:
+class Classification(msgspec.Struct, frozen=True):
     """How urgent a message is, its sentiment, and every rule that fired, with evidence."""
 
     urgency: str
@@ -197,8 +210,9 @@ class Classification:
     reasons: tuple[str, ...]
 
 
-@dataclass(slots=True)  # one per message and private: not frozen, which costs a setattr per field
-class _Facts:
+class _Facts(msgspec.Struct):
+    """One message's facts as the rules read them (one per message: a struct is built in C)."""
+
     text: str
     channel: str
     tier: str
@@ -257,35 +271,58 @@ def _keyword(rule: UrgencyRule, facts: _Facts) -> str | None:
 
 
 Check = Callable[[UrgencyRule, _Facts], "str | None"]
-# the checks each rule has conditions for, cheapest first, worked out once per rule
-_plans: dict[int, tuple[UrgencyRule, tuple[Check, ...]]] = {}
-_PLANS_KEPT = 1024
+# a rule that can still fire for a (channel, tier, tags): the evidence those give, joined,
+# and the checks left for each message (sentiment, repeated contacts, keywords), cheapest first
+_Step = tuple[UrgencyRule, tuple[str, ...], str, tuple[Check, ...]]
+_STATIC: tuple[Check, ...] = (_channel, _tier, _tag)
+_DYNAMIC: tuple[Check, ...] = (_sentiment, _repeated, _keyword)
+_StepsKey = tuple[int, str, str, frozenset[str]]
+_steps_seen: dict[_StepsKey, tuple[tuple[UrgencyRule, ...], tuple[_Step, ...]]] = {}
+_STEPS_KEPT = 1024
 
 
-def _checks(rule: UrgencyRule) -> tuple[Check, ...]:
-    known = _plans.get(id(rule))
-    if known is not None and known[0] is rule:
+def _steps(rules: tuple[UrgencyRule, ...], facts: _Facts) -> tuple[_Step, ...]:
+    """The rules that the message's channel, tier and tags allow, worked out once per combination."""
+    key = (id(rules), facts.channel, facts.tier, facts.tags)
+    known = _steps_seen.get(key)
+    if known is not None and known[0] is rules:
         return known[1]
-    wanted: tuple[tuple[Check, object], ...] = (
-        (_channel, rule.channels), (_tier, rule.tiers), (_tag, rule.tags),
-        (_sentiment, rule.sentiment_at_most is not None),
-        (_repeated, rule.repeated_contacts is not None), (_keyword, rule.keywords is not None))
-    checks = tuple(check for check, needed in wanted if needed)
-    if len(_plans) >= _PLANS_KEPT:  # policies come and go with reloads: keep the memory bounded
-        _plans.clear()
-    _plans[id(rule)] = (rule, checks)
-    return checks
+    steps: list[_Step] = []
+    for rule in rules:
+        static = [check(rule, facts) for check in _STATIC]
+        if any(evidence is None for evidence in static):
+            continue
+        found = tuple(evidence for evidence in static if evidence)
+        steps.append((rule, found, ", ".join(found), tuple(check for check, needed in zip(_DYNAMIC, (
+            rule.sentiment_at_most is not None, rule.repeated_contacts is not None,
+            rule.keywords is not None), strict=True) if needed)))
+    if len(_steps_seen) >= _STEPS_KEPT:  # policies come and go with reloads: keep the memory bounded
+        _steps_seen.clear()
+    _steps_seen[key] = (rules, tuple(steps))
+    return _steps_seen[key][1]
 
 
-def _evidence(rule: UrgencyRule, facts: _Facts) -> str | None:
-    """Why every condition of `rule` holds for the message, or None when one does not (cheapest first)."""
-    found: list[str] = []
-    for check in _checks(rule):
-        evidence = check(rule, facts)
-        if evidence is None:
-            return None
-        found.append(evidence)
-    return ", ".join(found)
+def _fired(rules: tuple[UrgencyRule, ...], facts: _Facts) -> list[tuple[UrgencyRule, str]]:
+    """Every rule whose conditions all hold, in the policy's order, with why (cheapest check first)."""
+    fired: list[tuple[UrgencyRule, str]] = []
+    for rule, static, joined, dynamic in _steps(rules, facts):
+        if not dynamic:
+            fired.append((rule, joined))
+            continue
+        if len(dynamic) == 1:  # the common rule: one condition a message has to meet
+            evidence = dynamic[0](rule, facts)
+            if evidence is not None:
+                fired.append((rule, f"{joined}, {evidence}" if joined else evidence))
+            continue
+        found = list(static)
+        for check in dynamic:
+            evidence = check(rule, facts)
+            if evidence is None:
+                break
+            found.append(evidence)
+        else:
+            fired.append((rule, ", ".join(found)))
+    return fired
 
 
 def classify(
@@ -298,7 +335,7 @@ def classify(
     urgency = policy.urgency
     facts = _Facts(text, channel, tier, frozenset(tags), sentiment(text), sorted(recent_contacts), at,
                    text.casefold())
-    fired = [(rule, ev) for rule in urgency.rules if (ev := _evidence(rule, facts)) is not None]
+    fired = _fired(urgency.rules, facts)
     level, reasons = urgency.rank(urgency.default), []
     for rule, ev in fired:
         if rule.raise_to is not None:

@@ -102,11 +102,14 @@ class Answer:
     decision: Decision | None = None
 
 
+_OPEN = Answer("open")  # the common answer, built once (immutable)
+
+
 def on_message(before: ConversationSummary | None, text: str, *, queue: str, agent: str | None,
                policy: Policy) -> Answer:
     """A customer's message in a conversation that stood at `before` (None: a new one)."""
     if before is None or before.status not in ("waiting_on_customer", "resolved"):
-        return Answer("open")
+        return _OPEN
     cid = before.conversation_id
     if before.status == "waiting_on_customer":
         return Answer("open", decision=Decision(stage="lifecycle", outcome="open", reasons=(

@@ -7,9 +7,10 @@ before standard. Due times count only the open hours of the team's calendar.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
+
+import msgspec
 
 from processors.policy.calendar import add_business_time, next_open
 from processors.policy.model import Policy, Tier, format_duration
@@ -21,16 +22,14 @@ __all__ = [
 Target = Literal["first_response", "next_response"]
 
 
-@dataclass(frozen=True, slots=True)
-class Priority:
+class Priority(msgspec.Struct, frozen=True):
     """A priority number (1 is the most pressing) and why."""
 
     number: int
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Due:
+class Due(msgspec.Struct, frozen=True):
     """When a response is due, the target it came from, the calendar counted in, and why."""
 
     at: datetime

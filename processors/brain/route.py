@@ -11,8 +11,9 @@ in `Facts`, read from Redis once per batch; nothing here does I/O, so `explain` 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+
+import msgspec
 
 from processors.brain import acknowledge, callback, classify, lifecycle, priority, sticky, thread
 from processors.brain.memo import Memo
@@ -26,19 +27,17 @@ from schemas.routed import Decision, HistoryEntry, RoutedConversation
 __all__ = ["Facts", "Outcome", "decide"]
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
+class Facts(msgspec.Struct, frozen=True):
     """What Redis knew about a message's customer and thread when its batch was read."""
 
     profile: CustomerProfile
     history: tuple[HistoryEntry, ...] = ()
     recent: Sequence[ConversationSummary] = ()
     known_thread: str | None = None
-    backlog: Mapping[str, int] = field(default_factory=dict)
+    backlog: Mapping[str, int] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
     """The routed conversation, and the acknowledgement to send (if any), with reasons."""
 
     routed: RoutedConversation
@@ -62,6 +61,8 @@ def _contacts(history: Sequence[HistoryEntry], window: timedelta, at: datetime) 
 
 
 SUBJECT_WINDOW = timedelta(days=7)
+_NO_THREAD = Decision(stage="thread", outcome="none",
+                      reasons=("no token of ours and no known channel thread",))
 
 
 def _same_subject(message: InboundMessage, recent: Sequence[ConversationSummary],
@@ -85,8 +86,8 @@ def _closed_thread(stuck: sticky.StickyDecision, thread_conversation: str,
     """A reply in a closed conversation's thread starts a new one (or joins a live one)."""
     if not any(s.conversation_id == thread_conversation and s.status == "closed" for s in recent):
         return None
-    return replace(stuck, reasons=(f"conversation {thread_conversation} of this thread is closed: "
-                                   "it is not continued", *stuck.reasons))
+    why = f"conversation {thread_conversation} of this thread is closed: it is not continued"
+    return msgspec.structs.replace(stuck, reasons=(why, *stuck.reasons))
 
 
 def _transfer(stuck: sticky.StickyDecision, before: ConversationSummary | None,
@@ -155,8 +156,7 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
         now=now, continuing=stuck.outcome != "new")
     decisions = (
         *identified.decisions,
-        threaded.decision if threaded.joined or threaded.decision.outcome == "refused_join" else Decision(
-            stage="thread", outcome="none", reasons=("no token of ours and no known channel thread",)),
+        threaded.decision if threaded.joined or threaded.decision.outcome == "refused_join" else _NO_THREAD,
         Decision(stage="enrich", outcome=tier.name, reasons=(
             *tier_reasons, f"history: {len(facts.history)} earlier lines, "
             f"{len(facts.recent)} recent conversations")),

@@ -10,10 +10,11 @@ continues it at any age. Only transfers between queues are counted; past a queue
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Literal, NamedTuple
+
+import msgspec
 
 from processors.policy.model import Policy, Queue, QueueChoice, format_duration
 
@@ -40,8 +41,7 @@ class ConversationRecord(NamedTuple):
     channel: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StickyDecision:
+class StickyDecision(msgspec.Struct, frozen=True):
     """New conversation, or which one it continues, in which queue, with which agent, and why."""
 
     outcome: Outcome
@@ -73,15 +73,20 @@ def _candidate(
     conversations: Sequence[ConversationRecord], thread: str | None, at: datetime, policy: Policy,
 ) -> tuple[ConversationRecord | None, str]:
     """The conversation this message most likely continues, and why it was picked."""
-    live = [c for c in conversations if c.status != "closed"]
-    for record in live:
-        if record.conversation_id == thread:
-            return record, f"continues {record.conversation_id}: a reply in its own thread"
-    recent = [c for c in live if at - c.last_activity <= _window(c, policy)]
-    if not recent:
+    # one pass: a live conversation of the message's own thread wins; else the latest live
+    # one within its window (the first of equals, as max() picks)
+    record: ConversationRecord | None = None
+    for c in conversations:
+        if c.status == "closed":
+            continue
+        if c.conversation_id == thread:
+            return c, f"continues {c.conversation_id}: a reply in its own thread"
+        if (record is None or c.last_activity > record.last_activity) and at - c.last_activity <= _window(
+                c, policy):
+            record = c
+    if record is None:
         return None, (f"new conversation: no open conversation of this customer within "
                       f"{format_duration(policy.sticky_window)}")
-    record = max(recent, key=lambda c: c.last_activity)
     via = f" on {record.channel}" if record.channel else ""
     return record, (f"continues {record.conversation_id}: same customer{via} "
                     f"{_age(record, at)}, within {format_duration(_window(record, policy))}")

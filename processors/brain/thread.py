@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import msgspec
 
 from schemas.ids import new_conversation_id
 from schemas.inbound import InboundMessage
@@ -46,17 +48,21 @@ class ThreadRules:
     """What threading needs: the key our reply tokens are signed with."""
 
     token_key: bytes
+    # derived once, not per message: an HMAC of the key
+    continuation_key: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Derive the continuation tokens' key."""
+        object.__setattr__(self, "continuation_key", continuation_key(self.token_key))
 
 
-@dataclass(frozen=True, slots=True)
-class ThreadContext:
+class ThreadContext(msgspec.Struct, frozen=True):
     """What Redis knows that bears on one message; None where it knows nothing."""
 
     known_thread: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ThreadDecision:
+class ThreadDecision(msgspec.Struct, frozen=True):
     """The conversation a message belongs to, and why."""
 
     conversation_id: str
@@ -71,15 +77,18 @@ def normalise_subject(subject: str | None) -> str:
     return " ".join(_PREFIX.sub("", subject).split()).casefold()
 
 
-def _token_signal(message: InboundMessage, key: bytes) -> tuple[str, str] | None:
+def _token_signal(message: InboundMessage, rules: ThreadRules) -> tuple[str, str] | None:
+    key = rules.token_key
     for cited in message.cites:
         for token in find_tokens(cited.native_id):
             if conversation := verify_token(token, key):
                 return conversation, f"{cited.via} matches our reply <{cited.native_id}>"
     if message.reply_token and (conversation := verify_token(message.reply_token, key)):
         return conversation, "the customer wrote to our reply address token"
+    if not message.reply_token:
+        return None  # no token at all: nothing to check
     continued = check_continuation(message.reply_token, message.sender.value, message.received_at,
-                                   continuation_key(key))
+                                   rules.continuation_key)
     if continued is not None and continued.verdict in ("verified", "expired"):
         return continued.conversation_id, "the sender answered with the continuation token mailed to them"
     return None
@@ -92,7 +101,7 @@ def _joined(conversation_id: str, outcome: str, reason: str) -> ThreadDecision:
 
 def decide(message: InboundMessage, ctx: ThreadContext, rules: ThreadRules) -> ThreadDecision:
     """Choose the conversation for one message from the strongest signal present."""
-    if found := _token_signal(message, rules.token_key):
+    if found := _token_signal(message, rules):
         return _joined(found[0], "token", found[1])
     if ctx.known_thread:
         return _joined(ctx.known_thread, "channel_thread",

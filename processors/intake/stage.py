@@ -1,6 +1,7 @@
 """Intake: the first stage, one stream batch at a time.
 
-decode → dedupe + identify (one Redis round trip for the batch) → IdentifiedMessage on
+decode → dedupe + identify (one Redis round trip for the batch; a second registers first
+sightings and reads the cards that continuations and agents' answers name) → IdentifiedMessage on
 `sb.identified.v1`, keyed by customer; a bounce becomes a failed DeliveryReceipt; an
 identity the customer states in a private message is suggested (an IdentityLink event); an
 answer carrying a verified continuation token links the conversation's customer identity
@@ -129,10 +130,27 @@ class Intake:
                 outputs.append(Output(IDENTIFIED, customer.encode(), encode(
                     identified_message(message, customer, reason, held))))
         tally.report()
-        await self._after(new, passed, outputs)
-        await self._continuations(continuing, outputs)
-        await self._agent_answers(answers, outputs)
+        cards = await self._second(new, [found.conversation_id for *_, found in continuing],
+                                   [conversation for _, _, conversation in answers])
+        await self._suggestions(passed, outputs)
+        await self._continuations(continuing, cards[:len(continuing)], outputs)
+        await self._agent_answers(answers, cards[len(continuing):], outputs)
         return outputs
+
+    async def _second(self, new: Sequence[tuple[InboundMessage, str]], continued: Sequence[str],
+                      answered: Sequence[str]) -> list[ConversationCard | None]:
+        """Round trip 2, if any: register first sightings; read the cards continuations and answers name."""
+        pipe = self._redis.pipeline(transaction=False)
+        if new:
+            self._identities.queue_register(pipe, [(m.sender, c) for m, c in new])
+        wanted = [*continued, *answered]
+        if wanted:
+            self._cards.queue_read(pipe, wanted)
+        if not len(pipe):
+            return []
+        answers = await pipe.execute()
+        REDIS_ROUNDTRIPS.labels(STAGE).inc()
+        return self._cards.parse_read(answers[-1]) if wanted else []
 
     def _continuing(self, message: InboundMessage, now: datetime,
                     identified: tuple[InboundMessage, str, str, Decision],
@@ -149,20 +167,14 @@ class Intake:
                                                 "conversation_id": found.conversation_id})
         return _also(decision, f"continuation of {found.conversation_id} refused: {found.reason}")
 
-    async def _continuations(self, continuing: Sequence[Continuing], outputs: list[Output]) -> None:
+    async def _continuations(self, continuing: Sequence[Continuing], cards: Sequence[ConversationCard | None],
+                             outputs: list[Output]) -> None:
         """Verified continuation answers: link the conversation's customer identity, then pass them on.
 
         Runs after first sightings are registered, so a sender never seen before is a
         customer the link can join. A replay finds the link made and changes nothing.
         """
-        if not continuing:
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        self._cards.queue_read(pipe, [found.conversation_id for *_, found in continuing])
-        [raw] = await pipe.execute()
-        REDIS_ROUNDTRIPS.labels(STAGE).inc()
-        for (message, customer, reason, before, found), card in zip(
-                continuing, self._cards.parse_read(raw), strict=True):
+        for (message, customer, reason, before, found), card in zip(continuing, cards, strict=True):
             if card is None:
                 decision = _also(before, f"continuation of {found.conversation_id}: {found.reason}, "
                                          "but that conversation is no longer known; nothing linked")
@@ -200,16 +212,9 @@ class Intake:
             f"(conversation {card.conversation_id}); its history and conversations are theirs now"))
 
     async def _agent_answers(self, answers: Sequence[tuple[Record, InboundMessage, str]],
-                             outputs: list[Output]) -> None:
-        """Agents' answers from team mailboxes become replies (their cards: one round trip)."""
-        if not answers:
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        self._cards.queue_read(pipe, [conversation for _, _, conversation in answers])
-        [raw] = await pipe.execute()
-        REDIS_ROUNDTRIPS.labels(STAGE).inc()
-        for (record, message, conversation), card in zip(answers, self._cards.parse_read(raw),
-                                                          strict=True):
+                             cards: Sequence[ConversationCard | None], outputs: list[Output]) -> None:
+        """Agents' answers from team mailboxes become replies, on the cards read in round trip 2."""
+        for (record, message, conversation), card in zip(answers, cards, strict=True):
             if card is None:
                 outputs.append(dead_letter(record, f"agent's answer to unknown conversation {conversation}",
                                            message.channel))
@@ -219,14 +224,8 @@ class Intake:
                                                       "conversation_id": conversation})
             outputs.append(Output(OUTBOUND, conversation.encode(), encode(reply)))
 
-    async def _after(self, new: Sequence[tuple[InboundMessage, str]],
-                     passed: Sequence[tuple[InboundMessage, str]], outputs: list[Output]) -> None:
-        """Register first sightings (one round trip), and keep identities customers stated as suggestions."""
-        if new:
-            pipe = self._redis.pipeline(transaction=False)
-            self._identities.queue_register(pipe, [(m.sender, c) for m, c in new])
-            await pipe.execute()
-            REDIS_ROUNDTRIPS.labels("identify").inc()
+    async def _suggestions(self, passed: Sequence[tuple[InboundMessage, str]], outputs: list[Output]) -> None:
+        """Keep identities customers stated as suggestions."""
         for message, customer in passed:
             # evidence is rare and only in private messages: its few round trips are fine
             for candidate in evidence.find(message, our_domains=self._our_domains):

@@ -13,6 +13,8 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
+import msgspec
+
 from processors.policy.calendar import ALWAYS_OPEN, Calendar
 from processors.policy.reach import Reach
 from schemas.routed import ReplyMode
@@ -392,8 +394,7 @@ class Policy:
         return tuple(sorted(self.tiers, key=lambda t: -self.tiers[t].rank))
 
 
-@dataclass(frozen=True, slots=True)
-class QueueChoice:
+class QueueChoice(msgspec.Struct, frozen=True):
     """The queue a message goes to on its own merits, the keyword that chose it, and why."""
 
     queue: str
@@ -401,8 +402,7 @@ class QueueChoice:
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class _Message:
+class _Message(msgspec.Struct, frozen=True):
     channel: str
     tier: str
     urgency: str

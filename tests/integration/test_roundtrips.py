@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from processors.brain.thread import ThreadRules
 from processors.intake.stage import Intake
 from processors.policy.load import load_policy
 from processors.stage import Output, Record
-from processors.stores.cards import CardStore
+from processors.stores.cards import CardStore, card_fields
 from processors.stores.claims import ClaimStore
 from processors.stores.client import packed
 from processors.stores.clocks import ClockStore
@@ -29,16 +29,21 @@ from processors.stores.identities import IdentityStore
 from processors.watch.lifecycle_watch import LifecycleSchedule
 from router.settings import Settings
 from router.vocabulary import VOCABULARY
+from schemas import Identity, InboundMessage, OutboundMessage
 from schemas.codec import decode, encode
-from schemas.conversation import ConversationEvent
+from schemas.conversation import ConversationCard, ConversationEvent
+from schemas.identified import IdentifiedMessage
+from schemas.ids import customer_id_for
 from schemas.routed import RoutedConversation
-from schemas.topics import CONVERSATION, IDENTIFIED, INBOUND, ROUTED
+from schemas.tokens import agent_key, continuation_key, continuation_token, make_token
+from schemas.topics import CONVERSATION, DEADLETTER, IDENTIFIED, INBOUND, OUTBOUND, ROUTED
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
 POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
 TOKEN_KEY = b"roundtrip-test-key"
+AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 
 class Counting(packed(Connection)):  # type: ignore[misc]
@@ -161,3 +166,47 @@ async def test_the_state_is_written_only_by_the_confirm_of_its_own_batch(
     await brain.process(identified)
     await brain.confirm(identified)
     assert await redis.exists(stages.history.recent_key(customer))
+
+
+async def test_continuations_and_agents_answers_ride_intakes_second_round_trip(
+        redis: Redis, stages: Stages) -> None:
+    ns, intake = stages.ns, stages.intake
+    cards = CardStore(ns, 3600)
+    ada = Identity(kind="email", value="ada@example.org")
+    conversation = f"con_{uuid.uuid4().hex[:20]}"
+    pipe = redis.pipeline(transaction=False)
+    cards.queue_write(pipe, {conversation: card_fields(ConversationCard(
+        conversation_id=conversation, customer_id=customer_id_for(ada), channel="email", recipient=ada,
+        queue="general", tier="standard", urgency="normal", priority=3, status="open", opened_at=AT,
+        updated_at=AT, in_reply_to="<m1@example.org>"))})
+    await pipe.execute()
+    unknown = f"con_{uuid.uuid4().hex[:20]}"
+    answers = [
+        # the customer answers the continuation mail (verified; the conversation is theirs already)
+        _mail(ada, "c1", "Thanks, here is the order number",
+              continuation_token(conversation, ada.value, date(2099, 1, 1), continuation_key(TOKEN_KEY))),
+        # an agent answers from the team mailbox, to a known and to an unknown conversation
+        _mail(Identity(kind="email", value="ana@support.example"), "a1", "We refunded it",
+              make_token(conversation, agent_key(TOKEN_KEY))),
+        _mail(Identity(kind="email", value="ana@support.example"), "a2", "Hello?",
+              make_token(unknown, agent_key(TOKEN_KEY))),
+    ]
+    work = Workload(ns, customers=40)  # and first sightings to register
+    batch = _records(f"{ns}-{INBOUND.name}",
+                     [*(encode(m) for m in answers), *(work.next()[1] for _ in range(40))])
+    outputs, trips = await _counted(intake.process(batch))
+    assert trips <= 2, f"intake made {trips} round trips"
+    replies = [decode(o.value, OutboundMessage) for o in outputs if o.topic is OUTBOUND]
+    assert [(r.conversation_id, r.text) for r in replies] == [(conversation, "We refunded it")]
+    identified = [decode(o.value, IdentifiedMessage) for o in outputs if o.topic is IDENTIFIED]
+    assert len(identified) == 41
+    # the continuation passes on last, once its card was read
+    assert identified[-1].customer_id == customer_id_for(ada)
+    assert f"continuation of {conversation}" in " ".join(identified[-1].decisions[-1].reasons)
+    assert sum(o.topic is DEADLETTER for o in outputs) == 1
+
+
+def _mail(sender: Identity, native: str, text: str, token: str) -> InboundMessage:
+    return InboundMessage(
+        event_id=f"ev_{uuid.uuid4().hex}", channel="email", native_id=f"<{native}@example.org>",
+        thread_key=f"<{native}@example.org>", sender=sender, received_at=AT, text=text, reply_token=token)

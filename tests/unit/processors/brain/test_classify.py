@@ -32,6 +32,7 @@ TRICKY = [
     "Sentiment analysis has never been this good!",
     "no no bad, nor good",
     "good good but good good bad bad",
+    "bad good bad but good bad good nice bad good but great good",  # scores scaled onto equal ones
     "great, but great and great??",
     "The book was only kind of good.",
     "With VADER, sentiment analysis is the shit!",
@@ -186,3 +187,42 @@ def test_tier_floor_and_order_of_effects(text: str, tier: str, urgency: str, rea
 def test_contact_window_tells_the_caller_how_far_back_to_look() -> None:
     assert POLICY.contact_window == timedelta(hours=24)
     assert parse_policy(FLOOR, "floor.yaml", VOCABULARY).contact_window == timedelta(0)
+
+
+def test_every_condition_of_a_rule_is_evidence_in_the_files_order() -> None:
+    # channel, tier and tag hold for every message of that kind; sentiment, contacts and
+    # keywords are checked per message: the evidence still reads in the rule's order
+    policy = parse_policy(FLOOR.replace(
+        "- {name: invoice, keywords: [invoice], raise_to: normal}",
+        "- {name: invoice, keywords: [invoice], raise_to: normal}\n"
+        "    - {name: loud, channels: [x], tiers: [enterprise], tags: [public], "
+        "sentiment_at_most: -0.2, keywords: [refund], raise_by: 1}\n"
+        "    - {name: vip-angry, tiers: [enterprise], sentiment_at_most: -0.2, raise_by: 1}"),
+        "loud.yaml", VOCABULARY)
+    loud = "I hate this awful refund mess"
+    c = classify(loud, "x", "enterprise", [], policy, at=AT, tags=("public", "dm"))
+    assert any(r.startswith("urgency +1: channel x, tier enterprise, tag public, sentiment -0.")
+               and r.endswith(", keyword 'refund' (rule loud)") for r in c.reasons)
+    assert any(r.startswith("urgency +1: tier enterprise, sentiment -0.") and r.endswith("(rule vip-angry)")
+               for r in c.reasons)
+    # the same text on another channel, tier or without the tag: the rule does not fire
+    for channel, tier, tags in (("email", "enterprise", ("public",)), ("x", "standard", ("public",)),
+                                ("x", "enterprise", ("dm",))):
+        other = classify(loud, channel, tier, [], policy, at=AT, tags=tags)
+        assert not any("(rule loud)" in r for r in other.reasons), (channel, tier, tags)
+    # a calm message of the right kind fails at sentiment, one without the keyword at keywords
+    assert not any("(rule loud)" in r for r in classify(
+        "a refund please", "x", "enterprise", [], policy, at=AT, tags=("public",)).reasons)
+    assert not any("(rule loud)" in r for r in classify(
+        "I hate this awful mess", "x", "enterprise", [], policy, at=AT, tags=("public",)).reasons)
+
+
+def test_a_reloaded_policy_is_judged_by_its_own_rules() -> None:
+    # what classify works out once per (channel, tier, tags) belongs to one policy's rules
+    before = parse_policy(FLOOR, "floor.yaml", VOCABULARY)
+    after = parse_policy(FLOOR.replace("tiers: [enterprise], raise_to: normal",
+                                       "tiers: [standard], raise_to: high"), "floor.yaml", VOCABULARY)
+    for _ in range(2):
+        assert classify("hello", "email", "enterprise", [], before, at=AT).urgency == "normal"
+        assert classify("hello", "email", "enterprise", [], after, at=AT).urgency == "low"
+        assert classify("hello", "email", "standard", [], after, at=AT).urgency == "high"

@@ -126,3 +126,22 @@ def test_a_queue_removed_from_the_policy_is_routed_afresh() -> None:
                fresh=fresh(), policy=POLICY)
     assert (d.outcome, d.queue, d.transfers) == ("transfer", "social", 1)
     assert "queue retired no longer exists" in d.reasons
+
+
+def test_a_reply_in_its_own_thread_wins_over_a_later_conversation_listed_first() -> None:
+    records = [record("con_new", ago=timedelta(minutes=1), agent="cy"),
+               record("con_old", ago=timedelta(days=3), agent="bob", status="waiting_on_customer")]
+    d = decide(received_at=NOW, thread_conversation="con_old", conversations=records, fresh=fresh(),
+               policy=POLICY)
+    assert (d.conversation_id, d.agent) == ("con_old", "bob")
+
+
+def test_of_equally_recent_conversations_the_first_listed_wins_and_closed_ones_never() -> None:
+    records = [record("con_closed", ago=timedelta(minutes=1), status="closed", agent="dee"),
+               record("con_stale", ago=timedelta(hours=5), agent="eve"),
+               record("con_a", ago=timedelta(minutes=7), agent="ann"),
+               record("con_b", ago=timedelta(minutes=7), agent="bob")]
+    d = decide(received_at=NOW, thread_conversation="con_closed", conversations=records, fresh=fresh(),
+               policy=POLICY)
+    assert (d.conversation_id, d.agent) == ("con_a", "ann")
+    assert d.reasons[0] == "continues con_a: same customer on email 7m ago, within 2h"
