@@ -23,6 +23,15 @@ def rows(n: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{c.get('missed', 0)} missed, {c.get('pending', 0)} open)",
             )
         )
+    for channel, c in n.get("first_response_by_channel", {}).items():
+        calls = f", {c['called_back']} by call" if c.get("called_back") else ""
+        out.append(
+            (
+                f"first response on {channel}",
+                f"{_pct(c.get('attainment'))} in SLA ({c.get('conversations', 0)} conversations, "
+                f"{c.get('unanswered', 0)} unanswered{calls})",
+            )
+        )
     p = n["promises"]
     out.append(
         (
@@ -81,9 +90,10 @@ def rows(n: dict[str, Any]) -> list[tuple[str, str]]:
 
 def table(titles: Sequence[str], numbers: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of several scorecards side by side."""
-    columns = [rows(n) for n in numbers]
+    columns = [dict(rows(n)) for n in numbers]
     lines = ["| | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
-    for i, (label, _) in enumerate(columns[0]):
-        values = [c[i][1] if i < len(c) else "" for c in columns]
-        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    # every label of any column, in first-seen order (channels differ between days)
+    labels = list(dict.fromkeys(label for c in columns for label in c))
+    for label in labels:
+        lines.append(f"| {label} | " + " | ".join(c.get(label, "") for c in columns) + " |")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from bench.day.mail import SUPPORT, SUPPORT_PASSWORD, TEAM_DOMAIN, Folder, Sink,
 from bench.day.plan import DayPlan, Texts, plan_day
 from bench.day.policy import EXAMPLE, day_policy
 from bench.day.score import Recorded, Scorecard, score
+from bench.day.visitors import PUBLIC
 from router.cli.whatif import read_window
 from router.kafka import new_producer
 from router.settings import ROOT, Settings
@@ -38,7 +40,9 @@ from schemas.outbound import DeliveryReceipt, OutboundMessage
 from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent
 from schemas.topics import CONVERSATION, DELIVERY, HANDOFF, OUTBOUND, ROUTED, SLA
+from tests.emulators.twilio import OUR_NUMBER, TwilioEmulator
 from tests.emulators.x import XEmulator
+from tests.kafka_tools import wait_drained
 
 __all__ = ["SHIFTS", "DayOptions", "DayResult", "last_weekday", "read_recorded", "run_day"]
 
@@ -239,6 +243,87 @@ def _x_settings(x: XEmulator) -> str:
     )
 
 
+async def _drained(deployment: Settings, timeout: float = 120) -> bool:
+    """Whether the router's stages caught up with their input within `timeout` real seconds."""
+    await asyncio.sleep(3)  # the last receipts reach their topics
+    try:
+        await wait_drained(deployment, timeout)
+    except AssertionError:
+        return False
+    return True
+
+
+def _outage(plan: DayPlan, opts: DayOptions) -> tuple[datetime, datetime] | None:
+    """When the helpdesk webhook is down, on the simulated day."""
+    if opts.down is None:
+        return None
+    return plan.start.replace(hour=opts.down[0]), plan.start.replace(hour=opts.down[1])
+
+
+@dataclass
+class _Outside:
+    """The outside services of the day: X and Twilio emulators, the shop's chat identity secret."""
+
+    x: XEmulator
+    twilio: TwilioEmulator
+    site_secret: bytes
+
+    @classmethod
+    async def start(cls, clock: SimClock) -> _Outside:
+        """Both emulators listening (X on the simulated clock)."""
+        x = await XEmulator(clock=lambda: clock.now().timestamp()).start()
+        return cls(x, await TwilioEmulator().start(), uuid.uuid4().hex.encode())
+
+    def env(self, smtp_port: int) -> dict[str, str]:
+        """The router's settings of the X, phone and chat channels."""
+        return {
+            "SB_X": _x_settings(self.x),
+            "SB_PHONE": _phone_settings(self.twilio),
+            "SB_CHAT": _chat_settings(self.site_secret, smtp_port),
+        }
+
+    async def stop(self) -> None:
+        """Stop both."""
+        await self.x.stop()
+        await self.twilio.stop()
+
+
+def _phone_settings(twilio: TwilioEmulator) -> str:
+    """SB_PHONE for our number on the Twilio emulator (its webhooks signed for PUBLIC)."""
+    return json.dumps(
+        {
+            "account_sid": twilio.account_sid,
+            "auth_token": twilio.auth_token,
+            "public_base_url": PUBLIC,
+            "from_number": OUR_NUMBER,
+            "api_base_url": twilio.base_url,
+            # simulated seconds (the router's clock): a transcript comes within a minute or two
+            "transcript_wait_seconds": 600,
+            "missed_call_seconds": 900,
+        }
+    )
+
+
+def _chat_settings(site_secret: bytes, smtp_port: int) -> str:
+    """SB_CHAT: every visitor comes from 127.0.0.1; unseen replies go on by mail to the SMTP sink."""
+    return json.dumps(
+        {
+            "sessions_per_ip_per_hour": 1_000_000,
+            "identity_secret": site_secret.decode(),
+            # simulated seconds: a visitor who left hears from us ten minutes after the answer
+            "email_after_seconds": 600,
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "tls": "none",
+                "from_address": SUPPORT,
+                "from_name": "Example Support",
+                "message_id_domain": TEAM_DOMAIN,
+            },
+        }
+    )
+
+
 async def _import_customers(api: str, directory: bytes) -> None:
     async with (
         aiohttp.ClientSession() as s,
@@ -358,9 +443,6 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
     )
     await hands.producer.start()
     secrets = {"helpdesk-webhook": uuid.uuid4().hex.encode(), "pager-webhook": uuid.uuid4().hex.encode()}
-    down = (
-        (plan.start.replace(hour=opts.down[0]), plan.start.replace(hour=opts.down[1])) if opts.down else None
-    )
     desk = Desk(
         clock=clock,
         zone=ZONE,
@@ -372,10 +454,10 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         answer_text=hands.answer_text,
         transfer=hands.transfer,
         mail_answer=hands.mail_answer,
-        down=down,
+        down=_outage(plan, opts),
     )
     await desk.start()
-    x = await XEmulator(clock=lambda: clock.now().timestamp()).start()
+    outside = await _Outside.start(clock)
     crowd = Crowd(
         plan,
         clock=clock,
@@ -384,15 +466,17 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         token=TOKEN,
         rng=random.Random(opts.seed + 2),
         spawn=background.spawn,
-        x=x,
+        x=outside.x,
         x_webhook=f"{api}/v1/x/webhook",
+        twilio=outside.twilio,
+        site_secret=outside.site_secret,
     )
 
     def on_mail(recipient: str, message: EmailMessage) -> None:
         (desk.team_mail if recipient.endswith("@" + TEAM_DOMAIN) else crowd.mail)(recipient, message)
 
     sink = Sink(_free_port(), on_mail, asyncio.get_running_loop()).start()
-    env = {"SB_X": _x_settings(x)} | _router_env(
+    env = outside.env(sink.port) | _router_env(
         base,
         prefix=prefix,
         folder=folder.name,
@@ -407,9 +491,11 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         await router.start()
         await crowd.start()
         await _import_customers(api, plan.directory_csv(TEAM_DOMAIN))
+        background.spawn(crowd.watch_texts())
         await crowd.play()
         await asyncio.sleep(max(0.0, clock.real_at(end) - clock.real()))
-        await asyncio.sleep(3)  # the last receipts reach their topics
+        # a loaded machine's router lags: score what it had to do, once it has done it
+        drained = await _drained(deployment)
         recorded = await read_recorded(deployment)
     finally:
         background.cancel()
@@ -418,12 +504,26 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         router.stop()
         sink.stop()
         await hands.producer.stop()
-        await x.stop()
+        await outside.stop()
         await asyncio.to_thread(folder.drop)
+    crowd.read_texts()
     card = score(recorded, until=end, zones=(ZONE,), speed=opts.speed)
     sim = {
-        "x_posts_and_dms_sent": len(x.sent),
+        "x_posts_and_dms_sent": len(outside.x.sent),
+        "texts_sent_to_callers": len(outside.twilio.messages),
+        **_sim_counts(plan, crowd, desk, folder, opts),
+        "router_drained_after_the_day": drained,
+    }
+    return write_result(
+        out / "scorecard.json", DayResult(card, prefix, plan.start, end, time.monotonic() - began, sim), opts
+    )
+
+
+def _sim_counts(plan: DayPlan, crowd: Crowd, desk: Desk, folder: Folder, opts: DayOptions) -> dict[str, Any]:
+    """What the simulator itself did (beside the system's record, labelled as such)."""
+    return {
         "contacts": len(plan.contacts),
+        "contacts_by_channel": dict(Counter(c.channel for c in plan.contacts)),
         "customers": len(plan.customers),
         "customer_side": msgspec.to_builtins(crowd.counts.__dict__),
         "desk": dict(desk.stats.__dict__),
@@ -432,9 +532,6 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         "seed": opts.seed,
         "speed": opts.speed,
     }
-    return write_result(
-        out / "scorecard.json", DayResult(card, prefix, plan.start, end, time.monotonic() - began, sim), opts
-    )
 
 
 def write_result(path: Path, result: DayResult, opts: DayOptions) -> DayResult:

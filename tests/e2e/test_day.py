@@ -32,5 +32,14 @@ async def test_a_short_day_has_no_duplicates_and_every_repeat_contact_carries_hi
     # the helpdesk's outage hour was covered by its fallback, and nothing was left unhanded
     assert day.sim["desk"]["down_refusals"] > 0
     assert n["tool_down"]["handed_to_fallback"] > 0
+    # chat visitors wrote through the real socket and saw agents' answers there; callers left
+    # voicemails through Twilio's signed webhooks and were texted back or called back
+    by_channel = n["first_response_by_channel"]
+    side, desk = day.sim["customer_side"], day.sim["desk"]
+    assert by_channel["chat"]["conversations"] >= 1 and side["chats_opened"] >= 1, (by_channel, side)
+    assert side["chat_answers_seen"] + side["continuation_mails"] >= 1, side
+    assert by_channel["phone"]["conversations"] >= 1 and side["voicemails"] >= 1, (by_channel, side)
+    assert day.sim["texts_sent_to_callers"] + desk["callbacks_made"] >= 1, day.sim
+    assert by_channel["phone"].get("answered", 0) + by_channel["phone"].get("called_back", 0) >= 1
     assert (tmp_path / day.prefix.rstrip("-") / "scorecard.json").exists()
     assert time.monotonic() - started < 120
