@@ -69,6 +69,7 @@ class Item:
     text: str = field(compare=False, default="")
     kind: str = field(compare=False, default="answer")  # answer | rewrite | callback
     reply_to: EmailMessage | None = field(compare=False, default=None)  # the handoff mail, from a mailbox
+    thread: tuple[str, str] | None = field(compare=False, default=None)  # (channel, ts) of its Slack thread
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Stats:
     transfers: int = 0
     resolves: int = 0
     callbacks_made: int = 0
+    slack_answers: int = 0
     callbacks_unreached: int = 0
     refused_signatures: int = 0
     down_refusals: int = 0
@@ -126,11 +128,13 @@ class Desk:
         answer_text: Callable[[str], str],
         transfer: Callable[[str, str, str], Awaitable[None]],
         mail_answer: Callable[[EmailMessage, str], Awaitable[None]],
+        in_thread: Callable[[tuple[str, str], str, str], Awaitable[None]] | None = None,
         down: tuple[datetime, datetime] | None = None,
     ) -> None:
         self.clock, self.zone, self.teams, self.secrets = clock, zone, teams, secrets
         self.api, self.token, self.rng = api, token, rng
         self._answer_text, self._transfer, self._mail_answer = answer_text, transfer, mail_answer
+        self._in_thread = in_thread
         self.down = down
         self.stats = Stats()
         self.transferred: set[str] = set()
@@ -269,6 +273,7 @@ class Desk:
                     conversation_id=found.group(0),
                     customer_id="",
                     text=text,
+                    kind="callback" if "CALL BACK +" in text else "answer",
                     reply_to=mail,
                 )
             )
@@ -306,6 +311,12 @@ class Desk:
 
     async def _work(self, team: Team, item: Item, agent: str) -> None:
         rng = self.rng
+        if item.thread is not None and self._in_thread is not None:
+            # a Slack thread: the agent answers in it (a call back is marked `called:` there)
+            self.stats.slack_answers += 1
+            said = "called: reached them, solved on the phone" if item.kind == "callback" else ""
+            await self._in_thread(item.thread, said or self._answer_text(item.text), agent)
+            return
         if item.kind == "callback":
             await self._call_back(team, item, agent)
             return

@@ -29,7 +29,9 @@ from bench.day.mail import SUPPORT, SUPPORT_PASSWORD, TEAM_DOMAIN, Folder, Sink,
 from bench.day.plan import DayPlan, Texts, plan_day
 from bench.day.policy import EXAMPLE, day_policy
 from bench.day.score import Recorded, Scorecard, score
+from bench.day.slackdesk import SlackDesk
 from bench.day.visitors import PUBLIC
+from connectors.slack.routes import PATH as SLACK_EVENTS
 from router.cli.whatif import read_window
 from router.kafka import new_producer
 from router.settings import ROOT, Settings
@@ -40,6 +42,7 @@ from schemas.outbound import DeliveryReceipt, OutboundMessage
 from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent
 from schemas.topics import CONVERSATION, DELIVERY, HANDOFF, OUTBOUND, ROUTED, SLA
+from tests.emulators.slack import SlackEmulator
 from tests.emulators.twilio import OUR_NUMBER, TwilioEmulator
 from tests.emulators.x import XEmulator
 from tests.kafka_tools import wait_drained
@@ -268,11 +271,15 @@ class _Outside:
     twilio: TwilioEmulator
     site_secret: bytes
 
+    slack: SlackDesk
+
     @classmethod
-    async def start(cls, clock: SimClock) -> _Outside:
-        """Both emulators listening (X on the simulated clock)."""
+    async def start(cls, clock: SimClock, api: str) -> _Outside:
+        """The emulators listening (X on the simulated clock); Slack's events go to the edge at `api`."""
         x = await XEmulator(clock=lambda: clock.now().timestamp()).start()
-        return cls(x, await TwilioEmulator().start(), uuid.uuid4().hex.encode())
+        slack = await SlackEmulator(channels={"C0SOCIAL": "social", "C0SUPPORT": "support"}).start()
+        desk = SlackDesk(slack, clock, api + SLACK_EVENTS)
+        return cls(x, await TwilioEmulator().start(), uuid.uuid4().hex.encode(), desk)
 
     def env(self, smtp_port: int) -> dict[str, str]:
         """The router's settings of the X, phone and chat channels."""
@@ -280,12 +287,15 @@ class _Outside:
             "SB_X": _x_settings(self.x),
             "SB_PHONE": _phone_settings(self.twilio),
             "SB_CHAT": _chat_settings(self.site_secret, smtp_port),
+            "SB_SLACK": json.dumps(self.slack.settings()),
         }
 
     async def stop(self) -> None:
-        """Stop both."""
+        """Stop them."""
         await self.x.stop()
         await self.twilio.stop()
+        await self.slack.stop()
+        await self.slack.slack.stop()
 
 
 def _phone_settings(twilio: TwilioEmulator) -> str:
@@ -438,6 +448,7 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
     folder = Folder(base.imap_port, f"sb-day-{run}")
     await asyncio.to_thread(folder.create)
     api = f"http://127.0.0.1:{_free_port()}"
+    outside = await _Outside.start(clock, api)
     hands = _Hands(
         deployment, clock=clock, folder=folder, plan=plan, texts=texts, rng=random.Random(opts.seed + 1)
     )
@@ -454,10 +465,10 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         answer_text=hands.answer_text,
         transfer=hands.transfer,
         mail_answer=hands.mail_answer,
+        in_thread=outside.slack.answer,
         down=_outage(plan, opts),
     )
     await desk.start()
-    outside = await _Outside.start(clock)
     crowd = Crowd(
         plan,
         clock=clock,
@@ -492,6 +503,7 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         await crowd.start()
         await _import_customers(api, plan.directory_csv(TEAM_DOMAIN))
         background.spawn(crowd.watch_texts())
+        background.spawn(outside.slack.watch(desk.teams["general"].add))  # the social queue's Slack
         await crowd.play()
         await asyncio.sleep(max(0.0, clock.real_at(end) - clock.real()))
         # a loaded machine's router lags: score what it had to do, once it has done it
@@ -506,22 +518,24 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         await hands.producer.stop()
         await outside.stop()
         await asyncio.to_thread(folder.drop)
-    crowd.read_texts()
     card = score(recorded, until=end, zones=(ZONE,), speed=opts.speed)
-    sim = {
-        "x_posts_and_dms_sent": len(outside.x.sent),
-        "texts_sent_to_callers": len(outside.twilio.messages),
-        **_sim_counts(plan, crowd, desk, folder, opts),
-        "router_drained_after_the_day": drained,
-    }
+    sim = _sim_counts(plan, crowd, desk, folder, opts=opts, outside=outside)
+    sim["router_drained_after_the_day"] = drained
     return write_result(
         out / "scorecard.json", DayResult(card, prefix, plan.start, end, time.monotonic() - began, sim), opts
     )
 
 
-def _sim_counts(plan: DayPlan, crowd: Crowd, desk: Desk, folder: Folder, opts: DayOptions) -> dict[str, Any]:
+def _sim_counts(
+    plan: DayPlan, crowd: Crowd, desk: Desk, folder: Folder, *, opts: DayOptions, outside: _Outside
+) -> dict[str, Any]:
     """What the simulator itself did (beside the system's record, labelled as such)."""
+    crowd.read_texts()  # the last texts to callers
     return {
+        "x_posts_and_dms_sent": len(outside.x.sent),
+        "texts_sent_to_callers": len(outside.twilio.messages),
+        "slack_posts": len(outside.slack.slack.posts),
+        "slack_events_refused": outside.slack.refused,
         "contacts": len(plan.contacts),
         "contacts_by_channel": dict(Counter(c.channel for c in plan.contacts)),
         "customers": len(plan.customers),
