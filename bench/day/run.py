@@ -519,8 +519,10 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         await outside.stop()
         await asyncio.to_thread(folder.drop)
     card = score(recorded, until=end, zones=(ZONE,), speed=opts.speed)
-    sim = _sim_counts(plan, crowd, desk, folder, opts=opts, outside=outside)
-    sim["router_drained_after_the_day"] = drained
+    sim = {
+        **_sim_counts(plan, crowd, desk, folder, opts=opts, outside=outside),
+        "router_drained_after_the_day": drained,
+    }
     return write_result(
         out / "scorecard.json", DayResult(card, prefix, plan.start, end, time.monotonic() - began, sim), opts
     )

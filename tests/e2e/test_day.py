@@ -35,7 +35,7 @@ async def test_a_short_day_has_no_duplicates_and_every_repeat_contact_carries_hi
     # chat visitors wrote through the real socket and saw agents' answers there; callers left
     # voicemails through Twilio's signed webhooks and were texted back or called back
     by_channel = n["first_response_by_channel"]
-    side, desk = day.sim["customer_side"], day.sim["desk"]
+    side = day.sim["customer_side"]
     assert by_channel["chat"]["conversations"] >= 1 and side["chats_opened"] >= 1, (by_channel, side)
     assert side["chat_answers_seen"] + side["continuation_mails"] >= 1, side
     assert by_channel["phone"]["conversations"] >= 1 and side["voicemails"] >= 1, (by_channel, side)
