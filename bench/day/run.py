@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import random
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -32,6 +31,8 @@ from bench.day.score import Recorded, Scorecard, score
 from bench.day.slackdesk import SlackDesk
 from bench.day.visitors import PUBLIC
 from connectors.slack.routes import PATH as SLACK_EVENTS
+from devtools.process import child_env, free_port, readyz, spawn
+from devtools.process import stop as stop_process
 from router.cli.whatif import read_window
 from router.kafka import new_producer
 from router.settings import ROOT, Settings
@@ -128,52 +129,22 @@ class _Router:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self, timeout: float = 120) -> None:
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SB_")}
-        env = {
-            **inherited,
-            **self.env,
-            "SB_HTTP_PORT": str(self.port),
-            "PYTHONPATH": str(ROOT),
-            **self.clock.faketime_env(),
-        }
-        self.proc = self._popen(env)
+        """Start it and wait until /readyz says ready."""
+        own = {**self.env, "SB_HTTP_PORT": str(self.port), "PYTHONPATH": str(ROOT)}
+        self.proc = spawn("run", child_env(own | self.clock.faketime_env()), self.log)
         deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
-            await self._ready(s, deadline)
-
-    def _popen(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with self.log.open("ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "router.cli", "run"],
-                env=env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-            )
-
-    async def _ready(self, s: aiohttp.ClientSession, deadline: float) -> None:
-        while True:
-            if self.proc is None or self.proc.poll() is not None:
+        while await asyncio.to_thread(readyz, self.port) != 200:
+            if self.proc.poll() is not None:
                 raise RuntimeError(f"switchboard run exited, see {self.log}")
-            try:
-                async with s.get(f"http://127.0.0.1:{self.port}/readyz") as r:
-                    if r.status == 200:
-                        return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"switchboard run never ready, see {self.log}")
             await asyncio.sleep(0.2)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        """Stop it (killed if it does not go within a minute)."""
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                stop_process(self.proc)
 
 
 def _router_env(
@@ -347,14 +318,6 @@ async def _import_customers(api: str, directory: bytes) -> None:
             raise RuntimeError(f"customer import refused: {r.status} {await r.text()}")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Background:
     """Customers' later reactions, each a task the day cancels at its end."""
 
@@ -447,7 +410,7 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
     background = _Background()
     folder = Folder(base.imap_port, f"sb-day-{run}")
     await asyncio.to_thread(folder.create)
-    api = f"http://127.0.0.1:{_free_port()}"
+    api = f"http://127.0.0.1:{free_port()}"
     outside = await _Outside.start(clock, api)
     hands = _Hands(
         deployment, clock=clock, folder=folder, plan=plan, texts=texts, rng=random.Random(opts.seed + 1)
@@ -486,7 +449,7 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
     def on_mail(recipient: str, message: EmailMessage) -> None:
         (desk.team_mail if recipient.endswith("@" + TEAM_DOMAIN) else crowd.mail)(recipient, message)
 
-    sink = Sink(_free_port(), on_mail, asyncio.get_running_loop()).start()
+    sink = Sink(free_port(), on_mail, asyncio.get_running_loop()).start()
     env = outside.env(sink.port) | _router_env(
         base,
         prefix=prefix,

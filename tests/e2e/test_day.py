@@ -44,4 +44,5 @@ async def test_a_short_day_has_no_duplicates_and_every_repeat_contact_carries_hi
     # X customers' conversations went to the social team's Slack; its agents answered in the threads
     assert day.sim["slack_posts"] >= 1 and day.sim["slack_events_refused"] == 0, day.sim
     assert (tmp_path / day.prefix.rstrip("-") / "scorecard.json").exists()
-    assert time.monotonic() - started < 120
+    # the day, then the wait for a loaded router to drain before scoring
+    assert time.monotonic() - started < 180

@@ -1,4 +1,4 @@
-"""The simulated agents read the bot's real Slack posts: a conversation's first post is work, the rest is not."""
+"""The simulated agents read the bot's real Slack posts: a conversation's first post is work, nothing else."""
 
 from __future__ import annotations
 
