@@ -4,7 +4,8 @@ A conversation's first post (a top-level message in a team's channel) names the
 conversation, its priority, when the first response is due and whether it is a call
 back. The agent answers in that post's thread: a message event signed with the app's
 signing secret, on the simulated clock, to the edge's `/v1/slack/events`, which sends it
-to the customer (or, starting `called:`, marks the call back made).
+to the customer (or, starting `called:`, marks the call back made). A later post in the
+thread saying the customer wrote again (or the conversation moved here) is work too.
 """
 
 from __future__ import annotations
@@ -21,12 +22,35 @@ from bench.day.clock import SimClock
 from bench.day.desk import Item
 from tests.emulators.slack import Post, SlackEmulator, send_event, thread_reply
 
-__all__ = ["SIGNING_SECRET", "SlackDesk", "item_of"]
+__all__ = ["SIGNING_SECRET", "SlackDesk", "follow_up_of", "item_of"]
 
 SIGNING_SECRET = "day-slack-signing-secret"
 _PRIORITY = re.compile(r"· P(\d+)$")
 _CONVERSATION = re.compile(r"`(con_[A-Za-z0-9_-]+)`")
 _DATE = re.compile(r"<!date\^(\d+)\^")
+
+
+_AGAIN = re.compile(r"\* · .* · P(\d+) · first response due (.*)$")
+
+
+def follow_up_of(post: Post, root: Item) -> Item | None:
+    """The work a post in a conversation's thread asks for: the customer wrote again, or it moved here."""
+    sections = (b for b in post.blocks if b.get("type") == "section" and "text" in b)
+    lead = next((str(b["text"]["text"]) for b in sections), "")
+    again = _AGAIN.search(lead)
+    if post.thread_ts is None or again is None or not (" wrote again*" in lead or " moved to " in lead):
+        return None
+    due = _DATE.search(again.group(2))
+    return Item(
+        priority=int(again.group(1)),
+        due=datetime.fromtimestamp(int(due.group(1)), UTC) if due else root.due,
+        key=f"slack:{post.channel}:{post.ts}",
+        conversation_id=root.conversation_id,
+        customer_id="",
+        text=post.text or "",
+        kind=root.kind,
+        thread=root.thread,
+    )
 
 
 def item_of(post: Post, now: datetime) -> Item | None:
@@ -65,6 +89,7 @@ class SlackDesk:
         self.slack, self.clock, self.events_url = slack, clock, events_url
         self.refused = 0
         self._read = 0
+        self._roots: dict[tuple[str, str], Item] = {}  # (channel, ts) of a conversation's first post
         self._session: aiohttp.ClientSession | None = None
 
     def settings(self) -> dict[str, Any]:
@@ -78,7 +103,10 @@ class SlackDesk:
             new = self.slack.posts[self._read :]
             self._read += len(new)
             for post in new:
-                item = item_of(post, self.clock.now())
+                root = self._roots.get((post.channel, post.thread_ts or ""))
+                item = follow_up_of(post, root) if root is not None else item_of(post, self.clock.now())
+                if item is not None and root is None:
+                    self._roots[(post.channel, post.ts)] = item
                 if item is not None:
                     hand(item)
             await asyncio.sleep(0.5)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from bench.day.slackdesk import item_of
-from connectors.slack.blocks import receipt_message, routed_message
+from bench.day.slackdesk import follow_up_of, item_of
+from connectors.slack.blocks import follow_up_message, receipt_message, routed_message
 from schemas.conversation import ConversationCard
 from schemas.identity import Identity
 from schemas.inbound import InboundMessage
@@ -59,3 +59,23 @@ def test_a_call_back_post_asks_for_a_call_and_posts_in_threads_are_not_work() ->
                                               channel="phone", status="sent", at=T0))
     assert item_of(posted(receipt.blocks, receipt.text, thread_ts="1700000000.000100"), T0) is None
     assert item_of(replace(posted(message.blocks, message.text), blocks=[]), T0) is None
+
+
+def test_the_customer_writing_again_in_the_thread_is_work_in_that_thread() -> None:
+    routed, card = conversation(callback=False)
+    first = routed_message(routed, card)
+    root = item_of(posted(first.blocks, first.text), T0)
+    assert root is not None
+    later = msgspec.structs.replace(routed, event_id="ev_2", priority=60,
+                                    first_response_due=DUE + timedelta(hours=1))
+    again = follow_up_message(later, card)
+    post = replace(posted(again.blocks, again.text, thread_ts=root.thread[1] if root.thread else None),
+                   ts="1700000100.000200")
+    item = follow_up_of(post, root)
+    assert item is not None
+    assert (item.conversation_id, item.priority, item.due, item.thread) == (
+        root.conversation_id, 60, DUE + timedelta(hours=1), root.thread)
+    assert item.key != root.key
+    receipt = receipt_message(DeliveryReceipt(reply_id="rep_1", conversation_id=root.conversation_id,
+                                              channel="phone", status="sent", at=T0))
+    assert follow_up_of(posted(receipt.blocks, receipt.text, thread_ts="1700000000.000100"), root) is None
