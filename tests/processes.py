@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from devtools.process import ROOT, child_env, free_port, readyz, spawn
+from devtools.process import stop as stop_process
 from tests.waiting import POLL_SECONDS
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["ROOT", "TEST_KEY", "Switchboard", "free_port"]
+
 # processes refuse the built-in development key; tests sign with this one unless they say
 TEST_KEY = "tests-reply-token-key-not-secret"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Switchboard:
@@ -37,10 +30,9 @@ class Switchboard:
         self.port = free_port()
         # only the test's own settings: none of the caller's SB_* (a developer's shell, make's
         # demo exports) may change what the process under test does
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SB_")}
         # the test's own state dir: Faust's files land there, not in the repository or .local
-        self.env = {**inherited, "SB_REPLY_TOKEN_KEY": TEST_KEY, "SB_STATE_DIR": str(log_dir / "state"),
-                    **env, "SB_HTTP_PORT": str(self.port), "SB_LOG_JSON": "true"}
+        self.env = child_env({"SB_REPLY_TOKEN_KEY": TEST_KEY, "SB_STATE_DIR": str(log_dir / "state"),
+                              **env, "SB_HTTP_PORT": str(self.port), "SB_LOG_JSON": "true"})
         self.log_path = log_dir / f"{command}-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -50,14 +42,11 @@ class Switchboard:
 
     def start(self, timeout: float = 60) -> Switchboard:
         """Start the process and wait until /readyz says ready."""
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "router.cli", self.command],
-                                     env=self.env, cwd=ROOT, stdout=log, stderr=log)
+        self.proc = spawn(self.command, self.env, self.log_path)
         deadline = time.monotonic() + timeout
         while True:
             assert self.proc.poll() is None, f"{self.command} exited: {self.tail_log()}"
-            status, _ = self.get("/readyz")
-            if status == 200:
+            if readyz(self.port, "test-token") == 200:
                 return self
             assert time.monotonic() < deadline, f"{self.command} never ready: {self.tail_log()}"
             time.sleep(POLL_SECONDS)
@@ -92,15 +81,8 @@ class Switchboard:
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60) -> int:
         """Signal the process and wait for it to exit; returns its exit code."""
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            # a process that ignored the signal fails the test, and never outlives it
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            raise
+        # a process that ignored the signal fails the test, and never outlives it
+        return stop_process(self.proc, sig, timeout)
 
     async def reply(self, conversation_id: str, text: str, author: str = "maria",
                     timeout: float = 60) -> tuple[int, Any]:

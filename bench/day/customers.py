@@ -21,6 +21,8 @@ import aiohttp
 from bench.day.clock import SimClock
 from bench.day.mail import Folder, bounce, customer_mail
 from bench.day.plan import Contact, Customer, DayPlan
+from bench.day.visitors import ChatVisitor, leave_voicemail
+from tests.emulators.twilio import TwilioEmulator
 from tests.emulators.x import XEmulator
 
 __all__ = ["Crowd", "kind_of"]
@@ -44,7 +46,7 @@ def kind_of(text: str) -> str:
         return "status_update"
     if "is everything working" in lowered:
         return "follow_up"
-    if "your reference is" in lowered or "expect an answer by" in lowered:
+    if any(w in lowered for w in ("your reference is", "expect an answer by", "get back to you by")):
         return "acknowledgement"
     return "answer"
 
@@ -71,6 +73,13 @@ class Counts:
     follow_up_answers: int = 0
     x_deliveries: int = 0
     mail_received: dict[str, int] = field(default_factory=dict)
+    chats_opened: int = 0
+    chat_messages: int = 0
+    chat_answers_seen: int = 0
+    chats_left: int = 0
+    continuation_mails: int = 0
+    voicemails: int = 0
+    texts_received: dict[str, int] = field(default_factory=dict)
 
 
 class Crowd:
@@ -88,10 +97,16 @@ class Crowd:
         spawn: Callable[[Awaitable[None]], None],
         x: XEmulator | None = None,
         x_webhook: str = "",
+        twilio: TwilioEmulator | None = None,
+        site_secret: bytes | None = None,
     ) -> None:
         self.plan, self.clock, self.folder, self.api, self.token = plan, clock, folder, api, token
         self.rng, self._spawn = rng, spawn
         self.x, self.x_webhook = x, x_webhook
+        self.twilio, self.site_secret = twilio, site_secret
+        self.visitors: dict[str, ChatVisitor] = {}
+        self.by_phone = {c.phone: c for c in plan.customers if c.phone}
+        self._texts_read = 0
         if x is not None:
             for c in plan.customers:
                 if c.x_id:
@@ -107,7 +122,9 @@ class Crowd:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
     async def stop(self) -> None:
-        """Close it."""
+        """Close the visitors' sockets and the HTTP session."""
+        for visitor in self.visitors.values():
+            await visitor.leave()
         if self._session is not None:
             await self._session.close()
 
@@ -152,6 +169,12 @@ class Crowd:
         if channel == "x" and self.x is not None and who.x_id:
             await self._on_x(who, text)
             return
+        if channel == "chat":
+            await self._in_chat(who, text)
+            return
+        if channel == "phone" and self.twilio is not None and who.phone:
+            await self._call(who, text)
+            return
         if channel == "email":
             raw, _ = customer_mail(
                 who.address, who.name, subject, text, self.clock.now(), reply_to=reply_to, auto=auto
@@ -189,6 +212,80 @@ class Crowd:
                 pass
             await asyncio.sleep(0.5)
 
+    async def _in_chat(self, who: Customer, text: str) -> None:
+        """Say it in the web chat: the open tab, or a new one."""
+        assert self._session is not None
+        visitor = self.visitors.get(who.address)
+        if visitor is None or not visitor.here:
+            visitor = ChatVisitor(
+                self._session,
+                self.api.replace("http://", "ws://") + "/v1/chat/socket",
+                who.address,
+                site_secret=self.site_secret if who.logged_in else None,
+                on_agent=lambda text: self._chat_answer(who, text),
+            )
+            await visitor.open()
+            self.visitors[who.address] = visitor
+            self.counts.chats_opened += 1
+            if not who.stays_in_chat:
+                self._spawn(self._leave(who, visitor))
+        await visitor.say(text)
+        self.counts.chat_messages += 1
+
+    async def _leave(self, who: Customer, visitor: ChatVisitor) -> None:
+        """A visitor who does not wait: gone in a few minutes, the answer follows by mail."""
+        await asyncio.sleep(self.clock.real_seconds(timedelta(minutes=self.rng.uniform(2, 10))))
+        if not visitor.seen:
+            self.counts.chats_left += 1
+            await visitor.leave()
+
+    def _chat_answer(self, who: Customer, text: str) -> None:
+        """An agent's message showed in the visitor's chat."""
+        self.counts.chat_answers_seen += 1
+        st = self.state[who.address]
+        st.answered_at = self.clock.now()
+        if who.answers_back and not st.answered_back:
+            st.answered_back = True
+            self.counts.answers_back += 1
+            self._spawn(self._say_later(who, self.rng.choice(ANSWER_BACK), minutes=5))
+
+    async def _say_later(self, who: Customer, text: str, minutes: float) -> None:
+        span = timedelta(minutes=self.rng.uniform(minutes / 2, minutes * 2))
+        await asyncio.sleep(self.clock.real_seconds(span))
+        visitor = self.visitors.get(who.address)
+        if visitor is not None and visitor.here:
+            await visitor.say(text)
+            self.counts.chat_messages += 1
+
+    async def _call(self, who: Customer, text: str) -> None:
+        """A voicemail: the call, its recording and its transcript through Twilio's signed webhooks."""
+        assert self._session is not None and who.phone is not None
+        # a minute to speak, a minute to transcribe, on the simulated clock
+        await leave_voicemail(
+            self._session, self.api, who.phone, text[:1000],
+            pause=lambda: self.clock.real_seconds(timedelta(minutes=1)),
+        )
+        self.counts.voicemails += 1
+
+    def read_texts(self) -> None:
+        """The texts Twilio took for our callers since the last look (acknowledgements, answers)."""
+        if self.twilio is None:
+            return
+        new = self.twilio.messages[self._texts_read :]
+        self._texts_read += len(new)
+        for sms in new:
+            who = self.by_phone.get(sms.to)
+            kind = kind_of(sms.body)
+            self.counts.texts_received[kind] = self.counts.texts_received.get(kind, 0) + 1
+            if who is not None and kind == "answer":
+                self.state[who.address].answered_at = self.clock.now()
+
+    async def watch_texts(self) -> None:
+        """Read the callers' texts as they come, until cancelled."""
+        while True:
+            self.read_texts()
+            await asyncio.sleep(0.5)
+
     def mail(self, recipient: str, message: EmailMessage) -> None:
         """One of our mails reached a customer's mailbox (the SMTP sink's callback)."""
         who = self.by_address.get(recipient)
@@ -198,6 +295,8 @@ class Crowd:
         text = body.get_content() if body is not None else ""
         kind = kind_of(text)
         self.counts.mail_received[kind] = self.counts.mail_received.get(kind, 0) + 1
+        if "in your chat with" in text:
+            self.counts.continuation_mails += 1
         st = self.state[who.address]
         if who.dead_mailbox:
             self.counts.bounces += 1

@@ -67,8 +67,9 @@ class Item:
     conversation_id: str = field(compare=False)
     customer_id: str = field(compare=False)
     text: str = field(compare=False, default="")
-    kind: str = field(compare=False, default="answer")  # answer | rewrite
+    kind: str = field(compare=False, default="answer")  # answer | rewrite | callback
     reply_to: EmailMessage | None = field(compare=False, default=None)  # the handoff mail, from a mailbox
+    thread: tuple[str, str] | None = field(compare=False, default=None)  # (channel, ts) of its Slack thread
 
 
 @dataclass
@@ -104,6 +105,9 @@ class Stats:
     rewrites: int = 0
     transfers: int = 0
     resolves: int = 0
+    callbacks_made: int = 0
+    slack_answers: int = 0
+    callbacks_unreached: int = 0
     refused_signatures: int = 0
     down_refusals: int = 0
 
@@ -124,11 +128,13 @@ class Desk:
         answer_text: Callable[[str], str],
         transfer: Callable[[str, str, str], Awaitable[None]],
         mail_answer: Callable[[EmailMessage, str], Awaitable[None]],
+        in_thread: Callable[[tuple[str, str], str, str], Awaitable[None]] | None = None,
         down: tuple[datetime, datetime] | None = None,
     ) -> None:
         self.clock, self.zone, self.teams, self.secrets = clock, zone, teams, secrets
         self.api, self.token, self.rng = api, token, rng
         self._answer_text, self._transfer, self._mail_answer = answer_text, transfer, mail_answer
+        self._in_thread = in_thread
         self.down = down
         self.stats = Stats()
         self.transferred: set[str] = set()
@@ -206,6 +212,8 @@ class Desk:
                     conversation_id=r["conversation_id"],
                     customer_id=r["customer_id"],
                     text=r["message"]["text"],
+                    # the tier is answered by a call: the item is a number to ring, not a reply to write
+                    kind="callback" if r.get("reply_mode") == "callback" else "answer",
                 )
             )
         elif event == "reply.receipt" and (receipt := payload.get("receipt")) and receipt["status"] == "held":
@@ -237,6 +245,7 @@ class Desk:
                 key=f"moved:{card['conversation_id']}:{card['queue']}",
                 conversation_id=card["conversation_id"],
                 customer_id=card.get("customer_id", ""),
+                kind="callback" if card.get("callback") else "answer",
                 reply_to=mail,
             )
         )
@@ -264,6 +273,7 @@ class Desk:
                     conversation_id=found.group(0),
                     customer_id="",
                     text=text,
+                    kind="callback" if "CALL BACK +" in text else "answer",
                     reply_to=mail,
                 )
             )
@@ -301,6 +311,15 @@ class Desk:
 
     async def _work(self, team: Team, item: Item, agent: str) -> None:
         rng = self.rng
+        if item.thread is not None and self._in_thread is not None:
+            # a Slack thread: the agent answers in it (a call back is marked `called:` there)
+            self.stats.slack_answers += 1
+            said = "called: reached them, solved on the phone" if item.kind == "callback" else ""
+            await self._in_thread(item.thread, said or self._answer_text(item.text), agent)
+            return
+        if item.kind == "callback":
+            await self._call_back(team, item, agent)
+            return
         if (
             item.kind == "answer"
             and team.name == "general"
@@ -328,16 +347,39 @@ class Desk:
             await self._reply(item.conversation_id, text, agent, then)
         self.stats.replies += 1
 
+    async def _call_back(self, team: Team, item: Item, agent: str) -> None:
+        """Ring the caller and mark the call made; one in eight is not reached and is tried again later."""
+        reached = self.rng.random() >= 0.125
+        note = "called back, solved on the phone" if reached else "no answer, left a message"
+        await self._post(f"/v1/conversations/{item.conversation_id}/callback",
+                         {"reached": reached, "author": agent, "note": note})
+        if reached:
+            self.stats.callbacks_made += 1
+            return
+        self.stats.callbacks_unreached += 1
+        again = Item(item.priority, item.due, item.key + ":again", item.conversation_id, item.customer_id,
+                     item.text, "callback")
+
+        async def later() -> None:
+            await asyncio.sleep(self.clock.real_seconds(timedelta(minutes=30)))
+            team.add(again)
+
+        self._tasks.append(asyncio.create_task(later()))
+
     async def _reply(self, conversation_id: str, text: str, agent: str, then: str | None) -> None:
-        assert self._session is not None
         body: dict[str, Any] = {"text": text, "author": agent}
         if then:
             body["then"] = then
+        await self._post(f"/v1/conversations/{conversation_id}/replies", body)
+
+    async def _post(self, path: str, body: dict[str, Any]) -> None:
+        """POST to the replies API until it takes it (the same key: at most once)."""
+        assert self._session is not None
         key = uuid.uuid4().hex
         for _ in range(20):
             try:
                 async with self._session.post(
-                    f"{self.api}/v1/conversations/{conversation_id}/replies",
+                    f"{self.api}{path}",
                     json=body,
                     headers={"Authorization": f"Bearer {self.token}", "Idempotency-Key": key},
                 ) as r:

@@ -27,7 +27,7 @@ SUPPORT_TEXT = (
     / "bitext-customer-support-6480.csv"
 )
 Tier = Literal["enterprise", "premium", "standard"]
-Channel = Literal["email", "api", "x"]
+Channel = Literal["email", "api", "x", "chat", "phone"]
 TIERS: tuple[tuple[Tier, float], ...] = (("enterprise", 0.1), ("premium", 0.25), ("standard", 0.65))
 # what an upset customer adds to their request
 ANGRY = (
@@ -78,6 +78,9 @@ class Customer:
     answers_back: bool = False  # replies to our answer with one more question
     satisfied_after_resolve: bool = True
     x_id: str | None = None  # their X user id, when they write on X
+    phone: str | None = None  # their number (E.164), when they call
+    logged_in: bool = False  # the shop vouches for their address in the chat (identity hash)
+    stays_in_chat: bool = True  # False: they leave the chat and read the answer by mail
 
 
 @dataclass
@@ -107,17 +110,22 @@ class DayPlan:
     def directory_csv(self, domain: str) -> bytes:
         """The customer directory import: identity, tier, name."""
         rows = [f"{c.address},{c.tier},{c.name}" for c in self.customers if c.tier != "standard"]
+        # a caller is known by the number on file (a second customer record: the phone links none)
+        rows += [f"{c.phone},{c.tier},{c.name}" for c in self.customers if c.phone and c.tier != "standard"]
         return ("identity,tier,name\n" + "\n".join(rows) + "\n").encode()
 
 
-# email alone is the most common; one in six writes on X first (and has an email address too)
+# email alone is the most common; one in eight writes on X first, one in eight opens the web chat
+# (and gives an email address there), one in eight calls and leaves a voicemail
 CHANNEL_MIXES: tuple[tuple[Channel, ...], ...] = (
     ("email",),
     ("email",),
     ("email", "api"),
     ("api", "email"),
-    ("email",),
     ("x", "email"),
+    ("chat", "email"),
+    ("phone", "email"),
+    ("email",),
 )
 FIRST = (
     "Ada",
@@ -173,6 +181,7 @@ def plan_day(
     intents = sorted(texts.requests)
     customers: list[Customer] = []
     contacts: list[Contact] = []
+    numbers = f"+49151{sum(map(ord, run)) % 1000:03d}"  # callers' numbers, unique to the run
     for i, at in enumerate(moments):
         # a returning customer writes again some of the time (their history must travel)
         if customers and rng.random() < 0.1:
@@ -194,6 +203,9 @@ def plan_day(
                 answers_back=rng.random() < 0.3,
                 satisfied_after_resolve=rng.random() < 0.8,
                 x_id=str(4_000_000_000 + len(customers)) if "x" in channels else None,
+                phone=f"{numbers}{len(customers):05d}" if "phone" in channels else None,
+                logged_in=rng.random() < 0.5,
+                stays_in_chat=rng.random() < 0.7,
             )
             customers.append(who)
         intent = rng.choice(intents)

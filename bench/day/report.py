@@ -23,6 +23,15 @@ def rows(n: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{c.get('missed', 0)} missed, {c.get('pending', 0)} open)",
             )
         )
+    for channel, c in n.get("first_response_by_channel", {}).items():
+        calls = f", {c['called_back']} by call" if c.get("called_back") else ""
+        out.append(
+            (
+                f"first response on {channel}",
+                f"{_pct(c.get('attainment'))} in SLA ({c.get('conversations', 0)} conversations, "
+                f"{c.get('unanswered', 0)} unanswered{calls})",
+            )
+        )
     p = n["promises"]
     out.append(
         (
@@ -81,9 +90,55 @@ def rows(n: dict[str, Any]) -> list[tuple[str, str]]:
 
 def table(titles: Sequence[str], numbers: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of several scorecards side by side."""
-    columns = [rows(n) for n in numbers]
+    columns = [dict(rows(n)) for n in numbers]
     lines = ["| | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
-    for i, (label, _) in enumerate(columns[0]):
-        values = [c[i][1] if i < len(c) else "" for c in columns]
-        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    # every label of any column, in first-seen order (channels differ between days)
+    labels = list(dict.fromkeys(label for c in columns for label in c))
+    for label in labels:
+        lines.append(f"| {label} | " + " | ".join(c.get(label, "") for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def shares(n: dict[str, Any]) -> dict[str, float | None]:
+    """The scorecard's shares (0..1), by a label: what the targets are set on."""
+    out: dict[str, float | None] = {
+        f"first-response SLA {tier}": c.get("attainment") for tier, c in n["first_response_sla"].items()
+    }
+    out |= {
+        f"first response in SLA on {channel}": c.get("attainment")
+        for channel, c in n.get("first_response_by_channel", {}).items()
+    }
+    out["promises kept"] = n["promises"]["share_kept"]
+    out["status update before breach"] = n["share_status_before_breach"]
+    out["conversations with <= 1 transfer"] = n["transfers"]["share_at_most_one"]
+    out["repeat contacts carrying history"] = n["history"]["share"]
+    return out
+
+
+def aggregate(days: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Mean and minimum of every share over several days (seeds); days without the share are left out."""
+    per_day = [shares(n) for n in days]
+    labels = list(dict.fromkeys(label for d in per_day for label in d))
+    out: dict[str, dict[str, float | None]] = {}
+    for label in labels:
+        values = [v for d in per_day if (v := d.get(label)) is not None]
+        out[label] = {
+            "mean": sum(values) / len(values) if values else None,
+            "min": min(values) if values else None,
+            "days": len(values),
+        }
+    return out
+
+
+def aggregate_table(titles: Sequence[str], aggregates: Sequence[dict[str, dict[str, float | None]]]) -> str:
+    """Mean / min of each share, one column per group of seeds."""
+    lines = ["| | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
+    labels = list(dict.fromkeys(label for a in aggregates for label in a))
+    for label in labels:
+        cells = []
+        for a in aggregates:
+            got = a.get(label)
+            shown = f"{_pct(got['mean'])} / {_pct(got['min'])} ({got['days']:g} days)" if got else ""
+            cells.append(shown)
+        lines.append(f"| {label} (mean / min) | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import random
 import subprocess
-import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +28,11 @@ from bench.day.mail import SUPPORT, SUPPORT_PASSWORD, TEAM_DOMAIN, Folder, Sink,
 from bench.day.plan import DayPlan, Texts, plan_day
 from bench.day.policy import EXAMPLE, day_policy
 from bench.day.score import Recorded, Scorecard, score
+from bench.day.slackdesk import SlackDesk
+from bench.day.visitors import PUBLIC
+from connectors.slack.routes import PATH as SLACK_EVENTS
+from devtools.process import child_env, free_port, readyz, spawn
+from devtools.process import stop as stop_process
 from router.cli.whatif import read_window
 from router.kafka import new_producer
 from router.settings import ROOT, Settings
@@ -38,7 +43,10 @@ from schemas.outbound import DeliveryReceipt, OutboundMessage
 from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent
 from schemas.topics import CONVERSATION, DELIVERY, HANDOFF, OUTBOUND, ROUTED, SLA
+from tests.emulators.slack import SlackEmulator
+from tests.emulators.twilio import OUR_NUMBER, TwilioEmulator
 from tests.emulators.x import XEmulator
+from tests.kafka_tools import wait_drained
 
 __all__ = ["SHIFTS", "DayOptions", "DayResult", "last_weekday", "read_recorded", "run_day"]
 
@@ -121,52 +129,22 @@ class _Router:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self, timeout: float = 120) -> None:
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SB_")}
-        env = {
-            **inherited,
-            **self.env,
-            "SB_HTTP_PORT": str(self.port),
-            "PYTHONPATH": str(ROOT),
-            **self.clock.faketime_env(),
-        }
-        self.proc = self._popen(env)
+        """Start it and wait until /readyz says ready."""
+        own = {**self.env, "SB_HTTP_PORT": str(self.port), "PYTHONPATH": str(ROOT)}
+        self.proc = spawn("run", child_env(own | self.clock.faketime_env()), self.log)
         deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
-            await self._ready(s, deadline)
-
-    def _popen(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with self.log.open("ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "router.cli", "run"],
-                env=env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-            )
-
-    async def _ready(self, s: aiohttp.ClientSession, deadline: float) -> None:
-        while True:
-            if self.proc is None or self.proc.poll() is not None:
+        while await asyncio.to_thread(readyz, self.port) != 200:
+            if self.proc.poll() is not None:
                 raise RuntimeError(f"switchboard run exited, see {self.log}")
-            try:
-                async with s.get(f"http://127.0.0.1:{self.port}/readyz") as r:
-                    if r.status == 200:
-                        return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"switchboard run never ready, see {self.log}")
             await asyncio.sleep(0.2)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        """Stop it (killed if it does not go within a minute)."""
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                stop_process(self.proc)
 
 
 def _router_env(
@@ -239,6 +217,94 @@ def _x_settings(x: XEmulator) -> str:
     )
 
 
+async def _drained(deployment: Settings, timeout: float = 120) -> bool:
+    """Whether the router's stages caught up with their input within `timeout` real seconds."""
+    await asyncio.sleep(3)  # the last receipts reach their topics
+    try:
+        await wait_drained(deployment, timeout)
+    except AssertionError:
+        return False
+    return True
+
+
+def _outage(plan: DayPlan, opts: DayOptions) -> tuple[datetime, datetime] | None:
+    """When the helpdesk webhook is down, on the simulated day."""
+    if opts.down is None:
+        return None
+    return plan.start.replace(hour=opts.down[0]), plan.start.replace(hour=opts.down[1])
+
+
+@dataclass
+class _Outside:
+    """The outside services of the day: X and Twilio emulators, the shop's chat identity secret."""
+
+    x: XEmulator
+    twilio: TwilioEmulator
+    site_secret: bytes
+
+    slack: SlackDesk
+
+    @classmethod
+    async def start(cls, clock: SimClock, api: str) -> _Outside:
+        """The emulators listening (X on the simulated clock); Slack's events go to the edge at `api`."""
+        x = await XEmulator(clock=lambda: clock.now().timestamp()).start()
+        slack = await SlackEmulator(channels={"C0SOCIAL": "social", "C0SUPPORT": "support"}).start()
+        desk = SlackDesk(slack, clock, api + SLACK_EVENTS)
+        return cls(x, await TwilioEmulator().start(), uuid.uuid4().hex.encode(), desk)
+
+    def env(self, smtp_port: int) -> dict[str, str]:
+        """The router's settings of the X, phone and chat channels."""
+        return {
+            "SB_X": _x_settings(self.x),
+            "SB_PHONE": _phone_settings(self.twilio),
+            "SB_CHAT": _chat_settings(self.site_secret, smtp_port),
+            "SB_SLACK": json.dumps(self.slack.settings()),
+        }
+
+    async def stop(self) -> None:
+        """Stop them."""
+        await self.x.stop()
+        await self.twilio.stop()
+        await self.slack.stop()
+        await self.slack.slack.stop()
+
+
+def _phone_settings(twilio: TwilioEmulator) -> str:
+    """SB_PHONE for our number on the Twilio emulator (its webhooks signed for PUBLIC)."""
+    return json.dumps(
+        {
+            "account_sid": twilio.account_sid,
+            "auth_token": twilio.auth_token,
+            "public_base_url": PUBLIC,
+            "from_number": OUR_NUMBER,
+            "api_base_url": twilio.base_url,
+            # simulated seconds (the router's clock): a transcript comes within a minute or two
+            "transcript_wait_seconds": 600,
+            "missed_call_seconds": 900,
+        }
+    )
+
+
+def _chat_settings(site_secret: bytes, smtp_port: int) -> str:
+    """SB_CHAT: every visitor comes from 127.0.0.1; unseen replies go on by mail to the SMTP sink."""
+    return json.dumps(
+        {
+            "sessions_per_ip_per_hour": 1_000_000,
+            "identity_secret": site_secret.decode(),
+            # simulated seconds: a visitor who left hears from us ten minutes after the answer
+            "email_after_seconds": 600,
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "tls": "none",
+                "from_address": SUPPORT,
+                "from_name": "Example Support",
+                "message_id_domain": TEAM_DOMAIN,
+            },
+        }
+    )
+
+
 async def _import_customers(api: str, directory: bytes) -> None:
     async with (
         aiohttp.ClientSession() as s,
@@ -250,14 +316,6 @@ async def _import_customers(api: str, directory: bytes) -> None:
     ):
         if r.status != 200:
             raise RuntimeError(f"customer import refused: {r.status} {await r.text()}")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Background:
@@ -352,15 +410,13 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
     background = _Background()
     folder = Folder(base.imap_port, f"sb-day-{run}")
     await asyncio.to_thread(folder.create)
-    api = f"http://127.0.0.1:{_free_port()}"
+    api = f"http://127.0.0.1:{free_port()}"
+    outside = await _Outside.start(clock, api)
     hands = _Hands(
         deployment, clock=clock, folder=folder, plan=plan, texts=texts, rng=random.Random(opts.seed + 1)
     )
     await hands.producer.start()
     secrets = {"helpdesk-webhook": uuid.uuid4().hex.encode(), "pager-webhook": uuid.uuid4().hex.encode()}
-    down = (
-        (plan.start.replace(hour=opts.down[0]), plan.start.replace(hour=opts.down[1])) if opts.down else None
-    )
     desk = Desk(
         clock=clock,
         zone=ZONE,
@@ -372,10 +428,10 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         answer_text=hands.answer_text,
         transfer=hands.transfer,
         mail_answer=hands.mail_answer,
-        down=down,
+        in_thread=outside.slack.answer,
+        down=_outage(plan, opts),
     )
     await desk.start()
-    x = await XEmulator(clock=lambda: clock.now().timestamp()).start()
     crowd = Crowd(
         plan,
         clock=clock,
@@ -384,15 +440,17 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         token=TOKEN,
         rng=random.Random(opts.seed + 2),
         spawn=background.spawn,
-        x=x,
+        x=outside.x,
         x_webhook=f"{api}/v1/x/webhook",
+        twilio=outside.twilio,
+        site_secret=outside.site_secret,
     )
 
     def on_mail(recipient: str, message: EmailMessage) -> None:
         (desk.team_mail if recipient.endswith("@" + TEAM_DOMAIN) else crowd.mail)(recipient, message)
 
-    sink = Sink(_free_port(), on_mail, asyncio.get_running_loop()).start()
-    env = {"SB_X": _x_settings(x)} | _router_env(
+    sink = Sink(free_port(), on_mail, asyncio.get_running_loop()).start()
+    env = outside.env(sink.port) | _router_env(
         base,
         prefix=prefix,
         folder=folder.name,
@@ -407,9 +465,12 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         await router.start()
         await crowd.start()
         await _import_customers(api, plan.directory_csv(TEAM_DOMAIN))
+        background.spawn(crowd.watch_texts())
+        background.spawn(outside.slack.watch(desk.teams["general"].add))  # the social queue's Slack
         await crowd.play()
         await asyncio.sleep(max(0.0, clock.real_at(end) - clock.real()))
-        await asyncio.sleep(3)  # the last receipts reach their topics
+        # a loaded machine's router lags: score what it had to do, once it has done it
+        drained = await _drained(deployment)
         recorded = await read_recorded(deployment)
     finally:
         background.cancel()
@@ -418,12 +479,30 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         router.stop()
         sink.stop()
         await hands.producer.stop()
-        await x.stop()
+        await outside.stop()
         await asyncio.to_thread(folder.drop)
     card = score(recorded, until=end, zones=(ZONE,), speed=opts.speed)
     sim = {
-        "x_posts_and_dms_sent": len(x.sent),
+        **_sim_counts(plan, crowd, desk, folder, opts=opts, outside=outside),
+        "router_drained_after_the_day": drained,
+    }
+    return write_result(
+        out / "scorecard.json", DayResult(card, prefix, plan.start, end, time.monotonic() - began, sim), opts
+    )
+
+
+def _sim_counts(
+    plan: DayPlan, crowd: Crowd, desk: Desk, folder: Folder, *, opts: DayOptions, outside: _Outside
+) -> dict[str, Any]:
+    """What the simulator itself did (beside the system's record, labelled as such)."""
+    crowd.read_texts()  # the last texts to callers
+    return {
+        "x_posts_and_dms_sent": len(outside.x.sent),
+        "texts_sent_to_callers": len(outside.twilio.messages),
+        "slack_posts": len(outside.slack.slack.posts),
+        "slack_events_refused": outside.slack.refused,
         "contacts": len(plan.contacts),
+        "contacts_by_channel": dict(Counter(c.channel for c in plan.contacts)),
         "customers": len(plan.customers),
         "customer_side": msgspec.to_builtins(crowd.counts.__dict__),
         "desk": dict(desk.stats.__dict__),
@@ -432,9 +511,6 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         "seed": opts.seed,
         "speed": opts.speed,
     }
-    return write_result(
-        out / "scorecard.json", DayResult(card, prefix, plan.start, end, time.monotonic() - began, sim), opts
-    )
 
 
 def write_result(path: Path, result: DayResult, opts: DayOptions) -> DayResult:

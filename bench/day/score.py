@@ -136,6 +136,26 @@ def _sla(d: _Day) -> dict[str, Any]:
     return sla
 
 
+def _by_channel(d: _Day) -> dict[str, Any]:
+    """First responses per channel the conversation opened on, and how they were given."""
+    calls = {e.conversation_id for e in d.rec.lifecycle if e.kind == "called_back"}
+    by: dict[str, Counter[str]] = defaultdict(Counter)
+    for cid, r in d.opening.items():
+        c = by[_channel(r)]
+        c["conversations"] += 1
+        got = d.answered.get(cid)
+        if got is None:
+            c["unanswered"] += 1
+            continue
+        c["called_back" if cid in calls else "answered"] += 1
+        if r.first_response_due is not None:
+            c["met" if got <= r.first_response_due else "missed"] += 1
+    return {
+        channel: {**dict(c), "attainment": _share(c["met"], c["met"] + c["missed"])}
+        for channel, c in sorted(by.items())
+    }
+
+
 def _promises(d: _Day, zones: Sequence[ZoneInfo]) -> dict[str, Any]:
     kept = broken = still_open = 0
     where: Counter[tuple[str, str]] = Counter()
@@ -318,13 +338,17 @@ def score(
     opening: dict[str, RoutedConversation] = {}
     for r in routed:
         opening.setdefault(r.conversation_id, r)
-    answered = _first((e.at, e.conversation_id) for e in rec.lifecycle if e.kind == "agent_reply")
+    # a call back that reached the caller is their answer, as a written reply is
+    answered = _first(
+        (e.at, e.conversation_id) for e in rec.lifecycle if e.kind in ("agent_reply", "called_back")
+    )
     d = _Day(rec, until, routed, opening, answered)
     numbers: dict[str, Any] = {
         "messages_routed": len(routed),
         "conversations": len(opening),
         "customers": len({r.customer_id for r in routed}),
         "first_response_sla": _sla(d),
+        "first_response_by_channel": _by_channel(d),
         "promises": _promises(d, zones),
         **_status_updates(d),
         "duplicates": _duplicates(d, sticky),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bench.day.report import table
+from bench.day.report import aggregate, aggregate_table, table
 from bench.day.score import Recorded, promised_time, score
 from schemas.conversation import ConversationEvent, LifecycleKind
 from schemas.handoff import HandoffReceipt
@@ -263,3 +263,41 @@ def test_duplicates_transfers_history_guard_and_fallbacks() -> None:
     assert n["after_resolution"]["reopened"] == 1
     assert n["tool_down"]["handed_to_fallback"] == 1 and n["tool_down"]["seconds_to_hand_off_max"] == 120.0
     assert "| conversations with <= 1 transfer | 66.7% (1 transferred, max 2) |" in table(["day"], [n])
+
+
+def test_a_call_back_is_a_first_response_and_every_channel_has_its_row() -> None:
+    rec = Recorded(
+        routed=[
+            routed(1, "con_a", "alice", "premium", at=timedelta(0), due=timedelta(hours=2)),
+            routed(2, "con_b", "bob", "standard", at=timedelta(0), due=timedelta(hours=1)),
+        ],
+        lifecycle=[reply("con_a", timedelta(hours=1), kind="called_back")],
+    )
+    numbers = score(rec, until=T0 + timedelta(hours=4)).numbers
+    assert numbers["first_response_sla"]["premium"] == {"met": 1, "attainment": 1.0}
+    assert numbers["first_response_by_channel"] == {
+        "email": {"conversations": 2, "called_back": 1, "met": 1, "unanswered": 1, "attainment": 1.0}
+    }
+    assert "| first response on email | 100.0% in SLA (2 conversations, 1 unanswered, 1 by call) |" in table(
+        ["day"], [numbers]
+    )
+
+
+def test_several_seeds_give_the_mean_and_the_worst_of_every_share() -> None:
+    days = [
+        score(
+            Recorded(
+                routed=[routed(1, "con_a", "alice", "premium", at=timedelta(0), due=timedelta(hours=2))],
+                lifecycle=[reply("con_a", timedelta(hours=hours))],
+            ),
+            until=T0 + timedelta(hours=4),
+        ).numbers
+        for hours in (1, 3)
+    ]
+    found = aggregate(days)
+    assert found["first-response SLA premium"] == {"mean": 0.5, "min": 0.0, "days": 2}
+    # a share with nothing to judge (no breaches) is left out, not counted as 0
+    assert found["status update before breach"] == {"mean": None, "min": None, "days": 0}
+    assert "| first-response SLA premium (mean / min) | 50.0% / 0.0% (2 days) |" in aggregate_table(
+        ["2 seeds"], [found]
+    )
