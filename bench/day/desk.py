@@ -126,14 +126,13 @@ class Desk:
         token: str,
         rng: random.Random,
         answer_text: Callable[[str], str],
-        transfer: Callable[[str, str, str], Awaitable[None]],
         mail_answer: Callable[[EmailMessage, str], Awaitable[None]],
         in_thread: Callable[[tuple[str, str], str, str], Awaitable[None]] | None = None,
         down: tuple[datetime, datetime] | None = None,
     ) -> None:
         self.clock, self.zone, self.teams, self.secrets = clock, zone, teams, secrets
         self.api, self.token, self.rng = api, token, rng
-        self._answer_text, self._transfer, self._mail_answer = answer_text, transfer, mail_answer
+        self._answer_text, self._mail_answer = answer_text, mail_answer
         self._in_thread = in_thread
         self.down = down
         self.stats = Stats()
@@ -228,13 +227,14 @@ class Desk:
                     kind="rewrite",
                 )
             )
-        elif event == "conversation.event":
+        elif event in ("conversation.transferred", "conversation.event"):
+            # a transfer is handed over whole; a notice may say it was reassigned here
             self._moved_here(team, payload["conversation"], None)
         _ = delivery
         return web.Response(status=200, text="ok")
 
     def _moved_here(self, team: Team, card: dict[str, Any], mail: EmailMessage | None) -> None:
-        """A notice about a conversation now in one of this team's queues (reassigned to it): work."""
+        """A conversation handed to one of this team's queues (transferred or reassigned to it): work."""
         if QUEUE_TEAMS.get(card["queue"], "general") != team.name or card.get("status") not in ("open", None):
             return
         due = card.get("first_response_due")
@@ -277,7 +277,8 @@ class Desk:
                     reply_to=mail,
                 )
             )
-        elif event == "conversation.event" and (queue := _QUEUE_TAG.match(str(mail.get("Subject", "")))):
+        elif (event in ("conversation.transferred", "conversation.event")
+              and (queue := _QUEUE_TAG.match(str(mail.get("Subject", ""))))):
             self._moved_here(team, {"queue": queue.group(1), "conversation_id": found.group(0)}, mail)
         elif event == "reply.receipt" and " was held" in text:
             team.add(
@@ -330,7 +331,8 @@ class Desk:
             # "that's billing": passed on, once per conversation
             self.transferred.add(item.conversation_id)
             self.stats.transfers += 1
-            await self._transfer(item.conversation_id, item.customer_id, "billing")
+            await self._post(f"/v1/conversations/{item.conversation_id}/transfer",
+                             {"queue": "billing", "author": agent, "note": "that's a billing question"})
             return
         text = self._answer_text(item.text)
         if item.kind == "rewrite":

@@ -34,9 +34,8 @@ from connectors.slack.routes import PATH as SLACK_EVENTS
 from devtools.process import child_env, free_port, readyz, spawn
 from devtools.process import stop as stop_process
 from router.cli.whatif import read_window
-from router.kafka import new_producer
 from router.settings import ROOT, Settings
-from schemas.codec import decode, encode
+from schemas.codec import decode
 from schemas.conversation import ConversationEvent
 from schemas.handoff import HandoffReceipt
 from schemas.outbound import DeliveryReceipt, OutboundMessage
@@ -341,7 +340,7 @@ class _Background:
 
 
 class _Hands:
-    """What agents do outside the replies API: transfers, and answers to the team mailbox."""
+    """What agents do outside the replies API: answers to the team mailbox."""
 
     def __init__(
         self,
@@ -355,24 +354,6 @@ class _Hands:
     ) -> None:
         self.deployment, self.clock, self.folder, self.texts, self.rng = deployment, clock, folder, texts, rng
         self.intents = {c.text[:60]: c.intent for c in plan.contacts}
-        self.producer = new_producer(deployment)
-
-    async def transfer(self, conversation_id: str, customer_id: str, queue: str) -> None:
-        """Move a conversation to another queue."""
-        # agents have no transfer call in the replies API: their helpdesk writes the lifecycle event
-        event = ConversationEvent(
-            event_id=f"ev_transfer_{uuid.uuid4().hex}",
-            conversation_id=conversation_id,
-            customer_id=customer_id,
-            kind="transferred",
-            at=self.clock.now(),
-            queue=queue,
-            author="desk",
-            source="api",
-        )
-        await self.producer.send_and_wait(
-            self.deployment.topic(CONVERSATION), encode(event), key=customer_id.encode()
-        )
 
     async def mail_answer(self, handoff: EmailMessage, text: str) -> None:
         """Answer a handoff mail from the team mailbox (it threads back by the agent token)."""
@@ -415,7 +396,6 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
     hands = _Hands(
         deployment, clock=clock, folder=folder, plan=plan, texts=texts, rng=random.Random(opts.seed + 1)
     )
-    await hands.producer.start()
     secrets = {"helpdesk-webhook": uuid.uuid4().hex.encode(), "pager-webhook": uuid.uuid4().hex.encode()}
     desk = Desk(
         clock=clock,
@@ -426,7 +406,6 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         token=TOKEN,
         rng=hands.rng,
         answer_text=hands.answer_text,
-        transfer=hands.transfer,
         mail_answer=hands.mail_answer,
         in_thread=outside.slack.answer,
         down=_outage(plan, opts),
@@ -478,7 +457,6 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         await desk.stop()
         router.stop()
         sink.stop()
-        await hands.producer.stop()
         await outside.stop()
         await asyncio.to_thread(folder.drop)
     card = score(recorded, until=end, zones=(ZONE,), speed=opts.speed)
