@@ -88,8 +88,9 @@ class _Context(msgspec.Struct, frozen=True):
 
 
 def _render(ctx: _Context, policy: Policy) -> AckDecision:
-    if policy.reply_mode(ctx.channel, ctx.tier) == "callback":
-        # the caller heard when we call in the greeting; a text would only be noise beside the call
+    if ctx.kind == "acknowledgement" and policy.reply_mode(ctx.channel, ctx.tier) == "callback":
+        # the caller heard when we call in the greeting; a text would only be noise beside the call.
+        # A status update is not: the call is late, and the caller should not have to chase it
         return AckDecision(None, (f"no {ctx.kind}: tier {ctx.tier} on {ctx.channel} is called back, "
                                   "and the call is the answer",))
     templates = (policy.acknowledge.templates if ctx.kind == "acknowledgement"

@@ -118,13 +118,6 @@ def test_number_to_call_prefers_the_sender_and_takes_only_e164() -> None:
     assert callback.number_to_call(Identity(kind="email", value="a@b.c"), ()) is None
 
 
-def test_status_updates_are_not_texted_to_a_tier_that_is_called_back(policy: Policy) -> None:
-    common = {"channel": "phone", "recipient": "phone", "name": "Ada", "reference": "con_1",
-              "queue": "general", "backlog": 0,
-              "handling_time": None, "due": NOW + timedelta(hours=2), "policy": policy, "now": NOW}
-    assert acknowledge.status_update(tier="premium", **common).ack is None  # type: ignore[arg-type]
-
-
 def test_the_greetings_outlook_carries_the_tiers_reply_mode(policy: Policy) -> None:
     seen = {t: acknowledge.prospect(channel="phone", tier=t, backlog={}, policy=policy, now=NOW).reply_mode
             for t in ("premium", "enterprise", "standard", None)}
@@ -188,3 +181,11 @@ def test_the_registered_phone_channel_offers_text_and_callback_and_check_says_wh
     assert VOCABULARY.reply_modes["email"] == ("text",)
     assert "answered otherwise than by text: enterprise on phone by callback, premium on phone by callback" \
         in check(EXAMPLE, VOCABULARY)
+
+
+def test_a_caller_waiting_for_a_late_call_back_is_texted_a_status_update(policy: Policy) -> None:
+    update = acknowledge.status_update(
+        channel="phone", recipient="phone", name="Ada", reference="con_1", tier="premium", queue="general",
+        backlog=0, handling_time=None, due=NOW + timedelta(minutes=30), policy=policy, now=NOW)
+    assert update.ack is not None
+    assert update.ack.text.startswith("We haven't forgotten you, Ada: you will hear from us by")
