@@ -98,6 +98,13 @@ class RoutedConversation(msgspec.Struct, frozen=True, kw_only=True):
     transfer: TransferNote | None = None
 
     @property
+    def said(self) -> str:
+        """The customer's words, or for a transfer's handoff the line the new team reads first."""
+        if self.message is not None:
+            return self.message.text
+        return self.transfer.words() if self.transfer is not None else ""
+
+    @property
     def reasons(self) -> tuple[str, ...]:
         """Every reason of every stage, in order."""
         return tuple(r for d in self.decisions for r in d.reasons)

@@ -170,15 +170,7 @@ def _router_env(
                 "timeout": 10,
             }
         ],
-        "smtp": {
-            "host": "127.0.0.1",
-            "port": smtp_port,
-            "tls": "none",
-            "from_address": SUPPORT,
-            "from_name": "Example Support",
-            "message_id_domain": TEAM_DOMAIN,
-            "max_attempts": 3,
-        },
+        "smtp": {**_smtp(smtp_port), "max_attempts": 3},
         "token_key": f"{prefix}token-key",
     }
     return {
@@ -284,6 +276,12 @@ def _phone_settings(twilio: TwilioEmulator) -> str:
     )
 
 
+def _smtp(port: int) -> dict[str, object]:
+    """The day's SMTP sink, as the router's email and chat sections both name it."""
+    return {"host": "127.0.0.1", "port": port, "tls": "none", "from_address": SUPPORT,
+            "from_name": "Example Support", "message_id_domain": TEAM_DOMAIN}
+
+
 def _chat_settings(site_secret: bytes, smtp_port: int) -> str:
     """SB_CHAT: every visitor comes from 127.0.0.1; unseen replies go on by mail to the SMTP sink."""
     return json.dumps(
@@ -292,14 +290,7 @@ def _chat_settings(site_secret: bytes, smtp_port: int) -> str:
             "identity_secret": site_secret.decode(),
             # simulated seconds: a visitor who left hears from us ten minutes after the answer
             "email_after_seconds": 600,
-            "smtp": {
-                "host": "127.0.0.1",
-                "port": smtp_port,
-                "tls": "none",
-                "from_address": SUPPORT,
-                "from_name": "Example Support",
-                "message_id_domain": TEAM_DOMAIN,
-            },
+            "smtp": _smtp(smtp_port),
         }
     )
 

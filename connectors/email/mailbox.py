@@ -153,7 +153,7 @@ def _routed(routed: RoutedConversation, card: ConversationCard) -> list[str]:
     message = routed.message
     # a transfer brings no message: the conversation's own customer and channel, and the note
     sender, channel = (message.sender, message.channel) if message else (card.recipient, card.channel)
-    said = message.text.strip() if message else (routed.transfer.words() if routed.transfer else "")
+    said = routed.said.strip()
     lines = [
         f"Customer: {routed.customer_name or sender.value} ({routed.tier}), via {channel}",
         f"Urgency: {routed.urgency} · priority {routed.priority} · first response due {due}",

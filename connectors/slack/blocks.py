@@ -123,7 +123,7 @@ def routed_message(routed: RoutedConversation, card: ConversationCard) -> SlackM
     blocks.append(_context(CALLBACK_HINT if routed.callback is not None else THREAD_HINT))
     text = (f"{fit(who, 100)} ({fit(routed.tier, 40)}, {fit(routed.urgency, 40)}, P{routed.priority}) "
             f"on {fit(_channel(routed, card), 40)} in {fit(routed.queue, 100)}: "
-            f"{fit(_said(routed), FALLBACK_CHARS)}")
+            f"{fit(routed.said, FALLBACK_CHARS)}")
     return SlackMessage(text=text, blocks=tuple(blocks))
 
 
@@ -136,7 +136,7 @@ def follow_up_message(routed: RoutedConversation, card: ConversationCard) -> Sla
     blocks: list[Block] = [_section(lead), _section(_words(routed, card))]
     if routed.reasons:
         blocks.append(_context(_reasons(routed.reasons)))
-    return SlackMessage(text=f"{who} {what}: {fit(_said(routed), FALLBACK_CHARS)}", blocks=tuple(blocks))
+    return SlackMessage(text=f"{who} {what}: {fit(routed.said, FALLBACK_CHARS)}", blocks=tuple(blocks))
 
 
 def receipt_message(receipt: DeliveryReceipt) -> SlackMessage:
@@ -180,13 +180,6 @@ def _channel(routed: RoutedConversation, card: ConversationCard) -> str:
     return routed.message.channel if routed.message is not None else card.channel
 
 
-def _said(routed: RoutedConversation) -> str:
-    """The customer's words, or for a transfer what the new team reads first."""
-    if routed.message is not None:
-        return routed.message.text
-    return routed.transfer.words() if routed.transfer is not None else ""
-
-
 def _facts(routed: RoutedConversation, card: ConversationCard) -> list[tuple[str, str]]:
     facts = [
         ("From", fit(str(_sender(routed, card)), 200)),
@@ -212,7 +205,7 @@ def _words(routed: RoutedConversation, card: ConversationCard) -> str:
     message = routed.message
     if message is None:  # a transfer: who moved it and their note lead, under the conversation's subject
         subject = f"*{fit(card.subject, 200)}*\n" if card.subject else ""
-        return f"{subject}:arrow_right: {fit(_said(routed), MESSAGE_CHARS)}"
+        return f"{subject}:arrow_right: {fit(routed.said, MESSAGE_CHARS)}"
     subject = f"*{fit(message.subject, 200)}*\n" if message.subject else ""
     text = message.text.strip()
     words = fit(text, MESSAGE_CHARS, f" _(cut: {len(text):,} characters in all)_") if text else "_(no text)_"
