@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from typing import Any
 
@@ -43,4 +44,5 @@ if __name__ == "__main__":
     args = parser.parse_args()
     app = forwarder(args.bootstrap, args.source, args.sink, args.group, args.partitions)
     sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
+    gc.freeze()  # as the workers do (router/service.py)
     app.main()

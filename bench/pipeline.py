@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import subprocess
@@ -166,7 +167,10 @@ async def _measure(name: str, settings: Settings, *, source: str, sink: str,
         await _publish(producer, source, work, 200, None)
         if not await collector.wait_for(200, 90):
             raise SystemExit(f"{name}: warm-up messages never came out")
-        # latency at a fixed offered rate
+        # latency at a fixed offered rate; the instrument's own full collections (~50-80 ms
+        # over this process's heap) would otherwise land in every pipe's p99
+        gc.collect()
+        gc.freeze()
         base = len(collector.latencies)
         await _publish(producer, source, work, args.rate * args.seconds, args.rate)
         if not await collector.wait_for(base + args.rate * args.seconds, 60):

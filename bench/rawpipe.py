@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -53,4 +54,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     for name in ("bootstrap", "source", "sink", "group"):
         parser.add_argument(f"--{name}", required=True)
+    # as the workers do (router/service.py): the start-up heap out of the collector's sight
+    gc.freeze()
     asyncio.run(_main(parser.parse_args()))

@@ -74,6 +74,7 @@ def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "enable_idempotence": True,
         "linger_ms": 1,
         "compression_type": None,
+        "max_batch_size": settings.kafka_batch_bytes,
     }
     return AIOKafkaProducer(**(options | overrides))
 

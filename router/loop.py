@@ -116,7 +116,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         async with self._loop.between_batches:
-            await self._loop.commit()
+            await self._loop.commit_now()
             self._loop.forget(revoked)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
@@ -141,6 +141,9 @@ class StageLoop:
         self._stalled = stalled
         self.between_batches = asyncio.Lock()
         self._uncommitted: dict[TopicPartition, int] = {}
+        # commits run beside the next batch: one task, committing again while batches finish
+        self._committing: asyncio.Task[None] | None = None
+        self._commit_again = False
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -186,6 +189,9 @@ class StageLoop:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        # what finished is committed before the group is left, so the next owner starts after it
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.commit_now(), STOP_GRACE_SECONDS)
         if self._consumer is not None:
             with contextlib.suppress(KafkaError, TimeoutError):
                 await asyncio.wait_for(self._consumer.stop(), STOP_GRACE_SECONDS)
@@ -209,7 +215,7 @@ class StageLoop:
                     await self._until_done(records)
                     for tp, messages in fetched.items():
                         self._uncommitted[tp] = self._next[tp] = messages[-1].offset + 1
-                    await self.commit()
+                self._commit_soon()
             self._report_lag()
 
     async def _until_done(self, records: Sequence[Record]) -> None:
@@ -233,6 +239,28 @@ class StageLoop:
             if self._stalled.pop(self.name, None) is not None:
                 log.info("stage recovered", extra={"stage": self.name, "attempts": attempt + 1})
             return
+
+    def _commit_soon(self) -> None:
+        """Commit beside the next batch: Kafka's round trip no longer sits between two batches.
+
+        Safe because a commit only ever follows its batch's outputs and "done" marks; a
+        crash before it lands means the batch is read again, which the claims make harmless.
+        """
+        self._commit_again = True
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.create_task(self._commit_while_new(), name=f"commit-{self.name}")
+
+    async def _commit_while_new(self) -> None:
+        while self._commit_again:
+            self._commit_again = False
+            await self.commit()
+
+    async def commit_now(self) -> None:
+        """Wait for the commit in flight, then commit whatever is left (a rebalance, a stop)."""
+        if self._committing is not None:
+            with contextlib.suppress(Exception):
+                await self._committing
+        await self.commit()
 
     async def commit(self) -> None:
         """Commit what was processed; a failed commit is carried to the next one."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import logging.config
 import os
@@ -208,4 +209,8 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     # Faust's terminal spinner would set the root logger to DEBUG at WARNING and above:
     # every debug call would then build a record only to drop it
     worker.spinner = None
+    # what exists now lives as long as the process: moved out of the collector's sight, a
+    # full collection scans only what batches left behind (~80 ms → a few ms a pause here)
+    gc.collect()
+    gc.freeze()
     worker.execute_from_commandline()

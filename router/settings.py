@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     kafka_partitions: int = Field(default=4, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    # the most bytes the producer packs into one partition's batch: a stage's whole batch
+    # should fit, or each full batch waits a round trip to Kafka before the next record is
+    # added (at the 16 KiB default, every fourth routed record); keep it under the topics'
+    # max.message.bytes (1 MiB unless the broker says otherwise)
+    kafka_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
     # how soon a dead worker's partitions move to a live one
     kafka_session_timeout_seconds: float = Field(default=10.0, ge=6.0)
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
