@@ -74,6 +74,8 @@ class Result:
     # the chain only: each worker's msg/s in the burst, and each stage group's peak lag
     per_worker: list[int] = field(default_factory=list)
     lag_peak: dict[str, int] = field(default_factory=dict)
+    # CPU µs each worker spent a message in the burst (all its stages)
+    cpu_us: list[float] = field(default_factory=list)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -192,7 +194,8 @@ async def _measure(name: str, settings: Settings, *, source: str, sink: str,
         return Result(name, args.messages, round(seconds, 3), round(args.messages / seconds),
                       args.rate, round(percentile(latencies, 0.5) * 1000, 1),
                       round(percentile(latencies, 0.99) * 1000, 1),
-                      round(max(latencies) * 1000, 1), shares, dict(lag.peak) if lag else {})
+                      round(max(latencies) * 1000, 1), shares, dict(lag.peak) if lag else {},
+                      workers.cpu_us if workers is not None else [])
     finally:
         await collector.stop()
         await producer.stop()
@@ -298,7 +301,8 @@ def _report(results: list[Result], workers: int) -> None:
     print(f"throughput ratio switchboard/raw: {sb.per_second / raw.per_second:.2f}; "
           f"switchboard/raw two hops: {sb.per_second / two_hops.per_second:.2f}")
     print(f"throughput ratio faust-forward/raw: {forward.per_second / raw.per_second:.2f}")
-    print(f"per worker (brain, msg/s in the burst): {sb.per_worker}; peak consumer lag: {sb.lag_peak}")
+    print(f"per worker (brain, msg/s in the burst): {sb.per_worker}; CPU µs a message: {sb.cpu_us}; "
+          f"peak consumer lag: {sb.lag_peak}")
     print(f"p99 latency ratio switchboard/raw: {sb.p99_ms / raw.p99_ms:.2f}")
     print(json.dumps({"results": [asdict(r) for r in results], "workers": workers,
                       "throughput_ratio": round(sb.per_second / raw.per_second, 3),

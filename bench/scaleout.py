@@ -48,11 +48,17 @@ def rss_mib(pid: int) -> float:
 
 def _passed(port: int, stage: str) -> float:
     """A worker's count of messages `stage` passed on, from its /metrics."""
+    return _scraped(port, stage)[0]
+
+
+def _scraped(port: int, stage: str) -> tuple[float, float]:
+    """A worker's count of messages `stage` passed on and the CPU seconds it has used so far."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         text = answer.read().decode()
     pattern = re.compile(rf'^sb_messages_out_total\{{[^}}]*stage="{stage}"[^}}]*\}} ([0-9.e+]+)$',
                          re.MULTILINE)
-    return sum(float(v) for v in pattern.findall(text))
+    cpu = re.search(r"^process_cpu_seconds_total ([0-9.e+]+)$", text, re.MULTILINE)
+    return sum(float(v) for v in pattern.findall(text)), float(cpu.group(1)) if cpu else 0.0
 
 
 @dataclass
@@ -61,8 +67,11 @@ class Workers:
 
     ports: Sequence[int]
     stage: str = "brain"
-    _before: list[float] = field(default_factory=list)
+    _before: list[tuple[float, float]] = field(default_factory=list)
     _at: float = 0.0
+    # CPU microseconds each worker spent a message passed on in the last phase: the chain's
+    # cost, steadier than msg/s on a machine others share
+    cpu_us: list[float] = field(default_factory=list)
 
     async def ready(self, timeout: float = 90.0) -> None:
         """Wait until every worker answers on its port."""
@@ -79,14 +88,16 @@ class Workers:
 
     async def start(self) -> None:
         """Note each worker's count at the start of a phase."""
-        self._before = [await asyncio.to_thread(_passed, p, self.stage) for p in self.ports]
+        self._before = [await asyncio.to_thread(_scraped, p, self.stage) for p in self.ports]
         self._at = time.monotonic()
 
     async def rates(self, seconds: float | None = None) -> list[int]:
         """Messages per second each worker passed on since `start`."""
-        after = [await asyncio.to_thread(_passed, p, self.stage) for p in self.ports]
+        after = [await asyncio.to_thread(_scraped, p, self.stage) for p in self.ports]
         span = seconds if seconds is not None else time.monotonic() - self._at
-        return [round((a - b) / span) for a, b in zip(after, self._before, strict=True)]
+        pairs = list(zip(after, self._before, strict=True))
+        self.cpu_us = [round((a[1] - b[1]) / max(1.0, a[0] - b[0]) * 1e6, 1) for a, b in pairs]
+        return [round((a[0] - b[0]) / span) for a, b in pairs]
 
 
 class Lag:

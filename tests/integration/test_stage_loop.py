@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.stage import Output, Record
-from router.kafka import ensure_topics
+from router.kafka import ensure_topics, partition_of
 from router.loop import Stages, adopt_offsets, group_of
 from router.settings import Settings
 from schemas.topics import IDENTIFIED, INBOUND
@@ -61,6 +61,39 @@ async def test_a_failing_batch_runs_again_and_its_offsets_wait_for_its_outputs(
     # every record out exactly once: the failed attempts produced nothing
     assert copied == sorted(v for _, v in sent)
     assert stages.assigned()
+
+
+class Fanout:
+    """A stage that turns each record into three of ~6 KB, keyed by the record's own key."""
+
+    async def process(self, records: Sequence[Record]) -> list[Output]:
+        return [Output(IDENTIFIED, r.value.split(b"/")[0], r.value + b"/" + bytes([65 + i]) * 6_000)
+                for r in records for i in range(3)]
+
+
+async def test_outputs_land_in_order_on_the_partition_of_their_key_whatever_the_batch_size(
+        deployment: Settings) -> None:
+    # a produce batch holds two of these records: most go out in several batches a partition
+    small = deployment.model_copy(update={"kafka_batch_bytes": 16 * 1024})
+    stages = Stages(small)
+    stages.add("intake", [small.topic(INBOUND)], Fanout().process)
+    await stages.start()
+    try:
+        sent = [(f"k{i % 5}".encode(), f"k{i % 5}/{i}".encode()) for i in range(30)]
+        await publish(small, small.topic(INBOUND), sent)
+        await wait_committed(small, group_of(small, "intake"), small.topic(INBOUND))
+    finally:
+        await stages.stop()
+    out = await read_all(small, small.topic(IDENTIFIED))
+    assert len(out) == 90
+    for record in out:
+        assert record.key is not None and record.value is not None
+        assert record.partition == partition_of(record.key, small.kafka_partitions)
+    # per key, the outputs keep the inputs' order and each input's own order
+    for key in {k for k, _ in sent}:
+        got = [r.value.rsplit(b"/", 1)[0] + r.value[-1:] for r in sorted(out, key=lambda r: r.offset)
+               if r.key == key]
+        assert got == [v + bytes([65 + i]) for k, v in sent if k == key for i in range(3)]
 
 
 async def test_a_stages_new_group_starts_where_the_faust_group_committed(deployment: Settings) -> None:
