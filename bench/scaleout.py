@@ -51,6 +51,12 @@ def _passed(port: int, stage: str) -> float:
     return _scraped(port, stage)[0]
 
 
+def _ready(port: int) -> None:
+    """Raise OSError unless the worker on `port` says it is ready (/readyz)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5):
+        pass  # a 503 raises HTTPError, an OSError
+
+
 def _scraped(port: int, stage: str) -> tuple[float, float]:
     """A worker's count of messages `stage` passed on and the CPU seconds it has used so far."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
@@ -74,12 +80,16 @@ class Workers:
     cpu_us: list[float] = field(default_factory=list)
 
     async def ready(self, timeout: float = 90.0) -> None:
-        """Wait until every worker answers on its port."""
+        """Wait until every worker is ready: each has joined its stages' groups.
+
+        With several workers, the last to join sets off the rebalance that a phase measured
+        before it would count as latency.
+        """
         deadline = time.monotonic() + timeout
         for port in self.ports:
             while True:
                 try:
-                    await asyncio.to_thread(_passed, port, self.stage)
+                    await asyncio.to_thread(_ready, port)
                     break
                 except OSError:
                     if time.monotonic() > deadline:
