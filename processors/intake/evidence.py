@@ -67,6 +67,12 @@ def is_private(message: InboundMessage, private_channels: Collection[str] = PRIV
     return "dm" in message.tags or message.channel in private_channels
 
 
+def _could_state(text: str) -> bool:
+    """False when no address or international number can be in the text: most messages, cheaply."""
+    # an address needs "@", an international number "+" or "00" (_EMAIL, _PHONE)
+    return "@" in text or "+" in text or "00" in text
+
+
 def _own_words(text: str) -> str:
     text = text[:MAX_SCAN_CHARS]
     marker = _QUOTED.search(text)
@@ -105,7 +111,7 @@ def _quote(text: str, start: int, end: int) -> str:
 def find(message: InboundMessage, *, our_domains: Collection[str] = (),
          private_channels: Collection[str] = PRIVATE_CHANNELS) -> list[Candidate]:
     """The identities a private message states as the sender's own, each once, in order."""
-    if not is_private(message, private_channels):
+    if not is_private(message, private_channels) or not _could_state(message.text):
         return []
     text = _own_words(message.text)
     found: dict[Identity, Candidate] = {}

@@ -152,6 +152,41 @@ def add_business_time(start: datetime, duration: timedelta, calendar: Calendar) 
         raise ValueError("duration must not be negative")
     if calendar.always_open:
         return _utc(start) + duration
+    minute = (start - _EPOCH) // _MINUTE
+    key = (id(calendar), duration, minute)
+    entry = _walked.get(key)
+    if entry is None or entry[0] is not calendar:
+        if len(_walked) >= _WALKED_MAX:
+            _walked.clear()
+        entry = _walked[key] = (calendar, *_learn(_EPOCH + minute * _MINUTE, duration, calendar))
+    _, first, at, moves = entry
+    if at is None:
+        return _walk(start, duration, calendar)
+    return at + (_utc(start) - first) if moves else at
+
+
+# One walk per (calendar, duration, minute of start). Open hours begin and end on whole
+# minutes in whole-minute zones, so within a minute the answer either moves with the start
+# (open all minute) or stays (closed all minute); `_learn` proves which from the minute's
+# first and last microsecond (the answer is non-decreasing in the start), else walks always.
+# The SLA clock's next due time per routed message walked the calendar each time.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MINUTE = timedelta(minutes=1)
+_LAST = _MINUTE - timedelta(microseconds=1)
+_WALKED_MAX = 4096
+_walked: dict[tuple[int, timedelta, int], tuple[Calendar, datetime, datetime | None, bool]] = {}
+
+
+def _learn(first: datetime, duration: timedelta,
+           calendar: Calendar) -> tuple[datetime, datetime | None, bool]:
+    """A minute's answer at its first instant, and whether it moves with the start (None: neither)."""
+    at, last = _walk(first, duration, calendar), _walk(first + _LAST, duration, calendar)
+    if last == at:
+        return first, at, False
+    return first, (at if last - at == _LAST else None), True
+
+
+def _walk(start: datetime, duration: timedelta, calendar: Calendar) -> datetime:
     left = duration
     for begin, end in open_intervals(start, calendar):
         if begin + left <= end:

@@ -14,6 +14,7 @@ from processors.brain.priority import due, priority
 from processors.brain.route import Facts, decide
 from processors.brain.thread import ThreadRules
 from processors.intake.stage import identified_message
+from processors.policy.calendar import _walk, add_business_time
 from processors.policy.load import load_policy
 from router.vocabulary import VOCABULARY
 from schemas import Decision, InboundMessage, decode
@@ -127,3 +128,15 @@ def test_routing_with_the_memo_is_routing_without_it() -> None:
         now = message.received_at
         assert decide(identified, facts, POLICY, rules, now, memo=memo) == decide(
             identified, facts, POLICY, rules, now)
+
+
+def test_business_time_memoised_per_minute_is_the_calendar_walk() -> None:
+    durations = [timedelta(0), timedelta(microseconds=1), timedelta(minutes=1), timedelta(minutes=30),
+                 timedelta(hours=2, seconds=17, microseconds=3), timedelta(hours=8), timedelta(days=3)]
+    for calendar in POLICY.calendars.values():
+        for start in _arrivals(seed=16):
+            for duration in durations:
+                # twice: the second answer comes from the memo
+                want = _walk(start, duration, calendar)
+                assert add_business_time(start, duration, calendar) == want, (calendar.name, start, duration)
+                assert add_business_time(start, duration, calendar) == want, (calendar.name, start, duration)
