@@ -506,7 +506,8 @@ async def test_the_script_writes_the_card_python_plans_in_two_round_trips(
     card = await cards.get(redis, "con_1")
     assert card is not None
     first = msgspec.structs.replace(card_for(routed("ev_1"), None, NOW), status="waiting_on_customer")
-    expected = card_for(routed("ev_3", queue="billing", transfers=1), card_for(followed("ev_2"), first, NOW), NOW)
+    second = card_for(followed("ev_2"), first, NOW)
+    expected = card_for(routed("ev_3", queue="billing", transfers=1), second, NOW)
     # what the tools were told is what Redis holds, field by field
     told = [d.body["conversation"] for d in b.deliveries]
     assert told[-1]["messages"] == 3 and told[-1]["subject"] == "Parcel 1234"
