@@ -176,17 +176,19 @@ return {before, wrote, out}
 """
 
 # An item of the old layout (`applied:<destinations>` and one key per delivery) as a
-# ledger: KEYS[1] the item, then its deliveries' old keys; ARGV: TTL, record, plan, then
-# the destinations. A delivery never claimed is claimed by the record; returns what each
-# old key held.
+# ledger: KEYS[1] the item, then its deliveries' old keys; ARGV: TTL, the record claiming
+# what was never claimed ("" to claim nothing), the plan, then the destinations. Returns
+# what each old key held.
 MIGRATE = """
 local ttl, owner = tonumber(ARGV[1]), ARGV[2]
 local fields, out = {'plan', ARGV[3]}, {}
 for i = 2, #KEYS do
   local previous = redis.call('GET', KEYS[i])
   out[i - 1] = previous
-  fields[#fields + 1] = 'd:' .. ARGV[i + 2]
-  fields[#fields + 1] = previous or ('delivering:' .. owner)
+  if previous or owner ~= '' then
+    fields[#fields + 1] = 'd:' .. ARGV[i + 2]
+    fields[#fields + 1] = previous or ('delivering:' .. owner)
+  end
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(fields))
@@ -254,10 +256,14 @@ class Ledger:
                   self._ttl, self._card_ttl, len(card_keys), blob, _encode(specs), *fresh)
 
     def queue_migrate(self, pipe: Any, item: Item, plan: tuple[str, ...],
-                      delivery_keys: Sequence[str]) -> None:
-        """Queue the conversion of an item of the old layout; answers what each old delivery held."""
+                      delivery_keys: Sequence[str], *, claim: bool) -> None:
+        """Queue the conversion of an item of the old layout; answers what each old delivery held.
+
+        With `claim`, a delivery never claimed is claimed by the item's record, as the old
+        layout's second round trip would have.
+        """
         pipe.eval(MIGRATE, 1 + len(delivery_keys), self.key(item.source), *delivery_keys,
-                  self._ttl, item.record.owner, _encode(list(plan)), *plan)
+                  self._ttl, item.record.owner if claim else "", _encode(list(plan)), *plan)
 
     @staticmethod
     def parse(answer: Sequence[Any]) -> tuple[list[Any], list[bytes | None], list[Answer]]:

@@ -198,10 +198,12 @@ class DispatchStage:
         if answer.state == "old":
             fix.migrate.append(plan)
         elif answer.state == "seen":
-            if plan.skip is None and any(d not in (answer.deliveries or {}) for d in plan.intended):
+            # a ledger without its plan or a claim (its hash expired mid-batch): claim what is missing
+            if answer.plan is None or (plan.skip is None and any(
+                    d not in (answer.deliveries or {}) for d in plan.intended)):
                 fix.ledgers[self._ledger.key(item.source)] = {
-                    **{f"d:{d}": v for d, v in (answer.deliveries or {}).items()},
-                    **self._ledger.claims(plan.intended, item.record.owner)}
+                    **self._ledger.claims(plan.intended, item.record.owner),
+                    **{f"d:{d}": v for d, v in (answer.deliveries or {}).items()}}
         elif plan.new and (answer.state == "later" or answer.plan != plan.intended):
             if answer.state != "later":
                 log.error("the Redis planner disagreed with dispatch's plan; the plan is saved again",
@@ -216,7 +218,8 @@ class DispatchStage:
         pipe = self._redis.pipeline(transaction=False)
         for plan in fix.migrate:
             self._ledger.queue_migrate(pipe, plan.item, plan.intended,
-                                       [self._delivery_key(plan.item.source, d) for d in plan.intended])
+                                       [self._delivery_key(plan.item.source, d) for d in plan.intended],
+                                       claim=plan.skip is None)
         if fix.ledgers:
             queue_hset_many(pipe, fix.ledgers, self._ttl, replace=True)
         self._cards.queue_write(pipe, fix.cards)
