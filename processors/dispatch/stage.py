@@ -7,23 +7,26 @@ send outcome, so a held, failed or flagged reply shows in the agent's tool) and
 outcome is a HandoffReceipt on `sb.handoff.v1`; one that no destination took is also a
 dead letter, an error log and `switchboard_handoff_failed_total{destination}`: the alert.
 
-At least once, with an id. Every (item, destination) is claimed in Redis
-(`delivering:<record>`) before a tool is called and marked `delivered:<record>|<where>`
-or `failed:<record>|<reason>` after, so a replayed batch delivers nothing twice; the same
-record read again after a restart gives its receipts again (they may not have reached
-Kafka), another record of the same item gives nothing. A claim still
-`delivering:` means a worker died mid-delivery; unlike a message to a customer
-(processors.send, at most once) it is delivered again, because an agent seeing a
-conversation twice beats never seeing it, and with the same delivery id
+At least once, with an id. Every (item, destination) is claimed in Redis before a tool
+is called (`delivering:<record>` in the item's ledger, `handoff:item:<source>`) and marked
+`delivered:<record>|<where>` or `failed:<record>|<reason>` after, so a replayed batch
+delivers nothing twice; the same record read again after a restart gives its receipts
+again (they may not have reached Kafka), another record of the same item gives nothing.
+A claim still `delivering:` means a worker died mid-delivery; unlike a message to a
+customer (processors.send, at most once) it is delivered again, because an agent seeing
+a conversation twice beats never seeing it, and with the same delivery id
 (`X-Switchboard-Delivery`), which receivers dedupe on. Each item's chosen destinations
-are saved with its claim, so a replay goes where the first attempt went even if the
-conversation has moved since.
+are saved in its ledger with its claims, so a replay goes where the first attempt went
+even if the conversation has moved since.
 
-Three Redis round trips per batch, whatever its size: claim the items and read their
-cards; write cards, save the plans and claim the deliveries; record the outcomes, thread
-references and the way back from each tool thread to its conversation. Deliveries run
-concurrently across conversations and in order within one, so a follow-up finds the
-thread its first message opened.
+Two Redis round trips per batch, whatever its size (processors.dispatch.ledger): one
+script reads the cards and, for each new item, chooses its destinations, writes its card
+and saves its plan with its deliveries claimed; after the deliveries, one write records
+the outcomes, thread references and the way back from each tool thread to its
+conversation. What the script leaves to Python (an answer to a continuation mail, a
+transfer's handoff onto a card, an item of the layout before the ledger) costs one more
+round trip, still before any delivery. Deliveries run concurrently across conversations
+and in order within one, so a follow-up finds the thread its first message opened.
 """
 
 from __future__ import annotations
