@@ -82,7 +82,7 @@ local function follow(prev, fresh)
   f.messages = (tonumber(prev.messages) or 0) + 1
   -- an empty JSON array would come back an object: leave it out, it is the default
   if type(f.references) == 'table' and next(f.references) == nil then f.references = nil end
-  return f, cjson.encode(f)
+  return f
 end
 
 local cards, before, wrote = {}, {}, {}
@@ -138,14 +138,10 @@ for i, s in ipairs(specs) do
           dests = kept(c.names)
           if #dests == 0 then dests = queue_dests(s[3]) end
         end
-        c.card, c.raw = follow(c.card, fresh)
+        c.card, c.raw = follow(c.card, fresh), nil
       end
-      if dests then
-        add(c.names, dests)
-        redis.call('HSET', KEYS[ci], 'card', c.raw)
-        if card_ttl > 0 then redis.call('EXPIRE', KEYS[ci], card_ttl) end
-        wrote[ci] = c.raw
-      end
+      -- the conversation's last card is written once, after the batch's items
+      if dests then add(c.names, dests); c.write = true end
     elseif kind == 'n' and c.card ~= nil then
       dests = kept(c.names)
       if #dests == 0 then dests = queue_dests(c.card.queue) end
@@ -170,6 +166,14 @@ for i, s in ipairs(specs) do
       if ttl > 0 then redis.call('EXPIRE', key, ttl) end
       out[i] = {'new', plan}
     end
+  end
+end
+for i, c in ipairs(cards) do
+  if c.write then
+    -- a new conversation's card as Python made it; a merged one encoded here
+    wrote[i] = c.raw or cjson.encode(c.card)
+    redis.call('HSET', KEYS[i], 'card', wrote[i])
+    if card_ttl > 0 then redis.call('EXPIRE', KEYS[i], card_ttl) end
   end
 end
 return {before, wrote, out}
