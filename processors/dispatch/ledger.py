@@ -11,8 +11,9 @@ whole: its plan and what each delivery came to.
 The script is a second implementation of `processors.dispatch.plan` (whose Python stays
 the one that is read and tested): the stage plans the batch again in Python from the
 cards the script read and checks the script against it. What the script leaves to
-Python (a continuation's answer, a transfer's handoff onto a card, a card it cannot
-read) and anything it got wrong is written by one more round trip before delivery.
+Python (a card it cannot read, or one holding thread references in its JSON, as no card
+written since has) and anything it got wrong is written by one more round trip before
+delivery.
 
 Before this layout (issue #15), the item's key was a string (`pending:<record>` or
 `applied:<destinations>`) and each delivery had its own key, `<ns>:handoff:<delivery
@@ -33,6 +34,7 @@ from processors.dispatch.items import Item, receipt_notice
 from processors.dispatch.plan import card_for, escalation_destinations
 from processors.intake.continuation import TAG as CONTINUATION_TAG
 from processors.policy.model import Policy
+from schemas.routed import RoutedConversation
 
 __all__ = ["MIGRATE", "PLAN", "Answer", "Ledger", "policy_blob"]
 
@@ -72,16 +74,27 @@ local function kept(names)
   for _, n in ipairs(names) do if known[n] then out[#out + 1] = n end end
   return out
 end
--- card_for with a previous card, no continuation: the message's facts, the card's history
-local function follow(prev, fresh)
+-- card_for with a previous card: the message's facts, the card's history; a verified
+-- answer to a continuation mail keeps the conversation's channel, recipient and thread
+local function follow(prev, fresh, continued)
   local f = cjson.decode(fresh)
   f.status, f.opened_at = prev.status, prev.opened_at
   if f.subject == cjson.null then f.subject = prev.subject end
   if f.customer_name == cjson.null then f.customer_name = prev.customer_name end
   if f.callback == cjson.null then f.callback = prev.callback end
   f.messages = (tonumber(prev.messages) or 0) + 1
-  -- an empty JSON array would come back an object: leave it out, it is the default
-  if type(f.references) == 'table' and next(f.references) == nil then f.references = nil end
+  if continued then
+    f.channel, f.recipient, f.references = prev.channel, prev.recipient, prev.references
+    local cited = prev.in_reply_to
+    if cited ~= nil and cited ~= cjson.null and cited ~= '' then f.in_reply_to = cited end
+  end
+  return f
+end
+-- a transfer's handoff: the card moves queue, keeping the rest (`plan._moved`)
+local function moved(prev, patch)
+  local f = {}
+  for k, v in pairs(prev) do f[k] = v end
+  for k, v in pairs(cjson.decode(patch)) do f[k] = v end
   return f
 end
 
@@ -122,13 +135,14 @@ for i, s in ipairs(specs) do
     local dests = nil
     if c.stale then
       dests = nil
-    elseif kind == 'm' then
-      local fresh = ARGV[s[4]]
+    elseif kind == 'm' or kind == 't' then
       if c.card == nil then
-        dests = queue_dests(s[3])
-        c.card, c.raw = cjson.decode(fresh), fresh
-      elseif s[5] == 1 then
-        c.stale = true
+        -- a handoff with no card has nothing to move: skipped
+        dests = {}
+        if kind == 'm' then
+          dests = queue_dests(s[3])
+          c.card, c.raw = cjson.decode(ARGV[s[4]]), ARGV[s[4]]
+        end
       else
         if c.card.queue ~= s[3] then
           dests = queue_dests(s[3])
@@ -138,16 +152,19 @@ for i, s in ipairs(specs) do
           dests = kept(c.names)
           if #dests == 0 then dests = queue_dests(s[3]) end
         end
-        c.card, c.raw = follow(c.card, fresh), nil
+        if kind == 'm' then
+          c.card = follow(c.card, ARGV[s[4]], s[5] == 1)
+        else
+          c.card = moved(c.card, ARGV[s[4]])
+        end
+        c.raw = nil
       end
       -- the conversation's last card is written once, after the batch's items
-      if dests then add(c.names, dests); c.write = true end
+      if c.card ~= nil then add(c.names, dests); c.write = true end
     elseif kind == 'n' and c.card ~= nil then
       dests = kept(c.names)
       if #dests == 0 then dests = queue_dests(c.card.queue) end
       if #s[6] > 0 then dests = add(add({}, dests), s[6]) end
-    elseif kind == 't' and c.card ~= nil then
-      c.stale = true
     else
       dests = {}
     end
@@ -171,6 +188,8 @@ end
 for i, c in ipairs(cards) do
   if c.write then
     -- a new conversation's card as Python made it; a merged one encoded here
+    -- an empty JSON array would come back an object: left out, it is the default
+    if type(c.card.references) == 'table' and next(c.card.references) == nil then c.card.references = nil end
     wrote[i] = c.raw or cjson.encode(c.card)
     redis.call('HSET', KEYS[i], 'card', wrote[i])
     if card_ttl > 0 then redis.call('EXPIRE', KEYS[i], card_ttl) end
@@ -285,7 +304,8 @@ def _spec(item: Item, policy: Policy, now: datetime, fresh: list[bytes]) -> list
     routed = item.routed
     if routed is not None:
         if routed.message is None:
-            return ["t", routed.queue, 0, 0, []]
+            fresh.append(_encode(_moving(routed, now)))
+            return ["t", routed.queue, 5 + len(fresh), 0, []]
         card = card_for(routed, None, now)
         fresh.append(_encode(card))
         continued = int(CONTINUATION_TAG in routed.message.tags)
@@ -295,6 +315,18 @@ def _spec(item: Item, policy: Policy, now: datetime, fresh: list[bytes]) -> list
         return ["u", "", 0, 0, []]
     extra, _ = escalation_destinations(item.action, item.action_target, policy)
     return ["n", "", 0, 0, list(extra)]
+
+
+def _moving(routed: RoutedConversation, now: datetime) -> dict[str, Any]:
+    """The fields a transfer's handoff sets on the card it moves (`plan._moved`)."""
+    patch: dict[str, Any] = {
+        "queue": routed.queue, "tier": routed.tier, "urgency": routed.urgency, "priority": routed.priority,
+        "updated_at": now, "agent": None, "transfers": routed.transfers, "destinations": {}}
+    if routed.customer_name:
+        patch["customer_name"] = routed.customer_name
+    if routed.first_response_due:
+        patch["first_response_due"] = routed.first_response_due
+    return patch
 
 
 def _answer(raw: Sequence[Any]) -> Answer:

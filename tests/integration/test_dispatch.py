@@ -517,8 +517,8 @@ async def test_the_script_writes_the_card_python_plans_in_two_round_trips(
                                                                 CallbackTask(number=None, due=None))
 
 
-async def test_a_transfers_handoff_and_a_continuations_answer_are_planned_in_python_before_delivery(
-        redis: Redis, receiver: Start, webhooks: Tools) -> None:
+async def test_a_transfers_handoff_and_a_continuations_answer_are_planned_in_the_script_too(
+        redis: Redis, receiver: Start, webhooks: Tools, caplog: pytest.LogCaptureFixture) -> None:
     ns, a, b = namespace(), await receiver(), await receiver()
     tool = await webhooks(hook_a=a, hook_b=b)
     policy = policy_of({"general": ["hook-a"], "billing": ["hook-b"]}, hook("hook-a"), hook("hook-b"))
@@ -531,9 +531,11 @@ async def test_a_transfers_handoff_and_a_continuations_answer_are_planned_in_pyt
     answer = msgspec.structs.replace(answer, message=msgspec.structs.replace(
         answer.message, channel="chat", tags=("continuation",)))
     before = roundtrips()
-    out = receipts(await s.process([record(moved, 3), record(routed("ev_2", queue="billing"), 4),
-                                    record(answer, 5)]))
-    assert roundtrips() - before == 3  # the script leaves these to Python: one more round trip
+    with caplog.at_level(logging.INFO, logger="processors.dispatch"):
+        out = receipts(await s.process([record(moved, 3), record(routed("ev_2", queue="billing"), 4),
+                                        record(answer, 5)]))
+    assert roundtrips() - before == 2
+    assert not [r for r in caplog.records if "planned" in r.getMessage()]
     assert [(r.event_id, r.destination) for r in out] == [("ho_1", "hook-b"), ("ev_2", "hook-b"),
                                                          ("ev_10", "hook-a")]
     cards = CardStore(ns, 600)
@@ -541,6 +543,14 @@ async def test_a_transfers_handoff_and_a_continuations_answer_are_planned_in_pyt
     assert card is not None
     assert (card.queue, card.messages, card.destinations) == ("billing", 2, {"hook-b": ""})
     assert kept is not None and (kept.channel, kept.messages) == ("email", 2)
+    # the script's cards are Python's, field by field
+    first = card_for(routed("ev_1"), None, NOW)
+    expected = card_for(routed("ev_2", queue="billing"), card_for(moved, first, NOW), NOW)
+    assert msgspec.structs.replace(card, updated_at=NOW) == msgspec.structs.replace(
+        expected, destinations={"hook-b": ""})
+    expected = card_for(answer, card_for(routed("ev_9", "con_9"), None, NOW), NOW)
+    assert msgspec.structs.replace(kept, updated_at=NOW) == msgspec.structs.replace(
+        expected, destinations={"hook-a": ""})
     # replayed, the same records find their plans saved: nothing is delivered again
     again = receipts(await stage(redis, {"hook-a": tool, "hook-b": tool}, policy, ns).process(
         [record(moved, 3), record(routed("ev_2", queue="billing"), 4), record(answer, 5)]))
@@ -583,3 +593,27 @@ async def test_items_saved_in_the_layout_before_the_ledger_are_honoured(
         [record(routed("ev_1"), 1), record(routed("ev_2", "con_2"), 2)]))
     assert roundtrips() - before == 2
     assert [r.event_id for r in again] == ["ev_1"] and len(a.delivery_ids) == 2
+
+
+async def test_a_card_the_script_cannot_plan_from_is_planned_in_python_before_delivery(
+        redis: Redis, caplog: pytest.LogCaptureFixture) -> None:
+    ns, slack = namespace(), Threads()
+    s = stage(redis, {"slack": slack}, policy_of({"general": ["slack"]}, slack_x("slack")), ns)
+    # a card keeping its thread references in its JSON, as none written since the `dest:` fields do
+    old = msgspec.structs.replace(card_for(routed("ev_1"), None, NOW), destinations={"slack": "ts-9"})
+    pipe = redis.pipeline(transaction=False)
+    CardStore(ns, 600).queue_write(pipe, {"con_1": {"card": encode(old)}})
+    await pipe.execute()
+    before = roundtrips()
+    with caplog.at_level(logging.INFO, logger="processors.dispatch"):
+        [receipt] = receipts(await s.process([record(routed("ev_2"), 2)]))
+    assert roundtrips() - before == 3
+    assert any(r.getMessage() == "dispatch planned part of a batch again" for r in caplog.records)
+    assert (receipt.destination, receipt.status) == ("slack", "delivered")
+    assert [h.thread for h in slack.seen] == ["ts-9"]
+    card = await CardStore(ns, 600).get(redis, "con_1")
+    assert card is not None and card.messages == 2
+    # its plan was saved before the delivery: the record again delivers nothing
+    again = receipts(await stage(redis, {"slack": slack}, policy_of({"general": ["slack"]}, slack_x("slack")),
+                                 ns).process([record(routed("ev_2"), 2)]))
+    assert [r.status for r in again] == ["delivered"] and len(slack.seen) == 1
