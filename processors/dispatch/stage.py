@@ -23,10 +23,10 @@ Two Redis round trips per batch, whatever its size (processors.dispatch.ledger):
 script reads the cards and, for each new item, chooses its destinations, writes its card
 and saves its plan with its deliveries claimed; after the deliveries, one write records
 the outcomes, thread references and the way back from each tool thread to its
-conversation. What the script leaves to Python (an answer to a continuation mail, a
-transfer's handoff onto a card, an item of the layout before the ledger) costs one more
-round trip, still before any delivery. Deliveries run concurrently across conversations
-and in order within one, so a follow-up finds the thread its first message opened.
+conversation. What the script leaves to Python (a card it cannot read, an item of the
+layout before the ledger) costs one more round trip, still before any delivery.
+Deliveries run concurrently across conversations and in order within one, so a
+follow-up finds the thread its first message opened.
 """
 
 from __future__ import annotations
