@@ -181,9 +181,13 @@ class DispatchStage:
         for plan, answer in zip(plans, answers, strict=True):
             self._check(plan, answer, fix)
         last = {p.item.conversation_id: p.card for p in plans if p.write_card and p.card is not None}
+        left = {p.item.conversation_id for p, a in zip(plans, answers, strict=True) if a.state == "later"}
         for conversation, card in last.items():
             written = wrote[index[conversation]]
             if written is None or _card(written) != card:
+                if conversation not in left:
+                    log.error("the Redis planner's card differs from dispatch's; the card is written again",
+                              extra={"conversation_id": conversation})
                 fix.cards[conversation] = card_fields(card)
         states: dict[str, Mapping[str, bytes | None]] = {
             p.item.source: a.deliveries or {}
