@@ -7,23 +7,26 @@ send outcome, so a held, failed or flagged reply shows in the agent's tool) and
 outcome is a HandoffReceipt on `sb.handoff.v1`; one that no destination took is also a
 dead letter, an error log and `switchboard_handoff_failed_total{destination}`: the alert.
 
-At least once, with an id. Every (item, destination) is claimed in Redis
-(`delivering:<record>`) before a tool is called and marked `delivered:<record>|<where>`
-or `failed:<record>|<reason>` after, so a replayed batch delivers nothing twice; the same
-record read again after a restart gives its receipts again (they may not have reached
-Kafka), another record of the same item gives nothing. A claim still
-`delivering:` means a worker died mid-delivery; unlike a message to a customer
-(processors.send, at most once) it is delivered again, because an agent seeing a
-conversation twice beats never seeing it, and with the same delivery id
+At least once, with an id. Every (item, destination) is claimed in Redis before a tool
+is called (`delivering:<record>` in the item's ledger, `handoff:item:<source>`) and marked
+`delivered:<record>|<where>` or `failed:<record>|<reason>` after, so a replayed batch
+delivers nothing twice; the same record read again after a restart gives its receipts
+again (they may not have reached Kafka), another record of the same item gives nothing.
+A claim still `delivering:` means a worker died mid-delivery; unlike a message to a
+customer (processors.send, at most once) it is delivered again, because an agent seeing
+a conversation twice beats never seeing it, and with the same delivery id
 (`X-Switchboard-Delivery`), which receivers dedupe on. Each item's chosen destinations
-are saved with its claim, so a replay goes where the first attempt went even if the
-conversation has moved since.
+are saved in its ledger with its claims, so a replay goes where the first attempt went
+even if the conversation has moved since.
 
-Three Redis round trips per batch, whatever its size: claim the items and read their
-cards; write cards, save the plans and claim the deliveries; record the outcomes, thread
-references and the way back from each tool thread to its conversation. Deliveries run
-concurrently across conversations and in order within one, so a follow-up finds the
-thread its first message opened.
+Two Redis round trips per batch, whatever its size (processors.dispatch.ledger): one
+script reads the cards and, for each new item, chooses its destinations, writes its card
+and saves its plan with its deliveries claimed; after the deliveries, one write records
+the outcomes, thread references and the way back from each tool thread to its
+conversation. What the script leaves to Python (a card it cannot read, an item of the
+layout before the ledger) costs one more round trip, still before any delivery.
+Deliveries run concurrently across conversations and in order within one, so a
+follow-up finds the thread its first message opened.
 """
 
 from __future__ import annotations
@@ -32,16 +35,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import msgspec
 from redis.asyncio import Redis
 
 from processors.dispatch.breaker import Breakers
 from processors.dispatch.deliver import Courier, Outcome, Retry
 from processors.dispatch.items import Item, receipt_item, routed_item, sla_item
+from processors.dispatch.ledger import Answer, Ledger, policy_blob
 from processors.dispatch.outcome import (
     HANDOFF_FAILED,
     HANDOFF_FALLBACK,
@@ -56,7 +61,6 @@ from processors.dispatch.outcome import (
 from processors.dispatch.plan import (
     HandoffAction,
     Plan,
-    applied,
     delivery_result,
     delivery_verdict,
     plan_batch,
@@ -66,7 +70,7 @@ from processors.dispatch.tools import HandoffTarget
 from processors.metrics import BATCH_SIZE, DEADLETTERED, REDIS_ROUNDTRIPS, Tally
 from processors.policy.model import Policy
 from processors.stage import Output, Record, dead_letter, decode_records
-from processors.stores.bulk import queue_claim_many, queue_set_many
+from processors.stores.bulk import queue_hset_many, queue_set_many
 from processors.stores.cards import CardStore, card_fields, thread_fields
 from schemas.conversation import ConversationCard
 from schemas.ids import delivery_id
@@ -84,6 +88,20 @@ _READERS: tuple[tuple[str, type[Any], Callable[[Record, Any], Item]], ...] = (
     (SLA.name, SlaEvent, sla_item),
 )
 _MAX_REASON = 500
+_card = msgspec.json.Decoder(ConversationCard).decode
+
+
+@dataclass(slots=True)
+class _Repair:
+    """What the first round trip left to Python: written in one more, before any delivery."""
+
+    migrate: list[Plan] = field(default_factory=list)
+    ledgers: dict[str, Mapping[str, str | bytes]] = field(default_factory=dict)
+    cards: dict[str, Mapping[str, str | bytes]] = field(default_factory=dict)
+    forget: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.migrate or self.ledgers or self.cards or self.forget)
 
 
 @dataclass(slots=True)
@@ -109,6 +127,8 @@ class DispatchStage:
         self._prefix = f"{namespace}:handoff:"
         self._ttl = ttl_seconds
         self._cards = cards
+        self._ledger = Ledger(self._prefix, ttl_seconds, cards.ttl_seconds)
+        self._blob: tuple[Policy, bytes] | None = None
         self._thread_ttl = thread_ttl_seconds
         self.breakers = Breakers(breaker_threshold, breaker_cool_down, clock)
         self._courier = Courier(self.breakers, retry, clock=clock)
@@ -122,8 +142,7 @@ class DispatchStage:
         if not items:
             return outputs
         policy = self._policy()
-        plans, cards = await self._plan(items, policy)
-        targets = await self._claim(plans)
+        plans, cards, targets = await self._claim(items, policy)
         tools = self._tools()
         runs = await asyncio.gather(*(self._conversation(c, of, cards.get(c), policy, tools)
                                       for c, of in _by_conversation(plans, targets).items()))
@@ -134,48 +153,96 @@ class DispatchStage:
             outputs += outputs_for(done, now)
         return outputs
 
-    def _item_key(self, source: str) -> str:
-        return f"{self._prefix}item:{source}"
+    def _policy_blob(self, policy: Policy) -> bytes:
+        if self._blob is None or self._blob[0] is not policy:
+            self._blob = (policy, policy_blob(policy))
+        return self._blob[1]
 
-    def _delivery_key(self, source: str, destination: str) -> str:
-        return self._prefix + delivery_id(source, destination)
+    async def _claim(self, items: Sequence[Item], policy: Policy
+                     ) -> tuple[list[Plan], dict[str, ConversationCard | None], list[Target]]:
+        """Round trip 1: read the cards; plan, write the cards and claim every delivery of what is new.
 
-    async def _plan(self, items: Sequence[Item], policy: Policy
-                    ) -> tuple[list[Plan], dict[str, ConversationCard | None]]:
-        """Round trip 1: claim every item and read every card of the batch."""
+        The script plans in Redis; the batch is planned again here from the cards it read,
+        and whatever the script left or got wrong is written before any delivery (one more
+        round trip, rarely).
+        """
+        now = datetime.now(UTC)
         conversations = sorted({i.conversation_id for i in items})
+        index = {c: n for n, c in enumerate(conversations)}
         pipe = self._redis.pipeline(transaction=False)
-        queue_claim_many(pipe, [self._item_key(i.source) for i in items],
-                         [f"pending:{i.record.owner}" for i in items], self._ttl)
-        self._cards.queue_read(pipe, conversations)
-        previous, raw = await pipe.execute()
+        self._ledger.queue_plan(pipe, items, card_keys=[self._cards.key(c) for c in conversations],
+                                index=index, policy=policy, blob=self._policy_blob(policy), now=now)
+        [raw] = await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
-        cards = dict(zip(conversations, self._cards.parse_read(raw), strict=True))
-        return plan_batch(items, previous, cards, policy, datetime.now(UTC)), cards
+        before, wrote, answers = self._ledger.parse(raw)
+        cards = dict(zip(conversations, self._cards.parse_read(before), strict=True))
+        plans = plan_batch(items, [a.previous() for a in answers], cards, policy, now)
+        fix = _Repair()
+        for plan, answer in zip(plans, answers, strict=True):
+            self._check(plan, answer, fix)
+        last = {p.item.conversation_id: p.card for p in plans if p.write_card and p.card is not None}
+        left = {p.item.conversation_id for p, a in zip(plans, answers, strict=True) if a.state == "later"}
+        for conversation, card in last.items():
+            written = wrote[index[conversation]]
+            if written is None or _card(written) != card:
+                if conversation not in left:
+                    log.error("the Redis planner's card differs from dispatch's; the card is written again",
+                              extra={"conversation_id": conversation})
+                fix.cards[conversation] = card_fields(card)
+        states: dict[str, Mapping[str, bytes | None]] = {
+            p.item.source: a.deliveries or {}
+            for p, a in zip(plans, answers, strict=True) if a.state == "seen"}
+        if fix:
+            states.update(await self._repair(fix))
+        return plans, cards, [
+            Target(p, d, *delivery_verdict(previous, p.item.record.owner), previous=previous)
+            for p in plans if p.skip is None for d in p.intended
+            for previous in (states.get(p.item.source, {}).get(d),)]
 
-    async def _claim(self, plans: Sequence[Plan]) -> list[Target]:
-        """Round trip 2: write the cards, save each new plan, claim every delivery."""
-        wanted = [(p, d) for p in plans if p.skip is None for d in p.intended]
+    def _check(self, plan: Plan, answer: Answer, fix: _Repair) -> None:
+        """Note what the script left to Python, or planned otherwise than Python did."""
+        item = plan.item
+        if answer.state == "old":
+            fix.migrate.append(plan)
+        elif answer.state == "seen":
+            # a ledger without its plan or a claim (its hash expired mid-batch): claim what is missing
+            if answer.plan is None or (plan.skip is None and any(
+                    d not in (answer.deliveries or {}) for d in plan.intended)):
+                fix.ledgers[self._ledger.key(item.source)] = {
+                    **self._ledger.claims(plan.intended, item.record.owner),
+                    **{f"d:{d}": v for d, v in (answer.deliveries or {}).items()}}
+        elif plan.new and (answer.state == "later" or answer.plan != plan.intended):
+            if answer.state != "later":
+                log.error("the Redis planner disagreed with dispatch's plan; the plan is saved again",
+                          extra={"event_id": item.event_id, "conversation_id": item.conversation_id,
+                                 "reason": f"script {answer.plan}, python {plan.intended}"})
+            fix.ledgers[self._ledger.key(item.source)] = self._ledger.claims(plan.intended, item.record.owner)
+            if plan.forget:
+                fix.forget.append((item.conversation_id, plan.forget))
+
+    async def _repair(self, fix: _Repair) -> dict[str, Mapping[str, bytes | None]]:
+        """Round trip 1b, before any delivery: what the script left, and items of the old layout."""
         pipe = self._redis.pipeline(transaction=False)
-        if wanted:  # first, so its answer is the first
-            queue_claim_many(pipe, [self._delivery_key(p.item.source, d) for p, d in wanted],
-                             [f"delivering:{p.item.record.owner}" for p, _ in wanted], self._ttl)
-        # a conversation's last card of the batch is the one that counts
-        self._cards.queue_write(pipe, {p.item.conversation_id: card_fields(p.card)
-                                       for p in plans if p.write_card and p.card is not None})
-        for p in plans:
-            if p.forget:
-                pipe.hdel(self._cards.key(p.item.conversation_id), *(f"dest:{n}" for n in p.forget))
-        saved = [(self._item_key(p.item.source), applied(p.intended)) for p in plans if p.new]
-        if saved:
-            queue_set_many(pipe, saved, self._ttl)
-        if not len(pipe):
-            return []
+        for plan in fix.migrate:
+            self._ledger.queue_migrate(pipe, plan.item, plan.intended,
+                                       [self._delivery_key(plan.item.source, d) for d in plan.intended],
+                                       claim=plan.skip is None)
+        if fix.ledgers:
+            queue_hset_many(pipe, fix.ledgers, self._ttl, replace=True)
+        self._cards.queue_write(pipe, fix.cards)
+        for conversation, names in fix.forget:
+            pipe.hdel(self._cards.key(conversation), *(f"dest:{n}" for n in names))
         answers = await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
-        previous = answers[0] if wanted else []
-        return [Target(p, d, *delivery_verdict(before, p.item.record.owner), previous=before)
-                for (p, d), before in zip(wanted, previous, strict=True)]
+        log.info("dispatch planned part of a batch again", extra={
+            "reason": f"{len(fix.migrate)} of the old layout, {len(fix.ledgers)} ledgers, "
+                      f"{len(fix.cards)} cards written from Python"})
+        return {p.item.source: dict(zip(p.intended, old, strict=True))
+                for p, old in zip(fix.migrate, answers, strict=False)}
+
+    def _delivery_key(self, source: str, destination: str) -> str:
+        """A delivery's key in the layout before the item ledger (read only to convert it)."""
+        return self._prefix + delivery_id(source, destination)
 
     async def _conversation(self, conversation: str, plans: Sequence[tuple[Plan, list[Target]]],
                             stored: ConversationCard | None, policy: Policy,
@@ -209,30 +276,28 @@ class DispatchStage:
         return _Run(conversation, done, changed)
 
     async def _record(self, runs: Sequence[_Run]) -> None:
-        """Round trip 3: final claims, thread references, and the way back from each thread."""
-        finals: list[tuple[str, str | bytes]] = []
+        """Round trip 2: the deliveries' outcomes, thread references, and the way back from each thread."""
+        finals: dict[str, dict[str, str | bytes]] = {}
         back: list[tuple[str, str | bytes]] = []
         threads: dict[str, Mapping[str, str | bytes]] = {}
         for run in runs:
             for d in run.done:
                 o, item = d.outcome, d.target.plan.item
                 owner = item.record.owner
+                ledger = finals.setdefault(self._ledger.key(item.source), {})
                 if o.delivered:
                     done_there = delivery_result(True, owner, o.actual)
-                    finals.append((self._delivery_key(item.source, o.intended), done_there))
-                    if o.actual != o.intended:
-                        finals.append((self._delivery_key(item.source, o.actual), done_there))
+                    ledger[f"d:{o.intended}"] = ledger[f"d:{o.actual}"] = done_there
                     if o.thread:
                         back.append((self._cards.tool_thread_key(o.actual, o.thread), item.conversation_id))
                 else:
-                    finals.append((self._delivery_key(item.source, o.intended),
-                                   delivery_result(False, owner, (o.reason or "")[:_MAX_REASON])))
+                    ledger[f"d:{o.intended}"] = delivery_result(False, owner, (o.reason or "")[:_MAX_REASON])
             if run.threads:
                 threads[run.conversation] = thread_fields(run.threads)
         if not finals:
             return
         pipe = self._redis.pipeline(transaction=False)
-        queue_set_many(pipe, finals, self._ttl)
+        queue_hset_many(pipe, finals, self._ttl)
         self._cards.queue_write(pipe, threads)
         if back:
             queue_set_many(pipe, back, self._thread_ttl)

@@ -23,6 +23,7 @@ stage that changes a family (decision 0005); anyone may read. TTLs come from set
 | `lifecycle-due` | sorted set: follow-ups and closes | brain; lifecycle watch | none |
 | `backlog` | hash: queue → open conversations | brain | none |
 | `reply:<reply id>` | `queued:`/`sending:<record>`, then outcome + record | send (send/stage.py) | dedupe |
-| `handoff:<delivery id>` | `delivering:<record>`, then outcome + record | dispatch | dedupe |
+| `handoff:item:<source>` | hash: `plan`, `d:<destination>` (claim, outcome) | dispatch (ledger.py) | dedupe |
+| `handoff:<delivery id>` | the layout before the ledger, read once to convert | dispatch | dedupe |
 | `cursor:<source>` | a source's checkpoint (IMAP UID, ...) | the edge (cursors.py) | none |
 """

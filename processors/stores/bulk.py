@@ -7,11 +7,12 @@ and its reads one MGET. Keys of one call need one Redis node (no Cluster slot sp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
-    "CLAIM_MANY", "READ_EACH", "SET_MANY", "queue_claim_many", "queue_read_each", "queue_set_many",
+    "CLAIM_MANY", "HSET_MANY", "READ_EACH", "SET_MANY", "queue_claim_many", "queue_hset_many",
+    "queue_read_each", "queue_set_many",
 ]
 
 # SET key value [EX ttl]: no TTL when ttl is 0
@@ -116,3 +117,31 @@ return out
 def queue_read_each(pipe: Any, keys: Sequence[str], *command: str | int) -> None:
     """Queue one command that runs `command` on every key; its answer is a list, in order."""
     pipe.eval(READ_EACH, len(keys), *keys, *command)
+
+# HSET each hash's field/value pairs (after DEL when ARGV[2] is 1) and refresh its TTL;
+# ARGV = ttl, replace, then per key: the number of pairs followed by the pairs
+HSET_MANY = """
+local ttl, replace = tonumber(ARGV[1]), ARGV[2] == '1'
+local at = 3
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  if replace then redis.call('DEL', key) end
+  for j = 1, n do
+    redis.call('HSET', key, ARGV[at + 2 * j - 1], ARGV[at + 2 * j])
+  end
+  at = at + 1 + 2 * n
+  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+end
+return #KEYS
+"""
+
+
+def queue_hset_many(pipe: Any, changes: Mapping[str, Mapping[str, str | bytes]], ttl_seconds: int = 0, *,
+                    replace: bool = False) -> None:
+    """Queue field writes (hash → field → value) as one command; `replace` drops each hash's old fields."""
+    args: list[Any] = [ttl_seconds, int(replace)]
+    for fields in changes.values():
+        args.append(len(fields))
+        for name, value in fields.items():
+            args += (name, value)
+    pipe.eval(HSET_MANY, len(changes), *changes, *args)

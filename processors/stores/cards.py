@@ -55,6 +55,11 @@ class CardStore:
         self._prefix = f"{namespace}:card:"
         self._ttl = ttl_seconds
 
+    @property
+    def ttl_seconds(self) -> int:
+        """How long a card is kept after its last write (0: for ever)."""
+        return self._ttl
+
     def key(self, conversation_id: str) -> str:
         """The hash of one conversation's card."""
         return self._prefix + conversation_id

@@ -34,7 +34,7 @@ from processors.dispatch.stage import DispatchStage
 from processors.policy.load import load_policy
 from processors.policy.model import Destination, Policy, Queue
 from processors.stage import Output, Record
-from processors.stores.cards import CardStore
+from processors.stores.cards import CardStore, status_fields
 from router.settings import Settings
 from router.vocabulary import VOCABULARY
 from schemas import DeadLetter, DeliveryReceipt, EmailExtras, Identity, InboundMessage, decode, encode
@@ -42,7 +42,7 @@ from schemas.errors import PermanentError
 from schemas.handoff import HandoffReceipt
 from schemas.ids import delivery_id
 from schemas.outbound import GuardFlag
-from schemas.routed import RoutedConversation
+from schemas.routed import CallbackTask, RoutedConversation, TransferNote
 from schemas.sla import SlaEvent
 from schemas.topics import DEADLETTER, HANDOFF
 from tests.receivers.webhook import WebhookReceiver
@@ -173,7 +173,7 @@ async def test_a_routed_message_arrives_signed_and_the_card_is_written(
     s = stage(redis, {"helpdesk": tool}, policy_of({"general": ["helpdesk"]}, hook("helpdesk")), ns)
     before = roundtrips()
     [receipt] = receipts(await s.process([record(routed("ev_1"), 1)]))
-    assert roundtrips() - before == 3
+    assert roundtrips() - before == 2
     expected = delivery_id("routed:ev_1", "helpdesk")
     assert (receipt.status, receipt.destination, receipt.intended, receipt.attempts, receipt.reason) == (
         "delivered", "helpdesk", "helpdesk", 1, None)
@@ -406,7 +406,7 @@ async def test_conversations_are_delivered_concurrently_and_each_in_order(
     batch = [record(routed(f"ev_{c}_{n}", f"con_{c}"), 10 * c + n) for n in range(3) for c in range(4)]
     before = roundtrips()
     out = receipts(await s.process(batch))
-    assert roundtrips() - before == 3
+    assert roundtrips() - before == 2
     assert len(out) == 12 and {r.status for r in out} == {"delivered"}
     assert a.max_in_flight == 4
     for c in range(4):
@@ -466,3 +466,154 @@ async def test_the_webhook_tool_reports_a_refused_connection_as_transient(receiv
     await a.stop()
     with pytest.raises(WebhookUnavailable, match="webhook helpdesk"):
         await tool.deliver(handoff())
+
+
+# --- the plan in Redis: the script against Python, and the layout before it --------------
+
+def followed(event: str, conversation: str = "con_1", queue: str = "general") -> RoutedConversation:
+    """A follow-up saying less than the first message: no subject, no name, a callback owed."""
+    first = routed(event, conversation, queue)
+    assert first.message is not None
+    return msgspec.structs.replace(first, customer_name=None, callback=CallbackTask(number=None, due=None),
+                                   message=msgspec.structs.replace(first.message, subject=None))
+
+
+async def test_the_script_writes_the_card_python_plans_in_two_round_trips(
+        redis: Redis, receiver: Start, webhooks: Tools, caplog: pytest.LogCaptureFixture) -> None:
+    ns, a, b = namespace(), await receiver(), await receiver()
+    tool = await webhooks(hook_a=a, hook_b=b)
+    policy = policy_of({"general": ["hook-a"], "billing": ["hook-b", "hook-a"]},
+                       hook("hook-a"), hook("hook-b"))
+    s = stage(redis, {"hook-a": tool, "hook-b": tool}, policy, ns)
+    cards = CardStore(ns, 600)
+    await s.process([record(routed("ev_1"), 1)])
+    # the brain moved the status on; its field is the card's status from then on
+    pipe = redis.pipeline(transaction=False)
+    cards.queue_write(pipe, {"con_1": status_fields("waiting_on_customer")})
+    await pipe.execute()
+    held = DeliveryReceipt(reply_id="rep_1", conversation_id="con_1", channel="email", status="held",
+                           at=NOW, kind="agent_reply", reason="held by the reply guard")
+    before = roundtrips()
+    with caplog.at_level(logging.INFO, logger="processors.dispatch"):
+        out = receipts(await s.process([
+            record(followed("ev_2"), 2), record(held, 3, "sb.delivery.v1"),
+            # moved to billing by a new message: the old threads are dropped, two destinations
+            record(routed("ev_3", queue="billing", transfers=1), 4), record(routed("ev_4", "con_2"), 5)]))
+    assert roundtrips() - before == 2
+    assert not [r for r in caplog.records if "planned" in r.getMessage()]
+    assert [(r.event_id, r.destination) for r in out] == [
+        ("ev_2", "hook-a"), ("rep_1", "hook-a"), ("ev_3", "hook-b"), ("ev_3", "hook-a"), ("ev_4", "hook-a")]
+    card = await cards.get(redis, "con_1")
+    assert card is not None
+    first = msgspec.structs.replace(card_for(routed("ev_1"), None, NOW), status="waiting_on_customer")
+    second = card_for(followed("ev_2"), first, NOW)
+    expected = card_for(routed("ev_3", queue="billing", transfers=1), second, NOW)
+    # what the tools were told is what Redis holds, field by field
+    told = [d.body["conversation"] for d in b.deliveries]
+    assert told[-1]["messages"] == 3 and told[-1]["subject"] == "Parcel 1234"
+    assert msgspec.structs.replace(card, updated_at=NOW) == msgspec.structs.replace(
+        expected, destinations={"hook-b": "", "hook-a": ""})
+    assert (card.status, card.customer_name, card.callback) == ("waiting_on_customer", "Ada",
+                                                                CallbackTask(number=None, due=None))
+
+
+async def test_a_transfers_handoff_and_a_continuations_answer_are_planned_in_the_script_too(
+        redis: Redis, receiver: Start, webhooks: Tools, caplog: pytest.LogCaptureFixture) -> None:
+    ns, a, b = namespace(), await receiver(), await receiver()
+    tool = await webhooks(hook_a=a, hook_b=b)
+    policy = policy_of({"general": ["hook-a"], "billing": ["hook-b"]}, hook("hook-a"), hook("hook-b"))
+    s = stage(redis, {"hook-a": tool, "hook-b": tool}, policy, ns)
+    await s.process([record(routed("ev_1"), 1), record(routed("ev_9", "con_9"), 2)])
+    moved = msgspec.structs.replace(routed("ho_1", queue="billing", transfers=1), message=None,
+                                    transfer=TransferNote(from_queue="general", at=NOW, by="maria"))
+    answer = routed("ev_10", "con_9")
+    assert answer.message is not None
+    answer = msgspec.structs.replace(answer, message=msgspec.structs.replace(
+        answer.message, channel="chat", tags=("continuation",)))
+    before = roundtrips()
+    with caplog.at_level(logging.INFO, logger="processors.dispatch"):
+        out = receipts(await s.process([record(moved, 3), record(routed("ev_2", queue="billing"), 4),
+                                        record(answer, 5)]))
+    assert roundtrips() - before == 2
+    assert not [r for r in caplog.records if "planned" in r.getMessage()]
+    assert [(r.event_id, r.destination) for r in out] == [("ho_1", "hook-b"), ("ev_2", "hook-b"),
+                                                         ("ev_10", "hook-a")]
+    cards = CardStore(ns, 600)
+    card, kept = await cards.get(redis, "con_1"), await cards.get(redis, "con_9")
+    assert card is not None
+    assert (card.queue, card.messages, card.destinations) == ("billing", 2, {"hook-b": ""})
+    assert kept is not None and (kept.channel, kept.messages) == ("email", 2)
+    # the script's cards are Python's, field by field
+    first = card_for(routed("ev_1"), None, NOW)
+    expected = card_for(routed("ev_2", queue="billing"), card_for(moved, first, NOW), NOW)
+    assert msgspec.structs.replace(card, updated_at=NOW) == msgspec.structs.replace(
+        expected, destinations={"hook-b": ""})
+    expected = card_for(answer, card_for(routed("ev_9", "con_9"), None, NOW), NOW)
+    assert msgspec.structs.replace(kept, updated_at=NOW) == msgspec.structs.replace(
+        expected, destinations={"hook-a": ""})
+    # replayed, the same records find their plans saved: nothing is delivered again
+    again = receipts(await stage(redis, {"hook-a": tool, "hook-b": tool}, policy, ns).process(
+        [record(moved, 3), record(routed("ev_2", queue="billing"), 4), record(answer, 5)]))
+    assert [r.event_id for r in again] == ["ho_1", "ev_2", "ev_10"]
+    assert len(b.deliveries) == 2 and len(a.deliveries) == 3
+
+
+async def test_items_saved_in_the_layout_before_the_ledger_are_honoured(
+        redis: Redis, receiver: Start, webhooks: Tools) -> None:
+    """An upgrade with a batch in flight: its item claims and delivery keys are strings of their own."""
+    ns, a = namespace(), await receiver()
+    tool = await webhooks(helpdesk=a, backup=a)
+    policy = policy_of({"general": ["helpdesk"]}, hook("helpdesk"), hook("backup"))
+    owner = f"{PREFIX}sb.routed.v1/0/1"
+    old = {
+        # cut short mid-delivery: the plan said backup (the policy has moved on since)
+        f"{ns}:handoff:item:routed:ev_1": 'applied:["backup"]',
+        f"{ns}:handoff:{delivery_id('routed:ev_1', 'backup')}": f"delivering:{owner}",
+        # done by another record: a duplicate
+        f"{ns}:handoff:item:routed:ev_2": 'applied:["helpdesk"]',
+        f"{ns}:handoff:{delivery_id('routed:ev_2', 'helpdesk')}":
+            f"delivered:{PREFIX}sb.routed.v1/0/0|helpdesk",
+        # claimed, never planned: planned afresh
+        f"{ns}:handoff:item:routed:ev_3": f"pending:{PREFIX}sb.routed.v1/0/3",
+    }
+    await redis.mset(old)
+    s = stage(redis, {"helpdesk": tool, "backup": tool}, policy, ns)
+    before = roundtrips()
+    out = receipts(await s.process([record(routed("ev_1"), 1), record(routed("ev_2", "con_2"), 2),
+                                    record(routed("ev_3", "con_3"), 3)]))
+    assert roundtrips() - before == 3  # converting the old keys costs one more, once
+    assert [(r.event_id, r.destination, r.status) for r in out] == [
+        ("ev_1", "backup", "delivered"), ("ev_3", "helpdesk", "delivered")]
+    assert "delivered again with the same delivery id" in (out[0].reason or "")
+    assert a.delivery_ids == [delivery_id("routed:ev_1", "backup"), delivery_id("routed:ev_3", "helpdesk")]
+    assert await redis.type(f"{ns}:handoff:item:routed:ev_1") == b"hash"
+    # converted: the same records again cost two round trips and deliver nothing
+    before = roundtrips()
+    again = receipts(await stage(redis, {"helpdesk": tool, "backup": tool}, policy, ns).process(
+        [record(routed("ev_1"), 1), record(routed("ev_2", "con_2"), 2)]))
+    assert roundtrips() - before == 2
+    assert [r.event_id for r in again] == ["ev_1"] and len(a.delivery_ids) == 2
+
+
+async def test_a_card_the_script_cannot_plan_from_is_planned_in_python_before_delivery(
+        redis: Redis, caplog: pytest.LogCaptureFixture) -> None:
+    ns, slack = namespace(), Threads()
+    s = stage(redis, {"slack": slack}, policy_of({"general": ["slack"]}, slack_x("slack")), ns)
+    # a card keeping its thread references in its JSON, as none written since the `dest:` fields do
+    old = msgspec.structs.replace(card_for(routed("ev_1"), None, NOW), destinations={"slack": "ts-9"})
+    pipe = redis.pipeline(transaction=False)
+    CardStore(ns, 600).queue_write(pipe, {"con_1": {"card": encode(old)}})
+    await pipe.execute()
+    before = roundtrips()
+    with caplog.at_level(logging.INFO, logger="processors.dispatch"):
+        [receipt] = receipts(await s.process([record(routed("ev_2"), 2)]))
+    assert roundtrips() - before == 3
+    assert any(r.getMessage() == "dispatch planned part of a batch again" for r in caplog.records)
+    assert (receipt.destination, receipt.status) == ("slack", "delivered")
+    assert [h.thread for h in slack.seen] == ["ts-9"]
+    card = await CardStore(ns, 600).get(redis, "con_1")
+    assert card is not None and card.messages == 2
+    # its plan was saved before the delivery: the record again delivers nothing
+    again = receipts(await stage(redis, {"slack": slack}, policy_of({"general": ["slack"]}, slack_x("slack")),
+                                 ns).process([record(routed("ev_2"), 2)]))
+    assert [r.status for r in again] == ["delivered"] and len(slack.seen) == 1

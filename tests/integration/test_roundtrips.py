@@ -1,7 +1,10 @@
-"""Redis round trips per batch, counted on the wire of a real Redis: intake and brain stay at ≤ 2."""
+"""Redis round trips per batch, counted on the wire of a real Redis: intake, brain and dispatch at ≤ 2."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -9,14 +12,18 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 
 from bench.workload import Workload
+from connectors.base import AgentTool, Handoff
 from processors.brain.stage import Brain, Stores
 from processors.brain.thread import ThreadRules
+from processors.dispatch.stage import DispatchStage
 from processors.intake.stage import Intake
 from processors.policy.load import load_policy
+from processors.policy.model import Destination, Queue
 from processors.stage import Output, Record
 from processors.stores.cards import CardStore, card_fields
 from processors.stores.claims import ClaimStore
@@ -32,12 +39,26 @@ from router.vocabulary import VOCABULARY
 from schemas import Identity, InboundMessage, OutboundMessage
 from schemas.codec import decode, encode
 from schemas.conversation import ConversationCard, ConversationEvent
+from schemas.handoff import HandoffReceipt
 from schemas.identified import IdentifiedMessage
-from schemas.ids import customer_id_for
-from schemas.routed import RoutedConversation
+from schemas.ids import customer_id_for, delivery_id
+from schemas.outbound import DeliveryReceipt
+from schemas.routed import RoutedConversation, TransferNote
+from schemas.sla import SlaEvent
 from schemas.tokens import agent_key, continuation_key, continuation_token, make_token
-from schemas.topics import CONVERSATION, DEADLETTER, IDENTIFIED, INBOUND, OUTBOUND, ROUTED
+from schemas.topics import (
+    CONVERSATION,
+    DEADLETTER,
+    DELIVERY,
+    HANDOFF,
+    IDENTIFIED,
+    INBOUND,
+    OUTBOUND,
+    ROUTED,
+    SLA,
+)
 from tests.paths import ROOT
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -210,3 +231,104 @@ def _mail(sender: Identity, native: str, text: str, token: str) -> InboundMessag
     return InboundMessage(
         event_id=f"ev_{uuid.uuid4().hex}", channel="email", native_id=f"<{native}@example.org>",
         thread_key=f"<{native}@example.org>", sender=sender, received_at=AT, text=text, reply_token=token)
+
+
+# --- dispatch ----------------------------------------------------------------------------
+
+class Tool(AgentTool[None]):
+    """An agents' tool that takes every handoff, or holds it while `held` (a worker killed mid-call)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.seen: list[Handoff] = []
+        self.held = False
+        self._never = asyncio.Event()
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def deliver(self, handoff: Handoff) -> str:
+        self.seen.append(handoff)
+        if self.held:
+            await self._never.wait()
+        return ""
+
+
+def _dispatch(redis: Redis, ns: str, tools: dict[str, Tool]) -> DispatchStage:
+    policy = dataclasses.replace(
+        POLICY, default_queue="general",
+        queues={"general": Queue("general", None, ("desk",)),
+                "billing": Queue("billing", None, ("desk", "chat"))},
+        destinations={n: Destination(n, "webhook") for n in ("desk", "chat", "pager")})
+    return DispatchStage(redis, lambda: tools, lambda: policy, namespace=ns, ttl_seconds=600,
+                         cards=CardStore(ns, 600), thread_ttl_seconds=600)
+
+
+def _routed(event: str, conversation: str, queue: str = "general", *,
+            handoff: bool = False) -> RoutedConversation:
+    message = InboundMessage(
+        event_id=event, channel="email", native_id=f"<{event}@example.org>", thread_key="t",
+        sender=Identity(kind="email", value="ada@example.org"), received_at=AT, text="Hello")
+    routed = RoutedConversation(
+        event_id=event, conversation_id=conversation, customer_id="cus_ada", queue=queue, priority=3,
+        tier="standard", urgency="normal", routed_at=AT, message=message,
+        first_response_due=AT + timedelta(hours=8), decisions=())
+    if handoff:
+        return replace(routed, message=None, transfers=1, transfer=TransferNote(from_queue="general", at=AT))
+    return routed
+
+
+async def test_a_dispatch_batch_costs_two_round_trips_with_a_replay_and_a_skipped_handoff(
+        redis: Redis, caplog: pytest.LogCaptureFixture) -> None:
+    ns = f"rt{uuid.uuid4().hex[:10]}"
+    desk, chat, pager = Tool(), Tool(), Tool()
+    tools = {"desk": desk, "chat": chat, "pager": pager}
+    routed = f"{ns}-{ROUTED.name}"
+    # before: con_1 is at the desk; a worker dies while the desk takes con_r's message
+    await _dispatch(redis, ns, tools).process(_records(routed, [encode(_routed("ev_1", "con_1"))]))
+    halfway = _records(routed, [encode(_routed("ev_r", "con_r"))], offset=1)
+    desk.held = True
+    crashed = asyncio.create_task(_dispatch(redis, ns, tools).process(halfway))
+    await until(lambda: any(h.card.conversation_id == "con_r" for h in desk.seen), "con_r reached the desk")
+    crashed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await crashed
+    desk.held = False
+    held = DeliveryReceipt(reply_id="rep_1", conversation_id="con_1", channel="email", status="held",
+                           at=AT, kind="agent_reply", reason="held by the reply guard")
+    quiet = DeliveryReceipt(reply_id="ack_1", conversation_id="con_1", channel="email", status="sent",
+                            at=AT, kind="acknowledgement")
+    page = SlaEvent(event_id="sla_1", kind="escalate", conversation_id="con_1", customer_id="cus_ada",
+                    target="first_response", due_at=AT, at=AT, reasons=(), step=1, action="page",
+                    action_target="pager")
+    batch = [
+        *halfway,  # the replay: the same record again, on a new worker
+        *_records(routed, [encode(_routed("ev_2", "con_2")), encode(_routed("ev_3", "con_3", "billing")),
+                           encode(_routed("ev_4", "con_1")),
+                           # a transfer's handoff of a conversation never dispatched: skipped
+                           encode(_routed("ho_1", "con_9", "billing", handoff=True))], offset=2),
+        *_records(f"{ns}-{DELIVERY.name}", [encode(held), encode(quiet)], offset=10),
+        *_records(f"{ns}-{SLA.name}", [encode(page)], offset=20),
+    ]
+    with caplog.at_level(logging.INFO, logger="processors.dispatch"):
+        outputs, trips = await _counted(_dispatch(redis, ns, tools).process(batch))
+    assert trips == 2, f"dispatch made {trips} round trips"
+    # the script planned everything as Python does: nothing planned again
+    assert not [r for r in caplog.records if "planned" in r.getMessage()]
+    got = [decode(o.value, HandoffReceipt) for o in outputs if o.topic is HANDOFF]
+    assert [(r.event_id, r.destination, r.status) for r in got] == [
+        ("ev_r", "desk", "delivered"), ("ev_2", "desk", "delivered"), ("ev_3", "desk", "delivered"),
+        ("ev_3", "chat", "delivered"), ("ev_4", "desk", "delivered"), ("rep_1", "desk", "delivered"),
+        ("sla_1", "desk", "delivered"), ("sla_1", "pager", "delivered")]
+    assert "delivered again with the same delivery id" in (got[0].reason or "")
+    assert [h.delivery_id for h in desk.seen].count(delivery_id("routed:ev_r", "desk")) == 2
+    assert [h.card.conversation_id for h in chat.seen] == ["con_3"]
+    assert [h.event for h in pager.seen] == ["conversation.event"]
+    # the cards were written before the tools were called, and the follow-up counted
+    card = await CardStore(ns, 600).get(redis, "con_1")
+    # (an escalation's page joins the conversation's destinations, as it always has)
+    assert card is not None and card.messages == 2 and card.destinations == {"desk": "", "pager": ""}
+    assert await CardStore(ns, 600).get(redis, "con_9") is None

@@ -1,0 +1,44 @@
+"""The item ledger's pure parts: what the script is told of a policy, and how its answers read."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import msgspec
+
+from processors.dispatch.ledger import Answer, Ledger, policy_blob
+from processors.dispatch.plan import applied, recorded_destinations
+from processors.policy.load import load_policy
+from processors.policy.model import Destination, Queue
+from router.vocabulary import VOCABULARY
+from tests.paths import FIXTURES
+
+
+def test_the_script_knows_each_queues_destinations_the_default_and_every_name() -> None:
+    policy = dataclasses.replace(
+        load_policy(FIXTURES / "policy" / "valid_minimal.yaml", VOCABULARY), default_queue="general",
+        queues={"general": Queue("general", None, ("hook",)), "empty": Queue("empty", None, ())},
+        destinations={"pager": Destination("pager", "webhook")})
+    assert msgspec.json.decode(policy_blob(policy)) == {
+        "q": {"general": ["hook"], "empty": []}, "d": "general", "k": ["hook", "pager"]}
+
+
+def test_answers_read_as_the_claims_plan_batch_knows() -> None:
+    assert Answer("new", plan=("hook",)).previous() is None
+    assert Answer("later").previous() is None
+    seen = Answer("seen", plan=("hook", "we,ird"), deliveries={"hook": b"delivering:t/0/1"})
+    assert recorded_destinations(seen.previous()) == ("hook", "we,ird")
+    assert recorded_destinations(Answer("seen", plan=()).previous()) == ()
+    # a ledger whose plan is gone is planned afresh
+    assert Answer("seen", deliveries={}).previous() is None
+    old = applied(["mailbox"]).encode()
+    assert Answer("old", old=old).previous() == old
+
+
+def test_a_ledger_claims_every_destination_of_its_plan_for_its_record() -> None:
+    ledger = Ledger("ns:handoff:", 600, 3600)
+    assert ledger.key("routed:ev_1") == "ns:handoff:item:routed:ev_1"
+    assert ledger.claims(("hook", "mailbox"), "t/0/7") == {
+        "plan": b'["hook","mailbox"]', "d:hook": "delivering:t/0/7", "d:mailbox": "delivering:t/0/7"}
+    assert Ledger.parse([[[]], [None], [[b"seen", [b"plan", b"[]", b"d:hook", b"failed:t/0/1|x"]]]])[2] == [
+        Answer("seen", plan=(), deliveries={"hook": b"failed:t/0/1|x"})]
