@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.pipeline import process
 from bench.scaleout import Lag, free_port, rss_mib
-from bench.topics import delete_topics
+from bench.topics import delete_run
 from bench.workload import Workload
 from router.kafka import ensure_topics
 from router.settings import Settings, load
@@ -124,7 +124,7 @@ async def drain(args: argparse.Namespace) -> Drain:
             finally:
                 await lag.stop()
     finally:
-        await delete_topics(base, prefix)
+        await delete_run(base, prefix)
 
 
 async def _watch(settings: Settings, routed: str, pids: list[int], lag: Lag,

@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.pipeline import Collector, percentile, process
-from bench.topics import delete_topics
+from bench.topics import delete_run
 from bench.x import _ready
 from connectors.chat import ChatOutbound, ChatSettings
 from router.settings import load
@@ -129,7 +129,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 "kib_per_socket": round((after - before) / max(args.idle, 1), 1)}
     finally:
         await sender.stop()
-        await delete_topics(settings, prefix)
+        await delete_run(settings, prefix)
     print(json.dumps(result, indent=2), flush=True)
     return result
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.mailbox import BenchMailbox, stamped_mail
 from bench.pipeline import Collector, percentile, process
-from bench.topics import delete_topics
+from bench.topics import delete_run
 from router.settings import Settings, load
 from schemas.topics import ROUTED
 
@@ -92,7 +92,7 @@ async def _readers(settings: Settings, folder: str, modes: dict[str, dict[str, A
                     await watch.stop()
     finally:
         # after the routers stopped: a running one would declare its topics again
-        await delete_topics(settings, f"bench-{run}-")
+        await delete_run(settings, f"bench-{run}-")
 
 
 async def _warm_up(box: BenchMailbox, folder: str, watches: dict[str, Collector]) -> None:

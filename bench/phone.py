@@ -29,7 +29,7 @@ from twilio.request_validator import RequestValidator
 from bench.faults.stack import free_port
 from bench.mail import _stamp_from_body
 from bench.pipeline import Collector, percentile, process
-from bench.topics import delete_topics
+from bench.topics import delete_run
 from router.settings import load
 from schemas.topics import ROUTED
 
@@ -149,7 +149,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             finally:
                 await watch.stop()
     finally:
-        await delete_topics(settings, prefix)
+        await delete_run(settings, prefix)
     voice = [{"calls": len(times), "concurrency": c, **_ms(times, 0.99)} for c, times in answered.items()]
     transcript = {"voicemails": len(routed), **_ms(routed, 0.95)}
     for each in voice:

@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.scaleout import Lag, Workers, free_port
-from bench.topics import delete_topics
+from bench.topics import delete_run
 from bench.workload import Workload
 from router.settings import Settings, load
 from schemas.topics import IDENTIFIED, INBOUND, ROUTED
@@ -239,7 +239,7 @@ async def run(args: argparse.Namespace) -> list[Result]:
     try:
         return await _measure_all(settings, run_id, args)
     finally:
-        await delete_topics(settings, f"bench-{run_id}-")
+        await delete_run(settings, f"bench-{run_id}-")
 
 
 async def _measure_all(settings: Settings, run_id: str, args: argparse.Namespace) -> list[Result]:

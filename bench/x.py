@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 
 from bench.pipeline import Collector, percentile, process
-from bench.topics import delete_topics
+from bench.topics import delete_run
 from connectors.twitter.settings import XSettings
 from connectors.twitter.webhook import PATH
 from router.settings import Settings, load
@@ -99,7 +99,7 @@ async def _routers(settings: Settings, x: XEmulator) -> AsyncIterator[tuple[dict
                 for watch in watches.values():
                     await watch.stop()
     finally:
-        await delete_topics(settings, f"bench-x-{run}-")
+        await delete_run(settings, f"bench-x-{run}-")
 
 
 async def _mention(x: XEmulator, url: str, n: int) -> None:
