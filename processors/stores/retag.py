@@ -105,7 +105,7 @@ async def _move_due(redis: Any, key: str, namespace: str, tags: Tags, done: Reta
             done.due_moved += 1
 
 
-async def retag(redis: Any, namespace: str, tags: Tags, *, count: int = 1000) -> Retagged:
+async def retag(redis: Any, namespace: str, tags: Tags, *, count: int = 10_000) -> Retagged:
     """Move every tagged family's key under `namespace` to its tag under `tags`."""
     done = Retagged()
     due_sets = []
