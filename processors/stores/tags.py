@@ -13,6 +13,7 @@ partition count (decision 0021).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,26 +27,27 @@ _M = 0x5BD1E995
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 of `data` (seed 0x9747b28c), unsigned 32 bits as aiokafka answers it."""
     length = len(data)
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    whole = length & ~3
-    for i in range(0, whole, 4):
-        k = int.from_bytes(data[i:i + 4], "little")
-        k = (k * _M) & 0xFFFFFFFF
-        k ^= k >> 24
-        k = (k * _M) & 0xFFFFFFFF
-        h = ((h * _M) & 0xFFFFFFFF) ^ k
+    whole = length >> 2
+    h = 0x9747B28C ^ length
+    m = _M
+    # the words unpacked at once: a third of the cost of slicing them one by one
+    for word in _WORDS[whole](data) if whole < len(_WORDS) else struct.unpack_from(f"<{whole}I", data):
+        k = (word * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ (((k ^ (k >> 24)) * m) & 0xFFFFFFFF)
+    at = whole << 2
     rest = length & 3
     if rest == 3:
-        h ^= data[whole + 2] << 16
+        h ^= data[at + 2] << 16
     if rest >= 2:
-        h ^= data[whole + 1] << 8
-    if rest >= 1:
-        h ^= data[whole]
-        h = (h * _M) & 0xFFFFFFFF
+        h ^= data[at + 1] << 8
+    if rest:
+        h = ((h ^ data[at]) * m) & 0xFFFFFFFF
     h ^= h >> 13
-    h = (h * _M) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h
+    h = (h * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+_WORDS = [struct.Struct(f"<{n}I").unpack_from for n in range(64)]
 
 
 @lru_cache(maxsize=1 << 16)

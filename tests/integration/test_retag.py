@@ -60,7 +60,8 @@ def _stages(redis: Redis, ns: str, tags: Tags) -> tuple[Intake, Brain, HistorySt
     brain = Brain(redis, Stores(
         claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=600, tags=tags),
         threads=ConversationStore(ns, 3600, tags), history=history, directory=Directory(identities),
-        clocks=ClockStore(ns, tags), cards=cards, schedule=LifecycleSchedule(ns), backlog_key=f"{ns}:backlog"),
+        clocks=ClockStore(ns, tags), cards=cards, schedule=LifecycleSchedule(ns),
+        backlog_key=f"{ns}:backlog"),
         lambda: POLICY, ThreadRules(token_key=TOKEN_KEY))
     return intake, brain, history, identities
 
