@@ -129,7 +129,8 @@ def queue_read_each(pipe: Any, keys: Sequence[str], *command: str | int) -> None
 
 def queue_mget(pipe: Any, keys: Sequence[str]) -> None:
     """Queue one MGET of `keys` (one per hash tag on a `Batch`); its answer is a list, in order."""
-    split(pipe, keys, lambda pipe, part: pipe.mget([keys[i] for i in part]))
+    # as a plain command: redis-py blocks `mget` in a Cluster pipeline though the keys share a slot
+    split(pipe, keys, lambda pipe, part: pipe.execute_command("MGET", *(keys[i] for i in part)))
 
 
 async def read_many(redis: Any, keys: Sequence[str]) -> list[Any]:

@@ -24,7 +24,7 @@ from processors.stores.directory import Directory
 from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore
 from processors.stores.retag import FAMILIES, check_layout, retag
-from processors.stores.tags import UNTAGGED, Tags, hash_tag, partition_of
+from processors.stores.tags import UNTAGGED, Batch, Tags, hash_tag, partition_of
 from processors.watch.lifecycle_watch import LifecycleSchedule
 from router.cli.commands import main
 from router.settings import Settings
@@ -80,7 +80,7 @@ async def _route(redis: Redis, ns: str, tags: Tags, work: Workload, offset: int,
 async def _state(redis: Redis, ns: str, tags: Tags, customers: list[str]) -> list[Any]:
     """What the brain and the API would read of each customer: history, recent, clocks, identities."""
     _, _, history, identities = _stages(redis, ns, tags)
-    pipe = redis.pipeline(transaction=False)
+    pipe = Batch(redis.pipeline(transaction=False))  # on a cluster too
     history.queue_read(pipe, customers, 50)
     history.queue_read_recent(pipe, customers)
     ClockStore(ns, tags).queue_read(pipe, customers)
