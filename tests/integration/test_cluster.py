@@ -79,7 +79,8 @@ async def cluster(nodes: list[int]) -> AsyncIterator[RedisCluster]:
         await until(lambda port=port: _answers(port), f"redis-server on {port}", timeout=30)
     await asyncio.to_thread(
         subprocess.run, ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in nodes),
-                         "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+                         "--cluster-replicas", "0", "--cluster-yes"],
+        check=True, capture_output=True, timeout=60)
     for port in nodes:
         await until(lambda port=port: _cluster_ok(port), f"cluster state ok on {port}", timeout=30)
     client = RedisCluster(host="127.0.0.1", port=nodes[0], socket_timeout=10)
