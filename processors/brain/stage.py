@@ -43,7 +43,6 @@ from processors.stores.clocks import ClockStore, Write
 from processors.stores.conversations import ConversationStore
 from processors.stores.directory import Directory
 from processors.stores.history import Append, HistoryStore, RecentWrite
-from processors.stores.tags import Batch
 from processors.watch.lifecycle_watch import LifecycleSchedule, Planned
 from schemas.codec import encode
 from schemas.conversation import ConversationEvent
@@ -176,7 +175,7 @@ class Brain:
         claims = [c for r in records if (c := self._unconfirmed.pop(r.owner, None)) is not None]
         if not (claims or pending):
             return
-        pipe = Batch(self._redis.pipeline(transaction=False))  # one call per hash tag
+        pipe = self._redis.pipeline(transaction=False)
         if pending is not None:
             self._queue_write(pipe, pending[1], pending[2])
         if claims:
@@ -193,7 +192,7 @@ class Brain:
         ids = list(dict.fromkeys(m.customer_id for m in items))
         thread_ids = list(dict.fromkeys((m.message.channel, m.message.thread_key) for m in items
                                         if isinstance(m, IdentifiedMessage)))
-        pipe = Batch(self._redis.pipeline(transaction=False))  # one call per hash tag
+        pipe = self._redis.pipeline(transaction=False)
         s.claims.queue(pipe, claims)
         s.threads.queue_read_threads(pipe, thread_ids)
         s.history.queue_read(pipe, ids, s.history_limit)

@@ -1,12 +1,11 @@
 """Conversation cards in Redis: what agents' tools and the replies API need to answer.
 
-One hash per conversation, `<ns>:{p<N>}:card:<conversation id>` (tagged by the
-conversation id's partition, processors.stores.tags), with one writer per field so
+One hash per conversation, `<ns>:card:<conversation id>`, with one writer per field so
 stages never overwrite each other's work without a lock:
 - `card`        the ConversationCard JSON, written by the dispatch stage from routed messages;
 - `status`      open / waiting_on_customer / resolved / closed, written by the brain;
 - `dest:<name>` the thread reference an agents' tool gave the conversation (a Slack ts).
-A read merges the three. Reads and writes of a batch are one command each (per tag).
+A read merges the three. Reads and writes of a batch are one command each.
 
 The way back from a tool's thread to its conversation is a plain key,
 `<ns>:tool-thread:<destination>:<thread reference>` → conversation id, written by the
@@ -23,7 +22,6 @@ from msgspec.structs import replace
 from redis.asyncio import Redis
 
 from processors.stores.bulk import queue_read_each
-from processors.stores.tags import UNTAGGED, Tags, split
 from schemas.conversation import ConversationCard, Status
 
 __all__ = ["CardStore", "card_fields", "status_fields", "thread_fields"]
@@ -52,9 +50,9 @@ return #KEYS
 class CardStore:
     """Keys `<ns>:card:<conversation id>` (hash), kept `ttl_seconds` after the last write."""
 
-    def __init__(self, namespace: str, ttl_seconds: int, tags: Tags = UNTAGGED) -> None:
+    def __init__(self, namespace: str, ttl_seconds: int) -> None:
         self._namespace = namespace
-        self._tags = tags
+        self._prefix = f"{namespace}:card:"
         self._ttl = ttl_seconds
 
     @property
@@ -64,7 +62,7 @@ class CardStore:
 
     def key(self, conversation_id: str) -> str:
         """The hash of one conversation's card."""
-        return f"{self._namespace}:{self._tags.of(conversation_id)}card:{conversation_id}"
+        return self._prefix + conversation_id
 
     def tool_thread_key(self, destination: str, reference: str) -> str:
         """The key holding which conversation a tool's thread belongs to."""
@@ -87,17 +85,12 @@ class CardStore:
         """Queue field writes (conversation id → field → value) as one command, if any."""
         if not changes:
             return
-        items = list(changes.items())
-        keys = [self.key(c) for c, _ in items]
-
-        def queue(pipe: Any, part: list[int]) -> None:
-            args: list[Any] = [self._ttl]
-            for i in part:
-                args.append(len(items[i][1]))
-                for name, value in items[i][1].items():
-                    args += (name, value)
-            pipe.eval(_WRITE, len(part), *(keys[i] for i in part), *args)
-        split(pipe, keys, queue)
+        args: list[Any] = [self._ttl]
+        for fields in changes.values():
+            args.append(len(fields))
+            for name, value in fields.items():
+                args += (name, value)
+        pipe.eval(_WRITE, len(changes), *(self.key(c) for c in changes), *args)
 
     async def get(self, redis: Redis, conversation_id: str) -> ConversationCard | None:
         """One card, for the HTTP API."""

@@ -6,7 +6,7 @@ import random
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from processors.stores.tags import key_partition
+from router.kafka import partition_of
 
 
 def test_a_key_lands_on_the_partition_kafkas_default_partitioner_gives_it() -> None:
@@ -17,5 +17,5 @@ def test_a_key_lands_on_the_partition_kafkas_default_partitioner_gives_it() -> N
         partitions = list(range(count))
         for key in keys:
             # twice: the second answer comes from the memo
-            assert key_partition(key, count) == DefaultPartitioner()(key, partitions, partitions)
-            assert key_partition(key, count) == DefaultPartitioner()(key, partitions, partitions)
+            assert partition_of(key, count) == DefaultPartitioner()(key, partitions, partitions)
+            assert partition_of(key, count) == DefaultPartitioner()(key, partitions, partitions)
