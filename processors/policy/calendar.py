@@ -153,13 +153,14 @@ def add_business_time(start: datetime, duration: timedelta, calendar: Calendar) 
     if calendar.always_open:
         return _utc(start) + duration
     minute = (start - _EPOCH) // _MINUTE
+    first = _EPOCH + minute * _MINUTE
     key = (id(calendar), duration, minute)
     entry = _walked.get(key)
     if entry is None or entry[0] is not calendar:
         if len(_walked) >= _WALKED_MAX:
             _walked.clear()
-        entry = _walked[key] = (calendar, *_learn(_EPOCH + minute * _MINUTE, duration, calendar))
-    _, first, at, moves = entry
+        entry = _walked[key] = (calendar, *_learn(first, duration, calendar))
+    _, at, moves = entry
     if at is None:
         return _walk(start, duration, calendar)
     return at + (_utc(start) - first) if moves else at
@@ -174,16 +175,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE = timedelta(minutes=1)
 _LAST = _MINUTE - timedelta(microseconds=1)
 _WALKED_MAX = 4096
-_walked: dict[tuple[int, timedelta, int], tuple[Calendar, datetime, datetime | None, bool]] = {}
+_walked: dict[tuple[int, timedelta, int], tuple[Calendar, datetime | None, bool]] = {}
 
 
-def _learn(first: datetime, duration: timedelta,
-           calendar: Calendar) -> tuple[datetime, datetime | None, bool]:
+def _learn(first: datetime, duration: timedelta, calendar: Calendar) -> tuple[datetime | None, bool]:
     """A minute's answer at its first instant, and whether it moves with the start (None: neither)."""
     at, last = _walk(first, duration, calendar), _walk(first + _LAST, duration, calendar)
     if last == at:
-        return first, at, False
-    return first, (at if last - at == _LAST else None), True
+        return at, False
+    return (at if last - at == _LAST else None), True
 
 
 def _walk(start: datetime, duration: timedelta, calendar: Calendar) -> datetime:

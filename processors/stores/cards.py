@@ -21,7 +21,7 @@ import msgspec
 from msgspec.structs import replace
 from redis.asyncio import Redis
 
-from processors.stores.bulk import queue_read_each
+from processors.stores.bulk import queue_hset_many, queue_read_each
 from schemas.conversation import ConversationCard, Status
 
 __all__ = ["CardStore", "card_fields", "status_fields", "thread_fields"]
@@ -29,22 +29,6 @@ __all__ = ["CardStore", "card_fields", "status_fields", "thread_fields"]
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(ConversationCard)
 _STATUSES = frozenset({"open", "waiting_on_customer", "resolved", "closed"})
-
-# HSET each key's field/value pairs and refresh its TTL; ARGV = ttl, then per key:
-# the number of pairs followed by the pairs
-_WRITE = """
-local ttl = tonumber(ARGV[1])
-local at = 2
-for _, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[at])
-  for j = 1, n do
-    redis.call('HSET', key, ARGV[at + 2 * j - 1], ARGV[at + 2 * j])
-  end
-  at = at + 1 + 2 * n
-  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
-end
-return #KEYS
-"""
 
 
 class CardStore:
@@ -85,12 +69,7 @@ class CardStore:
         """Queue field writes (conversation id → field → value) as one command, if any."""
         if not changes:
             return
-        args: list[Any] = [self._ttl]
-        for fields in changes.values():
-            args.append(len(fields))
-            for name, value in fields.items():
-                args += (name, value)
-        pipe.eval(_WRITE, len(changes), *(self.key(c) for c in changes), *args)
+        queue_hset_many(pipe, {self.key(c): fields for c, fields in changes.items()}, self._ttl)
 
     async def get(self, redis: Redis, conversation_id: str) -> ConversationCard | None:
         """One card, for the HTTP API."""
