@@ -33,6 +33,7 @@ from processors.stores.conversations import ConversationStore
 from processors.stores.directory import Directory
 from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore
+from processors.stores.tags import Tags
 from processors.watch.lifecycle_watch import LifecycleSchedule, LifecycleWatch
 from processors.watch.sla_watch import SlaWatch
 from router.kafka import ssl_context
@@ -85,17 +86,18 @@ class Pipeline:
             datadir=str(settings.state_dir / "faust" / "{conf.name}-data"),
         )
         ns = f"{settings.topic_prefix}sb"
-        history = HistoryStore(ns, cap=settings.history_cap)
+        tags = Tags(settings.kafka_partitions)  # decision 0021: a customer's keys in its partition's slot
+        history = HistoryStore(ns, cap=settings.history_cap, tags=tags)
         identities = IdentityStore(ns, history)
-        clocks = ClockStore(ns)
+        clocks = ClockStore(ns, tags)
         schedule = LifecycleSchedule(ns)
-        cards = CardStore(ns, settings.conversation_ttl_seconds)
-        self.intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=settings.dedupe_ttl_seconds),
-                             identities, settings.thread_rules.token_key, settings.our_domains,
+        cards = CardStore(ns, settings.conversation_ttl_seconds, tags)
+        claims = ClaimStore(namespace=ns, ttl_seconds=settings.dedupe_ttl_seconds, tags=tags)
+        self.intake = Intake(redis, claims, identities, settings.thread_rules.token_key, settings.our_domains,
                              cards=cards)
         self.brain = Brain(redis, Stores(
-            claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=settings.dedupe_ttl_seconds),
-            threads=ConversationStore(ns, settings.conversation_ttl_seconds), history=history,
+            claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=settings.dedupe_ttl_seconds, tags=tags),
+            threads=ConversationStore(ns, settings.conversation_ttl_seconds, tags), history=history,
             directory=Directory(identities), clocks=clocks,
             cards=cards, schedule=schedule,
             backlog_key=f"{ns}:backlog",

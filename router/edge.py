@@ -26,6 +26,9 @@ from processors.metrics import MESSAGES_IN
 from processors.policy.model import Policy
 from processors.send.replies import reply_to
 from processors.stores.cards import CardStore
+from processors.stores.history import HistoryStore
+from processors.stores.identities import IdentityStore
+from processors.stores.tags import Tags
 from router.held import HeldStore, run_timer
 from router.http.integrations import Denied, Integrations, Scope
 from router.settings import Settings
@@ -58,10 +61,12 @@ class RouterEdge:
         self._policy = policy
         self._access = access
         # reads only: the card's TTL is the writers' business
-        self._cards = CardStore(f"{settings.topic_prefix}sb", ttl_seconds=0)
+        tags = Tags(settings.kafka_partitions)
+        self._cards = CardStore(f"{settings.topic_prefix}sb", ttl_seconds=0, tags=tags)
+        self._ns = f"{settings.topic_prefix}sb"
+        self._ids = IdentityStore(self._ns, HistoryStore(self._ns, tags=tags))
         self._timeout = timeout
         self._clock = clock
-        self._ns = f"{settings.topic_prefix}sb"
         self._held = HeldStore(self._ns, ttl_seconds=settings.dedupe_ttl_seconds)
         self._release_every = release_every
 
@@ -87,11 +92,11 @@ class RouterEdge:
         redis = self._redis()
         try:
             async with asyncio.timeout(self._timeout):
-                bound = await redis.get(f"{self._ns}:identity:{parse_identity(identity)}")
+                bound = await redis.get(self._ids.identity_key(parse_identity(identity)))
                 customer = None if bound is None else _binding.decode(bound).customer_id
                 pipe = redis.pipeline(transaction=False)
                 if customer is not None:
-                    pipe.hget(f"{self._ns}:profile:{customer}", "tier")
+                    pipe.hget(self._ids.profile_key(customer), "tier")
                 pipe.hgetall(f"{self._ns}:backlog")
                 *tier, backlog = await pipe.execute()
         except (TimeoutError, RedisError) as e:

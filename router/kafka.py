@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import ssl
 from typing import Any
@@ -12,13 +11,12 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from aiokafka.partitioner import murmur2
 
 from router.settings import Settings
 from schemas.errors import ConfigError, TransientError
 from schemas.topics import ALL
 
-__all__ = ["client_options", "ensure_topics", "new_producer", "partition_of", "ssl_context"]
+__all__ = ["client_options", "ensure_topics", "new_producer", "ssl_context"]
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +65,6 @@ async def _led(admin: AIOKafkaAdminClient, names: list[str]) -> None:
                for d in described):
             return
         await asyncio.sleep(0.05)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _murmur2(key: bytes) -> int:
-    # a customer's key recurs with each message: Kafka's hash in pure Python costs ~4 µs
-    return int(murmur2(key)) & 0x7FFFFFFF
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives a key, among `partitions`."""
-    return _murmur2(key) % partitions
 
 
 def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

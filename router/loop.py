@@ -36,7 +36,8 @@ from mode import Service
 
 from processors.metrics import STAGE_RETRIES, report_lag
 from processors.stage import Output, Record
-from router.kafka import client_options, new_producer, partition_of
+from processors.stores.tags import key_partition
+from router.kafka import client_options, new_producer
 from router.settings import Settings
 
 __all__ = ["Confirm", "Process", "StageLoop", "Stages", "adopt_offsets", "group_of", "produce"]
@@ -63,7 +64,7 @@ async def produce(producer: AIOKafkaProducer, settings: Settings, outputs: Seque
 
     One batch per partition, built here: the producer's per-record `send` (a future, a
     partitioner call and an accumulator step each) was a tenth of a worker's CPU. Records
-    land where `send` would put them (partition_of is Kafka's default partitioner), in order.
+    land where `send` would put them (key_partition is Kafka's default partitioner), in order.
     """
     partitions: dict[str, int] = {}
     batches: dict[tuple[str, int], Any] = {}
@@ -73,7 +74,7 @@ async def produce(producer: AIOKafkaProducer, settings: Settings, outputs: Seque
         count = partitions.get(topic)
         if count is None:
             count = partitions[topic] = len(await producer.partitions_for(topic))
-        tp = (topic, partition_of(o.key, count))
+        tp = (topic, key_partition(o.key, count))
         batch = batches.get(tp)
         if batch is None:
             batch = batches[tp] = producer.create_batch()

@@ -20,6 +20,8 @@ from redis.asyncio import Redis
 
 from processors.stores.client import new_redis
 from processors.stores.cursors import RedisCursorStore
+from processors.stores.retag import check_layout
+from processors.stores.tags import Tags
 from router.app import Pipeline
 from router.channels import Channels, configured
 from router.http.app import edge_app
@@ -166,6 +168,14 @@ def _stop_deadline() -> None:
     threading.Thread(target=expire, name="stop-deadline", daemon=True).start()
 
 
+async def _check_layout(settings: Settings) -> None:
+    redis = new_redis(settings.redis_dsn, socket_timeout=10)
+    try:
+        await check_layout(redis, f"{settings.topic_prefix}sb", Tags(settings.kafka_partitions))
+    finally:
+        await redis.aclose()
+
+
 def run_worker(settings: Settings, *, edge: bool) -> None:
     """Run the stream processors and the HTTP server until a signal stops them.
 
@@ -176,6 +186,8 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_json))
     # topics are created up front with our partitioning, never by a first produce
     asyncio.run(ensure_topics(settings))
+    # keys tagged for another partition count (or not at all) would look like new customers
+    asyncio.run(_check_layout(settings))
     # Faust keeps its files in the state dir (router/app.py); it creates only the last level
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())

@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
-    kafka_partitions: int = Field(default=4, ge=1)
+    # chosen for growth (decision 0021): partitions never shrink, and adding them re-maps
+    # customers, so Redis keys must be retagged; 12 spreads evenly over 1, 2, 3, 4, 6 or 12 workers
+    kafka_partitions: int = Field(default=12, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
     # the most bytes the producer packs into one partition's batch: a stage's whole batch
     # should fit, or each full batch waits a round trip to Kafka before the next record is

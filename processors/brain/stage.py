@@ -43,6 +43,7 @@ from processors.stores.clocks import ClockStore, Write
 from processors.stores.conversations import ConversationStore
 from processors.stores.directory import Directory
 from processors.stores.history import Append, HistoryStore, RecentWrite
+from processors.stores.tags import pipeline
 from processors.watch.lifecycle_watch import LifecycleSchedule, Planned
 from schemas.codec import encode
 from schemas.conversation import ConversationEvent
@@ -175,7 +176,7 @@ class Brain:
         claims = [c for r in records if (c := self._unconfirmed.pop(r.owner, None)) is not None]
         if not (claims or pending):
             return
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = pipeline(self._redis)  # split per hash tag on a Cluster
         if pending is not None:
             self._queue_write(pipe, pending[1], pending[2])
         if claims:
@@ -192,7 +193,7 @@ class Brain:
         ids = list(dict.fromkeys(m.customer_id for m in items))
         thread_ids = list(dict.fromkeys((m.message.channel, m.message.thread_key) for m in items
                                         if isinstance(m, IdentifiedMessage)))
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = pipeline(self._redis)  # split per hash tag on a Cluster
         s.claims.queue(pipe, claims)
         s.threads.queue_read_threads(pipe, thread_ids)
         s.history.queue_read(pipe, ids, s.history_limit)

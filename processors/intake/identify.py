@@ -1,8 +1,8 @@
 """Identify: one customer for every identity, created on first sight, joined only on evidence.
 
 Keys, under a namespace `<ns>`:
-- `<ns>:identity:<kind>:<value>`   the identity's `Binding` (JSON): customer, since, how;
-- `<ns>:identities:<customer id>`  set of the customer's identities (`kind:value`).
+- `<ns>:{p<N>}:identity:<kind>:<value>`   the identity's `Binding` (JSON): customer, since, how;
+- `<ns>:{p<N>}:identities:<customer id>`  set of the customer's identities (`kind:value`).
 
 The hot path is one command per batch: a `SET <identity> <binding> NX GET` per message,
 run as one Lua call, creates the binding on first sight and returns the one already there

@@ -28,6 +28,7 @@ from processors.stage import Output, Record, dead_letter, decode_records
 from processors.stores.cards import CardStore
 from processors.stores.claims import Claim, ClaimStore
 from processors.stores.identities import IdentityStore, LinkRefused
+from processors.stores.tags import pipeline
 from schemas.codec import encode
 from schemas.conversation import ConversationCard
 from schemas.identified import IdentifiedMessage
@@ -88,7 +89,7 @@ class Intake:
             return outputs
         claims = [Claim(m.event_id, r.owner) for r, m in decoded]
         sightings = [identify.Sighting.of(m) for _, m in decoded]
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = pipeline(self._redis)  # split per hash tag on a Cluster
         self._claims.queue(pipe, claims)
         self._identities.queue_lookup(pipe, sightings)
         claimed, looked_up = await pipe.execute()
@@ -140,7 +141,7 @@ class Intake:
     async def _second(self, new: Sequence[tuple[InboundMessage, str]], continued: Sequence[str],
                       answered: Sequence[str]) -> list[ConversationCard | None]:
         """Round trip 2, if any: register first sightings; read the cards continuations and answers name."""
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = pipeline(self._redis)  # split per hash tag on a Cluster
         if new:
             self._identities.queue_register(pipe, [(m.sender, c) for m, c in new])
         wanted = [*continued, *answered]

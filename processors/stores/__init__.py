@@ -1,6 +1,9 @@
 """Every Redis store the stages use, and the one table of what lives where.
 
-All keys sit under a namespace `<ns>` = `<SB_TOPIC_PREFIX>sb`. "Writer" is the one
+All keys sit under a namespace `<ns>` = `<SB_TOPIC_PREFIX>sb`. The routing chain's carry a
+hash tag after it, `<ns>:{p<N>}:history:<customer>`, N the Kafka partition of the key's
+last segment (processors.stores.tags, decision 0021); the table leaves it out. `sla-due`
+is one set per tag; `<ns>:layout` records the partition count the tags are for. "Writer" is the one
 stage that changes a family (decision 0005); anyone may read. TTLs come from settings:
 `dedupe` = SB_DEDUPE_TTL_SECONDS (7 days), `conversation` = SB_CONVERSATION_TTL_SECONDS
 (90 days), counted from the last write.

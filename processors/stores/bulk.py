@@ -2,7 +2,8 @@
 
 The client, not Redis, is the cost of a pipeline of hundreds of small commands (each is
 packed, and each reply read under its own timeout), so a batch's claims are one Lua call
-and its reads one MGET. Keys of one call need one Redis node (no Cluster slot spread).
+and its reads one MGET. On a `Batch` each call is split per hash tag
+(processors.stores.tags), so the keys of one Lua call share one Cluster slot.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from processors.stores.tags import pipeline, split
+
 __all__ = [
     "CLAIM_MANY", "HSET_MANY", "READ_EACH", "SET_MANY", "queue_claim_many", "queue_hset_many",
-    "queue_read_each", "queue_set_many",
+    "queue_mget", "queue_read_each", "queue_set_many", "read_many",
 ]
 
 # SET key value [EX ttl]: no TTL when ttl is 0
@@ -90,21 +93,26 @@ def _joined(values: Sequence[str | bytes]) -> bytes | None:
 def queue_claim_many(pipe: Any, keys: Sequence[str], values: Sequence[str | bytes],
                      ttl_seconds: int = 0) -> None:
     """Queue one claim of many keys; its answer lists each key's previous value or None."""
-    blob = _joined(values)
-    if blob is None:
-        pipe.eval(_CLAIM_EACH, len(keys), *keys, ttl_seconds, *values)
-    else:
-        pipe.eval(CLAIM_MANY, len(keys), *keys, ttl_seconds, blob)
+    def queue(pipe: Any, part: list[int]) -> None:
+        mine = [values[i] for i in part]
+        blob = _joined(mine)
+        if blob is None:
+            pipe.eval(_CLAIM_EACH, len(part), *(keys[i] for i in part), ttl_seconds, *mine)
+        else:
+            pipe.eval(CLAIM_MANY, len(part), *(keys[i] for i in part), ttl_seconds, blob)
+    split(pipe, keys, queue)
 
 
 def queue_set_many(pipe: Any, pairs: Sequence[tuple[str, str | bytes]], ttl_seconds: int = 0) -> None:
     """Queue one write of many keys."""
-    values = [v for _, v in pairs]
-    blob = _joined(values)
-    if blob is None:
-        pipe.eval(_SET_EACH, len(pairs), *(k for k, _ in pairs), ttl_seconds, *values)
-    else:
-        pipe.eval(SET_MANY, len(pairs), *(k for k, _ in pairs), ttl_seconds, blob)
+    def queue(pipe: Any, part: list[int]) -> None:
+        values = [pairs[i][1] for i in part]
+        blob = _joined(values)
+        if blob is None:
+            pipe.eval(_SET_EACH, len(part), *(pairs[i][0] for i in part), ttl_seconds, *values)
+        else:
+            pipe.eval(SET_MANY, len(part), *(pairs[i][0] for i in part), ttl_seconds, blob)
+    split(pipe, [k for k, _ in pairs], queue)
 
 # one read command applied to every key: ARGV = the command and its extra arguments
 READ_EACH = """
@@ -116,7 +124,24 @@ return out
 
 def queue_read_each(pipe: Any, keys: Sequence[str], *command: str | int) -> None:
     """Queue one command that runs `command` on every key; its answer is a list, in order."""
-    pipe.eval(READ_EACH, len(keys), *keys, *command)
+    split(pipe, keys, lambda pipe, part: pipe.eval(READ_EACH, len(part), *(keys[i] for i in part), *command))
+
+
+def queue_mget(pipe: Any, keys: Sequence[str]) -> None:
+    """Queue one MGET of `keys` (one per hash tag on a `Batch`); its answer is a list, in order."""
+    # as a plain command: redis-py blocks `mget` in a Cluster pipeline though the keys share a slot
+    split(pipe, keys, lambda pipe, part: pipe.execute_command("MGET", *(keys[i] for i in part)))
+
+
+async def read_many(redis: Any, keys: Sequence[str]) -> list[Any]:
+    """GET every key in one round trip, one MGET per hash tag; values in the order of `keys`."""
+    if not keys:
+        return []
+    pipe = pipeline(redis)
+    queue_mget(pipe, keys)
+    [values] = await pipe.execute()
+    return list(values)
+
 
 # HSET each hash's field/value pairs (after DEL when ARGV[2] is 1) and refresh its TTL;
 # ARGV = ttl, replace, then per key: the number of pairs followed by the pairs
@@ -139,9 +164,15 @@ return #KEYS
 def queue_hset_many(pipe: Any, changes: Mapping[str, Mapping[str, str | bytes]], ttl_seconds: int = 0, *,
                     replace: bool = False) -> None:
     """Queue field writes (hash → field → value) as one command; `replace` drops each hash's old fields."""
-    args: list[Any] = [ttl_seconds, int(replace)]
-    for fields in changes.values():
-        args.append(len(fields))
-        for name, value in fields.items():
-            args += (name, value)
-    pipe.eval(HSET_MANY, len(changes), *changes, *args)
+    items = list(changes.items())
+    keys = [key for key, _ in items]
+
+    def queue(pipe: Any, part: list[int]) -> None:
+        args: list[Any] = [ttl_seconds, int(replace)]
+        for i in part:
+            fields = items[i][1]
+            args.append(len(fields))
+            for name, value in fields.items():
+                args += (name, value)
+        pipe.eval(HSET_MANY, len(part), *(keys[i] for i in part), *args)
+    split(pipe, keys, queue)

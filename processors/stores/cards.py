@@ -1,11 +1,12 @@
 """Conversation cards in Redis: what agents' tools and the replies API need to answer.
 
-One hash per conversation, `<ns>:card:<conversation id>`, with one writer per field so
+One hash per conversation, `<ns>:{p<N>}:card:<conversation id>` (tagged by the
+conversation id's partition, processors.stores.tags), with one writer per field so
 stages never overwrite each other's work without a lock:
 - `card`        the ConversationCard JSON, written by the dispatch stage from routed messages;
 - `status`      open / waiting_on_customer / resolved / closed, written by the brain;
 - `dest:<name>` the thread reference an agents' tool gave the conversation (a Slack ts).
-A read merges the three. Reads and writes of a batch are one command each.
+A read merges the three. Reads and writes of a batch are one command each (per tag).
 
 The way back from a tool's thread to its conversation is a plain key,
 `<ns>:tool-thread:<destination>:<thread reference>` → conversation id, written by the
@@ -22,6 +23,7 @@ from msgspec.structs import replace
 from redis.asyncio import Redis
 
 from processors.stores.bulk import queue_hset_many, queue_read_each
+from processors.stores.tags import UNTAGGED, Tags
 from schemas.conversation import ConversationCard, Status
 
 __all__ = ["CardStore", "card_fields", "status_fields", "thread_fields"]
@@ -34,9 +36,9 @@ _STATUSES = frozenset({"open", "waiting_on_customer", "resolved", "closed"})
 class CardStore:
     """Keys `<ns>:card:<conversation id>` (hash), kept `ttl_seconds` after the last write."""
 
-    def __init__(self, namespace: str, ttl_seconds: int) -> None:
+    def __init__(self, namespace: str, ttl_seconds: int, tags: Tags = UNTAGGED) -> None:
         self._namespace = namespace
-        self._prefix = f"{namespace}:card:"
+        self._tags = tags
         self._ttl = ttl_seconds
 
     @property
@@ -46,7 +48,7 @@ class CardStore:
 
     def key(self, conversation_id: str) -> str:
         """The hash of one conversation's card."""
-        return self._prefix + conversation_id
+        return f"{self._namespace}:{self._tags.of(conversation_id)}card:{conversation_id}"
 
     def tool_thread_key(self, destination: str, reference: str) -> str:
         """The key holding which conversation a tool's thread belongs to."""

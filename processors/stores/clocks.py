@@ -1,4 +1,4 @@
-"""SLA clocks in Redis: one hash of clocks per customer, one sorted set of due times.
+"""SLA clocks in Redis: one hash of clocks per customer, one sorted set of due times per tag.
 
 The brain reads a batch's customers' clocks with its other reads and writes them back
 with its other writes; the watcher (`due`) takes what has fallen due, oldest first.
@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from processors.brain.sla import SlaClock
 from processors.stores.bulk import queue_read_each
+from processors.stores.tags import UNTAGGED, Tags, pipeline, split
 from schemas.identity import Identity
 
 __all__ = ["ClockStore", "SlaEntry", "Write"]
@@ -46,20 +47,19 @@ class Write:
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(SlaEntry)
 
-# HSET the entries, then ZADD or ZREM their due times; KEYS = hashes, ARGV = zset,
-# then per entry: field, value, score ("" = remove), member
+# HSET the entries, then ZADD or ZREM their due times; KEYS = per entry its tag's due zset
+# and its hash; ARGV per entry: field, value, score ("" = remove), member
 _WRITE = """
-local zset = ARGV[1]
-for i, key in ipairs(KEYS) do
-  local base = 2 + (i - 1) * 4
-  redis.call('HSET', key, ARGV[base], ARGV[base + 1])
+for i = 1, #KEYS, 2 do
+  local zset, base = KEYS[i], 2 * i - 1
+  redis.call('HSET', KEYS[i + 1], ARGV[base], ARGV[base + 1])
   if ARGV[base + 2] == '' then
     redis.call('ZREM', zset, ARGV[base + 3])
   else
     redis.call('ZADD', zset, ARGV[base + 2], ARGV[base + 3])
   end
 end
-return #KEYS
+return #KEYS / 2
 """
 
 # the due members (oldest first, at most ARGV[2]) with their entries
@@ -77,15 +77,22 @@ return out
 
 
 class ClockStore:
-    """Keys `<ns>:sla:<customer>` (hash: conversation → entry) and `<ns>:sla-due` (zset)."""
+    """Keys `<ns>:{p<N>}:sla:<customer>` (hash: conversation → entry), `<ns>:{p<N>}:sla-due` (zset).
 
-    def __init__(self, namespace: str) -> None:
-        self._prefix = f"{namespace}:sla:"
-        self._due = f"{namespace}:sla-due"
+    Each tag has its own due set, so a clock and its due time share a Cluster slot.
+    """
+
+    def __init__(self, namespace: str, tags: Tags = UNTAGGED) -> None:
+        self._ns = namespace
+        self._tags = tags
+
+    def key(self, customer_id: str) -> str:
+        """The hash of one customer's clocks."""
+        return f"{self._ns}:{self._tags.of(customer_id)}sla:{customer_id}"
 
     def queue_read(self, pipe: Any, customer_ids: Sequence[str]) -> None:
         """Queue the read of every customer's clocks: one command for the batch."""
-        queue_read_each(pipe, [self._prefix + c for c in customer_ids], "HGETALL")
+        queue_read_each(pipe, [self.key(c) for c in customer_ids], "HGETALL")
 
     def parse_read(self, answer: Sequence[Any]) -> list[dict[str, SlaEntry]]:
         """Each customer's clocks by conversation id, in the order asked."""
@@ -99,14 +106,26 @@ class ClockStore:
         """Queue storing entries and their due times: at most one command."""
         if not writes:
             return
-        args: list[Any] = [self._due]
-        for w in writes:
-            member = f"{w.entry.customer_id}|{w.entry.conversation_id}"
-            score = "" if w.next_due is None else repr(w.next_due.timestamp())
-            args += (w.entry.conversation_id, _encoder.encode(w.entry), score, member)
-        pipe.eval(_WRITE, len(writes), *(self._prefix + w.entry.customer_id for w in writes), *args)
+        tags = [self._tags.of(w.entry.customer_id) for w in writes]
+        keys = [f"{self._ns}:{tag}sla:{w.entry.customer_id}" for tag, w in zip(tags, writes, strict=True)]
+
+        def queue(pipe: Any, part: list[int]) -> None:
+            # each entry beside its own tag's due set: a batch spans tags on one node too
+            names: list[str] = []
+            args: list[Any] = []
+            for i in part:
+                w = writes[i]
+                names += (f"{self._ns}:{tags[i]}sla-due", keys[i])
+                score = "" if w.next_due is None else repr(w.next_due.timestamp())
+                args += (w.entry.conversation_id, _encoder.encode(w.entry), score,
+                         f"{w.entry.customer_id}|{w.entry.conversation_id}")
+            pipe.eval(_WRITE, len(names), *names, *args)
+        split(pipe, keys, queue)
 
     async def due(self, redis: Redis, now: datetime, limit: int = 500) -> list[SlaEntry]:
-        """The entries whose next due time has come, oldest first."""
-        found = await redis.eval(_DUE, 1, self._due, repr(now.timestamp()), limit, self._prefix)
-        return [_decoder.decode(raw) for raw in found if raw]
+        """The entries whose next due time has come, oldest first in each tag, at most `limit` a tag."""
+        pipe = pipeline(redis)
+        for tag in self._tags.every():
+            prefix = f"{self._ns}:{tag}"
+            pipe.eval(_DUE, 1, prefix + "sla-due", repr(now.timestamp()), limit, prefix + "sla:")
+        return [_decoder.decode(raw) for found in await pipe.execute() for raw in found if raw]

@@ -8,25 +8,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from processors.stores.bulk import queue_set_many
+from processors.stores.bulk import queue_mget, queue_set_many
+from processors.stores.tags import UNTAGGED, Tags
 
 __all__ = ["ConversationStore"]
 
 
 class ConversationStore:
-    """Keys `<ns>:thread:<channel>:<thread key>` → conversation id."""
+    """Keys `<ns>:{p<N>}:thread:<channel>:<thread key>` → conversation id."""
 
-    def __init__(self, namespace: str, ttl_seconds: int) -> None:
+    def __init__(self, namespace: str, ttl_seconds: int, tags: Tags = UNTAGGED) -> None:
         self._ns = namespace
         self._ttl = ttl_seconds
+        self._tags = tags
 
     def thread_key(self, channel: str, thread_key: str) -> str:
         """The key of a channel thread's conversation."""
-        return f"{self._ns}:thread:{channel}:{thread_key}"
+        thread = f"{channel}:{thread_key}"
+        return f"{self._ns}:{self._tags.of(thread)}thread:{thread}"
 
     def queue_read_threads(self, pipe: Any, threads: Sequence[tuple[str, str]]) -> None:
         """Add the reads of (channel, thread key) pairs to a pipeline, as one MGET."""
-        pipe.mget([self.thread_key(c, t) for c, t in threads])
+        queue_mget(pipe, [self.thread_key(c, t) for c, t in threads])
 
     def parse_threads(self, answer: Sequence[Any]) -> list[str | None]:
         """The conversation of each thread `queue_read_threads` asked for, or None."""

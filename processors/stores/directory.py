@@ -25,6 +25,7 @@ from redis.typing import EncodableT
 
 from processors.intake.identify import Binding, identity_of, parse_identity
 from processors.stores.identities import IdentityStore
+from processors.stores.tags import split
 from schemas.errors import ConfigError, ParseError
 from schemas.identified import CustomerProfile
 from schemas.identity import Identity
@@ -38,8 +39,7 @@ MAX_NAME_CHARS = 200
 _READ_PROFILES = """
 local out = {}
 for i = 1, #KEYS, 2 do
-  out[i] = redis.call('HMGET', KEYS[i], 'tier', 'name')
-  out[i + 1] = redis.call('SMEMBERS', KEYS[i + 1])
+  out[#out + 1] = {redis.call('HMGET', KEYS[i], 'tier', 'name'), redis.call('SMEMBERS', KEYS[i + 1])}
 end
 return out
 """
@@ -147,14 +147,15 @@ class Directory:
 
     def queue_read_profiles(self, pipe: Any, customer_ids: Sequence[str]) -> None:
         """Read each customer's tier, name and identities: one command for the batch."""
-        keys = [k for c in customer_ids for k in (self._ids.profile_key(c), self._ids.identities_key(c))]
-        pipe.eval(_READ_PROFILES, len(keys), *keys)
+        keys = [self._ids.profile_key(c) for c in customer_ids]
+        split(pipe, keys, lambda pipe, part: pipe.eval(_READ_PROFILES, 2 * len(part), *(
+            k for i in part for k in (keys[i], self._ids.identities_key(customer_ids[i])))))
 
     def parse_profiles(self, customer_ids: Sequence[str], answer: Sequence[Any]) -> list[CustomerProfile]:
         """The profiles `queue_read_profiles` asked for, in order."""
         out = []
         for i, customer_id in enumerate(customer_ids):
-            (tier, name), members = answer[2 * i], answer[2 * i + 1]
+            (tier, name), members = answer[i]
             out.append(CustomerProfile(
                 customer_id=customer_id, tier=_text(tier), name=_text(name),
                 identities=tuple(identity_of(m) for m in sorted(m.decode() for m in members))))

@@ -1,10 +1,10 @@
 """History: each customer's latest lines across every channel, and their recent conversations.
 
 Keys, under a namespace `<ns>`:
-- `<ns>:history:<customer id>`  sorted set of `Line` JSON scored by the entry's time, capped
+- `<ns>:{p<N>}:history:<customer id>`  sorted set of `Line` JSON scored by the entry's time, capped
   to the newest `cap`; a replayed batch re-adds the same member, so at-least-once delivery
   does not double history;
-- `<ns>:recent:<customer id>`   hash conversation id → `ConversationSummary` JSON.
+- `<ns>:{p<N>}:recent:<customer id>`   hash conversation id → `ConversationSummary` JSON.
 
 Every line and summary remembers the identity it concerns (`email:ada@example.com`), or
 none for the customer as a whole (a note, a transfer). That is how history follows a
@@ -12,7 +12,7 @@ link: when an identity moves to another customer its lines and conversations mov
 it, inside the same Lua script as the link (`IdentityStore.link`), and an unlink
 moves them back to the identity's own customer. Nothing has to remember a merge, and the
 hot path reads one sorted set per customer. Reads and writes of a whole batch are each one
-Lua call (keys of one call need one Redis node). The alternative — a customer's history as its
+Lua call per hash tag (processors.stores.tags). The alternative — a customer's history as its
 own list plus those of customers merged into it — costs the hot path a second round trip
 (find the merged customers, then read them) and cannot part one identity from a customer
 again. Lines without an identity stay where they were written; lines that fell off the
@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 
 from processors.stores.bulk import queue_read_each
+from processors.stores.tags import UNTAGGED, Tags, split
 from schemas.identity import Identity
 from schemas.routed import HistoryEntry
 
@@ -168,32 +169,37 @@ return #KEYS
 class HistoryStore:
     """Queues history and recent-conversation commands, one per batch; the caller runs the pipeline."""
 
-    def __init__(self, namespace: str, *, cap: int = 50, ttl_seconds: int | None = None) -> None:
-        self._history = f"{namespace}:history:"
-        self._recent = f"{namespace}:recent:"
+    def __init__(self, namespace: str, *, cap: int = 50, ttl_seconds: int | None = None,
+                 tags: Tags = UNTAGGED) -> None:
+        self._ns = namespace
+        self.tags = tags
         self.cap = cap
         self._ttl = ttl_seconds or 0
 
     def history_key(self, customer_id: str) -> str:
         """The sorted set of one customer's lines."""
-        return self._history + customer_id
+        return f"{self._ns}:{self.tags.of(customer_id)}history:{customer_id}"
 
     def recent_key(self, customer_id: str) -> str:
         """The hash of one customer's recent conversations."""
-        return self._recent + customer_id
+        return f"{self._ns}:{self.tags.of(customer_id)}recent:{customer_id}"
 
     def queue_append(self, pipe: Any, appends: Sequence[Append]) -> None:
         """Add a batch's entries: at most one command, none when there is nothing to add."""
         appends = [a for a in appends if a.entries]
         if not appends:
             return
-        args: list[Any] = [self.cap, self._ttl]
-        for a in appends:
-            who = str(a.identity) if a.identity else None
-            args.append(len(a.entries))
-            for e in a.entries:
-                args += (e.at.timestamp(), _encoder.encode(Line(who, e)))
-        pipe.eval(_APPEND_EACH, len(appends), *(self.history_key(a.customer_id) for a in appends), *args)
+        keys = [self.history_key(a.customer_id) for a in appends]
+
+        def queue(pipe: Any, part: list[int]) -> None:
+            args: list[Any] = [self.cap, self._ttl]
+            for i in part:
+                who = str(appends[i].identity) if appends[i].identity else None
+                args.append(len(appends[i].entries))
+                for e in appends[i].entries:
+                    args += (e.at.timestamp(), _encoder.encode(Line(who, e)))
+            pipe.eval(_APPEND_EACH, len(part), *(keys[i] for i in part), *args)
+        split(pipe, keys, queue)
 
     def queue_read(self, pipe: Any, customer_ids: Sequence[str], limit: int) -> None:
         """Read each customer's latest `limit` lines: one command for the batch."""
@@ -220,10 +226,14 @@ class HistoryStore:
         writes = [w for w in writes if w.summaries or w.drop]
         if not writes:
             return
-        args: list[Any] = [self._ttl]
-        for w in writes:
-            args.append(len(w.summaries))
-            for summary in w.summaries:
-                args += (summary.conversation_id, _encoder.encode(summary))
-            args += (len(w.drop), *w.drop)
-        pipe.eval(_WRITE_RECENT_EACH, len(writes), *(self.recent_key(w.customer_id) for w in writes), *args)
+        keys = [self.recent_key(w.customer_id) for w in writes]
+
+        def queue(pipe: Any, part: list[int]) -> None:
+            args: list[Any] = [self._ttl]
+            for i in part:
+                args.append(len(writes[i].summaries))
+                for summary in writes[i].summaries:
+                    args += (summary.conversation_id, _encoder.encode(summary))
+                args += (len(writes[i].drop), *writes[i].drop)
+            pipe.eval(_WRITE_RECENT_EACH, len(part), *(keys[i] for i in part), *args)
+        split(pipe, keys, queue)

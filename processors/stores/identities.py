@@ -1,11 +1,13 @@
 """Identity bindings in Redis: who each identity is, each customer's identities, and links.
 
 Keys, under a namespace `<ns>`:
-- `<ns>:identity:<kind>:<value>`   the identity's `Binding` (JSON): customer, since, how;
-- `<ns>:identities:<customer id>`  set of the customer's identities (`kind:value`).
+- `<ns>:{p<N>}:identity:<kind>:<value>`   the identity's `Binding` (JSON): customer, since, how;
+- `<ns>:{p<N>}:identities:<customer id>`  set of the customer's identities (`kind:value`).
 
 The decisions over a binding are processors.intake.identify's; this module only reads and
 writes them, one command per batch on the hot path, and makes links atomically in Lua.
+Tags (processors.stores.tags) follow the history store's: an identity's by the identity,
+a customer's keys by the customer.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import msgspec
 from redis.asyncio import Redis
 
 from processors.intake.identify import MAX_EVIDENCE_CHARS, Binding, Lookup, Sighting, identity_of
-from processors.stores.bulk import queue_claim_many
+from processors.stores.bulk import queue_claim_many, read_many
 from processors.stores.history import HistoryStore
+from processors.stores.tags import split
 from schemas.errors import PermanentError, TransientError
 from schemas.identified import IdentityLink
 from schemas.identity import Identity
@@ -98,25 +101,24 @@ class IdentityStore:
 
     def __init__(self, namespace: str, history: HistoryStore, *, timeout: float = 10.0,
                  retries: int = 8) -> None:
-        self._identity = f"{namespace}:identity:"
-        self._identities = f"{namespace}:identities:"
-        self._profile = f"{namespace}:profile:"
-        self._suggested = f"{namespace}:suggested:"
+        self._ns = namespace
+        self._tags = history.tags
         self._history = history
         self._timeout = timeout
         self._retries = retries
 
     def identity_key(self, identity: Identity | str) -> str:
         """The key holding an identity's binding."""
-        return self._identity + str(identity)
+        name = str(identity)
+        return f"{self._ns}:{self._tags.of(name)}identity:{name}"
 
     def identities_key(self, customer_id: str) -> str:
         """The set of a customer's identities."""
-        return self._identities + customer_id
+        return f"{self._ns}:{self._tags.of(customer_id)}identities:{customer_id}"
 
     def profile_key(self, customer_id: str) -> str:
         """Where processors.directory keeps the profile; a customer with one exists."""
-        return self._profile + customer_id
+        return f"{self._ns}:{self._tags.of(customer_id)}profile:{customer_id}"
 
     def queue_lookup(self, pipe: Any, sightings: Sequence[Sighting]) -> None:
         """Find or create every sighting's customer: one command for the batch."""
@@ -125,7 +127,7 @@ class IdentityStore:
     def queue_bind_new(self, pipe: Any, pairs: Sequence[tuple[Identity, Binding]]) -> None:
         """Bind each identity unless it is bound, in one command; it answers what each held."""
         # SET NX GET for every key, in one Lua call (processors.bulk): no TTL, bindings stay
-        queue_claim_many(pipe, [self._identity + str(i) for i, _ in pairs],
+        queue_claim_many(pipe, [self.identity_key(i) for i, _ in pairs],
                          [_encoder.encode(b) for _, b in pairs])
 
     def parse_lookup(self, answer: Sequence[Any]) -> list[Lookup]:
@@ -134,16 +136,16 @@ class IdentityStore:
 
     def queue_register(self, pipe: Any, pairs: Sequence[tuple[Identity, str]]) -> None:
         """Add newly seen (identity, customer id) pairs to their customers' sets: at most one command."""
-        if pairs:
-            pipe.eval(_ADD_EACH, len(pairs), *(self._identities + c for _, c in pairs),
-                      *(str(i) for i, _ in pairs))
+        keys = [self.identities_key(c) for _, c in pairs]
+        split(pipe, keys, lambda pipe, part: pipe.eval(
+            _ADD_EACH, len(part), *(keys[i] for i in part), *(str(pairs[i][0]) for i in part)))
 
     async def identities(self, redis: Redis, customer_id: str) -> tuple[Identity, ...]:
         """The identities bound to a customer now; a set member moved away is left out."""
         async with asyncio.timeout(self._timeout):
             found = await redis.smembers(self.identities_key(customer_id))
             members = sorted(m.decode() if isinstance(m, bytes) else m for m in found)
-            raws = await redis.mget([self._identity + m for m in members]) if members else []
+            raws = await read_many(redis, [self.identity_key(m) for m in members])
         return tuple(identity_of(m) for m, raw in zip(members, raws, strict=True)
                      if raw is not None and _binding.decode(raw).customer_id == customer_id)
 
@@ -208,7 +210,7 @@ class IdentityStore:
 
     def suggested_key(self, customer_id: str) -> str:
         """The hash of a customer's suggested identities."""
-        return f"{self._suggested}{customer_id}"
+        return f"{self._ns}:{self._tags.of(customer_id)}suggested:{customer_id}"
 
     async def _move(self, redis: Redis, identity: Identity, bind: Bind, *, must_exist: bool) -> Binding:
         key = self.identity_key(identity)

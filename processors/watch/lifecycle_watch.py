@@ -26,6 +26,7 @@ from processors.policy.model import Policy, format_duration
 from processors.stage import Output
 from processors.stores.clocks import ClockStore, SlaEntry
 from processors.stores.history import ConversationSummary, HistoryStore
+from processors.stores.tags import pipeline
 from schemas.codec import encode
 from schemas.conversation import ConversationEvent
 from schemas.ids import follow_up_event_id
@@ -189,7 +190,7 @@ class LifecycleWatch:
             REDIS_ROUNDTRIPS.labels(STAGE).inc()
             return []
         customers = sorted({p.customer_id for p in taken.planned})
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = pipeline(self._redis)  # split per hash tag on a Cluster
         self._clocks.queue_read(pipe, customers)
         self._history.queue_read_recent(pipe, customers)
         clocks, recent = await pipe.execute() if customers else ([], [])

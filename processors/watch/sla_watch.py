@@ -23,6 +23,7 @@ from processors.metrics import REDIS_ROUNDTRIPS
 from processors.policy.model import Policy
 from processors.stage import Output
 from processors.stores.clocks import ClockStore, SlaEntry, Write
+from processors.stores.tags import pipeline
 from schemas.codec import encode
 from schemas.conversation import ConversationEvent
 from schemas.ids import sla_event_id
@@ -113,7 +114,7 @@ class SlaWatch:
             write, produced = fire(entry, now, policy)
             writes.append(write)
             outputs += produced
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = pipeline(self._redis)  # split per hash tag on a Cluster
         self._clocks.queue_write(pipe, writes)
         await pipe.execute()
         REDIS_ROUNDTRIPS.labels("sla").inc(2)

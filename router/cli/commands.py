@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from router.cli import probe
+from router.cli import probe, retag
 from router.http.integrations import SCOPES
 from router.settings import Settings, load
 from schemas.errors import SwitchboardError
@@ -112,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _local_commands(sub)
     probe.add_parser(sub)
+    retag.add_parser(sub)
     tail = sub.add_parser("tail", help="print a topic's events as JSON lines")
     tail.add_argument("topic", help="routed, inbound, deadletter, outbound, delivery")
     tail.add_argument("--from-beginning", action="store_true")
@@ -321,7 +322,8 @@ def _tail(settings: Settings, args: argparse.Namespace) -> int:
 
 
 _WITH_SETTINGS = {"run": _run, "worker": _run, "stack": _stack, "publish": _publish, "whatif": _whatif,
-                  "mail": _mail, "probe": probe.run, "tail": _tail, "digest": _digest}
+                  "mail": _mail, "probe": probe.run, "tail": _tail, "digest": _digest,
+                  "redis": retag.run}
 
 
 def _with_settings(args: argparse.Namespace) -> int:

@@ -28,9 +28,11 @@ from processors.intake import identify
 from processors.intake.agent_mail import answered_conversation
 from processors.intake.stage import identified_message
 from processors.policy.model import Policy, format_duration, parse_duration
+from processors.stores.bulk import read_many
 from processors.stores.directory import Directory
 from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore
+from processors.stores.tags import Tags
 from router.kafka import client_options
 from router.settings import Settings
 from schemas.codec import decode
@@ -65,7 +67,6 @@ AS_IF_NEW = ("each message judged as if new: no thread, sticky or history state,
              "no queue backlog; tiers from the customer directory")
 _DEDUPE_NOTE = "not checked: whatif judges recorded messages once each"
 _JUDGED_STAGES = ("classify", "route")
-_CHUNK = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,15 +359,12 @@ async def read_customers(settings: Settings, messages: Sequence[InboundMessage],
                          timeout: float = 30.0) -> Customers:
     """Each sender's identity binding and each known customer's profile: read commands only."""
     ns = f"{settings.topic_prefix}sb"  # the namespace router.app gives the stores
-    ids = IdentityStore(ns, HistoryStore(ns))
+    ids = IdentityStore(ns, HistoryStore(ns, tags=Tags(settings.kafka_partitions)))
     senders = sorted({str(m.sender) for m in messages})
     redis = Redis.from_url(settings.redis_dsn)
     try:
         async with asyncio.timeout(timeout):
-            pipe = redis.pipeline(transaction=False)
-            for start in range(0, len(senders), _CHUNK):  # many small MGETs in one round trip
-                pipe.mget([ids.identity_key(s) for s in senders[start:start + _CHUNK]])
-            raw = [b for chunk in (await pipe.execute() if senders else []) for b in chunk]
+            raw = await read_many(redis, [ids.identity_key(s) for s in senders])  # an MGET per hash tag
             lookups = dict(zip(senders, ids.parse_lookup(raw), strict=True))
             customers = sorted({b.customer_id for b in lookups.values() if b is not None})
             # HMGET and SMEMBERS, laid out as Directory.parse_profiles reads them; never a write
@@ -374,7 +372,8 @@ async def read_customers(settings: Settings, messages: Sequence[InboundMessage],
             for c in customers:
                 pipe.hmget(ids.profile_key(c), "tier", "name")
                 pipe.smembers(ids.identities_key(c))
-            answer = await pipe.execute() if customers else []
+            flat = await pipe.execute() if customers else []
+            answer = list(zip(flat[::2], flat[1::2], strict=True))
     except (RedisError, TimeoutError, OSError) as e:
         raise TransientError(f"cannot read customers from Redis: {e!r}") from e
     finally:

@@ -13,6 +13,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from processors.policy.model import Policy
+from processors.stores.tags import Tags
 from router.edge import Publisher, RouterEdge
 from router.http import conversations, customers, dashboard, openapi
 from router.http.customers import PublishLink
@@ -36,7 +37,8 @@ def edge_app(settings: Settings, checks: dict[str, Check], *, publish: Publisher
     app = build_app(settings, checks, connector_routes(settings, edge))
     app.cleanup_ctx.append(edge.releasing)
     customers.add_routes(app, redis, publish_link, policy().tiers, access.caller_of,
-                         namespace=f"{settings.topic_prefix}sb", history_cap=settings.history_cap)
+                         namespace=f"{settings.topic_prefix}sb", history_cap=settings.history_cap,
+                         tags=Tags(settings.kafka_partitions))
     conversations.add_routes(app, settings, redis, publish, access, queues=queues)
     dashboard.add_routes(app, dashboard.Dashboard(settings, redis, policy, access))
     openapi.add_route(app)

@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 from processors.send.replies import reply_to
 from processors.stores.cards import CardStore
 from processors.stores.history import ConversationSummary, HistoryStore
+from processors.stores.tags import Tags
 from router.edge import Publisher
 from router.http.customers import Refused
 from router.http.errors import error, unavailable
@@ -214,8 +215,9 @@ class ConversationApi:
         self._redis = redis_getter
         self._publish = publish
         self._access = access
-        self._cards = CardStore(namespace, settings.conversation_ttl_seconds)
-        self._history = HistoryStore(namespace, cap=settings.history_cap)
+        tags = Tags(settings.kafka_partitions)
+        self._cards = CardStore(namespace, settings.conversation_ttl_seconds, tags)
+        self._history = HistoryStore(namespace, cap=settings.history_cap, tags=tags)
         self._outbound = settings.topic(OUTBOUND)
         self._conversation = settings.topic(CONVERSATION)
         self._max_body = settings.max_body_bytes

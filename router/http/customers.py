@@ -29,6 +29,7 @@ from processors.intake.identify import MAX_EVIDENCE_CHARS, parse_identity
 from processors.stores.directory import Directory, parse_directory_csv
 from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore, LinkRefused
+from processors.stores.tags import UNTAGGED, Tags
 from router.http.errors import error, unavailable
 from router.http.integrations import Caller, Scope, forbidden
 from schemas.codec import decode_json
@@ -121,12 +122,12 @@ class CustomerApi:
 
     def __init__(self, redis_getter: RedisGetter, publish_link: PublishLink, valid_tiers: Collection[str],
                  require_token: RequireToken, *, namespace: str, history_cap: int = 50,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, tags: Tags = UNTAGGED) -> None:
         self._redis = redis_getter
         self._publish = publish_link
         self._tiers = frozenset(valid_tiers)
         self._allowed = require_token
-        self._history = HistoryStore(namespace, cap=history_cap)
+        self._history = HistoryStore(namespace, cap=history_cap, tags=tags)
         self._ids = IdentityStore(namespace, self._history, timeout=timeout)
         self._directory = Directory(self._ids, timeout=timeout * 3)
         self._timeout = timeout
@@ -247,10 +248,10 @@ class CustomerApi:
 
 def add_routes(app: web.Application, redis_getter: RedisGetter, publish_link: PublishLink,
                valid_tiers: Collection[str], require_token: RequireToken, *, namespace: str,
-               history_cap: int = 50) -> CustomerApi:
+               history_cap: int = 50, tags: Tags = UNTAGGED) -> CustomerApi:
     """Mount the customers API on an application and return it."""
     api = CustomerApi(redis_getter, publish_link, valid_tiers, require_token,
-                      namespace=namespace, history_cap=history_cap)
+                      namespace=namespace, history_cap=history_cap, tags=tags)
     write: Scope = "customers:write"
     app.router.add_post("/v1/customers/import", api.guarded(api.post_import, write))
     app.router.add_get("/v1/customers/{id}", api.guarded(api.get_customer, "customers:read"))

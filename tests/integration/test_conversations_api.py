@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from processors.policy.load import load_policy
 from processors.stores.cards import CardStore, card_fields, status_fields
 from processors.stores.history import Append, ConversationSummary, HistoryStore, RecentWrite
+from processors.stores.tags import Tags
 from router.http import openapi
 from router.http.app import edge_app
 from router.http.conversations import ConversationView
@@ -130,7 +131,8 @@ async def put_card(api: Api, made: ConversationCard, status: Status | None = Non
     fields = card_fields(made) | (status_fields(status) if status else {})
     fields |= {f"dest:{k}": v for k, v in (threads or {}).items()}
     pipe = api.redis.pipeline(transaction=False)
-    CardStore(api.namespace, 600).queue_write(pipe, {made.conversation_id: fields})
+    cards = CardStore(api.namespace, 600, Tags(api.settings.kafka_partitions))  # as the API tags
+    cards.queue_write(pipe, {made.conversation_id: fields})
     await pipe.execute()
 
 
@@ -253,7 +255,8 @@ async def test_a_call_back_is_marked_made_only_where_the_policy_asked_for_one(ap
 
 async def test_a_conversation_reads_with_its_customers_history(api: Api) -> None:
     await put_card(api, card(), status="waiting_on_customer", threads={"slack": "1712.0001"})
-    history = HistoryStore(api.namespace, cap=api.settings.history_cap)
+    history = HistoryStore(api.namespace, cap=api.settings.history_cap,
+                           tags=Tags(api.settings.kafka_partitions))
 
     def line(minutes: int, summary: str, conversation: str = CONVERSATION_ID) -> HistoryEntry:
         return HistoryEntry(at=T0 + timedelta(minutes=minutes), channel="email", conversation_id=conversation,

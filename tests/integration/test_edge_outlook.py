@@ -13,9 +13,10 @@ from processors.policy.load import load_policy
 from processors.stores.directory import Directory
 from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore
+from processors.stores.tags import Tags
 from router.edge import RouterEdge
 from router.http.integrations import Integrations
-from router.settings import Settings
+from router.settings import Settings, load
 from router.vocabulary import VOCABULARY
 from schemas import Identity
 from schemas.errors import TransientError
@@ -60,7 +61,8 @@ async def test_a_stranger_gets_the_default_tier_and_the_opening_time(
 
 async def test_a_known_customer_gets_their_tier_and_its_calendar(edge: tuple[RouterEdge, Redis, str]) -> None:
     router, redis, ns = edge
-    identities = IdentityStore(ns, HistoryStore(ns, cap=5))
+    # tagged as the edge tags its keys
+    identities = IdentityStore(ns, HistoryStore(ns, cap=5, tags=Tags(load().kafka_partitions)))
     customer = customer_id_for(ADA)
     await identities.link(redis, ADA, customer, evidence="test", actor="test", at=SATURDAY_EVENING)
     await Directory(identities).set_tier(redis, customer, "enterprise", "test")

@@ -1,4 +1,8 @@
-"""Redis round trips per batch, counted on the wire of a real Redis: intake, brain and dispatch at ≤ 2."""
+"""Redis round trips per batch, counted on the wire of a real Redis: intake, brain and dispatch at ≤ 2.
+
+The stores are tagged as the worker tags them; on one node a batch's call is not split
+per tag (on a Cluster it is: test_cluster, decision 0021).
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from processors.stores.conversations import ConversationStore
 from processors.stores.directory import Directory
 from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore
+from processors.stores.tags import Tags, hash_tag
 from processors.watch.lifecycle_watch import LifecycleSchedule
 from router.settings import Settings
 from router.vocabulary import VOCABULARY
@@ -65,16 +70,21 @@ pytestmark = pytest.mark.integration
 POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
 TOKEN_KEY = b"roundtrip-test-key"
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+# more partitions than a batch's records have: every call splits in many
+TAGS = Tags(12)
 
 
 class Counting(packed(Connection)):  # type: ignore[misc]
     """Our client's connection, counting what it writes to Redis: one write per command or pipeline."""
 
     sent = 0
+    # what went on the wire, as written: the slot test reads the commands back out of it
+    wire: list[bytes] = []
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        """Count, then send as usual."""
+        """Count and keep, then send as usual."""
         type(self).sent += 1
+        type(self).wire.append(command if isinstance(command, bytes) else b"".join(command))
         await super().send_packed_command(command, check_health)
 
 
@@ -110,14 +120,16 @@ class Stages:
 @pytest.fixture
 def stages(redis: Redis) -> Stages:
     ns = f"rt{uuid.uuid4().hex[:10]}"
-    history = HistoryStore(ns)
+    history = HistoryStore(ns, tags=TAGS)
     identities = IdentityStore(ns, history)
-    cards = CardStore(ns, 3600)
-    intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=600), identities, TOKEN_KEY, cards=cards)
+    cards = CardStore(ns, 3600, TAGS)
+    intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=600, tags=TAGS), identities, TOKEN_KEY,
+                    cards=cards)
     brain = Brain(redis, Stores(
-        claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=600),
-        threads=ConversationStore(ns, 3600), history=history, directory=Directory(identities),
-        clocks=ClockStore(ns), cards=cards, schedule=LifecycleSchedule(ns), backlog_key=f"{ns}:backlog"),
+        claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=600, tags=TAGS),
+        threads=ConversationStore(ns, 3600, TAGS), history=history, directory=Directory(identities),
+        clocks=ClockStore(ns, TAGS), cards=cards, schedule=LifecycleSchedule(ns),
+        backlog_key=f"{ns}:backlog"),
         lambda: POLICY, ThreadRules(token_key=TOKEN_KEY))
     return Stages(ns, history, intake, brain)
 
@@ -192,7 +204,7 @@ async def test_the_state_is_written_only_by_the_confirm_of_its_own_batch(
 async def test_continuations_and_agents_answers_ride_intakes_second_round_trip(
         redis: Redis, stages: Stages) -> None:
     ns, intake = stages.ns, stages.intake
-    cards = CardStore(ns, 3600)
+    cards = CardStore(ns, 3600, TAGS)
     ada = Identity(kind="email", value="ada@example.org")
     conversation = f"con_{uuid.uuid4().hex[:20]}"
     pipe = redis.pipeline(transaction=False)
@@ -233,6 +245,58 @@ def _mail(sender: Identity, native: str, text: str, token: str) -> InboundMessag
         thread_key=f"<{native}@example.org>", sender=sender, received_at=AT, text=text, reply_token=token)
 
 
+def _commands(wire: Sequence[bytes]) -> list[list[bytes]]:
+    """The commands in what the client wrote: RESP arrays of bulk strings, pipelines back to back."""
+    out = []
+    for blob in wire:
+        at = 0
+        while at < len(blob):
+            end = blob.index(b"\r\n", at)
+            count, at, args = int(blob[at + 1:end]), end + 2, []
+            for _ in range(count):
+                end = blob.index(b"\r\n", at)
+                size = int(blob[at + 1:end])
+                args.append(blob[end + 2:end + 2 + size])
+                at = end + 2 + size + 2
+            out.append(args)
+    return out
+
+
+def _keys(command: list[bytes]) -> list[bytes]:
+    """The keys a command names: a script's declared keys, MGET's arguments, else its one key."""
+    name = command[0].upper()
+    if name in (b"EVAL", b"EVALSHA"):
+        return command[3:3 + int(command[2])]
+    if name == b"MGET":
+        return command[1:]
+    return command[1:2] if len(command) > 1 else []
+
+
+async def test_on_one_node_a_batchs_calls_carry_every_tag_at_once(stages: Stages) -> None:
+    # on a Cluster they are split per tag (test_cluster); one node holds every slot
+
+    ns, intake, brain = stages.ns, stages.intake, stages.brain
+    work = Workload(ns, customers=40)
+    Counting.wire.clear()
+    for round_ in range(2):  # first sightings, then known customers; then a lifecycle event each
+        outputs = await intake.process(_records(f"{ns}-{INBOUND.name}",
+                                                [work.next()[1] for _ in range(200)], round_ * 200))
+        identified = _records(f"{ns}-{IDENTIFIED.name}", [o.value for o in outputs if o.topic is IDENTIFIED],
+                              round_ * 200)
+        routed = await brain.process(identified)
+        await brain.confirm(identified)
+    events = _records(f"{ns}-{CONVERSATION.name}", [_resolved(o) for o in routed if o.topic is ROUTED])
+    await brain.process(events)
+    await brain.confirm(events)
+    commands = _commands(Counting.wire)
+    many = [c for c in commands if len(_keys(c)) > 1]
+    tags = [len({hash_tag(k.decode()) for k in _keys(c)}) for c in many]
+    assert max(tags) >= 10, tags  # 200 messages of 40 customers reach most of 12 tags
+    assert {c[0].upper() for c in many} >= {b"EVAL", b"MGET"}
+    assert all(k.startswith(f"{ns}:".encode()) and b"{p" in k for c in commands for k in _keys(c)
+               if not k.endswith(b":backlog") and not k.endswith(b":lifecycle-due"))
+
+
 # --- dispatch ----------------------------------------------------------------------------
 
 class Tool(AgentTool[None]):
@@ -264,7 +328,7 @@ def _dispatch(redis: Redis, ns: str, tools: dict[str, Tool]) -> DispatchStage:
                 "billing": Queue("billing", None, ("desk", "chat"))},
         destinations={n: Destination(n, "webhook") for n in ("desk", "chat", "pager")})
     return DispatchStage(redis, lambda: tools, lambda: policy, namespace=ns, ttl_seconds=600,
-                         cards=CardStore(ns, 600), thread_ttl_seconds=600)
+                         cards=CardStore(ns, 600, TAGS), thread_ttl_seconds=600)
 
 
 def _routed(event: str, conversation: str, queue: str = "general", *,
@@ -328,7 +392,7 @@ async def test_a_dispatch_batch_costs_two_round_trips_with_a_replay_and_a_skippe
     assert [h.card.conversation_id for h in chat.seen] == ["con_3"]
     assert [h.event for h in pager.seen] == ["conversation.event"]
     # the cards were written before the tools were called, and the follow-up counted
-    card = await CardStore(ns, 600).get(redis, "con_1")
+    card = await CardStore(ns, 600, TAGS).get(redis, "con_1")
     # (an escalation's page joins the conversation's destinations, as it always has)
     assert card is not None and card.messages == 2 and card.destinations == {"desk": "", "pager": ""}
-    assert await CardStore(ns, 600).get(redis, "con_9") is None
+    assert await CardStore(ns, 600, TAGS).get(redis, "con_9") is None

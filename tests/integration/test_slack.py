@@ -32,6 +32,7 @@ from processors.policy.load import load_policy
 from processors.policy.model import Destination, Queue
 from processors.stage import Record
 from processors.stores.cards import CardStore, card_fields, status_fields, thread_fields
+from processors.stores.tags import Tags
 from router.http.app import edge_app
 from router.kafka import ensure_topics, new_producer
 from router.settings import Settings
@@ -225,7 +226,8 @@ class Edge:
 
     @property
     def cards(self) -> CardStore:
-        return CardStore(f"{self.settings.topic_prefix}sb", 600)
+        # tagged as the app tags its keys
+        return CardStore(f"{self.settings.topic_prefix}sb", 600, Tags(self.settings.kafka_partitions))
 
     async def send(self, payload: dict[str, Any], **options: Any) -> tuple[int, Any]:
         return await slack.send_event(self.session, self.url, SECRET, payload, **options)

@@ -9,7 +9,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.stage import Output, Record
-from router.kafka import ensure_topics, partition_of
+from processors.stores.tags import key_partition
+from router.kafka import ensure_topics
 from router.loop import Stages, adopt_offsets, group_of
 from router.settings import Settings
 from schemas.topics import IDENTIFIED, INBOUND
@@ -88,7 +89,7 @@ async def test_outputs_land_in_order_on_the_partition_of_their_key_whatever_the_
     assert len(out) == 90
     for record in out:
         assert record.key is not None and record.value is not None
-        assert record.partition == partition_of(record.key, small.kafka_partitions)
+        assert record.partition == key_partition(record.key, small.kafka_partitions)
     # per key, the outputs keep the inputs' order and each input's own order
     for key in {k for k, _ in sent}:
         got = [r.value.rsplit(b"/", 1)[0] + r.value[-1:] for r in sorted(out, key=lambda r: r.offset)

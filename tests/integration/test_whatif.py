@@ -23,6 +23,7 @@ from connectors.api.parse import parse as parse_api
 from processors.stores.directory import Directory, DirectoryRow
 from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore
+from processors.stores.tags import Tags
 from router.kafka import ensure_topics
 from router.settings import Settings
 from schemas import Identity, encode
@@ -103,7 +104,7 @@ async def test_whatif_compares_policies_over_recorded_mail_and_changes_nothing(
     deployment: Settings, redis: Redis
 ) -> None:
     ns = f"{deployment.topic_prefix}sb"
-    await Directory(IdentityStore(ns, HistoryStore(ns))).import_rows(
+    await Directory(IdentityStore(ns, HistoryStore(ns, tags=Tags(deployment.kafka_partitions)))).import_rows(
         redis, [DirectoryRow(2, PREMIUM, "premium", "Vi")], actor="test")
     topic = deployment.topic(INBOUND)
     three_days_ago = int((datetime.now(UTC) - timedelta(days=3)).timestamp() * 1000)

@@ -64,7 +64,7 @@ def test_errors_name_the_file_given() -> None:
 
 def test_profiles_are_read_from_the_pipeline_answers() -> None:
     directory = Directory(IdentityStore("t", HistoryStore("t")))
-    answers = [[b"premium", b"Ada"], {b"email:ada@example.com", b"x:@ada_x"}, [None, None], set()]
+    answers = [[[b"premium", b"Ada"], {b"email:ada@example.com", b"x:@ada_x"}], [[None, None], set()]]
     ada, unknown = directory.parse_profiles(["cus_a", "cus_b"], answers)
     assert (ada.customer_id, ada.tier, ada.name) == ("cus_a", "premium", "Ada")
     assert ada.identities == (ADA, Identity(kind="x", value="@ada_x"))
