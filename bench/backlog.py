@@ -22,7 +22,7 @@ from itertools import pairwise
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.pipeline import process
-from bench.scaleout import Lag, free_port, rss_mib
+from bench.scaleout import Lag, cpu_seconds, free_port, rss_mib
 from bench.topics import delete_run
 from bench.workload import Workload
 from router.kafka import ensure_topics
@@ -50,6 +50,8 @@ class Drain:
     rss_peak: list[float] = field(default_factory=list)
     rss_end: list[float] = field(default_factory=list)
     lag_peak: dict[str, int] = field(default_factory=dict)
+    # each worker's CPU µs a message, from the first output to the last (the chain's cost)
+    cpu_us: list[float] = field(default_factory=list)
 
     @property
     def flatness(self) -> float:
@@ -133,6 +135,8 @@ async def _watch(settings: Settings, routed: str, pids: list[int], lag: Lag,
     n = args.backlog
     samples: list[tuple[float, int]] = []
     rss_first: list[float] = []
+    cpu_first: list[float] = []
+    first = 0
     peak = [0.0] * len(pids)
     deadline = time.monotonic() + args.drain_timeout
     async with _Ends(settings, routed) as ends:
@@ -142,7 +146,7 @@ async def _watch(settings: Settings, routed: str, pids: list[int], lag: Lag,
             rss = [rss_mib(pid) for pid in pids]
             peak = [max(a, b) for a, b in zip(peak, rss, strict=True)]
             if count and not rss_first:
-                rss_first = rss
+                rss_first, cpu_first, first = rss, [cpu_seconds(p) for p in pids], count
             samples.append((now, count))
             if count >= n:
                 break
@@ -154,7 +158,9 @@ async def _watch(settings: Settings, routed: str, pids: list[int], lag: Lag,
     tenths = [round((n // TENTHS) / max(1e-3, b - a)) for a, b in pairwise(edges)]
     return Drain(n, len(pids), round(seconds, 1), round(n / max(1e-3, seconds)), tenths,
                  rss_first=[round(r) for r in rss_first], rss_peak=[round(r) for r in peak],
-                 rss_end=[round(rss_mib(p)) for p in pids], lag_peak=dict(lag.peak))
+                 rss_end=[round(rss_mib(p)) for p in pids], lag_peak=dict(lag.peak),
+                 cpu_us=[round((cpu_seconds(p) - c) * 1e6 / max(1, n - first), 1)
+                         for p, c in zip(pids, cpu_first, strict=True)])
 
 
 def _crossing(samples: list[tuple[float, int]], edge: int) -> float:
@@ -172,4 +178,5 @@ def report(result: Drain) -> None:
     print(f"msg/s per tenth of the backlog: {result.tenths} (last / median {result.flatness})")
     print(f"RSS MiB per worker: first output {result.rss_first}, peak {result.rss_peak}, "
           f"end {result.rss_end}; peak lag {result.lag_peak}")
+    print(f"CPU µs a message per worker, first output to last: {result.cpu_us}")
     print(json.dumps({**asdict(result), "flatness": result.flatness}))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-__all__ = ["Lag", "Workers", "free_port", "rss_mib"]
+__all__ = ["Lag", "Workers", "cpu_seconds", "free_port", "rss_mib"]
 
 LAG_EVERY_SECONDS = 0.5
 
@@ -44,6 +45,16 @@ def rss_mib(pid: int) -> float:
         return 0.0
     found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
     return int(found.group(1)) / 1024 if found else 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used, user and system, in seconds (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _passed(port: int, stage: str) -> float:
