@@ -3,7 +3,8 @@
 Each batch is routed messages of new conversations and follow-ups (two destinations for
 some queues) and reply receipts, as `DispatchStage.process` receives them; the tools
 are in-process, so what is measured is the stage's own work and its Redis round trips.
-Needs only Redis (the local stack's, or `--redis`): `python -m bench.dispatch`.
+Needs only Redis (the local stack's, or `--redis`): `python -m bench.dispatch`. Keys are
+tagged for `--partitions` (12 by default, as the workers tag them; 0 leaves them untagged).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from processors.policy.model import Destination, Policy, Queue
 from processors.stage import Record
 from processors.stores.cards import CardStore
 from processors.stores.client import new_redis
+from processors.stores.tags import Tags
 from router.settings import load
 from router.vocabulary import VOCABULARY
 from schemas import Identity, InboundMessage, encode
@@ -88,14 +90,15 @@ def _batch(ns: str, number: int, size: int, conversations: int) -> list[Record]:
     return out
 
 
-async def measure(redis_url: str, batches: int, size: int, conversations: int) -> dict[str, float]:
+async def measure(redis_url: str, batches: int, size: int, conversations: int,
+                  partitions: int = 12) -> dict[str, float]:
     """Milliseconds a batch (median, p90, mean; and CPU of this process) over `batches` batches."""
     redis = new_redis(redis_url)
     ns = f"benchdispatch{uuid.uuid4().hex[:8]}"
     desk = _Desk()
     policy = _policy()
     stage = DispatchStage(redis, lambda: {"desk": desk, "chat": desk}, lambda: policy, namespace=ns,
-                          ttl_seconds=600, cards=CardStore(ns, 600), thread_ttl_seconds=600)
+                          ttl_seconds=600, cards=CardStore(ns, 600, Tags(partitions)), thread_ttl_seconds=600)
     try:
         await stage.process(_batch(ns, batches, size, conversations))  # warm up: scripts loaded
         times, cpu = [], []
@@ -123,8 +126,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--conversations", type=int, default=80, help="conversations a batch writes to")
+    parser.add_argument("--partitions", type=int, default=12, help="the partition count keys are tagged for")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.redis, args.batches, args.size, args.conversations))))
+    print(json.dumps(asyncio.run(measure(args.redis, args.batches, args.size, args.conversations,
+                                         args.partitions))))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """Each item's ledger in Redis: its plan and its deliveries' states in one hash, planned in Lua.
 
-`<ns>:handoff:item:<source>` is a hash: `plan` (the destinations, JSON) and `d:<name>`
-(`delivering:<record>`, then the outcome and the record, per destination). The batch's
-first round trip is one script (`PLAN`) that reads every card and, for each item never
-seen, chooses its destinations, writes its card and saves its plan with every delivery
-claimed: all before any tool is called, as decision 0003 asks, with nothing but the
-record, the live policy and what the script reads. An item seen before is answered
-whole: its plan and what each delivery came to.
+`<ns>:{p<N>}:ledger:<conversation>|<source>` is a hash: `plan` (the destinations, JSON)
+and `d:<name>` (`delivering:<record>`, then the outcome and the record, per
+destination). It carries its conversation's tag, the card's, so a card and its items
+share one Cluster slot, and its name holds the conversation so the tag follows from the
+name (`switchboard redis retag`, decision 0021). The batch's first round trip is one
+script (`PLAN`) that reads every card and, for each item never seen, chooses its
+destinations, writes its card and saves its plan with every delivery claimed: all
+before any tool is called, as decision 0003 asks, with nothing but the record, the live
+policy and what the script reads. An item seen before is answered whole: its plan and
+what each delivery came to. On a Cluster (`tags.Batch`) the script runs once per tag,
+with that tag's cards and items; on one node once for the batch.
 
 The script is a second implementation of `processors.dispatch.plan` (whose Python stays
 the one that is read and tested): the stage plans the batch again in Python from the
@@ -15,15 +19,14 @@ Python (a card it cannot read, or one holding thread references in its JSON, as 
 written since has) and anything it got wrong is written by one more round trip before
 delivery.
 
-Before this layout (issue #15), the item's key was a string (`pending:<record>` or
-`applied:<destinations>`) and each delivery had its own key, `<ns>:handoff:<delivery
-id>`. The script plans a `pending:` item afresh; an `applied:` one is converted
-(`MIGRATE`) with the states of its old delivery keys, in that extra round trip.
+The ledgers before the tags (`<ns>:handoff:item:<source>`, and the strings and
+`<ns>:handoff:<delivery id>` keys before them) do not name their conversation, so no
+migration can place them: `retag` counts them and leaves them to expire (decision 0021).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,19 +37,22 @@ from processors.dispatch.items import Item, receipt_notice
 from processors.dispatch.plan import card_for, escalation_destinations
 from processors.intake.continuation import TAG as CONTINUATION_TAG
 from processors.policy.model import Policy
+from processors.stores.tags import Tags, split
 from schemas.routed import RoutedConversation
 
-__all__ = ["MIGRATE", "PLAN", "Answer", "Ledger", "policy_blob"]
+__all__ = ["PLAN", "Answer", "Ledger", "policy_blob"]
 
 _encode = msgspec.json.Encoder().encode
+# ARGV: 5 fixed arguments, then the items' cards as if new
+_FIXED = 5
 _names = msgspec.json.Decoder(tuple[str, ...])
 
 # KEYS: the batch's cards, then its items. ARGV: item TTL, card TTL, the number of cards,
 # the policy (queue → destinations, default queue, known names), the items' specs
 # ([card index, kind, queue, ARGV index of the card as if new, continuation, extra
 # destinations, record]), then those cards. Returns each card as read, the card written
-# last per conversation, and per item: {'new', plan} | {'seen', hash} | {'old', value} |
-# {'later'} (left to Python) | {'dup'} (repeated in the batch).
+# last per conversation, and per item: {'new', plan} | {'seen', hash} | {'later'} (left to
+# Python) | {'dup'} (repeated in the batch).
 PLAN = """
 local ttl, card_ttl, ncards = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local policy, specs = cjson.decode(ARGV[4]), cjson.decode(ARGV[5])
@@ -123,14 +129,11 @@ local out = {}
 for i, s in ipairs(specs) do
   local key, ci, kind = KEYS[ncards + i], s[1], s[2]
   local c = cards[ci]
-  local t = kind ~= 'dup' and redis.call('TYPE', key).ok or 'none'
-  local old = t == 'string' and redis.call('GET', key) or nil
+  local held = kind ~= 'dup' and redis.call('HGETALL', key) or {}
   if kind == 'dup' then
     out[i] = {'dup'}
-  elseif t == 'hash' then
-    out[i] = {'seen', redis.call('HGETALL', key)}
-  elseif old and string.sub(old, 1, 8) == 'applied:' then
-    out[i] = {'old', old}
+  elseif #held > 0 then
+    out[i] = {'seen', held}
   else
     local dests = nil
     if c.stale then
@@ -171,7 +174,6 @@ for i, s in ipairs(specs) do
     if dests == nil then
       out[i] = {'later'}
     else
-      if old then redis.call('DEL', key) end
       local plan = '[]'
       if #dests > 0 then plan = cjson.encode(dests) end
       local fields = {'plan', plan}
@@ -198,28 +200,6 @@ end
 return {before, wrote, out}
 """
 
-# An item of the old layout (`applied:<destinations>` and one key per delivery) as a
-# ledger: KEYS[1] the item, then its deliveries' old keys; ARGV: TTL, the record claiming
-# what was never claimed ("" to claim nothing), the plan, then the destinations. Returns
-# what each old key held.
-MIGRATE = """
-local ttl, owner = tonumber(ARGV[1]), ARGV[2]
-local fields, out = {'plan', ARGV[3]}, {}
-for i = 2, #KEYS do
-  local previous = redis.call('GET', KEYS[i])
-  out[i - 1] = previous
-  if previous or owner ~= '' then
-    fields[#fields + 1] = 'd:' .. ARGV[i + 2]
-    fields[#fields + 1] = previous or ('delivering:' .. owner)
-  end
-end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(fields))
-if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-return out
-"""
-
-
 def policy_blob(policy: Policy) -> bytes:
     """What the script needs of a policy: each queue's destinations, the default, the names known."""
     known = set(policy.destinations).union(*(q.destinations for q in policy.queues.values()))
@@ -232,61 +212,83 @@ class Answer:
     """What the script did with one item, and what its ledger held if it was there before."""
 
     state: str
-    # the plan saved ('new'), found ('seen') or in the old layout ('old')
+    # the plan saved ('new') or found ('seen')
     plan: tuple[str, ...] | None = None
     # destination → what its delivery held ('seen')
     deliveries: Mapping[str, bytes] | None = None
-    # the old string value ('old')
-    old: bytes | None = None
 
     def previous(self) -> bytes | None:
         """The item's claim as `plan.plan_batch` reads it: its saved plan, or None to plan it."""
-        if self.state == "old":
-            return self.old
         if self.state == "seen" and self.plan is not None:
             return b"applied:" + _encode(list(self.plan))
         return None
 
 
 class Ledger:
-    """The item ledgers of one namespace; the stage runs the pipelines."""
+    """The item ledgers of one namespace, tagged as `tags` says; the stage runs the pipelines."""
 
-    def __init__(self, prefix: str, ttl_seconds: int, card_ttl_seconds: int) -> None:
-        self._prefix = prefix
+    def __init__(self, namespace: str, tags: Tags, ttl_seconds: int, card_ttl_seconds: int) -> None:
+        self._namespace = namespace
+        self._tags = tags
         self._ttl = ttl_seconds
         self._card_ttl = card_ttl_seconds
 
-    def key(self, source: str) -> str:
-        """The hash of one item."""
-        return f"{self._prefix}item:{source}"
+    def key(self, conversation_id: str, source: str) -> str:
+        """The hash of one item, in its conversation's tag."""
+        return f"{self._namespace}:{self._tags.of(conversation_id)}ledger:{conversation_id}|{source}"
 
-    def queue_plan(self, pipe: Any, items: Sequence[Item], *, card_keys: Sequence[str],
-                   index: Mapping[str, int], policy: Policy, blob: bytes, now: datetime) -> None:
+    def queue_plan(self, pipe: Any, items: Sequence[Item], *, card_key: Callable[[str], str],
+                   policy: Policy, blob: bytes, now: datetime) -> list[str]:
         """Queue the batch's first round trip: read the cards, plan and claim what is new.
 
-        `card_keys` are the cards of the conversations `index` numbers; `blob` is `policy_blob(policy)`.
+        One call, or one per tag on a `Batch`, whose answers are merged back in the order of
+        the returned conversations (the cards) and of `items`. `card_key` names a
+        conversation's card; `blob` is `policy_blob(policy)`.
         """
+        conversations = sorted({i.conversation_id for i in items})
+        index = {c: n for n, c in enumerate(conversations)}
         specs: list[list[Any]] = []
-        fresh: list[bytes] = []
+        fresh: list[bytes | None] = []
         seen: set[str] = set()
         for item in items:
-            spec: list[Any] = [index[item.conversation_id] + 1, "dup", "", 0, 0, [], item.record.owner]
+            spec: list[Any] = [0, "dup", "", 0, 0, [], item.record.owner]
+            card = None
             if item.source not in seen:
                 seen.add(item.source)
-                spec[1:6] = _spec(item, policy, now, fresh)
+                spec[1:6], card = _spec(item, policy, now)
             specs.append(spec)
-        pipe.eval(PLAN, len(card_keys) + len(items), *card_keys, *(self.key(i.source) for i in items),
-                  self._ttl, self._card_ttl, len(card_keys), blob, _encode(specs), *fresh)
+            fresh.append(card)
+        keys = [self.key(i.conversation_id, i.source) for i in items]
+        groups: list[list[str]] = []
 
-    def queue_migrate(self, pipe: Any, item: Item, plan: tuple[str, ...],
-                      delivery_keys: Sequence[str], *, claim: bool) -> None:
-        """Queue the conversion of an item of the old layout; answers what each old delivery held.
+        def queue(pipe: Any, part: list[int]) -> None:
+            whole = len(part) == len(items)
+            mine = conversations if whole else sorted({items[i].conversation_id for i in part})
+            local = index if mine is conversations else {c: n for n, c in enumerate(mine)}
+            groups.append(mine)
+            cards: list[bytes] = []
+            for i in part:
+                spec = specs[i]
+                spec[0] = local[items[i].conversation_id] + 1
+                card = fresh[i]
+                if card is not None:
+                    cards.append(card)
+                    spec[3] = _FIXED + len(cards)  # the ARGV index of the item's card as if new
+            pipe.eval(PLAN, len(mine) + len(part), *(card_key(c) for c in mine), *(keys[i] for i in part),
+                      self._ttl, self._card_ttl, len(mine), blob, _encode([specs[i] for i in part]), *cards)
 
-        With `claim`, a delivery never claimed is claimed by the item's record, as the old
-        layout's second round trip would have.
-        """
-        pipe.eval(MIGRATE, 1 + len(delivery_keys), self.key(item.source), *delivery_keys,
-                  self._ttl, item.record.owner if claim else "", _encode(list(plan)), *plan)
+        def merge(parts: list[list[int]], answers: list[Any]) -> list[Any]:
+            before: list[Any] = [None] * len(conversations)
+            wrote: list[Any] = [None] * len(conversations)
+            out: list[Any] = [None] * len(items)
+            for part, mine, (read, written, planned) in zip(parts, groups, answers, strict=True):
+                for c, r, w in zip(mine, read, written, strict=True):
+                    before[index[c]], wrote[index[c]] = r, w
+                for i, answer in zip(part, planned, strict=True):
+                    out[i] = answer
+            return [before, wrote, out]
+        split(pipe, keys, queue, merge)
+        return conversations
 
     @staticmethod
     def parse(answer: Sequence[Any]) -> tuple[list[Any], list[bytes | None], list[Answer]]:
@@ -299,22 +301,21 @@ class Ledger:
         return {"plan": _encode(list(plan)), **{f"d:{d}": f"delivering:{owner}" for d in plan}}
 
 
-def _spec(item: Item, policy: Policy, now: datetime, fresh: list[bytes]) -> list[Any]:
-    """[kind, queue, ARGV index of the card as if new, continuation, extra destinations] of one item."""
+def _spec(item: Item, policy: Policy, now: datetime) -> tuple[list[Any], bytes | None]:
+    """One item's spec and its card as if new (a transfer's: the fields it moves).
+
+    The spec: [kind, queue, the card's ARGV index (set when queued), continuation, extra destinations].
+    """
     routed = item.routed
     if routed is not None:
         if routed.message is None:
-            fresh.append(_encode(_moving(routed, now)))
-            return ["t", routed.queue, 5 + len(fresh), 0, []]
-        card = card_for(routed, None, now)
-        fresh.append(_encode(card))
+            return ["t", routed.queue, 0, 0, []], _encode(_moving(routed, now))
         continued = int(CONTINUATION_TAG in routed.message.tags)
-        # ARGV: 5 fixed arguments, then the fresh cards
-        return ["m", routed.queue, 5 + len(fresh), continued, []]
+        return ["m", routed.queue, 0, continued, []], _encode(card_for(routed, None, now))
     if item.receipt is not None and not receipt_notice(item.receipt)[0]:
-        return ["u", "", 0, 0, []]
+        return ["u", "", 0, 0, []], None
     extra, _ = escalation_destinations(item.action, item.action_target, policy)
-    return ["n", "", 0, 0, list(extra)]
+    return ["n", "", 0, 0, list(extra)], None
 
 
 def _moving(routed: RoutedConversation, now: datetime) -> dict[str, Any]:
@@ -339,6 +340,4 @@ def _answer(raw: Sequence[Any]) -> Answer:
         saved = fields.get(b"plan")
         return Answer(state, plan=_names.decode(saved) if saved is not None else None,
                       deliveries={k[2:].decode(): v for k, v in fields.items() if k.startswith(b"d:")})
-    if state == "old":
-        return Answer(state, old=raw[1])
     return Answer(state)

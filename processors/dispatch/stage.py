@@ -8,7 +8,7 @@ outcome is a HandoffReceipt on `sb.handoff.v1`; one that no destination took is 
 dead letter, an error log and `switchboard_handoff_failed_total{destination}`: the alert.
 
 At least once, with an id. Every (item, destination) is claimed in Redis before a tool
-is called (`delivering:<record>` in the item's ledger, `handoff:item:<source>`) and marked
+is called (`delivering:<record>` in the item's ledger, `ledger:<conversation>|<source>`) and marked
 `delivered:<record>|<where>` or `failed:<record>|<reason>` after, so a replayed batch
 delivers nothing twice; the same record read again after a restart gives its receipts
 again (they may not have reached Kafka), another record of the same item gives nothing.
@@ -23,8 +23,10 @@ Two Redis round trips per batch, whatever its size (processors.dispatch.ledger):
 script reads the cards and, for each new item, chooses its destinations, writes its card
 and saves its plan with its deliveries claimed; after the deliveries, one write records
 the outcomes, thread references and the way back from each tool thread to its
-conversation. What the script leaves to Python (a card it cannot read, an item of the
-layout before the ledger) costs one more round trip, still before any delivery.
+conversation. What the script leaves to Python (a card it cannot read) costs one more
+round trip, still before any delivery. Every key is tagged by its conversation, the
+card's tag (a tool thread's way back by the thread), and on a Redis Cluster each call
+is split per tag, still one pipeline a round trip (decision 0021).
 Deliveries run concurrently across conversations and in order within one, so a
 follow-up finds the thread its first message opened.
 """
@@ -72,8 +74,8 @@ from processors.policy.model import Policy
 from processors.stage import Output, Record, dead_letter, decode_records
 from processors.stores.bulk import queue_hset_many, queue_set_many
 from processors.stores.cards import CardStore, card_fields, thread_fields
+from processors.stores.tags import pipeline
 from schemas.conversation import ConversationCard
-from schemas.ids import delivery_id
 from schemas.outbound import DeliveryReceipt
 from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent
@@ -95,13 +97,12 @@ _card = msgspec.json.Decoder(ConversationCard).decode
 class _Repair:
     """What the first round trip left to Python: written in one more, before any delivery."""
 
-    migrate: list[Plan] = field(default_factory=list)
     ledgers: dict[str, Mapping[str, str | bytes]] = field(default_factory=dict)
     cards: dict[str, Mapping[str, str | bytes]] = field(default_factory=dict)
     forget: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.migrate or self.ledgers or self.cards or self.forget)
+        return bool(self.ledgers or self.cards or self.forget)
 
 
 @dataclass(slots=True)
@@ -124,10 +125,9 @@ class DispatchStage:
         self._redis = redis
         self._tools = tools
         self._policy = policy
-        self._prefix = f"{namespace}:handoff:"
         self._ttl = ttl_seconds
         self._cards = cards
-        self._ledger = Ledger(self._prefix, ttl_seconds, cards.ttl_seconds)
+        self._ledger = Ledger(namespace, cards.tags, ttl_seconds, cards.ttl_seconds)
         self._blob: tuple[Policy, bytes] | None = None
         self._thread_ttl = thread_ttl_seconds
         self.breakers = Breakers(breaker_threshold, breaker_cool_down, clock)
@@ -167,11 +167,10 @@ class DispatchStage:
         round trip, rarely).
         """
         now = datetime.now(UTC)
-        conversations = sorted({i.conversation_id for i in items})
+        pipe = pipeline(self._redis)
+        conversations = self._ledger.queue_plan(pipe, items, card_key=self._cards.key, policy=policy,
+                                                blob=self._policy_blob(policy), now=now)
         index = {c: n for n, c in enumerate(conversations)}
-        pipe = self._redis.pipeline(transaction=False)
-        self._ledger.queue_plan(pipe, items, card_keys=[self._cards.key(c) for c in conversations],
-                                index=index, policy=policy, blob=self._policy_blob(policy), now=now)
         [raw] = await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
         before, wrote, answers = self._ledger.parse(raw)
@@ -193,7 +192,7 @@ class DispatchStage:
             p.item.source: a.deliveries or {}
             for p, a in zip(plans, answers, strict=True) if a.state == "seen"}
         if fix:
-            states.update(await self._repair(fix))
+            await self._repair(fix)
         return plans, cards, [
             Target(p, d, *delivery_verdict(previous, p.item.record.owner), previous=previous)
             for p in plans if p.skip is None for d in p.intended
@@ -202,13 +201,12 @@ class DispatchStage:
     def _check(self, plan: Plan, answer: Answer, fix: _Repair) -> None:
         """Note what the script left to Python, or planned otherwise than Python did."""
         item = plan.item
-        if answer.state == "old":
-            fix.migrate.append(plan)
-        elif answer.state == "seen":
+        key = self._ledger.key(item.conversation_id, item.source)
+        if answer.state == "seen":
             # a ledger without its plan or a claim (its hash expired mid-batch): claim what is missing
             if answer.plan is None or (plan.skip is None and any(
                     d not in (answer.deliveries or {}) for d in plan.intended)):
-                fix.ledgers[self._ledger.key(item.source)] = {
+                fix.ledgers[key] = {
                     **self._ledger.claims(plan.intended, item.record.owner),
                     **{f"d:{d}": v for d, v in (answer.deliveries or {}).items()}}
         elif plan.new and (answer.state == "later" or answer.plan != plan.intended):
@@ -216,33 +214,22 @@ class DispatchStage:
                 log.error("the Redis planner disagreed with dispatch's plan; the plan is saved again",
                           extra={"event_id": item.event_id, "conversation_id": item.conversation_id,
                                  "reason": f"script {answer.plan}, python {plan.intended}"})
-            fix.ledgers[self._ledger.key(item.source)] = self._ledger.claims(plan.intended, item.record.owner)
+            fix.ledgers[key] = self._ledger.claims(plan.intended, item.record.owner)
             if plan.forget:
                 fix.forget.append((item.conversation_id, plan.forget))
 
-    async def _repair(self, fix: _Repair) -> dict[str, Mapping[str, bytes | None]]:
-        """Round trip 1b, before any delivery: what the script left, and items of the old layout."""
-        pipe = self._redis.pipeline(transaction=False)
-        for plan in fix.migrate:
-            self._ledger.queue_migrate(pipe, plan.item, plan.intended,
-                                       [self._delivery_key(plan.item.source, d) for d in plan.intended],
-                                       claim=plan.skip is None)
+    async def _repair(self, fix: _Repair) -> None:
+        """Round trip 1b, before any delivery: what the script left to Python."""
+        pipe = pipeline(self._redis)
         if fix.ledgers:
             queue_hset_many(pipe, fix.ledgers, self._ttl, replace=True)
         self._cards.queue_write(pipe, fix.cards)
         for conversation, names in fix.forget:
             pipe.hdel(self._cards.key(conversation), *(f"dest:{n}" for n in names))
-        answers = await pipe.execute()
+        await pipe.execute()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
         log.info("dispatch planned part of a batch again", extra={
-            "reason": f"{len(fix.migrate)} of the old layout, {len(fix.ledgers)} ledgers, "
-                      f"{len(fix.cards)} cards written from Python"})
-        return {p.item.source: dict(zip(p.intended, old, strict=True))
-                for p, old in zip(fix.migrate, answers, strict=False)}
-
-    def _delivery_key(self, source: str, destination: str) -> str:
-        """A delivery's key in the layout before the item ledger (read only to convert it)."""
-        return self._prefix + delivery_id(source, destination)
+            "reason": f"{len(fix.ledgers)} ledgers, {len(fix.cards)} cards written from Python"})
 
     async def _conversation(self, conversation: str, plans: Sequence[tuple[Plan, list[Target]]],
                             stored: ConversationCard | None, policy: Policy,
@@ -284,7 +271,7 @@ class DispatchStage:
             for d in run.done:
                 o, item = d.outcome, d.target.plan.item
                 owner = item.record.owner
-                ledger = finals.setdefault(self._ledger.key(item.source), {})
+                ledger = finals.setdefault(self._ledger.key(item.conversation_id, item.source), {})
                 if o.delivered:
                     done_there = delivery_result(True, owner, o.actual)
                     ledger[f"d:{o.intended}"] = ledger[f"d:{o.actual}"] = done_there
@@ -296,7 +283,7 @@ class DispatchStage:
                 threads[run.conversation] = thread_fields(run.threads)
         if not finals:
             return
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = pipeline(self._redis)
         queue_hset_many(pipe, finals, self._ttl)
         self._cards.queue_write(pipe, threads)
         if back:

@@ -4,7 +4,8 @@ A sender that cannot send now but knows when it can (a 24-hour cap that resets a
 known time) returns a `deferred` receipt with `retry_at`; no channel is named here. The
 send stage then writes the reply's claim as `deferred:<record>|<epoch>|<reason>` and, in
 the same round trip, schedules the message: a sorted set of reply ids by due time and a
-hash of their encoded messages, so a worker restart loses nothing. Every send worker's
+hash of their encoded messages, so a worker restart loses nothing (both keys carry the
+tag `{deferred}`: one Cluster slot for the scripts that read both). Every send worker's
 timer `lease`s the due ones (moved a lease ahead, so two workers do not both take them),
 produces them to the outbound topic and `forget`s them once Kafka has them. A lease that
 lapses (the worker died in between) is taken again; the copy it makes is one more record
@@ -26,7 +27,7 @@ from redis.asyncio import Redis
 
 from processors.stores.results import Result, result
 
-__all__ = ["DEFERRED", "TAKE_DUE", "Deferrals", "Leased", "deferred_result", "due_of"]
+__all__ = ["DEFERRED", "TAKE_DUE", "Deferrals", "Leased", "deferral_keys", "deferred_result", "due_of"]
 
 DEFERRED = "deferred"
 
@@ -84,6 +85,11 @@ return n
 """
 
 
+def deferral_keys(namespace: str) -> tuple[str, str]:
+    """The schedule (sorted set) and the messages (hash) of a namespace's deferred replies."""
+    return f"{namespace}:{{deferred}}:due", f"{namespace}:{{deferred}}:messages"
+
+
 def deferred_result(owner: str, due: float, reason: str | None) -> str:
     """The claim of a reply deferred by `owner` until `due` (epoch seconds), with why."""
     return result(DEFERRED, owner, f"{due:.3f}|{reason or ''}")
@@ -112,8 +118,7 @@ class Deferrals:
     """The schedule of deferred replies of one namespace, in Redis."""
 
     def __init__(self, namespace: str, *, lease_seconds: float = 60.0, batch: int = 200) -> None:
-        self.schedule = f"{namespace}:deferred"
-        self.bodies = f"{namespace}:deferred:messages"
+        self.schedule, self.bodies = deferral_keys(namespace)
         self._lease = lease_seconds
         self._batch = batch
 

@@ -1,6 +1,9 @@
 """Send: every message to a customer sent at most once, guarded, and a receipt for each.
 
-A batch claims its reply ids in Redis as `queued:<record>` in one round trip; just before
+A batch claims its reply ids in Redis as `queued:<record>` in one round trip (a reply's
+claim is `<ns>:{p<N>}:reply:<reply id>`, tagged by the reply id so that `retag` can move
+the claims from before the tags and none is sent twice across an upgrade; on a Cluster
+the batch's calls are split per tag, decision 0021); just before
 one reply goes to its channel its claim moves to `sending:<record>`, and after, to its
 result (`sent:`/`failed:`/`held:` + the record). So a worker killed mid-batch leaves
 `sending` only on the replies it was actually sending: those may or may not have gone
@@ -31,7 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 from prometheus_client import Counter
@@ -47,6 +50,7 @@ from processors.stage import Output, Record, decode_records
 from processors.stores.bulk import queue_set_many
 from processors.stores.cards import CardStore
 from processors.stores.results import Result, parse_result, result
+from processors.stores.tags import pipeline, split
 from schemas.codec import decode, encode
 from schemas.conversation import ConversationCard, ConversationEvent
 from schemas.errors import SwitchboardError, TransientError
@@ -136,7 +140,7 @@ class SendStage:
                  max_defer: timedelta = timedelta(days=3)) -> None:
         self._redis = redis
         self._senders = senders
-        self._prefix = f"{namespace}:reply:"
+        self._namespace = namespace
         self._ttl = ttl_seconds
         self._policy = policy
         self._cards = cards
@@ -164,7 +168,7 @@ class SendStage:
         for c, r in zip(claimed, attempts, strict=True):
             if not isinstance(r, DeliveryReceipt) or c.verdict is not SendAction.SEND:
                 continue
-            key = self._prefix + c.message.reply_id
+            key = self._key(c.message)
             if r.status == "deferred" and r.retry_at is not None:
                 due = r.retry_at.timestamp()
                 final.append((key, deferred_result(c.record.owner, due, r.reason)))
@@ -173,7 +177,7 @@ class SendStage:
             else:
                 final.append((key, result(r.status, c.record.owner, r.reason)))
         if final:
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = pipeline(self._redis)
             # the schedule first: a claim that says "deferred" always has its message kept
             self.deferrals.queue_schedule(pipe, later)
             queue_set_many(pipe, final, self._ttl)
@@ -200,9 +204,9 @@ class SendStage:
         for record, message in decoded:
             first.setdefault(message.reply_id, record)
         now = self._clock().timestamp()
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.eval(TAKE_DUE, len(first), *(self._prefix + reply_id for reply_id in first),
-                  self._ttl, QUEUED, now, *(QUEUED + r.owner for r in first.values()))
+        pipe = pipeline(self._redis)
+        self._queue_take(pipe, [(self._key(m), QUEUED + r.owner)
+                                for r, m in decoded if first[m.reply_id] is r], now)
         wanted = sorted({m.conversation_id for _, m in decoded})
         self._cards.queue_read(pipe, wanted)
         previous, *more = await pipe.execute()
@@ -219,6 +223,17 @@ class SendStage:
                                     card=cards.get(message.conversation_id), previous=held))
         return claimed
 
+    def _key(self, message: OutboundMessage) -> str:
+        """A reply's claim, tagged by its own id."""
+        return f"{self._namespace}:{self._cards.tags.of(message.reply_id)}reply:{message.reply_id}"
+
+    def _queue_take(self, pipe: Any, claims: Sequence[tuple[str, str]], now: float) -> None:
+        """Queue the claim of every (key, claim); its answer is what each key held before, in order."""
+        def queue(pipe: Any, part: list[int]) -> None:
+            pipe.eval(TAKE_DUE, len(part), *(claims[i][0] for i in part), self._ttl, QUEUED, now,
+                      *(claims[i][1] for i in part))
+        split(pipe, [k for k, _ in claims], queue)
+
     def _flags(self, claimed: _Claimed) -> tuple[GuardFlag, ...]:
         """The reply guard's flags on an agent's reply, and a collision warning; not on machines' own."""
         if claimed.message.kind != "agent_reply":
@@ -233,7 +248,7 @@ class SendStage:
     async def _sending(self, claimed: _Claimed) -> bool:
         """Move this attempt's queued claim to `sending`; False when another attempt holds it."""
         owner = claimed.record.owner
-        moved = await self._redis.eval(_TO_SENDING, 1, self._prefix + claimed.message.reply_id,
+        moved = await self._redis.eval(_TO_SENDING, 1, self._key(claimed.message),
                                        QUEUED + owner, SENDING + owner)
         return bool(moved)
 

@@ -9,8 +9,9 @@ stages never overwrite each other's work without a lock:
 A read merges the three. Reads and writes of a batch are one command each (per tag).
 
 The way back from a tool's thread to its conversation is a plain key,
-`<ns>:tool-thread:<destination>:<thread reference>` → conversation id, written by the
-dispatch stage beside `dest:<name>` (a Slack reply names only its channel and thread ts).
+`<ns>:{p<N>}:tool-thread:<destination>:<thread reference>` → conversation id, written by
+the dispatch stage beside `dest:<name>` (a Slack reply names only its channel and thread
+ts). Its reader knows only the thread, so it is tagged by `<destination>:<reference>`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class CardStore:
         self._ttl = ttl_seconds
 
     @property
+    def tags(self) -> Tags:
+        """How the keys are tagged: the stages that work beside the cards tag theirs alike."""
+        return self._tags
+
+    @property
     def ttl_seconds(self) -> int:
         """How long a card is kept after its last write (0: for ever)."""
         return self._ttl
@@ -52,7 +58,8 @@ class CardStore:
 
     def tool_thread_key(self, destination: str, reference: str) -> str:
         """The key holding which conversation a tool's thread belongs to."""
-        return f"{self._namespace}:tool-thread:{destination}:{reference}"
+        thread = f"{destination}:{reference}"
+        return f"{self._namespace}:{self._tags.of(thread)}tool-thread:{thread}"
 
     async def conversation_of(self, redis: Redis, destination: str, reference: str) -> str | None:
         """The conversation a tool's thread belongs to, or None."""

@@ -7,6 +7,13 @@ move across Cluster slots works too, and a rerun finds nothing left to do: a key
 where it belongs is left alone, a move cut short (restored, not yet deleted) is finished.
 A target that exists with other content is a conflict, left as it is and reported. Last,
 `<ns>:layout` records the count, which the workers check before they start.
+
+Dispatch's item ledgers (`ledger:<conversation>|<source>`) are tagged by their
+conversation, which their names hold before the `|`. Their untagged names before that
+(`handoff:…`) do not hold it, so they cannot be placed: they are counted as stranded and
+left to expire (their TTL is the dedupe window; dispatch delivers at least once, with
+delivery ids receivers dedupe on). The deferred replies' two keys move to their fixed
+tag `{deferred}`.
 """
 
 from __future__ import annotations
@@ -24,7 +31,11 @@ __all__ = ["FAMILIES", "Layout", "Retagged", "check_layout", "layout_key", "reta
 
 # the families whose key ends in the id that picks the tag (see processors.stores)
 FAMILIES = frozenset({"history", "recent", "sla", "profile", "identities", "suggested", "identity",
-                      "card", "claim", "thread"})
+                      "card", "claim", "thread", "tool-thread", "ledger", "reply"})
+# the families whose id is `<conversation>|<own id>`, tagged by the conversation
+_BY_CONVERSATION = frozenset({"ledger"})
+# the names before decision 0021 of the keys that now carry the fixed tag `{deferred}`
+_RENAMED = {"deferred": "{deferred}:due", "deferred:messages": "{deferred}:messages"}
 _TAG = re.compile(r"\{p\d+\}:")
 
 
@@ -37,6 +48,8 @@ class Retagged:
     conflicts: int = 0
     in_place: int = 0
     conflicting: list[str] | None = None
+    # dispatch's item ledgers from before the tags: no conversation in their name
+    stranded: int = 0
 
 
 def layout_key(namespace: str) -> str:
@@ -69,7 +82,17 @@ def retarget(key: str, namespace: str, tags: Tags) -> str | None:
     if parts is None or parts[1] == "sla-due":
         return None
     head, family, ident = parts
-    return f"{namespace}:{head}{tags.of(ident)}{family}:{ident}"
+    tag_id = ident
+    if family in _BY_CONVERSATION:
+        tag_id, sep, _ = ident.partition("|")
+        if not sep:
+            return None  # a ledger with no conversation: see `_stranded`
+    return f"{namespace}:{head}{tags.of(tag_id)}{family}:{ident}"
+
+
+def _stranded(key: str, namespace: str) -> bool:
+    """A dispatch ledger from before the tags, which names no conversation to tag it by."""
+    return key.startswith(f"{namespace}:handoff:")
 
 
 def _is_due_set(key: str, namespace: str) -> bool:
@@ -115,7 +138,11 @@ async def retag(redis: Any, namespace: str, tags: Tags, *, count: int = 10_000) 
             due_sets.append(key)
             continue
         target = retarget(key, namespace, tags)
+        renamed = _RENAMED.get(key[len(namespace) + 1:])
+        if renamed is not None:
+            target = f"{namespace}:{renamed}"
         if target is None:
+            done.stranded += _stranded(key, namespace)
             continue
         if target == key:
             done.in_place += 1

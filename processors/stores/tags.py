@@ -20,8 +20,8 @@ from typing import Any
 from murmurhash2 import murmurhash2
 from redis.asyncio.cluster import RedisCluster
 
-__all__ = ["UNTAGGED", "Batch", "Tags", "hash_tag", "key_partition", "murmur2", "partition_of", "pipeline",
-           "split"]
+__all__ = ["UNTAGGED", "Batch", "Merge", "Tags", "hash_tag", "key_partition", "murmur2", "partition_of",
+           "pipeline", "split"]
 
 _SEED = 0x9747B28C  # Kafka's
 
@@ -76,19 +76,22 @@ def hash_tag(key: str) -> str:
 
 
 Queue = Callable[[Any, list[int]], None]
+# how a split call's answers become one: the parts (indices into its keys) and their answers
+Merge = Callable[[list[list[int]], list[Any]], Any]
 
 
 @dataclass(slots=True)
 class Batch:
     """A pipeline whose many-key calls are split per hash tag; `execute` answers one result per call.
 
-    A split call's answers come back merged: lists in the order of the keys, counts summed.
+    A split call's answers come back merged: lists in the order of the keys, counts summed,
+    or as the call's own `merge` says.
     """
 
     pipe: Any
-    _calls: list[list[list[int]] | None] = field(default_factory=list)
+    _calls: list[tuple[list[list[int]], Merge] | None] = field(default_factory=list)
 
-    def split(self, keys: Sequence[str], queue: Queue) -> None:
+    def split(self, keys: Sequence[str], queue: Queue, merge: Merge | None = None) -> None:
         """Queue `queue(pipe, indices)` once per tag among `keys`; one answer for them all.
 
         Untagged keys stay together in one call: one node only (decision 0021).
@@ -99,7 +102,7 @@ class Batch:
         parts = list(groups.values())
         for part in parts:
             queue(self.pipe, part)
-        self._calls.append(parts)
+        self._calls.append((parts, merge or _merge))
 
     def __getattr__(self, name: str) -> Callable[..., Batch]:
         command = getattr(self.pipe, name)
@@ -117,7 +120,8 @@ class Batch:
         """Send everything queued in one round trip; one answer per call, split calls merged."""
         raw: Iterator[Any] = iter(await self.pipe.execute())
         calls, self._calls = self._calls, []
-        return [next(raw) if parts is None else _merge(parts, [next(raw) for _ in parts]) for parts in calls]
+        return [next(raw) if call is None else call[1](call[0], [next(raw) for _ in call[0]])
+                for call in calls]
 
 
 def _merge(parts: list[list[int]], answers: list[Any]) -> Any:
@@ -142,13 +146,14 @@ def pipeline(redis: Any) -> Any:
     return Batch(pipe) if isinstance(redis, RedisCluster) else pipe
 
 
-def split(pipe: Any, keys: Sequence[str], queue: Queue) -> None:
+def split(pipe: Any, keys: Sequence[str], queue: Queue, merge: Merge | None = None) -> None:
     """Queue a many-key call per hash tag on a `Batch`; on a plain pipeline, as one call.
 
-    Without keys its answer is an empty list either way.
+    Without keys its answer is an empty list either way. `merge` makes one answer of a
+    split call's (lists in key order and counts summed when it is None).
     """
     if isinstance(pipe, Batch):
-        pipe.split(keys, queue)
+        pipe.split(keys, queue, merge)
     elif keys:
         queue(pipe, list(range(len(keys))))
     else:

@@ -36,6 +36,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     done = asyncio.run(_retag(settings, namespace, Tags(partitions)))
     print(f"{namespace}: {done.moved} keys moved, {done.due_moved} SLA due times moved, "
           f"{done.in_place} keys already in place, {done.conflicts} conflicts")
+    if done.stranded:
+        print(f"{done.stranded} dispatch ledgers from before the tags name no conversation and were left "
+              "to expire: a record read again before they do is handed over again, with the same "
+              "delivery id (decision 0021)")
     for key in done.conflicting or []:
         print(f"conflict: {key} and its new name both exist and differ; left as they are")
     return 1 if done.conflicts else 0

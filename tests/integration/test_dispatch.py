@@ -558,43 +558,6 @@ async def test_a_transfers_handoff_and_a_continuations_answer_are_planned_in_the
     assert len(b.deliveries) == 2 and len(a.deliveries) == 3
 
 
-async def test_items_saved_in_the_layout_before_the_ledger_are_honoured(
-        redis: Redis, receiver: Start, webhooks: Tools) -> None:
-    """An upgrade with a batch in flight: its item claims and delivery keys are strings of their own."""
-    ns, a = namespace(), await receiver()
-    tool = await webhooks(helpdesk=a, backup=a)
-    policy = policy_of({"general": ["helpdesk"]}, hook("helpdesk"), hook("backup"))
-    owner = f"{PREFIX}sb.routed.v1/0/1"
-    old = {
-        # cut short mid-delivery: the plan said backup (the policy has moved on since)
-        f"{ns}:handoff:item:routed:ev_1": 'applied:["backup"]',
-        f"{ns}:handoff:{delivery_id('routed:ev_1', 'backup')}": f"delivering:{owner}",
-        # done by another record: a duplicate
-        f"{ns}:handoff:item:routed:ev_2": 'applied:["helpdesk"]',
-        f"{ns}:handoff:{delivery_id('routed:ev_2', 'helpdesk')}":
-            f"delivered:{PREFIX}sb.routed.v1/0/0|helpdesk",
-        # claimed, never planned: planned afresh
-        f"{ns}:handoff:item:routed:ev_3": f"pending:{PREFIX}sb.routed.v1/0/3",
-    }
-    await redis.mset(old)
-    s = stage(redis, {"helpdesk": tool, "backup": tool}, policy, ns)
-    before = roundtrips()
-    out = receipts(await s.process([record(routed("ev_1"), 1), record(routed("ev_2", "con_2"), 2),
-                                    record(routed("ev_3", "con_3"), 3)]))
-    assert roundtrips() - before == 3  # converting the old keys costs one more, once
-    assert [(r.event_id, r.destination, r.status) for r in out] == [
-        ("ev_1", "backup", "delivered"), ("ev_3", "helpdesk", "delivered")]
-    assert "delivered again with the same delivery id" in (out[0].reason or "")
-    assert a.delivery_ids == [delivery_id("routed:ev_1", "backup"), delivery_id("routed:ev_3", "helpdesk")]
-    assert await redis.type(f"{ns}:handoff:item:routed:ev_1") == b"hash"
-    # converted: the same records again cost two round trips and deliver nothing
-    before = roundtrips()
-    again = receipts(await stage(redis, {"helpdesk": tool, "backup": tool}, policy, ns).process(
-        [record(routed("ev_1"), 1), record(routed("ev_2", "con_2"), 2)]))
-    assert roundtrips() - before == 2
-    assert [r.event_id for r in again] == ["ev_1"] and len(a.delivery_ids) == 2
-
-
 async def test_a_card_the_script_cannot_plan_from_is_planned_in_python_before_delivery(
         redis: Redis, caplog: pytest.LogCaptureFixture) -> None:
     ns, slack = namespace(), Threads()

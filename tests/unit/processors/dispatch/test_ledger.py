@@ -10,6 +10,8 @@ from processors.dispatch.ledger import Answer, Ledger, policy_blob
 from processors.dispatch.plan import applied, recorded_destinations
 from processors.policy.load import load_policy
 from processors.policy.model import Destination, Queue
+from processors.stores.cards import CardStore
+from processors.stores.tags import UNTAGGED, Tags, hash_tag
 from router.vocabulary import VOCABULARY
 from tests.paths import FIXTURES
 
@@ -31,13 +33,16 @@ def test_answers_read_as_the_claims_plan_batch_knows() -> None:
     assert recorded_destinations(Answer("seen", plan=()).previous()) == ()
     # a ledger whose plan is gone is planned afresh
     assert Answer("seen", deliveries={}).previous() is None
-    old = applied(["mailbox"]).encode()
-    assert Answer("old", old=old).previous() == old
+    assert seen.previous() == applied(["hook", "we,ird"]).encode()
 
 
 def test_a_ledger_claims_every_destination_of_its_plan_for_its_record() -> None:
-    ledger = Ledger("ns:handoff:", 600, 3600)
-    assert ledger.key("routed:ev_1") == "ns:handoff:item:routed:ev_1"
+    ledger = Ledger("ns", UNTAGGED, 600, 3600)
+    assert ledger.key("con_1", "routed:ev_1") == "ns:ledger:con_1|routed:ev_1"
+    # tagged, it shares its conversation's tag with the card
+    tags = Tags(12)
+    assert hash_tag(Ledger("ns", tags, 600, 3600).key("con_1", "routed:ev_1")) == \
+        hash_tag(CardStore("ns", 600, tags).key("con_1"))
     assert ledger.claims(("hook", "mailbox"), "t/0/7") == {
         "plan": b'["hook","mailbox"]', "d:hook": "delivering:t/0/7", "d:mailbox": "delivering:t/0/7"}
     assert Ledger.parse([[[]], [None], [[b"seen", [b"plan", b"[]", b"d:hook", b"failed:t/0/1|x"]]]])[2] == [
