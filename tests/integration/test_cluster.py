@@ -9,7 +9,6 @@ the same batch is refused: a Lua call's keys would span slots (decision 0021).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -25,24 +24,28 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 
 from bench.workload import Workload
-from connectors.base import AgentTool, Handoff
 from devtools.process import free_port, stop
-from processors.dispatch.stage import DispatchStage
-from processors.policy.model import Destination, Queue
 from processors.send.stage import SendStage
 from processors.stage import Record
 from processors.stores.cards import CardStore
 from processors.stores.clocks import ClockStore
 from processors.stores.retag import retag
 from processors.stores.tags import UNTAGGED, Tags
-from schemas import Identity, OutboundMessage
 from schemas.codec import decode, encode
-from schemas.handoff import HandoffReceipt
 from schemas.outbound import DeliveryReceipt
-from schemas.sla import SlaEvent
-from schemas.topics import DELIVERY, HANDOFF, IDENTIFIED, INBOUND, OUTBOUND, ROUTED, SLA
+from schemas.topics import DELIVERY, IDENTIFIED, INBOUND, OUTBOUND, ROUTED
+from tests.integration.handing import (
+    AT,
+    POLICY,
+    Channel,
+    Desk,
+    dispatch_batch,
+    dispatch_stage,
+    handoffs,
+    reply,
+)
 from tests.integration.test_retag import _stages, _state
-from tests.integration.test_roundtrips import AT, POLICY, _routed
+from tests.integration.test_roundtrips import _routed
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -155,60 +158,15 @@ async def test_retag_moves_keys_across_the_nodes_of_a_cluster(cluster: RedisClus
 
 # --- dispatch and send ---------------------------------------------------------------------
 
-class Desk(AgentTool[None]):
-    """An agents' tool that takes every handoff and opens a thread per conversation."""
-
-    def __init__(self) -> None:
-        super().__init__(None)
-        self.seen: list[str] = []
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def deliver(self, handoff: Handoff) -> str:
-        self.seen.append(handoff.delivery_id)
-        return handoff.thread or f"ts-{handoff.card.conversation_id}"
-
-
-def _dispatch(redis: RedisCluster, ns: str, tools: dict[str, Desk], tags: Tags) -> DispatchStage:
-    policy = dataclasses.replace(
-        POLICY, default_queue="general",
-        queues={"general": Queue("general", None, ("desk",)),
-                "billing": Queue("billing", None, ("desk", "chat"))},
-        destinations={n: Destination(n, "webhook") for n in ("desk", "chat", "pager")})
-    return DispatchStage(redis, lambda: tools, lambda: policy, namespace=ns,  # type: ignore[arg-type]
-                         ttl_seconds=600, cards=CardStore(ns, 600, tags), thread_ttl_seconds=600)
-
-
-def _handoffs(outputs: list[Any]) -> list[tuple[str, str, str]]:
-    return sorted((r.event_id, r.destination, r.status) for r in
-                  (decode(o.value, HandoffReceipt) for o in outputs if o.topic is HANDOFF))
-
-
-def _dispatch_batch(ns: str, offset: int) -> list[Record]:
-    """Messages to 30 conversations (new, then follow-ups), a reply receipt and an SLA page."""
-    queues = ("billing", "general", "general")
-    routed = [Record(f"{ns}-{ROUTED.name}", 0, offset + i,
-                     encode(_routed(f"ev_{offset + i}", f"con_{i % 30}", queues[i % 3]))) for i in range(60)]
-    held = DeliveryReceipt(reply_id=f"rep_{offset}", conversation_id="con_1", channel="email", status="held",
-                           at=AT, kind="agent_reply", reason="held by the reply guard")
-    page = SlaEvent(event_id=f"sla_{offset}", kind="escalate", conversation_id="con_2", customer_id="cus_ada",
-                    target="first_response", due_at=AT, at=AT, reasons=(), step=1, action="page",
-                    action_target="pager")
-    return [*routed, Record(f"{ns}-{DELIVERY.name}", 0, offset + 100, encode(held)),
-            Record(f"{ns}-{SLA.name}", 0, offset + 101, encode(page))]
-
+TAGS = Tags(12)
 
 async def test_dispatch_batches_run_on_a_cluster_and_a_replay_delivers_nothing_twice(
         cluster: RedisCluster, nodes: list[int]) -> None:
     ns = f"cl{uuid.uuid4().hex[:8]}"
     desk, chat, pager = Desk(), Desk(), Desk()
     tools = {"desk": desk, "chat": chat, "pager": pager}
-    batch = _dispatch_batch(ns, 0)
-    first = _handoffs(await _dispatch(cluster, ns, tools, Tags(12)).process(batch))
+    batch = dispatch_batch(ns, 0)
+    first = handoffs(await dispatch_stage(cluster, ns, tools, Tags(12)).process(batch))
     # every message reaches its queue's tools; billing's also the chat; the page the pager too
     assert len(first) == 60 + 20 + 1 + 2 and {s for _, _, s in first} == {"delivered"}
     assert (len(desk.seen), len(chat.seen), len(pager.seen)) == (62, 20, 1)
@@ -220,49 +178,22 @@ async def test_dispatch_batches_run_on_a_cluster_and_a_replay_delivers_nothing_t
     assert await cards.conversation_of(cluster, "chat", "ts-con_3") == "con_3"  # type: ignore[arg-type]
 
     # the same records again on a new worker (a restart): their receipts again, nothing delivered
-    again = _handoffs(await _dispatch(cluster, ns, tools, Tags(12)).process(batch))
+    again = handoffs(await dispatch_stage(cluster, ns, tools, Tags(12)).process(batch))
     assert again == first
     # the same items in other records (a duplicate upstream): nothing at all
     copies = [Record(r.topic, 1, r.offset, r.value) for r in batch]
-    assert _handoffs(await _dispatch(cluster, ns, tools, Tags(12)).process(copies)) == []
+    assert handoffs(await dispatch_stage(cluster, ns, tools, Tags(12)).process(copies)) == []
     assert (len(desk.seen), len(chat.seen), len(pager.seen)) == (62, 20, 1)
 
     # a transfer moves con_1 to billing: handed to billing's tools, its old thread dropped
     moved = Record(f"{ns}-{ROUTED.name}", 0, 500, encode(_routed("ho_1", "con_1", "billing", handoff=True)))
-    assert _handoffs(await _dispatch(cluster, ns, tools, Tags(12)).process([moved])) == [
+    assert handoffs(await dispatch_stage(cluster, ns, tools, Tags(12)).process([moved])) == [
         ("ho_1", "chat", "delivered"), ("ho_1", "desk", "delivered")]
     card = await cards.get(cluster, "con_1")  # type: ignore[arg-type]
     assert card is not None and card.queue == "billing" and card.transfers == 1
 
     with pytest.raises(RedisClusterException, match=r"same key slot|blocked"):
-        await _dispatch(cluster, ns, tools, UNTAGGED).process(_dispatch_batch(ns, 1000))
-
-
-class Channel:
-    """A channel that sends every reply, but defers one until `later`."""
-
-    def __init__(self, later: datetime) -> None:
-        self.sent: list[str] = []
-        self._later = later
-
-    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
-        if message.reply_id == "rep_later" and "deferred" not in self.sent:
-            self.sent.append("deferred")
-            return DeliveryReceipt(reply_id=message.reply_id, conversation_id=message.conversation_id,
-                                   channel=message.channel, status="deferred", at=AT, retry_at=self._later,
-                                   reason="the channel's daily cap")
-        self.sent.append(message.reply_id)
-        return DeliveryReceipt(reply_id=message.reply_id, conversation_id=message.conversation_id,
-                               channel=message.channel, status="sent", at=AT)
-
-
-TAGS = Tags(12)
-
-
-def _reply(reply_id: str, conversation: str) -> OutboundMessage:
-    return OutboundMessage(reply_id=reply_id, conversation_id=conversation, channel="email",
-                           recipient=Identity(kind="email", value="ada@example.org"), kind="agent_reply",
-                           text="Your parcel left today.", created_at=AT, customer_id="cus_ada")
+        await dispatch_stage(cluster, ns, tools, UNTAGGED).process(dispatch_batch(ns, 1000))
 
 
 async def test_a_send_batch_runs_on_a_cluster_each_reply_sent_once(cluster: RedisCluster) -> None:
@@ -274,7 +205,7 @@ async def test_a_send_batch_runs_on_a_cluster_each_reply_sent_once(cluster: Redi
         return SendStage(cluster, {"email": channel.send}, namespace=ns, ttl_seconds=600,  # type: ignore[arg-type]
                          policy=lambda: POLICY, cards=CardStore(ns, 600, tags), clock=lambda: now[0])
 
-    replies = [_reply(f"rep_{i}", f"con_{i % 20}") for i in range(40)] + [_reply("rep_later", "con_7")]
+    replies = [reply(f"rep_{i}", f"con_{i % 20}") for i in range(40)] + [reply("rep_later", "con_7")]
     batch = [Record(f"{ns}-{OUTBOUND.name}", 0, i, encode(m)) for i, m in enumerate(replies)]
     out = await stage().process(batch)
     statuses = sorted(decode(o.value, DeliveryReceipt).status for o in out if o.topic is DELIVERY)

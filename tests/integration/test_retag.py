@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from processors.brain.stage import Brain, Stores
 from processors.brain.thread import ThreadRules
 from processors.intake.stage import Intake
 from processors.policy.load import load_policy
+from processors.send.stage import SendStage
 from processors.stage import Record
 from processors.stores.cards import CardStore
 from processors.stores.claims import ClaimStore
@@ -29,8 +32,10 @@ from processors.watch.lifecycle_watch import LifecycleSchedule
 from router.cli.commands import main
 from router.settings import Settings
 from router.vocabulary import VOCABULARY
+from schemas.codec import encode
 from schemas.errors import ConfigError
-from schemas.topics import IDENTIFIED, INBOUND, ROUTED
+from schemas.topics import IDENTIFIED, INBOUND, OUTBOUND, ROUTED
+from tests.integration.handing import AT, Channel, Desk, dispatch_batch, dispatch_stage, handoffs, reply
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.integration
@@ -174,12 +179,62 @@ def test_the_command_line_retags_the_settings_namespace(
     redis = SyncRedis.from_url(_own_db(stack), socket_timeout=10)
     redis.zadd(f"{ns}:sla-due", {"cus_a|con_1": 5.0})
     redis.hset(f"{ns}:sla:cus_a", "con_1", "{}")
+    redis.hset(f"{ns}:handoff:item:routed:ev_1", "plan", "[]")
     monkeypatch.setenv("SB_TOPIC_PREFIX", prefix)
     monkeypatch.setenv("SB_REDIS_URL", _own_db(stack))
     assert main(["redis", "retag", "--partitions", "8"]) == 0
-    assert "1 keys moved, 1 SLA due times moved" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 keys moved, 1 SLA due times moved" in out
+    assert "1 dispatch ledgers from before the tags" in out
     tag = Tags(8).of("cus_a")
     assert redis.zscore(f"{ns}:{tag}sla-due", "cus_a|con_1") == 5.0
     assert redis.hget(f"{ns}:{tag}sla:cus_a", "con_1") == b"{}"
     assert redis.get(f"{ns}:layout") == b"8"
     redis.close()
+
+
+async def test_dispatch_and_send_keys_move_and_a_replay_after_the_move_hands_over_nothing_twice(
+        redis: Redis) -> None:
+    ns = f"rt{uuid.uuid4().hex[:10]}"
+    desk, chat, pager = Desk(), Desk(), Desk()
+    tools = {"desk": desk, "chat": chat, "pager": pager}
+    channel = Channel(AT + timedelta(hours=1))
+
+    def send(tags: Tags) -> SendStage:
+        return SendStage(redis, {"email": channel.send}, namespace=ns, ttl_seconds=600, policy=lambda: POLICY,
+                         cards=CardStore(ns, 600, tags), clock=lambda: AT)
+
+    batch = dispatch_batch(ns, 0)
+    first = handoffs(await dispatch_stage(redis, ns, tools, UNTAGGED).process(batch))
+    messages = [reply(f"rep_{i}", f"con_{i % 5}") for i in range(10)] + [reply("rep_later", "con_1")]
+    replies = [Record(f"{ns}-{OUTBOUND.name}", 0, i, encode(m)) for i, m in enumerate(messages)]
+    await send(UNTAGGED).process(replies)
+    # a ledger from before the tags: no conversation in its name, so it cannot be placed
+    await redis.hset(f"{ns}:handoff:item:routed:ev_old", "plan", "[]")
+    families = {k.split(":")[1] for k in await _keys(redis, ns)}
+    assert families >= {"ledger", "tool-thread", "reply", "card", "handoff"}
+
+    done = await retag(redis, ns, Tags(4))
+    assert done.moved > 0 and done.stranded == 1 and not done.conflicts
+    placed = set()
+    for key in await _keys(redis, ns):
+        found = re.fullmatch(r"[^:]+:\{p\d+\}:([^:]+):(.*)", key)
+        family, ident = found.groups() if found else ("", "")
+        placed.add(family)
+        if family == "ledger":  # tagged by its conversation, the card's tag
+            assert hash_tag(key) == f"p{partition_of(ident.split('|')[0], 4)}", key
+        elif family in ("tool-thread", "reply"):
+            assert hash_tag(key) == f"p{partition_of(ident, 4)}", key
+    assert placed >= {"ledger", "tool-thread", "reply", "card"}
+    assert await redis.exists(f"{ns}:{{deferred}}:due", f"{ns}:{{deferred}}:messages") == 2
+    assert 0 < await redis.ttl(next(k for k in await _keys(redis, ns) if ":reply:" in k)) <= 600
+    assert (await retag(redis, ns, Tags(4))).moved == 0
+
+    # the workers, now tagging: the same records give their receipts again, nothing twice
+    assert handoffs(await dispatch_stage(redis, ns, tools, Tags(4)).process(batch)) == first
+    assert (len(desk.seen), len(chat.seen), len(pager.seen)) == (62, 20, 1)
+    copies = [Record(r.topic, 1, r.offset, r.value) for r in replies]
+    assert await send(Tags(4)).process(copies) == []
+    assert len(channel.sent) == 11
+    assert await CardStore(ns, 600, Tags(4)).conversation_of(redis, "chat", "ts-con_3") == "con_3"
+    assert await send(Tags(4)).deferrals.pending(redis) == 1
