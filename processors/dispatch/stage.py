@@ -201,12 +201,11 @@ class DispatchStage:
     def _check(self, plan: Plan, answer: Answer, fix: _Repair) -> None:
         """Note what the script left to Python, or planned otherwise than Python did."""
         item = plan.item
-        key = self._ledger.key(item.conversation_id, item.source)
         if answer.state == "seen":
             # a ledger without its plan or a claim (its hash expired mid-batch): claim what is missing
             if answer.plan is None or (plan.skip is None and any(
                     d not in (answer.deliveries or {}) for d in plan.intended)):
-                fix.ledgers[key] = {
+                fix.ledgers[self._ledger.key(item.conversation_id, item.source)] = {
                     **self._ledger.claims(plan.intended, item.record.owner),
                     **{f"d:{d}": v for d, v in (answer.deliveries or {}).items()}}
         elif plan.new and (answer.state == "later" or answer.plan != plan.intended):
@@ -214,7 +213,8 @@ class DispatchStage:
                 log.error("the Redis planner disagreed with dispatch's plan; the plan is saved again",
                           extra={"event_id": item.event_id, "conversation_id": item.conversation_id,
                                  "reason": f"script {answer.plan}, python {plan.intended}"})
-            fix.ledgers[key] = self._ledger.claims(plan.intended, item.record.owner)
+            fix.ledgers[self._ledger.key(item.conversation_id, item.source)] = self._ledger.claims(
+                plan.intended, item.record.owner)
             if plan.forget:
                 fix.forget.append((item.conversation_id, plan.forget))
 

@@ -6,7 +6,9 @@ last segment (processors.stores.tags, decision 0021); the table leaves it out. `
 is one set per tag; `<ns>:layout` records the partition count the tags are for. "Writer" is the one
 stage that changes a family (decision 0005); anyone may read. TTLs come from settings:
 `dedupe` = SB_DEDUPE_TTL_SECONDS (7 days), `conversation` = SB_CONVERSATION_TTL_SECONDS
-(90 days), counted from the last write.
+(90 days), counted from the last write. `{deferred}` is a fixed tag, not a partition's.
+The tag's id is the key's last segment, but for `tool-thread` (`<destination>:<ref>`)
+and `ledger` (its conversation; `/` stands for the `|` between conversation and source).
 
 | key | holds | writer | TTL |
 | --- | --- | --- | --- |
@@ -26,7 +28,8 @@ stage that changes a family (decision 0005); anyone may read. TTLs come from set
 | `lifecycle-due` | sorted set: follow-ups and closes | brain; lifecycle watch | none |
 | `backlog` | hash: queue → open conversations | brain | none |
 | `reply:<reply id>` | `queued:`/`sending:<record>`, then outcome + record | send (send/stage.py) | dedupe |
-| `handoff:item:<source>` | hash: `plan`, `d:<destination>` (claim, outcome) | dispatch (ledger.py) | dedupe |
-| `handoff:<delivery id>` | the layout before the ledger, read once to convert | dispatch | dedupe |
+| `{deferred}:due`, `:messages` | deferred replies by due time; their messages | send (deferred.py) | none |
+| `ledger:<conversation>/<source>` | hash: `plan`, `d:<destination>` (claim, outcome) | dispatch | dedupe |
+| `handoff:…` | the ledgers before the tags: no longer read, left to expire | — | dedupe |
 | `cursor:<source>` | a source's checkpoint (IMAP UID, ...) | the edge (cursors.py) | none |
 """
