@@ -20,7 +20,6 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from aiokafka.structs import TopicPartition
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from processors.brain import route, thread
@@ -361,7 +360,7 @@ async def read_customers(settings: Settings, messages: Sequence[InboundMessage],
     ns = f"{settings.topic_prefix}sb"  # the namespace router.app gives the stores
     ids = IdentityStore(ns, HistoryStore(ns, tags=Tags(settings.kafka_partitions)))
     senders = sorted({str(m.sender) for m in messages})
-    redis = Redis.from_url(settings.redis_dsn)
+    redis = settings.new_redis()
     try:
         async with asyncio.timeout(timeout):
             raw = await read_many(redis, [ids.identity_key(s) for s in senders])  # an MGET per hash tag
