@@ -21,7 +21,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 
-__all__ = ["new_redis", "packed"]
+__all__ = ["new_cluster", "new_redis", "packed"]
 
 
 def _pack(args: tuple[Any, ...]) -> list[bytes] | None:
@@ -63,13 +63,14 @@ def new_redis(url: str, *, cluster: bool = False, **options: Any) -> Redis:
     their calls per slot); it is typed as `Redis` so the stores keep one annotation.
     """
     if cluster:
-        return cast(Redis, _cluster(url, **options))
+        return cast(Redis, new_cluster(url, **options))
     pool = ConnectionPool.from_url(url, **options)
     pool.connection_class = packed(pool.connection_class)
     return Redis(connection_pool=pool)
 
 
-def _cluster(url: str, **options: Any) -> RedisCluster:
+def new_cluster(url: str, **options: Any) -> RedisCluster:
+    """A Redis Cluster client, started from the node `url` names, whose connections pack commands in C."""
     client = RedisCluster.from_url(url, **options)
     # the class sits in the options every node is made with: the start-up node is made
     # already, the nodes found at `initialize` are made from these options later
