@@ -19,7 +19,7 @@ from typing import Any, cast
 import hiredis
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, Connection
 
 __all__ = ["new_cluster", "new_redis", "packed"]
 
@@ -74,7 +74,7 @@ def new_cluster(url: str, **options: Any) -> RedisCluster:
     client = RedisCluster.from_url(url, **options)
     # the class sits in the options every node is made with: the start-up node is made
     # already, the nodes found at `initialize` are made from these options later
-    fast = packed(client.connection_kwargs["connection_class"])
+    fast = cast(type[Connection], packed(client.connection_kwargs["connection_class"]))
     client.connection_kwargs["connection_class"] = fast
     for node in client.nodes_manager.startup_nodes.values():
         node.connection_class = fast

@@ -23,7 +23,7 @@ from schemas.errors import ConfigError
 __all__ = ["FAMILIES", "Layout", "Retagged", "check_layout", "layout_key", "retag", "retarget"]
 
 # the families whose key ends in the id that picks the tag (see processors.stores)
-FAMILIES = frozenset({"history", "recent", "sla", "profile", "identities", "suggested", "identity",
+FAMILIES = frozenset({"history", "recent", "sla", "profile", "identities", "suggested", "identity", "moving",
                       "card", "claim", "thread"})
 _TAG = re.compile(r"\{p\d+\}:")
 
