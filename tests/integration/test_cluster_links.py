@@ -11,15 +11,19 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio.cluster import RedisCluster
 
 from processors.intake.identify import LINKED, NEW, Binding, Sighting, decide
 from processors.stores.history import Append, ConversationSummary, HistoryStore, RecentWrite
 from processors.stores.identities import IdentityStore, LinkRefused
 from processors.stores.tags import Tags, pipeline
-from schemas import HistoryEntry, Identity
+from router.http.customers import add_routes
+from schemas import HistoryEntry, Identity, IdentityLink
 from schemas.ids import customer_id_for
 
 pytestmark = pytest.mark.integration
@@ -162,3 +166,40 @@ async def test_an_unlink_cut_after_the_copy_doubles_nothing_when_replayed(cluste
     # and a later link runs from a clean slate
     await s.ids.link(cluster, ADA, X, evidence="same person after all", actor="agent maria")  # type: ignore[arg-type]
     assert await state(cluster, s) == LINKED_STATE
+
+
+async def test_the_customers_api_imports_links_and_shows_customers_on_a_cluster(
+        cluster: RedisCluster) -> None:
+    ns = f"t{uuid.uuid4().hex}"
+    published: list[IdentityLink] = []
+
+    async def publish(link: IdentityLink) -> None:
+        published.append(link)
+    app = web.Application()
+    add_routes(app, lambda: cluster, publish, {"standard", "premium"},  # type: ignore[arg-type,return-value]
+               lambda r: r.headers.get("Authorization") == "Bearer t", namespace=ns, tags=TAGS)
+    async with TestClient(TestServer(app)) as client:
+        async def call(method: str, path: str, status: int, **kwargs: Any) -> Any:
+            headers = {"Authorization": "Bearer t", **kwargs.pop("headers", {})}
+            response = await client.request(method, path, headers=headers, **kwargs)
+            body = await response.json()
+            assert response.status == status, body
+            return body
+        # many customers in one import: their keys in many slots, one call per slot
+        rows = "".join(f"c{n}@example.com,standard,\n" for n in range(40))
+        csv = f"identity,tier,name\nada@example.com,premium,Ada\n@ada_x,standard,\n{rows}"
+        counts = await call("POST", "/v1/customers/import", 200, data=csv.encode(), params={"actor": "crm"},
+                            headers={"Content-Type": "text/csv"})
+        assert counts == {"rows": 42, "customers_created": 42, "tiers_set": 42, "names_set": 1}
+        body = {"identity": "ada@example.com", "evidence": "same person", "actor": "agent maria"}
+        made = await call("POST", f"/v1/customers/{X}/identities", 201, json=body)
+        assert (made["customer_id"], made["previous_customer_id"]) == (X, A)
+        assert await call("POST", f"/v1/customers/{X}/identities", 200, json=body) == made
+        view = await call("GET", f"/v1/customers/{X}", 200)
+        assert (view["tier"], view["identities"]) == ("standard", ["email:ada@example.com", "x:@ada_x"])
+        c7 = customer_id_for(Identity(kind="email", value="c7@example.com"))
+        assert (await call("GET", f"/v1/customers/{c7}", 200))["tier"] == "standard"
+        await call("DELETE", f"/v1/customers/{X}/identities/email:ada@example.com", 200,
+                   params={"actor": "agent tom", "evidence": "two Adas"})
+        assert (await call("GET", f"/v1/customers/{A}", 200))["identities"] == ["email:ada@example.com"]
+    assert [e.action for e in published] == ["link", "link", "unlink"]
