@@ -67,7 +67,8 @@ class RouterEdge:
         self._ids = IdentityStore(self._ns, HistoryStore(self._ns, tags=tags))
         self._timeout = timeout
         self._clock = clock
-        self._held = HeldStore(self._ns, ttl_seconds=settings.dedupe_ttl_seconds)
+        self._held = HeldStore(self._ns, ttl_seconds=settings.dedupe_ttl_seconds,
+                               cluster=settings.redis_cluster)
         self._release_every = release_every
 
     def caller(self, request: web.Request, scope: str) -> str:

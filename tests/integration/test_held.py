@@ -16,12 +16,18 @@ T = 1_800_000_000.0
 
 
 @pytest.fixture
-async def held(stack: Settings) -> AsyncIterator[tuple[HeldStore, Redis]]:
+async def one_node(stack: Settings) -> AsyncIterator[Redis]:
     redis = Redis.from_url(stack.redis_dsn)
-    try:
-        yield HeldStore(f"{unique_prefix()}sb", ttl_seconds=600, lease_seconds=30), redis
-    finally:
-        await redis.aclose()
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture(params=["one_node", "cluster"])
+def held(request: pytest.FixtureRequest) -> tuple[HeldStore, Redis]:
+    """The store on the local Redis, and on a real three-node Cluster (tests/redis_cluster.py)."""
+    redis = request.getfixturevalue(request.param)
+    return HeldStore(f"{unique_prefix()}sb", ttl_seconds=600, lease_seconds=30,
+                     cluster=request.param == "cluster"), redis
 
 
 async def test_a_key_is_held_replaced_and_released_once(held: tuple[HeldStore, Redis]) -> None:
