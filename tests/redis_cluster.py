@@ -1,7 +1,8 @@
 """A real Redis Cluster for tests: three local `redis-server` nodes, created with `redis-cli --cluster`.
 
-A pytest plugin (tests/conftest.py): `nodes` gives the three ports, `cluster` a connected
-`RedisCluster` once every node says the cluster is ok. Everything is stopped after the test.
+A pytest plugin (tests/conftest.py): `nodes` gives the three ports of the session's
+cluster, created once every node answers; `cluster` a connected `RedisCluster` for one
+test. Tests keep to their own namespaces; the nodes stop when the session ends.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from redis import Redis as SyncRedis
@@ -31,19 +31,24 @@ def _cluster_port() -> int:
     return port
 
 
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[list[int]]:
-    """Three cluster-enabled redis-server processes on free loopback ports, stopped after."""
+@pytest.fixture(scope="session")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    """Three cluster-enabled redis-server processes on free loopback ports, made one cluster.
+
+    One cluster for the session (tests keep to their own namespaces), stopped at its end.
+    """
     ports = [_cluster_port() for _ in range(3)]
+    root = tmp_path_factory.mktemp("redis-cluster")
     procs = []
     for port in ports:
-        home = tmp_path / f"redis-{port}"
+        home = root / str(port)
         home.mkdir()
         procs.append(subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"],
             cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
     try:
+        asyncio.run(_create(ports))
         yield ports
     finally:
         for proc in procs:
@@ -63,18 +68,22 @@ def _cluster_ok(port: int) -> bool:
         return bool(client.cluster("info").get("cluster_state") == "ok")
 
 
-@pytest.fixture
-async def cluster(nodes: list[int]) -> AsyncIterator[RedisCluster]:
-    """The three nodes made one cluster (every slot covered, no replicas), and a client of it."""
-    for port in nodes:
+async def _create(ports: list[int]) -> None:
+    """Every slot covered, no replicas; done once every node says the cluster is ok."""
+    for port in ports:
         await until(lambda port=port: _answers(port), f"redis-server on {port}", timeout=30)
     await asyncio.to_thread(
-        subprocess.run, ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in nodes),
+        subprocess.run, ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
                          "--cluster-replicas", "0", "--cluster-yes"],
         check=True, capture_output=True, timeout=60)
-    for port in nodes:
+    for port in ports:
         await until(lambda port=port: _cluster_ok(port), f"cluster state ok on {port}", timeout=30)
-    client = new_cluster(f"redis://127.0.0.1:{nodes[0]}", socket_timeout=10)  # as the workers make it
+
+
+@pytest.fixture
+async def cluster(nodes: list[int]) -> AsyncIterator[RedisCluster]:
+    """A client of the session's cluster, made as the workers make theirs."""
+    client = new_cluster(f"redis://127.0.0.1:{nodes[0]}", socket_timeout=10)
     await client.initialize()
     yield client
     await client.aclose()
