@@ -20,8 +20,13 @@ import hiredis
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection
+from redis.exceptions import RedisClusterException, RedisError
 
-__all__ = ["new_cluster", "new_redis", "packed"]
+__all__ = ["REDIS_ERRORS", "new_cluster", "new_redis", "packed"]
+
+# what a call may raise when Redis is away: a Cluster client that reaches no node raises
+# `RedisClusterException`, which is not a `RedisError`
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
 
 
 def _pack(args: tuple[Any, ...]) -> list[bytes] | None:
