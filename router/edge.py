@@ -17,6 +17,7 @@ import msgspec
 from aiohttp import web
 from prometheus_client import Counter
 from redis.asyncio import Redis
+from redis.exceptions import RedisClusterException, RedisError
 
 from connectors.routes import HoldState, Outlook, Refusal
 from processors.brain.acknowledge import prospect
@@ -25,7 +26,6 @@ from processors.metrics import MESSAGES_IN
 from processors.policy.model import Policy
 from processors.send.replies import reply_to
 from processors.stores.cards import CardStore
-from processors.stores.client import REDIS_ERRORS
 from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore
 from processors.stores.tags import Tags
@@ -100,7 +100,7 @@ class RouterEdge:
                     pipe.hget(self._ids.profile_key(customer), "tier")
                 pipe.hgetall(f"{self._ns}:backlog")
                 *tier, backlog = await pipe.execute()
-        except (TimeoutError, *REDIS_ERRORS) as e:
+        except (TimeoutError, RedisError, RedisClusterException) as e:
             log.warning("customer store unavailable", extra={"reason": repr(e)})
             raise TransientError("customer store unavailable") from e
         known = tier[0].decode() if tier and tier[0] is not None else None
@@ -117,7 +117,7 @@ class RouterEdge:
             async with asyncio.timeout(self._timeout):
                 conversation_id = await self._cards.conversation_of(redis, destination, reference)
                 return await self._cards.get(redis, conversation_id) if conversation_id else None
-        except (TimeoutError, *REDIS_ERRORS) as e:
+        except (TimeoutError, RedisError, RedisClusterException) as e:
             log.warning("conversation store unavailable", extra={"reason": repr(e)})
             raise TransientError("conversation store unavailable") from e
 
@@ -217,7 +217,7 @@ class RouterEdge:
         try:
             async with asyncio.timeout(self._timeout):
                 return await call
-        except (TimeoutError, *REDIS_ERRORS) as e:
+        except (TimeoutError, RedisError, RedisClusterException) as e:
             log.warning("held items store unavailable", extra={"reason": repr(e)})
             raise TransientError("held items store unavailable") from e
 

@@ -20,13 +20,8 @@ import hiredis
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection
-from redis.exceptions import RedisClusterException, RedisError
 
-__all__ = ["REDIS_ERRORS", "new_cluster", "new_redis", "packed"]
-
-# what a call may raise when Redis is away: a Cluster client that reaches no node raises
-# `RedisClusterException`, which is not a `RedisError`
-REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
+__all__ = ["new_cluster", "new_redis", "packed"]
 
 
 def _pack(args: tuple[Any, ...]) -> list[bytes] | None:
@@ -65,7 +60,9 @@ def new_redis(url: str, *, cluster: bool = False, **options: Any) -> Redis:
     """An asyncio Redis client for `url` whose connections pack commands in C; a Cluster's with `cluster`.
 
     A `RedisCluster` answers every command the stores send (processors.stores.tags splits
-    their calls per slot); it is typed as `Redis` so the stores keep one annotation.
+    their calls per slot); it is typed as `Redis` so the stores keep one annotation. When
+    it reaches no node it raises `RedisClusterException`, which is not a `RedisError`:
+    callers that treat Redis away as transient catch both.
     """
     if cluster:
         return cast(Redis, new_cluster(url, **options))

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from aiokafka.structs import TopicPartition
+from redis.exceptions import RedisClusterException, RedisError
 
 from processors.brain import route, thread
 from processors.intake import identify
@@ -27,7 +28,6 @@ from processors.intake.agent_mail import answered_conversation
 from processors.intake.stage import identified_message
 from processors.policy.model import Policy, format_duration, parse_duration
 from processors.stores.bulk import read_many
-from processors.stores.client import REDIS_ERRORS
 from processors.stores.directory import Directory
 from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore
@@ -373,7 +373,7 @@ async def read_customers(settings: Settings, messages: Sequence[InboundMessage],
                 pipe.smembers(ids.identities_key(c))
             flat = await pipe.execute() if customers else []
             answer = list(zip(flat[::2], flat[1::2], strict=True))
-    except (*REDIS_ERRORS, TimeoutError, OSError) as e:
+    except (RedisError, RedisClusterException, TimeoutError, OSError) as e:
         raise TransientError(f"cannot read customers from Redis: {e!r}") from e
     finally:
         await redis.aclose()
