@@ -2,7 +2,8 @@
 
 A pytest plugin (tests/conftest.py): `nodes` gives the three ports of the session's
 cluster, created once every node answers; `cluster` a connected `RedisCluster` for one
-test. Tests keep to their own namespaces; the nodes stop when the session ends.
+test; `store` runs a test on the local Redis and again on the cluster. Tests keep to
+their own namespaces; the nodes stop when the session ends.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from typing import cast
 
 import pytest
 from redis import Redis as SyncRedis
@@ -19,9 +21,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from devtools.process import free_port, stop
 from processors.stores.client import new_cluster
+from router.settings import Settings
 from tests.waiting import until
 
-__all__ = ["cluster", "key_counts", "nodes"]
+__all__ = ["cluster", "key_counts", "nodes", "one_node", "store"]
 
 
 def _cluster_port() -> int:
@@ -87,6 +90,20 @@ async def cluster(nodes: list[int]) -> AsyncIterator[RedisCluster]:
     await client.initialize()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def one_node(stack: Settings) -> AsyncIterator[Redis]:
+    """A client of the local single Redis."""
+    client = Redis.from_url(stack.redis_dsn)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(params=["one_node", "cluster"])
+def store(request: pytest.FixtureRequest) -> Redis:
+    """The local Redis, then the cluster: a test using it runs on both."""
+    return cast(Redis, request.getfixturevalue(request.param))
 
 
 async def key_counts(nodes: list[int], match: str = "*") -> list[int]:

@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 import pytest
@@ -93,20 +93,8 @@ def app_for(settings: Settings, redis: Redis, publish: Kafka) -> web.Application
 
 
 @pytest.fixture
-async def one_node(stack: Settings) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(stack.redis_dsn)
-    yield redis
-    await redis.aclose()
-
-
-@pytest.fixture(params=["one_node", "cluster"])
-def store(request: pytest.FixtureRequest) -> Redis:
-    """The local Redis, and a real three-node Cluster (tests/redis_cluster.py)."""
-    return cast(Redis, request.getfixturevalue(request.param))
-
-
-@pytest.fixture
 async def api(stack: Settings, store: Redis) -> AsyncIterator[Api]:
+    """The edge's app on the local Redis, then on a real Cluster (`store`, tests/redis_cluster.py)."""
     prefix = unique_prefix()
     redis = store
     settings = stack.model_copy(update={
