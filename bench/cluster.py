@@ -1,9 +1,10 @@
-"""The Redis Cluster client's cost: CPU µs a message for intake and brain batches, packed in C or not.
+"""The Redis Cluster client's cost: CPU µs a message for intake and brain batches, ours against redis-py's.
 
 `python -m bench.cluster --url redis://127.0.0.1:PORT` against any node of a running Redis
 Cluster. Runs the same batches through the stages as a worker does (keys tagged by
-partition, calls split per slot) with `new_cluster`, whose connections pack commands with
-hiredis, and with redis-py's own cluster client, alternating; prints each run's CPU µs a
+partition, calls split per slot) with `new_cluster` (commands packed with hiredis, a
+script's slot found from its first key) and with redis-py's own cluster client,
+alternating; prints each run's CPU µs a
 message on this process (client side) and the medians.
 """
 
@@ -79,11 +80,11 @@ async def _run(redis: Any, batches: int, size: int, customers: int) -> float:
 
 
 async def measure(url: str, runs: int, batches: int, size: int, customers: int) -> dict[str, Any]:
-    """Alternating runs of the packed and the plain cluster client; each run's µs and the medians."""
-    out: dict[str, list[float]] = {"packed": [], "plain": []}
+    """Alternating runs of our cluster client and redis-py's own; each run's µs and the medians."""
+    out: dict[str, list[float]] = {"ours": [], "redis-py": []}
     for _ in range(runs):
         for name, found in out.items():
-            client = new_cluster(url, socket_timeout=30) if name == "packed" else \
+            client = new_cluster(url, socket_timeout=30) if name == "ours" else \
                 RedisCluster.from_url(url, socket_timeout=30)
             try:
                 await client.initialize()

@@ -71,9 +71,23 @@ def new_redis(url: str, *, cluster: bool = False, **options: Any) -> Redis:
     return Redis(connection_pool=pool)
 
 
+class _Cluster(RedisCluster):
+    """redis-py's cluster client, finding a script's slot from its first key alone.
+
+    redis-py hashes every key of an EVAL (CRC16 in Python) to refuse keys across slots
+    before sending: a sixth of a batch's client time here, on calls `tags.split` grouped by
+    hash tag already. Redis checks it again anyway: keys across slots get CROSSSLOT.
+    """
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        if command in ("EVAL", "EVALSHA") and len(args) > 2 and int(args[1]) > 1:
+            return int(self.keyslot(args[2]))
+        return int(await super()._determine_slot(command, *args))
+
+
 def new_cluster(url: str, **options: Any) -> RedisCluster:
     """A Redis Cluster client, started from the node `url` names, whose connections pack commands in C."""
-    client = RedisCluster.from_url(url, **options)
+    client = _Cluster.from_url(url, **options)
     # the class sits in the options every node is made with: the start-up node is made
     # already, the nodes found at `initialize` are made from these options later
     fast = cast(type[Connection], packed(client.connection_kwargs["connection_class"]))
