@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from processors.stores.client import new_redis
 from router.settings import Settings
 
 __all__ = ["delete_run"]
@@ -17,7 +16,7 @@ __all__ = ["delete_run"]
 
 async def delete_run(settings: Settings, prefix: str) -> None:
     """Delete every topic and Redis key whose name starts with `prefix`."""
-    redis = new_redis(settings.redis_dsn)
+    redis = settings.new_redis()
     try:
         doomed_keys = [k async for k in redis.scan_iter(match=f"{prefix}*", count=10_000)]
         for at in range(0, len(doomed_keys), 10_000):

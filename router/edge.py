@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from connectors.routes import HoldState, Outlook, Refusal
 from processors.brain.acknowledge import prospect
@@ -67,7 +67,8 @@ class RouterEdge:
         self._ids = IdentityStore(self._ns, HistoryStore(self._ns, tags=tags))
         self._timeout = timeout
         self._clock = clock
-        self._held = HeldStore(self._ns, ttl_seconds=settings.dedupe_ttl_seconds)
+        self._held = HeldStore(self._ns, ttl_seconds=settings.dedupe_ttl_seconds,
+                               cluster=settings.redis_cluster)
         self._release_every = release_every
 
     def caller(self, request: web.Request, scope: str) -> str:
@@ -99,7 +100,7 @@ class RouterEdge:
                     pipe.hget(self._ids.profile_key(customer), "tier")
                 pipe.hgetall(f"{self._ns}:backlog")
                 *tier, backlog = await pipe.execute()
-        except (TimeoutError, RedisError) as e:
+        except (TimeoutError, RedisError, RedisClusterException) as e:
             log.warning("customer store unavailable", extra={"reason": repr(e)})
             raise TransientError("customer store unavailable") from e
         known = tier[0].decode() if tier and tier[0] is not None else None
@@ -116,7 +117,7 @@ class RouterEdge:
             async with asyncio.timeout(self._timeout):
                 conversation_id = await self._cards.conversation_of(redis, destination, reference)
                 return await self._cards.get(redis, conversation_id) if conversation_id else None
-        except (TimeoutError, RedisError) as e:
+        except (TimeoutError, RedisError, RedisClusterException) as e:
             log.warning("conversation store unavailable", extra={"reason": repr(e)})
             raise TransientError("conversation store unavailable") from e
 
@@ -216,7 +217,7 @@ class RouterEdge:
         try:
             async with asyncio.timeout(self._timeout):
                 return await call
-        except (TimeoutError, RedisError) as e:
+        except (TimeoutError, RedisError, RedisClusterException) as e:
             log.warning("held items store unavailable", extra={"reason": repr(e)})
             raise TransientError("held items store unavailable") from e
 

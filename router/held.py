@@ -64,9 +64,13 @@ return out
 class HeldStore:
     """The Redis side of `Edge.hold` and `Edge.settle`; times are unix seconds."""
 
-    def __init__(self, namespace: str, *, ttl_seconds: int, lease_seconds: float = 30.0) -> None:
-        self._prefix = f"{namespace}:held:"
-        self._due = f"{namespace}:held-due"
+    def __init__(self, namespace: str, *, ttl_seconds: int, lease_seconds: float = 30.0,
+                 cluster: bool = False) -> None:
+        # on a Redis Cluster every held key shares one hash tag, so each call stays in one
+        # slot (few keys, short-lived); one node keeps the names it always had (decision 0022)
+        tag = "{held}:" if cluster else ""
+        self._prefix = f"{namespace}:{tag}held:"
+        self._due = f"{namespace}:{tag}held-due"
         self._ttl = ttl_seconds
         self.lease = lease_seconds
 

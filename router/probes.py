@@ -34,7 +34,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from connectors.base import Probe, ProbeTarget
 from connectors.registry import CHANNELS
@@ -237,7 +237,7 @@ class Lease:
         try:
             taken = await asyncio.wait_for(
                 self._redis.eval(_LEASE, 1, key, self.holder, str(max(1, int(seconds * 1000)))), 5)
-        except (RedisError, TimeoutError, OSError) as e:
+        except (RedisError, RedisClusterException, TimeoutError, OSError) as e:
             log.warning("probe lease unreadable; probing anyway",
                         extra={"channel": channel, "error": repr(e)})
             return True
@@ -248,7 +248,7 @@ class Lease:
         if self._redis is None:
             return
         for channel in channels:
-            with contextlib.suppress(RedisError, TimeoutError, OSError):
+            with contextlib.suppress(RedisError, RedisClusterException, TimeoutError, OSError):
                 await asyncio.wait_for(self._redis.eval(
                     _RELEASE, 1, f"{self._namespace}:probe:lease:{channel}", self.holder), 2)
 

@@ -18,7 +18,6 @@ from aiokafka.errors import KafkaError
 from mode import Service
 from redis.asyncio import Redis
 
-from processors.stores.client import new_redis
 from processors.stores.cursors import RedisCursorStore
 from processors.stores.retag import check_layout
 from processors.stores.tags import Tags
@@ -169,7 +168,7 @@ def _stop_deadline() -> None:
 
 
 async def _check_layout(settings: Settings) -> None:
-    redis = new_redis(settings.redis_dsn, socket_timeout=10)
+    redis = settings.new_redis(socket_timeout=10)
     try:
         await check_layout(redis, f"{settings.topic_prefix}sb", Tags(settings.kafka_partitions))
     finally:
@@ -191,7 +190,7 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     # Faust keeps its files in the state dir (router/app.py); it creates only the last level
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
-    redis: Redis = new_redis(settings.redis_dsn, socket_timeout=10)
+    redis: Redis = settings.new_redis(socket_timeout=10)
     channels = configured(settings, RedisCursorStore(redis, f"{settings.topic_prefix}sb"))
     # acknowledgements are planned only for customers the channels running here can reach
     policy = PolicyHolder(settings.policy_path, vocabulary(channels.running))

@@ -24,9 +24,11 @@ from pydantic_settings import (
     SettingsConfigDict,
     SettingsError,
 )
+from redis.asyncio import Redis
 
 from connectors.registry import sections
 from processors.brain.thread import ThreadRules
+from processors.stores.client import new_redis
 from router.http.integrations import IntegrationList
 from schemas.errors import ConfigError
 from schemas.topics import TopicSpec
@@ -73,6 +75,9 @@ class Settings(BaseSettings):
     # how soon a dead worker's partitions move to a live one
     kafka_session_timeout_seconds: float = Field(default=10.0, ge=6.0)
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+    # SB_REDIS_URL names one node of a Redis Cluster (the rest are discovered): the keys'
+    # hash tags keep every Lua call in one slot (decisions 0021, 0022)
+    redis_cluster: bool = False
     # the local stack's Dovecot (deploy/local): IMAP for the mailbox, LMTP to deliver into it
     imap_port: int = Field(default=10143, ge=1, le=65535)
     lmtp_port: int = Field(default=10024, ge=1, le=65535)
@@ -145,6 +150,10 @@ class Settings(BaseSettings):
     def redis_dsn(self) -> str:
         """The Redis URL in clear, for the client only."""
         return self.redis_url.get_secret_value()
+
+    def new_redis(self, **options: Any) -> Redis:
+        """A client for SB_REDIS_URL, a Cluster's when SB_REDIS_CLUSTER says so; every process's."""
+        return new_redis(self.redis_dsn, cluster=self.redis_cluster, **options)
 
     @cached_property
     def thread_rules(self) -> ThreadRules:

@@ -10,6 +10,8 @@ from devtools import stack as local_stack
 from router.settings import Settings, load
 from tests.kafka_tools import ISSUED, delete_topics
 
+pytest_plugins = ["tests.redis_cluster"]  # `nodes` and `cluster`: a real three-node Redis Cluster
+
 
 @pytest.fixture(scope="session")
 def stack() -> Settings:

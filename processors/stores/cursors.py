@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from schemas.errors import TransientError
 
@@ -24,7 +24,7 @@ class RedisCursorStore:
         """The saved cursor, or None for a source never read; TransientError while Redis is away."""
         try:
             value = await asyncio.wait_for(self._redis.get(self._prefix + key), self._timeout)
-        except (RedisError, TimeoutError, OSError) as e:
+        except (RedisError, RedisClusterException, TimeoutError, OSError) as e:
             raise TransientError(f"cursor store: loading {key} failed: {type(e).__name__}") from e
         return value.decode() if isinstance(value, bytes) else value
 
@@ -32,5 +32,5 @@ class RedisCursorStore:
         """Save a cursor once Kafka has everything before it; TransientError while Redis is away."""
         try:
             await asyncio.wait_for(self._redis.set(self._prefix + key, value), self._timeout)
-        except (RedisError, TimeoutError, OSError) as e:
+        except (RedisError, RedisClusterException, TimeoutError, OSError) as e:
             raise TransientError(f"cursor store: saving {key} failed: {type(e).__name__}") from e

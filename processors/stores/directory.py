@@ -25,7 +25,7 @@ from redis.typing import EncodableT
 
 from processors.intake.identify import Binding, identity_of, parse_identity
 from processors.stores.identities import IdentityStore
-from processors.stores.tags import split
+from processors.stores.tags import pipeline, split
 from schemas.errors import ConfigError, ParseError
 from schemas.identified import CustomerProfile
 from schemas.identity import Identity
@@ -192,13 +192,13 @@ class Directory:
     async def _import_chunk(self, redis: Redis, rows: Sequence[DirectoryRow],
                             actor: str) -> tuple[int, int, int]:
         now = datetime.now(UTC)
-        pipe = redis.pipeline(transaction=False)
+        pipe = pipeline(redis)  # split per hash tag on a Cluster
         self._ids.queue_bind_new(pipe, [
             (row.identity, Binding(customer_id=customer_id_for(row.identity), since=now, how="import",
                                    actor=actor)) for row in rows])
         [answer] = await pipe.execute()
         lookups = self._ids.parse_lookup(answer)
-        pipe = redis.pipeline(transaction=False)
+        pipe = pipeline(redis)  # split per hash tag on a Cluster
         self._ids.queue_register(pipe, [(row.identity, customer_id_for(row.identity))
                                         for row, found in zip(rows, lookups, strict=True) if found is None])
         for row, found in zip(rows, lookups, strict=True):

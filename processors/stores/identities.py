@@ -2,12 +2,21 @@
 
 Keys, under a namespace `<ns>`:
 - `<ns>:{p<N>}:identity:<kind>:<value>`   the identity's `Binding` (JSON): customer, since, how;
-- `<ns>:{p<N>}:identities:<customer id>`  set of the customer's identities (`kind:value`).
+- `<ns>:{p<N>}:identities:<customer id>`  set of the customer's identities (`kind:value`);
+- `<ns>:{p<N>}:moving:<kind>:<value>`     a link or unlink under way across slots (`Plan`).
 
 The decisions over a binding are processors.intake.identify's; this module only reads and
 writes them, one command per batch on the hot path, and makes links atomically in Lua.
 Tags (processors.stores.tags) follow the history store's: an identity's by the identity,
 a customer's keys by the customer.
+
+A link touches the binding and both customers' keys: one Lua call when they share a slot
+(always on one node). On a Redis Cluster across slots it is four steps, each one call in
+one slot, that a crash may cut anywhere (decision 0022): `begin` changes the binding and
+keeps the plan beside it; `copy` adds the identity, its history lines and conversations to
+the new customer (a set member and hash fields: copied twice, they are there once); `drop`
+takes what was copied from the old one; `end` removes the plan. Every later link or unlink
+of the identity, the same request replayed included, first finishes a plan it finds.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,13 +34,13 @@ from redis.asyncio import Redis
 from processors.intake.identify import MAX_EVIDENCE_CHARS, Binding, Lookup, Sighting, identity_of
 from processors.stores.bulk import queue_claim_many, read_many
 from processors.stores.history import HistoryStore
-from processors.stores.tags import split
+from processors.stores.tags import hash_tag, on_cluster, split
 from schemas.errors import PermanentError, TransientError
 from schemas.identified import IdentityLink
 from schemas.identity import Identity
 from schemas.ids import customer_id_for
 
-__all__ = ["IdentityStore", "LinkRefused"]
+__all__ = ["Copied", "IdentityStore", "LinkRefused", "Plan"]
 
 # SADD KEYS[i] ARGV[i] for every key
 _ADD_EACH = """
@@ -70,9 +80,64 @@ for i = 1, #recent, 2 do
 end
 return 'ok'
 """
+# the steps of a move across slots (module docstring); KEYS: binding, plan. ARGV: binding
+# read, new binding, plan. A plan still there is another move to finish first.
+_BEGIN = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 'changed' end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'pending' end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3])
+return 'ok'
+"""
+# KEYS: the new customer's identities, history, recent. ARGV: identity, history cap, the
+# number of lines, then (score, line) pairs, then (conversation, summary) pairs
+_COPY = """
+redis.call('SADD', KEYS[1], ARGV[1])
+local lines = tonumber(ARGV[3])
+for i = 4, 3 + 2 * lines, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
+if lines > 0 then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[2]) - 1) end
+for i = 4 + 2 * lines, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+return 'ok'
+"""
+# KEYS: the old customer's identities, history, recent. ARGV: identity, the number of
+# lines, the lines, then the conversations; a summary written since by another identity stays
+_DROP = """
+redis.call('SREM', KEYS[1], ARGV[1])
+local lines = tonumber(ARGV[2])
+for i = 3, 2 + lines do redis.call('ZREM', KEYS[2], ARGV[i]) end
+for i = 3 + lines, #ARGV do
+  local summary = redis.call('HGET', KEYS[3], ARGV[i])
+  if summary and cjson.decode(summary).identity == ARGV[1] then redis.call('HDEL', KEYS[3], ARGV[i]) end
+end
+return 'ok'
+"""
+# KEYS: plan. ARGV: the plan finished
+_END = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 'ok'
+"""
 _encoder = msgspec.json.Encoder()
 _binding = msgspec.json.Decoder(Binding)
 
+
+class Plan(msgspec.Struct, frozen=True):
+    """A move across slots under way: the identity goes from `source` ("" for none) to `target`."""
+
+    identity: str
+    target: str
+    source: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Copied:
+    """What `copy` read from the old customer and added to the new one: what `drop` takes away."""
+
+    lines: list[bytes]
+    conversations: list[bytes]
+
+
+_plan = msgspec.json.Decoder(Plan)
 
 
 
@@ -212,10 +277,16 @@ class IdentityStore:
         """The hash of a customer's suggested identities."""
         return f"{self._ns}:{self._tags.of(customer_id)}suggested:{customer_id}"
 
+    def moving_key(self, identity: Identity | str) -> str:
+        """Where a move of the identity across slots keeps its plan until it is finished."""
+        name = str(identity)
+        return f"{self._ns}:{self._tags.of(name)}moving:{name}"
+
     async def _move(self, redis: Redis, identity: Identity, bind: Bind, *, must_exist: bool) -> Binding:
         key = self.identity_key(identity)
         script = redis.register_script(_MOVE)  # EVALSHA, loading the script where it is missing
         async with asyncio.timeout(self._timeout):
+            await self.finish(redis, identity)  # a move cut short before: its replay ends it first
             for _ in range(self._retries):
                 raw = await redis.get(key)
                 current = None if raw is None else _binding.decode(raw)
@@ -223,6 +294,13 @@ class IdentityStore:
                 keys = [key, *self._script_keys(new.customer_id)]
                 if current is not None:
                     keys += self._script_keys(current.customer_id)[:3]
+                if on_cluster(redis) and len({hash_tag(k) for k in keys}) > 1:
+                    plan = await self.begin(redis, identity, raw, new, must_exist=must_exist)
+                    if plan is None:
+                        continue
+                    await self.drop(redis, plan, await self.copy(redis, plan))
+                    await self.end(redis, plan)
+                    return new
                 args = [raw or b"", _encoder.encode(new), str(identity), self._history.cap, int(must_exist)]
                 done = await script(keys=keys, args=args)
                 if done == b"unknown":
@@ -231,6 +309,63 @@ class IdentityStore:
                     return new
                 # b"changed": another link or a first sight got there between GET and script
         raise TransientError(f"{identity} kept changing during the link; retry", retry_after=1.0)
+
+    async def begin(self, redis: Redis, identity: Identity, read: bytes | str | None, new: Binding, *,
+                    must_exist: bool) -> Plan | None:
+        """Step 1 across slots: bind the identity anew, keeping the plan; None if the binding changed."""
+        if must_exist and not await redis.exists(*self._script_keys(new.customer_id)):
+            raise LinkRefused("unknown_customer", f"no customer {new.customer_id}")
+        current = None if read is None else _binding.decode(read)
+        plan = Plan(identity=str(identity), target=new.customer_id,
+                    source=current.customer_id if current else "", event_id=new.event_id or "")
+        done = await redis.eval(_BEGIN, 2, self.identity_key(identity), self.moving_key(identity),
+                                read or b"", _encoder.encode(new), _encoder.encode(plan))
+        if done == b"pending":
+            await self.finish(redis, identity)
+        return plan if done == b"ok" else None
+
+    async def copy(self, redis: Redis, plan: Plan) -> Copied:
+        """Step 2: the identity, its lines and its conversations added to the new customer."""
+        copied = Copied([], [])
+        args: list[Any] = []
+        if plan.source:
+            pipe = redis.pipeline(transaction=False)  # both keys in the old customer's slot
+            pipe.zrange(self._history.history_key(plan.source), 0, -1, withscores=True)
+            pipe.hgetall(self._history.recent_key(plan.source))
+            lines, recent = await pipe.execute()
+            for line, score in lines:
+                if msgspec.json.decode(line)[0] == plan.identity:
+                    copied.lines.append(line)
+                    args += (repr(score), line)
+            summaries: list[Any] = []
+            for conversation, summary in recent.items():
+                if msgspec.json.decode(summary).get("identity") == plan.identity:
+                    copied.conversations.append(conversation)
+                    summaries += (conversation, summary)
+            args += summaries
+        target = self._script_keys(plan.target)[:3]
+        await redis.eval(_COPY, 3, *target, plan.identity, self._history.cap, len(copied.lines), *args)
+        return copied
+
+    async def drop(self, redis: Redis, plan: Plan, copied: Copied) -> None:
+        """Step 3: what was copied taken from the old customer, and the identity from its set."""
+        if plan.source:
+            await redis.eval(_DROP, 3, *self._script_keys(plan.source)[:3], plan.identity,
+                             len(copied.lines), *copied.lines, *copied.conversations)
+
+    async def end(self, redis: Redis, plan: Plan) -> None:
+        """Step 4: the plan removed; the move is done."""
+        await redis.eval(_END, 1, self.moving_key(plan.identity), _encoder.encode(plan))
+
+    async def finish(self, redis: Redis, identity: Identity | str) -> Plan | None:
+        """Finish a move of the identity that was cut short (its plan is still there); the plan, if any."""
+        raw = await redis.get(self.moving_key(identity))
+        if raw is None:
+            return None
+        plan = _plan.decode(raw)
+        await self.drop(redis, plan, await self.copy(redis, plan))
+        await self.end(redis, plan)
+        return plan
 
     def _script_keys(self, customer_id: str) -> list[str]:
         return [self.identities_key(customer_id), self._history.history_key(customer_id),

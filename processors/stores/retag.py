@@ -30,7 +30,7 @@ from schemas.errors import ConfigError
 __all__ = ["FAMILIES", "Layout", "Retagged", "check_layout", "layout_key", "retag", "retarget"]
 
 # the families whose key ends in the id that picks the tag (see processors.stores)
-FAMILIES = frozenset({"history", "recent", "sla", "profile", "identities", "suggested", "identity",
+FAMILIES = frozenset({"history", "recent", "sla", "profile", "identities", "suggested", "identity", "moving",
                       "card", "claim", "thread", "tool-thread", "ledger", "reply"})
 # the families whose id is `<conversation>|<own id>`, tagged by the conversation
 _BY_CONVERSATION = frozenset({"ledger"})

@@ -20,8 +20,8 @@ from typing import Any
 from murmurhash2 import murmurhash2
 from redis.asyncio.cluster import RedisCluster
 
-__all__ = ["UNTAGGED", "Batch", "Merge", "Tags", "hash_tag", "key_partition", "murmur2", "partition_of",
-           "pipeline", "split"]
+__all__ = ["UNTAGGED", "Batch", "Merge", "Tags", "hash_tag", "key_partition", "murmur2", "on_cluster",
+           "partition_of", "pipeline", "split"]
 
 _SEED = 0x9747B28C  # Kafka's
 
@@ -136,6 +136,11 @@ def _merge(parts: list[list[int]], answers: list[Any]) -> Any:
     return merged
 
 
+def on_cluster(redis: Any) -> bool:
+    """True for a Redis Cluster client: a Lua call there may touch keys of one slot only."""
+    return isinstance(redis, RedisCluster)
+
+
 def pipeline(redis: Any) -> Any:
     """A pipeline for one round trip of a batch: on a Cluster a `Batch`, on one node a plain pipeline.
 
@@ -143,7 +148,7 @@ def pipeline(redis: Any) -> Any:
     each many-key call stays one call.
     """
     pipe = redis.pipeline(transaction=False)
-    return Batch(pipe) if isinstance(redis, RedisCluster) else pipe
+    return Batch(pipe) if on_cluster(redis) else pipe
 
 
 def split(pipe: Any, keys: Sequence[str], queue: Queue, merge: Merge | None = None) -> None:

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 from typing import Any
 
-from processors.stores.client import new_redis
 from processors.stores.retag import retag
 from processors.stores.tags import Tags
 from router.settings import Settings
@@ -46,7 +45,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _retag(settings: Settings, namespace: str, tags: Tags) -> Any:
-    redis = new_redis(settings.redis_dsn, socket_timeout=30)
+    redis = settings.new_redis(socket_timeout=30)
     try:
         return await retag(redis, namespace, tags)
     finally:

@@ -20,8 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from aiokafka.structs import TopicPartition
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from processors.brain import route, thread
 from processors.intake import identify
@@ -361,7 +360,7 @@ async def read_customers(settings: Settings, messages: Sequence[InboundMessage],
     ns = f"{settings.topic_prefix}sb"  # the namespace router.app gives the stores
     ids = IdentityStore(ns, HistoryStore(ns, tags=Tags(settings.kafka_partitions)))
     senders = sorted({str(m.sender) for m in messages})
-    redis = Redis.from_url(settings.redis_dsn)
+    redis = settings.new_redis()
     try:
         async with asyncio.timeout(timeout):
             raw = await read_many(redis, [ids.identity_key(s) for s in senders])  # an MGET per hash tag
@@ -374,7 +373,7 @@ async def read_customers(settings: Settings, messages: Sequence[InboundMessage],
                 pipe.smembers(ids.identities_key(c))
             flat = await pipe.execute() if customers else []
             answer = list(zip(flat[::2], flat[1::2], strict=True))
-    except (RedisError, TimeoutError, OSError) as e:
+    except (RedisError, RedisClusterException, TimeoutError, OSError) as e:
         raise TransientError(f"cannot read customers from Redis: {e!r}") from e
     finally:
         await redis.aclose()

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from processors.send.replies import reply_to
 from processors.stores.cards import CardStore
@@ -233,7 +233,7 @@ class ConversationApi:
                 return _error(e.status, e.code, e.message, **({"scope": e.scope} if e.scope else {}))
             except Refused as e:
                 return _error(e.status, e.code, e.message, e.field)
-            except (TimeoutError, RedisError) as e:
+            except (TimeoutError, RedisError, RedisClusterException) as e:
                 log.warning("conversation store unavailable", extra={"reason": repr(e)})
                 return _unavailable(f"conversation store unavailable: {e!r}")
             except TransientError as e:

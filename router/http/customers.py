@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from processors.intake.identify import MAX_EVIDENCE_CHARS, parse_identity
 from processors.stores.directory import Directory, parse_directory_csv
@@ -145,7 +145,7 @@ class CustomerApi:
                 return await handler(request)
             except Refused as e:
                 return _error(e.status, e.code, e.message, e.field)
-            except (TimeoutError, RedisError, TransientError) as e:
+            except (TimeoutError, RedisError, RedisClusterException, TransientError) as e:
                 # the log keeps the cause; the caller learns only that it may retry
                 log.warning("customer store unavailable", extra={"error": repr(e)})
                 return unavailable("customer store unavailable; retry", field=None)

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from connectors.registry import CHANNELS
 from processors.policy.model import Policy
@@ -123,7 +123,7 @@ class Dashboard:
             async with asyncio.timeout(2):
                 raw = await self._redis().hgetall(self._backlog_key)
             backlog = {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in raw.items()}
-        except (RedisError, TimeoutError, OSError, ValueError) as e:
+        except (RedisError, RedisClusterException, TimeoutError, OSError, ValueError) as e:
             log.warning("dashboard: backlog unavailable", extra={"error": repr(e)})
             problems.append("queue backlogs unavailable: Redis did not answer")
         if not self.feed.caught_up.is_set():

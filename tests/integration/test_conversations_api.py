@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from processors.policy.load import load_policy
 from processors.stores.cards import CardStore, card_fields, status_fields
 from processors.stores.history import Append, ConversationSummary, HistoryStore, RecentWrite
-from processors.stores.tags import Tags
+from processors.stores.tags import Tags, on_cluster
 from router.http import openapi
 from router.http.app import edge_app
 from router.http.conversations import ConversationView
@@ -93,9 +93,12 @@ def app_for(settings: Settings, redis: Redis, publish: Kafka) -> web.Application
 
 
 @pytest.fixture
-async def api(stack: Settings) -> AsyncIterator[Api]:
+async def api(stack: Settings, store: Redis) -> AsyncIterator[Api]:
+    """The edge's app on the local Redis, then on a real Cluster (`store`, tests/redis_cluster.py)."""
     prefix = unique_prefix()
+    redis = store
     settings = stack.model_copy(update={
+        "redis_cluster": on_cluster(redis),
         "topic_prefix": prefix, "app_id": f"{prefix}sb", "max_body_bytes": MAX_BODY, "history_cap": 5,
         "api_tokens": (SecretStr(DEV),),
         "integrations": (integration("helpdesk", HELPDESK, "conversations:read", "conversations:write"),
@@ -103,7 +106,6 @@ async def api(stack: Settings) -> AsyncIterator[Api]:
                          integration("crm", CRM, "customers:read")),
     })
     await ensure_topics(settings)
-    redis = Redis.from_url(settings.redis_dsn)
     producer = new_producer(settings)
     await producer.start()
     kafka = Kafka(producer)
@@ -112,7 +114,6 @@ async def api(stack: Settings) -> AsyncIterator[Api]:
             yield Api(client, settings, redis, kafka)
     finally:
         await producer.stop()
-        await redis.aclose()
 
 
 def card(conversation_id: str = CONVERSATION_ID, **changes: Any) -> ConversationCard:

@@ -16,6 +16,7 @@ from msgspec.structs import replace
 from redis.asyncio import Redis
 
 from processors.intake.identify import KNOWN, LINKED, NEW, Sighting, decide
+from processors.stores.client import new_redis
 from processors.stores.directory import Directory, ImportCounts, parse_directory_csv
 from processors.stores.history import Append, ConversationSummary, HistoryStore, RecentWrite
 from processors.stores.identities import IdentityStore, LinkRefused
@@ -460,9 +461,11 @@ async def test_a_csv_import_over_http(api: Api, redis: Redis) -> None:
 
 
 
-async def test_redis_away_is_a_counted_503_that_names_no_host() -> None:
+@pytest.mark.parametrize("cluster", [False, True], ids=["one node", "cluster"])
+async def test_redis_away_is_a_counted_503_that_names_no_host(cluster: bool) -> None:
     port = free_port()
-    away = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=1)
+    # a Cluster client that reaches no node raises RedisClusterException, not a RedisError
+    away = new_redis(f"redis://127.0.0.1:{port}/0", cluster=cluster, socket_connect_timeout=1)
     s = stores()
     app = web.Application()
     add_routes(app, lambda: away, Published(), TIERS, allowed, namespace=s.namespace)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -13,7 +12,7 @@ from processors.policy.load import load_policy
 from processors.stores.directory import Directory
 from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore
-from processors.stores.tags import Tags
+from processors.stores.tags import Tags, on_cluster
 from router.edge import RouterEdge
 from router.http.integrations import Integrations
 from router.settings import Settings, load
@@ -42,13 +41,10 @@ def edge_for(settings: Settings, redis: Redis) -> RouterEdge:
 
 
 @pytest.fixture
-async def edge(stack: Settings) -> AsyncIterator[tuple[RouterEdge, Redis, str]]:
-    settings = stack.model_copy(update={"topic_prefix": unique_prefix()})
-    redis = Redis.from_url(settings.redis_dsn)
-    try:
-        yield edge_for(settings, redis), redis, f"{settings.topic_prefix}sb"
-    finally:
-        await redis.aclose()
+def edge(stack: Settings, store: Redis) -> tuple[RouterEdge, Redis, str]:
+    """The edge on the local Redis, then on a real Cluster (`store`, tests/redis_cluster.py)."""
+    settings = stack.model_copy(update={"topic_prefix": unique_prefix(), "redis_cluster": on_cluster(store)})
+    return edge_for(settings, store), store, f"{settings.topic_prefix}sb"
 
 
 async def test_a_stranger_gets_the_default_tier_and_the_opening_time(

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 
+from processors.stores.tags import on_cluster
 from router.held import HeldStore
-from router.settings import Settings
 from tests.kafka_tools import unique_prefix
 
 pytestmark = pytest.mark.integration
@@ -16,12 +14,10 @@ T = 1_800_000_000.0
 
 
 @pytest.fixture
-async def held(stack: Settings) -> AsyncIterator[tuple[HeldStore, Redis]]:
-    redis = Redis.from_url(stack.redis_dsn)
-    try:
-        yield HeldStore(f"{unique_prefix()}sb", ttl_seconds=600, lease_seconds=30), redis
-    finally:
-        await redis.aclose()
+def held(store: Redis) -> tuple[HeldStore, Redis]:
+    """The store on the local Redis, then on a real Cluster (`store`, tests/redis_cluster.py)."""
+    held = HeldStore(f"{unique_prefix()}sb", ttl_seconds=600, lease_seconds=30, cluster=on_cluster(store))
+    return held, store
 
 
 async def test_a_key_is_held_replaced_and_released_once(held: tuple[HeldStore, Redis]) -> None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from redis.asyncio.connection import Connection
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection, SSLConnection
 
 from processors.stores.client import new_redis, packed
 
@@ -36,3 +37,14 @@ def test_every_kind_of_connection_keeps_its_transport(url: str) -> None:
     assert pool.connection_class.__name__.startswith("Packed")
     plain = type(pool).from_url(url).connection_class
     assert issubclass(pool.connection_class, plain)
+
+
+def test_a_cluster_client_packs_on_every_node_it_will_make() -> None:
+    client = new_redis("redis://127.0.0.1:1/0", cluster=True)
+    assert isinstance(client, RedisCluster)
+    assert client.connection_kwargs["connection_class"].__name__ == "PackedConnection"
+    assert all(n.connection_class.__name__ == "PackedConnection"
+               for n in client.nodes_manager.startup_nodes.values())
+    tls = new_redis("rediss://127.0.0.1:1/0", cluster=True)
+    assert isinstance(tls, RedisCluster)
+    assert issubclass(tls.connection_kwargs["connection_class"], SSLConnection)
