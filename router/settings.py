@@ -218,6 +218,13 @@ class Settings(BaseSettings):
                 # Redis and key namespace for every connector that keeps state there
                 deployment = {"token_key": self.reply_token_key, "redis_url": self.redis_url,
                               "namespace": f"{self.topic_prefix}sb"}
+                if self.redis_cluster and "redis_url" in model.model_fields:
+                    # a connector's state is on one node (decision 0022): its own Redis, never the Cluster
+                    if "redis_url" not in raw:
+                        raise ConfigError("SB_REDIS_CLUSTER is on, and this channel keeps its state on a "
+                                          "single Redis node: give it one",
+                                          where=f"environment SB_{name.upper()}__REDIS_URL")
+                    del deployment["redis_url"]
                 raw |= {k: v for k, v in deployment.items() if k in model.model_fields}
             try:
                 section = model.model_validate(raw)
