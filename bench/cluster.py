@@ -21,22 +21,14 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
+from bench.chain import chain
 from bench.workload import Workload
-from processors.brain.stage import Brain, Stores
-from processors.brain.thread import ThreadRules
+from processors.brain.stage import Brain
 from processors.intake.stage import Intake
 from processors.policy.load import load_policy
 from processors.stage import Record
-from processors.stores.cards import CardStore
-from processors.stores.claims import ClaimStore
 from processors.stores.client import new_cluster
-from processors.stores.clocks import ClockStore
-from processors.stores.conversations import ConversationStore
-from processors.stores.directory import Directory
-from processors.stores.history import HistoryStore
-from processors.stores.identities import IdentityStore
 from processors.stores.tags import Tags
-from processors.watch.lifecycle_watch import LifecycleSchedule
 from router.vocabulary import VOCABULARY
 from schemas.topics import IDENTIFIED
 
@@ -47,17 +39,8 @@ KEY = b"bench-cluster-key"
 
 
 def _stages(redis: Any, ns: str, tags: Tags) -> tuple[Intake, Brain]:
-    history = HistoryStore(ns, tags=tags)
-    identities = IdentityStore(ns, history)
-    cards = CardStore(ns, 3600, tags)
-    intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=600, tags=tags), identities, KEY, cards=cards)
-    brain = Brain(redis, Stores(
-        claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=600, tags=tags),
-        threads=ConversationStore(ns, 3600, tags), history=history, directory=Directory(identities),
-        clocks=ClockStore(ns, tags), cards=cards, schedule=LifecycleSchedule(ns),
-        backlog_key=f"{ns}:backlog"),
-        lambda: POLICY, ThreadRules(token_key=KEY))
-    return intake, brain
+    made = chain(redis, ns, tags, POLICY, KEY)
+    return made.intake, made.brain
 
 
 async def _run(redis: Any, batches: int, size: int, customers: int) -> float:

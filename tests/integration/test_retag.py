@@ -12,23 +12,19 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from bench.chain import chain
 from bench.workload import Workload
-from processors.brain.stage import Brain, Stores
-from processors.brain.thread import ThreadRules
+from processors.brain.stage import Brain
 from processors.intake.stage import Intake
 from processors.policy.load import load_policy
 from processors.send.stage import SendStage
 from processors.stage import Record
 from processors.stores.cards import CardStore
-from processors.stores.claims import ClaimStore
 from processors.stores.clocks import ClockStore
-from processors.stores.conversations import ConversationStore
-from processors.stores.directory import Directory
 from processors.stores.history import HistoryStore
 from processors.stores.identities import IdentityStore
 from processors.stores.retag import FAMILIES, check_layout, retag
 from processors.stores.tags import UNTAGGED, Batch, Tags, hash_tag, partition_of
-from processors.watch.lifecycle_watch import LifecycleSchedule
 from router.cli.commands import main
 from router.settings import Settings
 from router.vocabulary import VOCABULARY
@@ -57,18 +53,8 @@ async def redis(stack: Settings) -> AsyncIterator[Redis]:
 
 
 def _stages(redis: Redis, ns: str, tags: Tags) -> tuple[Intake, Brain, HistoryStore, IdentityStore]:
-    history = HistoryStore(ns, tags=tags)
-    identities = IdentityStore(ns, history)
-    cards = CardStore(ns, 3600, tags)
-    intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=600, tags=tags), identities, TOKEN_KEY,
-                    cards=cards)
-    brain = Brain(redis, Stores(
-        claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=600, tags=tags),
-        threads=ConversationStore(ns, 3600, tags), history=history, directory=Directory(identities),
-        clocks=ClockStore(ns, tags), cards=cards, schedule=LifecycleSchedule(ns),
-        backlog_key=f"{ns}:backlog"),
-        lambda: POLICY, ThreadRules(token_key=TOKEN_KEY))
-    return intake, brain, history, identities
+    made = chain(redis, ns, tags, POLICY, TOKEN_KEY)
+    return made.intake, made.brain, made.history, made.identities
 
 
 async def _route(redis: Redis, ns: str, tags: Tags, work: Workload, offset: int, n: int = 60) -> list[str]:

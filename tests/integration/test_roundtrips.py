@@ -20,25 +20,19 @@ from msgspec.structs import replace
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 
+from bench.chain import chain
 from bench.workload import Workload
 from connectors.base import AgentTool, Handoff
-from processors.brain.stage import Brain, Stores
-from processors.brain.thread import ThreadRules
+from processors.brain.stage import Brain
 from processors.dispatch.stage import DispatchStage
 from processors.intake.stage import Intake
 from processors.policy.load import load_policy
 from processors.policy.model import Destination, Queue
 from processors.stage import Output, Record
 from processors.stores.cards import CardStore, card_fields
-from processors.stores.claims import ClaimStore
 from processors.stores.client import packed
-from processors.stores.clocks import ClockStore
-from processors.stores.conversations import ConversationStore
-from processors.stores.directory import Directory
 from processors.stores.history import HistoryStore
-from processors.stores.identities import IdentityStore
 from processors.stores.tags import Tags, hash_tag
-from processors.watch.lifecycle_watch import LifecycleSchedule
 from router.settings import Settings
 from router.vocabulary import VOCABULARY
 from schemas import Identity, InboundMessage, OutboundMessage
@@ -120,17 +114,8 @@ class Stages:
 @pytest.fixture
 def stages(redis: Redis) -> Stages:
     ns = f"rt{uuid.uuid4().hex[:10]}"
-    history = HistoryStore(ns, tags=TAGS)
-    identities = IdentityStore(ns, history)
-    cards = CardStore(ns, 3600, TAGS)
-    intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=600, tags=TAGS), identities, TOKEN_KEY,
-                    cards=cards)
-    brain = Brain(redis, Stores(
-        claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=600, tags=TAGS),
-        threads=ConversationStore(ns, 3600, TAGS), history=history, directory=Directory(identities),
-        clocks=ClockStore(ns, TAGS), cards=cards, schedule=LifecycleSchedule(ns),
-        backlog_key=f"{ns}:backlog"),
-        lambda: POLICY, ThreadRules(token_key=TOKEN_KEY))
+    made = chain(redis, ns, TAGS, POLICY, TOKEN_KEY)
+    history, intake, brain = made.history, made.intake, made.brain
     return Stages(ns, history, intake, brain)
 
 
