@@ -36,7 +36,7 @@ from bench.workload import Workload
 from router.settings import Settings, load
 from schemas.topics import IDENTIFIED, INBOUND, ROUTED
 
-__all__ = ["Collector", "Result", "main", "percentile", "process"]
+__all__ = ["Collector", "Result", "main", "percentile", "process", "publish"]
 
 
 class _Stamp(msgspec.Struct):
@@ -136,7 +136,7 @@ class Collector:
         await self._consumer.stop()
 
 
-async def _publish(producer: AIOKafkaProducer, topic: str, work: Workload, n: int,
+async def publish(producer: AIOKafkaProducer, topic: str, work: Workload, n: int,
                    rate: int | None) -> float:
     """Publish n messages, as fast as possible or at `rate`/s; returns the start time."""
     started = time.time()
@@ -166,7 +166,7 @@ async def _measure(name: str, settings: Settings, *, source: str, sink: str,
     await collector.start()
     try:
         # warm up: the pipe has its partitions and its clients are connected
-        await _publish(producer, source, work, 200, None)
+        await publish(producer, source, work, 200, None)
         if not await collector.wait_for(200, 90):
             raise SystemExit(f"{name}: warm-up messages never came out")
         # latency at a fixed offered rate; the instrument's own full collections (~50-80 ms
@@ -174,7 +174,7 @@ async def _measure(name: str, settings: Settings, *, source: str, sink: str,
         gc.collect()
         gc.freeze()
         base = len(collector.latencies)
-        await _publish(producer, source, work, args.rate * args.seconds, args.rate)
+        await publish(producer, source, work, args.rate * args.seconds, args.rate)
         if not await collector.wait_for(base + args.rate * args.seconds, 60):
             raise SystemExit(f"{name}: lost messages in the latency phase")
         latencies = collector.latencies[base:]
@@ -184,7 +184,7 @@ async def _measure(name: str, settings: Settings, *, source: str, sink: str,
             await workers.start()
         if lag is not None:
             await lag.start()
-        started = await _publish(producer, source, work, args.messages, None)
+        started = await publish(producer, source, work, args.messages, None)
         if not await collector.wait_for(base + args.messages, 300):
             raise SystemExit(f"{name}: lost messages in the throughput phase")
         seconds = collector.last_at - started
