@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from processors.brain.stage import Brain, Stores
@@ -32,8 +34,9 @@ class Chain:
     identities: IdentityStore
 
 
-def chain(redis: Any, ns: str, tags: Tags, policy: Policy, token_key: bytes) -> Chain:
-    """Intake and brain in namespace `ns`, their keys tagged as `tags` says."""
+def chain(redis: Any, ns: str, tags: Tags, policy: Policy, token_key: bytes, *,
+          clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Chain:
+    """Intake and brain in namespace `ns`, their keys tagged as `tags` says; the brain's time from `clock`."""
     history = HistoryStore(ns, tags=tags)
     identities = IdentityStore(ns, history)
     cards = CardStore(ns, 3600, tags)
@@ -44,5 +47,5 @@ def chain(redis: Any, ns: str, tags: Tags, policy: Policy, token_key: bytes) -> 
         threads=ConversationStore(ns, 3600, tags), history=history, directory=Directory(identities),
         clocks=ClockStore(ns, tags), cards=cards, schedule=LifecycleSchedule(ns),
         backlog_key=f"{ns}:backlog"),
-        lambda: policy, ThreadRules(token_key=token_key))
+        lambda: policy, ThreadRules(token_key=token_key), clock)
     return Chain(intake, brain, history, identities)

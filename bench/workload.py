@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,10 +28,12 @@ def _texts() -> list[str]:
 
 
 class Workload:
-    """Makes encoded InboundMessages stamped with the time they are made."""
+    """Makes encoded InboundMessages stamped with the time they are made (`clock`: a test's own)."""
 
-    def __init__(self, run: str, customers: int = 2_000, seed: int = 7) -> None:
+    def __init__(self, run: str, customers: int = 2_000, seed: int = 7,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._run = run
+        self._clock = clock
         self._texts = _texts()
         self._rng = random.Random(seed)
         self._customers = customers
@@ -48,7 +51,7 @@ class Workload:
             native_id=native,
             thread_key=str(sender),
             sender=sender,
-            received_at=datetime.now(UTC),
+            received_at=self._clock(),
             text=self._texts[self._n % len(self._texts)],
             subject=None,
             extras=ApiExtras(metadata={"bench": self._run}),

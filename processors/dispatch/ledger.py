@@ -217,11 +217,9 @@ class Answer:
     # destination → what its delivery held ('seen')
     deliveries: Mapping[str, bytes] | None = None
 
-    def previous(self) -> bytes | None:
-        """The item's claim as `plan.plan_batch` reads it: its saved plan, or None to plan it."""
-        if self.state == "seen" and self.plan is not None:
-            return b"applied:" + _encode(list(self.plan))
-        return None
+    def saved_plan(self) -> tuple[str, ...] | None:
+        """The plan an item seen before was given (as `plan.plan_batch` takes it), or None to plan it."""
+        return self.plan if self.state == "seen" else None
 
 
 class Ledger:

@@ -26,7 +26,6 @@ from schemas.routed import RoutedConversation
 __all__ = [
     "HandoffAction",
     "Plan",
-    "applied",
     "card_for",
     "delivery_result",
     "delivery_verdict",
@@ -34,25 +33,9 @@ __all__ = [
     "notice_destinations",
     "plan_batch",
     "recorded",
-    "recorded_destinations",
     "route_destinations",
 ]
 
-_names = msgspec.json.Decoder(tuple[str, ...])
-_encode = msgspec.json.Encoder().encode
-
-
-def recorded_destinations(previous: bytes | None) -> tuple[str, ...] | None:
-    """The destinations chosen when an item was first planned, or None if it never was."""
-    if previous is None or not previous.startswith(b"applied:"):
-        # "pending:" means a worker died before saving its plan: plan it afresh
-        return None
-    return _names.decode(previous[8:])
-
-
-def applied(destinations: Sequence[str]) -> str:
-    """The item claim's value once its plan is saved: the destinations it goes to."""
-    return "applied:" + _encode(list(destinations)).decode()
 
 
 class HandoffAction(Enum):
@@ -211,14 +194,14 @@ class Plan:
     skip: str | None = None
 
 
-def plan_batch(items: Sequence[Item], previous: Sequence[bytes | None],
+def plan_batch(items: Sequence[Item], saved: Sequence[tuple[str, ...] | None],
                cards: Mapping[str, ConversationCard | None], policy: Policy, now: datetime) -> list[Plan]:
-    """Plan every item in order, from each item claim's previous value and the stored cards."""
+    """Plan every item in order, from the plan its ledger saved (None: never planned) and the stored cards."""
     current = dict(cards)
     names = {c: list(card.destinations) if card else [] for c, card in cards.items()}
     seen: set[str] = set()
     plans = []
-    for item, before in zip(items, previous, strict=True):
+    for item, recorded in zip(items, saved, strict=True):
         conversation = item.conversation_id
         card = current.get(conversation)
         here = names.setdefault(conversation, [])
@@ -226,7 +209,6 @@ def plan_batch(items: Sequence[Item], previous: Sequence[bytes | None],
             plans.append(Plan(item, card, (), "", new=False, skip="repeated in one batch"))
             continue
         seen.add(item.source)
-        recorded = recorded_destinations(before)
         routed = item.routed
         if recorded is not None:
             if card is None and routed is not None:

@@ -175,7 +175,7 @@ class DispatchStage:
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
         before, wrote, answers = self._ledger.parse(raw)
         cards = dict(zip(conversations, self._cards.parse_read(before), strict=True))
-        plans = plan_batch(items, [a.previous() for a in answers], cards, policy, now)
+        plans = plan_batch(items, [a.saved_plan() for a in answers], cards, policy, now)
         fix = _Repair()
         for plan, answer in zip(plans, answers, strict=True):
             self._check(plan, answer, fix)

@@ -9,7 +9,7 @@ the same batch is refused: a Lua call's keys would span slots (decision 0021).
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -35,9 +35,9 @@ from tests.integration.handing import (
     dispatch_stage,
     handoffs,
     reply,
+    routed,
 )
 from tests.integration.test_retag import _stages, _state
-from tests.integration.test_roundtrips import _routed
 from tests.redis_cluster import key_counts
 
 pytestmark = pytest.mark.integration
@@ -58,24 +58,25 @@ async def _route(redis: RedisCluster, ns: str, tags: Tags, work: Workload, offse
 async def test_tagged_batches_run_on_a_cluster_and_untagged_ones_are_refused(
         cluster: RedisCluster, nodes: list[int]) -> None:
     ns = f"cl{uuid.uuid4().hex[:8]}"
-    work = Workload(ns, customers=40)
+    work = Workload(ns, customers=40, clock=lambda: AT)
     customers = await _route(cluster, ns, Tags(12), work, 0)
     customers += await _route(cluster, ns, Tags(12), work, 200)
     state = await _state(cluster, ns, Tags(12), sorted(set(customers)))  # type: ignore[arg-type]
     assert all(state[0]) and all(state[2])  # every customer has history and an SLA clock
     assert all(size > 0 for size in await key_counts(nodes))  # the keys spread over every node
     # the SLA watch's read reaches every tag's due set, wherever its node
-    due = await ClockStore(ns, Tags(12)).due(cluster, datetime.now(UTC) + timedelta(days=30))  # type: ignore[arg-type]
+    due = await ClockStore(ns, Tags(12)).due(cluster, AT + timedelta(days=30))  # type: ignore[arg-type]
     assert {e.customer_id for e in due} == set(customers)
 
     # refused by the client, or by Redis itself (CROSSSLOT) where the client checks one key
     with pytest.raises((RedisClusterException, ClusterCrossSlotError), match=r"same (key )?slot|blocked"):
-        await _route(cluster, f"cl{uuid.uuid4().hex[:8]}", UNTAGGED, Workload(ns, customers=40), 0)
+        await _route(cluster, f"cl{uuid.uuid4().hex[:8]}", UNTAGGED,
+                     Workload(ns, customers=40, clock=lambda: AT), 0)
 
 
 async def test_retag_moves_keys_across_the_nodes_of_a_cluster(cluster: RedisCluster) -> None:
     ns = f"cl{uuid.uuid4().hex[:8]}"
-    work = Workload(ns, customers=30)
+    work = Workload(ns, customers=30, clock=lambda: AT)
     customers = await _route(cluster, ns, Tags(4), work, 0)
     before = await _state(cluster, ns, Tags(4), customers)  # type: ignore[arg-type]
     done = await retag(cluster, ns, Tags(12))
@@ -116,7 +117,7 @@ async def test_dispatch_batches_run_on_a_cluster_and_a_replay_delivers_nothing_t
     assert (len(desk.seen), len(chat.seen), len(pager.seen)) == (62, 20, 1)
 
     # a transfer moves con_1 to billing: handed to billing's tools, its old thread dropped
-    moved = Record(f"{ns}-{ROUTED.name}", 0, 500, encode(_routed("ho_1", "con_1", "billing", handoff=True)))
+    moved = Record(f"{ns}-{ROUTED.name}", 0, 500, encode(routed("ho_1", "con_1", "billing", handoff=True)))
     assert handoffs(await dispatch_stage(cluster, ns, tools, Tags(12)).process([moved])) == [
         ("ho_1", "chat", "delivered"), ("ho_1", "desk", "delivered")]
     card = await cards.get(cluster, "con_1")  # type: ignore[arg-type]

@@ -53,7 +53,7 @@ async def redis(stack: Settings) -> AsyncIterator[Redis]:
 
 
 def _stages(redis: Redis, ns: str, tags: Tags) -> tuple[Intake, Brain, HistoryStore, IdentityStore]:
-    made = chain(redis, ns, tags, POLICY, TOKEN_KEY)
+    made = chain(redis, ns, tags, POLICY, TOKEN_KEY, clock=lambda: AT)
     return made.intake, made.brain, made.history, made.identities
 
 
@@ -94,7 +94,7 @@ def _family_id(key: str, ns: str) -> tuple[str, str] | None:
 
 async def test_untagged_keys_move_to_tags_then_to_more_partitions(redis: Redis) -> None:
     ns = f"rt{uuid.uuid4().hex[:10]}"
-    work = Workload(ns, customers=30)
+    work = Workload(ns, customers=30, clock=lambda: AT)
     customers = await _route(redis, ns, UNTAGGED, work, 0)
     before = await _state(redis, ns, UNTAGGED, customers)
     assert all(before[0]) and all(before[3])  # every customer has history and identities

@@ -7,34 +7,27 @@ per tag (on a Cluster it is: test_cluster, decision 0021).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from msgspec.structs import replace
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 
 from bench.chain import chain
 from bench.workload import Workload
-from connectors.base import AgentTool, Handoff
 from processors.brain.stage import Brain
-from processors.dispatch.stage import DispatchStage
 from processors.intake.stage import Intake
-from processors.policy.load import load_policy
-from processors.policy.model import Destination, Queue
 from processors.stage import Output, Record
 from processors.stores.cards import CardStore, card_fields
 from processors.stores.client import packed
 from processors.stores.history import HistoryStore
 from processors.stores.tags import Tags, hash_tag
 from router.settings import Settings
-from router.vocabulary import VOCABULARY
 from schemas import Identity, InboundMessage, OutboundMessage
 from schemas.codec import decode, encode
 from schemas.conversation import ConversationCard, ConversationEvent
@@ -42,7 +35,7 @@ from schemas.handoff import HandoffReceipt
 from schemas.identified import IdentifiedMessage
 from schemas.ids import customer_id_for, delivery_id
 from schemas.outbound import DeliveryReceipt
-from schemas.routed import RoutedConversation, TransferNote
+from schemas.routed import RoutedConversation
 from schemas.sla import SlaEvent
 from schemas.tokens import agent_key, continuation_key, continuation_token, make_token
 from schemas.topics import (
@@ -56,14 +49,12 @@ from schemas.topics import (
     ROUTED,
     SLA,
 )
-from tests.paths import ROOT
+from tests.integration.handing import AT, POLICY, Desk, dispatch_stage, routed
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
-POLICY = load_policy(ROOT / "deploy" / "policy.example.yaml", VOCABULARY)
 TOKEN_KEY = b"roundtrip-test-key"
-AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 # more partitions than a batch's records have: every call splits in many
 TAGS = Tags(12)
 
@@ -114,7 +105,7 @@ class Stages:
 @pytest.fixture
 def stages(redis: Redis) -> Stages:
     ns = f"rt{uuid.uuid4().hex[:10]}"
-    made = chain(redis, ns, TAGS, POLICY, TOKEN_KEY)
+    made = chain(redis, ns, TAGS, POLICY, TOKEN_KEY, clock=lambda: AT)
     history, intake, brain = made.history, made.intake, made.brain
     return Stages(ns, history, intake, brain)
 
@@ -122,7 +113,7 @@ def stages(redis: Redis) -> Stages:
 async def test_a_batch_costs_intake_and_brain_two_round_trips_each(redis: Redis, stages: Stages) -> None:
     ns, history, intake, brain = stages.ns, stages.history, stages.intake, stages.brain
     # 40 customers writing 200 messages: a batch of the size the stages take
-    work = Workload(ns, customers=40)
+    work = Workload(ns, customers=40, clock=lambda: AT)
     for round_ in range(2):  # first sightings, then customers the stores know
         inbound = _records(f"{ns}-{INBOUND.name}", [work.next()[1] for _ in range(200)], round_ * 200)
         outputs, trips = await _counted(intake.process(inbound))
@@ -140,7 +131,7 @@ async def test_a_batch_costs_intake_and_brain_two_round_trips_each(redis: Redis,
 
 async def test_lifecycle_events_ride_the_same_two_round_trips(stages: Stages) -> None:
     ns, intake, brain = stages.ns, stages.intake, stages.brain
-    work = Workload(ns, customers=10)
+    work = Workload(ns, customers=10, clock=lambda: AT)
     outputs = await intake.process(_records(f"{ns}-{INBOUND.name}", [work.next()[1] for _ in range(20)]))
     identified = _records(f"{ns}-{IDENTIFIED.name}", [o.value for o in outputs if o.topic is IDENTIFIED])
     routed = await brain.process(identified)
@@ -170,7 +161,7 @@ def _resolved(routed: Output) -> bytes:
 async def test_the_state_is_written_only_by_the_confirm_of_its_own_batch(
         redis: Redis, stages: Stages) -> None:
     ns, intake, brain = stages.ns, stages.intake, stages.brain
-    work = Workload(ns, customers=5)
+    work = Workload(ns, customers=5, clock=lambda: AT)
     outputs = await intake.process(_records(f"{ns}-{INBOUND.name}", [work.next()[1] for _ in range(10)]))
     identified = _records(f"{ns}-{IDENTIFIED.name}", [o.value for o in outputs if o.topic is IDENTIFIED])
     routed = await brain.process(identified)
@@ -209,7 +200,7 @@ async def test_continuations_and_agents_answers_ride_intakes_second_round_trip(
         _mail(Identity(kind="email", value="ana@support.example"), "a2", "Hello?",
               make_token(unknown, agent_key(TOKEN_KEY))),
     ]
-    work = Workload(ns, customers=40)  # and first sightings to register
+    work = Workload(ns, customers=40, clock=lambda: AT)  # and first sightings to register
     batch = _records(f"{ns}-{INBOUND.name}",
                      [*(encode(m) for m in answers), *(work.next()[1] for _ in range(40))])
     outputs, trips = await _counted(intake.process(batch))
@@ -261,7 +252,7 @@ async def test_on_one_node_a_batchs_calls_carry_every_tag_at_once(stages: Stages
     # on a Cluster they are split per tag (test_cluster); one node holds every slot
 
     ns, intake, brain = stages.ns, stages.intake, stages.brain
-    work = Workload(ns, customers=40)
+    work = Workload(ns, customers=40, clock=lambda: AT)
     Counting.wire.clear()
     for round_ in range(2):  # first sightings, then known customers; then a lifecycle event each
         outputs = await intake.process(_records(f"{ns}-{INBOUND.name}",
@@ -284,63 +275,17 @@ async def test_on_one_node_a_batchs_calls_carry_every_tag_at_once(stages: Stages
 
 # --- dispatch ----------------------------------------------------------------------------
 
-class Tool(AgentTool[None]):
-    """An agents' tool that takes every handoff, or holds it while `held` (a worker killed mid-call)."""
-
-    def __init__(self) -> None:
-        super().__init__(None)
-        self.seen: list[Handoff] = []
-        self.held = False
-        self._never = asyncio.Event()
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def deliver(self, handoff: Handoff) -> str:
-        self.seen.append(handoff)
-        if self.held:
-            await self._never.wait()
-        return ""
-
-
-def _dispatch(redis: Redis, ns: str, tools: dict[str, Tool]) -> DispatchStage:
-    policy = dataclasses.replace(
-        POLICY, default_queue="general",
-        queues={"general": Queue("general", None, ("desk",)),
-                "billing": Queue("billing", None, ("desk", "chat"))},
-        destinations={n: Destination(n, "webhook") for n in ("desk", "chat", "pager")})
-    return DispatchStage(redis, lambda: tools, lambda: policy, namespace=ns, ttl_seconds=600,
-                         cards=CardStore(ns, 600, TAGS), thread_ttl_seconds=600)
-
-
-def _routed(event: str, conversation: str, queue: str = "general", *,
-            handoff: bool = False) -> RoutedConversation:
-    message = InboundMessage(
-        event_id=event, channel="email", native_id=f"<{event}@example.org>", thread_key="t",
-        sender=Identity(kind="email", value="ada@example.org"), received_at=AT, text="Hello")
-    routed = RoutedConversation(
-        event_id=event, conversation_id=conversation, customer_id="cus_ada", queue=queue, priority=3,
-        tier="standard", urgency="normal", routed_at=AT, message=message,
-        first_response_due=AT + timedelta(hours=8), decisions=())
-    if handoff:
-        return replace(routed, message=None, transfers=1, transfer=TransferNote(from_queue="general", at=AT))
-    return routed
-
-
 async def test_a_dispatch_batch_costs_two_round_trips_with_a_replay_and_a_skipped_handoff(
         redis: Redis, caplog: pytest.LogCaptureFixture) -> None:
     ns = f"rt{uuid.uuid4().hex[:10]}"
-    desk, chat, pager = Tool(), Tool(), Tool()
+    desk, chat, pager = Desk(threads=False), Desk(threads=False), Desk(threads=False)
     tools = {"desk": desk, "chat": chat, "pager": pager}
-    routed = f"{ns}-{ROUTED.name}"
+    topic = f"{ns}-{ROUTED.name}"
     # before: con_1 is at the desk; a worker dies while the desk takes con_r's message
-    await _dispatch(redis, ns, tools).process(_records(routed, [encode(_routed("ev_1", "con_1"))]))
-    halfway = _records(routed, [encode(_routed("ev_r", "con_r"))], offset=1)
+    await dispatch_stage(redis, ns, tools, TAGS).process(_records(topic, [encode(routed("ev_1", "con_1"))]))
+    halfway = _records(topic, [encode(routed("ev_r", "con_r"))], offset=1)
     desk.held = True
-    crashed = asyncio.create_task(_dispatch(redis, ns, tools).process(halfway))
+    crashed = asyncio.create_task(dispatch_stage(redis, ns, tools, TAGS).process(halfway))
     await until(lambda: any(h.card.conversation_id == "con_r" for h in desk.seen), "con_r reached the desk")
     crashed.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -355,15 +300,15 @@ async def test_a_dispatch_batch_costs_two_round_trips_with_a_replay_and_a_skippe
                     action_target="pager")
     batch = [
         *halfway,  # the replay: the same record again, on a new worker
-        *_records(routed, [encode(_routed("ev_2", "con_2")), encode(_routed("ev_3", "con_3", "billing")),
-                           encode(_routed("ev_4", "con_1")),
+        *_records(topic, [encode(routed("ev_2", "con_2")), encode(routed("ev_3", "con_3", "billing")),
+                           encode(routed("ev_4", "con_1")),
                            # a transfer's handoff of a conversation never dispatched: skipped
-                           encode(_routed("ho_1", "con_9", "billing", handoff=True))], offset=2),
+                           encode(routed("ho_1", "con_9", "billing", handoff=True))], offset=2),
         *_records(f"{ns}-{DELIVERY.name}", [encode(held), encode(quiet)], offset=10),
         *_records(f"{ns}-{SLA.name}", [encode(page)], offset=20),
     ]
     with caplog.at_level(logging.INFO, logger="processors.dispatch"):
-        outputs, trips = await _counted(_dispatch(redis, ns, tools).process(batch))
+        outputs, trips = await _counted(dispatch_stage(redis, ns, tools, TAGS).process(batch))
     assert trips == 2, f"dispatch made {trips} round trips"
     # the script planned everything as Python does: nothing planned again
     assert not [r for r in caplog.records if "planned" in r.getMessage()]

@@ -17,14 +17,12 @@ from processors.dispatch.deliver import Courier, Retry, backoff, fallback_chain
 from processors.dispatch.items import Item, receipt_item, receipt_notice, routed_item, sla_item, sla_text
 from processors.dispatch.plan import (
     HandoffAction,
-    applied,
     card_for,
     delivery_result,
     delivery_verdict,
     notice_destinations,
     plan_batch,
     recorded,
-    recorded_destinations,
     route_destinations,
 )
 from processors.policy.load import load_policy
@@ -99,13 +97,6 @@ def test_item_sources_do_not_collide_across_topics() -> None:
 
 def test_a_bounce_after_sent_is_a_new_item() -> None:
     assert receipt_item(record(), receipt("sent")).source != receipt_item(record(), receipt("failed")).source
-
-
-def test_saved_destinations_round_trip_and_pending_means_plan_again() -> None:
-    assert recorded_destinations(applied(["hook", "we,ird"]).encode()) == ("hook", "we,ird")
-    assert recorded_destinations(applied([]).encode()) == ()
-    assert recorded_destinations(b"pending:sb.routed.v1/0/1") is None
-    assert recorded_destinations(None) is None
 
 
 OWNER = "sb.routed.v1/0/7"
@@ -267,9 +258,9 @@ def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
 
 # --- planning a batch --------------------------------------------------------------------
 
-def plan(items: Sequence[Item], previous: Sequence[bytes | None] | None = None,
+def plan(items: Sequence[Item], saved: Sequence[tuple[str, ...] | None] | None = None,
          cards: dict[str, ConversationCard | None] | None = None, policy: Policy = POLICY) -> list[Any]:
-    return plan_batch(items, previous or [None] * len(items), cards or {"con_1": None}, policy, NOW)
+    return plan_batch(items, saved or [None] * len(items), cards or {"con_1": None}, policy, NOW)
 
 
 def test_a_conversations_second_message_in_one_batch_is_planned_from_the_first() -> None:
@@ -288,7 +279,7 @@ def test_an_item_repeated_in_one_batch_is_skipped() -> None:
 
 def test_a_replay_goes_where_the_first_attempt_went_and_leaves_the_card_alone() -> None:
     moved = card(queue="billing", destinations={"slack": "ts1"})
-    [p] = plan([routed_item(record(), routed())], [applied(["hook"]).encode()], {"con_1": moved})
+    [p] = plan([routed_item(record(), routed())], [("hook",)], {"con_1": moved})
     assert p.intended == ("hook",) and not p.new and not p.write_card and p.skip is None
     assert p.card is moved
 
@@ -325,7 +316,7 @@ def test_a_transfers_handoff_moves_the_card_to_the_new_team_and_keeps_the_custom
 def test_a_handoff_without_a_card_is_skipped_with_its_reason() -> None:
     [p] = plan([routed_item(record(), handoff())])
     assert p.skip is not None and "never dispatched" in p.skip and p.card is None
-    [replayed] = plan([routed_item(record(), handoff())], [applied(["billing-hook"]).encode()])
+    [replayed] = plan([routed_item(record(), handoff())], [("billing-hook",)])
     assert replayed.skip == "no card for the conversation"
 
 
