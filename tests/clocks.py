@@ -18,13 +18,19 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 TEAM = ZoneInfo("Europe/Berlin")
-# (name, weekday Mon=0, local hour, machine timezone)
-MOMENTS = (("weekday night", 1, 2, "Pacific/Kiritimati"), ("weekend", 6, 12, "America/Los_Angeles"))
+# (name, weekday Mon=0, local hour and minute, machine timezone); the night starts just past
+# midnight, so a story told around the real present crosses the team's day edge
+MOMENTS = (("weekday night", 1, (0, 5), "Pacific/Kiritimati"), ("weekend", 6, (12, 0), "America/Los_Angeles"))
 
 
-def next_moment(now: datetime, weekday: int, hour: int) -> datetime:
-    """The next time it is `weekday` at `hour` o'clock on the team's calendar, after `now`."""
-    local = now.astimezone(TEAM).replace(hour=hour, minute=0, second=0, microsecond=0)
+def midday(zone: ZoneInfo = TEAM) -> datetime:
+    """Noon of the present day in `zone`: near now, as Kafka keeps records by time, far from a day's edge."""
+    return datetime.now(zone).replace(hour=12, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+def next_moment(now: datetime, weekday: int, at: tuple[int, int]) -> datetime:
+    """The next time it is `weekday` at `at` (hour, minute) on the team's calendar, after `now`."""
+    local = now.astimezone(TEAM).replace(hour=at[0], minute=at[1], second=0, microsecond=0)
     local += timedelta(days=(weekday - local.weekday()) % 7)
     return local if local > now else local + timedelta(days=7)
 
@@ -32,9 +38,9 @@ def next_moment(now: datetime, weekday: int, hour: int) -> datetime:
 def main(args: list[str]) -> int:
     """Run pytest once per moment; non-zero when any run fails."""
     failed = []
-    for name, weekday, hour, tz in MOMENTS:
+    for name, weekday, clock, tz in MOMENTS:
         now = datetime.now(UTC)
-        at = next_moment(now, weekday, hour)
+        at = next_moment(now, weekday, clock)
         shift = int((at - now).total_seconds())
         print(f"== {name}: {at:%a %d %b %H:%M %Z} (+{shift}s), TZ={tz}", flush=True)
         env = {**os.environ, "TZ": tz}

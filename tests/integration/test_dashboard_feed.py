@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,17 +15,19 @@ from router.dashboard.view import snapshot
 from router.settings import Settings
 from schemas import encode
 from schemas.topics import CONVERSATION, DELIVERY, ROUTED, TopicSpec
+from tests.clocks import midday
 from tests.conversation_events import ack_sent, lifecycle, routed
 from tests.kafka_tools import publish
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
+ZONE = ZoneInfo("Europe/Berlin")
 
 
 @pytest.fixture
 def now() -> datetime:
-    # Kafka keeps and finds records by their time, so the story happens around the present
-    return datetime.now(UTC).replace(microsecond=0)
+    # the board counts the team's day: a story told at the real present fails just past midnight
+    return midday(ZONE)
 
 
 async def put(settings: Settings, spec: TopicSpec, event: object, at: datetime) -> None:
@@ -35,7 +37,7 @@ async def put(settings: Settings, spec: TopicSpec, event: object, at: datetime) 
 
 @pytest.fixture
 def board(deployment: Settings, now: datetime) -> tuple[Board, Feed]:
-    b = Board(zone=ZoneInfo("Europe/Berlin"))
+    b = Board(zone=ZONE)
     return b, Feed(deployment, b, lambda: now, lookback=timedelta(hours=1))
 
 
