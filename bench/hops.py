@@ -1,7 +1,9 @@
 """Where a message's latency goes in the chain: publish → identified (intake) → routed (brain).
 
-One worker, a fixed offered rate; then every record's Kafka timestamp (the time our
-producer built its batch) is read back and each hop's share is printed, p50 / p99 / max.
+One worker, a fixed offered rate (its first second settles, as in bench.pipeline); then
+every record's Kafka timestamp (the time our producer built its batch) is read back and
+each hop's share is printed, p50 / p99 / max, with the worker's CPU a message and the
+moments that held the slowest 1%.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ import uuid
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.pipeline import percentile, process, publish
-from bench.scaleout import Workers, free_port
+from bench.pipeline import SETTLE_SECONDS, percentile, process, publish
+from bench.scaleout import Workers, cpu_seconds, free_port
 from bench.topics import delete_run
 from bench.workload import Workload
 from router.kafka import ensure_topics
-from router.settings import load
+from router.settings import Settings, load
 from schemas.topics import IDENTIFIED, INBOUND, ROUTED
 
 __all__ = ["main"]
+WARM_UP = 200
 
 
 class _Event(msgspec.Struct):
@@ -58,6 +61,17 @@ async def _stamps(bootstrap: str, topic: str, routed: bool) -> dict[str, float]:
     return found
 
 
+async def _through(settings: Settings, count: int) -> tuple[dict[str, float], ...]:
+    """The three topics' stamps once `count` messages are routed (or a minute passed)."""
+    deadline = time.monotonic() + 60
+    while True:
+        stamps = await asyncio.gather(*(_stamps(settings.kafka_bootstrap, settings.topic(spec),
+                                                spec is ROUTED) for spec in (INBOUND, IDENTIFIED, ROUTED)))
+        if len(stamps[2]) >= count or time.monotonic() > deadline:
+            return tuple(stamps)
+        await asyncio.sleep(0.5)
+
+
 async def run(args: argparse.Namespace) -> None:
     """Offer `rate` msg/s for `seconds` to one worker, then split each message's latency by hop."""
     run_id = uuid.uuid4().hex[:8]
@@ -68,42 +82,62 @@ async def run(args: argparse.Namespace) -> None:
         await ensure_topics(sb)
         env = dict(os.environ) | {
             "SB_REPLY_TOKEN_KEY": os.environ.get("SB_REPLY_TOKEN_KEY", "bench-reply-token-key-not-secret"),
-            "SB_TOPIC_PREFIX": prefix, "SB_APP_ID": f"bench-{run_id}", "SB_LOG_LEVEL": "WARNING"}
+            "SB_TOPIC_PREFIX": prefix, "SB_APP_ID": f"bench-{run_id}",
+            "SB_LOG_LEVEL": os.environ.get("SB_LOG_LEVEL", "WARNING")}
         # one worker with both stages, or (--apart) a worker each: a loop of its own per hop
         stages = [["intake"], ["brain"]] if args.apart else [["intake", "brain"]]
         ports = [free_port() for _ in stages]
         with contextlib.ExitStack() as stack:
-            for port, mine in zip(ports, stages, strict=True):
-                stack.enter_context(process([sys.executable, "-m", "router.cli", "worker"],
-                                            env | {"SB_HTTP_PORT": str(port), "SB_STAGES": json.dumps(mine)}))
+            command = [sys.executable, "-m", "router.cli", "worker"]
+            workers = [stack.enter_context(process(command, env | {"SB_HTTP_PORT": str(port),
+                                                                   "SB_STAGES": json.dumps(mine)}))
+                       for port, mine in zip(ports, stages, strict=True)]
             await Workers(ports).ready()
             producer = AIOKafkaProducer(bootstrap_servers=base.kafka_bootstrap, acks="all", linger_ms=5)
             await producer.start()
+            work = Workload(run_id)
             try:
-                await publish(producer, sb.topic(INBOUND), Workload(run_id), args.rate * args.seconds,
-                              args.rate)
+                # warm-up, as bench.pipeline does: the first messages meet cold connections and caches
+                await publish(producer, sb.topic(INBOUND), work, WARM_UP, None)
+                warm = await _through(sb, WARM_UP)
+                cpu = sum(cpu_seconds(w.pid) for w in workers)
+                offered = args.rate * (SETTLE_SECONDS + args.seconds)
+                started = await publish(producer, sb.topic(INBOUND), work, offered, args.rate)
+                settled = started + SETTLE_SECONDS
             finally:
                 await producer.stop()
-            deadline = time.monotonic() + 60
-            while True:  # until every message is through both hops, or the deadline
-                inbound, identified, routed = await asyncio.gather(
-                    _stamps(base.kafka_bootstrap, sb.topic(INBOUND), False),
-                    _stamps(base.kafka_bootstrap, sb.topic(IDENTIFIED), False),
-                    _stamps(base.kafka_bootstrap, sb.topic(ROUTED), True))
-                if len(routed) >= len(inbound) or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.5)
+            inbound, identified, routed = await _through(sb, WARM_UP + offered)
+            cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu
     finally:
         await delete_run(base, prefix)
-    both = [e for e in inbound if e in identified and e in routed]
+    both = [e for e in inbound if e in identified and e in routed and e not in warm[0]
+            and inbound[e] >= settled]
     hops = {"publish → identified": [identified[e] - inbound[e] for e in both],
             "identified → routed": [routed[e] - identified[e] for e in both],
             "publish → routed": [routed[e] - inbound[e] for e in both]}
     print(f"{len(both)} of {len(inbound)} messages through both hops, {args.rate} msg/s offered, "
-          + ("a worker per stage" if args.apart else "one worker"))
+          + ("a worker per stage" if args.apart else "one worker")
+          # at a steady rate batches are small: compare with a burst's CPU a message (bench.pipeline)
+          + f"; worker CPU {cpu / offered * 1e6:.0f} µs a message")
     for name, values in hops.items():
         p50, p99 = (percentile(values, q) * 1000 for q in (0.5, 0.99))
         print(f"{name:>22}: p50 {p50:6.1f}  p99 {p99:6.1f}  max {max(values) * 1000:6.1f} ms")
+    _worst_moments({e: inbound[e] for e in both}, {e: routed[e] - inbound[e] for e in both})
+
+
+def _worst_moments(published: dict[str, float], took: dict[str, float], width: float = 0.1) -> None:
+    """The slowest moments: a stall shows as a few windows holding most of the tail."""
+    start = min(published.values())
+    windows: dict[int, list[float]] = {}
+    for event, at in published.items():
+        windows.setdefault(int((at - start) / width), []).append(took[event])
+    tail = percentile(list(took.values()), 0.99)
+    slow = {w: sum(t >= tail for t in values) for w, values in windows.items()}
+    print(f"slowest 1% ({len(took) // 100} messages) by when they were published, "
+          f"{width * 1000:.0f} ms windows:")
+    for w in sorted(slow, key=lambda w: -slow[w])[:8]:
+        if slow[w]:
+            print(f"  +{w * width:6.1f} s: {slow[w]:4d} slow, worst {max(windows[w]) * 1000:6.1f} ms")
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 For each pipe, on fresh topics of the same partitioning and with the same messages:
 throughput (a burst of N messages, first publish → last output) and latency
-(publish → output, p50/p99, at a fixed offered rate). Prints all four and the ratios:
+(publish → output, p50/p99, at a fixed offered rate once it settled). Prints all four and the ratios:
 raw is the limit of the stack, raw two hops the honest ceiling of a re-keying chain
 (inbound → identified → routed), the Faust forwarder what a Faust agent alone costs (the
 stages ran as Faust agents until decision 0006's amendment; they are batch loops now).
@@ -36,7 +36,11 @@ from bench.workload import Workload
 from router.settings import Settings, load
 from schemas.topics import IDENTIFIED, INBOUND, ROUTED
 
-__all__ = ["Collector", "Result", "main", "percentile", "process", "publish"]
+__all__ = ["SETTLE_SECONDS", "Collector", "Result", "main", "percentile", "process", "publish"]
+
+# the first second at the offered rate is not counted, for every pipe alike: it wakes
+# processes the warm-up left idle, and their first ~200 ms held every pipe's worst latencies
+SETTLE_SECONDS = 1
 
 
 class _Stamp(msgspec.Struct):
@@ -89,6 +93,7 @@ class Collector:
 
     def __init__(self, settings: Settings, topic: str, stamp: Callable[[bytes], float]) -> None:
         self.latencies: list[float] = []
+        self.published: list[float] = []  # each latency's message's publish time, in step
         self.last_at = 0.0
         self._topic = topic
         self._stamp = stamp
@@ -112,7 +117,9 @@ class Collector:
             for records in batches.values():
                 for r in records:
                     if r.value is not None:
-                        self.latencies.append(now - self._stamp(r.value))
+                        at = self._stamp(r.value)
+                        self.published.append(at)
+                        self.latencies.append(now - at)
             if batches:
                 self.last_at = now
                 self._grew.set()
@@ -174,10 +181,12 @@ async def _measure(name: str, settings: Settings, *, source: str, sink: str,
         gc.collect()
         gc.freeze()
         base = len(collector.latencies)
-        await publish(producer, source, work, args.rate * args.seconds, args.rate)
-        if not await collector.wait_for(base + args.rate * args.seconds, 60):
+        offered = args.rate * (SETTLE_SECONDS + args.seconds)
+        settled = await publish(producer, source, work, offered, args.rate) + SETTLE_SECONDS
+        if not await collector.wait_for(base + offered, 60):
             raise SystemExit(f"{name}: lost messages in the latency phase")
-        latencies = collector.latencies[base:]
+        latencies = [took for at, took in zip(collector.published[base:], collector.latencies[base:],
+                                              strict=True) if at >= settled]
         # throughput: a burst as fast as we can publish, until the last one is out
         base = len(collector.latencies)
         if workers is not None:
