@@ -23,6 +23,12 @@ TEAM = ZoneInfo("Europe/Berlin")
 MOMENTS = (("weekday night", 1, (0, 5), "Pacific/Kiritimati"), ("weekend", 6, (12, 0), "America/Los_Angeles"))
 
 
+def real_clock_env() -> dict[str, str]:
+    """This environment without libfaketime, for servers the tests start: like the local
+    stack they run on the machine's clock (only the clients' clock is faked; Redis breaks under it)."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("FAKETIME")}
+
+
 def midday(zone: ZoneInfo = TEAM) -> datetime:
     """Noon of the present day in `zone`: near now, as Kafka keeps records by time, far from a day's edge."""
     return datetime.now(zone).replace(hour=12, minute=0, second=0, microsecond=0).astimezone(UTC)

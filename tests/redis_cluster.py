@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from devtools.process import free_port, stop
 from processors.stores.client import new_cluster
 from router.settings import Settings
+from tests.clocks import real_clock_env
 from tests.waiting import until
 
 __all__ = ["cluster", "key_counts", "nodes", "one_node", "store"]
@@ -49,7 +50,8 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
         procs.append(subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"],
-            cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
+            cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            env=real_clock_env()))
     try:
         asyncio.run(_create(ports))
         yield ports
@@ -78,7 +80,7 @@ async def _create(ports: list[int]) -> None:
     await asyncio.to_thread(
         subprocess.run, ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
                          "--cluster-replicas", "0", "--cluster-yes"],
-        check=True, capture_output=True, timeout=60)
+        check=True, capture_output=True, timeout=60, env=real_clock_env())
     for port in ports:
         await until(lambda port=port: _cluster_ok(port), f"cluster state ok on {port}", timeout=30)
 

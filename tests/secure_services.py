@@ -12,7 +12,6 @@ PID, from the jars and packages the local stack uses (deploy/local/install.sh).
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import redis
 from devtools.stack import kafka_libs
 from router.kafka import client_options
 from router.settings import Settings, load
+from tests.clocks import real_clock_env
 from tests.paths import ROOT
 from tests.processes import free_port
 from tests.waiting import POLL_SECONDS
@@ -72,12 +72,6 @@ class SecureStack:
             "kafka_sasl_password": self.kafka_password, "kafka_ssl_cafile": self.ca,
             "redis_url": self.redis_url()}
         return load(**(given | overrides))
-
-
-def _real_clock() -> dict[str, str]:
-    """The environment without libfaketime: the services run on the machine's clock, like the
-    local stack (`make test-clocks` fakes the clients' clock only; Redis breaks under it)."""
-    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("FAKETIME")}
 
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -167,7 +161,7 @@ def _kafka_argv(folder: Path, password: str, cert: Path, key: Path) -> list[str]
            f"-Dlog4j2.configurationFile={ROOT / 'deploy' / 'local' / 'log4j2.properties'}"]
     _run([*jvm, "kafka.tools.StorageTool", "format", "-t", "c2Itc2VjdXJlLXRlc3QtMQ",
           "-c", str(props), "--add-scram", f"SCRAM-SHA-512=[name={KAFKA_USER},password={password}]"], folder,
-         _real_clock())
+         real_clock_env())
     return [*jvm, "kafka.Kafka", str(props)]
 
 
@@ -238,11 +232,11 @@ def secure_stack(folder: Path, prefix: str) -> Iterator[SecureStack]:
         with (folder / "redis.log").open("ab") as log:
             procs.append(subprocess.Popen(
                 _redis_argv(folder, stack.redis_port, stack.redis_password, prefix, cert, key, ca),
-                stdout=log, stderr=log, cwd=folder, env=_real_clock()))
+                stdout=log, stderr=log, cwd=folder, env=real_clock_env()))
         (folder / "kafka").mkdir()
         argv = _kafka_argv(folder / "kafka", stack.kafka_password, cert, key)
         with (folder / "kafka.log").open("ab") as log:
-            procs.append(subprocess.Popen(argv, stdout=log, stderr=log, cwd=folder, env=_real_clock()))
+            procs.append(subprocess.Popen(argv, stdout=log, stderr=log, cwd=folder, env=real_clock_env()))
         props = Path(argv[-1])
         stack = SecureStack(**{**stack.__dict__, "kafka_bootstrap": _listener(props, "SASL_SSL"),
                                "kafka_admin": _listener(props, "BROKER")})

@@ -22,6 +22,7 @@ import pytest
 from router.settings import Settings
 from schemas import RoutedConversation, decode
 from schemas.topics import INBOUND, ROUTED
+from tests.clocks import real_clock_env
 from tests.e2e.test_two_workers import routed_by
 from tests.kafka_tools import publish, read_all, wait_drained
 from tests.processes import Switchboard, free_port
@@ -49,7 +50,8 @@ class OwnRedis:
         self.proc = subprocess.Popen(
             [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.directory),
              "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
-             "--protected-mode", "yes"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--protected-mode", "yes"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=real_clock_env())
         deadline = time.monotonic() + timeout
         while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
                              check=False).stdout.strip() != b"PONG":

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from devtools import stack as local_stack
 from router.settings import Settings, load
 from schemas.errors import ConfigError, TransientError
+from tests.clocks import real_clock_env
 from tests.waiting import POLL_SECONDS
 
 pytestmark = pytest.mark.integration
@@ -58,8 +59,11 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def isolated(stack: Settings) -> Iterator[Settings]:
+def isolated(stack: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """A second stack with its own state dir and ports; stopped and removed afterwards."""
+    # its services run on the machine's clock, as the shared stack's do under make test-clocks
+    for name in set(os.environ) - set(real_clock_env()):
+        monkeypatch.delenv(name)
     # not under pytest's 0700 tmp: Dovecot's mail user must be able to reach its mailboxes
     state = Path(tempfile.mkdtemp(prefix="sb-stack-"))
     state.chmod(0o755)
