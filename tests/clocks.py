@@ -4,7 +4,12 @@ No test may depend on the hour, the weekday or the machine's timezone. This runs
 under libfaketime (Debian's `faketime`) shifted to the next such moment of the example
 policy's team calendar (Europe/Berlin), with TZ set elsewhere, every process the tests
 start inheriting the same shift. The local Kafka accepts record times up to 8 days ahead
-(deploy/local/server.properties.in), so shifts stay within a week.
+(deploy/local/server.properties.in), so shifts stay within a week. Servers the tests
+start themselves run on the real clock (`real_clock_env`), as the local stack does.
+
+Known gap: e2e tests fail under it. Dovecot stamps mail with its real clock (it moves a
+future APPEND date back to its own now), so a faked router counts the mail on another
+day; and the outage tests run out their deadlines. `make test`, CI's, fakes nothing.
 
     python -m tests.clocks [pytest args]     # `make test-clocks`
 """
