@@ -40,7 +40,8 @@ from processors.stores.tags import key_partition
 from router.kafka import client_options, new_producer
 from router.settings import Settings
 
-__all__ = ["Confirm", "Process", "StageLoop", "Stages", "adopt_offsets", "group_of", "produce"]
+__all__ = ["Confirm", "Process", "StageLoop", "Stages", "adopt_offsets", "group_of", "hold_prefetch",
+           "produce"]
 
 log = logging.getLogger(__name__)
 Process = Callable[[Sequence[Record]], Awaitable[list[Output]]]
@@ -52,6 +53,9 @@ FETCH_WAIT_MS = 200
 LAG_EVERY_SECONDS = 2.0
 # how long a start waits for a group coordinator to read the Faust group's offsets
 ADOPT_SECONDS = 30.0
+# how long records fetched but not yet taken hold back the next fetch to their broker:
+# longer than any batch, since the loop takes every fetched record before it fetches again
+PREFETCH_HOLD_SECONDS = 300.0
 
 
 def group_of(settings: Settings, stage: str) -> str:
@@ -133,6 +137,22 @@ async def _legacy_offsets(settings: Settings, group: str) -> dict[TopicPartition
         await admin.close()
 
 
+def hold_prefetch(consumer: AIOKafkaConsumer) -> None:
+    """Fetch again only once the loop has taken what was fetched, never a partial fetch beside it.
+
+    aiokafka waits 0.1 s (`prefetch_backoff`, not a consumer option) for fetched records to
+    be taken, then fetches the partitions that hold none. For the brain those are the
+    conversation topic's, which rarely have records: the broker held that fetch for
+    `fetch_max_wait_ms` (500 ms) while the loop, having taken its records, could not fetch
+    the busy topic until it came back. One batch longer than 0.1 s set it off, and each
+    hold made the next batch bigger and longer (decision 0006, eighth part).
+    """
+    fetcher = consumer._fetcher
+    if not hasattr(fetcher, "_prefetch_backoff"):  # no public option: an upgrade must say so
+        raise RuntimeError("aiokafka's fetcher has no _prefetch_backoff; see router.loop.hold_prefetch")
+    fetcher._prefetch_backoff = PREFETCH_HOLD_SECONDS
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """Partitions leave only between batches; the lag gauges follow the assignment."""
 
@@ -201,6 +221,7 @@ class StageLoop:
         await adopt_offsets(settings, group_of(settings, self.name), self.topics)
         self._consumer.subscribe(list(self.topics), listener=_Rebalance(self))
         await self._consumer.start()
+        hold_prefetch(self._consumer)
         self._task = asyncio.create_task(self._run(), name=f"stage-{self.name}")
 
     async def stop(self) -> None:

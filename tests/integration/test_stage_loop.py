@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from processors.stage import Output, Record
 from processors.stores.tags import key_partition
 from router.kafka import ensure_topics
-from router.loop import Stages, adopt_offsets, group_of
+from router.loop import PREFETCH_HOLD_SECONDS, Stages, adopt_offsets, group_of
 from router.settings import Settings
 from schemas.topics import IDENTIFIED, INBOUND
 from tests.kafka_tools import publish, read_all, unique_prefix, wait_committed
@@ -62,6 +62,9 @@ async def test_a_failing_batch_runs_again_and_its_offsets_wait_for_its_outputs(
     # every record out exactly once: the failed attempts produced nothing
     assert copied == sorted(v for _, v in sent)
     assert stages.assigned()
+    # fetched records hold back the next fetch until the loop takes them (hold_prefetch)
+    assert [loop._consumer._fetcher._prefetch_backoff for loop in stages.loops
+            ] == [PREFETCH_HOLD_SECONDS]
 
 
 class Fanout:
