@@ -24,6 +24,8 @@ __all__ = ["UNTAGGED", "Batch", "Merge", "Tags", "hash_tag", "key_partition", "m
            "partition_of", "pipeline", "split"]
 
 _SEED = 0x9747B28C  # Kafka's
+# ids whose tag a Tags remembers: a batch asks again for the same customers' keys
+_REMEMBERED = 65_536
 
 
 def murmur2(data: bytes) -> int:
@@ -47,15 +49,23 @@ class Tags:
 
     partitions: int
     _segments: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _known: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_segments", tuple(f"{{p{p}}}:" for p in range(self.partitions)))
+        object.__setattr__(self, "_known", {})
 
     def of(self, key_id: str) -> str:
         """The tag segment (`{p7}:`) to put before the family of a key whose id is `key_id`."""
-        if not self.partitions:
-            return ""
-        return self._segments[(murmurhash2(key_id.encode(), _SEED) & 0x7FFFFFFF) % self.partitions]
+        segment = self._known.get(key_id)
+        if segment is None:
+            if not self.partitions:
+                return ""
+            if len(self._known) >= _REMEMBERED:
+                self._known.clear()
+            segment = self._known[key_id] = self._segments[
+                (murmurhash2(key_id.encode(), _SEED) & 0x7FFFFFFF) % self.partitions]
+        return segment
 
     def every(self) -> list[str]:
         """Every tag segment there is, one per partition (just "" when untagged)."""

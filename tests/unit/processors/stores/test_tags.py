@@ -38,6 +38,16 @@ def test_tags_name_the_partition_and_untagged_names_none() -> None:
     assert hash_tag("sb:history:cus_a") == "" and hash_tag("sb:{}:x") == ""
 
 
+def test_remembered_tags_stay_right_past_what_is_remembered(monkeypatch: Any) -> None:
+    monkeypatch.setattr("processors.stores.tags._REMEMBERED", 8)
+    tags, other = Tags(12), Tags(5)
+    ids = [f"cus_{i}" for i in range(40)]
+    for _ in range(2):  # the second round reads what the first remembered, or forgot
+        assert [tags.of(i) for i in ids] == [f"{{p{partition_of(i, 12)}}}:" for i in ids]
+        assert [other.of(i) for i in ids] == [f"{{p{partition_of(i, 5)}}}:" for i in ids]
+    assert tags == Tags(12) and hash(tags) == hash(Tags(12))  # what it remembers is not its value
+
+
 class _Pipe:
     """A pipeline stand-in that answers each queued call with what it was given."""
 
