@@ -7,6 +7,7 @@ neither loses nor repeats a message.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,9 +30,20 @@ __all__ = [
     "Outbound",
     "Probe",
     "ProbeTarget",
+    "cancel_tasks",
 ]
 
 C = TypeVar("C")
+
+
+async def cancel_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel tasks and wait for them, cancelling again if one swallowed the first."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter
 
-from connectors.base import Outbound
+from connectors.base import Outbound, cancel_tasks
 from connectors.chat.continuation import Continuation
 from connectors.chat.frames import Author, Entry
 from connectors.chat.log import ChatLog, connect
@@ -32,8 +32,6 @@ __all__ = ["ChatOutbound"]
 log = logging.getLogger(__name__)
 SENT = Counter("sb_chat_replies_total", "Replies into the chat by final status", ["status"])
 ATTEMPTS = 3
-# how long a stop waits for the mail loop to take its cancellation
-STOP_SECONDS = 10.0
 _AUTHORS: dict[str, Author] = {"agent_reply": "agent", "transcript": "visitor"}
 
 
@@ -63,11 +61,8 @@ class ChatOutbound(Outbound[ChatSettings]):
         """Stop the mail loop and close connections; safe to call twice."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            # bounded: a Redis call that swallows its cancellation must not hang a stop (seen in CI)
-            _, pending = await asyncio.wait({task}, timeout=STOP_SECONDS)
-            if pending:
-                log.warning("chat: the mail loop did not stop in time; left behind")
+            # cancelled again if a Redis call swallowed it: a stop hung once on a task stuck cancelling
+            await cancel_tasks([task])
         continuation, self._continuation = self._continuation, None
         if continuation is not None:
             await continuation.stop()

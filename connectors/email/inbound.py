@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import msgspec
 from prometheus_client import Counter, Histogram
 
-from connectors.base import Arrival, CursorStore, Inbound
+from connectors.base import Arrival, CursorStore, Inbound, cancel_tasks
 from connectors.email.errors import ImapError
 from connectors.email.imap import (
     DEADLETTER_BYTES,
@@ -329,7 +329,7 @@ class EmailInbound(Inbound[EmailSettings]):
     async def stop(self) -> None:
         """Stop every reader and close its connection; safe to call twice."""
         self._stopped = True
-        await _cancel(list(self._tasks.values()))
+        await cancel_tasks(list(self._tasks.values()))
         self._tasks.clear()
         for reader in self._readers.values():
             await reader.drop_session()
@@ -390,13 +390,3 @@ class EmailInbound(Inbound[EmailSettings]):
             raise TransientError(f"cursor store: saving {cursor.key} timed out") from e
         if reader is not None:
             reader.committed_to(cursor)
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel tasks and wait for them, cancelling again if one swallowed the first."""
-    pending = {t for t in tasks if not t.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)
-    await asyncio.gather(*tasks, return_exceptions=True)

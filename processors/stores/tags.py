@@ -57,14 +57,13 @@ class Tags:
 
     def of(self, key_id: str) -> str:
         """The tag segment (`{p7}:`) to put before the family of a key whose id is `key_id`."""
+        if not self.partitions:
+            return ""
         segment = self._known.get(key_id)
         if segment is None:
-            if not self.partitions:
-                return ""
             if len(self._known) >= _REMEMBERED:
                 self._known.clear()
-            segment = self._known[key_id] = self._segments[
-                (murmurhash2(key_id.encode(), _SEED) & 0x7FFFFFFF) % self.partitions]
+            segment = self._known[key_id] = self._segments[partition_of(key_id, self.partitions)]
         return segment
 
     def every(self) -> list[str]:
