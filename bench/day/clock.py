@@ -3,20 +3,24 @@
 The router reads the wall clock (`datetime.now(UTC)`); its processes are started under
 libfaketime with the same start and speed-up, so the SLA watch, due times and lifecycle
 timers of the real code run on the simulated day. The monotonic clock is left real:
-timeouts, Kafka sessions and retries keep their real lengths.
+timeouts, Kafka sessions and retries keep their real lengths, and so do the event loops'
+waits (`realsleep`: libfaketime would shorten them by the speed-up and make every loop spin).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-__all__ = ["LIBFAKETIME", "SimClock"]
+__all__ = ["LIBFAKETIME", "REAL_WAITS", "SimClock"]
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+# the sitecustomize that gives a sped-up process's event loops their real-length waits
+REAL_WAITS = Path(__file__).with_name("realsleep")
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,14 @@ class SimClock:
         """How long a simulated span lasts in real seconds."""
         return span.total_seconds() / self.speed
 
-    def faketime_env(self) -> dict[str, str]:
-        """Environment that puts a process started right now on this clock (libfaketime)."""
+    def faketime_env(self, pythonpath: str = "") -> dict[str, str]:
+        """Environment that puts a Python process started right now on this clock (libfaketime).
+
+        `pythonpath` is the child's own; the waits' fix goes before it.
+        """
         moment = self.now().astimezone(UTC)
         return {
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REAL_WAITS), pythonpath) if p),
             "LD_PRELOAD": str(LIBFAKETIME),
             "FAKETIME": f"@{moment:%Y-%m-%d %H:%M:%S} x{self.speed:g}",
             "FAKETIME_DONT_FAKE_MONOTONIC": "1",

@@ -129,8 +129,8 @@ class _Router:
 
     async def start(self, timeout: float = 120) -> None:
         """Start it and wait until /readyz says ready."""
-        own = {**self.env, "SB_HTTP_PORT": str(self.port), "PYTHONPATH": str(ROOT)}
-        self.proc = spawn("run", child_env(own | self.clock.faketime_env()), self.log)
+        own = {**self.env, "SB_HTTP_PORT": str(self.port)}
+        self.proc = spawn("run", child_env(own | self.clock.faketime_env(pythonpath=str(ROOT))), self.log)
         deadline = time.monotonic() + timeout
         while await asyncio.to_thread(readyz, self.port) != 200:
             if self.proc.poll() is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ pytestmark = pytest.mark.e2e
 async def test_a_short_day_has_no_duplicates_and_every_repeat_contact_carries_history(
     stack: Settings, tmp_path: Path
 ) -> None:
-    started = time.monotonic()
     # two morning hours (the helpdesk down in the second), half an hour of aftercare, 240x compressed
     day = await run_day(DayOptions(seed=1, per_day=160, speed=240, hours=range(9, 11), tail_hours=0.5,
                                    down=(10, 11), out=tmp_path), settings=stack)
@@ -44,5 +42,3 @@ async def test_a_short_day_has_no_duplicates_and_every_repeat_contact_carries_hi
     # X customers' conversations went to the social team's Slack; its agents answered in the threads
     assert day.sim["slack_posts"] >= 1 and day.sim["slack_events_refused"] == 0, day.sim
     assert (tmp_path / day.prefix.rstrip("-") / "scorecard.json").exists()
-    # the day, then the wait for a loaded router to drain before scoring
-    assert time.monotonic() - started < 180

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bench.day.clock import SimClock
+from bench.day.clock import REAL_WAITS, SimClock
 from bench.day.curve import HOURLY, arrivals, expected_per_hour
 from bench.day.desk import Shift, staffed
 from bench.day.plan import Texts, plan_day
@@ -37,6 +40,32 @@ def test_processes_get_the_same_clock_through_libfaketime() -> None:
     assert env["FAKETIME"] == "@2026-11-30 07:30:00 x120"
     assert env["FAKETIME_DONT_FAKE_MONOTONIC"] == "1"  # timeouts and Kafka sessions stay real
     assert env["LD_PRELOAD"].endswith("libfaketimeMT.so.1")
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REAL_WAITS)
+
+
+# how often the event loop turns while one timer 0.3 s away is pending
+_TURNS = """
+import asyncio
+async def main():
+    loop, turns = asyncio.get_running_loop(), [0]
+    turn = loop._run_once
+    def counted():
+        turns[0] += 1
+        turn()
+    loop._run_once = counted
+    await asyncio.sleep(0.3)
+    print(turns[0])
+asyncio.run(main())
+"""
+
+
+def test_a_sped_up_process_waits_in_real_time_instead_of_spinning() -> None:
+    clock = SimClock(start=datetime(2026, 11, 30, 7, tzinfo=UTC), speed=240, origin=0.0, real=lambda: 0.0)
+    env = {**os.environ, **clock.faketime_env()}
+    turns = int(subprocess.run([sys.executable, "-c", _TURNS], env=env, check=True, capture_output=True,
+                               text=True, timeout=60).stdout)
+    # libfaketime alone shortens each wait 240-fold: tens of thousands of turns, a core spent
+    assert turns < 50, turns
 
 
 def test_the_curve_has_a_morning_peak_a_lunch_dip_and_a_night_trickle() -> None:
