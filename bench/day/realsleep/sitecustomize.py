@@ -43,5 +43,6 @@ def _install(speed: float) -> None:
     selectors.EpollSelector.select = select  # type: ignore[method-assign]
 
 
-if _speed_up() not in (0.0, 1.0):  # a slow-down (x0.5) would make every wait too long instead
-    _install(_speed_up())
+_RATE = _speed_up()
+if _RATE not in (0.0, 1.0):  # a slow-down (x0.5) would make every wait too long instead
+    _install(_RATE)

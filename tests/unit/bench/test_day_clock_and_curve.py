@@ -53,7 +53,9 @@ async def main():
         turns[0] += 1
         turn()
     loop._run_once = counted
-    await asyncio.sleep(0.3)
+    due = loop.create_future()
+    loop.call_later(0.3, due.set_result, None)  # the pending timer under test, not a wait for state
+    await due
     print(turns[0])
 asyncio.run(main())
 """
