@@ -16,7 +16,7 @@ from router.settings import Settings
 from schemas.errors import ConfigError, TransientError
 from schemas.topics import ALL
 
-__all__ = ["client_options", "ensure_topics", "new_producer", "ssl_context"]
+__all__ = ["client_options", "ensure_topics", "leader_topic", "new_producer", "ssl_context"]
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +79,27 @@ def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**(options | overrides))
 
 
+def leader_topic(settings: Settings) -> str:
+    """The one-partition topic whose owner is the Faust app's leader (it runs the SLA watches)."""
+    return f"{settings.app_id}-__assignor-__leader"
+
+
 async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create every Switchboard topic that is missing; returns the names created."""
+    """Create every Switchboard topic that is missing, and the leader's; returns the names created."""
     admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=int(timeout * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout)
         existing = set(await asyncio.wait_for(admin.list_topics(), timeout))
-        wanted = [settings.topic(spec) for spec in ALL]
+        # Faust would create the leader's topic itself and subscribe before it had a leader
+        # (aiokafka logs that as an error); made here, it is ready before the app starts
+        wanted = {settings.topic(spec): settings.kafka_partitions for spec in ALL}
+        wanted[leader_topic(settings)] = 1
         missing = [name for name in wanted if name not in existing]
         if missing:
             # another process may create them first: that is fine
             with contextlib.suppress(TopicAlreadyExistsError):
                 await asyncio.wait_for(admin.create_topics([
-                    NewTopic(name, settings.kafka_partitions, settings.kafka_replication_factor)
-                    for name in missing
+                    NewTopic(name, wanted[name], settings.kafka_replication_factor) for name in missing
                 ]), timeout)
             await asyncio.wait_for(_led(admin, missing), timeout)
             log.info("created topics", extra={"topics": missing})

@@ -10,7 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.stage import Output, Record
 from processors.stores.tags import key_partition
-from router.kafka import ensure_topics
+from router.kafka import ensure_topics, leader_topic
 from router.loop import PREFETCH_HOLD_SECONDS, Stages, adopt_offsets, group_of
 from router.settings import Settings
 from schemas.topics import IDENTIFIED, INBOUND
@@ -122,3 +122,16 @@ async def test_a_stages_new_group_starts_where_the_faust_group_committed(deploym
     finally:
         await admin.close()
     assert {t: m.offset for t, m in offsets.items()} == {TopicPartition(topic, 0): 7}
+
+
+async def test_the_leaders_topic_is_ready_before_the_faust_app_subscribes(deployment: Settings) -> None:
+    # the fixture ran ensure_topics: Faust finds its leader's topic made, with a leader
+    admin = AIOKafkaAdminClient(bootstrap_servers=deployment.kafka_bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([leader_topic(deployment)])
+    finally:
+        await admin.close()
+    assert described["error_code"] == 0
+    assert [p["leader"] >= 0 for p in described["partitions"]] == [True]
+    assert await ensure_topics(deployment) == []
