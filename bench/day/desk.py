@@ -141,6 +141,7 @@ class Desk:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._working: set[asyncio.Task[None]] = set()  # items in hand: finish() lets them land
         self._stopping = False
 
     # --- the tools -----------------------------------------------------------------
@@ -159,12 +160,19 @@ class Desk:
             most = max((s.agents for s in team.shifts), default=0) * 2 + 1
             self._tasks += [asyncio.create_task(self._agent(team, seat)) for seat in range(most)]
 
-    async def stop(self) -> None:
-        """Send the agents home and stop listening."""
+    async def finish(self) -> None:
+        """End the shift: no agent takes a new item; those in hand are posted before this returns."""
         self._stopping = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._working, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Send the agents home, dropping what they hold, and stop listening."""
+        self._stopping = True
+        for task in (*self._tasks, *self._working):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._working, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:
@@ -306,7 +314,11 @@ class Desk:
             try:
                 minutes = 3.0 if item.kind == "rewrite" else self.rng.lognormvariate(math.log(6), 0.5)
                 await asyncio.sleep(self.clock.real_seconds(timedelta(minutes=minutes)))
-                await self._work(team, item, f"{team.name}-{seat}")
+                # the shift's end does not cut a reply in half: finish() waits for it instead
+                work = asyncio.create_task(self._work(team, item, f"{team.name}-{seat}"))
+                self._working.add(work)
+                work.add_done_callback(self._working.discard)
+                await asyncio.shield(work)
             finally:
                 team.busy -= 1
 

@@ -208,9 +208,10 @@ def _x_settings(x: XEmulator) -> str:
     )
 
 
-async def _drained(deployment: Settings, timeout: float = 120) -> bool:
+async def _drained(deployment: Settings, desk: Desk, timeout: float = 120) -> bool:
     """Whether the router's stages caught up with their input within `timeout` real seconds."""
-    await asyncio.sleep(3)  # the last receipts reach their topics
+    # the agents' last replies reach the API first, then the stages' ends count them
+    await desk.finish()
     try:
         await wait_drained(deployment, timeout)
     except AssertionError:
@@ -440,7 +441,7 @@ async def run_day(opts: DayOptions, settings: Settings | None = None) -> DayResu
         await crowd.play()
         await asyncio.sleep(max(0.0, clock.real_at(end) - clock.real()))
         # a loaded machine's router lags: score what it had to do, once it has done it
-        drained = await _drained(deployment)
+        drained = await _drained(deployment, desk)
         recorded = await read_recorded(deployment)
     finally:
         background.cancel()
