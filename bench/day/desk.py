@@ -169,10 +169,9 @@ class Desk:
 
     async def stop(self) -> None:
         """Send the agents home, dropping what they hold, and stop listening."""
-        self._stopping = True
-        for task in (*self._tasks, *self._working):
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._working, return_exceptions=True)
+        for work in self._working:
+            work.cancel()
+        await self.finish()
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:
