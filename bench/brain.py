@@ -4,6 +4,9 @@ Decodes the bench workload's messages as the brain receives them, decides each w
 `route.decide` under the example policy against facts shaped like a returning
 customer's (history lines, recent conversations), and encodes what it would produce.
 A regression in the decision path shows here without a broker: `python -m bench.brain`.
+Every run decides at the same instant (`--at`, by default a Wednesday morning with the
+example policy's teams open): business hours change which paths run, so a run at night
+and one at noon would not compare.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from schemas.identified import CustomerProfile, IdentifiedMessage
 
 __all__ = ["main", "measure"]
 
+# a Wednesday, 11:00 in the example policy's Berlin teams: open, as most of a day's traffic finds them
+AT = datetime(2026, 12, 9, 10, 0, tzinfo=UTC)
 EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "deploy" / "policy.example.yaml"
 RULES = ThreadRules(token_key=b"bench-offline-key")
 FIRST_SEEN = Decision(stage="identify", outcome="known", reasons=("bench",))
@@ -66,12 +71,13 @@ def _timed(n: int, step: Callable[[int], object], repeats: int = 5) -> float:
     return best / n * 1e6
 
 
-def measure(messages: int, history: int) -> dict[str, float]:
+def measure(messages: int, history: int, at: datetime = AT) -> dict[str, float]:
     """Microseconds a message for each step of the brain's pure work, and their sum."""
     policy = load_policy(EXAMPLE_POLICY, VOCABULARY)
-    work = Workload("offline")
+    # messages arrive in the instant before they are decided, as in a batch
+    work = Workload("offline", clock=lambda: at)
     raw = [work.next()[1] for _ in range(messages)]
-    now = datetime.now(UTC)
+    now = at
     facts = _facts(now, history)
     inbound = [decode(v, InboundMessage) for v in raw]
     identified = [encode(identified_message(m, "cus_bench", "bench", FIRST_SEEN)) for m in inbound]
@@ -94,8 +100,12 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=5_000)
     parser.add_argument("--history", type=int, default=10, help="history lines of the customer")
+    parser.add_argument("--at", type=datetime.fromisoformat, default=AT,
+                        help=f"the instant messages arrive and are decided (default {AT.isoformat()})")
     args = parser.parse_args()
-    result = measure(args.messages, args.history)
+    if args.at.tzinfo is None:
+        parser.error("--at needs a UTC offset, e.g. 2026-12-09T10:00:00+00:00")
+    result = measure(args.messages, args.history, args.at)
     for step, value in result.items():
         print(f"{step:>14}: {value}")
     print(json.dumps(result))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Literal
 
 import msgspec
@@ -59,6 +59,23 @@ def expected_answer(*, now: datetime, due: datetime, backlog: int,
     if estimate >= due:
         return due, f"expected {due.isoformat()}: the SLA due time ({basis} would take longer)"
     return estimate, f"expected {estimate.isoformat()}: {basis}"
+
+
+# strftime with a zone name costs microseconds; a batch's promises share a few instants
+# (its `now`, a closed team's opening, a closed minute's due time)
+_SHOWN_KEPT = 1024
+_shown_seen: dict[tuple[datetime, tzinfo, str], str] = {}
+
+
+def _shown(at: datetime, zone: tzinfo, fmt: str) -> str:
+    """`at` in `zone`, formatted with `fmt`, remembered."""
+    key = (at, zone, fmt)
+    text = _shown_seen.get(key)
+    if text is None:
+        if len(_shown_seen) >= _SHOWN_KEPT:
+            _shown_seen.clear()
+        text = _shown_seen[key] = at.astimezone(zone).strftime(fmt)
+    return text
 
 
 def _template(templates: Mapping[str, Mapping[str, Template]], channel: str,
@@ -112,9 +129,9 @@ def _render(ctx: _Context, policy: Policy) -> AckDecision:
     opened = opens == ctx.now
     text = (template.open if opened else template.closed).format(
         name=(ctx.name or "").strip() or policy.acknowledge.unknown_name,
-        expected=expected.astimezone(shown).strftime(fmt),
+        expected=_shown(expected, shown, fmt),
         reference=ctx.reference,
-        opens=opens.astimezone(shown).strftime(fmt),
+        opens=_shown(opens, shown, fmt),
     )
     state = "open" if opened else f"closed until {opens.isoformat()}"
     return AckDecision(Ack(ctx.kind, text, expected, f"{label}/{'open' if opened else 'closed'}"), (
@@ -180,6 +197,5 @@ def prospect(*, channel: str, tier: str | None, backlog: Mapping[str, int], poli
     shown = policy.calendars[policy.queues[queue].calendar].timezone
     fmt = policy.acknowledge.time_format
     return Prospect(tier=known, queue=queue, open_now=opens == now, opens=opens, expected=expected,
-                    opens_text=opens.astimezone(shown).strftime(fmt),
-                    expected_text=expected.astimezone(shown).strftime(fmt),
+                    opens_text=_shown(opens, shown, fmt), expected_text=_shown(expected, shown, fmt),
                     reply_mode=policy.reply_mode(channel, known))

@@ -107,8 +107,11 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
     result is the same with or without it.
     """
     message = identified.message
-    threaded = thread.guarded(thread.decide(message, thread.ThreadContext(known_thread=facts.known_thread),
-                                            rules), message, {c.conversation_id for c in facts.recent})
+    # a signal of a thread, joined or refused (another customer's); None: no signal at all
+    found = thread.joined(message, thread.ThreadContext(known_thread=facts.known_thread), rules)
+    threaded = None if found is None else thread.guarded(found, message,
+                                                         {c.conversation_id for c in facts.recent})
+    proven = threaded.conversation_id if threaded is not None and threaded.joined else None
     tier, tier_reasons = priority.tier_for(facts.profile.tier, policy)
     # tier_for explains only a fallback; a tier it found came from the directory
     tier_reasons = tier_reasons or (f"tier={tier.name}: from the customer directory",)
@@ -119,22 +122,21 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
     fresh = choose_queue(policy, channel=message.channel, tier=tier.name, urgency=judged.urgency,
                          text=message.text, backlog=facts.backlog)
     stuck = sticky.decide(received_at=message.received_at,
-                          thread_conversation=threaded.conversation_id if threaded.joined else None,
+                          thread_conversation=proven,
                           conversations=_records(facts.recent), fresh=fresh, policy=policy)
-    closed = _closed_thread(stuck, threaded.conversation_id, facts.recent) if threaded.joined else None
+    closed = _closed_thread(stuck, proven, facts.recent) if proven is not None else None
     if closed is not None:
         stuck = closed
-    elif threaded.joined and stuck.conversation_id is None:
+    elif proven is not None and stuck.conversation_id is None:
         # a token or known thread proves the conversation even when its summary has expired
         stuck = sticky.StickyDecision(
-            "continue", threaded.conversation_id, fresh.queue, None, 0, None,
-            (f"conversation {threaded.conversation_id} is proven by its thread but not among recent "
+            "continue", proven, fresh.queue, None, 0, None,
+            (f"conversation {proven} is proven by its thread but not among recent "
              "ones: queue chosen afresh", *fresh.reasons))
     if stuck.outcome == "new" and not fresh.keyword:
         stuck = _same_subject(message, facts.recent, stuck, policy) or stuck
-    # an unjoined thread already named the new conversation (the same id: no second digest)
-    conversation_id = stuck.conversation_id or (
-        threaded.conversation_id if not threaded.joined else new_conversation_id(message.event_id))
+    # named only now: most messages continue one, and the id is a digest (a refused join's is the same)
+    conversation_id = stuck.conversation_id or new_conversation_id(message.event_id)
     before = None if stuck.outcome == "new" else next(
         (s for s in facts.recent if s.conversation_id == conversation_id), None)
     answer = lifecycle.on_message(before, message.text, queue=stuck.queue, agent=stuck.agent,
@@ -156,7 +158,7 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
         now=now, continuing=stuck.outcome != "new")
     decisions = (
         *identified.decisions,
-        threaded.decision if threaded.joined or threaded.decision.outcome == "refused_join" else _NO_THREAD,
+        _NO_THREAD if threaded is None else threaded.decision,
         Decision(stage="enrich", outcome=tier.name, reasons=(
             *tier_reasons, f"history: {len(facts.history)} earlier lines, "
             f"{len(facts.recent)} recent conversations")),

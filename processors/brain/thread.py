@@ -36,6 +36,7 @@ __all__ = [
     "ThreadRules",
     "decide",
     "guarded",
+    "joined",
     "new_conversation_id",
     "normalise_subject",
 ]
@@ -99,13 +100,21 @@ def _joined(conversation_id: str, outcome: str, reason: str) -> ThreadDecision:
         stage="thread", outcome=outcome, reasons=(f"joined conversation {conversation_id}: {reason}",)))
 
 
-def decide(message: InboundMessage, ctx: ThreadContext, rules: ThreadRules) -> ThreadDecision:
-    """Choose the conversation for one message from the strongest signal present."""
+def joined(message: InboundMessage, ctx: ThreadContext, rules: ThreadRules) -> ThreadDecision | None:
+    """The conversation the strongest signal present names, or None when there is none."""
+    # most messages carry no signal: routing then names a new conversation only if it needs one
     if found := _token_signal(message, rules):
         return _joined(found[0], "token", found[1])
     if ctx.known_thread:
         return _joined(ctx.known_thread, "channel_thread",
                        f"{message.channel} thread {message.thread_key!r} is already this conversation")
+    return None
+
+
+def decide(message: InboundMessage, ctx: ThreadContext, rules: ThreadRules) -> ThreadDecision:
+    """Choose the conversation for one message from the strongest signal present."""
+    if found := joined(message, ctx, rules):
+        return found
     conversation_id = new_conversation_id(message.event_id)
     return ThreadDecision(conversation_id, False, Decision(
         stage="thread", outcome="new", reasons=(

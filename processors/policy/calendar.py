@@ -142,8 +142,8 @@ def is_open(at: datetime, calendar: Calendar) -> bool:
 
 def next_open(at: datetime, calendar: Calendar) -> datetime:
     """`at` itself when open, else the moment the team next opens (UTC)."""
-    begin, _ = next(open_intervals(at, calendar))
-    return begin
+    # no open time to add: the first open instant, memoised per minute like any other
+    return add_business_time(at, _NOTHING, calendar)
 
 
 def add_business_time(start: datetime, duration: timedelta, calendar: Calendar) -> datetime:
@@ -172,6 +172,7 @@ def add_business_time(start: datetime, duration: timedelta, calendar: Calendar) 
 # first and last microsecond (the answer is non-decreasing in the start), else walks always.
 # The SLA clock's next due time per routed message walked the calendar each time.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NOTHING = timedelta(0)
 _MINUTE = timedelta(minutes=1)
 _LAST = _MINUTE - timedelta(microseconds=1)
 _WALKED_MAX = 4096

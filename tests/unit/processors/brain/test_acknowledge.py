@@ -227,3 +227,13 @@ def test_a_prospect_is_the_acknowledgements_promise() -> None:
     assert acked.ack is not None
     assert acked.ack.expected == seen.expected
     assert seen.expected_text in acked.ack.text
+
+
+def test_each_policy_writes_the_same_promise_in_its_own_time_format() -> None:
+    # written times are remembered by instant, zone and format: a reloaded format shows at once
+    iso = replace(POLICY, acknowledge=replace(POLICY.acknowledge, time_format="%Y-%m-%dT%H:%M%z"))
+    before, after, again = ack(handling=None), ack(handling=None, policy=iso), ack(handling=None)
+    assert before.ack is not None and after.ack is not None and again.ack is not None
+    assert "Mon 02 Mar, 12:00 CET" in before.ack.text
+    assert "2026-03-02T12:00+0100" in after.ack.text
+    assert again.ack.text == before.ack.text

@@ -13,6 +13,7 @@ from processors.policy.calendar import (
     business_time_between,
     is_open,
     next_open,
+    open_intervals,
     parse_hours,
 )
 
@@ -90,6 +91,17 @@ def test_24x7_counts_real_elapsed_time_across_dst() -> None:
 ])
 def test_next_open(at: datetime, expected: datetime) -> None:
     assert next_open(at, OFFICE) == expected
+
+
+@pytest.mark.parametrize("minute", [
+    local(2026, 3, 2, 8, 59), local(2026, 3, 2, 9, 0), local(2026, 3, 2, 16, 59), local(2026, 3, 2, 17, 0),
+    local(2026, 3, 7, 12, 0),
+])
+def test_next_open_within_a_minute_is_the_first_open_instant(minute: datetime) -> None:
+    # next_open is memoised per minute: every instant of one, in any order, gets the walked answer
+    for offset in (59_999_999, 0, 30_000_000, 1, 59_999_999):
+        at = minute + timedelta(microseconds=offset)
+        assert next_open(at, OFFICE) == next(open_intervals(at, OFFICE))[0]
 
 
 @pytest.mark.parametrize(("start", "end", "expected"), [
