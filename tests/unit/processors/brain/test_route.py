@@ -106,6 +106,23 @@ def test_another_customers_conversation_is_never_joined(policy: Policy, known_th
     assert thread.outcome == "refused_join" and "not joined" in thread.reasons[0]
 
 
+def test_a_reply_in_a_closed_conversations_thread_starts_one_named_by_the_message(policy: Policy) -> None:
+    closed = ConversationSummary(conversation_id="con_closed00000000000000", queue="general",
+                                 status="closed", last_at=NOW - timedelta(days=1))
+    out = decide(msg(event="ev_after"), policy, recent=(closed,), known_thread=closed.conversation_id)
+    assert out.new_conversation
+    # the message's own id, as a message with no thread at all gets: never the closed one's
+    assert out.routed.conversation_id == new_conversation_id("ev_after")
+    assert decide(msg(event="ev_after"), policy).routed.conversation_id == new_conversation_id("ev_after")
+
+
+def test_a_refused_join_is_named_by_the_message_like_any_new_conversation(policy: Policy) -> None:
+    out = decide(msg(event="ev_forged"), policy, known_thread="con_00000000000000000042")
+    assert out.routed.conversation_id == new_conversation_id("ev_forged")
+    thread = next(d for d in out.routed.decisions if d.stage == "thread")
+    assert thread.outcome == "refused_join" and new_conversation_id("ev_forged") in thread.reasons[0]
+
+
 @pytest.mark.parametrize("tag", ["auto_reply", "mailing_list"])
 def test_machines_are_never_acknowledged(policy: Policy, tag: str) -> None:
     out = decide(msg(channel="email", tags=(tag,)), policy)
