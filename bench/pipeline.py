@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -30,7 +30,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.scaleout import Lag, Workers, free_port
+from bench.scaleout import Lag, Workers, cpu_seconds, free_port
 from bench.topics import delete_run
 from bench.workload import Workload
 from router.settings import Settings, load
@@ -80,6 +80,9 @@ class Result:
     lag_peak: dict[str, int] = field(default_factory=dict)
     # CPU µs each worker spent a message in the burst (all its stages)
     cpu_us: list[float] = field(default_factory=list)
+    # every process of the pipe together, CPU µs a message in the burst: what a message costs,
+    # whatever the number of processes (the raw two hops run one a hop)
+    cost_us: float = 0.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -163,8 +166,14 @@ async def publish(producer: AIOKafkaProducer, topic: str, work: Workload, n: int
     return started
 
 
+def _cpu(procs: Sequence[subprocess.Popen[bytes]]) -> float:
+    """CPU seconds a pipe's processes have used so far, together."""
+    return sum(cpu_seconds(p.pid) for p in procs)
+
+
 async def _measure(name: str, settings: Settings, *, source: str, sink: str,
                    stamp: Callable[[bytes], float], args: argparse.Namespace,
+                   procs: Sequence[subprocess.Popen[bytes]],
                    workers: Workers | None = None, lag: Lag | None = None) -> Result:
     work = Workload(uuid.uuid4().hex[:8])
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
@@ -193,9 +202,11 @@ async def _measure(name: str, settings: Settings, *, source: str, sink: str,
             await workers.start()
         if lag is not None:
             await lag.start()
+        cpu = _cpu(procs)
         started = await publish(producer, source, work, args.messages, None)
         if not await collector.wait_for(base + args.messages, 300):
             raise SystemExit(f"{name}: lost messages in the throughput phase")
+        cost = (_cpu(procs) - cpu) / args.messages * 1e6
         seconds = collector.last_at - started
         shares = await workers.rates(seconds) if workers is not None else []
         if lag is not None:
@@ -204,7 +215,7 @@ async def _measure(name: str, settings: Settings, *, source: str, sink: str,
                       args.rate, round(percentile(latencies, 0.5) * 1000, 1),
                       round(percentile(latencies, 0.99) * 1000, 1),
                       round(max(latencies) * 1000, 1), shares, dict(lag.peak) if lag else {},
-                      workers.cpu_us if workers is not None else [])
+                      workers.cpu_us if workers is not None else [], round(cost, 1))
     finally:
         await collector.stop()
         await producer.stop()
@@ -257,26 +268,26 @@ async def _measure_all(settings: Settings, run_id: str, args: argparse.Namespace
     await _create_topics(settings, [raw_in, raw_out])
     env = dict(os.environ)
     with process([sys.executable, "-m", "bench.rawpipe", "--bootstrap", settings.kafka_bootstrap,
-                   "--source", raw_in, "--sink", raw_out, "--group", f"bench-{run_id}-raw"], env):
+                   "--source", raw_in, "--sink", raw_out, "--group", f"bench-{run_id}-raw"], env) as raw:
         results.append(await _measure("raw aiokafka pipe", settings, source=raw_in, sink=raw_out,
-                                      stamp=_stamp_raw, args=args))
+                                      stamp=_stamp_raw, args=args, procs=[raw]))
     # two raw hops, as the chain has (inbound → identified → routed): the honest ceiling
     hop_in, hop_mid, hop_out = (f"bench-{run_id}-hop-{n}" for n in ("in", "mid", "out"))
     await _create_topics(settings, [hop_in, hop_mid, hop_out])
     with contextlib.ExitStack() as hops:
-        for source, sink, n in ((hop_in, hop_mid, 1), (hop_mid, hop_out, 2)):
-            hops.enter_context(process([sys.executable, "-m", "bench.rawpipe", "--bootstrap",
-                                        settings.kafka_bootstrap, "--source", source, "--sink", sink,
-                                        "--group", f"bench-{run_id}-hop{n}"], env))
+        hop_procs = [hops.enter_context(process([
+            sys.executable, "-m", "bench.rawpipe", "--bootstrap", settings.kafka_bootstrap, "--source",
+            source, "--sink", sink, "--group", f"bench-{run_id}-hop{n}"], env))
+            for source, sink, n in ((hop_in, hop_mid, 1), (hop_mid, hop_out, 2))]
         results.append(await _measure("raw aiokafka, 2 hops", settings, source=hop_in, sink=hop_out,
-                                      stamp=_stamp_raw, args=args))
+                                      stamp=_stamp_raw, args=args, procs=hop_procs))
     faust_in, faust_out = f"bench-{run_id}-faust-in", f"bench-{run_id}-faust-out"
     await _create_topics(settings, [faust_in, faust_out])
     with process([sys.executable, "-m", "bench.faustpipe", "--bootstrap", settings.kafka_bootstrap,
                   "--source", faust_in, "--sink", faust_out, "--group", f"bench-{run_id}-faust",
-                  "--partitions", str(settings.kafka_partitions)], env):
+                  "--partitions", str(settings.kafka_partitions)], env) as forwarder:
         results.append(await _measure("faust forward (1 hop)", settings, source=faust_in,
-                                      sink=faust_out, stamp=_stamp_raw, args=args))
+                                      sink=faust_out, stamp=_stamp_raw, args=args, procs=[forwarder]))
     prefix = f"bench-{run_id}-"
     # the routing chain only: sending and dispatch to agents' tools come after routed and
     # can run on workers of their own (SB_STAGES), so they are not what this measures
@@ -284,39 +295,55 @@ async def _measure_all(settings: Settings, run_id: str, args: argparse.Namespace
             "SB_TOPIC_PREFIX": prefix, "SB_APP_ID": f"bench-{run_id}", "SB_HTTP_PORT": "0",
             "SB_LOG_LEVEL": "WARNING", "SB_STAGES": json.dumps(["intake", "brain"])}
     sb = Settings(topic_prefix=prefix)
-    ports = [free_port() for _ in range(args.workers)]
+    # a worker runs both stages in one process; split, each stage has a process of its own, as
+    # each raw hop has (the brain's ports give the shares: it passes on what the chain routes)
+    stages: list[list[str]] = [["intake"], ["brain"]] if args.split_stages else [["intake", "brain"]]
+    ports = {(w, tuple(s)): free_port() for w in range(args.workers) for s in stages}
     with contextlib.ExitStack() as workers:
-        for port in ports:
-            workers.enter_context(process([sys.executable, "-m", "router.cli", "worker"],
-                                          env | {"SB_HTTP_PORT": str(port)}))
-        name = "switchboard pipeline" + (f", {args.workers} workers" if args.workers > 1 else "")
-        shares = Workers(ports)
+        chain_procs = [workers.enter_context(process(
+            [sys.executable, "-m", "router.cli", "worker"],
+            env | {"SB_HTTP_PORT": str(port), "SB_STAGES": json.dumps(list(run_stages))}))
+            for (_, run_stages), port in ports.items()]
+        name = "switchboard pipeline" + (f", {args.workers} workers" if args.workers > 1 else "") + (
+            ", a process a stage" if args.split_stages else "")
+        shares = Workers([port for (_, run_stages), port in ports.items() if "brain" in run_stages])
         await shares.ready()
         lag = Lag(settings.kafka_bootstrap, {f"bench-{run_id}.intake": sb.topic(INBOUND),
                                              f"bench-{run_id}.brain": sb.topic(IDENTIFIED)},
                   settings.kafka_partitions)
         results.append(await _measure(name, settings, source=sb.topic(INBOUND), sink=sb.topic(ROUTED),
-                                      stamp=_stamp_routed, args=args, workers=shares, lag=lag))
+                                      stamp=_stamp_routed, args=args, procs=chain_procs, workers=shares,
+                                      lag=lag))
     return results
 
 
 def _report(results: list[Result], workers: int) -> None:
     raw, two_hops, forward, sb = results
     width = max(len(r.pipe) for r in results) + 2
-    print(f"{'pipe':<{width}}{'msgs':>8}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  (@ rate/s)")
+    print(f"{'pipe':<{width}}{'msgs':>8}{'msg/s':>10}{'CPU µs':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+          "  (@ rate/s)")
     for r in results:
-        print(f"{r.pipe:<{width}}{r.messages:>8}{r.per_second:>10}{r.p50_ms:>9}{r.p99_ms:>9}"
+        print(f"{r.pipe:<{width}}{r.messages:>8}{r.per_second:>10}{r.cost_us:>8}{r.p50_ms:>9}{r.p99_ms:>9}"
               f"{r.max_ms:>9}  (@ {r.rate})")
     print(f"throughput ratio switchboard/raw: {sb.per_second / raw.per_second:.2f}; "
           f"switchboard/raw two hops: {sb.per_second / two_hops.per_second:.2f}")
     print(f"throughput ratio faust-forward/raw: {forward.per_second / raw.per_second:.2f}")
+    # the CPU a message, all of each pipe's processes: steadier than msg/s on a shared machine
+    cost = _ratio(two_hops.cost_us, sb.cost_us)
+    print(f"cost ratio (raw two hops' CPU a message / switchboard's): {cost:.2f}")
     print(f"per worker (brain, msg/s in the burst): {sb.per_worker}; CPU µs a message: {sb.cpu_us}; "
           f"peak consumer lag: {sb.lag_peak}")
     print(f"p99 latency ratio switchboard/raw: {sb.p99_ms / raw.p99_ms:.2f}")
     print(json.dumps({"results": [asdict(r) for r in results], "workers": workers,
                       "throughput_ratio": round(sb.per_second / raw.per_second, 3),
                       "two_hop_ratio": round(sb.per_second / two_hops.per_second, 3),
-                      "faust_ratio": round(forward.per_second / raw.per_second, 3)}))
+                      "faust_ratio": round(forward.per_second / raw.per_second, 3),
+                      "two_hop_cost_ratio": round(_ratio(two_hops.cost_us, sb.cost_us), 3)}))
+
+
+def _ratio(part: float, whole: float) -> float:
+    """The quotient, 0 when there is no whole (a process gone before it was read)."""
+    return part / whole if whole > 0 else 0.0
 
 
 def main() -> None:
@@ -327,6 +354,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1_000, help="offered rate for latency, msg/s")
     parser.add_argument("--seconds", type=int, default=5, help="length of the latency phase")
     parser.add_argument("--workers", type=int, default=1, help="switchboard worker processes")
+    parser.add_argument("--split-stages", action="store_true",
+                        help="run each worker's intake and brain as two processes, as the raw hops run")
     parser.add_argument("--backlog", type=int, default=0,
                         help="instead: drain a backlog of this many messages (bench.backlog)")
     parser.add_argument("--drain-timeout", type=float, default=900, help="seconds a drain may take")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -28,11 +28,13 @@ class Record:
     partition: int
     offset: int
     value: bytes | None
+    # where the record sits, `topic/partition/offset`: what a claim names as its owner (written
+    # once: a stage asks for it several times a record)
+    owner: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def owner(self) -> str:
-        """Where the record sits, `topic/partition/offset`: what a claim names as its owner."""
-        return f"{self.topic}/{self.partition}/{self.offset}"
+    def __post_init__(self) -> None:
+        """Name the record's place once."""
+        object.__setattr__(self, "owner", f"{self.topic}/{self.partition}/{self.offset}")
 
 
 @dataclass(frozen=True, slots=True)
