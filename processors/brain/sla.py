@@ -201,16 +201,38 @@ def due_events(clock: SlaClock, now: datetime, policy: Policy) -> list[DueEvent]
     return [e for e in _schedule(clock, policy) if e.at <= now]
 
 
+# (policy id, target, budget, queue) → the policy, then each threshold's key and open time,
+# soonest first: every routed message asks, and a batch's clocks share a few budgets and queues
+_Offsets = tuple[tuple[str, timedelta], ...]
+_offsets_seen: dict[tuple[int, str, timedelta, str], tuple[Policy, _Offsets]] = {}
+_OFFSETS_KEPT = 1024
+
+
+def _offsets(clock: SlaClock, target: str, policy: Policy) -> _Offsets:
+    """`_thresholds` as (key, elapsed), soonest first, worked out once per policy, budget and queue."""
+    key = (id(policy), target, clock.budget, clock.queue)
+    known = _offsets_seen.get(key)
+    if known is not None and known[0] is policy:
+        return known[1]
+    keyed = [(f"{target}:{name}", elapsed) for name, _, elapsed, _ in _thresholds(clock, policy)]
+    found = tuple(sorted(keyed, key=lambda t: t[1]))
+    if len(_offsets_seen) >= _OFFSETS_KEPT:  # policies come and go with reloads: keep the memory bounded
+        _offsets_seen.clear()
+    _offsets_seen[key] = (policy, found)
+    return found
+
+
 def next_due(clock: SlaClock, policy: Policy) -> datetime | None:
     """When the clock next has something due, for the watcher's timer; None when idle."""
     # on the hot path (every routed message): the earliest unfired threshold only, no reasons
     if clock.target is None or clock.running_since is None or clock.disabled:
         return None
-    pending = [elapsed for name, _, elapsed, _ in _thresholds(clock, policy)
-               if f"{clock.target}:{name}" not in clock.fired]
-    if not pending:
+    fired = clock.fired
+    offsets = _offsets(clock, clock.target, policy)
+    soonest = next((elapsed for key, elapsed in offsets if key not in fired), None)
+    if soonest is None:
         return None
-    left = max(min(pending) - clock.used, timedelta(0))
+    left = max(soonest - clock.used, timedelta(0))
     return add_business_time(clock.running_since, left, _calendar(clock, policy))
 
 

@@ -118,6 +118,24 @@ def test_next_due_is_the_earliest_pending_event() -> None:
     assert next_due(run([("customer_message", at(9)), ("resolved", at(9, 1))]), POLICY) is None
 
 
+def test_next_due_is_the_earliest_unfired_threshold_whatever_has_fired() -> None:
+    # next_due remembers the thresholds per policy, budget and queue: the full schedule agrees
+    clock = run([("customer_message", at(9))])
+    schedule = sorted(due_events(clock, at(23, day=31), POLICY), key=lambda e: e.at)
+    assert len(schedule) >= 5
+    for n in range(len(schedule) + 1):
+        expected = schedule[n].at if n < len(schedule) else None
+        assert next_due(mark_fired(clock, schedule[:n]), POLICY) == expected
+
+
+def test_next_due_follows_a_reloaded_policy() -> None:
+    clock = run([("customer_message", at(9))])
+    assert next_due(clock, POLICY) == at(10)  # the status update at half of 2h
+    later = dataclasses.replace(POLICY, sla=dataclasses.replace(POLICY.sla, status_update_at=0.9))
+    assert next_due(clock, later) == at(10, 30)  # the warning at 75% comes first now
+    assert next_due(clock, POLICY) == at(10)
+
+
 def test_event_reasons() -> None:
     events = due_events(run([("customer_message", at(9))]), at(11, 30), POLICY)
     reasons = {e.key: e.reasons[0] for e in events}
