@@ -50,11 +50,6 @@ class Outcome(msgspec.Struct, frozen=True):
     unreachable: bool = False
 
 
-def _records(recent: Sequence[ConversationSummary]) -> list[sticky.ConversationRecord]:
-    return [sticky.ConversationRecord(s.conversation_id, s.queue, s.agent, s.status, s.last_at,
-                                      s.transfers) for s in recent]
-
-
 def _contacts(history: Sequence[HistoryEntry], window: timedelta, at: datetime) -> list[datetime]:
     since = at - window
     return [e.at for e in history if e.direction == "in" and since <= e.at < at]
@@ -123,7 +118,7 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
                          text=message.text, backlog=facts.backlog)
     stuck = sticky.decide(received_at=message.received_at,
                           thread_conversation=proven,
-                          conversations=_records(facts.recent), fresh=fresh, policy=policy)
+                          conversations=facts.recent, fresh=fresh, policy=policy)
     closed = _closed_thread(stuck, proven, facts.recent) if proven is not None else None
     if closed is not None:
         stuck = closed

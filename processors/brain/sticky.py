@@ -12,33 +12,47 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Literal, NamedTuple
+from typing import Literal, Protocol
 
 import msgspec
 
 from processors.policy.model import Policy, Queue, QueueChoice, format_duration
 
-__all__ = ["ConversationRecord", "Outcome", "StickyDecision", "decide"]
+__all__ = ["Conversation", "Outcome", "StickyDecision", "decide"]
 
 Outcome = Literal["new", "continue", "transfer", "escalate"]
 
 
-class ConversationRecord(NamedTuple):
-    """What routing needs to know of one of the customer's open or recent conversations."""
-
-    # a named tuple, not a frozen dataclass: one is built per recent conversation per message,
-    # and a frozen dataclass sets each field through object.__setattr__
+class Conversation(Protocol):
+    """What sticky routing reads of one of the customer's open or recent conversations."""
 
     # status: "closed" is never continued, "resolved" is reopened until the policy's
-    # lifecycle closes it (`close_after`), any other ("open", "waiting_on_customer") is live
+    # lifecycle closes it (`close_after`), any other ("open", "waiting_on_customer") is live.
+    # The brain's summaries are read as they are: no copy per conversation per message
 
-    conversation_id: str
-    queue: str
-    agent: str | None
-    status: str
-    last_activity: datetime
-    transfers: int = 0
-    channel: str | None = None
+    @property
+    def conversation_id(self) -> str:
+        """The conversation's id."""
+
+    @property
+    def queue(self) -> str:
+        """The queue it is in."""
+
+    @property
+    def agent(self) -> str | None:
+        """The agent who has it, if any."""
+
+    @property
+    def status(self) -> str:
+        """Where it stands."""
+
+    @property
+    def last_at(self) -> datetime:
+        """When it last moved."""
+
+    @property
+    def transfers(self) -> int:
+        """How often it moved between queues."""
 
 
 class StickyDecision(msgspec.Struct, frozen=True):
@@ -53,8 +67,8 @@ class StickyDecision(msgspec.Struct, frozen=True):
     reasons: tuple[str, ...]
 
 
-def _age(record: ConversationRecord, at: datetime) -> str:
-    seconds = max(0, int((at - record.last_activity).total_seconds()))
+def _age(record: Conversation, at: datetime) -> str:
+    seconds = max(0, int((at - record.last_at).total_seconds()))
     if seconds < 60:
         return "just now"
     return _minutes_ago(seconds // 60)
@@ -70,36 +84,35 @@ def _new(fresh: QueueChoice, why: str) -> StickyDecision:
 
 
 def _candidate(
-    conversations: Sequence[ConversationRecord], thread: str | None, at: datetime, policy: Policy,
-) -> tuple[ConversationRecord | None, str]:
+    conversations: Sequence[Conversation], thread: str | None, at: datetime, policy: Policy,
+) -> tuple[Conversation | None, str]:
     """The conversation this message most likely continues, and why it was picked."""
     # one pass: a live conversation of the message's own thread wins; else the latest live
     # one within its window (the first of equals, as max() picks)
-    record: ConversationRecord | None = None
+    record: Conversation | None = None
     for c in conversations:
         if c.status == "closed":
             continue
         if c.conversation_id == thread:
             return c, f"continues {c.conversation_id}: a reply in its own thread"
-        if (record is None or c.last_activity > record.last_activity) and at - c.last_activity <= _window(
+        if (record is None or c.last_at > record.last_at) and at - c.last_at <= _window(
                 c, policy):
             record = c
     if record is None:
         return None, (f"new conversation: no open conversation of this customer within "
                       f"{format_duration(policy.sticky_window)}")
-    via = f" on {record.channel}" if record.channel else ""
-    return record, (f"continues {record.conversation_id}: same customer{via} "
+    return record, (f"continues {record.conversation_id}: same customer "
                     f"{_age(record, at)}, within {format_duration(_window(record, policy))}")
 
 
-def _window(record: ConversationRecord, policy: Policy) -> timedelta:
+def _window(record: Conversation, policy: Policy) -> timedelta:
     # a resolved conversation is not over until it closes: the customer's next message reopens it
     if record.status == "resolved":
         return max(policy.sticky_window, policy.lifecycle.close_after)
     return policy.sticky_window
 
 
-def _escalate(record: ConversationRecord, queue: Queue, transfers: int, policy: Policy) -> StickyDecision:
+def _escalate(record: Conversation, queue: Queue, transfers: int, policy: Policy) -> StickyDecision:
     chain = queue.escalation
     steps = policy.escalations.get(chain, ()) if chain else ()
     reassign = next((s.target for s in steps if s.action == "reassign" and s.target), None)
@@ -112,7 +125,7 @@ def _escalate(record: ConversationRecord, queue: Queue, transfers: int, policy: 
 
 def decide(
     *, received_at: datetime, thread_conversation: str | None,
-    conversations: Sequence[ConversationRecord], fresh: QueueChoice, policy: Policy,
+    conversations: Sequence[Conversation], fresh: QueueChoice, policy: Policy,
 ) -> StickyDecision:
     """Continue, transfer or escalate one of the customer's conversations, or start anew."""
     # fresh: where the message would go on its own (policy_model.choose_queue);

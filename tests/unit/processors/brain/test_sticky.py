@@ -4,9 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from processors.brain.sticky import ConversationRecord, decide
+from processors.brain.sticky import Conversation, decide
 from processors.policy.load import load_policy
 from processors.policy.model import QueueChoice, choose_queue
+from processors.stores.history import ConversationSummary
 from router.vocabulary import VOCABULARY
 from tests.paths import ROOT
 
@@ -19,9 +20,9 @@ def fresh(channel: str = "x", text: str = "still broken!") -> QueueChoice:
 
 
 def record(cid: str = "con_1", *, queue: str = "general", agent: str | None = "ann",
-           status: str = "open", ago: timedelta = timedelta(minutes=10), transfers: int = 0,
-           channel: str | None = "email") -> ConversationRecord:
-    return ConversationRecord(cid, queue, agent, status, NOW - ago, transfers, channel)
+           status: str = "open", ago: timedelta = timedelta(minutes=10), transfers: int = 0) -> Conversation:
+    return ConversationSummary(conversation_id=cid, queue=queue, agent=agent, status=status,
+                               last_at=NOW - ago, transfers=transfers)
 
 
 def test_same_complaint_on_another_channel_goes_back_to_the_same_agent() -> None:
@@ -30,7 +31,7 @@ def test_same_complaint_on_another_channel_goes_back_to_the_same_agent() -> None
     assert (d.outcome, d.conversation_id, d.queue, d.agent, d.transfers) == (
         "continue", "con_1", "general", "ann", 0)
     assert d.reasons == (
-        "continues con_1: same customer on email 10m ago, within 2h",
+        "continues con_1: same customer 10m ago, within 2h",
         "queue=general: sticky, back to the team that knows the case, agent ann",
     )
 
@@ -41,7 +42,7 @@ def test_same_complaint_on_another_channel_goes_back_to_the_same_agent() -> None
     ([record(status="closed")], None, "new conversation: no open conversation"),
     ([record(status="closed")], "con_1", "new conversation: no open conversation"),
 ])
-def test_new_conversation(records: list[ConversationRecord], thread: str | None, reason: str) -> None:
+def test_new_conversation(records: list[Conversation], thread: str | None, reason: str) -> None:
     d = decide(received_at=NOW, thread_conversation=thread, conversations=records, fresh=fresh(),
                policy=POLICY)
     assert (d.outcome, d.conversation_id, d.queue, d.agent) == ("new", None, "social", None)
@@ -144,4 +145,4 @@ def test_of_equally_recent_conversations_the_first_listed_wins_and_closed_ones_n
     d = decide(received_at=NOW, thread_conversation="con_closed", conversations=records, fresh=fresh(),
                policy=POLICY)
     assert (d.conversation_id, d.agent) == ("con_a", "ann")
-    assert d.reasons[0] == "continues con_a: same customer on email 7m ago, within 2h"
+    assert d.reasons[0] == "continues con_a: same customer 7m ago, within 2h"
