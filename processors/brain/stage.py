@@ -42,7 +42,7 @@ from processors.stores.claims import Claim, ClaimStore
 from processors.stores.clocks import ClockStore, Write
 from processors.stores.conversations import ConversationStore
 from processors.stores.directory import Directory
-from processors.stores.history import Append, HistoryStore, RecentWrite
+from processors.stores.history import LAST_AT, Append, HistoryStore, RecentWrite
 from processors.stores.tags import pipeline
 from processors.watch.lifecycle_watch import LifecycleSchedule, Planned
 from schemas.codec import encode
@@ -232,7 +232,7 @@ class Brain:
         thread = (message.channel, message.thread_key)
         facts = route.Facts(
             profile=customer.profile, history=tuple(customer.history[: self._stores.history_limit]),
-            recent=sorted(customer.recent.values(), key=lambda r: r.last_at, reverse=True),
+            recent=sorted(customer.recent.values(), key=LAST_AT, reverse=True),
             known_thread=batch.threads.get(thread), backlog=batch.backlog)
         outcome = route.decide(identified, facts, batch.policy, self._rules, batch.now, memo=self._memo)
         routed = outcome.routed
