@@ -297,16 +297,16 @@ async def _measure_all(settings: Settings, run_id: str, args: argparse.Namespace
     sb = Settings(topic_prefix=prefix)
     # a worker runs both stages in one process; split, each stage has a process of its own, as
     # each raw hop has (the brain's ports give the shares: it passes on what the chain routes)
-    stages: list[list[str]] = [["intake"], ["brain"]] if args.split_stages else [["intake", "brain"]]
-    ports = {(w, tuple(s)): free_port() for w in range(args.workers) for s in stages}
+    stages = [["intake"], ["brain"]] if args.split_stages else [["intake", "brain"]]
+    runs = [(s, free_port()) for _ in range(args.workers) for s in stages]
     with contextlib.ExitStack() as workers:
         chain_procs = [workers.enter_context(process(
             [sys.executable, "-m", "router.cli", "worker"],
-            env | {"SB_HTTP_PORT": str(port), "SB_STAGES": json.dumps(list(run_stages))}))
-            for (_, run_stages), port in ports.items()]
+            env | {"SB_HTTP_PORT": str(port), "SB_STAGES": json.dumps(run_stages)}))
+            for run_stages, port in runs]
         name = "switchboard pipeline" + (f", {args.workers} workers" if args.workers > 1 else "") + (
             ", a process a stage" if args.split_stages else "")
-        shares = Workers([port for (_, run_stages), port in ports.items() if "brain" in run_stages])
+        shares = Workers([port for run_stages, port in runs if "brain" in run_stages])
         await shares.ready()
         lag = Lag(settings.kafka_bootstrap, {f"bench-{run_id}.intake": sb.topic(INBOUND),
                                              f"bench-{run_id}.brain": sb.topic(IDENTIFIED)},
@@ -329,7 +329,7 @@ def _report(results: list[Result], workers: int) -> None:
           f"switchboard/raw two hops: {sb.per_second / two_hops.per_second:.2f}")
     print(f"throughput ratio faust-forward/raw: {forward.per_second / raw.per_second:.2f}")
     # the CPU a message, all of each pipe's processes: steadier than msg/s on a shared machine
-    cost = _ratio(two_hops.cost_us, sb.cost_us)
+    cost = two_hops.cost_us / sb.cost_us if sb.cost_us > 0 else 0.0  # 0: a process gone unread
     print(f"cost ratio (raw two hops' CPU a message / switchboard's): {cost:.2f}")
     print(f"per worker (brain, msg/s in the burst): {sb.per_worker}; CPU µs a message: {sb.cpu_us}; "
           f"peak consumer lag: {sb.lag_peak}")
@@ -338,12 +338,7 @@ def _report(results: list[Result], workers: int) -> None:
                       "throughput_ratio": round(sb.per_second / raw.per_second, 3),
                       "two_hop_ratio": round(sb.per_second / two_hops.per_second, 3),
                       "faust_ratio": round(forward.per_second / raw.per_second, 3),
-                      "two_hop_cost_ratio": round(_ratio(two_hops.cost_us, sb.cost_us), 3)}))
-
-
-def _ratio(part: float, whole: float) -> float:
-    """The quotient, 0 when there is no whole (a process gone before it was read)."""
-    return part / whole if whole > 0 else 0.0
+                      "two_hop_cost_ratio": round(cost, 3)}))
 
 
 def main() -> None:

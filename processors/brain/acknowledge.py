@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Literal
 
 import msgspec
@@ -63,19 +64,10 @@ def expected_answer(*, now: datetime, due: datetime, backlog: int,
 
 # strftime with a zone name costs microseconds; a batch's promises share a few instants
 # (its `now`, a closed team's opening, a closed minute's due time)
-_SHOWN_KEPT = 1024
-_shown_seen: dict[tuple[datetime, tzinfo, str], str] = {}
-
-
+@lru_cache(maxsize=1024)
 def _shown(at: datetime, zone: tzinfo, fmt: str) -> str:
-    """`at` in `zone`, formatted with `fmt`, remembered."""
-    key = (at, zone, fmt)
-    text = _shown_seen.get(key)
-    if text is None:
-        if len(_shown_seen) >= _SHOWN_KEPT:
-            _shown_seen.clear()
-        text = _shown_seen[key] = at.astimezone(zone).strftime(fmt)
-    return text
+    """`at` in `zone`, formatted with `fmt`."""
+    return at.astimezone(zone).strftime(fmt)
 
 
 def _template(templates: Mapping[str, Mapping[str, Template]], channel: str,

@@ -19,6 +19,7 @@ from functools import cache
 import msgspec
 from vaderSentiment import vaderSentiment as vader
 
+from processors.policy.derived import Derived
 from processors.policy.model import Policy, UrgencyRule, format_duration
 
 __all__ = ["Classification", "classify", "sentiment"]
@@ -276,17 +277,15 @@ Check = Callable[[UrgencyRule, _Facts], "str | None"]
 _Step = tuple[UrgencyRule, tuple[str, ...], str, tuple[Check, ...]]
 _STATIC: tuple[Check, ...] = (_channel, _tier, _tag)
 _DYNAMIC: tuple[Check, ...] = (_sentiment, _repeated, _keyword)
-_StepsKey = tuple[int, str, str, frozenset[str]]
-_steps_seen: dict[_StepsKey, tuple[tuple[UrgencyRule, ...], tuple[_Step, ...]]] = {}
-_STEPS_KEPT = 1024
+_steps_seen: Derived[tuple[str, str, frozenset[str]], tuple[_Step, ...]] = Derived(1024)
 
 
 def _steps(rules: tuple[UrgencyRule, ...], facts: _Facts) -> tuple[_Step, ...]:
     """The rules that the message's channel, tier and tags allow, worked out once per combination."""
-    key = (id(rules), facts.channel, facts.tier, facts.tags)
-    known = _steps_seen.get(key)
-    if known is not None and known[0] is rules:
-        return known[1]
+    key = (facts.channel, facts.tier, facts.tags)
+    known = _steps_seen.get(rules, key)
+    if known is not None:
+        return known
     steps: list[_Step] = []
     for rule in rules:
         static = [check(rule, facts) for check in _STATIC]
@@ -296,10 +295,7 @@ def _steps(rules: tuple[UrgencyRule, ...], facts: _Facts) -> tuple[_Step, ...]:
         steps.append((rule, found, ", ".join(found), tuple(check for check, needed in zip(_DYNAMIC, (
             rule.sentiment_at_most is not None, rule.repeated_contacts is not None,
             rule.keywords is not None), strict=True) if needed)))
-    if len(_steps_seen) >= _STEPS_KEPT:  # policies come and go with reloads: keep the memory bounded
-        _steps_seen.clear()
-    _steps_seen[key] = (rules, tuple(steps))
-    return _steps_seen[key][1]
+    return _steps_seen.put(rules, key, tuple(steps))
 
 
 def _fired(rules: tuple[UrgencyRule, ...], facts: _Facts) -> list[tuple[UrgencyRule, str]]:

@@ -19,6 +19,7 @@ from msgspec.structs import replace
 
 from processors.brain.priority import Target, tier_for
 from processors.policy.calendar import ALWAYS_OPEN, Calendar, add_business_time, business_time_between
+from processors.policy.derived import Derived
 from processors.policy.model import EscalationStep, Policy, format_duration
 
 __all__ = [
@@ -201,25 +202,20 @@ def due_events(clock: SlaClock, now: datetime, policy: Policy) -> list[DueEvent]
     return [e for e in _schedule(clock, policy) if e.at <= now]
 
 
-# (policy id, target, budget, queue) → the policy, then each threshold's key and open time,
-# soonest first: every routed message asks, and a batch's clocks share a few budgets and queues
+# each threshold's key and open time, soonest first, by (target, budget, queue): every routed
+# message asks, and a batch's clocks share a few budgets and queues
 _Offsets = tuple[tuple[str, timedelta], ...]
-_offsets_seen: dict[tuple[int, str, timedelta, str], tuple[Policy, _Offsets]] = {}
-_OFFSETS_KEPT = 1024
+_offsets_seen: Derived[tuple[str, timedelta, str], _Offsets] = Derived(1024)
 
 
 def _offsets(clock: SlaClock, target: str, policy: Policy) -> _Offsets:
     """`_thresholds` as (key, elapsed), soonest first, worked out once per policy, budget and queue."""
-    key = (id(policy), target, clock.budget, clock.queue)
-    known = _offsets_seen.get(key)
-    if known is not None and known[0] is policy:
-        return known[1]
+    key = (target, clock.budget, clock.queue)
+    known = _offsets_seen.get(policy, key)
+    if known is not None:
+        return known
     keyed = [(f"{target}:{name}", elapsed) for name, _, elapsed, _ in _thresholds(clock, policy)]
-    found = tuple(sorted(keyed, key=lambda t: t[1]))
-    if len(_offsets_seen) >= _OFFSETS_KEPT:  # policies come and go with reloads: keep the memory bounded
-        _offsets_seen.clear()
-    _offsets_seen[key] = (policy, found)
-    return found
+    return _offsets_seen.put(policy, key, tuple(sorted(keyed, key=lambda t: t[1])))
 
 
 def next_due(clock: SlaClock, policy: Policy) -> datetime | None:

@@ -15,6 +15,8 @@ from functools import lru_cache
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
+from processors.policy.derived import Derived
+
 __all__ = [
     "ALWAYS_OPEN",
     "WEEKDAYS",
@@ -154,13 +156,11 @@ def add_business_time(start: datetime, duration: timedelta, calendar: Calendar) 
         return _utc(start) + duration
     minute = (start - _EPOCH) // _MINUTE
     first = _EPOCH + minute * _MINUTE
-    key = (id(calendar), duration, minute)
-    entry = _walked.get(key)
-    if entry is None or entry[0] is not calendar:
-        if len(_walked) >= _WALKED_MAX:
-            _walked.clear()
-        entry = _walked[key] = (calendar, *_learn(first, duration, calendar))
-    _, at, moves = entry
+    key = (duration, minute)
+    entry = _walked.get(calendar, key)
+    if entry is None:
+        entry = _walked.put(calendar, key, _learn(first, duration, calendar))
+    at, moves = entry
     if at is None:
         return _walk(start, duration, calendar)
     return at + (_utc(start) - first) if moves else at
@@ -175,8 +175,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NOTHING = timedelta(0)
 _MINUTE = timedelta(minutes=1)
 _LAST = _MINUTE - timedelta(microseconds=1)
-_WALKED_MAX = 4096
-_walked: dict[tuple[int, timedelta, int], tuple[Calendar, datetime | None, bool]] = {}
+_walked: Derived[tuple[timedelta, int], tuple[datetime | None, bool]] = Derived(4096)
 
 
 def _learn(first: datetime, duration: timedelta, calendar: Calendar) -> tuple[datetime | None, bool]:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from processors.policy.calendar import ALWAYS_OPEN, Calendar
+from processors.policy.derived import Derived
 from processors.policy.reach import Reach
 from schemas.routed import ReplyMode
 
@@ -435,16 +436,15 @@ def _match_evidence(match: QueueMatch, msg: _Message, policy: Policy) -> tuple[l
 # the queues a message of one channel, tier, urgency and language can match, in order, each
 # with its evidence and the keywords it still needs: worked out once, not per message
 _Candidate = tuple[str, tuple[str, ...], "Keywords | None"]
-_CANDIDATES_KEPT = 4096
-_candidates_seen: dict[tuple[int, str, str, str, str | None], tuple[Policy, tuple[_Candidate, ...]]] = {}
+_candidates_seen: Derived[tuple[str, str, str, str | None], tuple[_Candidate, ...]] = Derived(4096)
 
 
 def _candidates(policy: Policy, channel: str, tier: str, urgency: str,
                 language: str | None) -> tuple[_Candidate, ...]:
-    key = (id(policy), channel, tier, urgency, language)
-    known = _candidates_seen.get(key)
-    if known is not None and known[0] is policy:
-        return known[1]
+    key = (channel, tier, urgency, language)
+    known = _candidates_seen.get(policy, key)
+    if known is not None:
+        return known
     msg = _Message(channel, tier, urgency, "", language)
     found: list[_Candidate] = []
     for candidate in policy.queues.values():
@@ -456,10 +456,7 @@ def _candidates(policy: Policy, channel: str, tier: str, urgency: str,
             found.append((candidate.name, tuple(matched[0]), words))
             if words is None:
                 break  # nothing after a match that needs no keyword is ever reached
-    if len(_candidates_seen) >= _CANDIDATES_KEPT:  # policies come and go: bounded
-        _candidates_seen.clear()
-    _candidates_seen[key] = (policy, tuple(found))
-    return tuple(found)
+    return _candidates_seen.put(policy, key, tuple(found))
 
 
 def _available(start: str, policy: Policy, down: frozenset[str]) -> tuple[str, list[str]]:
