@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import gc
 import sys
+import tempfile
 from typing import Any
 
 import faust
@@ -18,9 +19,11 @@ import faust
 __all__ = ["forwarder"]
 
 
-def forwarder(bootstrap: str, source: str, sink: str, group: str, partitions: int) -> faust.App:
+def forwarder(bootstrap: str, source: str, sink: str, group: str, partitions: int,
+              datadir: str) -> faust.App:
     """A Faust app whose one agent copies `source` to `sink`."""
     app = faust.App(group, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
+                    datadir=datadir,
                     autodiscover=False, key_serializer="raw", value_serializer="raw",
                     topic_partitions=partitions, consumer_auto_offset_reset="earliest",
                     producer_acks=-1, broker_commit_every=500)
@@ -42,7 +45,9 @@ if __name__ == "__main__":
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
-    app = forwarder(args.bootstrap, args.source, args.sink, args.group, args.partitions)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
-    gc.freeze()  # as the workers do (router/service.py)
-    app.main()
+    # Faust keeps a data directory even with tables in memory: a temporary one, not litter in cwd
+    with tempfile.TemporaryDirectory(prefix="sb-faustpipe-") as datadir:
+        app = forwarder(args.bootstrap, args.source, args.sink, args.group, args.partitions, datadir)
+        sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
+        gc.freeze()  # as the workers do (router/service.py)
+        app.main()
