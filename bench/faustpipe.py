@@ -19,7 +19,7 @@ import faust
 __all__ = ["forwarder"]
 
 
-def forwarder(bootstrap: str, source: str, sink: str, group: str, partitions: int,
+def forwarder(bootstrap: str, source: str, sink: str, group: str, partitions: int, *,
               datadir: str) -> faust.App:
     """A Faust app whose one agent copies `source` to `sink`."""
     app = faust.App(group, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
@@ -47,7 +47,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     # Faust keeps a data directory even with tables in memory: a temporary one, not litter in cwd
     with tempfile.TemporaryDirectory(prefix="sb-faustpipe-") as datadir:
-        app = forwarder(args.bootstrap, args.source, args.sink, args.group, args.partitions, datadir)
+        app = forwarder(args.bootstrap, args.source, args.sink, args.group, args.partitions,
+                        datadir=datadir)
         sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
         gc.freeze()  # as the workers do (router/service.py)
         app.main()

@@ -9,13 +9,14 @@ whether a text is JSON is settled before whether it fits its type.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
 
 from schemas.errors import ParseError
 
-__all__ = ["decode", "decode_json", "decoder", "encode"]
+__all__ = ["decode", "decode_json", "decoder", "encode", "isoformat"]
 
 T = TypeVar("T")
 
@@ -27,6 +28,13 @@ _any_json = msgspec.json.Decoder(msgspec.Raw)  # walks any JSON text through, bu
 def encode(event: msgspec.Struct) -> bytes:
     """Serialise an event to JSON bytes."""
     return _encoder.encode(event)
+
+
+def isoformat(at: datetime) -> str:
+    """`at.isoformat()`, written by msgspec's C encoder for UTC times (~5x faster)."""
+    if at.tzinfo is UTC:  # msgspec writes UTC as "Z": the same text otherwise
+        return _encoder.encode(at)[1:-2].decode() + "+00:00"
+    return at.isoformat()
 
 
 def decoder(model: type[T]) -> msgspec.json.Decoder[T]:

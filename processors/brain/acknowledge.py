@@ -21,6 +21,7 @@ import msgspec
 from processors.brain import priority
 from processors.policy.calendar import Calendar, add_business_time, next_open
 from processors.policy.model import Policy, Template, choose_queue, format_duration
+from schemas.codec import isoformat
 from schemas.routed import ReplyMode
 
 __all__ = ["Ack", "AckDecision", "Prospect", "acknowledgement", "expected_answer", "prospect",
@@ -51,15 +52,15 @@ def expected_answer(*, now: datetime, due: datetime, backlog: int,
                     handling_time: timedelta | None, calendar: Calendar) -> tuple[datetime, str]:
     """When the customer can expect an answer: the backlog's estimate, capped by the SLA."""
     if handling_time is None or handling_time <= timedelta(0):
-        return due, f"expected {due.isoformat()}: the SLA due time (no handling-time data)"
+        return due, f"expected {isoformat(due)}: the SLA due time (no handling-time data)"
     # the customer's own conversation needs handling too, hence backlog + 1
     work = handling_time * (max(backlog, 0) + 1)
     estimate = add_business_time(now, work, calendar)
     basis = (f"{backlog} waiting and this one at {format_duration(handling_time)} average handling "
              f"in calendar {calendar.name}")
     if estimate >= due:
-        return due, f"expected {due.isoformat()}: the SLA due time ({basis} would take longer)"
-    return estimate, f"expected {estimate.isoformat()}: {basis}"
+        return due, f"expected {isoformat(due)}: the SLA due time ({basis} would take longer)"
+    return estimate, f"expected {isoformat(estimate)}: {basis}"
 
 
 # strftime with a zone name costs microseconds; a batch's promises share a few instants
@@ -125,7 +126,7 @@ def _render(ctx: _Context, policy: Policy) -> AckDecision:
         reference=ctx.reference,
         opens=_shown(opens, shown, fmt),
     )
-    state = "open" if opened else f"closed until {opens.isoformat()}"
+    state = "open" if opened else f"closed until {isoformat(opens)}"
     return AckDecision(Ack(ctx.kind, text, expected, f"{label}/{'open' if opened else 'closed'}"), (
         f"{ctx.kind} on {ctx.channel} with template {label} (calendar {calendar.name} {state})", why))
 

@@ -9,6 +9,7 @@ to identical scores on a support corpus.
 
 from __future__ import annotations
 
+import math
 import string
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Sequence
@@ -25,12 +26,14 @@ from processors.policy.model import Policy, UrgencyRule, format_duration
 __all__ = ["Classification", "classify", "sentiment"]
 
 _NEGATE = frozenset(vader.NEGATE)
-_BOOST = vader.BOOSTER_DICT
+_BOOST: dict[str, float] = vader.BOOSTER_DICT
 _SPECIAL = vader.SPECIAL_CASES
 _SO_THIS = ("so", "this")
 _PUNCTUATION = string.punctuation
 _N_SCALAR = float(vader.N_SCALAR)
 _C_INCR = float(vader.C_INCR)
+# the words of VADER's phrases (idioms, "kind of"): a word near none of them is in no phrase
+_IDIOM_WORDS = frozenset(w for phrase in (*_SPECIAL, *_BOOST) if " " in phrase for w in phrase.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,9 @@ def _negation(v: float, low: list[str], k: int, i: int) -> float:
 
 
 def _idioms(v: float, low: list[str], i: int) -> float:
+    # every idiom and booster phrase has two words or more, all of them idiom words
+    if _IDIOM_WORDS.isdisjoint(low[i - 3:i + 3]):
+        return v
     sequences = (f"{low[i - 1]} {low[i]}", f"{low[i - 2]} {low[i - 1]} {low[i]}",
                  f"{low[i - 2]} {low[i - 1]}", f"{low[i - 3]} {low[i - 2]} {low[i - 1]}",
                  f"{low[i - 3]} {low[i - 2]}")
@@ -111,6 +117,16 @@ def _idioms(v: float, low: list[str], i: int) -> float:
     return v
 
 
+def _boost(word: str, low: str, v: float, cap_diff: bool, k: int) -> float:
+    """VADER's scalar_inc_dec for a booster `k + 1` words before, damped with distance as VADER does."""
+    s = -_BOOST[low] if v < 0 else _BOOST[low]
+    if cap_diff and word.isupper():
+        s = s + _C_INCR if v > 0 else s - _C_INCR
+    if s != 0 and k > 0:
+        s = s * (0.95 if k == 1 else 0.9)
+    return s
+
+
 def _valence(words: list[str], low: list[str], i: int, cap_diff: bool, lex: dict[str, float]) -> float:
     word = low[i]
     v = lex[word]
@@ -121,18 +137,22 @@ def _valence(words: list[str], low: list[str], i: int, cap_diff: bool, lex: dict
         v = lex[word] * _N_SCALAR
     if words[i].isupper() and cap_diff:
         v = v + _C_INCR if v > 0 else v - _C_INCR
-    for k in range(3):
-        if i > k and low[i - k - 1] not in lex:
-            s = float(vader.scalar_inc_dec(words[i - k - 1], v, cap_diff))
-            if s != 0 and k > 0:
-                s = s * (0.95 if k == 1 else 0.9)
-            v = _negation(v + s, low, k, i)
+    for k in range(min(i, 3)):
+        before = low[i - k - 1]
+        if before in lex:
+            continue
+        if before in _BOOST:  # most words boost nothing: no call for them
+            v = v + _boost(words[i - k - 1], before, v, cap_diff, k)
+        if k == 0:
+            if _negated(before):
+                v = v * _N_SCALAR
+        else:
+            v = _negation(v, low, k, i)
             if k == 2:
                 v = _idioms(v, low, i)
-    if i > 1 and low[i - 1] not in lex and low[i - 1] == "least":
-        if low[i - 2] not in ("at", "very"):
-            v = v * _N_SCALAR
-    elif i > 0 and low[i - 1] not in lex and low[i - 1] == "least":
+    # "least" dampens, except in "at least" and "very least"
+    if i > 0 and low[i - 1] == "least" and "least" not in lex and (
+            i == 1 or low[i - 2] not in ("at", "very")):
         v = v * _N_SCALAR
     return v
 
@@ -169,7 +189,8 @@ def _compound(sentiments: list[float], text: str) -> float:
         total += emphasis
     elif total < 0:
         total -= emphasis
-    return round(float(vader.normalize(total)), 4)
+    # VADER's normalize, inlined; alpha 15 is its default
+    return round(max(-1.0, min(1.0, total / math.sqrt(total * total + 15))), 4)
 
 
 def _words(text: str) -> list[str]:

@@ -16,6 +16,7 @@ from processors.brain.casefile import CaseFile
 from processors.brain.lifecycle import Change
 from processors.brain.priority import priority
 from processors.policy.model import Policy
+from schemas.codec import isoformat
 from schemas.conversation import ConversationEvent
 from schemas.ids import handoff_event_id
 from schemas.routed import Decision, RoutedConversation, TransferNote
@@ -32,7 +33,7 @@ def handover(event: ConversationEvent, change: Change, customer: CaseFile, *, fr
     due = sla.due_at(clock, policy)
     note = TransferNote(from_queue=from_queue, at=event.at, by=event.author, note=event.text,
                         source=event.source)
-    owed = (f"{clock.target.replace('_', ' ')} due {due.isoformat()}" if clock.target and due
+    owed = (f"{clock.target.replace('_', ' ')} due {isoformat(due)}" if clock.target and due
             else "no response owed now")
     reasons = (note.words(), change.reason, *rank.reasons, f"the clock moves along: {owed}")
     return RoutedConversation(

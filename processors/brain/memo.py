@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from processors.brain import priority
 from processors.brain.priority import Due, Priority, Target
 from processors.policy.model import Policy
+from schemas.codec import isoformat
 
 __all__ = ["Memo"]
 
@@ -110,7 +111,7 @@ class Memo:
             return entry.first
         at = entry.first.at + (start - entry.start)
         return Due(at, entry.first.target, entry.first.calendar,
-                   (*entry.head, entry.lead + at.isoformat(), *entry.tail))
+                   (*entry.head, entry.lead + isoformat(at), *entry.tail))
 
 
 def _minute_of(at: datetime) -> int:
@@ -128,7 +129,7 @@ def _learn(key: Key, policy: Policy) -> _Minute | None:
     if last.at - first.at != _LAST:
         return None
     # the reason that names the due time is the one ending in it: rebuilt per message
-    stamp = first.at.isoformat()
+    stamp = isoformat(first.at)
     at = next((i for i, r in enumerate(first.reasons) if r.endswith(stamp)), None)
     if at is None:
         return None

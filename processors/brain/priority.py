@@ -14,6 +14,7 @@ import msgspec
 
 from processors.policy.calendar import add_business_time, next_open
 from processors.policy.model import Policy, Tier, format_duration
+from schemas.codec import isoformat
 
 __all__ = [
     "Due", "Priority", "Target", "due", "first_response_due", "next_response_due", "priority", "tier_for",
@@ -70,7 +71,7 @@ def due(target: Target, start: datetime, *, tier: str, urgency: str, queue: str,
     whose = f" of tier {resolved.name}" if resolved.calendar else f" of queue {queue}"
     words = target.replace("_", " ")
     found = [*reasons, f"tier={resolved.name}: {words} {format_duration(budget)} for urgency "
-             f"{urgency} ({kind}, calendar {calendar.name}{whose}), due {at.isoformat()}"]
+             f"{urgency} ({kind}, calendar {calendar.name}{whose}), due {isoformat(at)}"]
     opens = next_open(start, calendar)
     if opens != start:
         opens = opens.astimezone(calendar.timezone)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -14,6 +16,7 @@ from schemas import (
     encode,
     parse_sender,
 )
+from schemas.codec import isoformat
 from schemas.export import EXPORT_DIR, render
 from schemas.ids import inbound_event_id
 from schemas.topics import ALL
@@ -73,6 +76,19 @@ def test_codec_round_trips_and_names_the_type_on_failure() -> None:
         decode(b'{"event_id": 1}', InboundMessage)
     with pytest.raises(ParseError, match="not a valid InboundMessage"):
         decode(b"\xff\xfe", InboundMessage)
+
+
+def test_isoformat_writes_what_datetime_isoformat_writes() -> None:
+    draw = random.Random(7)
+    zones = (UTC, ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata"), timezone(timedelta(hours=-3)),
+             timezone(timedelta(hours=5, minutes=30, seconds=7)), None)
+    times = [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+             datetime(999, 3, 4, 5, 6, 7, 80, tzinfo=UTC)]
+    for _ in range(2_000):
+        at = datetime(1900, 1, 1, tzinfo=UTC) + timedelta(
+            seconds=draw.randrange(200 * 365 * 86_400), microseconds=draw.choice((0, 1, 120, 999_999)))
+        times.append(at.astimezone(tz) if (tz := draw.choice(zones)) is not None else at.replace(tzinfo=None))
+    assert [isoformat(at) for at in times] == [at.isoformat() for at in times]
 
 
 def test_error_tree_carries_retriable_as_data() -> None:
