@@ -7,14 +7,24 @@ A regression in the decision path shows here without a broker: `python -m bench.
 Every run decides at the same instant (`--at`, by default a Wednesday morning with the
 example policy's teams open): business hours change which paths run, so a run at night
 and one at noon would not compare.
+
+CPU time still moves with the machine (a shared two-core host swung 40% between minutes).
+`--instructions` counts the instructions a message instead, under valgrind: the same on
+every run of the same code on any x86-64 host, so a change of a few percent shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,12 +35,13 @@ from processors.brain.stage import acknowledgement_message
 from processors.brain.thread import ThreadRules
 from processors.intake.stage import identified_message
 from processors.policy.load import load_policy
+from processors.policy.model import Policy
 from processors.stores.history import ConversationSummary
 from router.vocabulary import VOCABULARY
 from schemas import Decision, HistoryEntry, InboundMessage, decode, encode
 from schemas.identified import CustomerProfile, IdentifiedMessage
 
-__all__ = ["main", "measure"]
+__all__ = ["instructions", "main", "measure"]
 
 # a Wednesday, 11:00 in the example policy's Berlin teams: open, as most of a day's traffic finds them
 AT = datetime(2026, 12, 9, 10, 0, tzinfo=UTC)
@@ -71,27 +82,81 @@ def _timed(n: int, step: Callable[[int], object], repeats: int = 5) -> float:
     return best / n * 1e6
 
 
-def measure(messages: int, history: int, at: datetime = AT) -> dict[str, float]:
-    """Microseconds a message for each step of the brain's pure work, and their sum."""
+@dataclass(frozen=True)
+class _Work:
+    """One run's inputs, decided once so the memo is warm, as in a worker that has run a while."""
+
+    policy: Policy
+    facts: route.Facts
+    now: datetime
+    memo: Memo
+    identified: list[bytes]
+    decoded: list[IdentifiedMessage]
+    outcomes: list[route.Outcome]
+
+    def decide(self, i: int) -> route.Outcome:
+        """Decide message `i`."""
+        return route.decide(self.decoded[i], self.facts, self.policy, RULES, self.now, memo=self.memo)
+
+
+def _work(messages: int, history: int, at: datetime) -> _Work:
     policy = load_policy(EXAMPLE_POLICY, VOCABULARY)
     # messages arrive in the instant before they are decided, as in a batch
     work = Workload("offline", clock=lambda: at)
-    raw = [work.next()[1] for _ in range(messages)]
-    now = at
-    facts = _facts(now, history)
-    inbound = [decode(v, InboundMessage) for v in raw]
+    inbound = [decode(work.next()[1], InboundMessage) for _ in range(messages)]
     identified = [encode(identified_message(m, "cus_bench", "bench", FIRST_SEEN)) for m in inbound]
     decoded = [decode(v, IdentifiedMessage) for v in identified]
-    memo = Memo(lambda: now)  # the brain's: one per worker, across batches
-    outcomes = [route.decide(m, facts, policy, RULES, now, memo=memo) for m in decoded]
+    memo = Memo(lambda: at)  # the brain's: one per worker, across batches
+    facts = _facts(at, history)
+    outcomes = [route.decide(m, facts, policy, RULES, at, memo=memo) for m in decoded]
+    return _Work(policy, facts, at, memo, identified, decoded, outcomes)
+
+
+def measure(messages: int, history: int, at: datetime = AT) -> dict[str, float]:
+    """Microseconds a message for each step of the brain's pure work, and their sum."""
+    w = _work(messages, history, at)
     steps = {
-        "decode": _timed(messages, lambda i: decode(identified[i], IdentifiedMessage)),
-        "decide": _timed(messages, lambda i: route.decide(decoded[i], facts, policy, RULES, now, memo=memo)),
-        "encode": _timed(messages, lambda i: _outputs(outcomes[i])),
+        "decode": _timed(messages, lambda i: decode(w.identified[i], IdentifiedMessage)),
+        "decide": _timed(messages, w.decide),
+        "encode": _timed(messages, lambda i: _outputs(w.outcomes[i])),
     }
-    sizes = [len(encode(o.routed)) for o in outcomes]
+    sizes = [len(encode(o.routed)) for o in w.outcomes]
     return {**{k: round(v, 1) for k, v in steps.items()}, "total": round(sum(steps.values()), 1),
             "routed_bytes": round(sum(sizes) / len(sizes))}
+
+
+def _passes(messages: int, history: int, at: datetime, passes: int) -> None:
+    """Every step for every message, `passes` times: what `instructions` counts."""
+    w = _work(messages, history, at)
+    for _ in range(passes):
+        for i in range(messages):
+            decode(w.identified[i], IdentifiedMessage)
+            w.decide(i)
+            _outputs(w.outcomes[i])
+
+
+_REFS = re.compile(rb"I\s+refs:\s+([\d,]+)")
+
+
+def instructions(messages: int, history: int, at: datetime = AT) -> int:
+    """Instructions a message for all three steps, counted by valgrind (x86-64), start-up excluded.
+
+    Two runs, of one pass and of two over the same messages: their difference is one
+    warm pass, without the imports and the set-up both share.
+    """
+    counts = []
+    for passes in (1, 2):
+        run = subprocess.run(
+            ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+             sys.executable, "-m", "bench.brain", "--passes", str(passes), "--messages", str(messages),
+             "--history", str(history), "--at", at.isoformat()],
+            # str hashes are seeded per process: a fixed seed makes dict and set work repeat
+            env=os.environ | {"PYTHONHASHSEED": "0"}, capture_output=True, check=True)
+        found = _REFS.search(run.stderr)
+        if found is None:
+            raise SystemExit(f"valgrind gave no count: {run.stderr[-500:].decode(errors='replace')}")
+        counts.append(int(found.group(1).replace(b",", b"")))
+    return round((counts[1] - counts[0]) / messages)
 
 
 def main() -> None:
@@ -102,9 +167,22 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=10, help="history lines of the customer")
     parser.add_argument("--at", type=datetime.fromisoformat, default=AT,
                         help=f"the instant messages arrive and are decided (default {AT.isoformat()})")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions a message under valgrind instead of timing (2-3 min)")
+    parser.add_argument("--passes", type=int, help=argparse.SUPPRESS)  # the counted child's work
     args = parser.parse_args()
     if args.at.tzinfo is None:
         parser.error("--at needs a UTC offset, e.g. 2026-12-09T10:00:00+00:00")
+    if args.passes is not None:
+        _passes(args.messages, args.history, args.at, args.passes)
+        return
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            parser.error("--instructions needs valgrind (`make setup` installs it)")
+        count = instructions(args.messages, args.history, args.at)
+        print(f"  instructions: {count}")
+        print(json.dumps({"instructions": count}))
+        return
     result = measure(args.messages, args.history, args.at)
     for step, value in result.items():
         print(f"{step:>14}: {value}")

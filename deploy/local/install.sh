@@ -19,7 +19,8 @@ pom=$here/pom.xml
 # faketime: `make test-clocks` runs the suite under a faked night and weekend
 # prometheus: its promtool checks and unit-tests the alert rules (deploy/prometheus)
 # openssl: the security tests make their own CA and certificates for Kafka and Redis TLS
-packages=(openjdk-17-jre-headless maven redis-server dovecot-imapd dovecot-lmtpd faketime prometheus openssl chromium)
+# valgrind: `python -m bench.brain --instructions` counts instructions, which host noise does not move
+packages=(openjdk-17-jre-headless maven redis-server dovecot-imapd dovecot-lmtpd faketime prometheus openssl chromium valgrind)
 cleanup=()
 trap 'rm -rf "${cleanup[@]}"' EXIT
 

@@ -228,7 +228,7 @@ class Classification(msgspec.Struct, frozen=True):
     """How urgent a message is, its sentiment, and every rule that fired, with evidence."""
 
     urgency: str
-    sentiment: float
+    sentiment: float  # VADER's compound score, rounded to 4 places as VADER rounds it
     reasons: tuple[str, ...]
 
 
@@ -298,6 +298,7 @@ Check = Callable[[UrgencyRule, _Facts], "str | None"]
 _Step = tuple[UrgencyRule, tuple[str, ...], str, tuple[Check, ...]]
 _STATIC: tuple[Check, ...] = (_channel, _tier, _tag)
 _DYNAMIC: tuple[Check, ...] = (_sentiment, _repeated, _keyword)
+_NO_TAGS: frozenset[str] = frozenset()  # most messages carry no tags
 _steps_seen: Derived[tuple[str, str, frozenset[str]], tuple[_Step, ...]] = Derived(1024)
 
 
@@ -350,8 +351,8 @@ def classify(
     # recent_contacts: times of the customer's earlier messages on any channel, as far back
     # as policy.contact_window; `at`: this message's time; tags: the connector's markers
     urgency = policy.urgency
-    facts = _Facts(text, channel, tier, frozenset(tags), sentiment(text), sorted(recent_contacts), at,
-                   text.casefold())
+    facts = _Facts(text, channel, tier, frozenset(tags) if tags else _NO_TAGS, sentiment(text),
+                   sorted(recent_contacts), at, text.casefold())
     fired = _fired(urgency.rules, facts)
     level, reasons = urgency.rank(urgency.default), []
     for rule, ev in fired:

@@ -169,7 +169,7 @@ def decide(identified: IdentifiedMessage, facts: Facts, policy: Policy,
         event_id=identified.event_id, conversation_id=conversation_id,
         customer_id=identified.customer_id, queue=stuck.queue, priority=rank.number, tier=tier.name,
         urgency=judged.urgency, first_response_due=due.at, routed_at=now, message=message,
-        decisions=decisions, sentiment=round(judged.sentiment, 4), agent=stuck.agent,
+        decisions=decisions, sentiment=judged.sentiment, agent=stuck.agent,
         customer_name=facts.profile.name, identities=facts.profile.identities,
         history=facts.history, transfers=stuck.transfers, reply_mode=answering.mode,
         callback=answering.task)
