@@ -45,7 +45,8 @@ __all__ = ["instructions", "main", "measure"]
 
 # a Wednesday, 11:00 in the example policy's Berlin teams: open, as most of a day's traffic finds them
 AT = datetime(2026, 12, 9, 10, 0, tzinfo=UTC)
-EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "deploy" / "policy.example.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_POLICY = ROOT / "deploy" / "policy.example.yaml"
 RULES = ThreadRules(token_key=b"bench-offline-key")
 FIRST_SEEN = Decision(stage="identify", outcome="known", reasons=("bench",))
 
@@ -151,7 +152,7 @@ def instructions(messages: int, history: int, at: datetime = AT) -> int:
              sys.executable, "-m", "bench.brain", "--passes", str(passes), "--messages", str(messages),
              "--history", str(history), "--at", at.isoformat()],
             # str hashes are seeded per process: a fixed seed makes dict and set work repeat
-            env=os.environ | {"PYTHONHASHSEED": "0"}, capture_output=True, check=True)
+            env=os.environ | {"PYTHONHASHSEED": "0"}, cwd=ROOT, capture_output=True, check=True)
         found = _REFS.search(run.stderr)
         if found is None:
             raise SystemExit(f"valgrind gave no count: {run.stderr[-500:].decode(errors='replace')}")
