@@ -117,9 +117,9 @@ def _idioms(v: float, low: list[str], i: int) -> float:
     return v
 
 
-def _boost(word: str, low: str, v: float, cap_diff: bool, k: int) -> float:
+def _boost(word: str, lowered: str, v: float, cap_diff: bool, k: int) -> float:
     """VADER's scalar_inc_dec for a booster `k + 1` words before, damped with distance as VADER does."""
-    s = -_BOOST[low] if v < 0 else _BOOST[low]
+    s = -_BOOST[lowered] if v < 0 else _BOOST[lowered]
     if cap_diff and word.isupper():
         s = s + _C_INCR if v > 0 else s - _C_INCR
     if s != 0 and k > 0:
