@@ -105,7 +105,7 @@ def _work(messages: int, history: int, at: datetime) -> _Work:
     # messages arrive in the instant before they are decided, as in a batch
     work = Workload("offline", clock=lambda: at)
     inbound = [decode(work.next()[1], InboundMessage) for _ in range(messages)]
-    identified = [encode(identified_message(m, "cus_bench", "bench", FIRST_SEEN)) for m in inbound]
+    identified = [encode(identified_message(m, "cus_bench", "bench", FIRST_SEEN, at=at)) for m in inbound]
     decoded = [decode(v, IdentifiedMessage) for v in identified]
     memo = Memo(lambda: at)  # the brain's: one per worker, across batches
     facts = _facts(at, history)

@@ -41,7 +41,7 @@ def chain(redis: Any, ns: str, tags: Tags, policy: Policy, token_key: bytes, *,
     identities = IdentityStore(ns, history)
     cards = CardStore(ns, 3600, tags)
     intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=600, tags=tags), identities, token_key,
-                    cards=cards)
+                    cards=cards, clock=clock)
     brain = Brain(redis, Stores(
         claims=ClaimStore(namespace=f"{ns}:routed", ttl_seconds=600, tags=tags),
         threads=ConversationStore(ns, 3600, tags), history=history, directory=Directory(identities),

@@ -9,7 +9,7 @@ channel, with a reply id fixed by the mail's own event id (a re-read never sends
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from processors.send.replies import reply_to
 from schemas.conversation import ConversationCard
@@ -39,7 +39,7 @@ def answered_conversation(message: InboundMessage, token_key: bytes,
     return conversation
 
 
-def reply_from_mail(message: InboundMessage, card: ConversationCard) -> OutboundMessage:
-    """The customer-bound reply an agent wrote in their mail client."""
+def reply_from_mail(message: InboundMessage, card: ConversationCard, now: datetime) -> OutboundMessage:
+    """The customer-bound reply an agent wrote in their mail client, taken up `now`."""
     return reply_to(card, text=message.text, author=message.sender.value,
-                    reply_id=agent_reply_id("mailbox", message.event_id), now=datetime.now(UTC))
+                    reply_id=agent_reply_id("mailbox", message.event_id), now=now)

@@ -13,7 +13,7 @@ a DeadLetter.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -49,21 +49,21 @@ _latency = STAGE_LATENCY.labels(STAGE)  # labels() costs a lock and a lookup: on
 
 
 def identified_message(message: InboundMessage, customer_id: str, dedupe_reason: str,
-                       identified: Decision) -> IdentifiedMessage:
-    """The message with its customer and the first two stages' reasons: the pure core."""
+                       identified: Decision, *, at: datetime) -> IdentifiedMessage:
+    """The message with its customer and the first two stages' reasons, identified `at`: the pure core."""
     return IdentifiedMessage(
         event_id=message.event_id, customer_id=customer_id, message=message,
-        identified_at=datetime.now(UTC),
+        identified_at=at,
         decisions=(Decision(stage="dedupe", outcome="new", reasons=(dedupe_reason,)), identified))
 
 
-def _probe(message: InboundMessage, mark: ProbeMark, dedupe_reason: str) -> Output:
+def _probe(message: InboundMessage, mark: ProbeMark, dedupe_reason: str, now: datetime) -> Output:
     """A probe goes on to the brain under its channel's probe customer, never identified or linked."""
     customer = f"probe:{mark.channel}"  # no customer id has a colon: it cannot meet a real one
     identified = Decision(stage="identify", outcome="probe",
                           reasons=(f"synthetic probe {mark.probe_id}: signed marker verified",))
     return Output(IDENTIFIED, customer.encode(), encode(msgspec.structs.replace(
-        identified_message(message, customer, dedupe_reason, identified), probe=mark)))
+        identified_message(message, customer, dedupe_reason, identified, at=now), probe=mark)))
 
 
 class Intake:
@@ -71,8 +71,9 @@ class Intake:
 
     def __init__(self, redis: Redis, claims: ClaimStore, identities: IdentityStore,
                  token_key: bytes, our_domains: Sequence[str] = (),
-                 *, cards: CardStore) -> None:
+                 *, cards: CardStore, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._redis = redis
+        self._clock = clock  # probe marks and continuation tokens expire; messages are stamped
         self._cards = cards
         self._claims = claims
         self._identities = identities
@@ -96,7 +97,7 @@ class Intake:
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
         lookups = self._identities.parse_lookup(looked_up)
         tally = Tally(STAGE)
-        now = datetime.now(UTC)
+        now = self._clock()
         new: list[tuple[InboundMessage, str]] = []
         passed: list[tuple[InboundMessage, str]] = []
         answers: list[tuple[Record, InboundMessage, str]] = []
@@ -107,7 +108,7 @@ class Intake:
             verdict, reason = dedupe.decide(claim, previous)
             if mark is not None:  # a probe of ours: not a customer, never counted as one
                 if verdict is not dedupe.Novelty.DUPLICATE:
-                    outputs.append(_probe(message, mark, reason))
+                    outputs.append(_probe(message, mark, reason, now))
                 continue
             tally.seen[message.channel] += 1
             if verdict is dedupe.Novelty.DUPLICATE:
@@ -129,13 +130,13 @@ class Intake:
             held = self._continuing(message, now, (message, customer, reason, decision), continuing)
             if held is not None:
                 outputs.append(Output(IDENTIFIED, customer.encode(), encode(
-                    identified_message(message, customer, reason, held))))
+                    identified_message(message, customer, reason, held, at=now))))
         tally.report()
         cards = await self._second(new, [found.conversation_id for *_, found in continuing],
                                    [conversation for _, _, conversation in answers])
         await self._suggestions(passed, outputs)
-        await self._continuations(continuing, cards[:len(continuing)], outputs)
-        await self._agent_answers(answers, cards[len(continuing):], outputs)
+        await self._continuations(continuing, cards[:len(continuing)], outputs, now)
+        await self._agent_answers(answers, cards[len(continuing):], outputs, now)
         return outputs
 
     async def _second(self, new: Sequence[tuple[InboundMessage, str]], continued: Sequence[str],
@@ -169,7 +170,7 @@ class Intake:
         return _also(decision, f"continuation of {found.conversation_id} refused: {found.reason}")
 
     async def _continuations(self, continuing: Sequence[Continuing], cards: Sequence[ConversationCard | None],
-                             outputs: list[Output]) -> None:
+                             outputs: list[Output], now: datetime) -> None:
         """Verified continuation answers: link the conversation's customer identity, then pass them on.
 
         Runs after first sightings are registered, so a sender never seen before is a
@@ -186,7 +187,7 @@ class Intake:
                     outputs.append(Output(OUTBOUND, card.conversation_id.encode(), encode(copy)))
                 message = continuation.tagged(message)  # noqa: PLW2901 - the same message, marked
             outputs.append(Output(IDENTIFIED, customer.encode(), encode(
-                identified_message(message, customer, reason, decision))))
+                identified_message(message, customer, reason, decision, at=now))))
 
     async def _link(self, answer: tuple[InboundMessage, str, Decision, Continued], card: ConversationCard,
                     outputs: list[Output]) -> Decision:
@@ -213,14 +214,15 @@ class Intake:
             f"(conversation {card.conversation_id}); its history and conversations are theirs now"))
 
     async def _agent_answers(self, answers: Sequence[tuple[Record, InboundMessage, str]],
-                             cards: Sequence[ConversationCard | None], outputs: list[Output]) -> None:
+                             cards: Sequence[ConversationCard | None], outputs: list[Output],
+                             now: datetime) -> None:
         """Agents' answers from team mailboxes become replies, on the cards read in round trip 2."""
         for (record, message, conversation), card in zip(answers, cards, strict=True):
             if card is None:
                 outputs.append(dead_letter(record, f"agent's answer to unknown conversation {conversation}",
                                            message.channel))
                 continue
-            reply = reply_from_mail(message, card)
+            reply = reply_from_mail(message, card, now)
             log.info("agent answered by mail", extra={"event_id": message.event_id,
                                                       "conversation_id": conversation})
             outputs.append(Output(OUTBOUND, conversation.encode(), encode(reply)))

@@ -31,8 +31,9 @@ def explain_one(channel: str, raw: bytes, rules: thread.ThreadRules, policy: Pol
     message = parse(raw)
     customer, identified = identify.decide(identify.Sighting.of(message), None)
     facts = route.Facts(profile=CustomerProfile(customer_id=customer))
-    outcome = route.decide(identified_message(message, customer, _DEDUPE_NOTE, identified), facts,
-                           policy, rules, datetime.now(UTC))
+    now = datetime.now(UTC)
+    outcome = route.decide(identified_message(message, customer, _DEDUPE_NOTE, identified, at=now), facts,
+                           policy, rules, now)
     doc: dict[str, Any] = msgspec.to_builtins(outcome.routed)
     result = {"message": doc.pop("message"), "decision": doc}
     if outcome.ack is not None:

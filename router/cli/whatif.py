@@ -165,7 +165,7 @@ def compare(messages: Sequence[InboundMessage], customers: Customers, *, old: Po
                                                customers.lookups.get(str(message.sender)))
         profile = customers.profiles.get(customer) or CustomerProfile(customer_id=customer)
         facts = route.Facts(profile=profile)
-        item = identified_message(message, customer, _DEDUPE_NOTE, identified)
+        item = identified_message(message, customer, _DEDUPE_NOTE, identified, at=now)
         verdicts = [Judgement.of(route.decide(item, facts, p, rules, now).routed) for p in (old, new)]
         out.append(Compared(message.event_id, message.channel, message.received_at, *verdicts))
     return out

@@ -146,7 +146,8 @@ class World:
             received_at=datetime.now(UTC), text=text, subject="Parcel",
             extras=EmailExtras(message_id=f"<{event_id}@example.com>"))
         return identified_message(message, customer(sender), "first seen",
-                                  Decision(stage="identify", outcome="known", reasons=("test",)))
+                                  Decision(stage="identify", outcome="known", reasons=("test",)),
+                                  at=message.received_at)
 
     def event(self, kind: LifecycleKind, conversation: str, **fields: Any) -> ConversationEvent:
         return ConversationEvent(event_id=f"evt_{uuid.uuid4().hex[:12]}", conversation_id=conversation,

@@ -48,8 +48,9 @@ class Chat:
         self.cards = CardStore(self.ns, 600)
         self.session = Identity(kind="chat", value="s_" + uuid.uuid4().hex[:22])
         self.conversation = f"con_{uuid.uuid4().hex[:20]}"
+        # the chat's own instant: tokens are checked against it, never against the wall clock
         self.intake = Intake(redis, ClaimStore(namespace=self.ns, ttl_seconds=600), self.identities, KEY,
-                             cards=self.cards)
+                             cards=self.cards, clock=lambda: AT)
         self.offset = 0
 
     @property
@@ -116,6 +117,7 @@ async def test_the_visitors_answer_links_the_session_to_their_address_and_copies
     mine = customer_id_for(Identity(kind="email", value=VISITOR))
     identified = decode(by_topic[IDENTIFIED].value, IdentifiedMessage)
     assert identified.customer_id == mine and "continuation" in identified.message.tags
+    assert identified.identified_at == AT
     decision = identified.decisions[-1]
     assert decision.stage == "identify" and decision.outcome == "linked"
     assert f"{chat.session} linked to {mine}" in decision.reasons[-1]

@@ -102,7 +102,7 @@ async def test_forward_then_agent_answer_becomes_the_customer_reply(
     await pipe.execute()
     history = HistoryStore(ns, cap=10)
     intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=600), IdentityStore(ns, history),
-                    KEY.encode(), ("support.example.com",), cards=cards)
+                    KEY.encode(), ("support.example.com",), cards=cards, clock=lambda: NOW)
     answer = parse_email(agent_answer(mails[0], "We have refunded you today."),
                          account="support@example.com")
     outputs = await intake.process([Record("sb.inbound.v1", 0, 1, encode(answer))])
@@ -111,6 +111,7 @@ async def test_forward_then_agent_answer_becomes_the_customer_reply(
     assert reply.kind == "agent_reply" and reply.conversation_id == conversation
     assert reply.recipient == Identity(kind="email", value="ada@example.org")
     assert reply.in_reply_to == "m1@example.org" and reply.author == "ana@support.example.com"
+    assert reply.created_at == NOW
     assert reply.text.startswith("We have refunded you today.")
     assert "Switchboard wrote" not in reply.text  # the quoted forward stays behind
 
@@ -131,7 +132,7 @@ async def test_a_customer_token_or_an_outsider_is_not_an_agent(
     cards = CardStore(ns, 600)
     intake = Intake(redis, ClaimStore(namespace=ns, ttl_seconds=600),
                     IdentityStore(ns, HistoryStore(ns, cap=10)), KEY.encode(), ("support.example.com",),
-                    cards=cards)
+                    cards=cards, clock=lambda: NOW)
     raw = agent_answer(forwarded, "I am not an agent")
     outsider = parse_email(raw.replace(b"ana@support.example.com", b"mallory@evil.example"),
                            account="support@example.com")

@@ -45,8 +45,8 @@ def call(sender: str = ADA, kind: str = "phone") -> InboundMessage:
 def decide(message: InboundMessage, policy: Policy, tier: str | None,
            identities: tuple[Identity, ...] = (),
            recent: tuple[ConversationSummary, ...] = ()) -> route.Outcome:
-    identified = identified_message(message, "cus_1", "seen", Decision(stage="identify", outcome="new",
-                                                                       reasons=("x",)))
+    seen = Decision(stage="identify", outcome="new", reasons=("x",))
+    identified = identified_message(message, "cus_1", "seen", seen, at=message.received_at)
     profile = CustomerProfile(customer_id="cus_1", tier=tier, name="Ada", identities=identities)
     return route.decide(identified, route.Facts(profile=profile, recent=recent), policy,
                         ThreadRules(token_key=b"k"), NOW)

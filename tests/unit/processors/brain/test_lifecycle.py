@@ -246,7 +246,8 @@ def routed(text: str, *recent: ConversationSummary, thread: str | None = None,
     message = InboundMessage(event_id="ev_9", channel=channel, native_id="ev_9", thread_key="t-9",
                              sender=ADA, received_at=NOW, text=text)
     identified = identified_message(message, "cus_1", "first seen",
-                                    Decision(stage="identify", outcome="known", reasons=("x",)))
+                                    Decision(stage="identify", outcome="known", reasons=("x",)),
+                                    at=message.received_at)
     facts = route.Facts(profile=CustomerProfile(customer_id="cus_1", name="Ada"), recent=recent,
                         known_thread=thread)
     return route.decide(identified, facts, POLICY, RULES, NOW)

@@ -124,7 +124,7 @@ def test_routing_with_the_memo_is_routing_without_it() -> None:
                                           received_at=start + timedelta(seconds=i * 17.3))
         tier = ("standard", "premium", "enterprise")[i % 3]
         facts = Facts(profile=CustomerProfile(customer_id=f"cus_{i % 50}", tier=tier))
-        identified = identified_message(message, f"cus_{i % 50}", "test", seen)
+        identified = identified_message(message, f"cus_{i % 50}", "test", seen, at=message.received_at)
         now = message.received_at
         assert decide(identified, facts, POLICY, rules, now, memo=memo) == decide(
             identified, facts, POLICY, rules, now)

@@ -41,7 +41,7 @@ def msg(text: str = "Where is my order?", channel: str = "api", tags: tuple[str,
 def decide(m: InboundMessage, policy: Policy, tier: str | None = None,
            recent: tuple[ConversationSummary, ...] = (), known_thread: str | None = None) -> route.Outcome:
     identified = identified_message(m, "cus_1", "first seen", Decision(stage="identify", outcome="new",
-                                                                       reasons=("x",)))
+                                                                       reasons=("x",)), at=m.received_at)
     facts = route.Facts(profile=CustomerProfile(customer_id="cus_1", tier=tier, name="Ada"), recent=recent,
                         known_thread=known_thread)
     return route.decide(identified, facts, policy, RULES, NOW)
