@@ -95,9 +95,14 @@ class _Work:
     decoded: list[IdentifiedMessage]
     outcomes: list[route.Outcome]
 
-    def decide(self, i: int) -> route.Outcome:
-        """Decide message `i`."""
-        return route.decide(self.decoded[i], self.facts, self.policy, RULES, self.now, memo=self.memo)
+    def steps(self) -> dict[str, Callable[[int], object]]:
+        """The brain's three steps for message `i`, by name: what is timed, and what is counted."""
+        return {
+            "decode": lambda i: decode(self.identified[i], IdentifiedMessage),
+            "decide": lambda i: route.decide(self.decoded[i], self.facts, self.policy, RULES, self.now,
+                                             memo=self.memo),
+            "encode": lambda i: _outputs(self.outcomes[i]),
+        }
 
 
 def _work(messages: int, history: int, at: datetime) -> _Work:
@@ -116,11 +121,7 @@ def _work(messages: int, history: int, at: datetime) -> _Work:
 def measure(messages: int, history: int, at: datetime = AT) -> dict[str, float]:
     """Microseconds a message for each step of the brain's pure work, and their sum."""
     w = _work(messages, history, at)
-    steps = {
-        "decode": _timed(messages, lambda i: decode(w.identified[i], IdentifiedMessage)),
-        "decide": _timed(messages, w.decide),
-        "encode": _timed(messages, lambda i: _outputs(w.outcomes[i])),
-    }
+    steps = {name: _timed(messages, step) for name, step in w.steps().items()}
     sizes = [len(encode(o.routed)) for o in w.outcomes]
     return {**{k: round(v, 1) for k, v in steps.items()}, "total": round(sum(steps.values()), 1),
             "routed_bytes": round(sum(sizes) / len(sizes))}
@@ -128,12 +129,11 @@ def measure(messages: int, history: int, at: datetime = AT) -> dict[str, float]:
 
 def _passes(messages: int, history: int, at: datetime, passes: int) -> None:
     """Every step for every message, `passes` times: what `instructions` counts."""
-    w = _work(messages, history, at)
+    steps = _work(messages, history, at).steps().values()
     for _ in range(passes):
         for i in range(messages):
-            decode(w.identified[i], IdentifiedMessage)
-            w.decide(i)
-            _outputs(w.outcomes[i])
+            for step in steps:
+                step(i)
 
 
 _REFS = re.compile(rb"I\s+refs:\s+([\d,]+)")
