@@ -9,12 +9,12 @@ STAMP := $(VENV)/.installed
 RUN_DIR := .local/run
 PID_FILES := $(RUN_DIR)/router.pid $(RUN_DIR)/desk.pid
 
-.PHONY: setup run stop test test-clocks lint typecheck unit integration bench faults fuzz schemas clean
+.PHONY: setup compile run stop test test-clocks lint typecheck unit integration bench faults fuzz schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	SWITCHBOARD_COMPILE=0 $(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
 # the demo's settings, for `make run` only (the tests set up their own): a token, the
@@ -30,8 +30,14 @@ run: export SB_REPLY_TOKEN_KEY ?= make-run-demo-reply-token-key
 run: export SB_EMAIL ?= {"accounts": [{"name": "support", "host": "127.0.0.1", "port": 10143, "username": "support@example.com", "password": "support-secret", "tls": "none"}], "smtp": {"host": "127.0.0.1", "port": 10025, "tls": "none", "from_address": "support@example.com", "from_name": "Example Support", "message_id_domain": "support.example.com"}}
 run: export SB_OUR_DOMAINS ?= support.example.com
 
+# the brain's decision path compiled with mypyc, again whenever its sources change
+# (SWITCHBOARD_COMPILE=0: pure Python; docs/decisions/0023)
 setup: $(STAMP)
 	bash deploy/local/install.sh
+	$(BIN)/python -m devtools.compile
+
+compile: $(STAMP)
+	$(BIN)/python -m devtools.compile
 
 run: setup
 	$(BIN)/switchboard stack up --with-imap
@@ -89,4 +95,5 @@ fuzz: $(STAMP)
 	$(BIN)/python -m bench.fuzz --seconds $(FUZZ_SECONDS)
 
 clean: stop
-	rm -rf $(VENV) .local
+	rm -rf $(VENV) .local build
+	find processors schemas -name '*.so' -delete

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.workload import Workload
+from processors import compiled
 from processors.brain import route
 from processors.brain.memo import Memo
 from processors.brain.stage import acknowledgement_message
@@ -182,9 +183,10 @@ def main() -> None:
             parser.error("--instructions needs valgrind (`make setup` installs it)")
         count = instructions(args.messages, args.history, args.at)
         print(f"  instructions: {count}")
-        print(json.dumps({"instructions": count}))
+        print(json.dumps({"instructions": count, "compiled": len(compiled.loaded())}))
         return
-    result = measure(args.messages, args.history, args.at)
+    # how many of the decision path's modules run compiled (docs/decisions/0023): 0 is pure Python
+    result = {**measure(args.messages, args.history, args.at), "compiled": len(compiled.loaded())}
     for step, value in result.items():
         print(f"{step:>14}: {value}")
     print(json.dumps(result))

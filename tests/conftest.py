@@ -7,10 +7,20 @@ from collections.abc import Iterator
 import pytest
 
 from devtools import stack as local_stack
+from processors import compiled
 from router.settings import Settings, load
 from tests.kafka_tools import ISSUED, delete_topics
 
 pytest_plugins = ["tests.redis_cluster"]  # `nodes` and `cluster`: a real three-node Redis Cluster
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test old code: an extension built from an older source would run instead of it."""
+    old = compiled.stale() + compiled.strays() if compiled.enabled() else compiled.extensions()
+    if old:
+        names = ", ".join(str(p.relative_to(compiled.ROOT)) for p in old)
+        pytest.exit(f"compiled modules do not match their sources ({names}): run `make compile`",
+                    returncode=4)
 
 
 @pytest.fixture(scope="session")

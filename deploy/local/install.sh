@@ -20,7 +20,15 @@ pom=$here/pom.xml
 # prometheus: its promtool checks and unit-tests the alert rules (deploy/prometheus)
 # openssl: the security tests make their own CA and certificates for Kafka and Redis TLS
 # valgrind: `python -m bench.brain --instructions` counts instructions, which host noise does not move
-packages=(openjdk-17-jre-headless maven redis-server dovecot-imapd dovecot-lmtpd faketime prometheus openssl chromium valgrind)
+# gcc, libc6-dev (and Python's headers if this Python has none): `make setup` compiles the
+# brain's decision path with mypyc (docs/decisions/0023)
+packages=(openjdk-17-jre-headless maven redis-server dovecot-imapd dovecot-lmtpd faketime prometheus openssl chromium valgrind
+          gcc libc6-dev)
+python=$repo/.venv/bin/python
+[[ -x $python ]] || python=python3
+if [[ ! -f $("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h ]]; then
+    packages+=(python3-dev)
+fi
 cleanup=()
 trap 'rm -rf "${cleanup[@]}"' EXIT
 
