@@ -54,7 +54,7 @@ def main() -> int:
     if not changed:
         return 0
     print(f"compile: {len(changed)} of {len(compiled.MODULES)} modules changed: compiling all of them "
-          "with mypyc (about 90 s)", flush=True)
+          "with mypyc (about a minute)", flush=True)
     # a fresh build directory: mypyc's C of a module dropped from the list must not link in
     shutil.rmtree(compiled.ROOT / "build", ignore_errors=True)
     try:
