@@ -6,6 +6,9 @@ import os
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
+from prometheus_client import REGISTRY
+
+import processors.metrics  # noqa: F401 - declares the gauge
 from processors import compiled
 
 SUFFIX = EXTENSION_SUFFIXES[0]
@@ -51,3 +54,7 @@ def test_an_extension_of_a_module_no_longer_listed_is_a_stray(tmp_path: Path) ->
     dropped.write_bytes(b"")
     assert compiled.strays(tmp_path) == [dropped]
     assert set(compiled.extensions(tmp_path)) == {shared, dropped}
+
+
+def test_metrics_say_how_many_modules_run_compiled() -> None:
+    assert REGISTRY.get_sample_value("sb_compiled_modules") == len(compiled.loaded())
