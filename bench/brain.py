@@ -173,6 +173,8 @@ def main() -> None:
                         help="count instructions a message under valgrind instead of timing (2-3 min)")
     parser.add_argument("--passes", type=int, help=argparse.SUPPRESS)  # the counted child's work
     args = parser.parse_args()
+    if (why := compiled.complaint()) is not None:  # it would measure old code
+        parser.error(why)
     if args.at.tzinfo is None:
         parser.error("--at needs a UTC offset, e.g. 2026-12-09T10:00:00+00:00")
     if args.passes is not None:

@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench.scaleout import Lag, Workers, cpu_seconds, free_port
 from bench.topics import delete_run
 from bench.workload import Workload
+from processors import compiled
 from router.settings import Settings, load
 from schemas.topics import IDENTIFIED, INBOUND, ROUTED
 
@@ -355,6 +356,8 @@ def main() -> None:
                         help="instead: drain a backlog of this many messages (bench.backlog)")
     parser.add_argument("--drain-timeout", type=float, default=900, help="seconds a drain may take")
     args = parser.parse_args()
+    if (why := compiled.complaint()) is not None:  # it would measure old code
+        parser.error(why)
     if args.backlog:
         from bench import backlog  # imports this module: only when asked for
 

@@ -15,8 +15,8 @@ import os
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
-__all__ = ["GROUP", "MODULES", "ROOT", "enabled", "extensions", "loaded", "missing", "sources", "stale",
-           "strays"]
+__all__ = ["GROUP", "MODULES", "ROOT", "complaint", "enabled", "extensions", "loaded", "missing", "outdated",
+           "sources", "stale", "strays"]
 
 MODULES = (
     "processors.brain.acknowledge",
@@ -82,6 +82,26 @@ def strays(root: Path = ROOT) -> list[Path]:
 def _module_of(extension: Path, root: Path) -> str:
     suffix = next(s for s in EXTENSION_SUFFIXES if extension.name.endswith(s))
     return ".".join(extension.relative_to(root).parts)[:-len(suffix)]
+
+
+def outdated(root: Path = ROOT) -> list[Path]:
+    """In a checkout, what makes its extensions differ from its sources: `make compile` fixes it.
+
+    An installed wheel is built from the sources beside it (and has no pyproject.toml):
+    nothing there is outdated. With SWITCHBOARD_COMPILE=0, any extension is.
+    """
+    if not (root / "pyproject.toml").exists():
+        return []
+    return stale(root) + strays(root) if enabled() else extensions(root)
+
+
+def complaint(root: Path = ROOT) -> str | None:
+    """Why a test or benchmark run here would measure old code, or None when it would not."""
+    old = outdated(root)
+    if not old:
+        return None
+    names = ", ".join(str(p.relative_to(root)) for p in old)
+    return f"compiled modules do not match their sources ({names}): run `make compile`"
 
 
 def loaded() -> list[str]:

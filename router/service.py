@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 from redis.asyncio import Redis
 
+from processors import compiled
 from processors.stores.cursors import RedisCursorStore
 from processors.stores.retag import check_layout
 from processors.stores.tags import Tags
@@ -183,6 +184,9 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     """
     settings.require_reply_token_key()
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_json))
+    if outdated := compiled.outdated():  # a checkout edited since `make compile`
+        log.warning("compiled modules are older than their sources: the old code runs until `make compile`",
+                    extra={"sources": [str(p.relative_to(compiled.ROOT)) for p in outdated]})
     # topics are created up front with our partitioning, never by a first produce
     asyncio.run(ensure_topics(settings))
     # keys tagged for another partition count (or not at all) would look like new customers

@@ -16,11 +16,8 @@ pytest_plugins = ["tests.redis_cluster"]  # `nodes` and `cluster`: a real three-
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Refuse to test old code: an extension built from an older source would run instead of it."""
-    old = compiled.stale() + compiled.strays() if compiled.enabled() else compiled.extensions()
-    if old:
-        names = ", ".join(str(p.relative_to(compiled.ROOT)) for p in old)
-        pytest.exit(f"compiled modules do not match their sources ({names}): run `make compile`",
-                    returncode=4)
+    if (why := compiled.complaint()) is not None:
+        pytest.exit(why, returncode=4)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import os
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 import processors.metrics  # noqa: F401 - declares the gauge
@@ -58,3 +59,20 @@ def test_an_extension_of_a_module_no_longer_listed_is_a_stray(tmp_path: Path) ->
 
 def test_metrics_say_how_many_modules_run_compiled() -> None:
     assert REGISTRY.get_sample_value("sb_compiled_modules") == len(compiled.loaded())
+
+
+def test_a_checkout_complains_of_old_extensions_and_an_installed_wheel_does_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_COMPILE", "1")
+    sources = _tree(tmp_path)
+    for source in sources:
+        os.utime(source, (3_000, 3_000))
+        _built(source, 2_000)  # every source edited since its build
+    assert compiled.outdated(tmp_path) == []  # no pyproject.toml: an installed wheel
+    assert compiled.complaint(tmp_path) is None
+    (tmp_path / "pyproject.toml").write_text("")
+    assert compiled.outdated(tmp_path) == sources
+    why = compiled.complaint(tmp_path)
+    assert why is not None and "processors/brain/classify.py" in why and "make compile" in why
+    monkeypatch.setenv("SWITCHBOARD_COMPILE", "0")  # pure Python: any extension is one too many
+    assert compiled.outdated(tmp_path) == [s.with_suffix(SUFFIX) for s in sorted(sources)]
