@@ -177,6 +177,8 @@ def main() -> None:
         parser.error(why)
     if args.at.tzinfo is None:
         parser.error("--at needs a UTC offset, e.g. 2026-12-09T10:00:00+00:00")
+    # how many of the decision path's modules run compiled (docs/decisions/0023): 0 is pure Python
+    built = len(compiled.loaded())
     if args.passes is not None:
         _passes(args.messages, args.history, args.at, args.passes)
         return
@@ -185,10 +187,9 @@ def main() -> None:
             parser.error("--instructions needs valgrind (`make setup` installs it)")
         count = instructions(args.messages, args.history, args.at)
         print(f"  instructions: {count}")
-        print(json.dumps({"instructions": count, "compiled": len(compiled.loaded())}))
+        print(json.dumps({"instructions": count, "compiled": built}))
         return
-    # how many of the decision path's modules run compiled (docs/decisions/0023): 0 is pure Python
-    result = {**measure(args.messages, args.history, args.at), "compiled": len(compiled.loaded())}
+    result = {**measure(args.messages, args.history, args.at), "compiled": built}
     for step, value in result.items():
         print(f"{step:>14}: {value}")
     print(json.dumps(result))

@@ -48,13 +48,12 @@ async def pipe(bootstrap: str, source: str, sink: str, group: str, stop: asyncio
                     pending.append(await producer.send(sink, r.value, key=r.key))
             await asyncio.gather(*pending)
             done.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
-            if committing is not None and committing.done():
-                committing.result()  # a failed commit stops the pipe, as one made in line did
             if committing is None or committing.done():
+                if committing is not None:
+                    committing.result()  # a failed commit stops the pipe, as one made in line did
                 committing = asyncio.create_task(commit_while_new())
         if committing is not None:
-            await committing
-        await commit_while_new()
+            await committing  # it commits whatever was done before the stop
     finally:
         await consumer.stop()
         await producer.stop()

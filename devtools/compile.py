@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 from processors import compiled
@@ -36,6 +37,10 @@ def _build_in_place() -> None:
     dist.run_command("build_ext")
 
 
+def _unbuilt() -> list[Path]:
+    return compiled.stale() + compiled.missing()
+
+
 def _remove_all() -> None:
     for path in compiled.extensions():
         path.unlink()
@@ -50,7 +55,7 @@ def main() -> int:
     for path in compiled.strays():
         print(f"compile: removing {path.relative_to(compiled.ROOT)}: not a compiled module any more")
         path.unlink()
-    changed = compiled.stale() + compiled.missing()
+    changed = _unbuilt()
     if not changed:
         return 0
     print(f"compile: {len(changed)} of {len(compiled.MODULES)} modules changed: compiling all of them "
@@ -65,7 +70,7 @@ def main() -> int:
         print(f"compile: failed ({e!r}); removed every extension: the brain runs as pure Python",
               file=sys.stderr)
         return 1
-    left = compiled.stale() + compiled.missing()
+    left = _unbuilt()
     if left:
         print(f"compile: still not built: {', '.join(str(p) for p in left)}", file=sys.stderr)
         return 1

@@ -184,9 +184,8 @@ def run_worker(settings: Settings, *, edge: bool) -> None:
     """
     settings.require_reply_token_key()
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_json))
-    if outdated := compiled.outdated():  # a checkout edited since `make compile`
-        log.warning("compiled modules are older than their sources: the old code runs until `make compile`",
-                    extra={"sources": [str(p.relative_to(compiled.ROOT)) for p in outdated]})
+    if (why := compiled.complaint()) is not None:  # a checkout edited since `make compile`
+        log.warning(f"{why}; until then the old code runs")
     # topics are created up front with our partitioning, never by a first produce
     asyncio.run(ensure_topics(settings))
     # keys tagged for another partition count (or not at all) would look like new customers
