@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter as Tallies
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -21,6 +22,7 @@ __all__ = [
     "STAGE_RETRIES",
     "UNREACHABLE",
     "Tally",
+    "observe_all",
     "report_lag",
 ]
 
@@ -74,6 +76,25 @@ class Tally:
                                 (DEDUPLICATED, self.dropped)):
             for channel, n in counts.items():
                 counter.labels(self.stage, channel).inc(n)
+
+
+def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """Observe a batch's amounts on one labelled histogram: each bucket and the sum added to once.
+
+    `observe` takes a lock per bucket and per sum, and walks the buckets in Python: 2.5 µs
+    a message. Its bucket is the first bound at or above the amount, as here.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    if bounds is None:  # not prometheus_client's internals as we know them: the slow way
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    if not amounts:
+        return
+    counts = Tallies(bisect_left(bounds, amount) for amount in amounts)
+    for i, n in counts.items():
+        histogram._buckets[i].inc(n)
+    histogram._sum.inc(sum(amounts))
 
 
 def report_lag(lags: Mapping[tuple[str, int], int], before: set[tuple[str, int]]) -> set[tuple[str, int]]:

