@@ -4,8 +4,8 @@ The modules below are pure functions over typed values (docs/decisions/0023). my
 each into an extension module beside its source; Python imports the extension first. A
 module here must not define a msgspec Struct that is decoded or described as JSON schema:
 compiled, a class keeps only the outer type of each annotation (`str | None` reads as
-`type`), so decoding it fails. Those live in modules left as Python (`brain/sla.py`,
-`stores/history.py`, `intake/identify.py`).
+`type`), so decoding it fails. Those live in modules left as Python, beside the rules
+that use them (`brain/slaclock.py`, `intake/binding.py`, `stores/history.py`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ MODULES = (
     "processors.brain.memo",
     "processors.brain.priority",
     "processors.brain.route",
+    "processors.brain.sla",
     "processors.brain.sticky",
     "processors.brain.thread",
     "processors.intake.evidence",
+    "processors.intake.identify",
     "processors.policy.calendar",
     "processors.policy.derived",
     "processors.policy.model",

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-import msgspec
 from msgspec.structs import replace
 
 from processors.brain.priority import Target, tier_for
+from processors.brain.slaclock import SlaClock
 from processors.policy.calendar import ALWAYS_OPEN, Calendar, add_business_time, business_time_between
 from processors.policy.derived import Derived
 from processors.policy.model import EscalationStep, Policy, format_duration
@@ -45,25 +45,6 @@ class ClockEvent:
 
     kind: EventKind
     at: datetime
-
-
-class SlaClock(msgspec.Struct, frozen=True, kw_only=True):
-    """A conversation's SLA state: the target owed, open time used, and what has fired."""
-
-    # a msgspec Struct, so the watcher keeps it in Redis with the one codec
-
-    tier: str
-    urgency: str
-    queue: str
-    target: Target | None = None
-    budget: timedelta = timedelta(0)
-    used: timedelta = timedelta(0)
-    running_since: datetime | None = None
-    paused: bool = False
-    replied: bool = False
-    resolved: bool = False
-    disabled: bool = False
-    fired: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,10 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
-import msgspec
-
+from processors.intake.binding import Binding
 from schemas.errors import ParseError
 from schemas.identity import Identity, IdentityKind, parse_sender
 from schemas.ids import customer_id_for
@@ -88,21 +86,6 @@ def identity_of(member: str) -> Identity:
     """The identity a stored `kind:value` names (as kept in the identity sets)."""
     kind, _, value = member.partition(":")
     return Identity(kind=_KINDS[kind], value=value)
-
-
-class Binding(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """What an identity's key holds: its customer, since when, and how it got there."""
-
-    customer_id: str
-    since: datetime
-    how: Literal["seen", "import", "link", "stated", "unlink"] = "seen"
-    # the message that first showed it, or the id of the link event that put it here
-    event_id: str | None = None
-    previous: str | None = None
-    actor: str | None = None
-    evidence: str | None = None
-    # the identity whose message stated this one
-    via: str | None = None
 
 
 Lookup = Binding | None

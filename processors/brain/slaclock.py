@@ -1,0 +1,34 @@
+"""A conversation's SLA state (`SlaClock`), apart from the clock's rules: a Struct Redis holds stays Python.
+
+processors.brain.sla is compiled (processors.compiled); compiled, a Struct keeps only the
+outer type of each annotation and would no longer decode.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import msgspec
+
+from processors.brain.priority import Target
+
+__all__ = ["SlaClock"]
+
+
+class SlaClock(msgspec.Struct, frozen=True, kw_only=True):
+    """A conversation's SLA state: the target owed, open time used, and what has fired."""
+
+    # a msgspec Struct, so the watcher keeps it in Redis with the one codec
+
+    tier: str
+    urgency: str
+    queue: str
+    target: Target | None = None
+    budget: timedelta = timedelta(0)
+    used: timedelta = timedelta(0)
+    running_since: datetime | None = None
+    paused: bool = False
+    replied: bool = False
+    resolved: bool = False
+    disabled: bool = False
+    fired: frozenset[str] = frozenset()
