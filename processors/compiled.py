@@ -36,6 +36,8 @@ MODULES = (
     "processors.policy.calendar",
     "processors.policy.derived",
     "processors.policy.model",
+    "processors.stores.bulk",
+    "processors.stores.tags",
     "schemas.codec",
     "schemas.ids",
 )
