@@ -29,6 +29,7 @@ MODULES = (
     "processors.brain.priority",
     "processors.brain.route",
     "processors.brain.sla",
+    "processors.brain.stage",
     "processors.brain.sticky",
     "processors.brain.thread",
     "processors.intake.evidence",
