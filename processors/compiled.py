@@ -1,6 +1,7 @@
 """The brain's decision path, compiled to C by mypyc: which modules, and whether they run so.
 
-The modules below are pure functions over typed values (docs/decisions/0023). mypyc turns
+The modules below are typed Python on the per-message path: the brain's decisions and its
+stage, intake's identify, the key tags and batch calls (docs/decisions/0023). mypyc turns
 each into an extension module beside its source; Python imports the extension first. A
 module here must not define a msgspec Struct that is decoded or described as JSON schema:
 compiled, a class keeps only the outer type of each annotation (`str | None` reads as

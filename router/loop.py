@@ -70,17 +70,14 @@ async def produce(producer: AIOKafkaProducer, settings: Settings, outputs: Seque
     partitioner call and an accumulator step each) was a tenth of a worker's CPU. Records
     land where `send` would put them (key_partition is Kafka's default partitioner), in order.
     """
-    # a batch's few topics named and counted once each, not once a record (by identity: a
-    # frozen dataclass hashes every field on each lookup)
-    topics: dict[int, tuple[str, int]] = {}
+    partitions: dict[str, int] = {}
     batches: dict[tuple[str, int], Any] = {}
     pending = []
     for o in outputs:
-        named = topics.get(id(o.topic))
-        if named is None:
-            name = settings.topic(o.topic)
-            named = topics[id(o.topic)] = (name, len(await producer.partitions_for(name)))
-        topic, count = named
+        topic = settings.topic(o.topic)
+        count = partitions.get(topic)
+        if count is None:
+            count = partitions[topic] = len(await producer.partitions_for(topic))
         tp = (topic, key_partition(o.key, count))
         batch = batches.get(tp)
         if batch is None:

@@ -1,7 +1,6 @@
-"""A conversation's SLA state (`SlaClock`), apart from the clock's rules: a Struct Redis holds stays Python.
+"""A conversation's SLA state (`SlaClock`), apart from the compiled rules in processors.brain.sla.
 
-processors.brain.sla is compiled (processors.compiled); compiled, a Struct keeps only the
-outer type of each annotation and would no longer decode.
+A Struct that is decoded stays Python (processors.compiled says why).
 """
 
 from __future__ import annotations

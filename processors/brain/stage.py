@@ -87,8 +87,8 @@ class _Batch:
     now: datetime
     opened: Counter[str] = field(default_factory=Counter)
     thread_writes: dict[str, str] = field(default_factory=dict)
-    # seconds from each routed message's receipt to its decision, observed once a batch
-    latencies: list[float] = field(default_factory=list)
+    # when each routed message was received: its latency is observed once a batch
+    received: list[datetime] = field(default_factory=list)
 
 
 def acknowledgement_message(routed: RoutedConversation, text: str, kind: str = "acknowledgement"
@@ -144,7 +144,8 @@ class Brain:
             else:
                 outputs += self._one(item, customer, batch, debug)
             tally.passed[_channel(item)] += 1
-        observe_all(_latency, batch.latencies)
+        decided = batch.now.timestamp()
+        observe_all(_latency, [max(0.0, decided - at.timestamp()) for at in batch.received])
         rest = {k: v for k, v in customers.items() if k not in probes}  # a probe leaves no trace
         # written with the "done" marks once Kafka holds the outputs: one round trip, not two
         self._pending = (_owners(records), rest, batch) if items and rest else None
@@ -251,7 +252,7 @@ class Brain:
             outputs.append(Output(OUTBOUND, conversation.encode(), encode(ack)))
         elif outcome.unreachable:
             UNREACHABLE.labels("acknowledgement", message.channel, message.sender.kind).inc()
-        batch.latencies.append(max(0.0, batch.now.timestamp() - message.received_at.timestamp()))
+        batch.received.append(message.received_at)
         if debug:
             log.debug("routed", extra={"event_id": routed.event_id, "conversation_id": conversation,
                                        "queue": routed.queue, "priority": routed.priority})

@@ -1,7 +1,6 @@
-"""What an identity's key holds (`Binding`), apart from identify: a Struct the codec decodes stays Python.
+"""What an identity's key holds (`Binding`), apart from the compiled rules in processors.intake.identify.
 
-identify is compiled (processors.compiled); compiled, a Struct keeps only the outer type
-of each annotation and would no longer decode.
+A Struct that is decoded stays Python (processors.compiled says why).
 """
 
 from __future__ import annotations

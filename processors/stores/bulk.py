@@ -88,8 +88,8 @@ def _joined(values: Sequence[str | bytes]) -> bytes | None:
     """The values NUL-joined as one argument, or None when one of them holds a NUL itself."""
     raw = [v.encode() if isinstance(v, str) else v for v in values]
     blob = b"\x00".join(raw)
-    # one count in C, not a search per value: only the separators may be NULs
-    return blob if blob.count(0) == len(raw) - 1 or not raw else None
+    # one count in C, not a search per value: the separators must be the only NULs
+    return blob if blob.count(0) == max(len(raw) - 1, 0) else None
 
 
 def queue_claim_many(pipe: Any, keys: Sequence[str], values: Sequence[str | bytes],
