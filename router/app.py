@@ -112,11 +112,13 @@ class Pipeline:
         self.lifecycle = LifecycleWatch(redis, schedule, history, clocks, self.current_policy)
         self.stages = Stages(settings)
         self.stalled = self.stages.stalled
-        work = {"intake": (self.intake.process, None), "brain": (self.brain.process, self.brain.confirm),
-                "send": (self.send.process, None), "dispatch": (self.dispatch.process, None)}
+        work = {"intake": (self.intake.process, None, None),
+                "brain": (self.brain.process, self.brain.confirm, self.brain.forget),
+                "send": (self.send.process, None, None), "dispatch": (self.dispatch.process, None, None)}
         for stage in settings.stages:
-            process, confirm = work[stage]
-            self.stages.add(stage, [settings.topic(spec) for spec in STAGE_TOPICS[stage]], process, confirm)
+            process, confirm, forget = work[stage]
+            self.stages.add(stage, [settings.topic(spec) for spec in STAGE_TOPICS[stage]], process, confirm,
+                            forget)
         self.app.timer(interval=settings.policy_reload_seconds)(self._reload_policy)
         if "send" in settings.stages:
             # every send worker: a lease keeps two from taking the same due reply

@@ -1,16 +1,20 @@
 """A stage's consume loop, shaped like the raw pipe: fetch a batch, process, produce, commit.
 
-`getmany` → the stage's `process` → every output sent → Kafka's acks awaited → the
-stage's `confirm` (the brain's "done" marks) → the batch's offsets committed. Nothing is
-committed before its outputs are in Kafka, so a worker killed at any point loses
-nothing: what it had not committed is read again by whoever takes the partitions, and
-the claims make that safe (decision 0003).
+`getmany` → the stage's `process` → every output handed to the producer → the next batch
+fetched and processed while Kafka acknowledges this one's → the stage's `confirm` (the
+brain's state and "done" marks) → the batch's offsets committed. Two batches overlap at
+most: a batch is confirmed only after the one before it, and the one after it is sent
+only once this one is settled, so nothing is committed before its outputs are in Kafka
+and a worker killed at any point loses nothing: what it had not committed is read again
+by whoever takes the partitions, and the claims make that safe (decision 0003).
 
 A stage that fails (Redis or Kafka away, or a bug) runs the same batch again after a
-backoff, for as long as it takes, while readiness names the stalled stage. A stop
-cancels the batch in flight unless it finishes within the grace: it was not committed,
-so it is read again. A rebalance waits for the batch in flight before the partitions
-go, so the next owner starts where this one committed.
+backoff, for as long as it takes, while readiness names the stalled stage. When a batch's
+acknowledgements or confirm fail, the batch processed after it (on the state it left)
+is forgotten and both run again, one at a time. A stop cancels the batch in flight unless
+it finishes within the grace: it was not committed, so it is read again. A rebalance
+waits for the batches in flight before the partitions go, so the next owner starts
+where this one committed.
 
 Each stage has a consumer group of its own (`<app id>.<stage>`), so stages scale and
 stall apart. The range assignor hands out the same partition numbers of every topic a
@@ -26,6 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -40,16 +45,24 @@ from processors.stores.tags import key_partition
 from router.kafka import client_options, new_producer
 from router.settings import Settings
 
-__all__ = ["Confirm", "Process", "StageLoop", "Stages", "adopt_offsets", "group_of", "hold_prefetch",
-           "produce"]
+__all__ = ["Confirm", "Forget", "Process", "StageLoop", "Stages", "adopt_offsets", "group_of",
+           "hold_prefetch", "produce", "send"]
 
 log = logging.getLogger(__name__)
 Process = Callable[[Sequence[Record]], Awaitable[list[Output]]]
 Confirm = Callable[[Sequence[Record]], Awaitable[None]]
+# drops what a stage carries from batches processed but not confirmed (the brain's state)
+Forget = Callable[[], None]
 RETRY_CAP_SECONDS = 30.0
 # how long a stop waits for the batch in flight before it is cancelled (and read again)
 STOP_GRACE_SECONDS = 10.0
 FETCH_WAIT_MS = 200
+# a batch that was waiting in the fetcher longer than this is topped up with what came since,
+# waiting at most TOP_UP_MS for it (see StageLoop._fetch)
+STALE_SECONDS = 0.005
+TOP_UP_MS = 10
+# a fetch that took longer than this waited for its records: they are fresh
+WAITED_SECONDS = 0.002
 LAG_EVERY_SECONDS = 2.0
 # how long a start waits for a group coordinator to read the Faust group's offsets
 ADOPT_SECONDS = 30.0
@@ -63,8 +76,9 @@ def group_of(settings: Settings, stage: str) -> str:
     return f"{settings.app_id}.{stage}"
 
 
-async def produce(producer: AIOKafkaProducer, settings: Settings, outputs: Sequence[Output]) -> None:
-    """Send every output and wait until Kafka has all of them.
+async def send(producer: AIOKafkaProducer, settings: Settings, outputs: Sequence[Output]
+               ) -> list[asyncio.Future[Any]]:
+    """Hand every output to the producer, in order; returns Kafka's acknowledgements to wait for.
 
     One batch per partition, built here: the producer's per-record `send` (a future, a
     partitioner call and an accumulator step each) was a tenth of a worker's CPU. Records
@@ -89,8 +103,19 @@ async def produce(producer: AIOKafkaProducer, settings: Settings, outputs: Seque
             batch.append(key=o.key, value=o.value, timestamp=None)  # an empty batch takes any record
     for (topic, partition), batch in batches.items():
         pending.append(await producer.send_batch(batch, topic, partition=partition))
-    for delivered in pending:
+    return pending
+
+
+async def produce(producer: AIOKafkaProducer, settings: Settings, outputs: Sequence[Output]) -> None:
+    """Send every output and wait until Kafka has all of them."""
+    for delivered in await send(producer, settings, outputs):
         await delivered  # Kafka's acknowledgement; a failure reruns the stage's batch
+
+
+def _abandon(acks: Sequence[asyncio.Future[Any]]) -> None:
+    """Acknowledgements no one will wait for: their failures are read, not logged as lost."""
+    for ack in acks:
+        ack.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 async def adopt_offsets(settings: Settings, group: str, topics: Sequence[str]) -> None:
@@ -153,6 +178,14 @@ def hold_prefetch(consumer: AIOKafkaConsumer) -> None:
     fetcher._prefetch_backoff = PREFETCH_HOLD_SECONDS
 
 
+@dataclass(slots=True)
+class _Batch:
+    """A fetched batch: its records and the offsets to commit once it is done."""
+
+    records: list[Record]
+    offsets: dict[TopicPartition, int]
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """Partitions leave only between batches; the lag gauges follow the assignment."""
 
@@ -161,6 +194,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         async with self._loop.between_batches:
+            await self._loop.drain()
             await self._loop.commit_now()
             self._loop.forget(revoked)
 
@@ -176,11 +210,13 @@ class StageLoop:
 
     def __init__(self, name: str, topics: Sequence[str], process: Process, confirm: Confirm | None,
                  *, settings: Settings, producer: Callable[[], AIOKafkaProducer],
-                 stalled: dict[str, str]) -> None:
+                 stalled: dict[str, str], forget: Forget | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self.topics = tuple(topics)
         self._process = process
         self._confirm = confirm
+        self._forget_carried = forget
         self._settings = settings
         self._producer = producer
         self._stalled = stalled
@@ -189,6 +225,9 @@ class StageLoop:
         # commits run beside the next batch: one task, committing again while batches finish
         self._committing: asyncio.Task[None] | None = None
         self._commit_again = False
+        # the batch sent last, and the task awaiting its acknowledgements and confirm
+        self._sent: _Batch | None = None
+        self._finishing: asyncio.Task[bool] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -197,6 +236,8 @@ class StageLoop:
         self._next: dict[TopicPartition, int] = {}
         self._lag_at = 0.0
         self._lag_reported: set[tuple[str, int]] = set()
+        self._clock = clock  # monotonic seconds: when the fetcher's batch was taken, how long a fetch waited
+        self._took = clock()
 
     def assigned(self) -> bool:
         """True once this loop has joined its group (with more workers than partitions, idle)."""
@@ -225,7 +266,7 @@ class StageLoop:
         self._task = asyncio.create_task(self._run(), name=f"stage-{self.name}")
 
     async def stop(self) -> None:
-        """Let the batch in flight finish within the grace, else cancel it; then leave the group."""
+        """Let the batches in flight finish within the grace, else cancel them; then leave the group."""
         self._stopping = True
         if self._task is not None:
             done, _ = await asyncio.wait({self._task}, timeout=STOP_GRACE_SECONDS)
@@ -235,6 +276,10 @@ class StageLoop:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        if self._finishing is not None:
+            # the batch sent last: acknowledged and confirmed within the grace, or read again
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._finishing), STOP_GRACE_SECONDS)
         # what finished is committed before the group is left, so the next owner starts after it
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.commit_now(), STOP_GRACE_SECONDS)
@@ -247,25 +292,113 @@ class StageLoop:
         consumer = self._consumer
         while not self._stopping:
             try:
-                fetched = await consumer.getmany(timeout_ms=FETCH_WAIT_MS,
-                                                 max_records=self._settings.batch_size)
+                fetched = await self._fetch(consumer)
             except KafkaError as e:
                 STAGE_RETRIES.labels(self.name, type(e).__name__).inc()
                 log.warning("fetch failed; trying again", extra={"stage": self.name, "error": repr(e)})
                 await asyncio.sleep(1.0)
                 continue
-            if fetched:
-                async with self.between_batches:
-                    records = [Record(m.topic, m.partition, m.offset, m.value or b"")
-                               for messages in fetched.values() for m in messages]
-                    await self._until_done(records)
-                    for tp, messages in fetched.items():
-                        self._uncommitted[tp] = self._next[tp] = messages[-1].offset + 1
-                self._commit_soon()
+            async with self.between_batches:
+                if fetched:
+                    await self._overlap(_Batch(
+                        [Record(m.topic, m.partition, m.offset, m.value or b"")
+                         for messages in fetched.values() for m in messages],
+                        {tp: messages[-1].offset + 1 for tp, messages in fetched.items()}))
+                elif self._finishing is not None and self._finishing.done():
+                    await self._settle()  # idle: a batch whose acks or confirm failed runs again now
             self._report_lag()
 
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """The next batch, topped up with what reached Kafka while it waited in the fetcher.
+
+        The fetcher fetches again as soon as the loop takes what it holds (hold_prefetch), so
+        under steady load the batch the loop takes next was fetched a whole batch earlier,
+        and every record waited one cycle more than it had to. When the batch was already
+        there (no wait) and is older than STALE_SECONDS, the fetch its taking started is
+        waited for, briefly, and added: each partition's records stay in order.
+        """
+        size = self._settings.batch_size
+        asked = self._clock()
+        fetched: dict[TopicPartition, list[Any]] = await consumer.getmany(timeout_ms=FETCH_WAIT_MS,
+                                                                          max_records=size)
+        waited = self._clock() - asked
+        room = size - sum(map(len, fetched.values()))
+        if fetched and room > 0 and waited < WAITED_SECONDS and asked - self._took > STALE_SECONDS:
+            more = await consumer.getmany(timeout_ms=TOP_UP_MS, max_records=room)
+            for tp, messages in more.items():
+                fetched.setdefault(tp, []).extend(messages)
+        self._took = self._clock()
+        return fetched
+
+    async def _overlap(self, batch: _Batch) -> None:
+        """Process and send a batch while the one before it is acknowledged and confirmed."""
+        acks: list[asyncio.Future[Any]] | None = None
+        try:
+            acks = await send(self._producer(), self._settings, await self._process(batch.records))
+        except Exception as e:  # noqa: BLE001 - run again below, after the batch before it
+            self._failed(e, 1)
+        if await self._settle() or acks is None:
+            # processed on the state of a batch that failed, or failed itself: again, alone
+            if acks is not None:
+                _abandon(acks)
+            self._forgotten()
+            await self._until_done(batch.records)
+            self._done(batch)
+            return
+        self._sent = batch
+        self._finishing = asyncio.create_task(self._finish(batch, acks), name=f"finish-{self.name}")
+
+    async def _finish(self, batch: _Batch, acks: Sequence[asyncio.Future[Any]]) -> bool:
+        """Wait for a sent batch's acknowledgements, then confirm it; False when it must run again."""
+        try:
+            for ack in acks:
+                await ack  # Kafka's acknowledgement
+            if self._confirm is not None:
+                # shielded: a stop must not cut between "Kafka has it" and "done"
+                await asyncio.shield(self._confirm(batch.records))
+        except Exception as e:  # noqa: BLE001 - the batch is rerun, never skipped
+            _abandon(acks)
+            self._failed(e, 1)
+            return False
+        self._done(batch)
+        return True
+
+    async def _settle(self) -> bool:
+        """Wait for the batch sent last; run it again, alone, if it failed. True if it had to."""
+        task, batch = self._finishing, self._sent
+        self._finishing = self._sent = None
+        if task is None or batch is None or await asyncio.shield(task):
+            return False
+        self._forgotten()
+        await self._until_done(batch.records)
+        self._done(batch)
+        return True
+
+    async def drain(self) -> None:
+        """Before partitions go: wait for the batch sent last; if it failed, their next owner reruns it."""
+        task, self._finishing, self._sent = self._finishing, None, None
+        if task is not None and not await asyncio.shield(task):
+            self._forgotten()
+            self._stalled.pop(self.name, None)
+
+    def _forgotten(self) -> None:
+        """What the stage carried from unconfirmed batches is dropped: the next runs from its store."""
+        if self._forget_carried is not None:
+            self._forget_carried()
+
+    def _done(self, batch: _Batch) -> None:
+        for tp, offset in batch.offsets.items():
+            self._uncommitted[tp] = self._next[tp] = offset
+        self._commit_soon()
+
+    def _failed(self, e: Exception, attempt: int, retry_in: float = 0.0) -> None:
+        STAGE_RETRIES.labels(self.name, type(e).__name__).inc()
+        self._stalled[self.name] = f"{type(e).__name__} on attempt {attempt}: {str(e)[:200]}"
+        log.warning("stage failed; the same batch runs again", extra={
+            "stage": self.name, "attempt": attempt, "retry_in": round(retry_in, 2), "error": repr(e)})
+
     async def _until_done(self, records: Sequence[Record]) -> None:
-        """Run one batch until its outputs are in Kafka; only a stop (cancel) ends it sooner."""
+        """Run one batch until its outputs are in Kafka and confirmed; only a stop (cancel) ends it sooner."""
         attempt = 0
         while True:
             try:
@@ -276,10 +409,8 @@ class StageLoop:
             except Exception as e:  # noqa: BLE001 - the batch is rerun, never skipped
                 attempt += 1
                 delay = min(RETRY_CAP_SECONDS, 0.2 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
-                STAGE_RETRIES.labels(self.name, type(e).__name__).inc()
-                self._stalled[self.name] = f"{type(e).__name__} on attempt {attempt}: {str(e)[:200]}"
-                log.warning("stage failed; the same batch runs again", extra={
-                    "stage": self.name, "attempt": attempt, "retry_in": round(delay, 2), "error": repr(e)})
+                self._failed(e, attempt, delay)
+                self._forgotten()
                 await asyncio.sleep(delay)
                 continue
             if self._stalled.pop(self.name, None) is not None:
@@ -356,10 +487,11 @@ class Stages(Service):
         self.stalled: dict[str, str] = {}
         self._producer: AIOKafkaProducer | None = None
 
-    def add(self, name: str, topics: Sequence[str], process: Process, confirm: Confirm | None = None) -> None:
-        """A stage to run: its input topics, its batch function and its "done" step."""
+    def add(self, name: str, topics: Sequence[str], process: Process, confirm: Confirm | None = None,
+            forget: Forget | None = None) -> None:
+        """A stage to run: its input topics, its batch function, its "done" step and what drops its carry."""
         self.loops.append(StageLoop(name, topics, process, confirm, settings=self.settings,
-                                    producer=self.producer, stalled=self.stalled))
+                                    producer=self.producer, stalled=self.stalled, forget=forget))
 
     def producer(self) -> AIOKafkaProducer:
         """The started producer."""
@@ -385,3 +517,4 @@ class Stages(Service):
         if self._producer is not None:
             with contextlib.suppress(KafkaError, TimeoutError):
                 await asyncio.wait_for(self._producer.stop(), STOP_GRACE_SECONDS)
+

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 
 from msgspec.structs import replace
 
@@ -30,6 +31,7 @@ __all__ = ["CaseFile", "Writes"]
 SUMMARY_CHARS = 280
 KEEP_RECENT = 20
 _PLANNED: tuple[lifecycle.DueKind, ...] = ("follow_up", "close")
+_AT = attrgetter("at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,17 @@ class CaseFile:
     touched: set[str] = field(default_factory=set)
     # (conversation, kind) → when it falls due, None to cancel
     plans: dict[tuple[str, lifecycle.DueKind], datetime | None] = field(default_factory=dict)
+
+    def carried(self, profile: CustomerProfile, history_limit: int) -> CaseFile:
+        """The file as Redis will hold it once its writes land: where the next batch starts while they fly.
+
+        Read back, the history is the newest `history_limit` lines by time and the summaries
+        lose the stale ones; the profile is the one just read (intake keeps it, not the brain).
+        """
+        gone = set(stale(list(self.recent.values()), KEEP_RECENT))
+        history = sorted(self.history, key=_AT, reverse=True)[:history_limit]
+        return CaseFile(self.customer_id, profile, history,
+                        {c: s for c, s in self.recent.items() if c not in gone}, dict(self.clocks))
 
     def _add(self, identity: Identity | None, entry: HistoryEntry) -> None:
         self.history.insert(0, entry)

@@ -12,12 +12,20 @@ history, summaries, clocks, card statuses and the lifecycle plans. That write wa
 Kafka's acknowledgement of the batch's outputs and carries the "done" marks (`confirm`),
 so two round trips a batch in all, and a batch rerun after a failure is decided again
 from the state before it, never from its own half-written effects.
+
+The loop processes the next batch while this one's outputs are acknowledged, so the
+state a batch leaves is carried in memory until its confirm writes it: the next batch's
+customers, threads and queue backlogs start from what Redis held plus every batch
+processed but not yet confirmed. A read and a confirm never run at once (one lock), so a
+read sees each carried batch either in Redis or in memory, never both. A failed
+confirm, or `forget`, drops everything carried: those batches run again from Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,9 +94,18 @@ class _Batch:
     policy: Policy
     now: datetime
     opened: Counter[str] = field(default_factory=Counter)
-    thread_writes: dict[str, str] = field(default_factory=dict)
+    thread_writes: dict[tuple[str, str], str] = field(default_factory=dict)
     # when each routed message was received: its latency is observed once a batch
     received: list[datetime] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Carried:
+    """A batch processed and not yet confirmed: which records, and the state it leaves."""
+
+    owners: tuple[str, ...]
+    customers: dict[str, CaseFile]
+    batch: _Batch | None  # None: nothing to write but the "done" marks
 
 
 def acknowledgement_message(routed: RoutedConversation, text: str, kind: str = "acknowledgement"
@@ -119,15 +136,24 @@ class Brain:
         self._memo = Memo(clock)
         # the fresh claims of batches processed but not yet confirmed, by record owner
         self._unconfirmed: dict[str, Claim] = {}
-        # the last batch's state changes, written by its confirm
-        self._pending: tuple[tuple[str, ...], dict[str, CaseFile], _Batch] | None = None
+        # batches processed and not yet confirmed, oldest first: each confirm writes the oldest
+        self._pending: deque[_Carried] = deque()
+        # a batch's read and another's confirm take turns (see the module's docstring)
+        self._io = asyncio.Lock()
+
+    def forget(self) -> None:
+        """Drop the state carried from unconfirmed batches: they run again, from Redis' state."""
+        self._pending.clear()
 
     async def process(self, records: Sequence[Record]) -> list[Output]:
         """Route messages and apply events; returns routed conversations and acknowledgements."""
-        self._pending = None  # a batch processed again, or another one, starts from Redis' state
+        owners = _owners(records)
+        if self._pending and self._pending[0].owners == owners:
+            self.forget()  # the oldest batch again: it starts from Redis' state
         outputs: list[Output] = []
         decoded = _decode(records, outputs)
         if not decoded:
+            self._pending.append(_Carried(owners, {}, None))
             return outputs
         tally = Tally(STAGE)
         items, customers, threads, backlog = await self._read(decoded, tally)
@@ -148,7 +174,7 @@ class Brain:
         observe_all(_latency, [max(0.0, decided - at.timestamp()) for at in batch.received])
         rest = {k: v for k, v in customers.items() if k not in probes}  # a probe leaves no trace
         # written with the "done" marks once Kafka holds the outputs: one round trip, not two
-        self._pending = (_owners(records), rest, batch) if items and rest else None
+        self._pending.append(_Carried(owners, rest, batch) if items and rest else _Carried(owners, {}, None))
         tally.report()
         return outputs
 
@@ -172,20 +198,28 @@ class Brain:
         A stop or crash before this leaves the claims pending: the batch is read again and
         decided afresh from the state before it.
         """
-        pending, self._pending = self._pending, None
-        if pending is not None and pending[0] != _owners(records):
-            # never another batch's state: the loop runs this batch again, process first
-            raise RuntimeError("confirm of a batch other than the one last processed")
+        if not self._pending or self._pending[0].owners != _owners(records):
+            # never another batch's state: the loop runs the batches again, process first
+            self.forget()
+            raise RuntimeError("confirm of a batch other than the oldest one processed")
+        carried = self._pending[0]
         # only the claims this batch made or replayed: a duplicate's claim belongs to another record
         claims = [c for r in records if (c := self._unconfirmed.pop(r.owner, None)) is not None]
-        if not (claims or pending):
+        if not (claims or carried.batch):
+            self._pending.popleft()
             return
         pipe = pipeline(self._redis)  # split per hash tag on a Cluster
-        if pending is not None:
-            self._queue_write(pipe, pending[1], pending[2])
+        if carried.batch is not None:
+            self._queue_write(pipe, carried.customers, carried.batch)
         if claims:
             self._stores.claims.queue_done(pipe, claims)
-        await pipe.execute()
+        async with self._io:
+            try:
+                await pipe.execute()
+            except BaseException:
+                self.forget()  # later batches started from this one's state: all run again
+                raise
+            self._pending.popleft()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
 
     async def _read(self, decoded: Sequence[tuple[Record, Item]], tally: Tally) -> tuple[
@@ -205,15 +239,19 @@ class Brain:
         s.directory.queue_read_profiles(pipe, ids)
         s.clocks.queue_read(pipe, ids)
         pipe.hgetall(s.backlog_key)
-        claimed, known, history, recent, profiles, clocks, backlog = await pipe.execute()
+        async with self._io:
+            claimed, known, history, recent, profiles, clocks, backlog = await pipe.execute()
+            carried, carried_threads, opened = self._carried()
         REDIS_ROUNDTRIPS.labels(STAGE).inc()
-        customers = {
-            cid: CaseFile(cid, profile, list(lines), {r.conversation_id: r for r in summaries}, entries)
-            for cid, profile, lines, summaries, entries in zip(
+        customers: dict[str, CaseFile] = {}
+        for cid, profile, lines, summaries, entries in zip(
                 ids, s.directory.parse_profiles(ids, profiles), s.history.parse_read(history),
-                s.history.parse_recent(recent), s.clocks.parse_read(clocks), strict=True)
-        }
+                s.history.parse_recent(recent), s.clocks.parse_read(clocks), strict=True):
+            kept = carried.get(cid)
+            customers[cid] = kept.carried(profile, s.history_limit) if kept is not None else CaseFile(
+                cid, profile, list(lines), {r.conversation_id: r for r in summaries}, entries)
         threads = {t: c for t, c in zip(thread_ids, s.threads.parse_threads(known), strict=True) if c}
+        threads |= carried_threads
         fresh = []
         for claim, before, item in zip(claims, claimed, items, strict=True):
             channel = _channel(item)
@@ -228,7 +266,21 @@ class Brain:
             else:
                 fresh.append(item)
                 self._unconfirmed[claim.owner] = claim
-        return fresh, customers, threads, {k.decode(): int(v) for k, v in backlog.items()}
+        queues = Counter({k.decode(): int(v) for k, v in backlog.items()})
+        queues.update(opened)
+        return fresh, customers, threads, dict(queues)
+
+    def _carried(self) -> tuple[dict[str, CaseFile], dict[tuple[str, str], str], Counter[str]]:
+        """What the unconfirmed batches leave: customers' files, threads, backlog changes; latest wins."""
+        customers: dict[str, CaseFile] = {}
+        threads: dict[tuple[str, str], str] = {}
+        opened: Counter[str] = Counter()
+        for carried in self._pending:
+            if carried.batch is not None:
+                customers |= carried.customers
+                threads |= carried.batch.thread_writes
+                opened.update(carried.batch.opened)
+        return customers, threads, opened
 
     def _one(self, identified: IdentifiedMessage, customer: CaseFile, batch: _Batch,
              debug: bool) -> list[Output]:
@@ -242,7 +294,7 @@ class Brain:
         routed = outcome.routed
         conversation = routed.conversation_id
         batch.threads[thread] = conversation
-        batch.thread_writes[self._stores.threads.thread_key(*thread)] = conversation
+        batch.thread_writes[thread] = conversation
         before = customer.clocks.get(conversation)
         customer.remember(outcome, batch.policy)
         _recount(batch, before.clock if before else None, customer.clocks[conversation].clock)
@@ -290,7 +342,8 @@ class Brain:
             clocks += w.clocks
             statuses |= {cid: status_fields(status) for cid, status in w.statuses.items()}
             plans += w.plans
-        s.threads.queue_write_threads(pipe, list(batch.thread_writes.items()))
+        key = s.threads.thread_key
+        s.threads.queue_write_threads(pipe, [(key(*t), c) for t, c in batch.thread_writes.items()])
         s.history.queue_append(pipe, appends)
         # summaries before plans: a watch reading in between sees the new status, not a stale plan
         s.history.queue_write_recent(pipe, recent)

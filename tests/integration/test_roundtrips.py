@@ -168,7 +168,7 @@ async def test_the_state_is_written_only_by_the_confirm_of_its_own_batch(
     customer = _customer_of(routed)
     # nothing is written before Kafka has the outputs
     assert not await redis.exists(stages.history.recent_key(customer))
-    with pytest.raises(RuntimeError, match="other than the one last processed"):
+    with pytest.raises(RuntimeError, match="other than the oldest one processed"):
         await brain.confirm(identified[:3])
     assert not await redis.exists(stages.history.recent_key(customer))
     # the loop runs the batch again: decided afresh, then confirmed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -65,6 +67,88 @@ async def test_a_failing_batch_runs_again_and_its_offsets_wait_for_its_outputs(
     # fetched records hold back the next fetch until the loop takes them (hold_prefetch)
     assert [loop._consumer._fetcher._prefetch_backoff for loop in stages.loops
             ] == [PREFETCH_HOLD_SECONDS]
+
+
+class Overlapping:
+    """Copies each record to IDENTIFIED; its first confirm waits until the batch after it is processed.
+
+    With `fail`, that first confirm then fails, as a Redis gone away would.
+    """
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.processed: list[list[str]] = []
+        self.confirmed: list[list[str]] = []
+        self.forgotten = 0
+        self._later = asyncio.Event()
+
+    async def process(self, records: Sequence[Record]) -> list[Output]:
+        self.processed.append([r.owner for r in records])
+        if len(self.processed) > 1:
+            self._later.set()
+        return [Output(IDENTIFIED, r.value, r.value) for r in records]
+
+    async def confirm(self, records: Sequence[Record]) -> None:
+        first = not self.confirmed and not self.forgotten
+        if first:
+            # a loop that waited for this confirm before processing on would never get here
+            await asyncio.wait_for(self._later.wait(), 60)
+        if first and self.fail:
+            raise ConnectionError("Redis away")
+        self.confirmed.append([r.owner for r in records])
+
+    def forget(self) -> None:
+        self.forgotten += 1
+
+
+def _in_order(batches: list[list[str]]) -> dict[str, list[int]]:
+    """Each partition's offsets, in the order the batches held them."""
+    offsets: dict[str, list[int]] = defaultdict(list)
+    for batch in batches:
+        for owner in batch:
+            where, offset = owner.rsplit("/", 1)
+            offsets[where].append(int(offset))
+    return dict(offsets)
+
+
+async def test_the_next_batch_is_processed_while_the_one_before_is_acknowledged_and_confirmed(
+        deployment: Settings, stages: Stages) -> None:
+    stage = Overlapping()
+    sent = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(40)]
+    await publish(deployment, deployment.topic(INBOUND), sent)
+    stages.add("intake", [deployment.topic(INBOUND)], stage.process, stage.confirm, stage.forget)
+    await stages.start()
+    await wait_committed(deployment, group_of(deployment, "intake"), deployment.topic(INBOUND))
+    # the first confirm ended once a later batch was processed: they overlapped, and nothing ran twice
+    assert len(stage.processed) > 1 and stage.confirmed[0] == stage.processed[0]
+    assert stage.confirmed == stage.processed and not stage.forgotten and not stages.stalled
+    every = [owner for batch in stage.confirmed for owner in batch]
+    assert len(every) == len(set(every)) == len(sent)
+    # confirmed in the order they were read, each partition's offsets rising
+    assert all(offsets == sorted(offsets) for offsets in _in_order(stage.confirmed).values())
+    copied = sorted(r.value for r in await read_all(deployment, deployment.topic(IDENTIFIED)))
+    assert copied == sorted(v for _, v in sent)
+
+
+async def test_a_failed_confirm_runs_its_batch_again_then_the_batch_processed_on_its_state(
+        deployment: Settings, stages: Stages) -> None:
+    stage = Overlapping(fail=True)
+    sent = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(40)]
+    await publish(deployment, deployment.topic(INBOUND), sent)
+    stages.add("intake", [deployment.topic(INBOUND)], stage.process, stage.confirm, stage.forget)
+    await stages.start()
+    await wait_committed(deployment, group_of(deployment, "intake"), deployment.topic(INBOUND))
+    await until(lambda: not stages.stalled, "the stage never recovered")
+    first, second = stage.processed[:2]
+    # what the second batch carried was dropped, and both ran again, one at a time, in order
+    assert stage.forgotten >= 1
+    assert stage.processed[2:4] == [first, second] and stage.confirmed[:2] == [first, second]
+    every = [owner for batch in stage.confirmed for owner in batch]
+    assert len(every) == len(set(every)) == len(sent)
+    assert all(offsets == sorted(offsets) for offsets in _in_order(stage.confirmed).values())
+    # each record out at least once: the first attempts' outputs were in Kafka before the confirm failed
+    copied = {r.value for r in await read_all(deployment, deployment.topic(IDENTIFIED))}
+    assert copied == {v for _, v in sent}
 
 
 class Fanout:

@@ -1,0 +1,78 @@
+"""A stage loop tops up a batch that waited in the fetcher with what reached Kafka since."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from router.loop import FETCH_WAIT_MS, STALE_SECONDS, TOP_UP_MS, WAITED_SECONDS, StageLoop
+from router.settings import Settings
+
+A, B = TopicPartition("in", 0), TopicPartition("in", 1)
+
+
+class Clock:
+    """Monotonic seconds that move only when a fetch takes time."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Consumer:
+    """Answers `getmany` from a script of (records, seconds the call takes), noting each call."""
+
+    def __init__(self, clock: Clock, answers: list[tuple[dict[TopicPartition, list[int]], float]]) -> None:
+        self.clock = clock
+        self.answers = answers
+        self.calls: list[tuple[int, int]] = []
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[int]]:
+        self.calls.append((timeout_ms, max_records))
+        records, seconds = self.answers.pop(0)
+        self.clock.now += seconds
+        return {tp: list(r) for tp, r in records.items()}
+
+
+def _loop(clock: Clock, batch_size: int = 10) -> StageLoop:
+    async def process(records: Any) -> list[Any]:
+        return []
+
+    return StageLoop("intake", ["in"], process, None, settings=Settings(batch_size=batch_size),
+                     producer=lambda: None,  # type: ignore[arg-type,return-value]
+                     stalled={}, clock=clock)
+
+
+async def test_a_batch_that_sat_in_the_fetcher_is_topped_up_in_each_partitions_order() -> None:
+    clock = Clock()
+    loop = _loop(clock)
+    clock.now += STALE_SECONDS * 2  # processing the batch before took this long
+    consumer = Consumer(clock, [({A: [1, 2], B: [7]}, 0.0), ({B: [8, 9], A: [3]}, 0.001)])
+    fetched = await loop._fetch(consumer)  # type: ignore[arg-type]
+    assert fetched == {A: [1, 2, 3], B: [7, 8, 9]}
+    # the top-up asks only for the room left, and waits briefly
+    assert consumer.calls == [(FETCH_WAIT_MS, 10), (TOP_UP_MS, 7)]
+
+
+async def test_fresh_full_or_waited_for_batches_are_not_topped_up() -> None:
+    clock = Clock()
+    loop = _loop(clock, batch_size=3)
+    # taken just after the last batch: the fetcher's records are fresh
+    consumer = Consumer(clock, [({A: [1]}, 0.0)])
+    assert await loop._fetch(consumer) == {A: [1]}  # type: ignore[arg-type]
+    # the fetch had to wait for its records: they just arrived
+    clock.now += STALE_SECONDS * 2
+    consumer = Consumer(clock, [({A: [2]}, WAITED_SECONDS * 2)])
+    assert await loop._fetch(consumer) == {A: [2]}  # type: ignore[arg-type]
+    # a full batch has no room
+    clock.now += STALE_SECONDS * 2
+    consumer = Consumer(clock, [({A: [3, 4], B: [5]}, 0.0)])
+    assert await loop._fetch(consumer) == {A: [3, 4], B: [5]}  # type: ignore[arg-type]
+    # nothing fetched: nothing to top up
+    clock.now += STALE_SECONDS * 2
+    consumer = Consumer(clock, [({}, 0.0)])
+    assert await loop._fetch(consumer) == {}  # type: ignore[arg-type]
+    assert len(consumer.calls) == 1
