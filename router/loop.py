@@ -58,7 +58,7 @@ RETRY_CAP_SECONDS = 30.0
 STOP_GRACE_SECONDS = 10.0
 FETCH_WAIT_MS = 200
 # a batch that was waiting in the fetcher longer than this is topped up with what came since,
-# waiting at most TOP_UP_MS for it (see StageLoop._fetch)
+# waiting at most TOP_UP_MS for it (see StageLoop._top_up)
 STALE_SECONDS = 0.005
 TOP_UP_MS = 10
 # a fetch that took longer than this waited for its records: they are fresh
@@ -292,7 +292,7 @@ class StageLoop:
         consumer = self._consumer
         while not self._stopping:
             try:
-                fetched = await self._fetch(consumer)
+                fetched, room = await self._fetch(consumer)
             except KafkaError as e:
                 STAGE_RETRIES.labels(self.name, type(e).__name__).inc()
                 log.warning("fetch failed; trying again", extra={"stage": self.name, "error": repr(e)})
@@ -300,6 +300,8 @@ class StageLoop:
                 continue
             async with self.between_batches:
                 if fetched:
+                    if room:  # under the lock: a rebalance waits for these records as for the rest
+                        await self._top_up(consumer, fetched, room)
                     await self._overlap(_Batch(
                         [Record(m.topic, m.partition, m.offset, m.value or b"")
                          for messages in fetched.values() for m in messages],
@@ -308,27 +310,35 @@ class StageLoop:
                     await self._settle()  # idle: a batch whose acks or confirm failed runs again now
             self._report_lag()
 
-    async def _fetch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
-        """The next batch, topped up with what reached Kafka while it waited in the fetcher.
-
-        The fetcher fetches again as soon as the loop takes what it holds (hold_prefetch), so
-        under steady load the batch the loop takes next was fetched a whole batch earlier,
-        and every record waited one cycle more than it had to. When the batch was already
-        there (no wait) and is older than STALE_SECONDS, the fetch its taking started is
-        waited for, briefly, and added: each partition's records stay in order.
-        """
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> tuple[dict[TopicPartition, list[Any]], int]:
+        """The fetcher's next batch, and how many records a top-up may add to it (0: none)."""
         size = self._settings.batch_size
         asked = self._clock()
         fetched: dict[TopicPartition, list[Any]] = await consumer.getmany(timeout_ms=FETCH_WAIT_MS,
                                                                           max_records=size)
         waited = self._clock() - asked
         room = size - sum(map(len, fetched.values()))
-        if fetched and room > 0 and waited < WAITED_SECONDS and asked - self._took > STALE_SECONDS:
-            more = await consumer.getmany(timeout_ms=TOP_UP_MS, max_records=room)
-            for tp, messages in more.items():
-                fetched.setdefault(tp, []).extend(messages)
+        stale = bool(fetched) and waited < WAITED_SECONDS and asked - self._took > STALE_SECONDS
         self._took = self._clock()
-        return fetched
+        return fetched, room if stale and room > 0 else 0
+
+    async def _top_up(self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list[Any]],
+                      room: int) -> None:
+        """Add to a batch what reached Kafka while it waited in the fetcher; each partition stays in order.
+
+        The fetcher fetches again as soon as the loop takes what it holds (hold_prefetch), so
+        under steady load the batch the loop takes next was fetched a whole batch earlier,
+        and every record waited one cycle more than it had to. When the batch was already
+        there (the fetch did not wait) and is older than STALE_SECONDS, the fetch its taking
+        started is waited for, at most TOP_UP_MS.
+        """
+        try:
+            more = await consumer.getmany(timeout_ms=TOP_UP_MS, max_records=room)
+        except KafkaError:
+            return  # the next fetch meets it again, and says so
+        for tp, messages in more.items():
+            fetched.setdefault(tp, []).extend(messages)
+        self._took = self._clock()
 
     async def _overlap(self, batch: _Batch) -> None:
         """Process and send a batch while the one before it is acknowledged and confirmed."""
@@ -366,8 +376,12 @@ class StageLoop:
     async def _settle(self) -> bool:
         """Wait for the batch sent last; run it again, alone, if it failed. True if it had to."""
         task, batch = self._finishing, self._sent
+        if task is None or batch is None:
+            return False
+        finished = await asyncio.shield(task)
+        # cleared only now: a stop that cancels this wait still waits for the batch (stop)
         self._finishing = self._sent = None
-        if task is None or batch is None or await asyncio.shield(task):
+        if finished:
             return False
         self._forgotten()
         await self._until_done(batch.records)
@@ -376,8 +390,12 @@ class StageLoop:
 
     async def drain(self) -> None:
         """Before partitions go: wait for the batch sent last; if it failed, their next owner reruns it."""
-        task, self._finishing, self._sent = self._finishing, None, None
-        if task is not None and not await asyncio.shield(task):
+        task = self._finishing
+        if task is None:
+            return
+        finished = await asyncio.shield(task)
+        self._finishing = self._sent = None
+        if not finished:
             self._forgotten()
             self._stalled.pop(self.name, None)
 

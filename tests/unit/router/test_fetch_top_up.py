@@ -46,13 +46,20 @@ def _loop(clock: Clock, batch_size: int = 10) -> StageLoop:
                      stalled={}, clock=clock)
 
 
+async def _next(loop: StageLoop, consumer: Consumer) -> Any:
+    """A batch as the loop takes it: fetched, then topped up when there is room."""
+    fetched, room = await loop._fetch(consumer)  # type: ignore[arg-type]
+    if room:
+        await loop._top_up(consumer, fetched, room)  # type: ignore[arg-type]
+    return fetched
+
+
 async def test_a_batch_that_sat_in_the_fetcher_is_topped_up_in_each_partitions_order() -> None:
     clock = Clock()
     loop = _loop(clock)
     clock.now += STALE_SECONDS * 2  # processing the batch before took this long
     consumer = Consumer(clock, [({A: [1, 2], B: [7]}, 0.0), ({B: [8, 9], A: [3]}, 0.001)])
-    fetched = await loop._fetch(consumer)  # type: ignore[arg-type]
-    assert fetched == {A: [1, 2, 3], B: [7, 8, 9]}
+    assert await _next(loop, consumer) == {A: [1, 2, 3], B: [7, 8, 9]}
     # the top-up asks only for the room left, and waits briefly
     assert consumer.calls == [(FETCH_WAIT_MS, 10), (TOP_UP_MS, 7)]
 
@@ -62,17 +69,17 @@ async def test_fresh_full_or_waited_for_batches_are_not_topped_up() -> None:
     loop = _loop(clock, batch_size=3)
     # taken just after the last batch: the fetcher's records are fresh
     consumer = Consumer(clock, [({A: [1]}, 0.0)])
-    assert await loop._fetch(consumer) == {A: [1]}  # type: ignore[arg-type]
+    assert await _next(loop, consumer) == {A: [1]}
     # the fetch had to wait for its records: they just arrived
     clock.now += STALE_SECONDS * 2
     consumer = Consumer(clock, [({A: [2]}, WAITED_SECONDS * 2)])
-    assert await loop._fetch(consumer) == {A: [2]}  # type: ignore[arg-type]
+    assert await _next(loop, consumer) == {A: [2]}
     # a full batch has no room
     clock.now += STALE_SECONDS * 2
     consumer = Consumer(clock, [({A: [3, 4], B: [5]}, 0.0)])
-    assert await loop._fetch(consumer) == {A: [3, 4], B: [5]}  # type: ignore[arg-type]
+    assert await _next(loop, consumer) == {A: [3, 4], B: [5]}
     # nothing fetched: nothing to top up
     clock.now += STALE_SECONDS * 2
     consumer = Consumer(clock, [({}, 0.0)])
-    assert await loop._fetch(consumer) == {}  # type: ignore[arg-type]
+    assert await _next(loop, consumer) == {}
     assert len(consumer.calls) == 1
