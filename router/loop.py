@@ -351,9 +351,7 @@ class StageLoop:
             # processed on the state of a batch that failed, or failed itself: again, alone
             if acks is not None:
                 _abandon(acks)
-            self._forgotten()
-            await self._until_done(batch.records)
-            self._done(batch)
+            await self._rerun(batch)
             return
         self._sent = batch
         self._finishing = asyncio.create_task(self._finish(batch, acks), name=f"finish-{self.name}")
@@ -373,31 +371,36 @@ class StageLoop:
         self._done(batch)
         return True
 
-    async def _settle(self) -> bool:
-        """Wait for the batch sent last; run it again, alone, if it failed. True if it had to."""
+    async def _unsettled(self) -> _Batch | None:
+        """Wait for the batch sent last; it, if its acks or confirm failed (what was carried is dropped)."""
         task, batch = self._finishing, self._sent
         if task is None or batch is None:
-            return False
+            return None
         finished = await asyncio.shield(task)
         # cleared only now: a stop that cancels this wait still waits for the batch (stop)
         self._finishing = self._sent = None
         if finished:
-            return False
+            return None
         self._forgotten()
-        await self._until_done(batch.records)
-        self._done(batch)
-        return True
+        return batch
+
+    async def _settle(self) -> bool:
+        """Wait for the batch sent last; run it again, alone, if it failed. True if it had to."""
+        failed = await self._unsettled()
+        if failed is not None:
+            await self._rerun(failed)
+        return failed is not None
 
     async def drain(self) -> None:
         """Before partitions go: wait for the batch sent last; if it failed, their next owner reruns it."""
-        task = self._finishing
-        if task is None:
-            return
-        finished = await asyncio.shield(task)
-        self._finishing = self._sent = None
-        if not finished:
-            self._forgotten()
+        if await self._unsettled() is not None:
             self._stalled.pop(self.name, None)
+
+    async def _rerun(self, batch: _Batch) -> None:
+        """Run a batch again, alone, from the stage's store: nothing carried from another batch."""
+        self._forgotten()
+        await self._until_done(batch.records)
+        self._done(batch)
 
     def _forgotten(self) -> None:
         """What the stage carried from unconfirmed batches is dropped: the next runs from its store."""
@@ -535,4 +538,3 @@ class Stages(Service):
         if self._producer is not None:
             with contextlib.suppress(KafkaError, TimeoutError):
                 await asyncio.wait_for(self._producer.stop(), STOP_GRACE_SECONDS)
-

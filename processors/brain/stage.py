@@ -18,7 +18,8 @@ state a batch leaves is carried in memory until its confirm writes it: the next 
 customers, threads and queue backlogs start from what Redis held plus every batch
 processed but not yet confirmed. A read and a confirm never run at once (one lock), so a
 read sees each carried batch either in Redis or in memory, never both. A failed
-confirm, or `forget`, drops everything carried: those batches run again from Redis.
+confirm drops everything carried, and the loop calls `forget` before it runs any batch
+again: those batches are decided again from Redis.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class _Carried:
     """A batch processed and not yet confirmed: which records, and the state it leaves."""
 
     owners: tuple[str, ...]
-    customers: dict[str, CaseFile]
+    customers: dict[str, CaseFile]  # carried only with a batch to write
     batch: _Batch | None  # None: nothing to write but the "done" marks
 
 
@@ -148,8 +149,6 @@ class Brain:
     async def process(self, records: Sequence[Record]) -> list[Output]:
         """Route messages and apply events; returns routed conversations and acknowledgements."""
         owners = _owners(records)
-        if self._pending and self._pending[0].owners == owners:
-            self.forget()  # the oldest batch again: it starts from Redis' state
         outputs: list[Output] = []
         decoded = _decode(records, outputs)
         if not decoded:
@@ -174,7 +173,7 @@ class Brain:
         observe_all(_latency, [max(0.0, decided - at.timestamp()) for at in batch.received])
         rest = {k: v for k, v in customers.items() if k not in probes}  # a probe leaves no trace
         # written with the "done" marks once Kafka holds the outputs: one round trip, not two
-        self._pending.append(_Carried(owners, rest, batch) if items and rest else _Carried(owners, {}, None))
+        self._pending.append(_Carried(owners, rest, batch if items and rest else None))
         tally.report()
         return outputs
 
