@@ -4,6 +4,11 @@ One worker, a fixed offered rate (its first second settles, as in bench.pipeline
 every record's Kafka timestamp (the time our producer built its batch) is read back and
 each hop's share is printed, p50 / p99 / max, with the worker's CPU a message and the
 moments that held the slowest 1%.
+
+It also prints the host's budget while the rate was offered: the CPU a message of the
+worker, the Kafka broker (when the local stack runs it) and Redis, and how busy the
+host's cores were. On a small host the three share the cores with the publisher, and
+the latency is what waiting for a core costs them.
 """
 
 from __future__ import annotations
@@ -16,14 +21,18 @@ import os
 import sys
 import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis.exceptions import RedisError
 
 from bench.pipeline import SETTLE_SECONDS, percentile, process, publish
 from bench.scaleout import Workers, cpu_seconds, free_port
 from bench.topics import delete_run
 from bench.workload import Workload
+from devtools.stack import status
 from router.kafka import ensure_topics
 from router.settings import Settings, load
 from schemas.topics import IDENTIFIED, INBOUND, ROUTED
@@ -38,6 +47,57 @@ class _Event(msgspec.Struct):
 
 class _Routed(msgspec.Struct):
     message: _Event | None = None
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """CPU seconds so far: workers', broker's, Redis's (None: not measurable here), the host's."""
+
+    workers: float
+    broker: float | None
+    redis: float | None
+    busy: float
+    total: float
+
+
+def _host() -> tuple[float, float]:
+    """The host's busy and total CPU seconds since boot, every core (/proc/stat)."""
+    ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and waiting for I/O
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
+async def _budget(settings: Settings, workers: list[int], broker: int | None) -> _Budget:
+    """What the processes sharing this host have used so far."""
+    redis = settings.new_redis(socket_timeout=5)
+    try:
+        cpu = await redis.info("cpu")
+        used: float | None = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    except (RedisError, KeyError):
+        used = None
+    finally:
+        await redis.aclose()
+    busy, total = _host()
+    return _Budget(sum(cpu_seconds(pid) for pid in workers),
+                   None if broker is None else cpu_seconds(broker), used, busy, total)
+
+
+async def _broker_pid(settings: Settings) -> int | None:
+    """The Kafka broker's pid when this checkout's stack runs it, else None (a broker elsewhere)."""
+    found = await asyncio.to_thread(status, settings)  # its probes run loops of their own
+    return next((s.pid for s in found if s.name == "kafka" and s.running), None)
+
+
+def _print_budget(before: _Budget, after: _Budget, messages: int) -> None:
+    """The CPU a message each process spent while the rate was offered, and how busy the host was."""
+    def each(start: float | None, end: float | None) -> str:
+        return "n/a" if start is None or end is None else f"{(end - start) / messages * 1e6:.0f} µs"
+
+    cores = os.cpu_count() or 1
+    print(f"while offered: CPU a message: worker {each(before.workers, after.workers)}, "
+          f"Kafka broker {each(before.broker, after.broker)}, Redis {each(before.redis, after.redis)}; "
+          f"the host's {cores} cores {(after.busy - before.busy) / (after.total - before.total):.0%} busy")
 
 
 async def _stamps(bootstrap: str, topic: str, routed: bool) -> dict[str, float]:
@@ -101,9 +161,13 @@ async def run(args: argparse.Namespace) -> None:
                 await publish(producer, sb.topic(INBOUND), work, WARM_UP, None)
                 await _through(sb, WARM_UP)
                 cpu = sum(cpu_seconds(w.pid) for w in workers)
+                broker = await _broker_pid(base)
+                before = await _budget(base, [w.pid for w in workers], broker)
                 offered = args.rate * (SETTLE_SECONDS + args.seconds)
                 started = await publish(producer, sb.topic(INBOUND), work, offered, args.rate)
                 settled = started + SETTLE_SECONDS
+                # the window ends with the publishing, before the read-back below loads the broker
+                after = await _budget(base, [w.pid for w in workers], broker)
             finally:
                 await producer.stop()
             inbound, identified, routed = await _through(sb, WARM_UP + offered)
@@ -123,6 +187,7 @@ async def run(args: argparse.Namespace) -> None:
         p50, p99 = (percentile(values, q) * 1000 for q in (0.5, 0.99))
         print(f"{name:>22}: p50 {p50:6.1f}  p99 {p99:6.1f}  max {max(values) * 1000:6.1f} ms")
     _worst_moments({e: inbound[e] for e in both}, {e: routed[e] - inbound[e] for e in both})
+    _print_budget(before, after, offered)
 
 
 def _worst_moments(published: dict[str, float], took: dict[str, float], width: float = 0.1) -> None:

@@ -63,6 +63,11 @@ STALE_SECONDS = 0.005
 TOP_UP_MS = 10
 # a fetch that took longer than this waited for its records: they are fresh
 WAITED_SECONDS = 0.002
+# while records flow, a fetch returns once this much is there or SB_BATCH_WITHIN_SECONDS
+# passed (FetchPace); under a burst it is there at once
+FILL_BYTES = 64 * 1024
+# idle, a fetch waits this long at the broker for a first record
+IDLE_WAIT_MS = 500
 LAG_EVERY_SECONDS = 2.0
 # how long a start waits for a group coordinator to read the Faust group's offsets
 ADOPT_SECONDS = 30.0
@@ -178,6 +183,34 @@ def hold_prefetch(consumer: AIOKafkaConsumer) -> None:
     fetcher._prefetch_backoff = PREFETCH_HOLD_SECONDS
 
 
+class FetchPace:
+    """While records flow, the broker holds each fetch for a batch's worth; idle, it long-polls.
+
+    A cycle (fetch, process, produce, acknowledge, commit) costs a few milliseconds
+    whatever its size. Fetching as soon as one record is there made a cycle of nearly every
+    record at a moderate rate: a worker spent most of a core at 200 msg/s. So while records
+    flow, the next fetch asks the broker to wait until FILL_BYTES are there or
+    `batch_within_seconds` passed; once a fetch comes back empty, fetches long-poll again,
+    so a lone record after a quiet spell is taken at once. aiokafka reads both settings
+    when it builds each request, and has no public way to change them on a running consumer.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, within_seconds: float) -> None:
+        fetcher = consumer._fetcher
+        if not all(hasattr(fetcher, name) for name in ("_fetch_min_bytes", "_fetch_max_wait_ms")):
+            raise RuntimeError("aiokafka's fetcher has no _fetch_min_bytes or _fetch_max_wait_ms; "
+                               "see router.loop.FetchPace")
+        self._fetcher = fetcher
+        self._within_ms = round(within_seconds * 1000)
+        self.filling = False
+
+    def flowing(self, records: bool) -> None:
+        """Set how the next fetch waits: for a batch's worth when the last one brought records."""
+        self.filling = records and self._within_ms > 0
+        self._fetcher._fetch_min_bytes, self._fetcher._fetch_max_wait_ms = (
+            (FILL_BYTES, self._within_ms) if self.filling else (1, IDLE_WAIT_MS))
+
+
 @dataclass(slots=True)
 class _Batch:
     """A fetched batch: its records and the offsets to commit once it is done."""
@@ -238,6 +271,7 @@ class StageLoop:
         self._lag_reported: set[tuple[str, int]] = set()
         self._clock = clock  # monotonic seconds: when the fetcher's batch was taken, how long a fetch waited
         self._took = clock()
+        self._pace: FetchPace | None = None
 
     def assigned(self) -> bool:
         """True once this loop has joined its group (with more workers than partitions, idle)."""
@@ -254,6 +288,7 @@ class StageLoop:
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=settings.batch_size,
+            fetch_max_wait_ms=IDLE_WAIT_MS,
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=session_ms // 4,
             # a batch rerun through an outage must not cost the partitions
@@ -263,6 +298,7 @@ class StageLoop:
         self._consumer.subscribe(list(self.topics), listener=_Rebalance(self))
         await self._consumer.start()
         hold_prefetch(self._consumer)
+        self._pace = FetchPace(self._consumer, settings.batch_within_seconds)
         self._task = asyncio.create_task(self._run(), name=f"stage-{self.name}")
 
     async def stop(self) -> None:
@@ -317,8 +353,13 @@ class StageLoop:
         fetched: dict[TopicPartition, list[Any]] = await consumer.getmany(timeout_ms=FETCH_WAIT_MS,
                                                                           max_records=size)
         waited = self._clock() - asked
+        if self._pace is not None:
+            self._pace.flowing(bool(fetched))  # before the fetcher builds its next request
         room = size - sum(map(len, fetched.values()))
-        stale = bool(fetched) and waited < WAITED_SECONDS and asked - self._took > STALE_SECONDS
+        # a fetch the broker holds for a batch's worth would not come back within a top-up
+        filling = self._pace is not None and self._pace.filling
+        stale = (bool(fetched) and not filling
+                 and waited < WAITED_SECONDS and asked - self._took > STALE_SECONDS)
         self._took = self._clock()
         return fetched, room if stale and room > 0 else 0
 
