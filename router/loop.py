@@ -45,8 +45,8 @@ from processors.stores.tags import key_partition
 from router.kafka import client_options, new_producer
 from router.settings import Settings
 
-__all__ = ["Confirm", "Forget", "Process", "StageLoop", "Stages", "adopt_offsets", "group_of",
-           "hold_prefetch", "produce", "send"]
+__all__ = ["Confirm", "FetchPace", "Forget", "Process", "StageLoop", "Stages", "adopt_offsets",
+           "group_of", "produce", "send"]
 
 log = logging.getLogger(__name__)
 Process = Callable[[Sequence[Record]], Awaitable[list[Output]]]
@@ -167,48 +167,43 @@ async def _legacy_offsets(settings: Settings, group: str) -> dict[TopicPartition
         await admin.close()
 
 
-def hold_prefetch(consumer: AIOKafkaConsumer) -> None:
-    """Fetch again only once the loop has taken what was fetched, never a partial fetch beside it.
-
-    aiokafka waits 0.1 s (`prefetch_backoff`, not a consumer option) for fetched records to
-    be taken, then fetches the partitions that hold none. For the brain those are the
-    conversation topic's, which rarely have records: the broker held that fetch for
-    `fetch_max_wait_ms` (500 ms) while the loop, having taken its records, could not fetch
-    the busy topic until it came back. One batch longer than 0.1 s set it off, and each
-    hold made the next batch bigger and longer (decision 0006, eighth part).
-    """
-    fetcher = consumer._fetcher
-    if not hasattr(fetcher, "_prefetch_backoff"):  # no public option: an upgrade must say so
-        raise RuntimeError("aiokafka's fetcher has no _prefetch_backoff; see router.loop.hold_prefetch")
-    fetcher._prefetch_backoff = PREFETCH_HOLD_SECONDS
-
-
 class FetchPace:
-    """While records flow, the broker holds each fetch for a batch's worth; idle, it long-polls.
+    """How a loop's fetcher fetches: never beside records not yet taken; while records flow, a batch's worth.
 
-    A cycle (fetch, process, produce, acknowledge, commit) costs a few milliseconds
-    whatever its size. Fetching as soon as one record is there made a cycle of nearly every
-    record at a moderate rate: a worker spent most of a core at 200 msg/s. So while records
-    flow, the next fetch asks the broker to wait until FILL_BYTES are there or
-    `batch_within_seconds` passed; once a fetch comes back empty, fetches long-poll again,
-    so a lone record after a quiet spell is taken at once. aiokafka reads both settings
-    when it builds each request, and has no public way to change them on a running consumer.
+    aiokafka has no public way to set either on a running consumer. It reads its fetcher's
+    settings each time it fetches, so this sets them there, and refuses to start, naming
+    itself, when an upgrade renames them.
+
+    - Fetch again only once the loop has taken what was fetched. aiokafka waits 0.1 s
+      (`prefetch_backoff`) for fetched records to be taken, then fetches the partitions that
+      hold none. For the brain those are the conversation topic's, which rarely have
+      records: the broker held that fetch while the loop, having taken its records, could
+      not fetch the busy topic until it came back. One batch longer than 0.1 s set it off,
+      and each hold made the next batch bigger and longer (decision 0006, eighth part).
+    - A cycle (fetch, process, produce, acknowledge, commit) costs a few milliseconds
+      whatever its size. Fetching as soon as one record is there made a cycle of nearly
+      every record at a moderate rate: a worker spent most of a core at 200 msg/s. So while
+      records flow, the next fetch asks the broker to wait until FILL_BYTES are there or
+      `batch_within_seconds` passed; once a fetch comes back empty, fetches long-poll
+      again, so a lone record after a quiet spell is taken at once (0006, fourteenth part).
     """
 
     def __init__(self, consumer: AIOKafkaConsumer, within_seconds: float) -> None:
         fetcher = consumer._fetcher
-        if not all(hasattr(fetcher, name) for name in ("_fetch_min_bytes", "_fetch_max_wait_ms")):
-            raise RuntimeError("aiokafka's fetcher has no _fetch_min_bytes or _fetch_max_wait_ms; "
-                               "see router.loop.FetchPace")
+        if not all(hasattr(fetcher, name)
+                   for name in ("_prefetch_backoff", "_fetch_min_bytes", "_fetch_max_wait_ms")):
+            raise RuntimeError("aiokafka's fetcher has no _prefetch_backoff, _fetch_min_bytes or "
+                               "_fetch_max_wait_ms; see router.loop.FetchPace")
+        fetcher._prefetch_backoff = PREFETCH_HOLD_SECONDS
         self._fetcher = fetcher
         self._within_ms = round(within_seconds * 1000)
-        self.filling = False
 
-    def flowing(self, records: bool) -> None:
-        """Set how the next fetch waits: for a batch's worth when the last one brought records."""
-        self.filling = records and self._within_ms > 0
+    def flowing(self, records: bool) -> bool:
+        """Set how the next fetch waits from whether the last brought records; True: for a batch's worth."""
+        filling = records and self._within_ms > 0
         self._fetcher._fetch_min_bytes, self._fetcher._fetch_max_wait_ms = (
-            (FILL_BYTES, self._within_ms) if self.filling else (1, IDLE_WAIT_MS))
+            (FILL_BYTES, self._within_ms) if filling else (1, IDLE_WAIT_MS))
+        return filling
 
 
 @dataclass(slots=True)
@@ -297,7 +292,6 @@ class StageLoop:
         await adopt_offsets(settings, group_of(settings, self.name), self.topics)
         self._consumer.subscribe(list(self.topics), listener=_Rebalance(self))
         await self._consumer.start()
-        hold_prefetch(self._consumer)
         self._pace = FetchPace(self._consumer, settings.batch_within_seconds)
         self._task = asyncio.create_task(self._run(), name=f"stage-{self.name}")
 
@@ -353,11 +347,10 @@ class StageLoop:
         fetched: dict[TopicPartition, list[Any]] = await consumer.getmany(timeout_ms=FETCH_WAIT_MS,
                                                                           max_records=size)
         waited = self._clock() - asked
-        if self._pace is not None:
-            self._pace.flowing(bool(fetched))  # before the fetcher builds its next request
+        # set before the fetcher builds its next request; a fetch the broker holds for a
+        # batch's worth would not come back within a top-up
+        filling = self._pace is not None and self._pace.flowing(bool(fetched))
         room = size - sum(map(len, fetched.values()))
-        # a fetch the broker holds for a batch's worth would not come back within a top-up
-        filling = self._pace is not None and self._pace.filling
         stale = (bool(fetched) and not filling
                  and waited < WAITED_SECONDS and asked - self._took > STALE_SECONDS)
         self._took = self._clock()
@@ -367,7 +360,7 @@ class StageLoop:
                       room: int) -> None:
         """Add to a batch what reached Kafka while it waited in the fetcher; each partition stays in order.
 
-        The fetcher fetches again as soon as the loop takes what it holds (hold_prefetch), so
+        The fetcher fetches again as soon as the loop takes what it holds (FetchPace), so
         under steady load the batch the loop takes next was fetched a whole batch earlier,
         and every record waited one cycle more than it had to. When the batch was already
         there (the fetch did not wait) and is older than STALE_SECONDS, the fetch its taking

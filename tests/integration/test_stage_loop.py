@@ -64,7 +64,7 @@ async def test_a_failing_batch_runs_again_and_its_offsets_wait_for_its_outputs(
     # every record out exactly once: the failed attempts produced nothing
     assert copied == sorted(v for _, v in sent)
     assert stages.assigned()
-    # fetched records hold back the next fetch until the loop takes them (hold_prefetch)
+    # fetched records hold back the next fetch until the loop takes them (FetchPace)
     assert [loop._consumer._fetcher._prefetch_backoff for loop in stages.loops
             ] == [PREFETCH_HOLD_SECONDS]
 

@@ -33,9 +33,10 @@ class Clock:
 
 
 class Fetcher:
-    """The two settings aiokafka's fetcher reads each time it builds a fetch request."""
+    """The settings aiokafka's fetcher reads each time it fetches."""
 
     def __init__(self) -> None:
+        self._prefetch_backoff = 0.1
         self._fetch_min_bytes = 1
         self._fetch_max_wait_ms = IDLE_WAIT_MS
 
