@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     # most this long for a batch's worth (fewer, fuller batches: less CPU a message for a few
     # ms more latency; 0 takes what is there at once). Idle, a lone event is taken at once.
     batch_size: int = Field(default=500, ge=1)
-    batch_within_seconds: float = Field(default=0.03, ge=0, le=0.5)
+    batch_within_seconds: float = Field(default=0.0, ge=0, le=0.5)
 
     # signs the reply tokens in our outgoing mail; the same on every worker, kept secret;
     # `run` and `worker` refuse the built-in one (it only serves explain, whatif and tests)
